@@ -1,0 +1,366 @@
+//! The `http` action: a templated request sent with reqwest, its response classified by the
+//! action's success statuses and retry policy, and offered to later steps as
+//! `steps.<name>.status / .headers / .body`.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use super::{AttemptResult, Clients, ExecContext, ResultKind, redact, redact_headers, truncate_body};
+use crate::flow::spec::HttpSpec;
+use crate::retry::{RetryPolicy, StatusClass, StatusSet, parse_retry_after};
+use crate::run::{ReceivedResponse, SentRequest};
+use crate::template::{JsonTemplate, Templates};
+
+/// Default time allowed for one request, connect to last body byte.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Header carrying the per-run-and-action idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+#[derive(Debug)]
+pub enum Body {
+    None,
+    /// A text template (inline or a file under `templates/`), sent as rendered.
+    Text(String),
+    /// A YAML structure sent as JSON.
+    Json(JsonTemplate),
+}
+
+/// A compiled `http` action.
+#[derive(Debug)]
+pub struct HttpAction {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(HeaderName, String)>,
+    pub body: Body,
+    pub timeout: Duration,
+    pub success: StatusSet,
+    pub follow_redirects: bool,
+}
+
+/// A request after rendering, before sending.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub method: Method,
+    pub url: reqwest::Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpAction {
+    /// Builds the action from its spec, registering its templates under `prefix`. Errors are
+    /// `(path below prefix, message)` pairs so the loader can point at the right line.
+    pub fn compile(
+        spec: &HttpSpec,
+        prefix: &str,
+        templates: &mut Templates,
+    ) -> Result<HttpAction, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let method = Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| {
+                errors.push((
+                    "method".into(),
+                    format!("`{}` is not an HTTP method", spec.method),
+                ))
+            })
+            .unwrap_or(Method::POST);
+        let mut add = |path: &str, src: &str, errors: &mut Vec<(String, String)>| {
+            let name = format!("{prefix}.{path}");
+            if let Err(e) = templates.add(name.clone(), src.to_string()) {
+                errors.push((path.to_string(), format!("template syntax error: {}", e.message)));
+            }
+            name
+        };
+        let url = add("url", &spec.url, &mut errors);
+        let mut headers = Vec::new();
+        for (k, v) in &spec.headers {
+            match HeaderName::from_bytes(k.as_bytes()) {
+                Ok(h) => headers.push((h, add(&format!("headers.{k}"), v, &mut errors))),
+                Err(_) => errors.push((
+                    format!("headers.{k}"),
+                    format!("`{k}` is not a valid header name"),
+                )),
+            }
+        }
+        let body = match (&spec.body, &spec.body_template) {
+            (Some(_), Some(_)) => {
+                errors.push((
+                    "body_template".into(),
+                    "give either `body` or `body_template`, not both".into(),
+                ));
+                Body::None
+            }
+            (Some(Value::String(s)), None) => Body::Text(add("body", s, &mut errors)),
+            (Some(v), None) => match JsonTemplate::compile(v, &format!("{prefix}.body"), templates) {
+                Ok(t) => Body::Json(t),
+                Err(e) => {
+                    let path = e
+                        .name
+                        .strip_prefix(&format!("{prefix}."))
+                        .unwrap_or("body")
+                        .to_string();
+                    errors.push((path, format!("template syntax error: {}", e.message)));
+                    Body::None
+                }
+            },
+            (None, Some(file)) => {
+                if templates.has(file) {
+                    Body::Text(file.clone())
+                } else {
+                    errors.push((
+                        "body_template".into(),
+                        format!("no template `{file}` in the templates directory"),
+                    ));
+                    Body::None
+                }
+            }
+            (None, None) => Body::None,
+        };
+        let success = match &spec.success {
+            Some(list) => StatusSet::parse(list).unwrap_or_else(|e| {
+                errors.push(("success".into(), e));
+                StatusSet::success_default()
+            }),
+            None => StatusSet::success_default(),
+        };
+        let timeout = spec.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        if timeout.is_zero() {
+            errors.push(("timeout".into(), "timeout must be greater than zero".into()));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(HttpAction {
+            method,
+            url,
+            headers,
+            body,
+            timeout,
+            success,
+            follow_redirects: spec.follow_redirects,
+        })
+    }
+
+    /// Renders the request. Pure apart from reading environment variables via `env()`.
+    pub fn render(&self, cx: &ExecContext<'_>) -> Result<Rendered, String> {
+        let t = cx.templates;
+        let url_text = t.render(&self.url, &cx.ctx).map_err(|e| e.to_string())?;
+        let url = reqwest::Url::parse(url_text.trim()).map_err(|e| {
+            format!(
+                "rendered URL `{}` is invalid: {e}",
+                redact(&url_text, &cx.secrets)
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("URL scheme `{}` is not http or https", url.scheme()));
+        }
+        let mut headers = Vec::new();
+        for (name, tmpl) in &self.headers {
+            headers.push((
+                name.to_string(),
+                t.render(tmpl, &cx.ctx).map_err(|e| e.to_string())?,
+            ));
+        }
+        let has =
+            |headers: &[(String, String)], n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        let body = match &self.body {
+            Body::None => Vec::new(),
+            Body::Text(name) => {
+                if !has(&headers, "content-type") {
+                    headers.push(("content-type".into(), content_type_for(name).into()));
+                }
+                t.render(name, &cx.ctx).map_err(|e| e.to_string())?.into_bytes()
+            }
+            Body::Json(jt) => {
+                if !has(&headers, "content-type") {
+                    headers.push(("content-type".into(), "application/json".into()));
+                }
+                let v = jt.render(t, &cx.ctx).map_err(|e| e.to_string())?;
+                serde_json::to_vec(&v).map_err(|e| e.to_string())?
+            }
+        };
+        if !has(&headers, IDEMPOTENCY_HEADER) {
+            headers.push((IDEMPOTENCY_HEADER.into(), cx.idempotency_key.clone()));
+        }
+        Ok(Rendered {
+            method: self.method.clone(),
+            url,
+            headers,
+            body,
+        })
+    }
+
+    pub async fn attempt(
+        &self,
+        cx: &ExecContext<'_>,
+        policy: &RetryPolicy,
+        clients: &Clients,
+    ) -> AttemptResult {
+        let rendered = match self.render(cx) {
+            Ok(r) => r,
+            Err(e) => {
+                return AttemptResult {
+                    request: None,
+                    response: None,
+                    kind: ResultKind::Permanent(redact(&e, &cx.secrets)),
+                };
+            }
+        };
+        let sent = SentRequest {
+            method: rendered.method.to_string(),
+            url: redact(rendered.url.as_str(), &cx.secrets),
+            headers: redact_headers(&rendered.headers, &cx.secrets),
+            body: redact(
+                &truncate_body(&String::from_utf8_lossy(&rendered.body)),
+                &cx.secrets,
+            ),
+        };
+        let mut header_map = HeaderMap::new();
+        for (k, v) in &rendered.headers {
+            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
+            else {
+                return AttemptResult {
+                    request: Some(sent),
+                    response: None,
+                    kind: ResultKind::Permanent(format!(
+                        "header `{k}` rendered to a value that is not allowed in HTTP"
+                    )),
+                };
+            };
+            header_map.append(name, value);
+        }
+        let client = if self.follow_redirects {
+            &clients.follow
+        } else {
+            &clients.direct
+        };
+        let started = Instant::now();
+        let result = client
+            .request(rendered.method.clone(), rendered.url.clone())
+            .headers(header_map)
+            .timeout(self.timeout)
+            .body(rendered.body)
+            .send()
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let error = if e.is_timeout() {
+                    format!("timed out after {}", humantime::format_duration(self.timeout))
+                } else {
+                    format!("request failed: {}", error_chain(&e))
+                };
+                return AttemptResult {
+                    request: Some(sent),
+                    response: None,
+                    kind: ResultKind::Transient {
+                        error: redact(&error, &cx.secrets),
+                        retry_after: None,
+                    },
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let remaining = self
+            .timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
+        let body = match tokio::time::timeout(remaining, response.bytes()).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                return AttemptResult {
+                    request: Some(sent),
+                    response: None,
+                    kind: ResultKind::Transient {
+                        error: format!("reading the response failed: {}", error_chain(&e)),
+                        retry_after: None,
+                    },
+                };
+            }
+            Err(_) => {
+                return AttemptResult {
+                    request: Some(sent),
+                    response: None,
+                    kind: ResultKind::Transient {
+                        error: format!(
+                            "timed out after {} reading the response",
+                            humantime::format_duration(self.timeout)
+                        ),
+                        retry_after: None,
+                    },
+                };
+            }
+        };
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let recorded = ReceivedResponse {
+            status,
+            headers: redact_headers(&headers, &cx.secrets),
+            body: redact(&truncate_body(&text), &cx.secrets),
+        };
+        let kind = match policy.classify(status, &self.success) {
+            StatusClass::Success => ResultKind::Success(output(status, &headers, &text)),
+            StatusClass::Retry => ResultKind::Transient {
+                error: format!("HTTP {status}"),
+                retry_after,
+            },
+            StatusClass::Fail => ResultKind::Permanent(format!(
+                "HTTP {status} is not a success status for this action and is not retried"
+            )),
+        };
+        AttemptResult {
+            request: Some(sent),
+            response: Some(recorded),
+            kind,
+        }
+    }
+}
+
+/// Default content type of a text body, from its template's file name (`ticket.json.j2` is
+/// JSON); inline templates are plain text.
+fn content_type_for(template: &str) -> &'static str {
+    let file = template.rsplit('/').next().unwrap_or(template);
+    if file.contains(".json") {
+        "application/json"
+    } else if file.contains(".html") || file.contains(".htm") {
+        "text/html; charset=utf-8"
+    } else if file.contains(".xml") {
+        "application/xml"
+    } else {
+        "text/plain; charset=utf-8"
+    }
+}
+
+/// `steps.<name>`: status, headers (lowercase names) and the body, parsed when it is JSON.
+fn output(status: u16, headers: &[(String, String)], text: &str) -> Value {
+    let mut h = Map::new();
+    for (k, v) in headers {
+        h.entry(k.to_ascii_lowercase())
+            .or_insert_with(|| Value::String(v.clone()));
+    }
+    let body = serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_string()));
+    serde_json::json!({ "status": status, "headers": h, "body": body })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

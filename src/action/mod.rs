@@ -1,0 +1,176 @@
+//! Actions: what a flow does with an event. Each kind lives in its own file; this module holds
+//! what they share — the compiled [`Action`], the outcome of one attempt and redaction of what
+//! gets recorded.
+
+pub mod http;
+
+use std::time::Duration;
+
+use minijinja::value::Value as JValue;
+use serde_json::Value;
+
+use crate::matching::Condition;
+use crate::retry::RetryPolicy;
+use crate::run::{ReceivedResponse, SentRequest};
+use crate::template::Templates;
+
+/// One compiled entry of a flow's `actions`.
+#[derive(Debug)]
+pub struct Action {
+    pub name: String,
+    pub when: Vec<Condition>,
+    pub retry: RetryPolicy,
+    pub kind: ActionKind,
+}
+
+#[derive(Debug)]
+pub enum ActionKind {
+    Http(http::HttpAction),
+}
+
+impl ActionKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ActionKind::Http(_) => "http",
+        }
+    }
+}
+
+/// What one attempt produced, before the engine applies the retry policy's limits.
+#[derive(Debug)]
+pub struct AttemptResult {
+    pub request: Option<SentRequest>,
+    pub response: Option<ReceivedResponse>,
+    pub kind: ResultKind,
+}
+
+#[derive(Debug)]
+pub enum ResultKind {
+    /// Done; the value becomes `steps.<name>`.
+    Success(Value),
+    /// Worth trying again (network error, timeout, 5xx, 408, 429, `retry_on`).
+    Transient {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// Trying again cannot help (a 4xx, a template error, a bad URL).
+    Permanent(String),
+}
+
+/// Everything an attempt may read.
+pub struct ExecContext<'a> {
+    pub templates: &'a Templates,
+    /// The template context: vars, body, headers, query, flow, run_id, attempt, steps.
+    pub ctx: JValue,
+    /// Stable per run and action: the same on every retry and after a crash.
+    pub idempotency_key: String,
+    /// Secret values to blank out of anything recorded.
+    pub secrets: Vec<String>,
+}
+
+/// Outgoing clients, built once: one that never follows redirects and one that does.
+#[derive(Clone)]
+pub struct Clients {
+    pub direct: reqwest::Client,
+    pub follow: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new() -> Result<Clients, reqwest::Error> {
+        let build = |policy| {
+            reqwest::Client::builder()
+                .redirect(policy)
+                .user_agent(concat!("hookflow/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        Ok(Clients {
+            direct: build(reqwest::redirect::Policy::none())?,
+            follow: build(reqwest::redirect::Policy::limited(10))?,
+        })
+    }
+}
+
+impl Action {
+    pub async fn attempt(&self, cx: &ExecContext<'_>, clients: &Clients) -> AttemptResult {
+        match &self.kind {
+            ActionKind::Http(h) => h.attempt(cx, &self.retry, clients).await,
+        }
+    }
+}
+
+/// Longest body kept in run history; the rest is cut with a marker.
+pub const RECORDED_BODY_LIMIT: usize = 64 * 1024;
+
+const REDACTED: &str = "[redacted]";
+
+/// Headers whose values are never recorded.
+const SENSITIVE_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+/// Replaces every secret value in `text`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if !s.is_empty() && out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+/// Redacts a header list: sensitive names wholesale, secrets anywhere.
+pub fn redact_headers(headers: &[(String, String)], secrets: &[String]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let v = if SENSITIVE_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+                REDACTED.to_string()
+            } else {
+                redact(v, secrets)
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// Cuts a body for the record, on a character boundary.
+pub fn truncate_body(body: &str) -> String {
+    if body.len() <= RECORDED_BODY_LIMIT {
+        return body.to_string();
+    }
+    let mut cut = RECORDED_BODY_LIMIT;
+    while !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… [{} bytes cut]", &body[..cut], body.len() - cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        let secrets = vec!["s3cr3t".to_string()];
+        assert_eq!(redact("token=s3cr3t&x=1", &secrets), "token=[redacted]&x=1");
+        let h = redact_headers(
+            &[
+                ("Authorization".into(), "Bearer abc".into()),
+                ("X-Key".into(), "key-s3cr3t".into()),
+                ("X-Plain".into(), "ok".into()),
+            ],
+            &secrets,
+        );
+        assert_eq!(h[0].1, "[redacted]");
+        assert_eq!(h[1].1, "key-[redacted]");
+        assert_eq!(h[2].1, "ok");
+    }
+
+    #[test]
+    fn truncation_keeps_char_boundaries() {
+        let long = "é".repeat(RECORDED_BODY_LIMIT);
+        let t = truncate_body(&long);
+        assert!(t.len() < long.len());
+        assert!(t.contains("bytes cut"));
+        assert_eq!(truncate_body("short"), "short");
+    }
+}

@@ -1,0 +1,76 @@
+//! Plain-text rendering of runs for the terminal.
+
+use std::fmt::Write;
+
+use crate::run::Run;
+use crate::server::api::RunSummary;
+
+pub fn runs_table(runs: &[RunSummary]) -> String {
+    if runs.is_empty() {
+        return "no runs\n".into();
+    }
+    let flow_w = runs.iter().map(|r| r.flow.len()).max().unwrap_or(4).max(4);
+    let mut out = format!(
+        "{:<26}  {:<flow_w$}  {:<9}  {:<24}  {:>8}  ERROR\n",
+        "ID", "FLOW", "STATUS", "CREATED", "ATTEMPTS"
+    );
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "{:<26}  {:<flow_w$}  {:<9}  {:<24}  {:>8}  {}",
+            r.id,
+            r.flow,
+            r.status.as_str(),
+            r.created_at.to_string(),
+            r.attempts,
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
+
+pub fn run_detail(run: &Run) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "run      {}", run.id);
+    let _ = writeln!(o, "flow     {} (version {})", run.flow, run.flow_version);
+    let _ = writeln!(o, "status   {}", run.status.as_str());
+    let _ = writeln!(o, "created  {}", run.created_at);
+    if let Some(t) = run.next_attempt_at {
+        let _ = writeln!(o, "next     {t}");
+    }
+    if let Some(t) = run.finished_at {
+        let _ = writeln!(o, "finished {t}");
+    }
+    if let Some(e) = &run.error {
+        let _ = writeln!(o, "error    {e}");
+    }
+    if let Some(k) = &run.order_key {
+        let _ = writeln!(o, "order    {k}");
+    }
+    let _ = writeln!(
+        o,
+        "vars     {}",
+        serde_json::to_string(&run.vars).unwrap_or_default()
+    );
+    for (i, step) in run.steps.iter().enumerate() {
+        let _ = writeln!(o, "\n[{}] {} — {:?}", i + 1, step.name, step.status);
+        for a in &step.attempts {
+            let _ = write!(
+                o,
+                "  attempt {} at {} ({} ms): {:?}",
+                a.number, a.started_at, a.duration_ms, a.outcome
+            );
+            if let Some(req) = &a.request {
+                let _ = write!(o, " — {} {}", req.method, req.url);
+            }
+            if let Some(resp) = &a.response {
+                let _ = write!(o, " → {}", resp.status);
+            }
+            o.push('\n');
+            if let Some(e) = &a.error {
+                let _ = writeln!(o, "    error: {e}");
+            }
+        }
+    }
+    o
+}

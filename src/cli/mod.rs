@@ -1,0 +1,368 @@
+//! The `hookflow` command line. Exit codes: 0 success, 1 failure (invalid flows, a command that
+//! could not do its job), 2 usage errors (from clap).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+mod format;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::engine::Engine;
+use crate::flow::{FlowSet, LoadError, load_dir};
+use crate::run::Run;
+use crate::server::api::RunSummary;
+use crate::server::{AppState, app, serve};
+use crate::settings::{ClientArgs, Paths, ServeArgs, UrlArgs};
+use crate::store::{SledStore, Store};
+use crate::token::UrlTokens;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookflow",
+    version,
+    about = "Webhook workflows from YAML files: receive, verify, map, act — durably."
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "HOOKFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the flows' webhooks and run their actions.
+    Serve(ServeArgs),
+    /// Check flow files and templates; prints `file:line: problem` for each and exits 1 if any.
+    Validate {
+        /// Flows directory (default: --flows / HOOKFLOW_FLOWS).
+        dir: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// Print each flow's webhook URL.
+    Urls {
+        #[command(flatten)]
+        paths: Paths,
+        #[command(flatten)]
+        urls: UrlArgs,
+    },
+    /// Inspect runs (through the running server's API, or the store when no server runs).
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// A local request bin: prints every request it receives and answers it, so an action can
+    /// be pointed at it while developing a flow.
+    Bin {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+        /// Status to answer with.
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        flow: Option<String>,
+        /// queued, running, retrying, succeeded or failed (the dead letters).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one run with every attempt.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve_cmd(args).await,
+        Command::Validate { dir, paths } => {
+            Ok(validate_cmd(dir.as_deref().unwrap_or(&paths.flows_dir), &paths))
+        }
+        Command::Urls { paths, urls } => urls_cmd(&paths, &urls),
+        Command::Runs { command } => runs_cmd(command).await,
+        Command::Bin { listen, status } => crate::requestbin::run(listen, status)
+            .await
+            .map(|_| ExitCode::SUCCESS),
+    }
+}
+
+fn print_errors(errors: &[LoadError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+}
+
+fn validate_cmd(dir: &std::path::Path, paths: &Paths) -> ExitCode {
+    let (set, errors) = load_dir(dir, &paths.templates_dir);
+    if errors.is_empty() {
+        println!("{} flow(s) OK in {}", set.flows.len(), dir.display());
+        ExitCode::SUCCESS
+    } else {
+        print_errors(&errors);
+        eprintln!("{} problem(s); {} flow(s) valid", errors.len(), set.flows.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn urls_cmd(paths: &Paths, urls: &UrlArgs) -> Result<ExitCode> {
+    let (set, errors) = load_dir(&paths.flows_dir, &paths.templates_dir);
+    print_errors(&errors);
+    let tokens = UrlTokens::load_or_create(&paths.data_dir, urls.secret.as_deref())?;
+    let base = urls.base_url();
+    let width = set.flows.keys().map(String::len).max().unwrap_or(0);
+    for name in set.flows.keys() {
+        println!("{name:width$}  {base}/hooks/{name}/{}", tokens.token(name));
+    }
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
+    let (set, errors) = load_dir(&args.paths.flows_dir, &args.paths.templates_dir);
+    for e in &errors {
+        tracing::error!(problem = %e, "flow not loaded");
+    }
+    let flows = Arc::new(set);
+    let tokens = UrlTokens::load_or_create(&args.paths.data_dir, args.urls.secret.as_deref())?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.store_dir(), args.durability)?);
+    let engine = Arc::new(Engine::new(
+        Arc::clone(&store),
+        Arc::clone(&flows),
+        args.engine_config(),
+    )?);
+    let listener = tokio::net::TcpListener::bind(args.urls.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.urls.listen))?;
+    let base = args.urls.base_url();
+    for name in flows.flows.keys() {
+        tracing::info!(flow = %name, url = %format!("{base}/hooks/{name}/{}", tokens.token(name)), "flow loaded");
+    }
+    tracing::info!(listen = %args.urls.listen, flows = flows.flows.len(), durability = ?args.durability, "hookflow serving");
+
+    let state = AppState {
+        flows: Arc::clone(&flows),
+        store: Arc::clone(&store),
+        tokens,
+        wake: engine.waker(),
+        max_body: args.max_body,
+        api_token: args.api_token.clone(),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let engine_task = tokio::spawn(Arc::clone(&engine).run(shutdown.clone()));
+    serve(listener, app(state), shutdown.clone()).await?;
+    shutdown.cancel();
+    engine_task.await?;
+    drop(engine);
+    store.sync().await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn watch_signals(shutdown: tokio_util::sync::CancellationToken) {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down: no new requests, finishing in-flight attempts");
+    shutdown.cancel();
+}
+
+/// Reads runs from the server's API, or from the store directly when nothing listens.
+enum Source {
+    Api {
+        client: reqwest::Client,
+        base: String,
+        token: Option<String>,
+    },
+    Store(SledStore),
+}
+
+impl Source {
+    async fn connect(args: &ClientArgs) -> Result<Source> {
+        let client = reqwest::Client::new();
+        let base = args.base_url();
+        match client.get(format!("{base}/healthz")).send().await {
+            Ok(_) => Ok(Source::Api {
+                client,
+                base,
+                token: args.api_token.clone(),
+            }),
+            Err(e) if e.is_connect() => {
+                let dir = args.data_dir.join("store");
+                if !dir.exists() {
+                    bail!(
+                        "no server answers at {base} and there is no store at {}",
+                        dir.display()
+                    );
+                }
+                let store = SledStore::open(&dir, Default::default()).with_context(|| {
+                    format!("no server answers at {base}, and the store could not be opened")
+                })?;
+                Ok(Source::Store(store))
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot reach {base}")),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<serde_json::Value> {
+        let Source::Api { client, base, token } = self else {
+            unreachable!("only called for the API")
+        };
+        let mut req = client.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).context("the server's answer is not JSON")?;
+        if !status.is_success() {
+            bail!(
+                "{}: {}",
+                status,
+                body.get("detail").and_then(|d| d.as_str()).unwrap_or("error")
+            );
+        }
+        Ok(body)
+    }
+}
+
+async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
+    match cmd {
+        RunsCommand::List {
+            flow,
+            status,
+            limit,
+            json,
+            client,
+        } => {
+            let source = Source::connect(&client).await?;
+            let runs: Vec<RunSummary> = match &source {
+                Source::Api { .. } => {
+                    let mut q = vec![("limit", limit.to_string())];
+                    if let Some(f) = &flow {
+                        q.push(("flow", f.clone()));
+                    }
+                    if let Some(s) = &status {
+                        q.push(("status", s.clone()));
+                    }
+                    let qs = serde_urlencoded::to_string(&q)?;
+                    let body = source.get(&format!("/api/runs?{qs}")).await?;
+                    serde_json::from_value(body["runs"].clone())?
+                }
+                Source::Store(store) => {
+                    let status = match &status {
+                        Some(s) => Some(
+                            crate::run::RunStatus::parse(s)
+                                .with_context(|| format!("unknown status `{s}`"))?,
+                        ),
+                        None => None,
+                    };
+                    let filter = crate::store::RunFilter {
+                        flow,
+                        status,
+                        before: None,
+                        limit,
+                    };
+                    store
+                        .list_runs(&filter)
+                        .await?
+                        .iter()
+                        .map(RunSummary::from)
+                        .collect()
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                print!("{}", format::runs_table(&runs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Show { id, json, client } => {
+            let source = Source::connect(&client).await?;
+            let run: Run = match &source {
+                Source::Api { .. } => serde_json::from_value(source.get(&format!("/api/runs/{id}")).await?)?,
+                Source::Store(store) => store
+                    .get_run(&id)
+                    .await?
+                    .with_context(|| format!("no run {id}"))?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                print!("{}", format::run_detail(&run));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads flows for a test or tool, failing on any problem.
+pub fn load_strict(flows: &std::path::Path, templates: &std::path::Path) -> Result<FlowSet> {
+    let (set, errors) = load_dir(flows, templates);
+    if !errors.is_empty() {
+        bail!(
+            "{}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    Ok(set)
+}

@@ -1,0 +1,255 @@
+//! Executing one claimed run: its actions in order from `next_step`, each attempt recorded
+//! durably before the next action starts, failures turned into a retry timer in the store or
+//! the dead-letter state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::Engine;
+use crate::action::{Action, ExecContext, ResultKind};
+use crate::context::{EventFacts, RunInfo, template_context};
+use crate::flow::Flow;
+use crate::matching::{Verdict, check_all};
+use crate::retry::Decision;
+use crate::run::{Attempt, AttemptOutcome, Run, RunStatus, Step, StepStatus, Ts};
+use crate::store::{Claimed, Lease, Next, StoreError};
+
+/// Time added to an action's timeout when extending the lease before an attempt.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// The idempotency key of an action of a run: the same on every attempt.
+pub fn idempotency_key(run_id: &str, action: &str) -> String {
+    format!("{run_id}.{action}")
+}
+
+enum Flowing {
+    Continue,
+    Stop,
+}
+
+impl Engine {
+    pub(super) async fn execute(self: &Arc<Self>, claimed: Claimed, shutdown: CancellationToken) {
+        let Claimed { mut run, lease } = claimed;
+        let span = tracing::info_span!("run", flow = %run.flow, run_id = %run.id);
+        async {
+            let Some(flow) = self.flows.get(&run.flow).cloned() else {
+                let error = format!("flow `{}` is not loaded any more", run.flow);
+                self.fail(&mut run, &lease, error).await;
+                return;
+            };
+            if flow.version != run.flow_version {
+                tracing::warn!(accepted_under = %run.flow_version, now = %flow.version, "flow file changed since the run was accepted; running the current version");
+            }
+            ensure_steps(&mut run, &flow);
+            loop {
+                if run.next_step >= flow.actions.len() {
+                    run.status = RunStatus::Succeeded;
+                    run.finished_at = Some(Ts::now());
+                    run.updated_at = Ts::now();
+                    if self.save(&run, &lease, Next::Done).await {
+                        tracing::info!("run succeeded");
+                    }
+                    return;
+                }
+                if shutdown.is_cancelled() {
+                    run.status = RunStatus::Queued;
+                    self.save(&run, &lease, Next::RetryAt(Ts::now())).await;
+                    return;
+                }
+                match self.step(&flow, &mut run, &lease).await {
+                    Flowing::Continue => {}
+                    Flowing::Stop => return,
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs one attempt of the current action and records it.
+    async fn step(&self, flow: &Flow, run: &mut Run, lease: &Lease) -> Flowing {
+        let i = run.next_step;
+        let action: &Action = &flow.actions[i];
+        let templates = &self.flows.templates;
+        let attempt = run.steps[i].attempts.len() as u32 + 1;
+        let key = idempotency_key(&run.id, &action.name);
+        let steps = run.step_outputs();
+        let ctx = template_context(
+            &RunInfo {
+                flow: &flow.name,
+                run_id: &run.id,
+                attempt,
+                idempotency_key: &key,
+            },
+            &run.request,
+            &run.vars,
+            &steps,
+        );
+
+        let facts = EventFacts {
+            request: &run.request,
+            vars: &run.vars,
+            templates,
+            ctx: &ctx,
+        };
+        match check_all(&action.when, &facts) {
+            Ok(Verdict::Match) => {}
+            Ok(Verdict::NoMatch(why)) => {
+                tracing::info!(action = %action.name, condition = %why, "action skipped: condition not met");
+                run.steps[i].status = StepStatus::Skipped;
+                run.next_step += 1;
+                run.updated_at = Ts::now();
+                let until = Ts::now().plus(self.config.lease);
+                return if self.save(run, lease, Next::Continue { lease_until: until }).await {
+                    Flowing::Continue
+                } else {
+                    Flowing::Stop
+                };
+            }
+            Err(e) => {
+                let error = format!("action `{}`: {e}", action.name);
+                run.steps[i].status = StepStatus::Failed;
+                self.fail(run, lease, error).await;
+                return Flowing::Stop;
+            }
+        }
+
+        let timeout = match &action.kind {
+            crate::action::ActionKind::Http(h) => h.timeout,
+        };
+        if let Err(e) = self
+            .store
+            .extend_lease(lease, Ts::now().plus(timeout + LEASE_MARGIN))
+            .await
+        {
+            self.log_store_error(&e);
+            return Flowing::Stop;
+        }
+
+        let cx = ExecContext {
+            templates,
+            ctx,
+            idempotency_key: key,
+            secrets: templates.secret_values(),
+        };
+        let started = Ts::now();
+        let result = action.attempt(&cx, &self.clients).await;
+        let finished = Ts::now();
+        let mut record = Attempt {
+            number: attempt,
+            started_at: started,
+            duration_ms: finished.since(started).as_millis() as u64,
+            outcome: AttemptOutcome::Succeeded,
+            request: result.request,
+            response: result.response,
+            error: None,
+        };
+        run.updated_at = finished;
+        match result.kind {
+            ResultKind::Success(output) => {
+                tracing::info!(action = %action.name, attempt, ms = record.duration_ms, "action succeeded");
+                let step = &mut run.steps[i];
+                step.attempts.push(record);
+                step.status = StepStatus::Succeeded;
+                step.output = Some(output);
+                run.next_step += 1;
+                run.error = None;
+                let until = Ts::now().plus(self.config.lease);
+                if self.save(run, lease, Next::Continue { lease_until: until }).await {
+                    Flowing::Continue
+                } else {
+                    Flowing::Stop
+                }
+            }
+            ResultKind::Transient { error, retry_after } => {
+                let jitter = rand::rng().random_range(-1.0..=1.0);
+                let age = finished.since(run.created_at);
+                match action.retry.decide(attempt, age, retry_after, jitter) {
+                    Decision::RetryIn(delay) => {
+                        let at = finished.plus(delay);
+                        tracing::warn!(action = %action.name, attempt, %error, retry_in_ms = delay.as_millis() as u64, "attempt failed; will retry");
+                        record.outcome = AttemptOutcome::Retry;
+                        record.error = Some(error.clone());
+                        run.steps[i].attempts.push(record);
+                        run.status = RunStatus::Retrying;
+                        run.next_attempt_at = Some(at);
+                        run.error = Some(format!("action `{}`: {error}", action.name));
+                        self.save(run, lease, Next::RetryAt(at)).await;
+                        Flowing::Stop
+                    }
+                    Decision::GiveUp(reason) => {
+                        record.outcome = AttemptOutcome::Failed;
+                        record.error = Some(error.clone());
+                        run.steps[i].attempts.push(record);
+                        run.steps[i].status = StepStatus::Failed;
+                        self.fail(run, lease, format!("action `{}`: {error}; {reason}", action.name))
+                            .await;
+                        Flowing::Stop
+                    }
+                }
+            }
+            ResultKind::Permanent(error) => {
+                record.outcome = AttemptOutcome::Failed;
+                record.error = Some(error.clone());
+                run.steps[i].attempts.push(record);
+                run.steps[i].status = StepStatus::Failed;
+                self.fail(run, lease, format!("action `{}`: {error}", action.name))
+                    .await;
+                Flowing::Stop
+            }
+        }
+    }
+
+    /// Ends the run in the dead-letter state with `error`.
+    async fn fail(&self, run: &mut Run, lease: &Lease, error: String) {
+        tracing::error!(%error, "run failed");
+        run.status = RunStatus::Failed;
+        run.error = Some(error);
+        run.next_attempt_at = None;
+        run.finished_at = Some(Ts::now());
+        run.updated_at = Ts::now();
+        self.save(run, lease, Next::Done).await;
+    }
+
+    /// Saves; false when the run must not be touched further (lease lost or store failure, in
+    /// which case the lease expires and the run is attempted again).
+    async fn save(&self, run: &Run, lease: &Lease, next: Next) -> bool {
+        match self.store.save(lease, run, next).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.log_store_error(&e);
+                false
+            }
+        }
+    }
+
+    fn log_store_error(&self, e: &StoreError) {
+        match e {
+            StoreError::LeaseLost(_) => {
+                tracing::warn!(error = %e, "stopping: another worker owns this run now")
+            }
+            _ => {
+                tracing::error!(error = %e, "could not record progress; the run will be resumed when its lease expires")
+            }
+        }
+    }
+}
+
+/// Keeps `run.steps` in line with the flow's actions (a flow edited since acceptance may have
+/// more actions than the run has steps).
+fn ensure_steps(run: &mut Run, flow: &Flow) {
+    for (i, a) in flow.actions.iter().enumerate() {
+        if run.steps.len() <= i {
+            run.steps.push(Step {
+                name: a.name.clone(),
+                status: StepStatus::Pending,
+                attempts: Vec::new(),
+                output: None,
+            });
+        }
+    }
+}

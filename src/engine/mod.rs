@@ -1,0 +1,153 @@
+//! The engine: a dispatcher leases due runs from the store and hands each to an executor task,
+//! never more than `workers` at once. Waiting retries are timers in the store (due times), not
+//! sleeping tasks; the dispatcher sleeps until the next due time or until woken by a new run
+//! or a finished one.
+
+mod execute;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::action::Clients;
+use crate::flow::FlowSet;
+use crate::run::Ts;
+use crate::store::{ClaimRequest, Store};
+
+/// Engine settings; see `settings` for their documented defaults.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Runs executing at once.
+    pub workers: usize,
+    /// How long a claim holds before another worker may take the run over.
+    pub lease: Duration,
+    /// Longest idle sleep: bounds how late a run written by another process is noticed.
+    pub poll_interval: Duration,
+    /// On shutdown, how long in-flight attempts may take to finish before the process exits
+    /// (their runs are then resumed by the next start).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 32,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    flows: Arc<FlowSet>,
+    clients: Clients,
+    config: EngineConfig,
+    wake: Arc<Notify>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        flows: Arc<FlowSet>,
+        config: EngineConfig,
+    ) -> Result<Engine, reqwest::Error> {
+        Ok(Engine {
+            store,
+            flows,
+            clients: Clients::new()?,
+            config,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Notified when a new run is stored, so the dispatcher does not wait for its poll.
+    pub fn waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Runs until `shutdown` is cancelled, then lets in-flight attempts finish within the
+    /// grace period.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let tasks = TaskTracker::new();
+        let caps = self.flows.caps();
+        while !shutdown.is_cancelled() {
+            let free = permits.available_permits();
+            let mut claimed = 0;
+            if free > 0 {
+                let req = ClaimRequest {
+                    now: Ts::now(),
+                    lease_for: self.config.lease,
+                    limit: free,
+                    caps: caps.clone(),
+                };
+                match self.store.claim(req).await {
+                    Ok(list) => {
+                        for c in list {
+                            claimed += 1;
+                            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                                break;
+                            };
+                            let me = Arc::clone(&self);
+                            let stop = shutdown.clone();
+                            tasks.spawn(async move {
+                                me.execute(c, stop).await;
+                                drop(permit);
+                                me.wake.notify_one();
+                            });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "claiming due runs failed"),
+                }
+            }
+            if claimed > 0 && claimed == free {
+                continue;
+            }
+            let wait = self.idle_wait(free == 0 || claimed == 0).await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        tasks.close();
+        if tokio::time::timeout(self.config.shutdown_grace, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace period over with attempts still in flight; they resume on next start"
+            );
+        }
+        if let Err(e) = self.store.sync().await {
+            tracing::error!(error = %e, "final store sync failed");
+        }
+    }
+
+    /// How long to sleep when there is nothing to claim right now.
+    async fn idle_wait(&self, blocked: bool) -> Duration {
+        let poll = self.config.poll_interval;
+        match self.store.next_due().await {
+            Ok(Some(t)) => {
+                let now = Ts::now();
+                if t <= now {
+                    // Due but not claimable (cap reached or no free worker): a finishing run
+                    // wakes us; the poll is the fallback.
+                    if blocked { poll } else { Duration::ZERO }
+                } else {
+                    t.since(now).min(poll)
+                }
+            }
+            Ok(None) => poll,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the next due time failed");
+                poll
+            }
+        }
+    }
+}

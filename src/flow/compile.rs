@@ -1,0 +1,401 @@
+//! Spec → runtime: turns a deserialized [`FlowSpec`] into a [`Flow`], collecting every problem
+//! as `(key path, message)` so the loader can attach lines and report them all in one pass.
+
+use std::path::Path;
+
+use super::spec::{ActionSpec, ConditionSpec, FlowSpec, VarSpec};
+use super::{Concurrency, Flow, Respond, Webhook};
+use crate::action::http::HttpAction;
+use crate::action::{Action, ActionKind};
+use crate::mapping::{JsonPath, Var, VarSource};
+use crate::matching::{Condition, Op, Source};
+use crate::retry::RetryPolicy;
+use crate::template::Templates;
+
+/// A problem at a key path of the flow file.
+pub type Problem = (String, String);
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Flow names appear in URLs: letters, digits, `-` and `_`.
+pub fn valid_flow_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+struct Compiler<'a> {
+    flow: String,
+    templates: &'a mut Templates,
+    problems: Vec<Problem>,
+}
+
+impl Compiler<'_> {
+    fn problem(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.problems.push((path.into(), msg.into()));
+    }
+
+    /// Registers an inline template named after the flow and key path.
+    fn template(&mut self, path: &str, src: &str) -> String {
+        let name = format!("{}/{path}", self.flow);
+        if let Err(e) = self.templates.add(name.clone(), src.to_string()) {
+            self.problem(path, format!("template syntax error: {}", e.message));
+        }
+        name
+    }
+
+    fn path(&mut self, at: &str, text: &str) -> Option<JsonPath> {
+        match JsonPath::parse(text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.problem(at, format!("invalid JSONPath `{text}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn condition(&mut self, at: &str, spec: &ConditionSpec, var_names: &[String]) -> Option<Condition> {
+        let sources = [
+            spec.path.as_ref().map(|p| ("path", p)),
+            spec.header.as_ref().map(|h| ("header", h)),
+            spec.query.as_ref().map(|q| ("query", q)),
+            spec.var.as_ref().map(|v| ("var", v)),
+            spec.expr.as_ref().map(|e| ("expr", e)),
+        ];
+        let given: Vec<_> = sources.iter().flatten().collect();
+        let &(kind, text) = match given.as_slice() {
+            [one] => *one,
+            [] => {
+                self.problem(
+                    at,
+                    "a condition needs one of `path`, `header`, `query`, `var` or `expr`",
+                );
+                return None;
+            }
+            _ => {
+                self.problem(
+                    at,
+                    "a condition takes exactly one of `path`, `header`, `query`, `var` or `expr`",
+                );
+                return None;
+            }
+        };
+        let source = match kind {
+            "path" => Source::Body(self.path(&format!("{at}.path"), text)?),
+            "header" => Source::Header(text.to_ascii_lowercase()),
+            "query" => Source::Query(text.clone()),
+            "var" => {
+                if !var_names.contains(text) {
+                    self.problem(format!("{at}.var"), format!("no var named `{text}` in `vars`"));
+                    return None;
+                }
+                Source::Var(text.clone())
+            }
+            _ => {
+                let name = format!("{}/{at}.expr", self.flow);
+                if let Err(e) = self.templates.add_native(name.clone(), text) {
+                    self.problem(
+                        format!("{at}.expr"),
+                        format!("expression syntax error: {}", e.message),
+                    );
+                    return None;
+                }
+                Source::Expr(name)
+            }
+        };
+        let mut ops = Vec::new();
+        let mut label = format!("{kind} {text}");
+        let mut push = |op: Op, desc: String| {
+            label.push_str(&format!(" {desc}"));
+            ops.push(op);
+        };
+        if let Some(v) = &spec.equals {
+            push(Op::Equals(v.clone()), format!("equals {v}"));
+        }
+        if let Some(v) = &spec.not_equals {
+            push(Op::NotEquals(v.clone()), format!("not_equals {v}"));
+        }
+        if let Some(v) = &spec.one_of {
+            push(
+                Op::OneOf(v.clone()),
+                format!("one_of {}", serde_json::Value::from(v.clone())),
+            );
+        }
+        if let Some(b) = spec.exists {
+            push(Op::Exists(b), format!("exists {b}"));
+        }
+        let comparisons: [(Option<f64>, &str, fn(f64) -> Op); 4] = [
+            (spec.gt, "gt", Op::Gt),
+            (spec.gte, "gte", Op::Gte),
+            (spec.lt, "lt", Op::Lt),
+            (spec.lte, "lte", Op::Lte),
+        ];
+        for (n, word, make) in comparisons {
+            if let Some(n) = n {
+                push(make(n), format!("{word} {n}"));
+            }
+        }
+        let mut bad_regex = None;
+        if let Some(re) = &spec.matches {
+            match regex::Regex::new(re) {
+                Ok(r) => push(Op::Matches(r), format!("matches {re:?}")),
+                Err(e) => bad_regex = Some(e.to_string()),
+            }
+        }
+        if let Some(e) = bad_regex {
+            self.problem(format!("{at}.matches"), format!("invalid regex: {e}"));
+            return None;
+        }
+        if ops.is_empty() {
+            if kind == "expr" {
+                ops.push(Op::Truthy);
+            } else {
+                self.problem(at, "a condition needs an operator: equals, not_equals, one_of, exists, matches, gt, gte, lt or lte");
+                return None;
+            }
+        }
+        Some(Condition { source, ops, label })
+    }
+
+    fn conditions(&mut self, at: &str, specs: &[ConditionSpec], var_names: &[String]) -> Vec<Condition> {
+        specs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| self.condition(&format!("{at}[{i}]"), c, var_names))
+            .collect()
+    }
+
+    fn var(&mut self, name: &str, spec: &VarSpec) -> Option<Var> {
+        let at = format!("vars.{name}");
+        if !is_identifier(name) {
+            self.problem(
+                &at,
+                format!("var name `{name}` must be letters, digits and `_`, not starting with a digit"),
+            );
+            return None;
+        }
+        let (source, required, default) = match spec {
+            VarSpec::Path(p) => (VarSource::Body(self.path(&at, p)?), false, None),
+            VarSpec::Full(t) => {
+                let source = match (&t.path, &t.header, &t.query) {
+                    (Some(p), None, None) => VarSource::Body(self.path(&format!("{at}.path"), p)?),
+                    (None, Some(h), None) => VarSource::Header(h.clone()),
+                    (None, None, Some(q)) => VarSource::Query(q.clone()),
+                    _ => {
+                        self.problem(&at, "a var takes exactly one of `path`, `header` or `query`");
+                        return None;
+                    }
+                };
+                if t.required && t.default.is_some() {
+                    self.problem(&at, "a var with a `default` cannot also be `required`");
+                }
+                (source, t.required, t.default.clone())
+            }
+        };
+        Some(Var {
+            name: name.to_string(),
+            source,
+            required,
+            default,
+        })
+    }
+
+    fn action(
+        &mut self,
+        i: usize,
+        spec: &ActionSpec,
+        flow_retry: &RetryPolicy,
+        var_names: &[String],
+    ) -> Option<Action> {
+        let at = format!("actions[{i}]");
+        let kind_name = "http";
+        let name = spec
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{kind_name}_{}", i + 1));
+        if !is_identifier(&name) {
+            self.problem(
+                format!("{at}.name"),
+                format!(
+                    "action name `{name}` must be letters, digits and `_` (it is used as `steps.{name}`)"
+                ),
+            );
+        }
+        let when = self.conditions(&format!("{at}.when"), &spec.when, var_names);
+        let retry = match &spec.retry {
+            Some(r) => RetryPolicy::overlay(flow_retry, r).unwrap_or_else(|e| {
+                self.problem(format!("{at}.retry"), e);
+                flow_retry.clone()
+            }),
+            None => flow_retry.clone(),
+        };
+        let Some(http) = &spec.http else {
+            self.problem(&at, "an action needs a kind: `http`");
+            return None;
+        };
+        let prefix = format!("{}/{at}.http", self.flow);
+        let kind = match HttpAction::compile(http, &prefix, self.templates) {
+            Ok(h) => ActionKind::Http(h),
+            Err(errs) => {
+                for (p, m) in errs {
+                    self.problem(format!("{at}.http.{p}"), m);
+                }
+                return None;
+            }
+        };
+        Some(Action {
+            name,
+            when,
+            retry,
+            kind,
+        })
+    }
+}
+
+/// Compiles one flow. `stem` names the flow when the file does not.
+pub fn compile(
+    spec: &FlowSpec,
+    file: &Path,
+    source: &str,
+    templates: &mut Templates,
+) -> Result<Flow, Vec<Problem>> {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = spec.name.clone().unwrap_or(stem);
+    let mut c = Compiler {
+        flow: name.clone(),
+        templates,
+        problems: Vec::new(),
+    };
+    if !valid_flow_name(&name) {
+        c.problem(
+            "name",
+            format!("flow name `{name}` may only hold letters, digits, `-` and `_` (it is part of the URL)"),
+        );
+    }
+
+    let flow_retry = match &spec.retry {
+        Some(r) => RetryPolicy::overlay(&RetryPolicy::default(), r).unwrap_or_else(|e| {
+            c.problem("retry", e);
+            RetryPolicy::default()
+        }),
+        None => RetryPolicy::default(),
+    };
+
+    let vars: Vec<Var> = spec.vars.iter().filter_map(|(n, v)| c.var(n, v)).collect();
+    let var_names: Vec<String> = spec.vars.keys().cloned().collect();
+
+    let wh = &spec.on.webhook;
+    let mut methods = Vec::new();
+    for (i, m) in wh
+        .methods
+        .clone()
+        .unwrap_or_else(|| vec!["POST".into()])
+        .iter()
+        .enumerate()
+    {
+        let up = m.to_ascii_uppercase();
+        if ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].contains(&up.as_str()) {
+            methods.push(up);
+        } else {
+            c.problem(
+                format!("on.webhook.methods[{i}]"),
+                format!("`{m}` is not an HTTP method"),
+            );
+        }
+    }
+    let when = c.conditions("on.webhook.when", &wh.when, &var_names);
+    let respond = match &wh.respond {
+        None => Respond {
+            status: 202,
+            headers: Vec::new(),
+            body: None,
+        },
+        Some(r) => {
+            let status = r.status.unwrap_or(202);
+            if !(200..=299).contains(&status) {
+                c.problem(
+                    "on.webhook.respond.status",
+                    format!("{status}: the answer to an accepted event must be a 2xx status"),
+                );
+            }
+            let headers = r
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        c.template(&format!("on.webhook.respond.headers.{k}"), v),
+                    )
+                })
+                .collect();
+            let body = r.body.as_ref().map(|b| c.template("on.webhook.respond.body", b));
+            Respond {
+                status,
+                headers,
+                body,
+            }
+        }
+    };
+
+    let concurrency = match &spec.concurrency {
+        None => Concurrency::default(),
+        Some(cs) => {
+            if cs.max_in_flight == Some(0) {
+                c.problem("concurrency.max_in_flight", "max_in_flight must be at least 1");
+            }
+            Concurrency {
+                max_in_flight: cs.max_in_flight,
+                key: cs.key.as_ref().map(|k| c.template("concurrency.key", k)),
+            }
+        }
+    };
+
+    if spec.actions.is_empty() {
+        c.problem("actions", "a flow needs at least one action");
+    }
+    let mut actions: Vec<Action> = Vec::new();
+    for (i, a) in spec.actions.iter().enumerate() {
+        if let Some(action) = c.action(i, a, &flow_retry, &var_names) {
+            if actions.iter().any(|b| b.name == action.name) {
+                c.problem(
+                    format!("actions[{i}].name"),
+                    format!("two actions are named `{}`", action.name),
+                );
+            }
+            actions.push(action);
+        }
+    }
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Flow {
+        name,
+        description: spec.description.clone(),
+        file: file.to_path_buf(),
+        version: version_of(source),
+        webhook: Webhook {
+            methods,
+            body: wh.body,
+            when,
+            respond,
+        },
+        vars,
+        concurrency,
+        actions,
+    })
+}
+
+/// First 12 hex digits of the SHA-256 of the flow file.
+pub fn version_of(source: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(source.as_bytes())[..6])
+}

@@ -1,0 +1,79 @@
+//! Flows: the YAML files users write (`spec`), what they compile into (`Flow`), and loading a
+//! whole directory of them (`load`) with every error reported at once as `file:line: message`.
+
+pub mod compile;
+pub mod load;
+pub mod locate;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::action::Action;
+use crate::mapping::Var;
+use crate::matching::Condition;
+use crate::template::Templates;
+
+pub use load::{LoadError, load_dir};
+pub use spec::BodyMode;
+
+/// A flow ready to run: every path, regex and template compiled.
+#[derive(Debug)]
+pub struct Flow {
+    pub name: String,
+    pub description: String,
+    pub file: PathBuf,
+    /// Short hash of the file's bytes, recorded on each run.
+    pub version: String,
+    pub webhook: Webhook,
+    pub vars: Vec<Var>,
+    pub concurrency: Concurrency,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug)]
+pub struct Webhook {
+    /// Upper-case method names.
+    pub methods: Vec<String>,
+    pub body: BodyMode,
+    pub when: Vec<Condition>,
+    pub respond: Respond,
+}
+
+/// What the sender gets once its run is stored. Templates are names in [`Templates`].
+#[derive(Debug)]
+pub struct Respond {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// `None`: the default JSON `{"status":"accepted","run_id":…}`.
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Concurrency {
+    pub max_in_flight: Option<u32>,
+    /// Template name of the ordering key.
+    pub key: Option<String>,
+}
+
+/// A consistent set of flows and the templates they use, swapped as a whole.
+#[derive(Default)]
+pub struct FlowSet {
+    pub flows: BTreeMap<String, Arc<Flow>>,
+    pub templates: Templates,
+}
+
+impl FlowSet {
+    pub fn get(&self, name: &str) -> Option<&Arc<Flow>> {
+        self.flows.get(name)
+    }
+
+    /// Per-flow caps on runs in flight, for the queue.
+    pub fn caps(&self) -> BTreeMap<String, u32> {
+        self.flows
+            .values()
+            .filter_map(|f| f.concurrency.max_in_flight.map(|n| (f.name.clone(), n)))
+            .collect()
+    }
+}

@@ -1,0 +1,201 @@
+//! What serde reads from a flow file. Nothing here is used at run time: `compile` turns these
+//! types into [`super::Flow`], checking and pre-compiling everything once at load.
+//!
+//! Every struct denies unknown keys so a typo (`bdy:`) is a load error with a line number rather
+//! than a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A whole flow file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    /// Defaults to the file stem.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    pub on: TriggerSpec,
+    #[serde(default)]
+    pub vars: BTreeMap<String, VarSpec>,
+    #[serde(default)]
+    pub concurrency: Option<ConcurrencySpec>,
+    /// Default retry policy for every action of this flow.
+    #[serde(default)]
+    pub retry: Option<RetrySpec>,
+    #[serde(default)]
+    pub actions: Vec<ActionSpec>,
+}
+
+/// `on:` — what starts a run. Only webhooks for now; schedules and events come later.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    pub webhook: WebhookSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// Accepted HTTP methods; default `[POST]`.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// How the body is read: `auto` (JSON or form, by content type), `json`, `form` or `text`.
+    #[serde(default)]
+    pub body: BodyMode,
+    #[serde(default)]
+    pub when: Vec<ConditionSpec>,
+    #[serde(default)]
+    pub respond: Option<RespondSpec>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyMode {
+    #[default]
+    Auto,
+    Json,
+    Form,
+    Text,
+}
+
+/// One condition: a source (exactly one of `path`, `header`, `query`, `var`, `expr`) and one or
+/// more operators, all of which must hold.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSpec {
+    pub path: Option<String>,
+    pub header: Option<String>,
+    pub query: Option<String>,
+    pub var: Option<String>,
+    pub expr: Option<String>,
+    pub equals: Option<Value>,
+    pub not_equals: Option<Value>,
+    pub one_of: Option<Vec<Value>>,
+    pub exists: Option<bool>,
+    pub matches: Option<String>,
+    pub gt: Option<f64>,
+    pub gte: Option<f64>,
+    pub lt: Option<f64>,
+    pub lte: Option<f64>,
+}
+
+/// A var is either a bare JSONPath string or a table with options.
+#[derive(Debug)]
+pub enum VarSpec {
+    Path(String),
+    Full(VarTable),
+}
+
+// Hand-written rather than `#[serde(untagged)]` so a typo inside the table still reports the
+// unknown key and its line instead of "did not match any variant".
+impl<'de> Deserialize<'de> for VarSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = VarSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSONPath string or a table with `path`, `header` or `query`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VarSpec, E> {
+                Ok(VarSpec::Path(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<VarSpec, A::Error> {
+                VarTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(VarSpec::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VarTable {
+    pub path: Option<String>,
+    pub header: Option<String>,
+    pub query: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    pub default: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RespondSpec {
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencySpec {
+    /// At most this many runs of the flow execute at once.
+    pub max_in_flight: Option<u32>,
+    /// Runs whose key renders to the same string execute one at a time, in arrival order.
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    pub max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub initial_delay: Option<Duration>,
+    pub multiplier: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_delay: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// Extra statuses to retry besides 5xx, 408 and 429.
+    #[serde(default)]
+    pub retry_on: Vec<StatusSpec>,
+}
+
+/// A status code (`404`), a class (`"4xx"`) or a range (`"200-299"`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum StatusSpec {
+    Code(u16),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSpec {
+    /// Unique within the flow; defaults to `<kind>_<index>`. Later templates see its output as
+    /// `steps.<name>`.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub when: Vec<ConditionSpec>,
+    pub retry: Option<RetrySpec>,
+    pub http: Option<HttpSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A template string (sent as is) or a YAML structure (sent as JSON, string leaves rendered).
+    pub body: Option<Value>,
+    /// A template file under `templates/` rendered as the body.
+    pub body_template: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Statuses that count as success; default `["2xx"]`.
+    pub success: Option<Vec<StatusSpec>>,
+    #[serde(default)]
+    pub follow_redirects: bool,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}

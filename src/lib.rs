@@ -1,0 +1,29 @@
+//! hookflow: a webhook workflow engine.
+//!
+//! Map of the crate, in the order an event travels:
+//! - [`server`] receives a webhook (`/hooks/{flow}/{token}`) and serves the runs API;
+//! - [`token`] derives each flow's unguessable URL token from the server secret;
+//! - [`request`] decodes the body (JSON, form, text);
+//! - [`flow`] is the flow file format, compiled once at load;
+//! - [`matching`] checks `when` conditions, [`mapping`] evaluates `vars` (JSONPath);
+//! - [`run`] is the durable record of one event, stored through [`store`] (sled by default);
+//! - [`engine`] leases due runs from the store and executes their [`action`]s, rendering
+//!   [`template`]s and applying the [`retry`] policy;
+//! - [`settings`] and [`cli`] are the edges users touch.
+
+pub mod action;
+pub mod cli;
+pub mod context;
+pub mod engine;
+pub mod flow;
+pub mod mapping;
+pub mod matching;
+pub mod request;
+pub mod requestbin;
+pub mod retry;
+pub mod run;
+pub mod server;
+pub mod settings;
+pub mod store;
+pub mod template;
+pub mod token;

@@ -1,0 +1,186 @@
+//! An incoming webhook as hookflow sees it: method, headers, query and a body turned into a JSON
+//! value. Body decoding is pure so it can be unit-tested without a server.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::flow::spec::BodyMode;
+
+/// The request a run was started from, as stored on the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Request {
+    pub method: String,
+    /// Header names lowercased; repeated headers joined with `, ` (RFC 9110 §5.3).
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters; for a repeated name the first value wins.
+    pub query: BTreeMap<String, String>,
+    pub body: Value,
+}
+
+impl Request {
+    /// Case-insensitive header lookup.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+/// Why a body was refused; each maps to one HTTP status at the edge.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BodyError {
+    #[error("unsupported content type `{0}`: this flow accepts {1}")]
+    UnsupportedType(String, &'static str),
+    #[error("malformed JSON body: {0}")]
+    MalformedJson(String),
+    #[error("malformed form body: {0}")]
+    MalformedForm(String),
+    #[error("body is not valid UTF-8")]
+    NotUtf8,
+}
+
+#[derive(PartialEq)]
+enum Kind {
+    Json,
+    Form,
+}
+
+fn kind_of(content_type: &str) -> Option<Kind> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Some(Kind::Json)
+    } else if essence == "application/x-www-form-urlencoded" {
+        Some(Kind::Form)
+    } else {
+        None
+    }
+}
+
+/// Decodes a body according to the flow's [`BodyMode`] and the request's content type.
+///
+/// An empty body is `null` whatever the type (a `GET` handshake has none).
+pub fn parse_body(mode: BodyMode, content_type: Option<&str>, bytes: &[u8]) -> Result<Value, BodyError> {
+    if mode == BodyMode::Text {
+        return String::from_utf8(bytes.to_vec())
+            .map(Value::String)
+            .map_err(|_| BodyError::NotUtf8);
+    }
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    let accepts = match mode {
+        BodyMode::Json => "application/json",
+        BodyMode::Form => "application/x-www-form-urlencoded",
+        _ => "application/json or application/x-www-form-urlencoded",
+    };
+    let ct = content_type.unwrap_or("");
+    let kind = match (kind_of(ct), mode) {
+        (Some(Kind::Json), BodyMode::Json | BodyMode::Auto) => Kind::Json,
+        (Some(Kind::Form), BodyMode::Form | BodyMode::Auto) => Kind::Form,
+        _ => {
+            let shown = if ct.is_empty() { "(none)" } else { ct };
+            return Err(BodyError::UnsupportedType(shown.to_string(), accepts));
+        }
+    };
+    match kind {
+        Kind::Json => serde_json::from_slice(bytes).map_err(|e| BodyError::MalformedJson(e.to_string())),
+        Kind::Form => parse_form(bytes),
+    }
+}
+
+/// A form becomes an object; a repeated field becomes a list of its values.
+fn parse_form(bytes: &[u8]) -> Result<Value, BodyError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(bytes).map_err(|e| BodyError::MalformedForm(e.to_string()))?;
+    let mut obj = Map::new();
+    for (k, v) in pairs {
+        match obj.get_mut(&k) {
+            None => {
+                obj.insert(k, Value::String(v));
+            }
+            Some(Value::Array(list)) => list.push(Value::String(v)),
+            Some(first) => {
+                let prev = first.take();
+                *first = Value::Array(vec![prev, Value::String(v)]);
+            }
+        }
+    }
+    Ok(Value::Object(obj))
+}
+
+/// Parses a query string into the first value per name.
+pub fn parse_query(raw: Option<&str>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(raw) = raw {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).unwrap_or_default();
+        for (k, v) in pairs {
+            out.entry(k).or_insert(v);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_and_form_bodies() {
+        let v = parse_body(
+            BodyMode::Auto,
+            Some("application/json; charset=utf-8"),
+            b"{\"a\":1}",
+        );
+        assert_eq!(v.unwrap(), json!({"a": 1}));
+        let v = parse_body(
+            BodyMode::Auto,
+            Some("application/x-www-form-urlencoded"),
+            b"name=Ada+L&tag=a&tag=b&email=ada%40example.com",
+        );
+        assert_eq!(
+            v.unwrap(),
+            json!({"name": "Ada L", "tag": ["a", "b"], "email": "ada@example.com"})
+        );
+        assert_eq!(
+            parse_body(BodyMode::Auto, Some("application/cloudevents+json"), b"[1]").unwrap(),
+            json!([1])
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let e = parse_body(BodyMode::Auto, Some("application/json"), b"{nope").unwrap_err();
+        assert!(matches!(e, BodyError::MalformedJson(_)));
+        let e = parse_body(BodyMode::Auto, Some("text/plain"), b"hi").unwrap_err();
+        assert!(matches!(e, BodyError::UnsupportedType(..)));
+        let e = parse_body(BodyMode::Json, Some("application/x-www-form-urlencoded"), b"a=1");
+        assert!(matches!(e.unwrap_err(), BodyError::UnsupportedType(..)));
+        assert!(parse_body(BodyMode::Auto, None, b"x").is_err());
+    }
+
+    #[test]
+    fn text_mode_and_empty_bodies() {
+        assert_eq!(
+            parse_body(BodyMode::Text, Some("text/csv"), b"a,b").unwrap(),
+            json!("a,b")
+        );
+        assert_eq!(parse_body(BodyMode::Auto, None, b"").unwrap(), Value::Null);
+        assert_eq!(
+            parse_body(BodyMode::Text, None, &[0xff]).unwrap_err(),
+            BodyError::NotUtf8
+        );
+    }
+
+    #[test]
+    fn query_first_value_wins() {
+        let q = parse_query(Some("hub.challenge=abc&x=1&x=2"));
+        assert_eq!(q["hub.challenge"], "abc");
+        assert_eq!(q["x"], "1");
+    }
+}

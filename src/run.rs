@@ -1,0 +1,229 @@
+//! A run: one accepted event working through its flow's actions, with every attempt recorded.
+//!
+//! States and transitions (documented in README):
+//!
+//! ```text
+//!   queued ──claim──▶ running ──all actions done──▶ succeeded
+//!     ▲                 │  │
+//!     │   (lease lost / │  └──retries exhausted or permanent error──▶ failed   (dead letter)
+//!     │    shutdown)    ▼
+//!     └──────────── retrying  (waiting for next_attempt_at, a timer in the store)
+//! ```
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::request::Request;
+
+/// Milliseconds since the Unix epoch; shown as RFC 3339 in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Ts(pub u64);
+
+impl Ts {
+    pub fn now() -> Ts {
+        Ts(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0))
+    }
+    pub fn plus(self, d: Duration) -> Ts {
+        Ts(self.0.saturating_add(d.as_millis() as u64))
+    }
+    pub fn since(self, earlier: Ts) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+    pub fn to_system(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0)
+    }
+}
+
+impl std::fmt::Display for Ts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_millis(self.to_system()))
+    }
+}
+
+impl Serialize for Ts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = humantime::parse_rfc3339(&s).map_err(serde::de::Error::custom)?;
+        Ok(Ts(t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Retrying,
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed)
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        serde_json::from_value(Value::String(s.to_ascii_lowercase())).ok()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Retrying => "retrying",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    Pending,
+    Succeeded,
+    Skipped,
+    Failed,
+}
+
+/// What an outgoing request looked like, secrets redacted, body truncated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceivedResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// Failed, will be tried again.
+    Retry,
+    /// Failed for good.
+    Failed,
+}
+
+/// One try of one action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub started_at: Ts,
+    pub duration_ms: u64,
+    pub outcome: AttemptOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<SentRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<ReceivedResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    pub status: StepStatus,
+    pub attempts: Vec<Attempt>,
+    /// What later templates see as `steps.<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: String,
+    pub flow: String,
+    /// Hash of the flow file the run was accepted under.
+    pub flow_version: String,
+    pub status: RunStatus,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Ts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Ts>,
+    pub request: Request,
+    pub vars: Map<String, Value>,
+    /// Rendered ordering key: runs sharing it execute one at a time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
+    /// Index of the next action to run.
+    pub next_step: usize,
+    pub steps: Vec<Step>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Run {
+    /// A fresh run, queued, with one pending step per action name.
+    pub fn new(
+        flow: &str,
+        flow_version: &str,
+        request: Request,
+        vars: Map<String, Value>,
+        order_key: Option<String>,
+        action_names: impl IntoIterator<Item = String>,
+    ) -> Run {
+        let now = Ts::now();
+        Run {
+            id: new_run_id(),
+            flow: flow.to_string(),
+            flow_version: flow_version.to_string(),
+            status: RunStatus::Queued,
+            created_at: now,
+            updated_at: now,
+            next_attempt_at: None,
+            finished_at: None,
+            request,
+            vars,
+            order_key,
+            next_step: 0,
+            steps: action_names
+                .into_iter()
+                .map(|name| Step {
+                    name,
+                    status: StepStatus::Pending,
+                    attempts: Vec::new(),
+                    output: None,
+                })
+                .collect(),
+            error: None,
+        }
+    }
+
+    /// Outputs of finished steps, keyed by action name, for templates.
+    pub fn step_outputs(&self) -> Map<String, Value> {
+        self.steps
+            .iter()
+            .filter_map(|s| s.output.clone().map(|o| (s.name.clone(), o)))
+            .collect()
+    }
+}
+
+/// Run ids are ULIDs: unguessable enough to share, and sorted by creation time.
+pub fn new_run_id() -> String {
+    ulid::Ulid::new().to_string().to_ascii_lowercase()
+}

@@ -1,0 +1,166 @@
+//! The read-only runs API: `GET /api/runs`, `GET /api/runs/{id}`, `GET /api/flows`.
+//! Protected by a bearer token when one is configured; otherwise answered to loopback clients
+//! only, so a server listening on a public address does not leak run history.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState};
+use crate::run::{Run, RunStatus, Ts};
+use crate::store::RunFilter;
+
+fn authorize(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    match &st.api_token {
+        Some(expected) => {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if presented.len() == expected.len()
+                && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+            {
+                Ok(())
+            } else {
+                tracing::warn!(%peer, "API request with a missing or wrong bearer token");
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a valid `Authorization: Bearer` token is required",
+                ))
+            }
+        }
+        None if peer.ip().is_loopback() => Ok(()),
+        None => {
+            tracing::warn!(%peer, "API request from a non-loopback client without an API token configured");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the API answers loopback clients only unless HOOKFLOW_API_TOKEN is set",
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub flow: Option<String>,
+    pub status: Option<String>,
+    pub before: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A run without its request body and attempt details, for lists.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub flow: String,
+    pub status: RunStatus,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_attempt_at: Option<Ts>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub finished_at: Option<Ts>,
+    pub attempts: usize,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+impl From<&Run> for RunSummary {
+    fn from(r: &Run) -> Self {
+        RunSummary {
+            id: r.id.clone(),
+            flow: r.flow.clone(),
+            status: r.status,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            next_attempt_at: r.next_attempt_at,
+            finished_at: r.finished_at,
+            attempts: r.steps.iter().map(|s| s.attempts.len()).sum(),
+            error: r.error.clone(),
+        }
+    }
+}
+
+pub const MAX_PAGE: usize = 500;
+
+pub async fn list_runs(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_status",
+                format!("unknown status `{s}`: use queued, running, retrying, succeeded or failed"),
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let filter = RunFilter {
+        flow: q.flow,
+        status,
+        before: q.before,
+        limit,
+    };
+    let runs = st.store.list_runs(&filter).await.map_err(internal)?;
+    let next = (runs.len() == limit)
+        .then(|| runs.last().map(|r| r.id.clone()))
+        .flatten();
+    let summaries: Vec<RunSummary> = runs.iter().map(RunSummary::from).collect();
+    Ok(Json(json!({ "runs": summaries, "next_before": next })))
+}
+
+pub async fn show_run(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Run>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    match st.store.get_run(&id).await.map_err(internal)? {
+        Some(run) => Ok(Json(run)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no run {id}"),
+        )),
+    }
+}
+
+pub async fn list_flows(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let mut out = Vec::new();
+    for f in st.flows.flows.values() {
+        let counters = st.store.counters(&f.name).await.map_err(internal)?;
+        out.push(json!({
+            "name": f.name,
+            "description": f.description,
+            "version": f.version,
+            "path": format!("/hooks/{}/{}", f.name, st.tokens.token(&f.name)),
+            "counters": counters,
+        }));
+    }
+    Ok(Json(json!({ "flows": out })))
+}
+
+fn internal(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "store error while serving the API");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())
+}

@@ -1,0 +1,278 @@
+//! `/hooks/{flow}/{token}`: verify the URL, decode the body, check the trigger, map the vars,
+//! store the run durably, then answer. Every refusal is logged with its reason and nothing is
+//! stored for it.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, json};
+
+use super::{ApiError, AppState};
+use crate::context::{EventFacts, RunInfo, template_context};
+use crate::mapping::map_vars;
+use crate::matching::{Verdict, check_all};
+use crate::request::{BodyError, Request, parse_body, parse_query};
+use crate::run::{Run, new_run_id};
+
+/// Refuses a request: logs why and builds the answer.
+fn refuse(flow: &str, peer: SocketAddr, status: StatusCode, code: &'static str, detail: String) -> ApiError {
+    tracing::warn!(flow, %peer, status = status.as_u16(), reason = code, %detail, "webhook refused");
+    ApiError::new(status, code, detail)
+}
+
+fn headers_of(map: &HeaderMap) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::<String, String>::new();
+    for (k, v) in map {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        out.entry(k.as_str().to_string())
+            .and_modify(|prev| {
+                prev.push_str(", ");
+                prev.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    out
+}
+
+pub async fn receive(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((flow_name, token)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // Unknown flow and wrong token get the same answer, after the same work.
+    let known = st.flows.get(&flow_name).cloned();
+    let token_ok = st.tokens.verify(&flow_name, &token);
+    let flow = match (known, token_ok) {
+        (Some(f), true) => f,
+        _ => {
+            return Err(refuse(
+                &flow_name,
+                peer,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no webhook at this URL".into(),
+            ));
+        }
+    };
+    let name = flow.name.as_str();
+
+    if !flow.webhook.methods.iter().any(|m| m == method.as_str()) {
+        let allow = flow.webhook.methods.join(", ");
+        let mut resp = refuse(
+            name,
+            peer,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("this webhook accepts {allow}"),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&allow) {
+            resp.headers_mut().insert(header::ALLOW, v);
+        }
+        return Ok(resp);
+    }
+
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || format!("body exceeds the limit of {} bytes", st.max_body);
+    if declared_len.is_some_and(|n| n > st.max_body) {
+        return Err(refuse(
+            name,
+            peer,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            too_large(),
+        ));
+    }
+    let bytes = match axum::body::to_bytes(body, st.max_body).await {
+        Ok(b) => b,
+        Err(e) => {
+            let is_limit =
+                std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return Err(if is_limit {
+                refuse(
+                    name,
+                    peer,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    too_large(),
+                )
+            } else {
+                refuse(
+                    name,
+                    peer,
+                    StatusCode::BAD_REQUEST,
+                    "body_unreadable",
+                    format!("could not read the body: {e}"),
+                )
+            });
+        }
+    };
+
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let body = parse_body(flow.webhook.body, content_type, &bytes).map_err(|e| {
+        let (status, code) = match e {
+            BodyError::UnsupportedType(..) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            _ => (StatusCode::BAD_REQUEST, "malformed_body"),
+        };
+        refuse(name, peer, status, code, e.to_string())
+    })?;
+
+    let request = Request {
+        method: method.to_string(),
+        headers: headers_of(&headers),
+        query: parse_query(uri.query()),
+        body,
+    };
+    let (vars, missing) = map_vars(&flow.vars, &request);
+    let run_id = new_run_id();
+    let templates = &st.flows.templates;
+    let no_steps = Map::new();
+    let ctx = template_context(
+        &RunInfo {
+            flow: name,
+            run_id: &run_id,
+            attempt: 0,
+            idempotency_key: "",
+        },
+        &request,
+        &vars,
+        &no_steps,
+    );
+
+    let facts = EventFacts {
+        request: &request,
+        vars: &vars,
+        templates,
+        ctx: &ctx,
+    };
+    match check_all(&flow.webhook.when, &facts) {
+        Ok(Verdict::Match) => {}
+        Ok(Verdict::NoMatch(why)) => {
+            tracing::info!(flow = name, %peer, condition = %why, "event ignored: trigger condition not met");
+            let store = st.store.clone();
+            let flow_name = name.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = store.add_counter(&flow_name, "ignored", 1).await {
+                    tracing::warn!(error = %e, "could not count an ignored event");
+                }
+            });
+            return Ok((
+                StatusCode::OK,
+                axum::Json(json!({"status": "ignored", "reason": format!("condition not met: {why}")})),
+            )
+                .into_response());
+        }
+        Err(e) => {
+            return Err(refuse(
+                name,
+                peer,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "condition_error",
+                e,
+            ));
+        }
+    }
+    if let Some(e) = missing {
+        return Err(refuse(
+            name,
+            peer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_var",
+            e.to_string(),
+        ));
+    }
+
+    let order_key = match &flow.concurrency.key {
+        None => None,
+        Some(t) => {
+            let k = templates.render(t, &ctx).map_err(|e| {
+                refuse(
+                    name,
+                    peer,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "ordering_key_error",
+                    format!("concurrency.key: {e}"),
+                )
+            })?;
+            let k = k.trim().to_string();
+            (!k.is_empty()).then_some(k)
+        }
+    };
+
+    // Render the answer before storing, so a broken `respond` block stores nothing.
+    let response = respond(&st, &flow.webhook.respond, &ctx, &run_id).map_err(|e| {
+        tracing::error!(flow = name, error = %e, "respond block failed to render; event refused");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "respond_error", e)
+    })?;
+
+    let mut run = Run::new(
+        name,
+        &flow.version,
+        request,
+        vars,
+        order_key,
+        flow.actions.iter().map(|a| a.name.clone()),
+    );
+    run.id = run_id;
+    if let Err(e) = st.store.insert_run(&run).await {
+        tracing::error!(flow = name, error = %e, "could not store the event");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the event could not be stored; try again",
+        ));
+    }
+    st.wake.notify_one();
+    tracing::info!(flow = name, run_id = %run.id, %peer, "run accepted");
+    Ok(response)
+}
+
+fn respond(
+    st: &AppState,
+    spec: &crate::flow::Respond,
+    ctx: &minijinja::Value,
+    run_id: &str,
+) -> Result<Response, String> {
+    let status = StatusCode::from_u16(spec.status).map_err(|e| e.to_string())?;
+    let templates = &st.flows.templates;
+    let mut resp = match &spec.body {
+        None => (
+            status,
+            axum::Json(json!({"status": "accepted", "run_id": run_id})),
+        )
+            .into_response(),
+        Some(t) => {
+            let text = templates
+                .render(t, ctx)
+                .map_err(|e| format!("respond.body: {e}"))?;
+            let ct = if serde_json::from_str::<serde_json::Value>(&text).is_ok() {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            let mut r = (status, text).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r
+        }
+    };
+    for (k, t) in &spec.headers {
+        let v = templates
+            .render(t, ctx)
+            .map_err(|e| format!("respond.headers.{k}: {e}"))?;
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("respond.headers.{k}: {e}"))?;
+        let value = HeaderValue::from_str(&v).map_err(|e| format!("respond.headers.{k}: {e}"))?;
+        resp.headers_mut().insert(name, value);
+    }
+    Ok(resp)
+}

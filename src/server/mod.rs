@@ -1,0 +1,79 @@
+//! The HTTP edge: one router for webhooks (`hooks`) and the runs API (`api`), errors rendered
+//! as `{"error": code, "detail": message}` with the cause logged once.
+
+pub mod api;
+pub mod hooks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::flow::FlowSet;
+use crate::store::Store;
+use crate::token::UrlTokens;
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub flows: Arc<FlowSet>,
+    pub store: Arc<dyn Store>,
+    pub tokens: UrlTokens,
+    /// Wakes the engine when a run is stored.
+    pub wake: Arc<Notify>,
+    pub max_body: usize,
+    pub api_token: Option<String>,
+}
+
+/// The router; tests build it around their own store and flows.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/{flow}/{token}", any(hooks::receive))
+        .route("/api/runs", get(api::list_runs))
+        .route("/api/runs/{id}", get(api::show_run))
+        .route("/api/flows", get(api::list_flows))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then finishes in-flight requests.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({ "error": self.code, "detail": self.detail })),
+        )
+            .into_response()
+    }
+}

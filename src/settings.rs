@@ -1,0 +1,124 @@
+//! Settings, each a command-line flag with a `HOOKFLOW_*` environment variable and a documented
+//! default. This is the one place that reads hookflow's own environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::engine::EngineConfig;
+use crate::store::Durability;
+
+/// Where flows, templates and data live.
+#[derive(Debug, Clone, Args)]
+pub struct Paths {
+    /// Directory of flow files (`*.yaml`).
+    #[arg(long = "flows", env = "HOOKFLOW_FLOWS", default_value = "flows")]
+    pub flows_dir: PathBuf,
+    /// Directory of template files.
+    #[arg(long = "templates", env = "HOOKFLOW_TEMPLATES", default_value = "templates")]
+    pub templates_dir: PathBuf,
+    /// Data directory: the store (`store/`) and the URL secret (`secret`).
+    #[arg(long = "data", env = "HOOKFLOW_DATA", default_value = "data")]
+    pub data_dir: PathBuf,
+}
+
+/// What is needed to compute webhook URLs.
+#[derive(Debug, Clone, Args)]
+pub struct UrlArgs {
+    /// Secret from which URL tokens are derived; default: `{data}/secret`, created on first use.
+    /// Give the same value to every machine that must serve the same URLs.
+    #[arg(long = "secret", env = "HOOKFLOW_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Base URL senders use to reach this server (e.g. behind a proxy); default: from --listen.
+    #[arg(long = "public-url", env = "HOOKFLOW_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Address to listen on.
+    #[arg(long = "listen", env = "HOOKFLOW_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+}
+
+impl UrlArgs {
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+/// Settings of `hookflow serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub paths: Paths,
+    #[command(flatten)]
+    pub urls: UrlArgs,
+    /// Bearer token for the runs API. Without one the API answers loopback clients only.
+    #[arg(long = "api-token", env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// What a 2xx to a sender guarantees: `flush` (survives the process being killed) or
+    /// `fsync` (also survives power loss; slower).
+    #[arg(long, env = "HOOKFLOW_DURABILITY", value_enum, default_value_t = Durability::Flush)]
+    pub durability: Durability,
+    /// Largest accepted webhook body, in bytes.
+    #[arg(long, env = "HOOKFLOW_MAX_BODY", default_value_t = 1024 * 1024)]
+    pub max_body: usize,
+    /// Runs executing at once.
+    #[arg(long, env = "HOOKFLOW_WORKERS", default_value_t = 32)]
+    pub workers: usize,
+    /// How long a worker's claim on a run lasts before another may take it over.
+    #[arg(long, env = "HOOKFLOW_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lease: Duration,
+    /// Longest the engine sleeps between looks at the queue when idle.
+    #[arg(long, env = "HOOKFLOW_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub poll: Duration,
+    /// On SIGTERM, how long in-flight attempts may take to finish.
+    #[arg(long, env = "HOOKFLOW_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ServeArgs {
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            workers: self.workers,
+            lease: self.lease,
+            poll_interval: self.poll,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.paths.data_dir.join("store")
+    }
+}
+
+/// How to reach a running server's API (for `hookflow runs`).
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Base URL of the running server; default: http://{HOOKFLOW_LISTEN}.
+    #[arg(long = "server", env = "HOOKFLOW_SERVER")]
+    pub server: Option<String>,
+    #[arg(
+        long = "listen",
+        env = "HOOKFLOW_LISTEN",
+        default_value = "127.0.0.1:8080",
+        hide = true
+    )]
+    pub listen: SocketAddr,
+    #[arg(long = "api-token", env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Data directory, read directly when no server answers.
+    #[arg(long = "data", env = "HOOKFLOW_DATA", default_value = "data")]
+    pub data_dir: PathBuf,
+}
+
+impl ClientArgs {
+    pub fn base_url(&self) -> String {
+        match &self.server {
+            Some(s) => s.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Storage behind a trait: runs, the due-queue with leases, ordering lanes and per-flow state.
+//!
+//! The semantics are chosen so a shared SQL database can honour them for several instances:
+//! - a queue entry is *due* at a time; claiming it sets a **lease** (a token and an expiry) and
+//!   pushes its due time to the expiry, so a worker that dies simply lets the entry fall due
+//!   again — no in-process lock is needed for correctness;
+//! - every write made on behalf of a claim names its [`Lease`]; a write whose lease was taken
+//!   over by someone else fails with [`StoreError::LeaseLost`];
+//! - runs sharing an ordering key form a **lane**: only the oldest unfinished run of a lane is
+//!   ever due, so they execute one at a time in arrival order;
+//! - a flow's cap on runs in flight counts unexpired leases of that flow at claim time;
+//! - `insert_run` and `save` return only once the write is durable.
+
+pub mod sled;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::run::{Run, RunStatus, Ts};
+
+pub use self::sled::{Durability, SledStore};
+
+/// Proof of a claim: writes for the run must present it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub run_id: String,
+    pub token: u64,
+}
+
+#[derive(Debug)]
+pub struct Claimed {
+    pub run: Run,
+    pub lease: Lease,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub now: Ts,
+    /// How long the claim holds before others may take the run.
+    pub lease_for: Duration,
+    pub limit: usize,
+    /// Flow name → most runs of that flow leased at once.
+    pub caps: BTreeMap<String, u32>,
+}
+
+/// What happens to the queue entry when a run is saved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Next {
+    /// Still working on it: keep (and extend) the lease.
+    Continue { lease_until: Ts },
+    /// Release the lease; due again at this time.
+    RetryAt(Ts),
+    /// Terminal: remove from the queue and let the next run of its lane go.
+    Done,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub flow: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Only runs with an id lower (older) than this: for paging.
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the lease on run {0} was lost (it expired and another worker took the run)")]
+    LeaseLost(String),
+    #[error("run {0} already exists")]
+    Duplicate(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl From<::sled::Error> for StoreError {
+    fn from(e: ::sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new run and queues it (or places it behind its lane). Durable on return.
+    async fn insert_run(&self, run: &Run) -> Result<()>;
+
+    /// Leases up to `limit` due runs, oldest due first, respecting caps and lanes.
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
+
+    /// Moves a held lease's expiry (e.g. before a long request).
+    async fn extend_lease(&self, lease: &Lease, until: Ts) -> Result<()>;
+
+    /// Writes the run's new state and moves its queue entry as `next` says. Durable on return.
+    async fn save(&self, lease: &Lease, run: &Run, next: Next) -> Result<()>;
+
+    async fn get_run(&self, id: &str) -> Result<Option<Run>>;
+
+    /// Newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+
+    /// When the earliest queue entry falls due (leased entries count at their expiry).
+    async fn next_due(&self) -> Result<Option<Ts>>;
+
+    /// Adds to a per-flow counter (e.g. `ignored`). Not necessarily durable at once.
+    async fn add_counter(&self, flow: &str, name: &str, by: u64) -> Result<()>;
+
+    async fn counters(&self, flow: &str) -> Result<BTreeMap<String, u64>>;
+
+    /// Makes everything written so far durable.
+    async fn sync(&self) -> Result<()>;
+}

@@ -1,0 +1,606 @@
+//! The embedded default store on sled 0.34.
+//!
+//! Layout (version 1, one tree, string-prefixed keys so every change of one operation is a
+//! single atomic `apply_batch`):
+//!
+//! | key                              | value                                 |
+//! |----------------------------------|---------------------------------------|
+//! | `meta:layout`                    | `1`                                   |
+//! | `run:{id}`                       | the [`Run`] as JSON                   |
+//! | `q:{id}`                         | [`QEntry`]: queue state of an unfinished run |
+//! | `due:{ms as 16 hex}:{id}`        | empty; the time-ordered due index     |
+//! | `lease:{id}`                     | flow and expiry of a held lease       |
+//! | `lane:{flow}:{key hash}:{seq}`   | run id, in arrival order              |
+//! | `ctr:{flow}:{name}`              | u64 counter                           |
+//!
+//! **Group commit.** All writes go through one writer thread. It takes every operation waiting
+//! in its channel, applies them, calls `flush()` once and only then answers the callers of
+//! durable operations. sled's `flush_async` is never used: it deadlocks with about eight
+//! flushes in flight (sled #1308). With [`Durability::Fsync`] the writer also `fdatasync`s
+//! sled's data file after the flush, since sled's `flush` uses `sync_file_range` and is not
+//! power-loss safe on its own.
+//!
+//! sled locks its directory, so one process owns the store: on open, every lease left by a
+//! previous process is orphaned and is released at once.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::{ClaimRequest, Claimed, Lease, Next, Result, RunFilter, Store, StoreError};
+use crate::run::{Run, RunStatus, Ts};
+
+const LAYOUT_VERSION: &str = "1";
+
+/// What an acknowledgement guarantees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// sled `flush()`: survives the process being killed; a power loss may lose the last
+    /// ~500 ms of acknowledged writes.
+    #[default]
+    Flush,
+    /// `flush()` then `fdatasync` on the data file: survives power loss.
+    Fsync,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LeaseInfo {
+    token: u64,
+    until: u64,
+}
+
+/// Queue state of an unfinished run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct QEntry {
+    flow: String,
+    /// `None` while waiting behind an earlier run of its lane.
+    due: Option<u64>,
+    lease: Option<LeaseInfo>,
+    /// Its key in the lane index, if it has an ordering key.
+    lane: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LeaseRow {
+    flow: String,
+    until: u64,
+}
+
+fn run_key(id: &str) -> String {
+    format!("run:{id}")
+}
+fn q_key(id: &str) -> String {
+    format!("q:{id}")
+}
+fn due_key(at: u64, id: &str) -> String {
+    format!("due:{at:016x}:{id}")
+}
+fn lease_key(id: &str) -> String {
+    format!("lease:{id}")
+}
+fn lane_prefix(flow: &str, key: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(key.as_bytes());
+    format!("lane:{flow}:{}:", hex::encode(&h[..12]))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+fn from_json<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
+}
+
+struct Inner {
+    tree: sled::Db,
+    data_file: Option<File>,
+}
+
+impl Inner {
+    fn get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>> {
+        match self.tree.get(key)? {
+            Some(b) => Ok(Some(from_json(key, &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn sync(&self) -> std::result::Result<(), String> {
+        self.tree.flush().map_err(|e| e.to_string())?;
+        if let Some(f) = &self.data_file {
+            f.sync_data().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Loads the queue entry of a claimed run, checking the lease is still ours.
+    fn held(&self, lease: &Lease) -> Result<QEntry> {
+        let q: QEntry = self
+            .get(&q_key(&lease.run_id))?
+            .ok_or_else(|| StoreError::LeaseLost(lease.run_id.clone()))?;
+        match &q.lease {
+            Some(l) if l.token == lease.token => Ok(q),
+            _ => Err(StoreError::LeaseLost(lease.run_id.clone())),
+        }
+    }
+
+    fn insert_run(&self, run: &Run) -> Result<()> {
+        let rk = run_key(&run.id);
+        if self.tree.contains_key(&rk)? {
+            return Err(StoreError::Duplicate(run.id.clone()));
+        }
+        let mut b = sled::Batch::default();
+        b.insert(rk.as_bytes(), to_json(run)?);
+        let now = Ts::now().0;
+        let mut q = QEntry {
+            flow: run.flow.clone(),
+            due: Some(now),
+            lease: None,
+            lane: None,
+        };
+        if let Some(key) = &run.order_key {
+            let prefix = lane_prefix(&run.flow, key);
+            if self.tree.scan_prefix(&prefix).next().is_some() {
+                q.due = None;
+            }
+            let lk = format!("{prefix}{:016x}", self.tree.generate_id()?);
+            b.insert(lk.as_bytes(), run.id.as_bytes());
+            q.lane = Some(lk);
+        }
+        if let Some(at) = q.due {
+            b.insert(due_key(at, &run.id).as_bytes(), &[][..]);
+        }
+        b.insert(q_key(&run.id).as_bytes(), to_json(&q)?);
+        self.tree.apply_batch(b)?;
+        Ok(())
+    }
+
+    fn active_leases(&self, now: u64) -> Result<BTreeMap<String, u32>> {
+        let mut counts = BTreeMap::new();
+        for item in self.tree.scan_prefix("lease:") {
+            let (k, v) = item?;
+            let row: LeaseRow = from_json(&String::from_utf8_lossy(&k), &v)?;
+            if row.until > now {
+                *counts.entry(row.flow).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claimed>> {
+        let now = req.now.0;
+        let mut active = self.active_leases(now)?;
+        let mut out = Vec::new();
+        let end = format!("due:{:016x}", now + 1);
+        let due: Vec<sled::IVec> = self
+            .tree
+            .range("due:".as_bytes()..end.as_bytes())
+            .keys()
+            .collect::<std::result::Result<_, _>>()?;
+        for key in due {
+            if out.len() >= req.limit {
+                break;
+            }
+            let key_str = String::from_utf8_lossy(&key).into_owned();
+            let Some(id) = key_str.rsplit(':').next().map(str::to_string) else {
+                continue;
+            };
+            let Some(mut q) = self.get::<QEntry>(&q_key(&id))? else {
+                self.tree.remove(&key)?; // stale index entry
+                continue;
+            };
+            if let Some(cap) = req.caps.get(&q.flow) {
+                if active.get(&q.flow).copied().unwrap_or(0) >= *cap {
+                    continue;
+                }
+            }
+            let Some(mut run) = self.get::<Run>(&run_key(&id))? else {
+                return Err(StoreError::Corrupt(format!("queue entry without run {id}")));
+            };
+            let token = self.tree.generate_id()?;
+            let until = req.now.plus(req.lease_for).0;
+            q.due = Some(until);
+            q.lease = Some(LeaseInfo { token, until });
+            run.status = RunStatus::Running;
+            run.next_attempt_at = None;
+            run.updated_at = req.now;
+            let mut b = sled::Batch::default();
+            b.remove(key.clone());
+            b.insert(due_key(until, &id).as_bytes(), &[][..]);
+            b.insert(q_key(&id).as_bytes(), to_json(&q)?);
+            b.insert(
+                lease_key(&id).as_bytes(),
+                to_json(&LeaseRow {
+                    flow: q.flow.clone(),
+                    until,
+                })?,
+            );
+            b.insert(run_key(&id).as_bytes(), to_json(&run)?);
+            self.tree.apply_batch(b)?;
+            *active.entry(q.flow.clone()).or_insert(0) += 1;
+            out.push(Claimed {
+                run,
+                lease: Lease { run_id: id, token },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Moves a queue entry's due time inside `b`.
+    fn move_due(b: &mut sled::Batch, q: &mut QEntry, id: &str, at: Option<u64>) {
+        if let Some(old) = q.due {
+            b.remove(due_key(old, id).as_bytes());
+        }
+        if let Some(new) = at {
+            b.insert(due_key(new, id).as_bytes(), &[][..]);
+        }
+        q.due = at;
+    }
+
+    fn extend_lease(&self, lease: &Lease, until: Ts) -> Result<()> {
+        let mut q = self.held(lease)?;
+        let mut b = sled::Batch::default();
+        Self::move_due(&mut b, &mut q, &lease.run_id, Some(until.0));
+        q.lease = Some(LeaseInfo {
+            token: lease.token,
+            until: until.0,
+        });
+        b.insert(
+            lease_key(&lease.run_id).as_bytes(),
+            to_json(&LeaseRow {
+                flow: q.flow.clone(),
+                until: until.0,
+            })?,
+        );
+        b.insert(q_key(&lease.run_id).as_bytes(), to_json(&q)?);
+        self.tree.apply_batch(b)?;
+        Ok(())
+    }
+
+    fn save(&self, lease: &Lease, run: &Run, next: Next) -> Result<()> {
+        let id = &lease.run_id;
+        let mut q = self.held(lease)?;
+        let mut b = sled::Batch::default();
+        b.insert(run_key(id).as_bytes(), to_json(run)?);
+        match next {
+            Next::Continue { lease_until } => {
+                Self::move_due(&mut b, &mut q, id, Some(lease_until.0));
+                q.lease = Some(LeaseInfo {
+                    token: lease.token,
+                    until: lease_until.0,
+                });
+                b.insert(
+                    lease_key(id).as_bytes(),
+                    to_json(&LeaseRow {
+                        flow: q.flow.clone(),
+                        until: lease_until.0,
+                    })?,
+                );
+                b.insert(q_key(id).as_bytes(), to_json(&q)?);
+            }
+            Next::RetryAt(at) => {
+                Self::move_due(&mut b, &mut q, id, Some(at.0));
+                q.lease = None;
+                b.remove(lease_key(id).as_bytes());
+                b.insert(q_key(id).as_bytes(), to_json(&q)?);
+            }
+            Next::Done => {
+                Self::move_due(&mut b, &mut q, id, None);
+                b.remove(lease_key(id).as_bytes());
+                b.remove(q_key(id).as_bytes());
+                if let Some(lk) = &q.lane {
+                    b.remove(lk.as_bytes());
+                    self.release_lane_successor(&mut b, lk)?;
+                }
+            }
+        }
+        self.tree.apply_batch(b)?;
+        Ok(())
+    }
+
+    /// Makes the next run of the lane that `finished` belonged to due now.
+    fn release_lane_successor(&self, b: &mut sled::Batch, finished: &str) -> Result<()> {
+        let prefix = &finished[..=finished.rfind(':').unwrap_or(0)];
+        for item in self.tree.scan_prefix(prefix) {
+            let (k, v) = item?;
+            if k.as_ref() == finished.as_bytes() {
+                continue;
+            }
+            let next_id = String::from_utf8_lossy(&v).into_owned();
+            if let Some(mut nq) = self.get::<QEntry>(&q_key(&next_id))? {
+                if nq.due.is_none() {
+                    Self::move_due(b, &mut nq, &next_id, Some(Ts::now().0));
+                    b.insert(q_key(&next_id).as_bytes(), to_json(&nq)?);
+                }
+            }
+            break;
+        }
+        Ok(())
+    }
+
+    /// Releases every lease: called at open, when no other process can hold one.
+    fn release_orphaned_leases(&self) -> Result<usize> {
+        let now = Ts::now().0;
+        let ids: Vec<String> = self
+            .tree
+            .scan_prefix("lease:")
+            .keys()
+            .map(|k| k.map(|k| String::from_utf8_lossy(&k["lease:".len()..]).into_owned()))
+            .collect::<std::result::Result<_, _>>()?;
+        for id in &ids {
+            let mut b = sled::Batch::default();
+            b.remove(lease_key(id).as_bytes());
+            if let Some(mut q) = self.get::<QEntry>(&q_key(id))? {
+                Self::move_due(&mut b, &mut q, id, Some(now));
+                q.lease = None;
+                b.insert(q_key(id).as_bytes(), to_json(&q)?);
+            }
+            self.tree.apply_batch(b)?;
+        }
+        Ok(ids.len())
+    }
+}
+
+/// A write handed to the writer thread; it returns the closure that answers its caller.
+type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Inner) -> Reply + Send>;
+
+struct Op {
+    job: Job,
+    durable: bool,
+}
+
+/// Largest number of operations applied between two flushes.
+const MAX_GROUP: usize = 1024;
+
+fn writer_loop(inner: Arc<Inner>, rx: mpsc::Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while ops.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        // If anything in the group must be durable, everyone waits for the flush: a claim
+        // must not hand out a run whose insert could still vanish.
+        let any_durable = ops.iter().any(|o| o.durable);
+        let replies: Vec<Reply> = ops.into_iter().map(|op| (op.job)(&inner)).collect();
+        let flushed = if any_durable { inner.sync() } else { Ok(()) };
+        for reply in replies {
+            reply(flushed.clone());
+        }
+    }
+    if let Err(e) = inner.sync() {
+        tracing::error!(error = %e, "final flush of the store failed");
+    }
+}
+
+/// The sled-backed [`Store`].
+pub struct SledStore {
+    inner: Arc<Inner>,
+    tx: Mutex<Option<mpsc::Sender<Op>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path, durability: Durability) -> Result<SledStore> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
+        let db = sled::Config::new().path(dir).open().map_err(|e| {
+            StoreError::Backend(format!(
+                "cannot open the store in {}: {e} (is another hookflow using it?)",
+                dir.display()
+            ))
+        })?;
+        Self::with_db(db, Some(dir), durability)
+    }
+
+    /// A store deleted when dropped; for tests.
+    pub fn temporary() -> Result<SledStore> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Self::with_db(db, None, Durability::Flush)
+    }
+
+    fn with_db(db: sled::Db, dir: Option<&Path>, durability: Durability) -> Result<SledStore> {
+        match db.get("meta:layout")? {
+            None => {
+                db.insert("meta:layout", LAYOUT_VERSION)?;
+            }
+            Some(v) if v.as_ref() == LAYOUT_VERSION.as_bytes() => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt(format!(
+                    "store layout version {} is not supported by this hookflow (expects {LAYOUT_VERSION})",
+                    String::from_utf8_lossy(&v)
+                )));
+            }
+        }
+        let data_file =
+            match (durability, dir) {
+                (Durability::Fsync, Some(d)) => Some(File::open(d.join("db")).map_err(|e| {
+                    StoreError::Backend(format!("cannot open sled's data file for fsync: {e}"))
+                })?),
+                _ => None,
+            };
+        let inner = Arc::new(Inner { tree: db, data_file });
+        let released = inner.release_orphaned_leases()?;
+        if released > 0 {
+            tracing::info!(
+                runs = released,
+                "resuming runs that were in progress when the previous process stopped"
+            );
+        }
+        inner.sync().map_err(StoreError::Backend)?;
+        let (tx, rx) = mpsc::channel();
+        let w = Arc::clone(&inner);
+        let writer = std::thread::Builder::new()
+            .name("hookflow-store-writer".into())
+            .spawn(move || writer_loop(w, rx))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(SledStore {
+            inner,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |inner| {
+            let result = f(inner);
+            Box::new(move |flushed| {
+                let r = match (result, flushed) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Ok(_), Err(e)) => Err(StoreError::Backend(format!("flush failed: {e}"))),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = tx.send(r);
+            })
+        });
+        {
+            let guard = self.tx.lock().map_err(|_| StoreError::Closed)?;
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(Op { job, durable }).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    /// Stops the writer after it has applied and flushed everything queued.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(h) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn insert_run(&self, run: &Run) -> Result<()> {
+        let run = run.clone();
+        self.submit(true, move |i| i.insert_run(&run)).await
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
+        self.submit(false, move |i| i.claim(&req)).await
+    }
+
+    async fn extend_lease(&self, lease: &Lease, until: Ts) -> Result<()> {
+        let lease = lease.clone();
+        self.submit(false, move |i| i.extend_lease(&lease, until)).await
+    }
+
+    async fn save(&self, lease: &Lease, run: &Run, next: Next) -> Result<()> {
+        let (lease, run) = (lease.clone(), run.clone());
+        self.submit(true, move |i| i.save(&lease, &run, next)).await
+    }
+
+    async fn get_run(&self, id: &str) -> Result<Option<Run>> {
+        let key = run_key(id);
+        self.read(move |i| i.get(&key)).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let f = filter.clone();
+        self.read(move |i| {
+            let end = match &f.before {
+                Some(b) => run_key(b),
+                None => "run;".to_string(), // ';' sorts right after ':'
+            };
+            let mut out = Vec::new();
+            for item in i.tree.range("run:".as_bytes()..end.as_bytes()).rev() {
+                let (k, v) = item?;
+                let run: Run = from_json(&String::from_utf8_lossy(&k), &v)?;
+                if f.flow.as_ref().is_some_and(|fl| *fl != run.flow)
+                    || f.status.is_some_and(|s| s != run.status)
+                {
+                    continue;
+                }
+                out.push(run);
+                if out.len() >= f.limit.max(1) {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<Ts>> {
+        self.read(|i| {
+            let Some(item) = i.tree.scan_prefix("due:").keys().next() else {
+                return Ok(None);
+            };
+            let k = item?;
+            let s = String::from_utf8_lossy(&k);
+            let hexpart = s.get(4..20).unwrap_or("");
+            u64::from_str_radix(hexpart, 16)
+                .map(|t| Some(Ts(t)))
+                .map_err(|_| StoreError::Corrupt(format!("bad due key {s}")))
+        })
+        .await
+    }
+
+    async fn add_counter(&self, flow: &str, name: &str, by: u64) -> Result<()> {
+        let key = format!("ctr:{flow}:{name}");
+        self.submit(false, move |i| {
+            i.tree.update_and_fetch(&key, |old| {
+                let n = old
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                Some((n + by).to_be_bytes().to_vec())
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn counters(&self, flow: &str) -> Result<BTreeMap<String, u64>> {
+        let prefix = format!("ctr:{flow}:");
+        self.read(move |i| {
+            let mut out = BTreeMap::new();
+            for item in i.tree.scan_prefix(&prefix) {
+                let (k, v) = item?;
+                let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                let n = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+                out.insert(name, n);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        self.submit(true, |_| Ok(())).await
+    }
+}

@@ -1,0 +1,418 @@
+//! Templating with minijinja: one environment per loaded flow set holding the files of
+//! `templates/` and every inline template of every flow, each parsed once at load.
+//!
+//! Rules users rely on (documented in docs/flows.md):
+//! - undefined names are errors (strict mode), so a typo fails the run instead of sending "";
+//! - `none`/`null` prints as an empty string;
+//! - only `.html`/`.htm` templates auto-escape;
+//! - a JSON body leaf that is exactly one `{{ expression }}` keeps the expression's type.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use minijinja::value::Value as JValue;
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
+use serde_json::Value;
+
+/// A template problem found at load: which template, the line within it, and what is wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    pub name: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl TemplateError {
+    fn from_mj(name: &str, e: &Error) -> Self {
+        TemplateError {
+            name: name.to_string(),
+            line: e.line(),
+            message: describe(e),
+        }
+    }
+}
+
+/// A render failure on a run: what went wrong and where, without minijinja's debug dump.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("template error: {0}")]
+pub struct RenderError(pub String);
+
+fn describe(e: &Error) -> String {
+    let mut msg = match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    if let (Some(name), Some(line)) = (e.name(), e.line()) {
+        msg.push_str(&format!(" (in {name}, line {line})"));
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    msg
+}
+
+/// Environment variable names hookflow keeps for itself; templates may not read them.
+const RESERVED_PREFIX: &str = "HOOKFLOW_";
+
+fn read_env(name: &str) -> Result<Option<String>, Error> {
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "{name}: HOOKFLOW_* variables are hookflow's own settings and cannot be read from templates"
+            ),
+        ));
+    }
+    Ok(std::env::var(name).ok())
+}
+
+/// All templates of one loaded flow set.
+pub struct Templates {
+    env: Environment<'static>,
+    secret_names: BTreeSet<String>,
+    secret_defaults: BTreeSet<String>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") || name.ends_with(".htm") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.set_formatter(|out, state, value| {
+            if value.is_none() {
+                Ok(())
+            } else if value.kind() == minijinja::value::ValueKind::Bool {
+                // Payloads want JSON's spelling, not Python's `True`.
+                out.write_str(if value.is_true() { "true" } else { "false" })
+                    .map_err(Error::from)
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
+        env.add_function("env", |name: String, default: Option<String>| {
+            match (read_env(&name)?, default) {
+                (Some(v), _) => Ok(v),
+                (None, Some(d)) => Ok(d),
+                (None, None) => Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("environment variable {name} is not set"),
+                )),
+            }
+        });
+        env.add_function("secret", |name: String, default: Option<String>| {
+            match (read_env(&name)?, default) {
+                (Some(v), _) => Ok(v),
+                (None, Some(d)) => Ok(d),
+                (None, None) => Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("secret {name} is not set in the environment"),
+                )),
+            }
+        });
+        env.add_filter("b64encode", |v: String| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(v.as_bytes())
+        });
+        env.add_filter("json", |v: JValue| -> Result<String, Error> {
+            serde_json::to_string(&v).map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))
+        });
+        Templates {
+            env,
+            secret_names: BTreeSet::new(),
+            secret_defaults: BTreeSet::new(),
+        }
+    }
+
+    /// Adds every file under `dir` (recursively), named by its path relative to `dir` with `/`
+    /// separators. Returns one error per broken file; the good ones are kept.
+    pub fn load_dir(&mut self, dir: &Path) -> Vec<TemplateError> {
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        collect_files(dir, dir, &mut files);
+        files.sort();
+        for (name, path) in files {
+            match std::fs::read_to_string(&path) {
+                Ok(src) => {
+                    if let Err(e) = self.add(name.clone(), src) {
+                        errors.push(e);
+                    }
+                }
+                Err(e) => errors.push(TemplateError {
+                    name,
+                    line: None,
+                    message: format!("cannot read {}: {e}", path.display()),
+                }),
+            }
+        }
+        errors
+    }
+
+    /// Parses and stores one template.
+    pub fn add(&mut self, name: String, source: String) -> Result<(), TemplateError> {
+        for cap in secret_regex().captures_iter(&source) {
+            self.secret_names.insert(cap[1].to_string());
+            if let Some(d) = cap.get(2) {
+                self.secret_defaults.insert(d.as_str().to_string());
+            }
+        }
+        self.env
+            .add_template_owned(name.clone(), source)
+            .map_err(|e| TemplateError::from_mj(&name, &e))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.env.get_template(name).is_ok()
+    }
+
+    /// Renders a stored template to text.
+    pub fn render(&self, name: &str, ctx: &JValue) -> Result<String, RenderError> {
+        let tmpl = self
+            .env
+            .get_template(name)
+            .map_err(|e| RenderError(describe(&e)))?;
+        tmpl.render(ctx).map_err(|e| RenderError(describe(&e)))
+    }
+
+    /// Renders a template stored by [`Templates::add_native`] back into a typed JSON value.
+    pub fn render_json(&self, name: &str, ctx: &JValue) -> Result<Value, RenderError> {
+        let text = self.render(name, ctx)?;
+        serde_json::from_str(&text).map_err(|e| RenderError(format!("{name}: {e}")))
+    }
+
+    /// Stores `{{ expr }}` so that [`Templates::render_json`] yields the expression's value.
+    pub fn add_native(&mut self, name: String, expr: &str) -> Result<(), TemplateError> {
+        self.add(name, format!("{{{{ ({expr}) | tojson }}}}"))
+    }
+
+    /// Current values of every environment variable read through `secret(..)` by any template
+    /// (and the defaults given to it): these are replaced by `[redacted]` wherever an attempt
+    /// is recorded.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.secret_names
+            .iter()
+            .filter_map(|n| std::env::var(n).ok())
+            .chain(self.secret_defaults.iter().cloned())
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+}
+
+fn secret_regex() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(r#"secret\(\s*["']([A-Za-z0-9_]+)["'](?:\s*,\s*["']([^"']*)["'])?"#).unwrap()
+    })
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, std::path::PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(root, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            let name = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((name, path));
+        }
+    }
+}
+
+/// If `s` is exactly one `{{ expression }}`, the expression.
+pub fn single_expression(s: &str) -> Option<&str> {
+    let t = s.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
+        return None;
+    }
+    let inner = inner.trim_start_matches('-').trim_end_matches('-').trim();
+    (!inner.is_empty()).then_some(inner)
+}
+
+/// Converts a JSON value into a template context value.
+pub fn to_value(v: &impl serde::Serialize) -> JValue {
+    JValue::from(minijinja::value::Serde(v))
+}
+
+/// A JSON body template: a YAML structure whose string leaves are templates.
+#[derive(Debug, Clone)]
+pub enum JsonTemplate {
+    Literal(Value),
+    Text(String),
+    Native(String),
+    Array(Vec<JsonTemplate>),
+    Object(Vec<(String, JsonTemplate)>),
+}
+
+impl JsonTemplate {
+    /// Registers every string leaf of `v` under names derived from `prefix`.
+    pub fn compile(
+        v: &Value,
+        prefix: &str,
+        templates: &mut Templates,
+    ) -> Result<JsonTemplate, TemplateError> {
+        Ok(match v {
+            Value::String(s) if !s.contains("{{") && !s.contains("{%") => JsonTemplate::Literal(v.clone()),
+            Value::String(s) => {
+                if let Some(expr) = single_expression(s) {
+                    templates.add_native(prefix.to_string(), expr)?;
+                    JsonTemplate::Native(prefix.to_string())
+                } else {
+                    templates.add(prefix.to_string(), s.clone())?;
+                    JsonTemplate::Text(prefix.to_string())
+                }
+            }
+            Value::Array(items) => JsonTemplate::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| JsonTemplate::compile(item, &format!("{prefix}[{i}]"), templates))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => JsonTemplate::Object(
+                map.iter()
+                    .map(|(k, item)| {
+                        JsonTemplate::compile(item, &format!("{prefix}.{k}"), templates)
+                            .map(|t| (k.clone(), t))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => JsonTemplate::Literal(other.clone()),
+        })
+    }
+
+    pub fn render(&self, templates: &Templates, ctx: &JValue) -> Result<Value, RenderError> {
+        Ok(match self {
+            JsonTemplate::Literal(v) => v.clone(),
+            JsonTemplate::Text(name) => Value::String(templates.render(name, ctx)?),
+            JsonTemplate::Native(name) => templates.render_json(name, ctx)?,
+            JsonTemplate::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|t| t.render(templates, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
+            JsonTemplate::Object(fields) => {
+                let mut map = serde_json::Map::new();
+                for (k, t) in fields {
+                    map.insert(k.clone(), t.render(templates, ctx)?);
+                }
+                Value::Object(map)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> JValue {
+        to_value(&json!({"vars": {"name": "Ada & co", "total": 49.9, "tags": ["a", "b"], "nothing": null}}))
+    }
+
+    #[test]
+    fn undefined_names_are_errors() {
+        let mut t = Templates::new();
+        t.add("t".into(), "Hi {{ vars.nmae }}".into()).unwrap();
+        let err = t.render("t", &ctx()).unwrap_err();
+        assert!(err.to_string().contains("undefined"), "{err}");
+        t.add(
+            "d".into(),
+            "{{ vars.nmae | default('x') }}|{{ vars.nmae is defined }}".into(),
+        )
+        .unwrap();
+        assert_eq!(t.render("d", &ctx()).unwrap(), "x|false");
+    }
+
+    #[test]
+    fn filters_and_none() {
+        let mut t = Templates::new();
+        t.add(
+            "t".into(),
+            "{{ vars.name | urlencode }}|{{ vars.tags | tojson }}|{{ vars.name | json }}|[{{ vars.nothing }}]|{{ 'u:p' | b64encode }}"
+                .into(),
+        )
+        .unwrap();
+        assert_eq!(
+            t.render("t", &ctx()).unwrap(),
+            r#"Ada%20%26%20co|["a", "b"]|"Ada & co"|[]|dTpw"#
+        );
+    }
+
+    #[test]
+    fn html_files_escape_others_do_not() {
+        let mut t = Templates::new();
+        t.add("a.html".into(), "{{ vars.name }}".into()).unwrap();
+        t.add("a.txt".into(), "{{ vars.name }}".into()).unwrap();
+        assert_eq!(t.render("a.html", &ctx()).unwrap(), "Ada &amp; co");
+        assert_eq!(t.render("a.txt", &ctx()).unwrap(), "Ada & co");
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_line() {
+        let mut t = Templates::new();
+        let e = t.add("x".into(), "line1\n{{ oops(".into()).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e:?}");
+    }
+
+    #[test]
+    fn json_bodies_keep_types_of_single_expressions() {
+        let mut t = Templates::new();
+        let spec = json!({"total": "{{ vars.total }}", "label": "order {{ vars.total }}", "tags": "{{ vars.tags }}", "n": 3});
+        let jt = JsonTemplate::compile(&spec, "body", &mut t).unwrap();
+        assert_eq!(
+            jt.render(&t, &ctx()).unwrap(),
+            json!({"total": 49.9, "label": "order 49.9", "tags": ["a", "b"], "n": 3})
+        );
+    }
+
+    #[test]
+    fn secrets_are_collected_for_redaction() {
+        let mut t = Templates::new();
+        t.add(
+            "s".into(),
+            "{{ secret('SURELY_UNSET_SECRET_9', 'dev-pass') }}".into(),
+        )
+        .unwrap();
+        assert_eq!(t.render("s", &ctx()).unwrap(), "dev-pass");
+        assert_eq!(t.secret_values(), vec!["dev-pass".to_string()]);
+    }
+
+    #[test]
+    fn env_refuses_reserved_names() {
+        let mut t = Templates::new();
+        t.add("t".into(), "{{ env('HOOKFLOW_SECRET') }}".into()).unwrap();
+        assert!(t.render("t", &ctx()).is_err());
+        t.add(
+            "u".into(),
+            "{{ env('HOOKFLOW_TEST_SURELY_UNSET_X', 'dflt') }}".into(),
+        )
+        .unwrap();
+        assert!(t.render("u", &ctx()).is_err());
+        t.add("v".into(), "{{ env('SURELY_UNSET_VAR_123', 'dflt') }}".into())
+            .unwrap();
+        assert_eq!(t.render("v", &ctx()).unwrap(), "dflt");
+    }
+}
