@@ -82,7 +82,7 @@ fn op_holds(op: &Op, values: &[Value]) -> bool {
         Op::Equals(want) => values.iter().any(|v| loose_eq(v, want)),
         Op::NotEquals(want) => !values.iter().any(|v| loose_eq(v, want)),
         Op::OneOf(wants) => values.iter().any(|v| wants.iter().any(|w| loose_eq(v, w))),
-        Op::Exists(want) => !values.is_empty() == *want,
+        Op::Exists(want) => values.is_empty() != *want,
         Op::Matches(re) => values
             .iter()
             .any(|v| scalar_text(v).is_some_and(|s| re.is_match(&s))),

@@ -129,7 +129,8 @@ impl Compiler<'_> {
         if let Some(b) = spec.exists {
             push(Op::Exists(b), format!("exists {b}"));
         }
-        let comparisons: [(Option<f64>, &str, fn(f64) -> Op); 4] = [
+        type Make = fn(f64) -> Op;
+        let comparisons: [(Option<f64>, &str, Make); 4] = [
             (spec.gt, "gt", Op::Gt),
             (spec.gte, "gte", Op::Gte),
             (spec.lt, "lt", Op::Lt),

@@ -58,10 +58,7 @@ impl Recorder {
     fn node_path(&mut self, line: usize) -> Option<String> {
         match self.stack.last_mut() {
             None => Some(String::new()),
-            Some(Frame::Map { path, key }) => match key.take() {
-                Some(k) => Some(join(path, &k)),
-                None => None,
-            },
+            Some(Frame::Map { path, key }) => key.take().map(|k| join(path, &k)),
             Some(Frame::Seq { path, index }) => {
                 let p = format!("{path}[{index}]");
                 *index += 1;
@@ -77,11 +74,12 @@ impl MarkedEventReceiver for Recorder {
         let line = mark.line();
         match ev {
             Event::Scalar(value, ..) => {
-                if self.node_path(line).is_none() {
-                    if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
-                        self.lines.insert(join(path, &value), line);
-                        *key = Some(value);
-                    }
+                // A scalar that is not a value is the next key of the enclosing map.
+                if self.node_path(line).is_none()
+                    && let Some(Frame::Map { path, key }) = self.stack.last_mut()
+                {
+                    self.lines.insert(join(path, &value), line);
+                    *key = Some(value);
                 }
             }
             Event::Alias(_) => {

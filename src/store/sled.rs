@@ -196,10 +196,10 @@ impl Inner {
                 self.tree.remove(&key)?; // stale index entry
                 continue;
             };
-            if let Some(cap) = req.caps.get(&q.flow) {
-                if active.get(&q.flow).copied().unwrap_or(0) >= *cap {
-                    continue;
-                }
+            if let Some(cap) = req.caps.get(&q.flow)
+                && active.get(&q.flow).copied().unwrap_or(0) >= *cap
+            {
+                continue;
             }
             let Some(mut run) = self.get::<Run>(&run_key(&id))? else {
                 return Err(StoreError::Corrupt(format!("queue entry without run {id}")));
@@ -314,11 +314,11 @@ impl Inner {
                 continue;
             }
             let next_id = String::from_utf8_lossy(&v).into_owned();
-            if let Some(mut nq) = self.get::<QEntry>(&q_key(&next_id))? {
-                if nq.due.is_none() {
-                    Self::move_due(b, &mut nq, &next_id, Some(Ts::now().0));
-                    b.insert(q_key(&next_id).as_bytes(), to_json(&nq)?);
-                }
+            if let Some(mut nq) = self.get::<QEntry>(&q_key(&next_id))?
+                && nq.due.is_none()
+            {
+                Self::move_due(b, &mut nq, &next_id, Some(Ts::now().0));
+                b.insert(q_key(&next_id).as_bytes(), to_json(&nq)?);
             }
             break;
         }

@@ -1,0 +1,164 @@
+//! Refused requests get the right status and a message, and leave nothing stored or run.
+
+use serde_json::json;
+
+use crate::helpers::{Receiver, Reply, fast_engine, spawn_app, spawn_app_with};
+
+fn flow(dest: &str) -> String {
+    format!("on: {{ webhook: {{}} }}\nactions:\n  - http: {{ url: \"{dest}/x\" }}\n")
+}
+
+#[tokio::test]
+async fn refusals_have_the_right_status_and_store_nothing() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let text_flow = format!(
+        "on: {{ webhook: {{ body: text }} }}\nactions:\n  - http: {{ url: \"{}/t\", body: \"{{{{ body }}}}\" }}\n",
+        dest.url
+    );
+    let app = spawn_app(&[("f", flow(&dest.url)), ("raw", text_flow)], &[]).await;
+    let url = app.hook_url("f");
+    let post = |url: String, ct: &'static str, body: Vec<u8>| {
+        let http = app.http.clone();
+        async move {
+            http.post(url)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let r = post(url.clone(), "application/json", b"{\"a\": ".to_vec()).await;
+    assert_eq!(r.status(), 400);
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["error"], "malformed_body");
+    assert!(b["detail"].as_str().unwrap().contains("malformed JSON"), "{b}");
+
+    let r = post(url.clone(), "application/json", vec![b' '; 64 * 1024 + 1]).await;
+    assert_eq!(r.status(), 413);
+
+    let r = post(url.clone(), "text/plain", b"hello".to_vec()).await;
+    assert_eq!(r.status(), 415);
+    assert!(r.text().await.unwrap().contains("text/plain"));
+
+    let wrong_token = format!("{}/hooks/f/{}", app.base, "0".repeat(32));
+    let r = post(wrong_token, "application/json", b"{}".to_vec()).await;
+    assert_eq!(r.status(), 404);
+    let wrong_body = r.text().await.unwrap();
+    let unknown = format!("{}/hooks/nope/{}", app.base, app.tokens.token("nope"));
+    let r = post(unknown, "application/json", b"{}".to_vec()).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.text().await.unwrap(),
+        wrong_body,
+        "unknown flow and wrong token look the same"
+    );
+
+    assert!(
+        app.all_runs().await.is_empty(),
+        "nothing is stored for a refused request"
+    );
+
+    // A flow that takes text accepts any content type.
+    let r = post(app.hook_url("raw"), "text/csv", b"a,b\n1,2".to_vec()).await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.wait_status(&id, hookflow::run::RunStatus::Succeeded).await;
+    assert_eq!(dest.hits()[0].body, "a,b\n1,2");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_runs_api_needs_the_token_when_one_is_set() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let app = spawn_app_with(
+        &[("f", flow(&dest.url))],
+        &[],
+        fast_engine(),
+        Some("api-token-123"),
+    )
+    .await;
+    let id = app.accept("f", json!({"x": 1})).await;
+    let r = app
+        .http
+        .get(format!("{}/api/runs", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .http
+        .get(format!("{}/api/runs/{id}", app.base))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    app.wait_status(&id, hookflow::run::RunStatus::Succeeded).await;
+    let r = app
+        .http
+        .get(format!("{}/api/runs?flow=f&status=succeeded", app.base))
+        .bearer_auth("api-token-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["runs"][0]["id"], id.as_str());
+    let r = app
+        .http
+        .get(format!("{}/api/runs/{id}", app.base))
+        .bearer_auth("api-token-123")
+        .send()
+        .await
+        .unwrap();
+    let run: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(run["request"]["body"], json!({"x": 1}));
+    let r = app
+        .http
+        .get(format!("{}/api/runs?status=bogus", app.base))
+        .bearer_auth("api-token-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_accepts_share_flushes_and_all_land() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let app = spawn_app(&[("f", flow(&dest.url))], &[]).await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let http = app.http.clone();
+        let url = app.hook_url("f");
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(json!({"i": i}).to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<serde_json::Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    for id in &ids {
+        app.wait_status(id, hookflow::run::RunStatus::Succeeded).await;
+    }
+    assert_eq!(dest.hits().len(), 64);
+    app.stop().await;
+}

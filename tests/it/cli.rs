@@ -1,0 +1,153 @@
+//! The real binary: `validate` names file, line and problem; `urls` is stable.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn hookflow(args: &[&str], cwd: &Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .current_dir(cwd)
+        .env("HOOKFLOW_LOG", "warn")
+        .output()
+        .expect("run hookflow");
+    out
+}
+
+fn show(args: &[&str], out: &Output) -> String {
+    format!(
+        "hookflow {}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_shipped_examples_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let args = ["validate", "flows/"];
+    let out = hookflow(&args, root);
+    assert!(out.status.success(), "{}", show(&args, &out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("flow(s) OK"),
+        "{}",
+        show(&args, &out)
+    );
+}
+
+#[test]
+fn validate_reports_every_broken_file_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let files = [
+        (
+            "good.yaml",
+            "on:\n  webhook: {}\nactions:\n  - http: { url: \"http://127.0.0.1:1/x\" }\n",
+        ),
+        (
+            "syntax.yaml",
+            "on:\n  webhook: {}\nactions:\n  - http: { url: \"http://x\"\n  - oops: [\n",
+        ),
+        (
+            "unknown.yaml",
+            "on:\n  webhook: {}\nactions:\n  - http:\n      url: http://x\n      bdy: \"{}\"\n",
+        ),
+        (
+            "badpath.yaml",
+            "on:\n  webhook: {}\nvars:\n  id: $.id\n  order_id: $.items[\nactions:\n  - http: { url: \"http://x\" }\n",
+        ),
+        (
+            "badtemplate.yaml",
+            "on:\n  webhook: {}\nactions:\n  - http:\n      method: POST\n      url: \"http://x/{{ vars.id \"\n",
+        ),
+    ];
+    for (name, src) in files {
+        std::fs::write(flows.join(name), src).unwrap();
+    }
+    let args = ["validate", "flows"];
+    let out = hookflow(&args, dir.path());
+    let ctx = show(&args, &out);
+    assert_eq!(out.status.code(), Some(1), "{ctx}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line_of = |file: &str| -> String {
+        err.lines()
+            .find(|l| l.starts_with(&format!("flows/{file}:")))
+            .unwrap_or_else(|| panic!("no error for {file}\n{ctx}"))
+            .to_string()
+    };
+    let syntax = line_of("syntax.yaml");
+    assert!(syntax.starts_with("flows/syntax.yaml:5:"), "{syntax}");
+    let unknown = line_of("unknown.yaml");
+    assert!(
+        unknown.starts_with("flows/unknown.yaml:6:") && unknown.contains("unknown field `bdy`"),
+        "{unknown}"
+    );
+    let badpath = line_of("badpath.yaml");
+    assert!(
+        badpath.starts_with("flows/badpath.yaml:5:")
+            && badpath.contains("vars.order_id")
+            && badpath.contains("invalid JSONPath"),
+        "{badpath}"
+    );
+    let badtemplate = line_of("badtemplate.yaml");
+    assert!(
+        badtemplate.starts_with("flows/badtemplate.yaml:6:") && badtemplate.contains("template syntax error"),
+        "{badtemplate}"
+    );
+    assert!(!err.contains("flows/good.yaml"), "{ctx}");
+    assert!(err.contains("4 problem(s); 1 flow(s) valid"), "{ctx}");
+}
+
+#[test]
+fn urls_are_stable_and_depend_on_the_secret() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = tempfile::tempdir().unwrap();
+    let data_arg = data.path().to_str().unwrap();
+    let a = hookflow(&["urls", "--data", data_arg], root);
+    let b = hookflow(&["urls", "--data", data_arg], root);
+    assert!(a.status.success(), "{}", show(&["urls"], &a));
+    assert_eq!(a.stdout, b.stdout);
+    let text = String::from_utf8_lossy(&a.stdout);
+    assert!(
+        text.contains("http://127.0.0.1:8080/hooks/woo-order-to-shipping/"),
+        "{text}"
+    );
+    let c = hookflow(
+        &[
+            "urls",
+            "--data",
+            data_arg,
+            "--secret",
+            "another-secret-of-enough-length",
+            "--public-url",
+            "https://hooks.example.com/",
+        ],
+        root,
+    );
+    let other = String::from_utf8_lossy(&c.stdout);
+    assert!(
+        other.contains("https://hooks.example.com/hooks/woo-order-to-shipping/"),
+        "{other}"
+    );
+    assert_ne!(
+        text.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .rsplit('/')
+            .next(),
+        other
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .rsplit('/')
+            .next()
+    );
+}

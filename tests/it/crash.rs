@@ -1,0 +1,200 @@
+//! Crash safety with the real binary: accept events while the destination is slow, SIGKILL the
+//! process, start it again, and check that every accepted run completes, that no action whose
+//! success was recorded is sent again, and that resends carry the same idempotency key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cli::hookflow;
+use crate::helpers::{Receiver, Reply, SECRET};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(dir: &Path, port: u16, log: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "4",
+        ])
+        .current_dir(dir)
+        .env("HOOKFLOW_SECRET", SECRET)
+        .env("HOOKFLOW_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(log)).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "hookflow did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn get(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// (run id, action) pairs whose success is recorded.
+async fn recorded_successes(http: &reqwest::Client, base: &str, ids: &[String]) -> BTreeSet<String> {
+    let mut done = BTreeSet::new();
+    for id in ids {
+        let run = get(http, format!("{base}/api/runs/{id}")).await;
+        for step in run["steps"].as_array().unwrap() {
+            if step["status"] == "succeeded" {
+                done.insert(format!("{id}.{}", step["name"].as_str().unwrap()));
+            }
+        }
+    }
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_accepted_run_and_repeats_no_recorded_success() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path("/slow", Reply::status(200).delayed(Duration::from_millis(250)));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
+    std::fs::write(
+        dir.path().join("flows/crash.yaml"),
+        format!(
+            "on: {{ webhook: {{}} }}\nactions:\n  - name: fast\n    http: {{ url: \"{0}/fast\", body: {{ n: \"{{{{ body.n }}}}\" }} }}\n  - name: slow\n    http: {{ url: \"{0}/slow\", body: {{ n: \"{{{{ body.n }}}}\" }} }}\n",
+            dest.url
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let token = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes())
+        .unwrap()
+        .token("crash");
+    let url = format!("{base}/hooks/crash/{token}");
+
+    let mut child = start(dir.path(), port, "first.log");
+    wait_ready(&http, &base).await;
+    const N: usize = 24;
+    let mut ids = Vec::new();
+    for n in 0..N {
+        let r = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(json!({"n": n}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        ids.push(
+            r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // Let some slow deliveries finish, then kill mid-flight.
+    dest.wait_hits(N + 4).await;
+    let before = recorded_successes(&http, &base, &ids).await;
+    child.kill().unwrap(); // SIGKILL
+    let killed_at = Instant::now();
+    child.wait().unwrap();
+    let slow_done_before = before.iter().filter(|k| k.ends_with(".slow")).count();
+    assert!(
+        slow_done_before < N,
+        "the kill must come while runs are unfinished"
+    );
+
+    let mut child = start(dir.path(), port, "second.log");
+    wait_ready(&http, &base).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = get(&http, format!("{base}/api/runs?status=succeeded&limit=500")).await;
+        if list["runs"].as_array().unwrap().len() == N {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every accepted run completed after restart: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let hits = dest.arrivals();
+    let mut sends: BTreeMap<String, usize> = BTreeMap::new();
+    for h in &hits {
+        let key = h.headers["idempotency-key"].clone();
+        let action = h.path.trim_start_matches('/');
+        let n = h.json()["n"].as_u64().unwrap() as usize;
+        assert_eq!(
+            key,
+            format!("{}.{action}", ids[n]),
+            "a resend must carry the run's key for that action"
+        );
+        if h.started > killed_at {
+            assert!(
+                !before.contains(&key),
+                "{key} was recorded as succeeded before the kill but was sent again"
+            );
+        }
+        *sends.entry(key).or_default() += 1;
+    }
+    for id in &ids {
+        for action in ["fast", "slow"] {
+            assert!(
+                sends.contains_key(&format!("{id}.{action}")),
+                "{id}.{action} was never delivered"
+            );
+        }
+    }
+
+    let resent = sends.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "crash drill: {N} runs, {} successes recorded before SIGKILL, {resent} action(s) resent after restart with their original key",
+        before.len()
+    );
+
+    // The CLI reads the same history through the API…
+    let port_arg = format!("127.0.0.1:{port}");
+    let out = hookflow(
+        &[
+            "runs",
+            "list",
+            "--status",
+            "succeeded",
+            "--json",
+            "--server",
+            &base,
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), N);
+
+    // …and from the store once the server has stopped gracefully.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown should exit 0, got {exit:?}");
+    let out = hookflow(&["runs", "show", &ids[0], "--listen", &port_arg], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("succeeded") && text.contains("[2] slow"), "{text}");
+}

@@ -1,0 +1,345 @@
+//! Test harness: a real destination server that records what it receives and answers from a
+//! script, and `spawn_app` — hookflow's router, engine and a sled store on a temp dir, all on
+//! loopback. Tests wait for runs by polling the store (a drain), never by fixed sleeps.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use hookflow::engine::{Engine, EngineConfig};
+use hookflow::flow::{FlowSet, load_dir};
+use hookflow::run::{Run, RunStatus};
+use hookflow::server::{AppState, app, serve};
+use hookflow::store::{Durability, RunFilter, SledStore, Store};
+use hookflow::token::UrlTokens;
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// One request the destination received.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+    pub started: Instant,
+    pub ended: Instant,
+}
+
+impl Hit {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// How the destination answers one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub delay: Duration,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            body: "{}".into(),
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+    pub fn json(status: u16, body: serde_json::Value) -> Reply {
+        Reply {
+            body: body.to_string(),
+            ..Reply::status(status)
+        }
+    }
+    pub fn delayed(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    hits: Mutex<Vec<Hit>>,
+    arrivals: Mutex<Vec<Hit>>,
+    script: Mutex<VecDeque<Reply>>,
+    by_path: Mutex<BTreeMap<String, VecDeque<Reply>>>,
+    default: Mutex<Option<Reply>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// A destination server on loopback.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    pub async fn start(default: Reply) -> Receiver {
+        let state = Arc::new(ReceiverState::default());
+        *state.default.lock().unwrap() = Some(default);
+        let st = Arc::clone(&state);
+        let router =
+            Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let st = Arc::clone(&st);
+                async move {
+                    let started = Instant::now();
+                    let arrival = Hit {
+                        method: method.to_string(),
+                        path: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                            .collect(),
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                        started,
+                        ended: started,
+                    };
+                    st.arrivals.lock().unwrap().push(arrival.clone());
+                    let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    st.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                    let reply = {
+                        let scripted = st.script.lock().unwrap().pop_front();
+                        let by_path = st.by_path.lock().unwrap().get_mut(uri.path()).and_then(|q| {
+                            if q.len() > 1 {
+                                q.pop_front()
+                            } else {
+                                q.front().cloned()
+                            }
+                        });
+                        scripted
+                            .or(by_path)
+                            .or_else(|| st.default.lock().unwrap().clone())
+                            .unwrap()
+                    };
+                    if !reply.delay.is_zero() {
+                        tokio::time::sleep(reply.delay).await;
+                    }
+                    st.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    st.hits.lock().unwrap().push(Hit {
+                        ended: Instant::now(),
+                        ..arrival
+                    });
+                    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+                    resp.headers_mut()
+                        .insert("content-type", "application/json".parse().unwrap());
+                    for (k, v) in reply.headers {
+                        resp.headers_mut().insert(
+                            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                            v.parse().unwrap(),
+                        );
+                    }
+                    resp
+                }
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Receiver {
+            url: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// Replies used in order before falling back to per-path or default replies.
+    pub fn script(&self, replies: Vec<Reply>) {
+        self.state.script.lock().unwrap().extend(replies);
+    }
+
+    pub fn on_path(&self, path: &str, reply: Reply) {
+        self.on_path_seq(path, vec![reply]);
+    }
+
+    /// Replies for `path` in order; the last one repeats.
+    pub fn on_path_seq(&self, path: &str, replies: Vec<Reply>) {
+        self.state
+            .by_path
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), replies.into());
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.state.hits.lock().unwrap().clone()
+    }
+
+    /// Every request as it arrived, including those whose sender hung up before the answer.
+    pub fn arrivals(&self) -> Vec<Hit> {
+        self.state.arrivals.lock().unwrap().clone()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests have been answered.
+    pub async fn wait_hits(&self, n: usize) -> Vec<Hit> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let hits = self.hits();
+            if hits.len() >= n {
+                return hits;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "destination got {} requests, expected {n}",
+                hits.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// hookflow running in-process on loopback.
+pub struct TestApp {
+    pub base: String,
+    pub store: Arc<dyn Store>,
+    pub flows: Arc<FlowSet>,
+    pub tokens: UrlTokens,
+    pub shutdown: CancellationToken,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    engine_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn fast_engine() -> EngineConfig {
+    EngineConfig {
+        workers: 8,
+        lease: Duration::from_secs(10),
+        poll_interval: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(2),
+    }
+}
+
+/// Writes `flows` (name → YAML) and `templates` into a temp dir and serves them.
+pub async fn spawn_app(flows: &[(&str, String)], templates: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(flows, templates, fast_engine(), None).await
+}
+
+pub async fn spawn_app_with(
+    flows: &[(&str, String)],
+    templates: &[(&str, &str)],
+    config: EngineConfig,
+    api_token: Option<&str>,
+) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let flows_dir = dir.path().join("flows");
+    let templates_dir = dir.path().join("templates");
+    std::fs::create_dir_all(&flows_dir).unwrap();
+    std::fs::create_dir_all(&templates_dir).unwrap();
+    for (name, yaml) in flows {
+        std::fs::write(flows_dir.join(format!("{name}.yaml")), yaml).unwrap();
+    }
+    for (name, src) in templates {
+        let p = templates_dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, src).unwrap();
+    }
+    let (set, errors) = load_dir(&flows_dir, &templates_dir);
+    assert!(errors.is_empty(), "test flows do not load: {errors:#?}");
+    let flows = Arc::new(set);
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(&dir.path().join("store"), Durability::Flush).unwrap());
+    let tokens = UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
+    let engine = Arc::new(Engine::new(Arc::clone(&store), Arc::clone(&flows), config).unwrap());
+    let state = AppState {
+        flows: Arc::clone(&flows),
+        store: Arc::clone(&store),
+        tokens: tokens.clone(),
+        wake: engine.waker(),
+        max_body: 64 * 1024,
+        api_token: api_token.map(str::to_string),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(serve(listener, app(state), shutdown.clone()));
+    let engine_task = tokio::spawn(engine.run(shutdown.clone()));
+    TestApp {
+        base: format!("http://{addr}"),
+        store,
+        flows,
+        tokens,
+        shutdown,
+        http: reqwest::Client::new(),
+        dir,
+        engine_task: Some(engine_task),
+    }
+}
+
+impl TestApp {
+    pub fn hook_url(&self, flow: &str) -> String {
+        format!("{}/hooks/{flow}/{}", self.base, self.tokens.token(flow))
+    }
+
+    pub async fn post_json(&self, flow: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.hook_url(flow))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts and returns the run id from the default 202 answer.
+    pub async fn accept(&self, flow: &str, body: serde_json::Value) -> String {
+        let resp = self.post_json(flow, body).await;
+        assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+        let v: serde_json::Value = resp.json().await.unwrap();
+        v["run_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn all_runs(&self) -> Vec<Run> {
+        self.store
+            .list_runs(&RunFilter {
+                limit: 10_000,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the run reaches a final state.
+    pub async fn finished(&self, id: &str) -> Run {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let run = self.store.get_run(id).await.unwrap().expect("run exists");
+            if run.status.is_terminal() {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} still {:?}: {run:#?}",
+                run.status
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn wait_status(&self, id: &str, status: RunStatus) -> Run {
+        let run = self.finished(id).await;
+        assert_eq!(run.status, status, "{run:#?}");
+        run
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.engine_task.take() {
+            t.await.unwrap();
+        }
+    }
+}

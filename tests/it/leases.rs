@@ -1,0 +1,190 @@
+//! Leases: a claim whose worker died is taken over once it expires, a stale lease cannot write,
+//! and a restarted store resumes what the previous process held.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, json};
+
+use crate::helpers::{Receiver, Reply, fast_engine};
+use hookflow::engine::Engine;
+use hookflow::flow::load_dir;
+use hookflow::request::Request;
+use hookflow::run::{Run, RunStatus, Ts};
+use hookflow::store::{ClaimRequest, Durability, Next, SledStore, Store, StoreError};
+
+fn new_run(flow: &str, key: Option<&str>) -> Run {
+    let req = Request {
+        method: "POST".into(),
+        body: json!({}),
+        ..Request::default()
+    };
+    Run::new(
+        flow,
+        "v",
+        req,
+        Map::new(),
+        key.map(str::to_string),
+        ["http_1".to_string()],
+    )
+}
+
+fn claim_req(lease: Duration) -> ClaimRequest {
+    ClaimRequest {
+        now: Ts::now(),
+        lease_for: lease,
+        limit: 10,
+        caps: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_run_orphaned_by_a_dead_worker_completes_after_its_lease_expires() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
+    std::fs::write(
+        dir.path().join("flows/orphan.yaml"),
+        format!(
+            "on: {{ webhook: {{}} }}\nactions:\n  - http: {{ url: \"{}/x\" }}\n",
+            dest.url
+        ),
+    )
+    .unwrap();
+    let (flows, errors) = load_dir(&dir.path().join("flows"), &dir.path().join("templates"));
+    assert!(errors.is_empty(), "{errors:?}");
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(&dir.path().join("store"), Durability::Flush).unwrap());
+
+    let run = new_run("orphan", None);
+    store.insert_run(&run).await.unwrap();
+    // A worker claims the run and dies without a word.
+    let claimed_at = Instant::now();
+    let dead = store.claim(claim_req(Duration::from_millis(600))).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        store.get_run(&run.id).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+
+    let engine = Arc::new(Engine::new(Arc::clone(&store), Arc::new(flows), fast_engine()).unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(Arc::clone(&engine).run(shutdown.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = store.get_run(&run.id).await.unwrap().unwrap();
+        if r.status == RunStatus::Succeeded {
+            break;
+        }
+        assert!(Instant::now() < deadline, "orphaned run never completed: {r:#?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        claimed_at.elapsed() >= Duration::from_millis(550),
+        "taken over before the lease expired"
+    );
+    assert_eq!(dest.hits().len(), 1);
+
+    // The dead worker's lease is worthless now.
+    let err = store
+        .save(&dead[0].lease, &dead[0].run, Next::Done)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn lanes_caps_and_due_times_in_the_store() {
+    let store = SledStore::temporary().unwrap();
+    let a1 = new_run("f", Some("A"));
+    let a2 = new_run("f", Some("A"));
+    let b1 = new_run("f", Some("B"));
+    for r in [&a1, &a2, &b1] {
+        store.insert_run(r).await.unwrap();
+    }
+    let first = store.claim(claim_req(Duration::from_secs(30))).await.unwrap();
+    let ids: Vec<&str> = first.iter().map(|c| c.run.id.as_str()).collect();
+    assert_eq!(ids, [a1.id.as_str(), b1.id.as_str()], "a2 waits behind a1");
+    assert!(
+        store
+            .claim(claim_req(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // a1 goes to retry: its lane stays blocked.
+    let later = Ts::now().plus(Duration::from_secs(3600));
+    store
+        .save(&first[0].lease, &first[0].run, Next::RetryAt(later))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim(claim_req(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The earliest due entry is b1's lease expiry, in the future.
+    assert!(store.next_due().await.unwrap().unwrap() > Ts::now());
+
+    // b1 finishes; a1 is due only in an hour, so nothing is claimable.
+    store
+        .save(&first[1].lease, &first[1].run, Next::Done)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim(claim_req(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut future = claim_req(Duration::from_secs(30));
+    future.now = later;
+    let retried = store.claim(future).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].run.id, a1.id);
+    store
+        .save(&retried[0].lease, &retried[0].run, Next::Done)
+        .await
+        .unwrap();
+    let next = store.claim(claim_req(Duration::from_secs(30))).await.unwrap();
+    assert_eq!(
+        next.iter().map(|c| c.run.id.as_str()).collect::<Vec<_>>(),
+        [a2.id.as_str()]
+    );
+
+    // Caps count unexpired leases of the flow.
+    for _ in 0..3 {
+        store.insert_run(&new_run("capped", None)).await.unwrap();
+    }
+    let mut capped = claim_req(Duration::from_secs(30));
+    capped.caps.insert("capped".into(), 2);
+    assert_eq!(store.claim(capped.clone()).await.unwrap().len(), 2);
+    assert_eq!(store.claim(capped).await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn reopening_the_store_resumes_runs_held_by_the_previous_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = new_run("f", None);
+    {
+        let store = SledStore::open(dir.path(), Durability::Fsync).unwrap();
+        store.insert_run(&run).await.unwrap();
+        let c = store.claim(claim_req(Duration::from_secs(3600))).await.unwrap();
+        assert_eq!(c.len(), 1);
+        store.sync().await.unwrap();
+    }
+    let store = SledStore::open(dir.path(), Durability::Flush).unwrap();
+    let c = store.claim(claim_req(Duration::from_secs(30))).await.unwrap();
+    assert_eq!(
+        c.len(),
+        1,
+        "the hour-long lease of the dead process was released at open"
+    );
+    assert_eq!(c[0].run.id, run.id);
+}

@@ -1,0 +1,11 @@
+//! One integration-test binary: real HTTP on loopback both ways, sled on temp dirs, and the
+//! real `hookflow` binary where a process boundary matters.
+
+mod bad_input;
+mod cli;
+mod crash;
+mod e2e;
+mod helpers;
+mod leases;
+mod ordering;
+mod retries;
