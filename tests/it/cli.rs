@@ -4,13 +4,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 pub fn hookflow(args: &[&str], cwd: &Path) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+    Command::new(env!("CARGO_BIN_EXE_hookflow"))
         .args(args)
         .current_dir(cwd)
         .env("HOOKFLOW_LOG", "warn")
         .output()
-        .expect("run hookflow");
-    out
+        .expect("run hookflow")
 }
 
 fn show(args: &[&str], out: &Output) -> String {

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use hookflow::engine::{Engine, EngineConfig};
-use hookflow::flow::{FlowSet, load_dir};
+use hookflow::flow::load_dir;
 use hookflow::run::{Run, RunStatus};
 use hookflow::server::{AppState, app, serve};
 use hookflow::store::{Durability, RunFilter, SledStore, Store};
@@ -207,11 +207,11 @@ impl Receiver {
 pub struct TestApp {
     pub base: String,
     pub store: Arc<dyn Store>,
-    pub flows: Arc<FlowSet>,
     pub tokens: UrlTokens,
     pub shutdown: CancellationToken,
     pub http: reqwest::Client,
-    pub dir: tempfile::TempDir,
+    /// Kept so the store's directory outlives the app.
+    _dir: tempfile::TempDir,
     engine_task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -271,11 +271,10 @@ pub async fn spawn_app_with(
     TestApp {
         base: format!("http://{addr}"),
         store,
-        flows,
         tokens,
         shutdown,
         http: reqwest::Client::new(),
-        dir,
+        _dir: dir,
         engine_task: Some(engine_task),
     }
 }
