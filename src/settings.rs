@@ -65,7 +65,8 @@ pub struct ServeArgs {
     /// Largest accepted webhook body, in bytes.
     #[arg(long, env = "HOOKFLOW_MAX_BODY", default_value_t = 1024 * 1024)]
     pub max_body: usize,
-    /// Runs executing at once.
+    /// Runs executing at once. 0 makes an accept-only server: runs are stored, not executed
+    /// (they run once a server with workers uses the same store).
     #[arg(long, env = "HOOKFLOW_WORKERS", default_value_t = 32)]
     pub workers: usize,
     /// How long a worker's claim on a run lasts before another may take it over.

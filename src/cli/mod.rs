@@ -193,7 +193,12 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let engine_task = tokio::spawn(Arc::clone(&engine).run(shutdown.clone()));
+    let engine_task = if args.workers == 0 {
+        tracing::warn!("accept-only: --workers 0 stores runs without executing them");
+        tokio::spawn(async {})
+    } else {
+        tokio::spawn(Arc::clone(&engine).run(shutdown.clone()))
+    };
     serve(listener, app(state), shutdown.clone()).await?;
     shutdown.cancel();
     engine_task.await?;

@@ -378,7 +378,12 @@ pub fn compile(
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
+    let ingress_templates = when.iter().any(|c| matches!(c.source, Source::Expr(_)))
+        || respond.body.is_some()
+        || !respond.headers.is_empty()
+        || concurrency.key.is_some();
     Ok(Flow {
+        ingress_templates,
         name,
         description: spec.description.clone(),
         file: file.to_path_buf(),

@@ -137,17 +137,17 @@ pub async fn receive(
     let run_id = new_run_id();
     let templates = &st.flows.templates;
     let no_steps = Map::new();
-    let ctx = template_context(
-        &RunInfo {
+    let ctx = if flow.ingress_templates {
+        let info = RunInfo {
             flow: name,
             run_id: &run_id,
             attempt: 0,
             idempotency_key: "",
-        },
-        &request,
-        &vars,
-        &no_steps,
-    );
+        };
+        template_context(&info, &request, &vars, &no_steps)
+    } else {
+        minijinja::Value::UNDEFINED
+    };
 
     let facts = EventFacts {
         request: &request,

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of durable webhook accepts against a no-op axum handler, plus
+# webhook-to-delivered throughput. Prints medians over ROUNDS rounds; see BENCHMARKS.md.
+#
+#   bench/run.sh                 # ROUNDS=3 DURATION=10s CONNS=64
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+SECRET=bench-secret-0123456789abcdef
+P_NOOP=19100 P_HOOK=19200 P_SINK=19300
+
+if ! command -v wrk >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq wrk
+fi
+cargo build --release --quiet --bin hookflow --example noop_server
+BIN=target/release/hookflow
+NOOP=target/release/examples/noop_server
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+mkdir -p "$work/flows"
+cat > "$work/flows/bench.yaml" <<YAML
+on:
+  webhook:
+    when:
+      - path: \$.status
+        one_of: [processing, completed]
+vars:
+  order_id: { path: \$.id, required: true }
+  email: \$.billing.email
+  skus: \$.line_items[*].sku
+actions:
+  - name: ship
+    http:
+      url: "http://127.0.0.1:$P_SINK/shipments"
+      body: { order: "{{ vars.order_id }}", email: "{{ vars.email }}", skus: "{{ vars.skus }}" }
+YAML
+
+wait_port() { for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+hook_path=$("$BIN" urls --flows "$work/flows" --templates "$work/none" --data "$work/x" --secret "$SECRET" --public-url "" | awk '{print $2}')
+
+# wrk → "reqs_per_sec p50_ms p99_ms accepted"
+measure() {
+  local out; out=$(BENCH_PAYLOAD=bench/order.json wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s bench/post.lua "$1")
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+total = int(re.search(r"(\d+) requests in", out).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+errs = re.search(r"Socket errors: .*", out)
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {total - (int(bad.group(1)) if bad else 0)}")
+if errs: print(errs.group(0), file=sys.stderr)
+PY
+}
+
+results="$work/results.txt"
+for round in $(seq "$ROUNDS"); do
+  # 1. The ceiling: a no-op axum handler that reads the body and answers 202.
+  "$NOOP" "127.0.0.1:$P_NOOP" & p=$!; pids+=("$p"); wait_port $P_NOOP
+  echo "noop $(measure "http://127.0.0.1:$P_NOOP$hook_path")" | tee -a "$results"
+  stop $p
+
+  # 2./3. Durable accepts only (runs stored and flushed, not executed), flush and fsync.
+  for durability in flush fsync; do
+    rm -rf "$work/data"
+    HOOKFLOW_LOG=warn "$BIN" serve --flows "$work/flows" --templates "$work/none" --data "$work/data" \
+      --secret "$SECRET" --listen "127.0.0.1:$P_HOOK" --workers 0 --durability $durability & p=$!; pids+=("$p"); wait_port $P_HOOK
+    echo "accept-$durability $(measure "http://127.0.0.1:$P_HOOK$hook_path")" | tee -a "$results"
+    stop $p
+  done
+
+  # 4. End to end: accepts while the engine delivers to a sink; time until the last delivery.
+  rm -rf "$work/data"
+  "$NOOP" "127.0.0.1:$P_SINK" & sink=$!; pids+=("$sink"); wait_port $P_SINK
+  HOOKFLOW_LOG=warn "$BIN" serve --flows "$work/flows" --templates "$work/none" --data "$work/data" \
+    --secret "$SECRET" --listen "127.0.0.1:$P_HOOK" --workers 32 & p=$!; pids+=("$p"); wait_port $P_HOOK
+  start=$(date +%s.%N)
+  read -r rps p50 p99 accepted < <(measure "http://127.0.0.1:$P_HOOK$hook_path")
+  for _ in $(seq 2400); do
+    delivered=$(curl -s "http://127.0.0.1:$P_SINK/count")
+    [ "$delivered" -ge "$accepted" ] && break
+    sleep 0.05
+  done
+  end=$(date +%s.%N)
+  e2e=$(python3 -c "print(f'{$delivered / ($end - $start):.0f}')")
+  echo "full $rps $p50 $p99 $accepted delivered=$delivered e2e_per_sec=$e2e" | tee -a "$results"
+  stop $p; stop $sink
+done
+
+python3 - "$results" "$ROUNDS" "$CONNS" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+def med(kind, col):
+    return statistics.median(float(r[col]) for r in rows if r[0] == kind)
+noop = med("noop", 1)
+print(f"\nmedians over {sys.argv[2]} rounds, {sys.argv[3]} connections, 1 KB JSON body\n")
+print("| server | requests/s | p50 ms | p99 ms | vs no-op |")
+print("|---|---:|---:|---:|---:|")
+for kind, label in [("noop", "no-op axum handler (202)"), ("accept-flush", "hookflow durable accept (flush)"),
+                    ("accept-fsync", "hookflow durable accept (fsync)"), ("full", "hookflow accept while delivering")]:
+    print(f"| {label} | {med(kind,1):.0f} | {med(kind,2):.2f} | {med(kind,3):.2f} | {med(kind,1)/noop:.0%} |")
+e2e = statistics.median(float(r[6].split("=")[1]) for r in rows if r[0] == "full")
+print(f"\nwebhook-to-delivered throughput (accept + execute + deliver, until the last delivery): {e2e:.0f} runs/s")
+PY
