@@ -3,6 +3,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use hookflow::cli::{Cli, init_tracing, run};
 
+// glibc's malloc showed up as a quarter of the accept path's CPU under load (perf); mimalloc
+// keeps per-thread heaps and measured about 10% more accepts/s side by side.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

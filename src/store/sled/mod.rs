@@ -14,8 +14,8 @@
 //! | `ctr:{flow}:{name}`              | u64 counter                           |
 //!
 //! **Group commit.** All writes go through one writer thread. It takes every operation waiting
-//! in its channel, applies them, calls `flush()` once and only then answers the callers of
-//! durable operations. sled's `flush_async` is never used: it deadlocks with about eight
+//! in its channel, runs them against an overlay ([`view::View`]), applies the whole group as one
+//! atomic `apply_batch`, calls `flush()` once and only then answers the callers. sled's `flush_async` is never used: it deadlocks with about eight
 //! flushes in flight (sled #1308). With [`Durability::Fsync`] the writer also `fdatasync`s
 //! sled's data file after the flush, since sled's `flush` uses `sync_file_range` and is not
 //! power-loss safe on its own.
@@ -34,6 +34,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+mod view;
+
+use self::view::View;
 use super::{ClaimRequest, Claimed, Lease, Next, Result, RunFilter, Store, StoreError};
 use crate::run::{Run, RunStatus, Ts};
 
@@ -100,20 +103,21 @@ fn from_json<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T>
 }
 
 struct Inner {
-    tree: sled::Db,
+    db: sled::Db,
     data_file: Option<File>,
 }
 
-impl Inner {
-    fn get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>> {
-        match self.tree.get(key)? {
-            Some(b) => Ok(Some(from_json(key, &b)?)),
-            None => Ok(None),
-        }
+fn get<T: for<'de> Deserialize<'de>>(view: &View<'_>, key: &str) -> Result<Option<T>> {
+    match view.get(key.as_bytes())? {
+        Some(b) => Ok(Some(from_json(key, &b)?)),
+        None => Ok(None),
     }
+}
 
+/// The operations, each reading and writing through the group's [`View`].
+impl Inner {
     fn sync(&self) -> std::result::Result<(), String> {
-        self.tree.flush().map_err(|e| e.to_string())?;
+        self.db.flush().map_err(|e| e.to_string())?;
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(|e| e.to_string())?;
         }
@@ -121,23 +125,21 @@ impl Inner {
     }
 
     /// Loads the queue entry of a claimed run, checking the lease is still ours.
-    fn held(&self, lease: &Lease) -> Result<QEntry> {
-        let q: QEntry = self
-            .get(&q_key(&lease.run_id))?
-            .ok_or_else(|| StoreError::LeaseLost(lease.run_id.clone()))?;
+    fn held(view: &View<'_>, lease: &Lease) -> Result<QEntry> {
+        let q: QEntry =
+            get(view, &q_key(&lease.run_id))?.ok_or_else(|| StoreError::LeaseLost(lease.run_id.clone()))?;
         match &q.lease {
             Some(l) if l.token == lease.token => Ok(q),
             _ => Err(StoreError::LeaseLost(lease.run_id.clone())),
         }
     }
 
-    fn insert_run(&self, run: &Run) -> Result<()> {
+    fn insert_run(&self, view: &mut View<'_>, run: &NewRun) -> Result<()> {
         let rk = run_key(&run.id);
-        if self.tree.contains_key(&rk)? {
+        if view.contains(rk.as_bytes())? {
             return Err(StoreError::Duplicate(run.id.clone()));
         }
-        let mut b = sled::Batch::default();
-        b.insert(rk.as_bytes(), to_json(run)?);
+        view.insert(rk, run.json.clone());
         let now = Ts::now().0;
         let mut q = QEntry {
             flow: run.flow.clone(),
@@ -147,24 +149,23 @@ impl Inner {
         };
         if let Some(key) = &run.order_key {
             let prefix = lane_prefix(&run.flow, key);
-            if self.tree.scan_prefix(&prefix).next().is_some() {
+            if view.scan_prefix(prefix.as_bytes()).next().is_some() {
                 q.due = None;
             }
-            let lk = format!("{prefix}{:016x}", self.tree.generate_id()?);
-            b.insert(lk.as_bytes(), run.id.as_bytes());
+            let lk = format!("{prefix}{:016x}", self.db.generate_id()?);
+            view.insert(lk.clone(), run.id.as_bytes());
             q.lane = Some(lk);
         }
         if let Some(at) = q.due {
-            b.insert(due_key(at, &run.id).as_bytes(), &[][..]);
+            view.insert(due_key(at, &run.id), Vec::new());
         }
-        b.insert(q_key(&run.id).as_bytes(), to_json(&q)?);
-        self.tree.apply_batch(b)?;
+        view.insert(q_key(&run.id), to_json(&q)?);
         Ok(())
     }
 
-    fn active_leases(&self, now: u64) -> Result<BTreeMap<String, u32>> {
+    fn active_leases(view: &View<'_>, now: u64) -> Result<BTreeMap<String, u32>> {
         let mut counts = BTreeMap::new();
-        for item in self.tree.scan_prefix("lease:") {
+        for item in view.scan_prefix(b"lease:") {
             let (k, v) = item?;
             let row: LeaseRow = from_json(&String::from_utf8_lossy(&k), &v)?;
             if row.until > now {
@@ -174,26 +175,29 @@ impl Inner {
         Ok(counts)
     }
 
-    fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claimed>> {
+    fn claim(&self, view: &mut View<'_>, req: &ClaimRequest) -> Result<Vec<Claimed>> {
         let now = req.now.0;
-        let mut active = self.active_leases(now)?;
+        let mut active = Self::active_leases(view, now)?;
         let mut out = Vec::new();
         let end = format!("due:{:016x}", now + 1);
-        let due: Vec<sled::IVec> = self
-            .tree
-            .range("due:".as_bytes()..end.as_bytes())
-            .keys()
-            .collect::<std::result::Result<_, _>>()?;
+        let mut due = Vec::new();
+        for item in view.range(b"due:", end.as_bytes()) {
+            let (key, _) = item?;
+            due.push(String::from_utf8_lossy(&key).into_owned());
+            // Enough candidates for this claim even if some are capped; the rest wait.
+            if due.len() >= req.limit.saturating_mul(8).max(64) {
+                break;
+            }
+        }
         for key in due {
             if out.len() >= req.limit {
                 break;
             }
-            let key_str = String::from_utf8_lossy(&key).into_owned();
-            let Some(id) = key_str.rsplit(':').next().map(str::to_string) else {
+            let Some(id) = key.rsplit(':').next().map(str::to_string) else {
                 continue;
             };
-            let Some(mut q) = self.get::<QEntry>(&q_key(&id))? else {
-                self.tree.remove(&key)?; // stale index entry
+            let Some(mut q) = get::<QEntry>(view, &q_key(&id))? else {
+                view.remove(key); // stale index entry
                 continue;
             };
             if let Some(cap) = req.caps.get(&q.flow)
@@ -201,29 +205,27 @@ impl Inner {
             {
                 continue;
             }
-            let Some(mut run) = self.get::<Run>(&run_key(&id))? else {
+            let Some(mut run) = get::<Run>(view, &run_key(&id))? else {
                 return Err(StoreError::Corrupt(format!("queue entry without run {id}")));
             };
-            let token = self.tree.generate_id()?;
+            let token = self.db.generate_id()?;
             let until = req.now.plus(req.lease_for).0;
+            view.remove(key);
             q.due = Some(until);
             q.lease = Some(LeaseInfo { token, until });
             run.status = RunStatus::Running;
             run.next_attempt_at = None;
             run.updated_at = req.now;
-            let mut b = sled::Batch::default();
-            b.remove(key.clone());
-            b.insert(due_key(until, &id).as_bytes(), &[][..]);
-            b.insert(q_key(&id).as_bytes(), to_json(&q)?);
-            b.insert(
-                lease_key(&id).as_bytes(),
+            view.insert(due_key(until, &id), Vec::new());
+            view.insert(q_key(&id), to_json(&q)?);
+            view.insert(
+                lease_key(&id),
                 to_json(&LeaseRow {
                     flow: q.flow.clone(),
                     until,
                 })?,
             );
-            b.insert(run_key(&id).as_bytes(), to_json(&run)?);
-            self.tree.apply_batch(b)?;
+            view.insert(run_key(&id), to_json(&run)?);
             *active.entry(q.flow.clone()).or_insert(0) += 1;
             out.push(Claimed {
                 run,
@@ -233,131 +235,133 @@ impl Inner {
         Ok(out)
     }
 
-    /// Moves a queue entry's due time inside `b`.
-    fn move_due(b: &mut sled::Batch, q: &mut QEntry, id: &str, at: Option<u64>) {
+    /// Moves a queue entry's due time.
+    fn move_due(view: &mut View<'_>, q: &mut QEntry, id: &str, at: Option<u64>) {
         if let Some(old) = q.due {
-            b.remove(due_key(old, id).as_bytes());
+            view.remove(due_key(old, id));
         }
         if let Some(new) = at {
-            b.insert(due_key(new, id).as_bytes(), &[][..]);
+            view.insert(due_key(new, id), Vec::new());
         }
         q.due = at;
     }
 
-    fn extend_lease(&self, lease: &Lease, until: Ts) -> Result<()> {
-        let mut q = self.held(lease)?;
-        let mut b = sled::Batch::default();
-        Self::move_due(&mut b, &mut q, &lease.run_id, Some(until.0));
+    fn hold_until(view: &mut View<'_>, mut q: QEntry, lease: &Lease, until: u64) -> Result<()> {
+        let id = &lease.run_id;
+        Self::move_due(view, &mut q, id, Some(until));
         q.lease = Some(LeaseInfo {
             token: lease.token,
-            until: until.0,
+            until,
         });
-        b.insert(
-            lease_key(&lease.run_id).as_bytes(),
+        view.insert(
+            lease_key(id),
             to_json(&LeaseRow {
                 flow: q.flow.clone(),
-                until: until.0,
+                until,
             })?,
         );
-        b.insert(q_key(&lease.run_id).as_bytes(), to_json(&q)?);
-        self.tree.apply_batch(b)?;
+        view.insert(q_key(id), to_json(&q)?);
         Ok(())
     }
 
-    fn save(&self, lease: &Lease, run: &Run, next: Next) -> Result<()> {
+    fn extend_lease(view: &mut View<'_>, lease: &Lease, until: Ts) -> Result<()> {
+        let q = Self::held(view, lease)?;
+        Self::hold_until(view, q, lease, until.0)
+    }
+
+    fn save(view: &mut View<'_>, lease: &Lease, run_json: Vec<u8>, next: Next) -> Result<()> {
         let id = &lease.run_id;
-        let mut q = self.held(lease)?;
-        let mut b = sled::Batch::default();
-        b.insert(run_key(id).as_bytes(), to_json(run)?);
+        let mut q = Self::held(view, lease)?;
+        view.insert(run_key(id), run_json);
         match next {
-            Next::Continue { lease_until } => {
-                Self::move_due(&mut b, &mut q, id, Some(lease_until.0));
-                q.lease = Some(LeaseInfo {
-                    token: lease.token,
-                    until: lease_until.0,
-                });
-                b.insert(
-                    lease_key(id).as_bytes(),
-                    to_json(&LeaseRow {
-                        flow: q.flow.clone(),
-                        until: lease_until.0,
-                    })?,
-                );
-                b.insert(q_key(id).as_bytes(), to_json(&q)?);
-            }
+            Next::Continue { lease_until } => Self::hold_until(view, q, lease, lease_until.0)?,
             Next::RetryAt(at) => {
-                Self::move_due(&mut b, &mut q, id, Some(at.0));
+                Self::move_due(view, &mut q, id, Some(at.0));
                 q.lease = None;
-                b.remove(lease_key(id).as_bytes());
-                b.insert(q_key(id).as_bytes(), to_json(&q)?);
+                view.remove(lease_key(id));
+                view.insert(q_key(id), to_json(&q)?);
             }
             Next::Done => {
-                Self::move_due(&mut b, &mut q, id, None);
-                b.remove(lease_key(id).as_bytes());
-                b.remove(q_key(id).as_bytes());
+                Self::move_due(view, &mut q, id, None);
+                view.remove(lease_key(id));
+                view.remove(q_key(id));
                 if let Some(lk) = &q.lane {
-                    b.remove(lk.as_bytes());
-                    self.release_lane_successor(&mut b, lk)?;
+                    view.remove(lk.as_bytes());
+                    Self::release_lane_successor(view, lk)?;
                 }
             }
         }
-        self.tree.apply_batch(b)?;
         Ok(())
     }
 
     /// Makes the next run of the lane that `finished` belonged to due now.
-    fn release_lane_successor(&self, b: &mut sled::Batch, finished: &str) -> Result<()> {
+    fn release_lane_successor(view: &mut View<'_>, finished: &str) -> Result<()> {
         let prefix = &finished[..=finished.rfind(':').unwrap_or(0)];
-        for item in self.tree.scan_prefix(prefix) {
-            let (k, v) = item?;
-            if k.as_ref() == finished.as_bytes() {
-                continue;
-            }
+        let next = view.scan_prefix(prefix.as_bytes()).find(|item| match item {
+            Ok((k, _)) => k.as_slice() != finished.as_bytes(),
+            Err(_) => true,
+        });
+        if let Some(item) = next {
+            let (_, v) = item?;
             let next_id = String::from_utf8_lossy(&v).into_owned();
-            if let Some(mut nq) = self.get::<QEntry>(&q_key(&next_id))?
+            if let Some(mut nq) = get::<QEntry>(view, &q_key(&next_id))?
                 && nq.due.is_none()
             {
-                Self::move_due(b, &mut nq, &next_id, Some(Ts::now().0));
-                b.insert(q_key(&next_id).as_bytes(), to_json(&nq)?);
+                Self::move_due(view, &mut nq, &next_id, Some(Ts::now().0));
+                view.insert(q_key(&next_id), to_json(&nq)?);
             }
-            break;
         }
         Ok(())
     }
 
     /// Releases every lease: called at open, when no other process can hold one.
-    fn release_orphaned_leases(&self) -> Result<usize> {
+    fn release_orphaned_leases(view: &mut View<'_>) -> Result<usize> {
         let now = Ts::now().0;
-        let ids: Vec<String> = self
-            .tree
-            .scan_prefix("lease:")
-            .keys()
-            .map(|k| k.map(|k| String::from_utf8_lossy(&k["lease:".len()..]).into_owned()))
-            .collect::<std::result::Result<_, _>>()?;
+        let ids: Vec<String> = view
+            .scan_prefix(b"lease:")
+            .map(|item| item.map(|(k, _)| String::from_utf8_lossy(&k["lease:".len()..]).into_owned()))
+            .collect::<Result<_>>()?;
         for id in &ids {
-            let mut b = sled::Batch::default();
-            b.remove(lease_key(id).as_bytes());
-            if let Some(mut q) = self.get::<QEntry>(&q_key(id))? {
-                Self::move_due(&mut b, &mut q, id, Some(now));
+            view.remove(lease_key(id));
+            if let Some(mut q) = get::<QEntry>(view, &q_key(id))? {
+                Self::move_due(view, &mut q, id, Some(now));
                 q.lease = None;
-                b.insert(q_key(id).as_bytes(), to_json(&q)?);
+                view.insert(q_key(id), to_json(&q)?);
             }
-            self.tree.apply_batch(b)?;
         }
         Ok(ids.len())
     }
+
+    fn add_counter(view: &mut View<'_>, key: &str, by: u64) -> Result<()> {
+        let n = view
+            .get(key.as_bytes())?
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        view.insert(key.as_bytes(), (n + by).to_be_bytes().to_vec());
+        Ok(())
+    }
 }
 
-/// A write handed to the writer thread; it returns the closure that answers its caller.
+/// A run serialized by the caller, so the writer thread only moves bytes.
+struct NewRun {
+    id: String,
+    flow: String,
+    order_key: Option<String>,
+    json: Vec<u8>,
+}
+
+/// A write handed to the writer thread; it returns the closure that answers its caller with
+/// the outcome of the group's commit.
 type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Inner) -> Reply + Send>;
+type Job = Box<dyn FnOnce(&Inner, &mut View<'_>) -> Reply + Send>;
 
 struct Op {
     job: Job,
     durable: bool,
 }
 
-/// Largest number of operations applied between two flushes.
+/// Largest number of operations committed together.
 const MAX_GROUP: usize = 1024;
 
 fn writer_loop(inner: Arc<Inner>, rx: mpsc::Receiver<Op>) {
@@ -369,13 +373,24 @@ fn writer_loop(inner: Arc<Inner>, rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        // If anything in the group must be durable, everyone waits for the flush: a claim
-        // must not hand out a run whose insert could still vanish.
         let any_durable = ops.iter().any(|o| o.durable);
-        let replies: Vec<Reply> = ops.into_iter().map(|op| (op.job)(&inner)).collect();
-        let flushed = if any_durable { inner.sync() } else { Ok(()) };
+        let mut view = View::new(&inner.db);
+        let replies: Vec<Reply> = ops
+            .into_iter()
+            .map(|op| {
+                view.mark();
+                (op.job)(&inner, &mut view)
+            })
+            .collect();
+        // One atomic batch for the group; if anything in it must be durable, everyone waits
+        // for the flush (a claim must not hand out a run whose insert could still vanish).
+        let committed = match view.into_batch() {
+            Some(batch) => inner.db.apply_batch(batch).map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        let outcome = committed.and_then(|()| if any_durable { inner.sync() } else { Ok(()) });
         for reply in replies {
-            reply(flushed.clone());
+            reply(outcome.clone());
         }
     }
     if let Err(e) = inner.sync() {
@@ -429,8 +444,12 @@ impl SledStore {
                 })?),
                 _ => None,
             };
-        let inner = Arc::new(Inner { tree: db, data_file });
-        let released = inner.release_orphaned_leases()?;
+        let inner = Arc::new(Inner { db, data_file });
+        let mut view = View::new(&inner.db);
+        let released = Inner::release_orphaned_leases(&mut view)?;
+        if let Some(batch) = view.into_batch() {
+            inner.db.apply_batch(batch)?;
+        }
         if released > 0 {
             tracing::info!(
                 runs = released,
@@ -454,15 +473,18 @@ impl SledStore {
     async fn submit<T: Send + 'static>(
         &self,
         durable: bool,
-        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&Inner, &mut View<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |inner| {
-            let result = f(inner);
+        let job: Job = Box::new(move |inner, view| {
+            let result = f(inner, view);
+            if result.is_err() {
+                view.rollback();
+            }
             Box::new(move |flushed| {
                 let r = match (result, flushed) {
                     (Ok(v), Ok(())) => Ok(v),
-                    (Ok(_), Err(e)) => Err(StoreError::Backend(format!("flush failed: {e}"))),
+                    (Ok(_), Err(e)) => Err(StoreError::Backend(format!("commit failed: {e}"))),
                     (Err(e), _) => Err(e),
                 };
                 let _ = tx.send(r);
@@ -506,27 +528,38 @@ impl Drop for SledStore {
 #[async_trait]
 impl Store for SledStore {
     async fn insert_run(&self, run: &Run) -> Result<()> {
-        let run = run.clone();
-        self.submit(true, move |i| i.insert_run(&run)).await
+        let new = NewRun {
+            id: run.id.clone(),
+            flow: run.flow.clone(),
+            order_key: run.order_key.clone(),
+            json: to_json(run)?,
+        };
+        self.submit(true, move |i, v| i.insert_run(v, &new)).await
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
-        self.submit(false, move |i| i.claim(&req)).await
+        self.submit(false, move |i, v| i.claim(v, &req)).await
     }
 
     async fn extend_lease(&self, lease: &Lease, until: Ts) -> Result<()> {
         let lease = lease.clone();
-        self.submit(false, move |i| i.extend_lease(&lease, until)).await
+        self.submit(false, move |_, v| Inner::extend_lease(v, &lease, until))
+            .await
     }
 
     async fn save(&self, lease: &Lease, run: &Run, next: Next) -> Result<()> {
-        let (lease, run) = (lease.clone(), run.clone());
-        self.submit(true, move |i| i.save(&lease, &run, next)).await
+        let (lease, json) = (lease.clone(), to_json(run)?);
+        self.submit(true, move |_, v| Inner::save(v, &lease, json, next))
+            .await
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<Run>> {
         let key = run_key(id);
-        self.read(move |i| i.get(&key)).await
+        self.read(move |i| match i.db.get(&key)? {
+            Some(b) => Ok(Some(from_json(&key, &b)?)),
+            None => Ok(None),
+        })
+        .await
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
@@ -537,7 +570,7 @@ impl Store for SledStore {
                 None => "run;".to_string(), // ';' sorts right after ':'
             };
             let mut out = Vec::new();
-            for item in i.tree.range("run:".as_bytes()..end.as_bytes()).rev() {
+            for item in i.db.range("run:".as_bytes()..end.as_bytes()).rev() {
                 let (k, v) = item?;
                 let run: Run = from_json(&String::from_utf8_lossy(&k), &v)?;
                 if f.flow.as_ref().is_some_and(|fl| *fl != run.flow)
@@ -557,7 +590,7 @@ impl Store for SledStore {
 
     async fn next_due(&self) -> Result<Option<Ts>> {
         self.read(|i| {
-            let Some(item) = i.tree.scan_prefix("due:").keys().next() else {
+            let Some(item) = i.db.scan_prefix("due:").keys().next() else {
                 return Ok(None);
             };
             let k = item?;
@@ -572,24 +605,15 @@ impl Store for SledStore {
 
     async fn add_counter(&self, flow: &str, name: &str, by: u64) -> Result<()> {
         let key = format!("ctr:{flow}:{name}");
-        self.submit(false, move |i| {
-            i.tree.update_and_fetch(&key, |old| {
-                let n = old
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(0);
-                Some((n + by).to_be_bytes().to_vec())
-            })?;
-            Ok(())
-        })
-        .await
+        self.submit(false, move |_, v| Inner::add_counter(v, &key, by))
+            .await
     }
 
     async fn counters(&self, flow: &str) -> Result<BTreeMap<String, u64>> {
         let prefix = format!("ctr:{flow}:");
         self.read(move |i| {
             let mut out = BTreeMap::new();
-            for item in i.tree.scan_prefix(&prefix) {
+            for item in i.db.scan_prefix(&prefix) {
                 let (k, v) = item?;
                 let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
                 let n = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
@@ -601,6 +625,6 @@ impl Store for SledStore {
     }
 
     async fn sync(&self) -> Result<()> {
-        self.submit(true, |_| Ok(())).await
+        self.submit(true, |_, _| Ok(())).await
     }
 }
