@@ -18,8 +18,16 @@ use crate::retry::Decision;
 use crate::run::{Attempt, AttemptOutcome, Run, RunStatus, Step, StepStatus, Ts};
 use crate::store::{Claimed, Lease, Next, StoreError};
 
-/// Time added to an action's timeout when extending the lease before an attempt.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// Time a lease must outlast an action's timeout when an attempt starts: enough to record the
+/// attempt afterwards.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// A claim and how long it is known to hold, so the lease is extended only when an attempt
+/// could outlast it (each extension is a store write).
+struct Holding {
+    lease: Lease,
+    until: Ts,
+}
 
 /// The idempotency key of an action of a run: the same on every attempt.
 pub fn idempotency_key(run_id: &str, action: &str) -> String {
@@ -34,6 +42,12 @@ enum Flowing {
 impl Engine {
     pub(super) async fn execute(self: &Arc<Self>, claimed: Claimed, shutdown: CancellationToken) {
         let Claimed { mut run, lease } = claimed;
+        // The claim was made a moment ago for `lease`; count from now, less a second.
+        let mut hold = Holding {
+            lease,
+            until: Ts::now().plus(self.config.lease.saturating_sub(Duration::from_secs(1))),
+        };
+        let lease = hold.lease.clone();
         let span = tracing::info_span!("run", flow = %run.flow, run_id = %run.id);
         async {
             let Some(flow) = self.flows.get(&run.flow).cloned() else {
@@ -45,22 +59,18 @@ impl Engine {
                 tracing::warn!(accepted_under = %run.flow_version, now = %flow.version, "flow file changed since the run was accepted; running the current version");
             }
             ensure_steps(&mut run, &flow);
+            if run.next_step >= flow.actions.len() {
+                // Every action was done before (the run was resumed after its last save).
+                self.succeed(&mut run, &lease).await;
+                return;
+            }
             loop {
-                if run.next_step >= flow.actions.len() {
-                    run.status = RunStatus::Succeeded;
-                    run.finished_at = Some(Ts::now());
-                    run.updated_at = Ts::now();
-                    if self.save(&run, &lease, Next::Done).await {
-                        tracing::info!("run succeeded");
-                    }
-                    return;
-                }
                 if shutdown.is_cancelled() {
                     run.status = RunStatus::Queued;
                     self.save(&run, &lease, Next::RetryAt(Ts::now())).await;
                     return;
                 }
-                match self.step(&flow, &mut run, &lease).await {
+                match self.step(&flow, &mut run, &mut hold).await {
                     Flowing::Continue => {}
                     Flowing::Stop => return,
                 }
@@ -71,7 +81,8 @@ impl Engine {
     }
 
     /// Runs one attempt of the current action and records it.
-    async fn step(&self, flow: &Flow, run: &mut Run, lease: &Lease) -> Flowing {
+    async fn step(&self, flow: &Flow, run: &mut Run, hold: &mut Holding) -> Flowing {
+        let lease = &hold.lease.clone();
         let i = run.next_step;
         let action: &Action = &flow.actions[i];
         let templates = &self.flows.templates;
@@ -103,12 +114,7 @@ impl Engine {
                 run.steps[i].status = StepStatus::Skipped;
                 run.next_step += 1;
                 run.updated_at = Ts::now();
-                let until = Ts::now().plus(self.config.lease);
-                return if self.save(run, lease, Next::Continue { lease_until: until }).await {
-                    Flowing::Continue
-                } else {
-                    Flowing::Stop
-                };
+                return self.advance(flow, run, hold).await;
             }
             Err(e) => {
                 let error = format!("action `{}`: {e}", action.name);
@@ -121,13 +127,13 @@ impl Engine {
         let timeout = match &action.kind {
             crate::action::ActionKind::Http(h) => h.timeout,
         };
-        if let Err(e) = self
-            .store
-            .extend_lease(lease, Ts::now().plus(timeout + LEASE_MARGIN))
-            .await
-        {
-            self.log_store_error(&e);
-            return Flowing::Stop;
+        let needed = Ts::now().plus(timeout + LEASE_MARGIN);
+        if needed > hold.until {
+            if let Err(e) = self.store.extend_lease(lease, needed).await {
+                self.log_store_error(&e);
+                return Flowing::Stop;
+            }
+            hold.until = needed;
         }
 
         let cx = ExecContext {
@@ -158,12 +164,7 @@ impl Engine {
                 step.output = Some(output);
                 run.next_step += 1;
                 run.error = None;
-                let until = Ts::now().plus(self.config.lease);
-                if self.save(run, lease, Next::Continue { lease_until: until }).await {
-                    Flowing::Continue
-                } else {
-                    Flowing::Stop
-                }
+                self.advance(flow, run, hold).await
             }
             ResultKind::Transient { error, retry_after } => {
                 let jitter = rand::rng().random_range(-1.0..=1.0);
@@ -201,6 +202,34 @@ impl Engine {
                     .await;
                 Flowing::Stop
             }
+        }
+    }
+
+    /// Records a finished step: the run goes on to its next action, or succeeds if that was the
+    /// last one (one store write either way).
+    async fn advance(&self, flow: &Flow, run: &mut Run, hold: &mut Holding) -> Flowing {
+        if run.next_step >= flow.actions.len() {
+            self.succeed(run, &hold.lease).await;
+            return Flowing::Stop;
+        }
+        let until = Ts::now().plus(self.config.lease);
+        if self
+            .save(run, &hold.lease, Next::Continue { lease_until: until })
+            .await
+        {
+            hold.until = until;
+            Flowing::Continue
+        } else {
+            Flowing::Stop
+        }
+    }
+
+    async fn succeed(&self, run: &mut Run, lease: &Lease) {
+        run.status = RunStatus::Succeeded;
+        run.finished_at = Some(Ts::now());
+        run.updated_at = Ts::now();
+        if self.save(run, lease, Next::Done).await {
+            tracing::info!("run succeeded");
         }
     }
 

@@ -38,6 +38,10 @@ async fn refusals_have_the_right_status_and_store_nothing() {
     let r = post(url.clone(), "application/json", vec![b' '; 64 * 1024 + 1]).await;
     assert_eq!(r.status(), 413);
 
+    // Without a Content-Length (chunked), the limit applies while reading.
+    let (status, _) = raw_chunked_post(&url, 64 * 1024 + 10).await;
+    assert_eq!(status, 413);
+
     let r = post(url.clone(), "text/plain", b"hello".to_vec()).await;
     assert_eq!(r.status(), 415);
     assert!(r.text().await.unwrap().contains("text/plain"));
@@ -161,4 +165,39 @@ async fn many_concurrent_accepts_share_flushes_and_all_land() {
     }
     assert_eq!(dest.hits().len(), 64);
     app.stop().await;
+}
+
+/// Sends a chunked JSON body of `size` bytes over a raw socket; returns the status and body.
+async fn raw_chunked_post(url: &str, size: usize) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut sock = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 4096];
+    let mut sent = 0;
+    while sent < size {
+        let n = chunk.len().min(size - sent);
+        let piece = format!("{n:x}\r\n");
+        if sock.write_all(piece.as_bytes()).await.is_err()
+            || sock.write_all(&chunk[..n]).await.is_err()
+            || sock.write_all(b"\r\n").await.is_err()
+        {
+            break; // the server may stop reading once the limit is hit
+        }
+        sent += n;
+    }
+    let _ = sock.write_all(b"0\r\n\r\n").await;
+    let mut resp = Vec::new();
+    let _ = sock.read_to_end(&mut resp).await;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
 }

@@ -268,3 +268,37 @@ actions:
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed_unless_the_action_says_so() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let mut moved = Reply::status(302);
+    moved
+        .headers
+        .push(("location".into(), format!("{}/new", dest.url)));
+    dest.on_path("/old", moved);
+    let flow = |follow: bool| {
+        format!(
+            "on: {{ webhook: {{}} }}\nretry: {{ max_attempts: 1 }}\nactions:\n  - http: {{ url: \"{}/old\", follow_redirects: {follow} }}\n",
+            dest.url
+        )
+    };
+    let app = spawn_app(&[("stay", flow(false)), ("follow", flow(true))], &[]).await;
+
+    let id = app.accept("stay", json!({})).await;
+    let run = app.wait_status(&id, RunStatus::Failed).await;
+    assert_eq!(run.steps[0].attempts[0].response.as_ref().unwrap().status, 302);
+    assert!(run.error.unwrap().contains("HTTP 302"));
+    assert_eq!(
+        dest.hits().iter().map(|h| h.path.as_str()).collect::<Vec<_>>(),
+        ["/old"]
+    );
+
+    let id = app.accept("follow", json!({})).await;
+    app.wait_status(&id, RunStatus::Succeeded).await;
+    assert_eq!(
+        dest.hits().iter().map(|h| h.path.as_str()).collect::<Vec<_>>(),
+        ["/old", "/old", "/new"]
+    );
+    app.stop().await;
+}
