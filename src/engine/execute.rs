@@ -40,12 +40,19 @@ enum Flowing {
 }
 
 impl Engine {
-    pub(super) async fn execute(self: &Arc<Self>, claimed: Claimed, shutdown: CancellationToken) {
+    /// Executes a claimed run whose lease is known to hold until `held_until`. A run that
+    /// waited for a worker past that point has its lease extended (or found lost) before any
+    /// request is sent.
+    pub(super) async fn execute(
+        self: &Arc<Self>,
+        claimed: Claimed,
+        held_until: Ts,
+        shutdown: CancellationToken,
+    ) {
         let Claimed { mut run, lease } = claimed;
-        // The claim was made a moment ago for `lease`; count from now, less a second.
         let mut hold = Holding {
             lease,
-            until: Ts::now().plus(self.config.lease.saturating_sub(Duration::from_secs(1))),
+            until: held_until,
         };
         let lease = hold.lease.clone();
         let span = tracing::info_span!("run", flow = %run.flow, run_id = %run.id);

@@ -73,11 +73,16 @@ impl Engine {
     /// Runs until `shutdown` is cancelled, then lets in-flight attempts finish within the
     /// grace period.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let workers = self.config.workers.max(1);
+        // `slots` bounds runs executing; `tickets` bounds runs claimed (executing or next in
+        // line). Claiming up to a second round ahead hides the claim's round trip through the
+        // store's commit group from the workers.
+        let slots = Arc::new(Semaphore::new(workers));
+        let tickets = Arc::new(Semaphore::new(workers * 2));
         let tasks = TaskTracker::new();
         let caps = self.flows.caps();
         while !shutdown.is_cancelled() {
-            let free = permits.available_permits();
+            let free = tickets.available_permits();
             let mut claimed = 0;
             if free > 0 {
                 let req = ClaimRequest {
@@ -88,16 +93,24 @@ impl Engine {
                 };
                 match self.store.claim(req).await {
                     Ok(list) => {
+                        // The leases were granted just now; trust them for a second less.
+                        let held_until =
+                            Ts::now().plus(self.config.lease.saturating_sub(Duration::from_secs(1)));
                         for c in list {
                             claimed += 1;
-                            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                                break;
-                            };
+                            let ticket = Arc::clone(&tickets)
+                                .try_acquire_owned()
+                                .expect("claimed at most the free tickets");
+                            let slots = Arc::clone(&slots);
                             let me = Arc::clone(&self);
                             let stop = shutdown.clone();
                             tasks.spawn(async move {
-                                me.execute(c, stop).await;
-                                drop(permit);
+                                let Ok(slot) = slots.acquire_owned().await else {
+                                    return;
+                                };
+                                me.execute(c, held_until, stop).await;
+                                drop(slot);
+                                drop(ticket);
                                 me.wake.notify_one();
                             });
                         }
