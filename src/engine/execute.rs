@@ -190,24 +190,14 @@ impl Engine {
                         Flowing::Stop
                     }
                     Decision::GiveUp(reason) => {
-                        record.outcome = AttemptOutcome::Failed;
-                        record.error = Some(error.clone());
-                        run.steps[i].attempts.push(record);
-                        run.steps[i].status = StepStatus::Failed;
-                        self.fail(run, lease, format!("action `{}`: {error}; {reason}", action.name))
-                            .await;
-                        Flowing::Stop
+                        let summary = format!("{error}; {reason}");
+                        self.fail_step(run, lease, i, record, error, summary).await
                     }
                 }
             }
             ResultKind::Permanent(error) => {
-                record.outcome = AttemptOutcome::Failed;
-                record.error = Some(error.clone());
-                run.steps[i].attempts.push(record);
-                run.steps[i].status = StepStatus::Failed;
-                self.fail(run, lease, format!("action `{}`: {error}", action.name))
-                    .await;
-                Flowing::Stop
+                let summary = error.clone();
+                self.fail_step(run, lease, i, record, error, summary).await
             }
         }
     }
@@ -238,6 +228,26 @@ impl Engine {
         if self.save(run, lease, Next::Done).await {
             tracing::info!("run succeeded");
         }
+    }
+
+    /// Records the last attempt of step `i` as failed and ends the run with `summary`.
+    async fn fail_step(
+        &self,
+        run: &mut Run,
+        lease: &Lease,
+        i: usize,
+        mut record: Attempt,
+        error: String,
+        summary: String,
+    ) -> Flowing {
+        record.outcome = AttemptOutcome::Failed;
+        record.error = Some(error);
+        let step = &mut run.steps[i];
+        step.attempts.push(record);
+        step.status = StepStatus::Failed;
+        let message = format!("action `{}`: {summary}", step.name);
+        self.fail(run, lease, message).await;
+        Flowing::Stop
     }
 
     /// Ends the run in the dead-letter state with `error`.

@@ -95,6 +95,14 @@ async fn a_run_orphaned_by_a_dead_worker_completes_after_its_lease_expires() {
     task.await.unwrap();
 }
 
+async fn nothing_claimable(store: &SledStore) -> bool {
+    store
+        .claim(claim_req(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .is_empty()
+}
+
 #[tokio::test]
 async fn lanes_caps_and_due_times_in_the_store() {
     let store = SledStore::temporary().unwrap();
@@ -107,13 +115,7 @@ async fn lanes_caps_and_due_times_in_the_store() {
     let first = store.claim(claim_req(Duration::from_secs(30))).await.unwrap();
     let ids: Vec<&str> = first.iter().map(|c| c.run.id.as_str()).collect();
     assert_eq!(ids, [a1.id.as_str(), b1.id.as_str()], "a2 waits behind a1");
-    assert!(
-        store
-            .claim(claim_req(Duration::from_secs(30)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_claimable(&store).await);
 
     // a1 goes to retry: its lane stays blocked.
     let later = Ts::now().plus(Duration::from_secs(3600));
@@ -121,13 +123,7 @@ async fn lanes_caps_and_due_times_in_the_store() {
         .save(&first[0].lease, &first[0].run, Next::RetryAt(later))
         .await
         .unwrap();
-    assert!(
-        store
-            .claim(claim_req(Duration::from_secs(30)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_claimable(&store).await);
     // The earliest due entry is b1's lease expiry, in the future.
     assert!(store.next_due().await.unwrap().unwrap() > Ts::now());
 
@@ -136,13 +132,7 @@ async fn lanes_caps_and_due_times_in_the_store() {
         .save(&first[1].lease, &first[1].run, Next::Done)
         .await
         .unwrap();
-    assert!(
-        store
-            .claim(claim_req(Duration::from_secs(30)))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_claimable(&store).await);
     let mut future = claim_req(Duration::from_secs(30));
     future.now = later;
     let retried = store.claim(future).await.unwrap();
