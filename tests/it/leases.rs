@@ -178,3 +178,23 @@ async fn reopening_the_store_resumes_runs_held_by_the_previous_process() {
     );
     assert_eq!(c[0].run.id, run.id);
 }
+
+#[tokio::test]
+async fn a_capped_flows_backlog_does_not_starve_other_flows() {
+    let store = SledStore::temporary().unwrap();
+    for _ in 0..200 {
+        store.insert_run(&new_run("busy", None)).await.unwrap();
+    }
+    let other = new_run("other", None);
+    store.insert_run(&other).await.unwrap();
+    let mut req = claim_req(Duration::from_secs(30));
+    req.caps.insert("busy".into(), 1);
+    let got = store.claim(req.clone()).await.unwrap();
+    let flows: Vec<&str> = got.iter().map(|c| c.run.flow.as_str()).collect();
+    assert_eq!(
+        flows,
+        ["busy", "other"],
+        "one busy run (its cap) and the other flow's run behind the backlog"
+    );
+    assert!(store.claim(req).await.unwrap().is_empty());
+}

@@ -8,7 +8,7 @@
 //! | `meta:layout`                    | `1`                                   |
 //! | `run:{id}`                       | the [`Run`] as JSON                   |
 //! | `q:{id}`                         | [`QEntry`]: queue state of an unfinished run |
-//! | `due:{ms as 16 hex}:{id}`        | empty; the time-ordered due index     |
+//! | `due:{ms as 16 hex}:{id}`        | flow name; the time-ordered due index |
 //! | `lease:{id}`                     | flow and expiry of a held lease       |
 //! | `lane:{flow}:{key hash}:{seq}`   | run id, in arrival order              |
 //! | `ctr:{flow}:{name}`              | u64 counter                           |
@@ -157,7 +157,7 @@ impl Inner {
             q.lane = Some(lk);
         }
         if let Some(at) = q.due {
-            view.insert(due_key(at, &run.id), Vec::new());
+            view.insert(due_key(at, &run.id), run.flow.as_bytes());
         }
         view.insert(q_key(&run.id), to_json(&q)?);
         Ok(())
@@ -180,19 +180,25 @@ impl Inner {
         let mut active = Self::active_leases(view, now)?;
         let mut out = Vec::new();
         let end = format!("due:{:016x}", now + 1);
-        let mut due = Vec::new();
+        // Pick candidates from the due index alone (its values name the flow), so a capped
+        // flow's backlog is skipped without reading it and cannot starve other flows.
+        let mut picked = Vec::new();
         for item in view.range(b"due:", end.as_bytes()) {
-            let (key, _) = item?;
-            due.push(String::from_utf8_lossy(&key).into_owned());
-            // Enough candidates for this claim even if some are capped; the rest wait.
-            if due.len() >= req.limit.saturating_mul(8).max(64) {
+            if picked.len() >= req.limit {
                 break;
             }
+            let (key, flow) = item?;
+            let flow = String::from_utf8_lossy(&flow).into_owned();
+            if let Some(cap) = req.caps.get(&flow) {
+                let n = active.entry(flow.clone()).or_insert(0);
+                if *n >= *cap {
+                    continue;
+                }
+                *n += 1;
+            }
+            picked.push(String::from_utf8_lossy(&key).into_owned());
         }
-        for key in due {
-            if out.len() >= req.limit {
-                break;
-            }
+        for key in picked {
             let Some(id) = key.rsplit(':').next().map(str::to_string) else {
                 continue;
             };
@@ -200,11 +206,6 @@ impl Inner {
                 view.remove(key); // stale index entry
                 continue;
             };
-            if let Some(cap) = req.caps.get(&q.flow)
-                && active.get(&q.flow).copied().unwrap_or(0) >= *cap
-            {
-                continue;
-            }
             let Some(mut run) = get::<Run>(view, &run_key(&id))? else {
                 return Err(StoreError::Corrupt(format!("queue entry without run {id}")));
             };
@@ -216,7 +217,7 @@ impl Inner {
             run.status = RunStatus::Running;
             run.next_attempt_at = None;
             run.updated_at = req.now;
-            view.insert(due_key(until, &id), Vec::new());
+            view.insert(due_key(until, &id), q.flow.as_bytes());
             view.insert(q_key(&id), to_json(&q)?);
             view.insert(
                 lease_key(&id),
@@ -226,7 +227,6 @@ impl Inner {
                 })?,
             );
             view.insert(run_key(&id), to_json(&run)?);
-            *active.entry(q.flow.clone()).or_insert(0) += 1;
             out.push(Claimed {
                 run,
                 lease: Lease { run_id: id, token },
@@ -241,7 +241,7 @@ impl Inner {
             view.remove(due_key(old, id));
         }
         if let Some(new) = at {
-            view.insert(due_key(new, id), Vec::new());
+            view.insert(due_key(new, id), q.flow.as_bytes());
         }
         q.due = at;
     }
