@@ -198,3 +198,126 @@ async fn sigkill_loses_no_accepted_run_and_repeats_no_recorded_success() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("succeeded") && text.contains("[2] slow"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_attempts_finish_or_leaves_them_to_resume() {
+    let dest = Receiver::start(Reply::status(200).delayed(Duration::from_millis(1500))).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
+    std::fs::write(
+        dir.path().join("flows/slow.yaml"),
+        format!(
+            "on: {{ webhook: {{}} }}\nactions:\n  - name: deliver\n    http: {{ url: \"{}/slow\" }}\n",
+            dest.url
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let token = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes())
+        .unwrap()
+        .token("slow");
+    let url = format!("{base}/hooks/slow/{token}");
+    let term = |child: &Child| {
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let accept = |http: reqwest::Client, url: String| async move {
+        let r = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        r.json::<Value>().await.unwrap()["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let show = |id: &str| {
+        let out = hookflow(
+            &[
+                "runs",
+                "show",
+                id,
+                "--json",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+
+    // Within the grace period (default 10 s) the in-flight attempt finishes and is recorded.
+    let mut child = start(dir.path(), port, "graceful.log");
+    wait_ready(&http, &base).await;
+    let id = accept(http.clone(), url.clone()).await;
+    while dest.arrivals().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    term(&child);
+    assert!(child.wait().unwrap().success());
+    let run = show(&id);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(dest.arrivals().len(), 1);
+
+    // With a grace shorter than the attempt, the process exits and the next start resumes it
+    // with the same idempotency key.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--shutdown-grace",
+            "200ms",
+        ])
+        .current_dir(dir.path())
+        .env("HOOKFLOW_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(&http, &base).await;
+    let id = accept(http.clone(), url.clone()).await;
+    while dest.arrivals().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = Instant::now();
+    term(&child);
+    assert!(child.wait().unwrap().success());
+    assert!(
+        stopping.elapsed() < Duration::from_millis(1400),
+        "the grace period bounds the shutdown"
+    );
+    assert_ne!(show(&id)["status"], "succeeded");
+
+    let mut child = start(dir.path(), port, "resumed.log");
+    wait_ready(&http, &base).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = get(&http, format!("{base}/api/runs/{id}")).await;
+        if run["status"] == "succeeded" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted run was not resumed: {run:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let keys: Vec<String> = dest.arrivals()[1..]
+        .iter()
+        .map(|h| h.headers["idempotency-key"].clone())
+        .collect();
+    assert_eq!(keys, [format!("{id}.deliver"), format!("{id}.deliver")]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
