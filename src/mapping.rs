@@ -233,3 +233,28 @@ mod tests {
         assert!(!JsonPath::parse("$..b").unwrap().is_singular());
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Random JSONPath texts parse or are refused; what parses evaluates on any document.
+    #[test]
+    fn random_paths_never_panic() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let pieces = [
+            "$", ".", "..", "a", "[", "]", "*", "0", "-1", ":", "?", "@", "==", "'b'", ",", "(", ")",
+            "length", "&&", " ",
+        ];
+        let doc = serde_json::json!({"a": [{"b": 1}, {"b": "x"}, null], "b": {"a": true}});
+        for _ in 0..5000 {
+            let text: String = (0..rng.random_range(1..10))
+                .map(|_| pieces[rng.random_range(0..pieces.len())])
+                .collect();
+            if let Ok(p) = JsonPath::parse(&text) {
+                let _ = p.select(&doc);
+            }
+        }
+    }
+}

@@ -416,3 +416,50 @@ mod tests {
         assert_eq!(t.render("v", &ctx()).unwrap(), "dflt");
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Mangled template sources either compile or report an error; rendering what compiles
+    /// either succeeds or reports an error. Never a panic.
+    #[test]
+    fn mangled_templates_never_panic() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let pieces = [
+            "{{",
+            "}}",
+            "{%",
+            "%}",
+            " if ",
+            " for x in ",
+            " endfor ",
+            "vars.",
+            "name",
+            "|",
+            "json",
+            "(",
+            ")",
+            "'",
+            "\"",
+            " ~ ",
+            "1",
+            "[0]",
+            " is defined",
+            "{#",
+            "#}",
+        ];
+        let ctx = to_value(&serde_json::json!({"vars": {"name": "x", "list": [1, 2]}}));
+        let mut t = Templates::new();
+        for i in 0..3000 {
+            let src: String = (0..rng.random_range(1..12))
+                .map(|_| pieces[rng.random_range(0..pieces.len())])
+                .collect();
+            let name = format!("t{i}");
+            if t.add(name.clone(), src).is_ok() {
+                let _ = t.render(&name, &ctx);
+            }
+        }
+    }
+}

@@ -177,9 +177,9 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.urls.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.urls.listen))?;
-    let base = args.urls.base_url();
+    // URL tokens are credentials: logs name the flows, `hookflow urls` prints the URLs.
     for name in flows.flows.keys() {
-        tracing::info!(flow = %name, url = %format!("{base}/hooks/{name}/{}", tokens.token(name)), "flow loaded");
+        tracing::info!(flow = %name, "flow loaded (see `hookflow urls` for its webhook URL)");
     }
     tracing::info!(listen = %args.urls.listen, flows = flows.flows.len(), durability = ?args.durability, "hookflow serving");
 
