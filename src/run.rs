@@ -223,7 +223,23 @@ impl Run {
     }
 }
 
-/// Run ids are ULIDs: unguessable enough to share, and sorted by creation time.
+/// Run ids are ULIDs, generated monotonically: sorted by creation even within one millisecond,
+/// so the queue and run listings keep arrival order.
 pub fn new_run_id() -> String {
-    ulid::Ulid::new().to_string().to_ascii_lowercase()
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let id = GENERATOR
+        .lock()
+        .ok()
+        .and_then(|mut g| g.get_or_insert_with(ulid::Generator::new).generate().ok())
+        .unwrap_or_else(ulid::Ulid::new);
+    id.to_string().to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_ids_increase_within_a_millisecond() {
+        let ids: Vec<String> = (0..1000).map(|_| super::new_run_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
 }
