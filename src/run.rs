@@ -231,7 +231,8 @@ pub fn new_run_id() -> String {
         .lock()
         .ok()
         .and_then(|mut g| g.get_or_insert_with(ulid::Generator::new).generate().ok())
-        .unwrap_or_else(ulid::Ulid::new);
+        // (`Ulid::default()` is the nil id, so not `unwrap_or_default`.)
+        .unwrap_or_else(|| ulid::Ulid::from_datetime(SystemTime::now()));
     id.to_string().to_ascii_lowercase()
 }
 
