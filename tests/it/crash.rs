@@ -38,6 +38,36 @@ fn start(dir: &Path, port: u16, log: &str) -> Child {
         .unwrap()
 }
 
+/// A temp dir holding one flow, a free port, and the flow's URL on that port.
+struct Setup {
+    dir: tempfile::TempDir,
+    port: u16,
+    base: String,
+    url: String,
+}
+
+fn setup(flow: &str, yaml: String) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
+    std::fs::write(dir.path().join(format!("flows/{flow}.yaml")), yaml).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let token = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes())
+        .unwrap()
+        .token(flow);
+    let url = format!("{base}/hooks/{flow}/{token}");
+    Setup { dir, port, base, url }
+}
+
+/// Sends SIGTERM, as a service manager would.
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 async fn wait_ready(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while http.get(format!("{base}/healthz")).send().await.is_err() {
@@ -68,23 +98,14 @@ async fn recorded_successes(http: &reqwest::Client, base: &str, ids: &[String]) 
 async fn sigkill_loses_no_accepted_run_and_repeats_no_recorded_success() {
     let dest = Receiver::start(Reply::status(200)).await;
     dest.on_path("/slow", Reply::status(200).delayed(Duration::from_millis(250)));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
-    std::fs::write(
-        dir.path().join("flows/crash.yaml"),
+    let Setup { dir, port, base, url } = setup(
+        "crash",
         format!(
             "on: {{ webhook: {{}} }}\nactions:\n  - name: fast\n    http: {{ url: \"{0}/fast\", body: {{ n: \"{{{{ body.n }}}}\" }} }}\n  - name: slow\n    http: {{ url: \"{0}/slow\", body: {{ n: \"{{{{ body.n }}}}\" }} }}\n",
             dest.url
         ),
-    )
-    .unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    );
     let http = reqwest::Client::new();
-    let token = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes())
-        .unwrap()
-        .token("crash");
-    let url = format!("{base}/hooks/crash/{token}");
 
     let mut child = start(dir.path(), port, "first.log");
     wait_ready(&http, &base).await;
@@ -186,11 +207,7 @@ async fn sigkill_loses_no_accepted_run_and_repeats_no_recorded_success() {
     assert_eq!(listed.len(), N);
 
     // …and from the store once the server has stopped gracefully.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&child);
     let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful shutdown should exit 0, got {exit:?}");
     let out = hookflow(&["runs", "show", &ids[0], "--listen", &port_arg], dir.path());
@@ -202,30 +219,14 @@ async fn sigkill_loses_no_accepted_run_and_repeats_no_recorded_success() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_attempts_finish_or_leaves_them_to_resume() {
     let dest = Receiver::start(Reply::status(200).delayed(Duration::from_millis(1500))).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
-    std::fs::write(
-        dir.path().join("flows/slow.yaml"),
+    let Setup { dir, port, base, url } = setup(
+        "slow",
         format!(
             "on: {{ webhook: {{}} }}\nactions:\n  - name: deliver\n    http: {{ url: \"{}/slow\" }}\n",
             dest.url
         ),
-    )
-    .unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    );
     let http = reqwest::Client::new();
-    let token = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes())
-        .unwrap()
-        .token("slow");
-    let url = format!("{base}/hooks/slow/{token}");
-    let term = |child: &Child| {
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
     let accept = |http: reqwest::Client, url: String| async move {
         let r = http
             .post(&url)
@@ -263,7 +264,7 @@ async fn sigterm_lets_in_flight_attempts_finish_or_leaves_them_to_resume() {
     while dest.arrivals().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    term(&child);
+    sigterm(&child);
     assert!(child.wait().unwrap().success());
     let run = show(&id);
     assert_eq!(run["status"], "succeeded", "{run:#}");
@@ -291,7 +292,7 @@ async fn sigterm_lets_in_flight_attempts_finish_or_leaves_them_to_resume() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stopping = Instant::now();
-    term(&child);
+    sigterm(&child);
     assert!(child.wait().unwrap().success());
     assert!(
         stopping.elapsed() < Duration::from_millis(1400),
