@@ -16,7 +16,12 @@ use crate::run::{Run, RunStatus, Ts};
 use crate::store::RunFilter;
 
 fn authorize(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    match &st.api_token {
+    check_access(st.api_token.as_deref(), peer, headers)
+}
+
+/// The API's access rule, apart from the server so it can be tested without a network.
+fn check_access(api_token: Option<&str>, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    match api_token {
         Some(expected) => {
             let presented = headers
                 .get(header::AUTHORIZATION)
@@ -163,4 +168,44 @@ pub async fn list_flows(
 fn internal(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "store error while serving the API");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(ip: &str) -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap(), 40000)
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_clients_are_answered() {
+        let none = HeaderMap::new();
+        assert!(check_access(None, peer("127.0.0.1"), &none).is_ok());
+        assert!(check_access(None, peer("::1"), &none).is_ok());
+        for remote in ["10.1.2.3", "192.168.1.10", "203.0.113.7", "2001:db8::1"] {
+            let err = check_access(None, peer(remote), &none).unwrap_err();
+            assert_eq!(err.status, StatusCode::FORBIDDEN, "{remote}");
+        }
+    }
+
+    #[test]
+    fn with_a_token_everyone_must_present_it() {
+        let token = Some("s3cret-token");
+        assert!(check_access(token, peer("203.0.113.7"), &bearer("s3cret-token")).is_ok());
+        for (ip, headers) in [
+            ("127.0.0.1", HeaderMap::new()),
+            ("203.0.113.7", bearer("wrong")),
+            ("203.0.113.7", bearer("s3cret-token-longer")),
+        ] {
+            let err = check_access(token, peer(ip), &headers).unwrap_err();
+            assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+        }
+    }
 }

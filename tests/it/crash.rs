@@ -10,15 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cli::hookflow;
-use crate::helpers::{Receiver, Reply, SECRET};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::{Receiver, Reply, SECRET, free_port, get, wait_ready};
 
 fn start(dir: &Path, port: u16, log: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hookflow"))
@@ -66,18 +58,6 @@ fn sigterm(child: &Child) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "hookflow did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn get(http: &reqwest::Client, url: String) -> Value {
-    http.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// (run id, action) pairs whose success is recorded.

@@ -342,3 +342,25 @@ impl TestApp {
         }
     }
 }
+
+/// A port that was free a moment ago, for starting the real binary on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a started binary answers `/healthz`.
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "hookflow did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn get(http: &reqwest::Client, url: String) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}

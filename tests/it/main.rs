@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod e2e;
+mod examples;
 mod helpers;
 mod leases;
 mod ordering;

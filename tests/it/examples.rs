@@ -1,0 +1,136 @@
+//! The shipped examples in `flows/` and `templates/`, served by the real binary with their
+//! destinations pointed at a local receiver through the environment variables they read.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Receiver, Reply, SECRET, free_port, get, wait_ready};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_flows_do_what_they_say() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path("/api/tickets", Reply::json(201, json!({"id": "T-9"})));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--flows", root.join("flows").to_str().unwrap()])
+        .args(["--templates", root.join("templates").to_str().unwrap()])
+        .args(["--data", data.path().to_str().unwrap()])
+        .env("HOOKFLOW_SECRET", SECRET)
+        .env("SHIPPING_API_URL", &dest.url)
+        .env("SHIPPING_API_TOKEN", "tok-shipping-123")
+        .env("HELPDESK_API_URL", &dest.url)
+        .env("SUPPORT_API_URL", &dest.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    let tokens = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
+    let url = |flow: &str| format!("{base}/hooks/{flow}/{}", tokens.token(flow));
+
+    // WooCommerce order → shipping API.
+    let order = json!({"id": 4711, "status": "processing", "total": "49.90", "billing": {"email": "ada@example.com"},
+        "shipping": {"first_name": "Ada", "last_name": "Lovelace", "address_1": "1 Analytical St", "city": "London", "postcode": "N1", "country": "GB"},
+        "line_items": [{"sku": "BOOK-1"}, {"sku": "PEN-2"}]});
+    let r = http
+        .post(url("woo-order-to-shipping"))
+        .header("x-wc-webhook-topic", "order.created")
+        .json(&order)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let order_run = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hits = dest.wait_hits(1).await;
+    assert_eq!(hits[0].path, "/shipments");
+    assert_eq!(hits[0].headers["authorization"], "Bearer tok-shipping-123");
+    assert_eq!(
+        hits[0].json(),
+        json!({"reference": "woo-4711", "order_id": 4711,
+               "recipient": {"name": "Ada Lovelace", "email": "ada@example.com", "street": "1 Analytical St", "city": "London", "postcode": "N1", "country": "GB"},
+               "value": {"amount": 49.9, "currency": "EUR"}, "skus": ["BOOK-1", "PEN-2"]})
+    );
+    // A pending order is ignored.
+    let mut pending = order.clone();
+    pending["status"] = json!("pending");
+    let r = http
+        .post(url("woo-order-to-shipping"))
+        .header("x-wc-webhook-topic", "order.created")
+        .json(&pending)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Contact form → helpdesk ticket, then the ticket id in a second call.
+    let r = http
+        .post(url("form-to-helpdesk"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=bob%40example.com&message=Where+is+my+order%3F&name=Bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["ok"], true);
+    let form_run = answer["reference"].as_str().unwrap().to_string();
+    let hits = dest.wait_hits(3).await;
+    assert_eq!(
+        (hits[1].method.as_str(), hits[1].path.as_str()),
+        ("POST", "/api/tickets")
+    );
+    assert_eq!(hits[1].headers["content-type"], "application/json");
+    assert_eq!(
+        hits[1].json(),
+        json!({"subject": "Contact form", "requester": {"name": "Bob", "email": "bob@example.com"},
+               "comment": {"body": "Where is my order?"}, "tags": ["website"], "external_id": form_run})
+    );
+    assert_eq!(
+        (hits[2].method.as_str(), hits[2].path.as_str()),
+        ("PUT", "/api/tickets/T-9/tags")
+    );
+    assert_eq!(hits[2].json()["tags"], json!(["website", "contact-form"]));
+
+    // Slack: the verification challenge is echoed; a message about a refund is forwarded.
+    let r = http
+        .post(url("slack-events"))
+        .json(&json!({"type": "url_verification", "challenge": "c-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "c-123");
+    let event = json!({"type": "event_callback", "event": {"type": "message", "user": "U1", "text": "I want a Refund please"}});
+    let r = http.post(url("slack-events")).json(&event).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "ok");
+    let hits = dest.wait_hits(4).await;
+    assert_eq!(hits[3].path, "/refund-requests");
+    assert_eq!(
+        hits[3].json(),
+        json!({"user": "U1", "text": "I want a Refund please"})
+    );
+
+    // History shows what was sent, without the secret.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let run = loop {
+        let run = get(&http, format!("{base}/api/runs/{order_run}")).await;
+        if run["status"] == "succeeded" {
+            break run;
+        }
+        assert!(std::time::Instant::now() < deadline, "{run:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!run.to_string().contains("tok-shipping-123"), "{run:#}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
