@@ -134,32 +134,37 @@ impl Inner {
         }
     }
 
-    fn insert_run(&self, view: &mut View<'_>, run: &NewRun) -> Result<()> {
-        let rk = run_key(&run.id);
+    fn insert_run(&self, view: &mut View<'_>, run: NewRun) -> Result<()> {
+        let NewRun {
+            id,
+            flow,
+            order_key,
+            json,
+        } = run;
+        let rk = run_key(&id);
         if view.contains(rk.as_bytes())? {
-            return Err(StoreError::Duplicate(run.id.clone()));
+            return Err(StoreError::Duplicate(id));
         }
-        view.insert(rk, run.json.clone());
-        let now = Ts::now().0;
+        view.insert(rk, json);
         let mut q = QEntry {
-            flow: run.flow.clone(),
-            due: Some(now),
+            flow,
+            due: Some(Ts::now().0),
             lease: None,
             lane: None,
         };
-        if let Some(key) = &run.order_key {
-            let prefix = lane_prefix(&run.flow, key);
+        if let Some(key) = &order_key {
+            let prefix = lane_prefix(&q.flow, key);
             if view.scan_prefix(prefix.as_bytes()).next().is_some() {
-                q.due = None;
+                q.due = None; // waits behind an earlier run of its lane
             }
             let lk = format!("{prefix}{:016x}", self.db.generate_id()?);
-            view.insert(lk.clone(), run.id.as_bytes());
+            view.insert(lk.clone(), id.as_bytes());
             q.lane = Some(lk);
         }
         if let Some(at) = q.due {
-            view.insert(due_key(at, &run.id), run.flow.as_bytes());
+            view.insert(due_key(at, &id), q.flow.as_bytes());
         }
-        view.insert(q_key(&run.id), to_json(&q)?);
+        view.insert(q_key(&id), to_json(&q)?);
         Ok(())
     }
 
@@ -534,7 +539,7 @@ impl Store for SledStore {
             order_key: run.order_key.clone(),
             json: to_json(run)?,
         };
-        self.submit(true, move |i, v| i.insert_run(v, &new)).await
+        self.submit(true, move |i, v| i.insert_run(v, new)).await
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
