@@ -134,7 +134,7 @@ async fn the_runs_api_needs_the_token_when_one_is_set() {
 }
 
 #[tokio::test]
-async fn many_concurrent_accepts_share_flushes_and_all_land() {
+async fn many_concurrent_accepts_all_land() {
     let dest = Receiver::start(Reply::status(200)).await;
     let app = spawn_app(&[("f", flow(&dest.url))], &[]).await;
     let mut tasks = Vec::new();

@@ -198,3 +198,25 @@ async fn a_capped_flows_backlog_does_not_starve_other_flows() {
     );
     assert!(store.claim(req).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_inserts_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path(), Durability::Flush).unwrap());
+    let before = store.flush_count();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.insert_run(&new_run("f", None)).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let flushes = store.flush_count() - before;
+    assert!(flushes >= 1);
+    assert!(
+        flushes < 100,
+        "200 concurrent durable inserts took {flushes} flushes: no group commit"
+    );
+}

@@ -105,6 +105,8 @@ fn from_json<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T>
 struct Inner {
     db: sled::Db,
     data_file: Option<File>,
+    /// Flushes made, for observing group commit.
+    flushes: std::sync::atomic::AtomicU64,
 }
 
 fn get<T: for<'de> Deserialize<'de>>(view: &View<'_>, key: &str) -> Result<Option<T>> {
@@ -117,6 +119,7 @@ fn get<T: for<'de> Deserialize<'de>>(view: &View<'_>, key: &str) -> Result<Optio
 /// The operations, each reading and writing through the group's [`View`].
 impl Inner {
     fn sync(&self) -> std::result::Result<(), String> {
+        self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.db.flush().map_err(|e| e.to_string())?;
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(|e| e.to_string())?;
@@ -449,7 +452,11 @@ impl SledStore {
                 })?),
                 _ => None,
             };
-        let inner = Arc::new(Inner { db, data_file });
+        let inner = Arc::new(Inner {
+            db,
+            data_file,
+            flushes: Default::default(),
+        });
         let mut view = View::new(&inner.db);
         let released = Inner::release_orphaned_leases(&mut view)?;
         if let Some(batch) = view.into_batch() {
@@ -511,6 +518,12 @@ impl SledStore {
         tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    /// How many times the store has flushed since it was opened: with group commit, far fewer
+    /// than the durable writes it acknowledged.
+    pub fn flush_count(&self) -> u64 {
+        self.inner.flushes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops the writer after it has applied and flushed everything queued.
