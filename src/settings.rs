@@ -8,6 +8,36 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::engine::EngineConfig;
+
+/// A secret from the command line or environment: usable as a string, never printed by
+/// `Debug` (settings structs derive it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
 use crate::store::Durability;
 
 /// Where flows, templates and data live.
@@ -30,7 +60,7 @@ pub struct UrlArgs {
     /// Secret from which URL tokens are derived; default: `{data}/secret`, created on first use.
     /// Give the same value to every machine that must serve the same URLs.
     #[arg(long = "secret", env = "HOOKFLOW_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Base URL senders use to reach this server (e.g. behind a proxy); default: from --listen.
     #[arg(long = "public-url", env = "HOOKFLOW_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -57,7 +87,7 @@ pub struct ServeArgs {
     pub urls: UrlArgs,
     /// Bearer token for the runs API. Without one the API answers loopback clients only.
     #[arg(long = "api-token", env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
     /// What a 2xx to a sender guarantees: `flush` (survives the process being killed) or
     /// `fsync` (also survives power loss; slower).
     #[arg(long, env = "HOOKFLOW_DURABILITY", value_enum, default_value_t = Durability::Flush)]
@@ -109,7 +139,7 @@ pub struct ClientArgs {
     )]
     pub listen: SocketAddr,
     #[arg(long = "api-token", env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
     /// Data directory, read directly when no server answers.
     #[arg(long = "data", env = "HOOKFLOW_DATA", default_value = "data")]
     pub data_dir: PathBuf,
@@ -121,5 +151,34 @@ impl ClientArgs {
             Some(s) => s.trim_end_matches('/').to_string(),
             None => format!("http://{}", self.listen),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Probe {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let p = Probe::parse_from([
+            "hookflow",
+            "--secret",
+            "url-secret-value-123",
+            "--api-token",
+            "api-token-value-456",
+        ]);
+        let shown = format!("{p:?}");
+        assert!(
+            !shown.contains("url-secret-value-123") && !shown.contains("api-token-value-456"),
+            "{shown}"
+        );
+        assert_eq!(p.serve.api_token.unwrap().expose(), "api-token-value-456");
     }
 }

@@ -14,7 +14,7 @@ use crate::flow::{FlowSet, LoadError, load_dir};
 use crate::run::Run;
 use crate::server::api::RunSummary;
 use crate::server::{AppState, app, serve};
-use crate::settings::{ClientArgs, Paths, ServeArgs, UrlArgs};
+use crate::settings::{ClientArgs, Paths, Secret, ServeArgs, UrlArgs};
 use crate::store::{SledStore, Store};
 use crate::token::UrlTokens;
 
@@ -148,7 +148,7 @@ fn validate_cmd(dir: &std::path::Path, paths: &Paths) -> ExitCode {
 fn urls_cmd(paths: &Paths, urls: &UrlArgs) -> Result<ExitCode> {
     let (set, errors) = load_dir(&paths.flows_dir, &paths.templates_dir);
     print_errors(&errors);
-    let tokens = UrlTokens::load_or_create(&paths.data_dir, urls.secret.as_deref())?;
+    let tokens = UrlTokens::load_or_create(&paths.data_dir, urls.secret.as_ref().map(Secret::expose))?;
     let base = urls.base_url();
     let width = set.flows.keys().map(String::len).max().unwrap_or(0);
     for name in set.flows.keys() {
@@ -167,7 +167,10 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         tracing::error!(problem = %e, "flow not loaded");
     }
     let flows = Arc::new(set);
-    let tokens = UrlTokens::load_or_create(&args.paths.data_dir, args.urls.secret.as_deref())?;
+    let tokens = UrlTokens::load_or_create(
+        &args.paths.data_dir,
+        args.urls.secret.as_ref().map(Secret::expose),
+    )?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.store_dir(), args.durability)?);
     let engine = Arc::new(Engine::new(
         Arc::clone(&store),
@@ -242,7 +245,7 @@ impl Source {
             Ok(_) => Ok(Source::Api {
                 client,
                 base,
-                token: args.api_token.clone(),
+                token: args.api_token.as_ref().map(|t| t.expose().to_string()),
             }),
             Err(e) if e.is_connect() => {
                 let dir = args.data_dir.join("store");

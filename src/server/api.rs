@@ -16,7 +16,7 @@ use crate::run::{Run, RunStatus, Ts};
 use crate::store::RunFilter;
 
 fn authorize(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    check_access(st.api_token.as_deref(), peer, headers)
+    check_access(st.api_token.as_ref().map(|t| t.expose()), peer, headers)
 }
 
 /// The API's access rule, apart from the server so it can be tested without a network.

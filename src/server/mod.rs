@@ -29,7 +29,7 @@ pub struct AppState {
     /// Wakes the engine when a run is stored.
     pub wake: Arc<Notify>,
     pub max_body: usize,
-    pub api_token: Option<String>,
+    pub api_token: Option<crate::settings::Secret>,
 }
 
 /// The router; tests build it around their own store and flows.

@@ -261,7 +261,7 @@ pub async fn spawn_app_with(
         tokens: tokens.clone(),
         wake: engine.waker(),
         max_body: 64 * 1024,
-        api_token: api_token.map(str::to_string),
+        api_token: api_token.map(Into::into),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
