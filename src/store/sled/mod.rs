@@ -305,21 +305,26 @@ impl Inner {
     /// Makes the next run of the lane that `finished` belonged to due now.
     fn release_lane_successor(view: &mut View<'_>, finished: &str) -> Result<()> {
         let prefix = &finished[..=finished.rfind(':').unwrap_or(0)];
-        let next = view.scan_prefix(prefix.as_bytes()).find(|item| match item {
-            Ok((k, _)) => k.as_slice() != finished.as_bytes(),
-            Err(_) => true,
-        });
-        if let Some(item) = next {
-            let (_, v) = item?;
-            let next_id = String::from_utf8_lossy(&v).into_owned();
-            if let Some(mut nq) = get::<QEntry>(view, &q_key(&next_id))?
-                && nq.due.is_none()
-            {
-                Self::move_due(view, &mut nq, &next_id, Some(Ts::now().0));
-                view.insert(q_key(&next_id), to_json(&nq)?);
+        loop {
+            // `finished` was removed from the view already; the first entry left is next.
+            let next = view
+                .scan_prefix(prefix.as_bytes())
+                .find(|item| !matches!(item, Ok((k, _)) if k.as_slice() == finished.as_bytes()))
+                .transpose()?;
+            let Some((lane_key, id)) = next else { return Ok(()) };
+            let next_id = String::from_utf8_lossy(&id).into_owned();
+            match get::<QEntry>(view, &q_key(&next_id))? {
+                Some(mut nq) => {
+                    if nq.due.is_none() {
+                        Self::move_due(view, &mut nq, &next_id, Some(Ts::now().0));
+                        view.insert(q_key(&next_id), to_json(&nq)?);
+                    }
+                    return Ok(());
+                }
+                // A lane entry without a queued run must not hold the lane forever.
+                None => view.remove(lane_key),
             }
         }
-        Ok(())
     }
 
     /// Releases every lease: called at open, when no other process can hold one.
