@@ -6,8 +6,7 @@
 //! | key                              | value                                 |
 //! |----------------------------------|---------------------------------------|
 //! | `meta:layout`                    | `1`                                   |
-//! | `run:{id}`                       | the [`Run`] as JSON                   |
-//! | `q:{id}`                         | [`QEntry`]: queue state of an unfinished run |
+//! | `run:{id}`                       | `{"q": QEntry or null, "run": Run}`: the run record and, while unfinished, its queue state |
 //! | `due:{ms as 16 hex}:{id}`        | flow name; the time-ordered due index |
 //! | `lease:{id}`                     | flow and expiry of a held lease       |
 //! | `lane:{flow}:{key hash}:{seq}`   | run id, in arrival order              |
@@ -40,7 +39,7 @@ use self::view::View;
 use super::{ClaimRequest, Claimed, Lease, Next, Result, RunFilter, Store, StoreError};
 use crate::run::{Run, RunStatus, Ts};
 
-const LAYOUT_VERSION: &str = "1";
+const LAYOUT_VERSION: &str = "2";
 
 /// What an acknowledgement guarantees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
@@ -80,9 +79,6 @@ struct LeaseRow {
 fn run_key(id: &str) -> String {
     format!("run:{id}")
 }
-fn q_key(id: &str) -> String {
-    format!("q:{id}")
-}
 fn due_key(at: u64, id: &str) -> String {
     format!("due:{at:016x}:{id}")
 }
@@ -116,6 +112,53 @@ fn get<T: for<'de> Deserialize<'de>>(view: &View<'_>, key: &str) -> Result<Optio
     }
 }
 
+/// The stored form of a run: queue state and record in one value, so queueing a run is one key
+/// plus its due-index entry (a third key cost sled about a fifth more per run, see
+/// `examples/sled_cost.rs`).
+fn envelope(q: Option<&QEntry>, run_json: &[u8]) -> Result<Vec<u8>> {
+    let q_json = match q {
+        Some(q) => to_json(q)?,
+        None => b"null".to_vec(),
+    };
+    let mut out = Vec::with_capacity(run_json.len() + q_json.len() + 16);
+    out.extend_from_slice(b"{\"q\":");
+    out.extend_from_slice(&q_json);
+    out.extend_from_slice(b",\"run\":");
+    out.extend_from_slice(run_json);
+    out.push(b'}');
+    Ok(out)
+}
+
+/// A stored run read for its queue state only; the record stays unparsed.
+#[derive(Deserialize)]
+struct StoredQ {
+    q: Option<QEntry>,
+    run: Box<serde_json::value::RawValue>,
+}
+
+/// A stored run read for its record.
+#[derive(Deserialize)]
+struct StoredRun {
+    run: Run,
+}
+
+/// A stored run read whole.
+#[derive(Deserialize)]
+struct Stored {
+    q: Option<QEntry>,
+    run: Run,
+}
+
+/// The queue state of an unfinished run and its record's JSON.
+fn load_q(view: &View<'_>, id: &str) -> Result<Option<(QEntry, Vec<u8>)>> {
+    Ok(get::<StoredQ>(view, &run_key(id))?.and_then(|s| s.q.map(|q| (q, s.run.get().as_bytes().to_vec()))))
+}
+
+fn store(view: &mut View<'_>, id: &str, q: Option<&QEntry>, run_json: &[u8]) -> Result<()> {
+    view.insert(run_key(id), envelope(q, run_json)?);
+    Ok(())
+}
+
 /// The operations, each reading and writing through the group's [`View`].
 impl Inner {
     fn sync(&self) -> std::result::Result<(), String> {
@@ -127,12 +170,12 @@ impl Inner {
         Ok(())
     }
 
-    /// Loads the queue entry of a claimed run, checking the lease is still ours.
-    fn held(view: &View<'_>, lease: &Lease) -> Result<QEntry> {
-        let q: QEntry =
-            get(view, &q_key(&lease.run_id))?.ok_or_else(|| StoreError::LeaseLost(lease.run_id.clone()))?;
+    /// Loads the queue entry (and record) of a claimed run, checking the lease is still ours.
+    fn held(view: &View<'_>, lease: &Lease) -> Result<(QEntry, Vec<u8>)> {
+        let (q, raw) =
+            load_q(view, &lease.run_id)?.ok_or_else(|| StoreError::LeaseLost(lease.run_id.clone()))?;
         match &q.lease {
-            Some(l) if l.token == lease.token => Ok(q),
+            Some(l) if l.token == lease.token => Ok((q, raw)),
             _ => Err(StoreError::LeaseLost(lease.run_id.clone())),
         }
     }
@@ -148,7 +191,6 @@ impl Inner {
         if view.contains(rk.as_bytes())? {
             return Err(StoreError::Duplicate(id));
         }
-        view.insert(rk, json);
         let mut q = QEntry {
             flow,
             due: Some(Ts::now().0),
@@ -167,7 +209,7 @@ impl Inner {
         if let Some(at) = q.due {
             view.insert(due_key(at, &id), q.flow.as_bytes());
         }
-        view.insert(q_key(&id), to_json(&q)?);
+        view.insert(rk, envelope(Some(&q), &json)?);
         Ok(())
     }
 
@@ -210,12 +252,13 @@ impl Inner {
             let Some(id) = key.rsplit(':').next().map(str::to_string) else {
                 continue;
             };
-            let Some(mut q) = get::<QEntry>(view, &q_key(&id))? else {
+            let Some(Stored {
+                q: Some(mut q),
+                mut run,
+            }) = get::<Stored>(view, &run_key(&id))?
+            else {
                 view.remove(key); // stale index entry
                 continue;
-            };
-            let Some(mut run) = get::<Run>(view, &run_key(&id))? else {
-                return Err(StoreError::Corrupt(format!("queue entry without run {id}")));
             };
             let token = self.db.generate_id()?;
             let until = req.now.plus(req.lease_for).0;
@@ -226,7 +269,6 @@ impl Inner {
             run.next_attempt_at = None;
             run.updated_at = req.now;
             view.insert(due_key(until, &id), q.flow.as_bytes());
-            view.insert(q_key(&id), to_json(&q)?);
             view.insert(
                 lease_key(&id),
                 to_json(&LeaseRow {
@@ -234,7 +276,7 @@ impl Inner {
                     until,
                 })?,
             );
-            view.insert(run_key(&id), to_json(&run)?);
+            store(view, &id, Some(&q), &to_json(&run)?)?;
             out.push(Claimed {
                 run,
                 lease: Lease { run_id: id, token },
@@ -254,7 +296,13 @@ impl Inner {
         q.due = at;
     }
 
-    fn hold_until(view: &mut View<'_>, mut q: QEntry, lease: &Lease, until: u64) -> Result<()> {
+    fn hold_until(
+        view: &mut View<'_>,
+        mut q: QEntry,
+        lease: &Lease,
+        until: u64,
+        run_json: &[u8],
+    ) -> Result<()> {
         let id = &lease.run_id;
         Self::move_due(view, &mut q, id, Some(until));
         q.lease = Some(LeaseInfo {
@@ -268,31 +316,29 @@ impl Inner {
                 until,
             })?,
         );
-        view.insert(q_key(id), to_json(&q)?);
-        Ok(())
+        store(view, id, Some(&q), run_json)
     }
 
     fn extend_lease(view: &mut View<'_>, lease: &Lease, until: Ts) -> Result<()> {
-        let q = Self::held(view, lease)?;
-        Self::hold_until(view, q, lease, until.0)
+        let (q, raw) = Self::held(view, lease)?;
+        Self::hold_until(view, q, lease, until.0, &raw)
     }
 
     fn save(view: &mut View<'_>, lease: &Lease, run_json: Vec<u8>, next: Next) -> Result<()> {
         let id = &lease.run_id;
-        let mut q = Self::held(view, lease)?;
-        view.insert(run_key(id), run_json);
+        let (mut q, _) = Self::held(view, lease)?;
         match next {
-            Next::Continue { lease_until } => Self::hold_until(view, q, lease, lease_until.0)?,
+            Next::Continue { lease_until } => Self::hold_until(view, q, lease, lease_until.0, &run_json)?,
             Next::RetryAt(at) => {
                 Self::move_due(view, &mut q, id, Some(at.0));
                 q.lease = None;
                 view.remove(lease_key(id));
-                view.insert(q_key(id), to_json(&q)?);
+                store(view, id, Some(&q), &run_json)?;
             }
             Next::Done => {
                 Self::move_due(view, &mut q, id, None);
                 view.remove(lease_key(id));
-                view.remove(q_key(id));
+                store(view, id, None, &run_json)?;
                 if let Some(lk) = &q.lane {
                     view.remove(lk.as_bytes());
                     Self::release_lane_successor(view, lk)?;
@@ -313,11 +359,11 @@ impl Inner {
                 .transpose()?;
             let Some((lane_key, id)) = next else { return Ok(()) };
             let next_id = String::from_utf8_lossy(&id).into_owned();
-            match get::<QEntry>(view, &q_key(&next_id))? {
-                Some(mut nq) => {
+            match load_q(view, &next_id)? {
+                Some((mut nq, raw)) => {
                     if nq.due.is_none() {
                         Self::move_due(view, &mut nq, &next_id, Some(Ts::now().0));
-                        view.insert(q_key(&next_id), to_json(&nq)?);
+                        store(view, &next_id, Some(&nq), &raw)?;
                     }
                     return Ok(());
                 }
@@ -336,10 +382,10 @@ impl Inner {
             .collect::<Result<_>>()?;
         for id in &ids {
             view.remove(lease_key(id));
-            if let Some(mut q) = get::<QEntry>(view, &q_key(id))? {
+            if let Some((mut q, raw)) = load_q(view, id)? {
                 Self::move_due(view, &mut q, id, Some(now));
                 q.lease = None;
-                view.insert(q_key(id), to_json(&q)?);
+                store(view, id, Some(&q), &raw)?;
             }
         }
         Ok(ids.len())
@@ -579,7 +625,7 @@ impl Store for SledStore {
     async fn get_run(&self, id: &str) -> Result<Option<Run>> {
         let key = run_key(id);
         self.read(move |i| match i.db.get(&key)? {
-            Some(b) => Ok(Some(from_json(&key, &b)?)),
+            Some(b) => Ok(Some(from_json::<StoredRun>(&key, &b)?.run)),
             None => Ok(None),
         })
         .await
@@ -595,7 +641,7 @@ impl Store for SledStore {
             let mut out = Vec::new();
             for item in i.db.range("run:".as_bytes()..end.as_bytes()).rev() {
                 let (k, v) = item?;
-                let run: Run = from_json(&String::from_utf8_lossy(&k), &v)?;
+                let run = from_json::<StoredRun>(&String::from_utf8_lossy(&k), &v)?.run;
                 if f.flow.as_ref().is_some_and(|fl| *fl != run.flow)
                     || f.status.is_some_and(|s| s != run.status)
                 {
