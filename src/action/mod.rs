@@ -28,14 +28,6 @@ pub enum ActionKind {
     Http(http::HttpAction),
 }
 
-impl ActionKind {
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            ActionKind::Http(_) => "http",
-        }
-    }
-}
-
 /// What one attempt produced, before the engine applies the retry policy's limits.
 #[derive(Debug)]
 pub struct AttemptResult {

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::engine::Engine;
-use crate::flow::{FlowSet, LoadError, load_dir};
+use crate::flow::{LoadError, load_dir};
 use crate::run::Run;
 use crate::server::api::RunSummary;
 use crate::server::{AppState, app, serve};
@@ -357,20 +357,4 @@ async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Loads flows for a test or tool, failing on any problem.
-pub fn load_strict(flows: &std::path::Path, templates: &std::path::Path) -> Result<FlowSet> {
-    let (set, errors) = load_dir(flows, templates);
-    if !errors.is_empty() {
-        bail!(
-            "{}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-    Ok(set)
 }
