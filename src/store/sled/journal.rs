@@ -13,7 +13,7 @@
 //! before it is. Segments wholly before a cursor that sled has flushed are deleted.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -106,6 +106,21 @@ fn syncer(current: Arc<Mutex<Option<(File, u64)>>>, written: Arc<AtomicU64>, sto
     }
 }
 
+/// Opens a segment for writing, sized to [`SEGMENT_BYTES`] up front (sparse) so appends
+/// overwrite within the file instead of growing it: growing changes the inode on every write,
+/// which makes writes wait on the filesystem's journal commits.
+fn open_segment(dir: &Path, segment: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(segment_path(dir, segment))?;
+    if file.metadata()?.len() < SEGMENT_BYTES {
+        file.set_len(SEGMENT_BYTES)?;
+    }
+    Ok(file)
+}
+
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:016}.log"))
 }
@@ -148,6 +163,9 @@ impl Journal {
                     break off;
                 }
                 let len = u32::from_le_bytes(bytes[off..off + 4].try_into().expect("4 bytes")) as usize;
+                if len == 0 {
+                    break off; // the preallocated, never written rest of the segment
+                }
                 let crc = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().expect("4 bytes"));
                 let body = off + HEADER;
                 if body + len > bytes.len() || crc32fast::hash(&bytes[body..body + len]) != crc {
@@ -171,7 +189,7 @@ impl Journal {
                 ));
                 off = body + len;
             };
-            if valid_end < bytes.len() {
+            if bytes[valid_end..].iter().any(|b| *b != 0) {
                 if !last {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -193,10 +211,7 @@ impl Journal {
                 offset: valid_end as u64,
             };
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(segment_path(dir, end.segment))?;
+        let file = open_segment(dir, end.segment)?;
         let synced = Arc::new(Mutex::new(Some((file.try_clone()?, end.segment))));
         let written = Arc::new(AtomicU64::new(end.offset));
         let stop = Arc::new(AtomicBool::new(false));
@@ -226,10 +241,7 @@ impl Journal {
                 segment: self.pos.segment + 1,
                 offset: 0,
             };
-            self.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(segment_path(&self.dir, self.pos.segment))?;
+            self.file = open_segment(&self.dir, self.pos.segment)?;
             if let Ok(mut current) = self.synced.lock() {
                 *current = Some((self.file.try_clone()?, self.pos.segment));
                 self.written.store(0, Ordering::Relaxed);
@@ -256,7 +268,10 @@ impl Journal {
                 },
             });
         }
-        self.file.write_all(&buf)?;
+        {
+            use std::os::unix::fs::FileExt;
+            self.file.write_all_at(&buf, self.pos.offset)?;
+        }
         self.pos.offset = off;
         self.written.store(off, Ordering::Relaxed);
         if self.fsync_each {
@@ -299,6 +314,7 @@ pub fn read(dir: &Path, rec: &Located) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn tmp() -> PathBuf {
         let d = std::env::temp_dir().join(format!(
