@@ -1,7 +1,7 @@
 //! Runs accepted but not yet admitted into sled: their journal records, in arrival order, and
 //! the thread that appends to the journal with group commit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::journal::{Journal, Located};
+use super::journal::{Journal, Located, Pos};
 use crate::run::Ts;
 use crate::store::{Result, StoreError};
 
@@ -31,27 +31,34 @@ pub struct PendingRun {
     pub rec: Located,
 }
 
-/// The journal's unadmitted records, oldest first; the payloads stay on disk.
+/// The journal's unadmitted records in journal order, plus an index by run id. Both are
+/// B-trees: they grow without the large reallocations of a hash map or ring buffer, which
+/// stalled whole commit groups for tens of milliseconds once the backlog was large.
 #[derive(Default)]
 pub struct Pending {
-    queue: VecDeque<PendingRun>,
-    by_id: HashMap<String, Located>,
+    /// By journal position, which is arrival order (appends only ever go at the end).
+    queue: BTreeMap<Pos, PendingRun>,
+    by_id: BTreeMap<String, Located>,
 }
 
 impl Pending {
     pub fn push(&mut self, run: PendingRun) {
         self.by_id.insert(run.head.id.clone(), run.rec);
-        self.queue.push_back(run);
+        self.queue.insert(run.rec.at, run);
     }
 
     /// The oldest `n`, left in place until [`Pending::pop`] confirms their admission.
     pub fn oldest(&self, n: usize) -> Vec<PendingRun> {
-        self.queue.iter().take(n).cloned().collect()
+        self.queue.values().take(n).cloned().collect()
     }
 
+    /// Forgets the oldest `n`, which [`Pending::oldest`] returned and which are now admitted.
     pub fn pop(&mut self, n: usize) {
-        for run in self.queue.drain(..n.min(self.queue.len())) {
-            self.by_id.remove(&run.head.id);
+        for _ in 0..n {
+            match self.queue.pop_first() {
+                Some((_, run)) => self.by_id.remove(&run.head.id),
+                None => break,
+            };
         }
     }
 
@@ -66,7 +73,7 @@ impl Pending {
     /// Newest first, with ids below `before` when given.
     pub fn newest(&self, flow: Option<&str>, before: Option<&str>, n: usize) -> Vec<Located> {
         self.queue
-            .iter()
+            .values()
             .rev()
             .filter(|p| before.is_none_or(|b| p.head.id.as_str() < b))
             .filter(|p| flow.is_none_or(|f| p.head.flow == f))
@@ -127,5 +134,63 @@ pub fn intake_loop(mut journal: Journal, intake: &Intake, rx: mpsc::Receiver<App
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, offset: u64) -> PendingRun {
+        let pos = |offset| Pos { segment: 0, offset };
+        PendingRun {
+            head: Head {
+                id: id.into(),
+                flow: "f".into(),
+                order_key: None,
+                created_at: Ts(0),
+            },
+            rec: Located {
+                at: pos(offset),
+                len: 10,
+                next: pos(offset + 18),
+            },
+        }
+    }
+
+    fn ids(runs: &[PendingRun]) -> Vec<&str> {
+        runs.iter().map(|r| r.head.id.as_str()).collect()
+    }
+
+    /// Ids are made before the append, so two racing requests can reach the journal out of id
+    /// order; admission must follow the journal, or the cursor skips a run.
+    #[test]
+    fn admission_follows_journal_order_not_id_order() {
+        let mut p = Pending::default();
+        p.push(run("02", 0));
+        p.push(run("01", 18));
+        p.push(run("03", 36));
+        let batch = p.oldest(2);
+        assert_eq!(ids(&batch), ["02", "01"]);
+        // More arrive between choosing a batch and confirming it.
+        p.push(run("00", 54));
+        p.pop(batch.len());
+        assert_eq!(ids(&p.oldest(10)), ["03", "00"]);
+        assert!(p.get("01").is_none() && p.get("02").is_none());
+        assert_eq!(p.get("00").map(|l| l.at.offset), Some(54));
+        p.pop(5);
+        assert!(p.is_empty() && p.get("03").is_none());
+    }
+
+    #[test]
+    fn newest_lists_backwards_with_a_flow_and_a_cursor() {
+        let mut p = Pending::default();
+        for (i, id) in ["a1", "a2", "a3", "a4"].iter().enumerate() {
+            p.push(run(id, i as u64 * 18));
+        }
+        let offsets = |v: Vec<Located>| v.iter().map(|l| l.at.offset).collect::<Vec<_>>();
+        assert_eq!(offsets(p.newest(None, None, 2)), [54, 36]);
+        assert_eq!(offsets(p.newest(Some("f"), Some("a3"), 5)), [18, 0]);
+        assert!(p.newest(Some("other"), None, 5).is_empty());
     }
 }
