@@ -1,0 +1,408 @@
+//! The store's operations, each reading and writing through its commit group's [`View`], and
+//! the stored forms of runs and queue entries.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+
+use serde::{Deserialize, Serialize};
+
+use super::intake::Intake;
+use super::journal::{self, Pos};
+use super::view::View;
+use crate::run::{Run, RunStatus, Ts};
+use crate::store::{ClaimRequest, Claimed, Lease, Next, Result, StoreError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct LeaseInfo {
+    token: u64,
+    until: u64,
+}
+
+/// Queue state of an unfinished run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct QEntry {
+    flow: String,
+    /// `None` while waiting behind an earlier run of its lane.
+    due: Option<u64>,
+    lease: Option<LeaseInfo>,
+    /// Its key in the lane index, if it has an ordering key.
+    lane: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct LeaseRow {
+    flow: String,
+    until: u64,
+}
+
+/// Where admission into sled has reached in the intake journal.
+pub(super) const INTAKE_CURSOR: &str = "meta:intake";
+
+pub(super) fn run_key(id: &str) -> String {
+    format!("run:{id}")
+}
+pub(super) fn due_key(at: u64, id: &str) -> String {
+    format!("due:{at:016x}:{id}")
+}
+pub(super) fn lease_key(id: &str) -> String {
+    format!("lease:{id}")
+}
+pub(super) fn lane_prefix(flow: &str, key: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(key.as_bytes());
+    format!("lane:{flow}:{}:", hex::encode(&h[..12]))
+}
+
+pub(super) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+pub(super) fn from_json<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
+}
+
+pub(super) struct Inner {
+    pub(super) db: sled::Db,
+    pub(super) data_file: Option<File>,
+    /// Flushes made, for observing group commit.
+    pub(super) flushes: std::sync::atomic::AtomicU64,
+    pub(super) intake: Intake,
+}
+
+pub(super) fn get<T: for<'de> Deserialize<'de>>(view: &View<'_>, key: &str) -> Result<Option<T>> {
+    match view.get(key.as_bytes())? {
+        Some(b) => Ok(Some(from_json(key, &b)?)),
+        None => Ok(None),
+    }
+}
+
+/// The stored form of a run: queue state and record in one value, so queueing a run is one key
+/// plus its due-index entry (a third key cost sled about a fifth more per run, see
+/// `examples/sled_cost.rs`).
+pub(super) fn envelope(q: Option<&QEntry>, run_json: &[u8]) -> Result<Vec<u8>> {
+    let q_json = match q {
+        Some(q) => to_json(q)?,
+        None => b"null".to_vec(),
+    };
+    let mut out = Vec::with_capacity(run_json.len() + q_json.len() + 16);
+    out.extend_from_slice(b"{\"q\":");
+    out.extend_from_slice(&q_json);
+    out.extend_from_slice(b",\"run\":");
+    out.extend_from_slice(run_json);
+    out.push(b'}');
+    Ok(out)
+}
+
+/// A stored run read for its queue state only; the record stays unparsed.
+#[derive(Deserialize)]
+pub(super) struct StoredQ {
+    q: Option<QEntry>,
+    run: Box<serde_json::value::RawValue>,
+}
+
+/// A stored run read for its record.
+#[derive(Deserialize)]
+pub(super) struct StoredRun {
+    pub(super) run: Run,
+}
+
+/// A stored run read whole.
+#[derive(Deserialize)]
+pub(super) struct Stored {
+    q: Option<QEntry>,
+    run: Run,
+}
+
+/// The queue state of an unfinished run and its record's JSON.
+pub(super) fn load_q(view: &View<'_>, id: &str) -> Result<Option<(QEntry, Vec<u8>)>> {
+    Ok(get::<StoredQ>(view, &run_key(id))?.and_then(|s| s.q.map(|q| (q, s.run.get().as_bytes().to_vec()))))
+}
+
+pub(super) fn store(view: &mut View<'_>, id: &str, q: Option<&QEntry>, run_json: &[u8]) -> Result<()> {
+    view.insert(run_key(id), envelope(q, run_json)?);
+    Ok(())
+}
+
+/// The operations, each reading and writing through the group's [`View`].
+impl Inner {
+    pub(super) fn sync(&self) -> std::result::Result<(), String> {
+        self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.db.flush().map_err(|e| e.to_string())?;
+        if let Some(f) = &self.data_file {
+            f.sync_data().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Loads the queue entry (and record) of a claimed run, checking the lease is still ours.
+    pub(super) fn held(view: &View<'_>, lease: &Lease) -> Result<(QEntry, Vec<u8>)> {
+        let (q, raw) =
+            load_q(view, &lease.run_id)?.ok_or_else(|| StoreError::LeaseLost(lease.run_id.clone()))?;
+        match &q.lease {
+            Some(l) if l.token == lease.token => Ok((q, raw)),
+            _ => Err(StoreError::LeaseLost(lease.run_id.clone())),
+        }
+    }
+
+    pub(super) fn insert_run(&self, view: &mut View<'_>, run: NewRun) -> Result<()> {
+        let NewRun {
+            due,
+            id,
+            flow,
+            order_key,
+            json,
+        } = run;
+        let rk = run_key(&id);
+        if view.contains(rk.as_bytes())? {
+            return Err(StoreError::Duplicate(id));
+        }
+        let mut q = QEntry {
+            flow,
+            due: Some(due.0),
+            lease: None,
+            lane: None,
+        };
+        if let Some(key) = &order_key {
+            let prefix = lane_prefix(&q.flow, key);
+            if view.scan_prefix(prefix.as_bytes()).next().is_some() {
+                q.due = None; // waits behind an earlier run of its lane
+            }
+            let lk = format!("{prefix}{:016x}", self.db.generate_id()?);
+            view.insert(lk.clone(), id.as_bytes());
+            q.lane = Some(lk);
+        }
+        if let Some(at) = q.due {
+            view.insert(due_key(at, &id), q.flow.as_bytes());
+        }
+        view.insert(rk, envelope(Some(&q), &json)?);
+        Ok(())
+    }
+
+    pub(super) fn active_leases(view: &View<'_>, now: u64) -> Result<BTreeMap<String, u32>> {
+        let mut counts = BTreeMap::new();
+        for item in view.scan_prefix(b"lease:") {
+            let (k, v) = item?;
+            let row: LeaseRow = from_json(&String::from_utf8_lossy(&k), &v)?;
+            if row.until > now {
+                *counts.entry(row.flow).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    pub(super) fn claim(&self, view: &mut View<'_>, req: &ClaimRequest) -> Result<Vec<Claimed>> {
+        let now = req.now.0;
+        let mut active = Self::active_leases(view, now)?;
+        let mut out = Vec::new();
+        let end = format!("due:{:016x}", now + 1);
+        // Pick candidates from the due index alone (its values name the flow), so a capped
+        // flow's backlog is skipped without reading it and cannot starve other flows.
+        let mut picked = Vec::new();
+        for item in view.range(b"due:", end.as_bytes()) {
+            if picked.len() >= req.limit {
+                break;
+            }
+            let (key, flow) = item?;
+            let flow = String::from_utf8_lossy(&flow).into_owned();
+            if let Some(cap) = req.caps.get(&flow) {
+                let n = active.entry(flow.clone()).or_insert(0);
+                if *n >= *cap {
+                    continue;
+                }
+                *n += 1;
+            }
+            picked.push(String::from_utf8_lossy(&key).into_owned());
+        }
+        for key in picked {
+            let Some(id) = key.rsplit(':').next().map(str::to_string) else {
+                continue;
+            };
+            let Some(Stored {
+                q: Some(mut q),
+                mut run,
+            }) = get::<Stored>(view, &run_key(&id))?
+            else {
+                view.remove(key); // stale index entry
+                continue;
+            };
+            let token = self.db.generate_id()?;
+            let until = req.now.plus(req.lease_for).0;
+            view.remove(key);
+            q.due = Some(until);
+            q.lease = Some(LeaseInfo { token, until });
+            run.status = RunStatus::Running;
+            run.next_attempt_at = None;
+            run.updated_at = req.now;
+            view.insert(due_key(until, &id), q.flow.as_bytes());
+            view.insert(
+                lease_key(&id),
+                to_json(&LeaseRow {
+                    flow: q.flow.clone(),
+                    until,
+                })?,
+            );
+            store(view, &id, Some(&q), &to_json(&run)?)?;
+            out.push(Claimed {
+                run,
+                lease: Lease { run_id: id, token },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Moves a queue entry's due time.
+    pub(super) fn move_due(view: &mut View<'_>, q: &mut QEntry, id: &str, at: Option<u64>) {
+        if let Some(old) = q.due {
+            view.remove(due_key(old, id));
+        }
+        if let Some(new) = at {
+            view.insert(due_key(new, id), q.flow.as_bytes());
+        }
+        q.due = at;
+    }
+
+    pub(super) fn hold_until(
+        view: &mut View<'_>,
+        mut q: QEntry,
+        lease: &Lease,
+        until: u64,
+        run_json: &[u8],
+    ) -> Result<()> {
+        let id = &lease.run_id;
+        Self::move_due(view, &mut q, id, Some(until));
+        q.lease = Some(LeaseInfo {
+            token: lease.token,
+            until,
+        });
+        view.insert(
+            lease_key(id),
+            to_json(&LeaseRow {
+                flow: q.flow.clone(),
+                until,
+            })?,
+        );
+        store(view, id, Some(&q), run_json)
+    }
+
+    pub(super) fn extend_lease(view: &mut View<'_>, lease: &Lease, until: Ts) -> Result<()> {
+        let (q, raw) = Self::held(view, lease)?;
+        Self::hold_until(view, q, lease, until.0, &raw)
+    }
+
+    pub(super) fn save(view: &mut View<'_>, lease: &Lease, run_json: Vec<u8>, next: Next) -> Result<()> {
+        let id = &lease.run_id;
+        let (mut q, _) = Self::held(view, lease)?;
+        match next {
+            Next::Continue { lease_until } => Self::hold_until(view, q, lease, lease_until.0, &run_json)?,
+            Next::RetryAt(at) => {
+                Self::move_due(view, &mut q, id, Some(at.0));
+                q.lease = None;
+                view.remove(lease_key(id));
+                store(view, id, Some(&q), &run_json)?;
+            }
+            Next::Done => {
+                Self::move_due(view, &mut q, id, None);
+                view.remove(lease_key(id));
+                store(view, id, None, &run_json)?;
+                if let Some(lk) = &q.lane {
+                    view.remove(lk.as_bytes());
+                    Self::release_lane_successor(view, lk)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the next run of the lane that `finished` belonged to due now.
+    pub(super) fn release_lane_successor(view: &mut View<'_>, finished: &str) -> Result<()> {
+        let prefix = &finished[..=finished.rfind(':').unwrap_or(0)];
+        loop {
+            // `finished` was removed from the view already; the first entry left is next.
+            let next = view
+                .scan_prefix(prefix.as_bytes())
+                .find(|item| !matches!(item, Ok((k, _)) if k.as_slice() == finished.as_bytes()))
+                .transpose()?;
+            let Some((lane_key, id)) = next else { return Ok(()) };
+            let next_id = String::from_utf8_lossy(&id).into_owned();
+            match load_q(view, &next_id)? {
+                Some((mut nq, raw)) => {
+                    if nq.due.is_none() {
+                        Self::move_due(view, &mut nq, &next_id, Some(Ts::now().0));
+                        store(view, &next_id, Some(&nq), &raw)?;
+                    }
+                    return Ok(());
+                }
+                // A lane entry without a queued run must not hold the lane forever.
+                None => view.remove(lane_key),
+            }
+        }
+    }
+
+    /// Releases every lease: called at open, when no other process can hold one.
+    pub(super) fn release_orphaned_leases(view: &mut View<'_>) -> Result<usize> {
+        let now = Ts::now().0;
+        let ids: Vec<String> = view
+            .scan_prefix(b"lease:")
+            .map(|item| item.map(|(k, _)| String::from_utf8_lossy(&k["lease:".len()..]).into_owned()))
+            .collect::<Result<_>>()?;
+        for id in &ids {
+            view.remove(lease_key(id));
+            if let Some((mut q, raw)) = load_q(view, id)? {
+                Self::move_due(view, &mut q, id, Some(now));
+                q.lease = None;
+                store(view, id, Some(&q), &raw)?;
+            }
+        }
+        Ok(ids.len())
+    }
+
+    /// Moves up to `max` of the oldest pending runs from the journal into sled, recording the
+    /// journal cursor past them in the same batch. Returns how many and the new cursor.
+    pub(super) fn admit(&self, view: &mut View<'_>, max: usize) -> Result<Option<(usize, Pos)>> {
+        let batch = match self.intake.pending.lock() {
+            Ok(p) => p.oldest(max),
+            Err(_) => return Err(StoreError::Backend("intake state poisoned".into())),
+        };
+        let Some(last) = batch.last().map(|p| p.rec.next) else {
+            return Ok(None);
+        };
+        for p in &batch {
+            if view.contains(run_key(&p.head.id).as_bytes())? {
+                continue; // admitted before a crash that lost only the cursor's neighbours
+            }
+            let json = journal::read(&self.intake.dir, &p.rec)
+                .map_err(|e| StoreError::Backend(format!("reading the intake journal: {e}")))?;
+            let h = &p.head;
+            self.insert_run(
+                view,
+                NewRun {
+                    due: h.created_at,
+                    id: h.id.clone(),
+                    flow: h.flow.clone(),
+                    order_key: h.order_key.clone(),
+                    json,
+                },
+            )?;
+        }
+        view.insert(INTAKE_CURSOR.as_bytes(), last.encode().into_bytes());
+        Ok(Some((batch.len(), last)))
+    }
+
+    pub(super) fn add_counter(view: &mut View<'_>, key: &str, by: u64) -> Result<()> {
+        let n = view
+            .get(key.as_bytes())?
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        view.insert(key.as_bytes(), (n + by).to_be_bytes().to_vec());
+        Ok(())
+    }
+}
+
+/// A run serialized by the caller, so the writer thread only moves bytes.
+pub(super) struct NewRun {
+    pub(super) due: Ts,
+    pub(super) id: String,
+    pub(super) flow: String,
+    pub(super) order_key: Option<String>,
+    pub(super) json: Vec<u8>,
+}

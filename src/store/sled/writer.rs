@@ -1,0 +1,100 @@
+//! The writer thread: group commit of every store write. It takes every operation waiting in
+//! its channel, admits pending runs from the intake journal first if a claim is among them,
+//! runs the operations against one overlay ([`View`]), applies the whole group as one atomic
+//! `apply_batch`, flushes once if anything in the group must be durable, and only then answers
+//! the callers.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use super::journal::{self, Pos};
+use super::ops::Inner;
+use super::view::View;
+
+/// Answers a caller with the outcome of its group's commit.
+pub(super) type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+pub(super) type Job = Box<dyn FnOnce(&Inner, &mut View<'_>) -> Reply + Send>;
+
+pub(super) struct Op {
+    pub(super) job: Job,
+    pub(super) durable: bool,
+    /// A claim: pending runs are admitted from the journal before the group runs.
+    pub(super) admits: bool,
+}
+
+/// Largest number of operations committed together.
+const MAX_GROUP: usize = 1024;
+/// Most runs admitted from the journal per group.
+const MAX_ADMIT: usize = 2048;
+
+pub(super) fn writer_loop(inner: Arc<Inner>, rx: mpsc::Receiver<Op>) {
+    // Admitted into sled, and whether sled has been flushed since.
+    let mut admitted: Option<(Pos, bool)> = None;
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while ops.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let any_durable = ops.iter().any(|o| o.durable);
+        let mut view = View::new(&inner.db);
+        let mut admission = None;
+        if ops.iter().any(|o| o.admits) {
+            view.mark();
+            match inner.admit(&mut view, MAX_ADMIT) {
+                Ok(a) => admission = a,
+                Err(e) => {
+                    view.rollback();
+                    tracing::error!(error = %e, "admitting runs from the intake journal failed");
+                }
+            }
+        }
+        let replies: Vec<Reply> = ops
+            .into_iter()
+            .map(|op| {
+                view.mark();
+                (op.job)(&inner, &mut view)
+            })
+            .collect();
+        // One atomic batch for the group; if anything in it must be durable, everyone waits
+        // for the flush (a claim must not hand out a run whose insert could still vanish).
+        let committed = match view.into_batch() {
+            Some(batch) => inner.db.apply_batch(batch).map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        if committed.is_ok()
+            && let Some((n, cursor)) = admission
+        {
+            if let Ok(mut pending) = inner.intake.pending.lock() {
+                pending.pop(n);
+            }
+            admitted = Some((cursor, false));
+        }
+        let outcome = committed.and_then(|()| if any_durable { inner.sync() } else { Ok(()) });
+        if any_durable && outcome.is_ok() {
+            forget_admitted(&inner, &mut admitted);
+        }
+        for reply in replies {
+            reply(outcome.clone());
+        }
+    }
+    if let Err(e) = inner.sync() {
+        tracing::error!(error = %e, "final flush of the store failed");
+    } else {
+        forget_admitted(&inner, &mut admitted);
+    }
+}
+
+/// After a flush, journal segments wholly behind the admitted cursor are no longer needed.
+fn forget_admitted(inner: &Inner, admitted: &mut Option<(Pos, bool)>) {
+    if let Some((cursor, flushed)) = admitted
+        && !*flushed
+    {
+        *flushed = true;
+        if let Err(e) = journal::forget_before(&inner.intake.dir, *cursor) {
+            tracing::warn!(error = %e, "could not delete admitted intake segments");
+        }
+    }
+}
