@@ -9,12 +9,15 @@
 //! - [`run`] is the durable record of one event, stored through [`store`] (sled by default);
 //! - [`engine`] leases due runs from the store and executes their [`action`]s, rendering
 //!   [`template`]s and applying the [`retry`] policy;
+//! - [`segment`] keeps contact lists; [`event`] is the envelope of internal events that chain
+//!   flows; [`trigger`] turns a webhook, an event or a cron firing into a run;
 //! - [`settings`] and [`cli`] are the edges users touch.
 
 pub mod action;
 pub mod cli;
 pub mod context;
 pub mod engine;
+pub mod event;
 pub mod flow;
 pub mod mapping;
 pub mod matching;
@@ -22,8 +25,11 @@ pub mod request;
 pub mod requestbin;
 pub mod retry;
 pub mod run;
+pub mod schedule;
+pub mod segment;
 pub mod server;
 pub mod settings;
 pub mod store;
 pub mod template;
 pub mod token;
+pub mod trigger;

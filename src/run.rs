@@ -175,6 +175,17 @@ pub struct Run {
     pub steps: Vec<Step>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Event-chain depth: 0 for runs started by a webhook, a schedule or the API; the event's
+    /// depth for event-triggered runs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
+    /// The type of the event that started the run, if an event did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_event: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Run {
@@ -211,6 +222,8 @@ impl Run {
                 })
                 .collect(),
             error: None,
+            depth: 0,
+            trigger_event: None,
         }
     }
 

@@ -38,6 +38,7 @@ impl From<&str> for Secret {
         Secret(s.to_string())
     }
 }
+use crate::action::email::{SmtpConfig, SmtpTls};
 use crate::store::Durability;
 
 /// Where flows, templates and data live.
@@ -108,6 +109,45 @@ pub struct ServeArgs {
     /// On SIGTERM, how long in-flight attempts may take to finish.
     #[arg(long, env = "HOOKFLOW_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Longest chain of event-triggered runs (a flow triggered by an event that another
+    /// flow's run raised, and so on); a run that would go deeper fails. Catches loops.
+    #[arg(long, env = "HOOKFLOW_MAX_CHAIN_DEPTH", default_value_t = crate::event::DEFAULT_MAX_CHAIN_DEPTH)]
+    pub max_chain_depth: u32,
+    #[command(flatten)]
+    pub smtp: SmtpArgs,
+}
+
+/// The SMTP server `email` actions send through. The login comes from the environment only
+/// (`HOOKFLOW_SMTP_USER`, `HOOKFLOW_SMTP_PASSWORD`), so it never shows in a process list.
+#[derive(Debug, Clone, Args)]
+pub struct SmtpArgs {
+    /// SMTP server host; without one, `email` actions fail with a clear error.
+    #[arg(long = "smtp-host", env = "HOOKFLOW_SMTP_HOST")]
+    pub host: Option<String>,
+    /// Port; default 25, 587 or 465 by --smtp-tls.
+    #[arg(long = "smtp-port", env = "HOOKFLOW_SMTP_PORT")]
+    pub port: Option<u16>,
+    /// `none` (a relay on this host), `starttls` or `tls` (implicit).
+    #[arg(long = "smtp-tls", env = "HOOKFLOW_SMTP_TLS", value_enum, default_value_t = SmtpTls::Starttls)]
+    pub tls: SmtpTls,
+    /// Default sender, e.g. `Shop <shop@example.com>`.
+    #[arg(long = "smtp-from", env = "HOOKFLOW_SMTP_FROM")]
+    pub from: Option<String>,
+}
+
+impl SmtpArgs {
+    pub fn config(&self) -> Option<SmtpConfig> {
+        let host = self.host.clone()?;
+        Some(SmtpConfig {
+            host,
+            port: self.port,
+            tls: self.tls,
+            credentials: std::env::var("HOOKFLOW_SMTP_USER")
+                .ok()
+                .zip(std::env::var("HOOKFLOW_SMTP_PASSWORD").ok().map(Secret)),
+            from: self.from.clone(),
+        })
+    }
 }
 
 impl ServeArgs {
@@ -117,6 +157,7 @@ impl ServeArgs {
             lease: self.lease,
             poll_interval: self.poll,
             shutdown_grace: self.shutdown_grace,
+            max_chain_depth: self.max_chain_depth,
         }
     }
 

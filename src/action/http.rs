@@ -203,6 +203,7 @@ impl HttpAction {
             Ok(r) => r,
             Err(e) => {
                 return AttemptResult {
+                    effects: Default::default(),
                     request: None,
                     response: None,
                     kind: ResultKind::Permanent(redact(&e, &cx.secrets)),
@@ -223,6 +224,7 @@ impl HttpAction {
             let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
             else {
                 return AttemptResult {
+                    effects: Default::default(),
                     request: Some(sent),
                     response: None,
                     kind: ResultKind::Permanent(format!(
@@ -254,6 +256,7 @@ impl HttpAction {
                     format!("request failed: {}", error_chain(&e))
                 };
                 return AttemptResult {
+                    effects: Default::default(),
                     request: Some(sent),
                     response: None,
                     kind: ResultKind::Transient {
@@ -282,6 +285,7 @@ impl HttpAction {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 return AttemptResult {
+                    effects: Default::default(),
                     request: Some(sent),
                     response: None,
                     kind: ResultKind::Transient {
@@ -292,6 +296,7 @@ impl HttpAction {
             }
             Err(_) => {
                 return AttemptResult {
+                    effects: Default::default(),
                     request: Some(sent),
                     response: None,
                     kind: ResultKind::Transient {
@@ -321,6 +326,7 @@ impl HttpAction {
             )),
         };
         AttemptResult {
+            effects: Default::default(),
             request: Some(sent),
             response: Some(recorded),
             kind,

@@ -2,17 +2,25 @@
 //! what they share — the compiled [`Action`], the outcome of one attempt and redaction of what
 //! gets recorded.
 
+pub mod breaker;
+pub mod email;
+pub mod emit;
 pub mod http;
+pub mod segment;
 
 use std::time::Duration;
 
 use minijinja::value::Value as JValue;
 use serde_json::Value;
 
+use crate::event::Origin;
 use crate::matching::Condition;
 use crate::retry::RetryPolicy;
 use crate::run::{ReceivedResponse, SentRequest};
+use crate::store::Effects;
 use crate::template::Templates;
+
+use self::breaker::{BreakerConfig, RateLimit};
 
 /// One compiled entry of a flow's `actions`.
 #[derive(Debug)]
@@ -21,11 +29,38 @@ pub struct Action {
     pub when: Vec<Condition>,
     pub retry: RetryPolicy,
     pub kind: ActionKind,
+    /// Most attempts per interval against this action's destination.
+    pub rate_limit: Option<RateLimit>,
+    /// `None`: never paused. Only actions that leave hookflow (http, email) have one.
+    pub breaker: Option<BreakerConfig>,
 }
 
 #[derive(Debug)]
 pub enum ActionKind {
     Http(http::HttpAction),
+    Email(email::EmailAction),
+    Segment(segment::SegmentAction),
+    Emit(emit::EmitAction),
+}
+
+impl ActionKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ActionKind::Http(_) => "http",
+            ActionKind::Email(_) => "email",
+            ActionKind::Segment(_) => "segment",
+            ActionKind::Emit(_) => "emit",
+        }
+    }
+
+    /// How long one attempt may take.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            ActionKind::Http(h) => h.timeout,
+            ActionKind::Email(e) => e.timeout,
+            ActionKind::Segment(_) | ActionKind::Emit(_) => Duration::ZERO,
+        }
+    }
 }
 
 /// What one attempt produced, before the engine applies the retry policy's limits.
@@ -34,6 +69,20 @@ pub struct AttemptResult {
     pub request: Option<SentRequest>,
     pub response: Option<ReceivedResponse>,
     pub kind: ResultKind,
+    /// Changes inside hookflow, recorded with the step (segment ops, raised events).
+    pub effects: Effects,
+}
+
+impl AttemptResult {
+    /// A failure found before anything was sent (a template or address problem).
+    pub fn permanent(error: String) -> AttemptResult {
+        AttemptResult {
+            request: None,
+            response: None,
+            kind: ResultKind::Permanent(error),
+            effects: Effects::default(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -58,17 +107,23 @@ pub struct ExecContext<'a> {
     pub idempotency_key: String,
     /// Secret values to blank out of anything recorded.
     pub secrets: Vec<String>,
+    /// Source of the events this attempt raises.
+    pub origin: Origin,
+    /// Depth of the events this attempt raises (the run's depth + 1).
+    pub event_depth: u32,
 }
 
-/// Outgoing clients, built once: one that never follows redirects and one that does.
+/// Outgoing clients, built once: HTTP that never follows redirects and one that does, and
+/// the SMTP transport if one is configured.
 #[derive(Clone)]
 pub struct Clients {
     pub direct: reqwest::Client,
     pub follow: reqwest::Client,
+    pub mailer: Option<std::sync::Arc<email::Mailer>>,
 }
 
 impl Clients {
-    pub fn new() -> Result<Clients, reqwest::Error> {
+    pub fn new(mailer: Option<email::Mailer>) -> Result<Clients, reqwest::Error> {
         let build = |policy| {
             reqwest::Client::builder()
                 .redirect(policy)
@@ -78,6 +133,7 @@ impl Clients {
         Ok(Clients {
             direct: build(reqwest::redirect::Policy::none())?,
             follow: build(reqwest::redirect::Policy::limited(10))?,
+            mailer: mailer.map(std::sync::Arc::new),
         })
     }
 }
@@ -86,6 +142,27 @@ impl Action {
     pub async fn attempt(&self, cx: &ExecContext<'_>, clients: &Clients) -> AttemptResult {
         match &self.kind {
             ActionKind::Http(h) => h.attempt(cx, &self.retry, clients).await,
+            ActionKind::Email(e) => e.attempt(cx, clients.mailer.as_deref()).await,
+            ActionKind::Segment(s) => s.attempt(cx),
+            ActionKind::Emit(e) => e.attempt(cx),
+        }
+    }
+
+    /// What the circuit breaker and rate limit count against: the destination's host for
+    /// http (`None` when the URL is templated per run and cannot be known before rendering),
+    /// the SMTP server for email.
+    pub fn destination(&self, clients: &Clients, templates: &Templates, ctx: &JValue) -> Option<String> {
+        match &self.kind {
+            ActionKind::Http(h) => templates
+                .render(&h.url, ctx)
+                .ok()
+                .and_then(|u| reqwest::Url::parse(u.trim()).ok())
+                .and_then(|u| {
+                    u.host_str()
+                        .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+                }),
+            ActionKind::Email(_) => clients.mailer.as_ref().map(|m| m.endpoint.clone()),
+            ActionKind::Segment(_) | ActionKind::Emit(_) => None,
         }
     }
 }

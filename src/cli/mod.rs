@@ -9,6 +9,9 @@ mod format;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::action::Clients;
+use crate::action::breaker::Guards;
+use crate::action::email::Mailer;
 use crate::engine::Engine;
 use crate::flow::{LoadError, load_dir};
 use crate::run::Run;
@@ -172,11 +175,18 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         args.urls.secret.as_ref().map(Secret::expose),
     )?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.store_dir(), args.durability)?);
+    let mailer = match args.smtp.config() {
+        Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
+        None => None,
+    };
+    let guards = Arc::new(Guards::default());
     let engine = Arc::new(Engine::new(
         Arc::clone(&store),
         Arc::clone(&flows),
         args.engine_config(),
-    )?);
+        Clients::new(mailer)?,
+        Arc::clone(&guards),
+    ));
     let listener = tokio::net::TcpListener::bind(args.urls.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.urls.listen))?;
@@ -191,6 +201,8 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         store: Arc::clone(&store),
         tokens,
         wake: engine.waker(),
+        events_wake: engine.events_waker(),
+        guards,
         max_body: args.max_body,
         api_token: args.api_token.clone(),
     };

@@ -10,13 +10,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Engine;
-use crate::action::{Action, ExecContext, ResultKind};
+use crate::action::breaker::Gate;
+use crate::action::{Action, ActionKind, ExecContext, ResultKind};
 use crate::context::{EventFacts, RunInfo, template_context};
+use crate::event::{Event, Origin, RUN_FAILED};
 use crate::flow::Flow;
 use crate::matching::{Verdict, check_all};
 use crate::retry::Decision;
 use crate::run::{Attempt, AttemptOutcome, Run, RunStatus, Step, StepStatus, Ts};
-use crate::store::{Claimed, Lease, Next, StoreError};
+use crate::store::{Claimed, Effects, Lease, Next, StoreError};
+
+/// A rate-limit wait up to this long is slept in the worker; a longer one goes back to the
+/// queue.
+const MAX_PACING_SLEEP: Duration = Duration::from_secs(2);
 
 /// Time a lease must outlast an action's timeout when an attempt starts: enough to record the
 /// attempt afterwards.
@@ -68,7 +74,7 @@ impl Engine {
             ensure_steps(&mut run, &flow);
             if run.next_step >= flow.actions.len() {
                 // Every action was done before (the run was resumed after its last save).
-                self.succeed(&mut run, &lease).await;
+                self.succeed(&mut run, &lease, Effects::default()).await;
                 return;
             }
             loop {
@@ -131,9 +137,22 @@ impl Engine {
             }
         }
 
-        let timeout = match &action.kind {
-            crate::action::ActionKind::Http(h) => h.timeout,
-        };
+        let raises_events = matches!(action.kind, ActionKind::Segment(_) | ActionKind::Emit(_));
+        if raises_events && run.depth + 1 > self.config.max_chain_depth {
+            let error = format!(
+                "action `{}`: event chain too deep: this run is {} events down a chain and the limit is {} (--max-chain-depth); is a flow triggering itself?",
+                action.name, run.depth, self.config.max_chain_depth
+            );
+            run.steps[i].status = StepStatus::Failed;
+            self.fail(run, lease, error).await;
+            return Flowing::Stop;
+        }
+        let destination = action.destination(&self.clients, templates, &ctx);
+        if let Some(stop) = self.gate(flow, action, destination.as_deref(), run, lease).await {
+            return stop;
+        }
+
+        let timeout = action.kind.timeout();
         let needed = Ts::now().plus(timeout + LEASE_MARGIN);
         if needed > hold.until {
             if let Err(e) = self.store.extend_lease(lease, needed).await {
@@ -148,10 +167,19 @@ impl Engine {
             ctx,
             idempotency_key: key,
             secrets: templates.secret_values(),
+            origin: Origin::run(&run.flow, &run.id, Some(&action.name)),
+            event_depth: run.depth + 1,
         };
         let started = Ts::now();
         let result = action.attempt(&cx, &self.clients).await;
         let finished = Ts::now();
+        if let (Some(d), Some(cfg)) = (&destination, &action.breaker)
+            && result.request.is_some()
+        {
+            let ok = !matches!(result.kind, ResultKind::Transient { .. });
+            self.guards.record(d, cfg, ok, finished);
+        }
+        let effects = result.effects;
         let mut record = Attempt {
             number: attempt,
             started_at: started,
@@ -171,7 +199,11 @@ impl Engine {
                 step.output = Some(output);
                 run.next_step += 1;
                 run.error = None;
-                self.advance(flow, run, hold).await
+                let mut effects = effects;
+                if !effects.segment_ops.is_empty() {
+                    effects.origin = Some((cx.origin.clone(), cx.event_depth));
+                }
+                self.advance_with(flow, run, hold, effects).await
             }
             ResultKind::Transient { error, retry_after } => {
                 let jitter = rand::rng().random_range(-1.0..=1.0);
@@ -205,13 +237,24 @@ impl Engine {
     /// Records a finished step: the run goes on to its next action, or succeeds if that was the
     /// last one (one store write either way).
     async fn advance(&self, flow: &Flow, run: &mut Run, hold: &mut Holding) -> Flowing {
+        self.advance_with(flow, run, hold, Effects::default()).await
+    }
+
+    /// [`Engine::advance`], recording the step's side effects in the same write.
+    async fn advance_with(
+        &self,
+        flow: &Flow,
+        run: &mut Run,
+        hold: &mut Holding,
+        effects: Effects,
+    ) -> Flowing {
         if run.next_step >= flow.actions.len() {
-            self.succeed(run, &hold.lease).await;
+            self.succeed(run, &hold.lease, effects).await;
             return Flowing::Stop;
         }
         let until = Ts::now().plus(self.config.lease);
         if self
-            .save(run, &hold.lease, Next::Continue { lease_until: until })
+            .save_with(run, &hold.lease, Next::Continue { lease_until: until }, effects)
             .await
         {
             hold.until = until;
@@ -221,11 +264,11 @@ impl Engine {
         }
     }
 
-    async fn succeed(&self, run: &mut Run, lease: &Lease) {
+    async fn succeed(&self, run: &mut Run, lease: &Lease, effects: Effects) {
         run.status = RunStatus::Succeeded;
         run.finished_at = Some(Ts::now());
         run.updated_at = Ts::now();
-        if self.save(run, lease, Next::Done).await {
+        if self.save_with(run, lease, Next::Done, effects).await {
             tracing::info!("run succeeded");
         }
     }
@@ -250,22 +293,115 @@ impl Engine {
         Flowing::Stop
     }
 
-    /// Ends the run in the dead-letter state with `error`.
+    /// Ends the run in the dead-letter state with `error`, raising `run.failed` — except for
+    /// runs that handle `run.failed` themselves, so an alerting flow that fails does not
+    /// alert about itself.
     async fn fail(&self, run: &mut Run, lease: &Lease, error: String) {
         tracing::error!(%error, "run failed");
         run.status = RunStatus::Failed;
-        run.error = Some(error);
+        run.error = Some(error.clone());
         run.next_attempt_at = None;
         run.finished_at = Some(Ts::now());
         run.updated_at = Ts::now();
-        self.save(run, lease, Next::Done).await;
+        let mut effects = Effects::default();
+        if run.trigger_event.as_deref() == Some(RUN_FAILED) {
+            tracing::info!("not raising run.failed for a run that handles run.failed");
+        } else if run.depth + 1 > self.config.max_chain_depth {
+            tracing::warn!("not raising run.failed: the event chain is at its depth limit");
+        } else {
+            let action = run
+                .steps
+                .iter()
+                .find(|s| s.status == StepStatus::Failed)
+                .map(|s| s.name.clone());
+            let data = serde_json::json!({
+                "flow": run.flow,
+                "run_id": run.id,
+                "action": action,
+                "error": error,
+                "attempts": run.steps.iter().map(|s| s.attempts.len()).sum::<usize>(),
+            });
+            effects.events.push(Event::new(
+                RUN_FAILED,
+                Origin::run(&run.flow, &run.id, None),
+                run.depth + 1,
+                data,
+            ));
+        }
+        self.save_with(run, lease, Next::Done, effects).await;
+    }
+
+    /// Holds an attempt back when its action is over its rate limit or its destination's
+    /// circuit is open: short pacing waits are slept here, longer waits put the run back in
+    /// the queue without an attempt (nothing is counted against the retry budget). `None`:
+    /// go ahead.
+    async fn gate(
+        &self,
+        flow: &Flow,
+        action: &Action,
+        destination: Option<&str>,
+        run: &mut Run,
+        lease: &Lease,
+    ) -> Option<Flowing> {
+        if let Some(limit) = &action.rate_limit {
+            let key = format!("{}/{}", flow.name, action.name);
+            loop {
+                match self.guards.pace(&key, limit, Ts::now()) {
+                    Gate::Paced(at) if at.since(Ts::now()) <= MAX_PACING_SLEEP => {
+                        tokio::time::sleep(at.since(Ts::now())).await;
+                    }
+                    Gate::Paced(at) => {
+                        let why = format!(
+                            "waiting for action `{}`'s rate limit ({})",
+                            action.name, limit.text
+                        );
+                        return Some(self.postpone(run, lease, at, why).await);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if let (Some(d), Some(cfg)) = (destination, &action.breaker)
+            && let Gate::Open(until) = self.guards.check(d, cfg, Ts::now())
+        {
+            let why = format!(
+                "circuit open for {d} (it failed {} times in a row); paused until {until}",
+                cfg.failures
+            );
+            return Some(self.postpone(run, lease, until, why).await);
+        }
+        None
+    }
+
+    /// Puts the run back in the queue until `at` without recording an attempt.
+    async fn postpone(&self, run: &mut Run, lease: &Lease, at: Ts, why: String) -> Flowing {
+        tracing::info!(reason = %why, until = %at, "attempt postponed");
+        run.status = RunStatus::Retrying;
+        run.next_attempt_at = Some(at);
+        run.error = Some(why);
+        run.updated_at = Ts::now();
+        self.save(run, lease, Next::RetryAt(at)).await;
+        Flowing::Stop
     }
 
     /// Saves; false when the run must not be touched further (lease lost or store failure, in
     /// which case the lease expires and the run is attempted again).
     async fn save(&self, run: &Run, lease: &Lease, next: Next) -> bool {
-        match self.store.save(lease, run, next).await {
-            Ok(()) => true,
+        self.save_with(run, lease, next, Effects::default()).await
+    }
+
+    async fn save_with(&self, run: &Run, lease: &Lease, next: Next, effects: Effects) -> bool {
+        let raises = !effects.is_empty();
+        match self.store.save_with(lease, run, next, effects).await {
+            Ok(changes) => {
+                for c in &changes {
+                    tracing::info!(segment = %c.segment, email = %c.email, change = ?c.change, "segment updated");
+                }
+                if raises {
+                    self.events_wake.notify_one();
+                }
+                true
+            }
             Err(e) => {
                 self.log_store_error(&e);
                 false

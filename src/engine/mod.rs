@@ -3,7 +3,9 @@
 //! sleeping tasks; the dispatcher sleeps until the next due time or until woken by a new run
 //! or a finished one.
 
+mod events;
 mod execute;
+mod scheduler;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::action::Clients;
+use crate::action::breaker::Guards;
 use crate::flow::FlowSet;
 use crate::run::Ts;
 use crate::store::{ClaimRequest, Store};
@@ -29,6 +32,8 @@ pub struct EngineConfig {
     /// On shutdown, how long in-flight attempts may take to finish before the process exits
     /// (their runs are then resumed by the next start).
     pub shutdown_grace: Duration,
+    /// Longest chain of event-triggered runs before a run that would extend it fails.
+    pub max_chain_depth: u32,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +43,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
+            max_chain_depth: crate::event::DEFAULT_MAX_CHAIN_DEPTH,
         }
     }
 }
@@ -48,6 +54,9 @@ pub struct Engine {
     clients: Clients,
     config: EngineConfig,
     wake: Arc<Notify>,
+    /// Rings when events are waiting in the store's outbox.
+    events_wake: Arc<Notify>,
+    guards: Arc<Guards>,
 }
 
 impl Engine {
@@ -55,14 +64,23 @@ impl Engine {
         store: Arc<dyn Store>,
         flows: Arc<FlowSet>,
         config: EngineConfig,
-    ) -> Result<Engine, reqwest::Error> {
-        Ok(Engine {
+        clients: Clients,
+        guards: Arc<Guards>,
+    ) -> Engine {
+        Engine {
             store,
             flows,
-            clients: Clients::new()?,
+            clients,
             config,
             wake: Arc::new(Notify::new()),
-        })
+            events_wake: Arc::new(Notify::new()),
+            guards,
+        }
+    }
+
+    /// Notified when events were raised outside the engine (the admin API).
+    pub fn events_waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.events_wake)
     }
 
     /// Notified when a new run is stored, so the dispatcher does not wait for its poll.
@@ -81,6 +99,12 @@ impl Engine {
         let tickets = Arc::new(Semaphore::new(workers * 2));
         let tasks = TaskTracker::new();
         let caps = self.flows.caps();
+        let background = TaskTracker::new();
+        background.spawn(Arc::clone(&self).dispatch_events(shutdown.clone()));
+        for flow in self.flows.flows.values().filter(|f| f.schedule().is_some()) {
+            background.spawn(Arc::clone(&self).run_schedule(Arc::clone(flow), shutdown.clone()));
+        }
+        background.close();
         while !shutdown.is_cancelled() {
             let free = tickets.available_permits();
             let mut claimed = 0;
@@ -129,6 +153,7 @@ impl Engine {
             }
         }
         tasks.close();
+        background.wait().await;
         if tokio::time::timeout(self.config.shutdown_grace, tasks.wait())
             .await
             .is_err()

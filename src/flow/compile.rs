@@ -3,9 +3,13 @@
 
 use std::path::Path;
 
-use super::spec::{ActionSpec, ConditionSpec, FlowSpec, VarSpec};
-use super::{Concurrency, Flow, Respond, Webhook};
+use super::spec::{ActionSpec, ConditionSpec, FlowSpec, VarSpec, WebhookSpec};
+use super::{Concurrency, Flow, Respond, Trigger, Webhook};
+use crate::action::breaker::{BreakerConfig, RateLimit};
+use crate::action::email::EmailAction;
+use crate::action::emit::EmitAction;
 use crate::action::http::HttpAction;
+use crate::action::segment::SegmentAction;
 use crate::action::{Action, ActionKind};
 use crate::mapping::{JsonPath, Var, VarSource};
 use crate::matching::{Condition, Op, Source};
@@ -214,7 +218,30 @@ impl Compiler<'_> {
         var_names: &[String],
     ) -> Option<Action> {
         let at = format!("actions[{i}]");
-        let kind_name = "http";
+        let kinds = [
+            spec.http.as_ref().map(|_| "http"),
+            spec.email.as_ref().map(|_| "email"),
+            spec.segment.as_ref().map(|_| "segment"),
+            spec.emit.as_ref().map(|_| "emit"),
+        ];
+        let given: Vec<&str> = kinds.into_iter().flatten().collect();
+        let kind_name = match given.as_slice() {
+            [one] => *one,
+            [] => {
+                self.problem(
+                    &at,
+                    "an action needs a kind: `http`, `email`, `segment` or `emit`",
+                );
+                return None;
+            }
+            many => {
+                self.problem(
+                    &at,
+                    format!("an action has one kind, this one has {}", many.join(" and ")),
+                );
+                return None;
+            }
+        };
         let name = spec
             .name
             .clone()
@@ -235,16 +262,43 @@ impl Compiler<'_> {
             }),
             None => flow_retry.clone(),
         };
-        let Some(http) = &spec.http else {
-            self.problem(&at, "an action needs a kind: `http`");
-            return None;
+        let rate_limit = spec.rate_limit.as_ref().and_then(|r| {
+            RateLimit::parse(r)
+                .map_err(|e| self.problem(format!("{at}.rate_limit"), e))
+                .ok()
+        });
+        let outgoing = matches!(kind_name, "http" | "email");
+        if spec.circuit_breaker.is_some() && !outgoing {
+            self.problem(
+                format!("{at}.circuit_breaker"),
+                "only actions that leave hookflow (http, email) have a circuit breaker",
+            );
+        }
+        let breaker = outgoing.then(|| match &spec.circuit_breaker {
+            Some(b) => BreakerConfig {
+                failures: b.failures,
+                cooldown: b.cooldown,
+            },
+            None => BreakerConfig::default(),
+        });
+        let prefix = format!("{}/{at}.{kind_name}", self.flow);
+        let compiled = match (&spec.http, &spec.email, &spec.segment, &spec.emit) {
+            (Some(h), ..) => HttpAction::compile(h, &prefix, self.templates).map(ActionKind::Http),
+            (_, Some(e), ..) => EmailAction::compile(e, &prefix, self.templates).map(ActionKind::Email),
+            (_, _, Some(s), _) => SegmentAction::compile(s, &prefix, self.templates).map(ActionKind::Segment),
+            (.., Some(e)) => EmitAction::compile(e, &prefix, self.templates).map(ActionKind::Emit),
+            _ => unreachable!("one kind was found above"),
         };
-        let prefix = format!("{}/{at}.http", self.flow);
-        let kind = match HttpAction::compile(http, &prefix, self.templates) {
-            Ok(h) => ActionKind::Http(h),
+        let kind = match compiled {
+            Ok(k) => k,
             Err(errs) => {
                 for (p, m) in errs {
-                    self.problem(format!("{at}.http.{p}"), m);
+                    let path = if p.is_empty() {
+                        format!("{at}.{kind_name}")
+                    } else {
+                        format!("{at}.{kind_name}.{p}")
+                    };
+                    self.problem(path, m);
                 }
                 return None;
             }
@@ -254,7 +308,106 @@ impl Compiler<'_> {
             when,
             retry,
             kind,
+            rate_limit,
+            breaker,
         })
+    }
+
+    fn webhook(&mut self, wh: &WebhookSpec, var_names: &[String]) -> Webhook {
+        let mut methods = Vec::new();
+        for (i, m) in wh
+            .methods
+            .clone()
+            .unwrap_or_else(|| vec!["POST".into()])
+            .iter()
+            .enumerate()
+        {
+            let up = m.to_ascii_uppercase();
+            if ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].contains(&up.as_str()) {
+                methods.push(up);
+            } else {
+                self.problem(
+                    format!("on.webhook.methods[{i}]"),
+                    format!("`{m}` is not an HTTP method"),
+                );
+            }
+        }
+        let when = self.conditions("on.webhook.when", &wh.when, var_names);
+        let respond = match &wh.respond {
+            None => Respond {
+                status: 202,
+                headers: Vec::new(),
+                body: None,
+            },
+            Some(r) => {
+                let status = r.status.unwrap_or(202);
+                if !(200..=299).contains(&status) {
+                    self.problem(
+                        "on.webhook.respond.status",
+                        format!("{status}: the answer to an accepted event must be a 2xx status"),
+                    );
+                }
+                let headers = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            self.template(&format!("on.webhook.respond.headers.{k}"), v),
+                        )
+                    })
+                    .collect();
+                let body = r
+                    .body
+                    .as_ref()
+                    .map(|b| self.template("on.webhook.respond.body", b));
+                Respond {
+                    status,
+                    headers,
+                    body,
+                }
+            }
+        };
+        Webhook {
+            methods,
+            body: wh.body,
+            when,
+            respond,
+        }
+    }
+
+    fn trigger(&mut self, spec: &FlowSpec, var_names: &[String]) -> Option<Trigger> {
+        let on = &spec.on;
+        match (&on.webhook, &on.event, &on.schedule) {
+            (Some(wh), None, None) => Some(Trigger::Webhook(self.webhook(wh, var_names))),
+            (None, Some(ev), None) => {
+                if let Err(e) = crate::event::check_trigger_type(&ev.kind) {
+                    self.problem("on.event", e);
+                }
+                let when = self.conditions("on.event.when", &ev.when, var_names);
+                Some(Trigger::Event {
+                    event_type: ev.kind.clone(),
+                    when,
+                })
+            }
+            (None, None, Some(sc)) => {
+                match crate::schedule::Schedule::parse(&sc.cron, sc.timezone.as_deref(), sc.missed) {
+                    Ok(s) => Some(Trigger::Schedule(s)),
+                    Err(e) => {
+                        self.problem("on.schedule.cron", e);
+                        None
+                    }
+                }
+            }
+            (None, None, None) => {
+                self.problem("on", "a flow needs a trigger: `webhook`, `event` or `schedule`");
+                None
+            }
+            _ => {
+                self.problem("on", "a flow has one trigger: `webhook`, `event` or `schedule`");
+                None
+            }
+        }
     }
 }
 
@@ -293,58 +446,7 @@ pub fn compile(
     let vars: Vec<Var> = spec.vars.iter().filter_map(|(n, v)| c.var(n, v)).collect();
     let var_names: Vec<String> = spec.vars.keys().cloned().collect();
 
-    let wh = &spec.on.webhook;
-    let mut methods = Vec::new();
-    for (i, m) in wh
-        .methods
-        .clone()
-        .unwrap_or_else(|| vec!["POST".into()])
-        .iter()
-        .enumerate()
-    {
-        let up = m.to_ascii_uppercase();
-        if ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].contains(&up.as_str()) {
-            methods.push(up);
-        } else {
-            c.problem(
-                format!("on.webhook.methods[{i}]"),
-                format!("`{m}` is not an HTTP method"),
-            );
-        }
-    }
-    let when = c.conditions("on.webhook.when", &wh.when, &var_names);
-    let respond = match &wh.respond {
-        None => Respond {
-            status: 202,
-            headers: Vec::new(),
-            body: None,
-        },
-        Some(r) => {
-            let status = r.status.unwrap_or(202);
-            if !(200..=299).contains(&status) {
-                c.problem(
-                    "on.webhook.respond.status",
-                    format!("{status}: the answer to an accepted event must be a 2xx status"),
-                );
-            }
-            let headers = r
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        c.template(&format!("on.webhook.respond.headers.{k}"), v),
-                    )
-                })
-                .collect();
-            let body = r.body.as_ref().map(|b| c.template("on.webhook.respond.body", b));
-            Respond {
-                status,
-                headers,
-                body,
-            }
-        }
-    };
+    let trigger = c.trigger(spec, &var_names);
 
     let concurrency = match &spec.concurrency {
         None => Concurrency::default(),
@@ -378,9 +480,19 @@ pub fn compile(
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
+    let Some(trigger) = trigger else {
+        return Err(vec![("on".into(), "no trigger".into())]);
+    };
+    let (when, respond_templates) = match &trigger {
+        Trigger::Webhook(w) => (
+            &w.when[..],
+            w.respond.body.is_some() || !w.respond.headers.is_empty(),
+        ),
+        Trigger::Event { when, .. } => (&when[..], false),
+        Trigger::Schedule(_) => (&[][..], false),
+    };
     let ingress_templates = when.iter().any(|c| matches!(c.source, Source::Expr(_)))
-        || respond.body.is_some()
-        || !respond.headers.is_empty()
+        || respond_templates
         || concurrency.key.is_some();
     Ok(Flow {
         ingress_templates,
@@ -388,12 +500,7 @@ pub fn compile(
         description: spec.description.clone(),
         file: file.to_path_buf(),
         version: version_of(source),
-        webhook: Webhook {
-            methods,
-            body: wh.body,
-            when,
-            respond,
-        },
+        trigger,
         vars,
         concurrency,
         actions,

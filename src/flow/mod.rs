@@ -26,13 +26,55 @@ pub struct Flow {
     pub file: PathBuf,
     /// Short hash of the file's bytes, recorded on each run.
     pub version: String,
-    pub webhook: Webhook,
+    pub trigger: Trigger,
     pub vars: Vec<Var>,
     pub concurrency: Concurrency,
     pub actions: Vec<Action>,
     /// Whether accepting an event renders templates (an `expr` condition, a `respond` block
     /// or an ordering key); when not, the webhook edge skips building a template context.
     pub ingress_templates: bool,
+}
+
+/// What starts a flow's runs.
+#[derive(Debug)]
+pub enum Trigger {
+    Webhook(Webhook),
+    /// An internal event of this type whose envelope meets `when`.
+    Event {
+        event_type: String,
+        when: Vec<Condition>,
+    },
+    Schedule(crate::schedule::Schedule),
+}
+
+impl Flow {
+    pub fn webhook(&self) -> Option<&Webhook> {
+        match &self.trigger {
+            Trigger::Webhook(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    pub fn schedule(&self) -> Option<&crate::schedule::Schedule> {
+        match &self.trigger {
+            Trigger::Schedule(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The trigger's conditions.
+    pub fn when(&self) -> &[Condition] {
+        match &self.trigger {
+            Trigger::Webhook(w) => &w.when,
+            Trigger::Event { when, .. } => when,
+            Trigger::Schedule(_) => &[],
+        }
+    }
+
+    /// Whether an event of this type starts this flow (before its conditions).
+    pub fn listens_to(&self, event_type: &str) -> bool {
+        matches!(&self.trigger, Trigger::Event { event_type: t, .. } if t == event_type)
+    }
 }
 
 #[derive(Debug)]

@@ -30,11 +30,68 @@ pub struct FlowSpec {
     pub actions: Vec<ActionSpec>,
 }
 
-/// `on:` — what starts a run. Only webhooks for now; schedules and events come later.
+/// `on:` — what starts a run: exactly one of `webhook`, `event` or `schedule`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerSpec {
-    pub webhook: WebhookSpec,
+    pub webhook: Option<WebhookSpec>,
+    pub event: Option<EventTriggerSpec>,
+    pub schedule: Option<ScheduleSpec>,
+}
+
+/// `on: event:` — a type (`event: segment.removed`) or a table with conditions.
+#[derive(Debug, Default)]
+pub struct EventTriggerSpec {
+    pub kind: String,
+    pub when: Vec<ConditionSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventTriggerTable {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    when: Vec<ConditionSpec>,
+}
+
+impl<'de> Deserialize<'de> for EventTriggerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EventTriggerSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event type or a table with `type` and `when`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EventTriggerSpec, E> {
+                Ok(EventTriggerSpec {
+                    kind: v.to_string(),
+                    when: Vec::new(),
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EventTriggerSpec, A::Error> {
+                let t = EventTriggerTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(EventTriggerSpec {
+                    kind: t.kind,
+                    when: t.when,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `on: schedule:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// Crontab syntax: 5 fields, or 6 with seconds first.
+    pub cron: String,
+    /// IANA time zone name; default UTC.
+    pub timezone: Option<String>,
+    /// Firings missed while hookflow was down: `skip` (default) or `run_once`.
+    #[serde(default)]
+    pub missed: crate::schedule::Missed,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,7 +230,90 @@ pub struct ActionSpec {
     #[serde(default)]
     pub when: Vec<ConditionSpec>,
     pub retry: Option<RetrySpec>,
+    /// Most attempts per second/minute/hour against this action's destination, e.g. `10/s`.
+    /// Runs over the limit wait in the queue; nothing fails for it.
+    pub rate_limit: Option<String>,
+    /// Pause a destination after a run of consecutive failures (`failures: 0` disables).
+    pub circuit_breaker: Option<BreakerSpec>,
     pub http: Option<HttpSpec>,
+    pub email: Option<EmailSpec>,
+    pub segment: Option<SegmentSpec>,
+    pub emit: Option<EmitSpec>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSpec {
+    #[serde(default = "default_breaker_failures")]
+    pub failures: u32,
+    #[serde(default = "default_breaker_cooldown", with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// One name or a list of them.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentSpec {
+    /// Template of the contact's email address.
+    pub email: String,
+    pub add: Option<OneOrMany>,
+    pub remove: Option<OneOrMany>,
+    /// Merged into the contact; string leaves are templates.
+    pub attributes: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmitSpec {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The event's `data`; string leaves are templates.
+    pub data: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSpec {
+    /// Each a template, or a list of them; one rendering to a list or to comma-separated
+    /// addresses gives several recipients.
+    pub to: Value,
+    pub cc: Option<Value>,
+    pub bcc: Option<Value>,
+    pub reply_to: Option<String>,
+    /// Overrides the server's default sender.
+    pub from: Option<String>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub text_template: Option<String>,
+    pub html: Option<String>,
+    pub html_template: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

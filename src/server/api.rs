@@ -1,4 +1,5 @@
-//! The read-only runs API: `GET /api/runs`, `GET /api/runs/{id}`, `GET /api/flows`.
+//! The runs API: `GET /api/runs`, `GET /api/runs/{id}`, `GET /api/flows` (segments are in
+//! [`super::segments`]).
 //! Protected by a bearer token when one is configured; otherwise answered to loopback clients
 //! only, so a server listening on a public address does not leak run history.
 
@@ -12,10 +13,11 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
+use crate::flow::Trigger;
 use crate::run::{Run, RunStatus, Ts};
 use crate::store::RunFilter;
 
-fn authorize(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     check_access(st.api_token.as_ref().map(|t| t.expose()), peer, headers)
 }
 
@@ -154,18 +156,34 @@ pub async fn list_flows(
     let mut out = Vec::new();
     for f in st.flows.flows.values() {
         let counters = st.store.counters(&f.name).await.map_err(internal)?;
-        out.push(json!({
+        let mut entry = json!({
             "name": f.name,
             "description": f.description,
             "version": f.version,
-            "path": format!("/hooks/{}/{}", f.name, st.tokens.token(&f.name)),
             "counters": counters,
-        }));
+        });
+        match &f.trigger {
+            Trigger::Webhook(_) => {
+                entry["trigger"] = json!({"webhook": {}});
+                entry["path"] = json!(format!("/hooks/{}/{}", f.name, st.tokens.token(&f.name)));
+            }
+            Trigger::Event { event_type, .. } => entry["trigger"] = json!({"event": event_type}),
+            Trigger::Schedule(s) => {
+                let last = st.store.last_firing(&f.name).await.map_err(internal)?;
+                entry["trigger"] = json!({"schedule": {
+                    "cron": s.expr,
+                    "timezone": s.tz.name(),
+                    "last_fired": last,
+                    "next": s.next_after(Ts::now()),
+                }});
+            }
+        }
+        out.push(entry);
     }
     Ok(Json(json!({ "flows": out })))
 }
 
-fn internal(e: crate::store::StoreError) -> ApiError {
+pub(super) fn internal(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "store error while serving the API");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())
 }

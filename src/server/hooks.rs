@@ -8,14 +8,11 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, json};
+use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::context::{EventFacts, RunInfo, template_context};
-use crate::mapping::map_vars;
-use crate::matching::{Verdict, check_all};
 use crate::request::{BodyError, Request, parse_body, parse_query};
-use crate::run::{Run, new_run_id};
+use crate::trigger::{Cause, Prepared, TriggerError, prepare};
 
 /// Refuses a request: logs why and builds the answer.
 fn refuse(flow: &str, peer: SocketAddr, status: StatusCode, code: &'static str, detail: String) -> ApiError {
@@ -50,7 +47,7 @@ pub async fn receive(
     let known = st.flows.get(&flow_name).cloned();
     let token_ok = st.tokens.verify(&flow_name, &token);
     let flow = match (known, token_ok) {
-        (Some(f), true) => f,
+        (Some(f), true) if f.webhook().is_some() => f,
         _ => {
             return Err(refuse(
                 &flow_name,
@@ -62,9 +59,10 @@ pub async fn receive(
         }
     };
     let name = flow.name.as_str();
+    let webhook = flow.webhook().expect("checked above");
 
-    if !flow.webhook.methods.iter().any(|m| m == method.as_str()) {
-        let allow = flow.webhook.methods.join(", ");
+    if !webhook.methods.iter().any(|m| m == method.as_str()) {
+        let allow = webhook.methods.join(", ");
         let mut resp = refuse(
             name,
             peer,
@@ -119,7 +117,7 @@ pub async fn receive(
     };
 
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = parse_body(flow.webhook.body, content_type, &bytes).map_err(|e| {
+    let body = parse_body(webhook.body, content_type, &bytes).map_err(|e| {
         let (status, code) = match e {
             BodyError::UnsupportedType(..) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             _ => (StatusCode::BAD_REQUEST, "malformed_body"),
@@ -133,31 +131,11 @@ pub async fn receive(
         query: parse_query(uri.query()),
         body,
     };
-    let (vars, missing) = map_vars(&flow.vars, &request);
-    let run_id = new_run_id();
     let templates = &st.flows.templates;
-    let no_steps = Map::new();
-    let ctx = if flow.ingress_templates {
-        let info = RunInfo {
-            flow: name,
-            run_id: &run_id,
-            attempt: 0,
-            idempotency_key: "",
-        };
-        template_context(&info, &request, &vars, &no_steps)
-    } else {
-        minijinja::Value::UNDEFINED
-    };
-
-    let facts = EventFacts {
-        request: &request,
-        vars: &vars,
-        templates,
-        ctx: &ctx,
-    };
-    match check_all(&flow.webhook.when, &facts) {
-        Ok(Verdict::Match) => {}
-        Ok(Verdict::NoMatch(why)) => {
+    let prepared = prepare(&flow, &webhook.when, templates, request, Cause::default());
+    let (run, ctx) = match prepared {
+        Ok(Prepared::Run(run, ctx)) => (run, ctx),
+        Ok(Prepared::Ignored(why)) => {
             tracing::info!(flow = name, %peer, condition = %why, "event ignored: trigger condition not met");
             let store = st.store.clone();
             let flow_name = name.to_string();
@@ -173,57 +151,27 @@ pub async fn receive(
                 .into_response());
         }
         Err(e) => {
+            let code = match e {
+                TriggerError::Condition(_) => "condition_error",
+                TriggerError::MissingVar(_) => "missing_var",
+                TriggerError::OrderingKey(_) => "ordering_key_error",
+            };
             return Err(refuse(
                 name,
                 peer,
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "condition_error",
-                e,
+                code,
+                e.to_string(),
             ));
-        }
-    }
-    if let Some(e) = missing {
-        return Err(refuse(
-            name,
-            peer,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing_var",
-            e.to_string(),
-        ));
-    }
-
-    let order_key = match &flow.concurrency.key {
-        None => None,
-        Some(t) => {
-            let k = templates.render(t, &ctx).map_err(|e| {
-                refuse(
-                    name,
-                    peer,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "ordering_key_error",
-                    format!("concurrency.key: {e}"),
-                )
-            })?;
-            let k = k.trim().to_string();
-            (!k.is_empty()).then_some(k)
         }
     };
 
     // Render the answer before storing, so a broken `respond` block stores nothing.
-    let response = respond(&st, &flow.webhook.respond, &ctx, &run_id).map_err(|e| {
+    let response = respond(&st, &webhook.respond, &ctx, &run.id).map_err(|e| {
         tracing::error!(flow = name, error = %e, "respond block failed to render; event refused");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "respond_error", e)
     })?;
 
-    let mut run = Run::new(
-        name,
-        &flow.version,
-        request,
-        vars,
-        order_key,
-        flow.actions.iter().map(|a| a.name.clone()),
-    );
-    run.id = run_id;
     if let Err(e) = st.store.insert_run(&run).await {
         tracing::error!(flow = name, error = %e, "could not store the event");
         return Err(ApiError::new(

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod hooks;
+pub mod segments;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, delete, get};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -28,6 +29,10 @@ pub struct AppState {
     pub tokens: UrlTokens,
     /// Wakes the engine when a run is stored.
     pub wake: Arc<Notify>,
+    /// Wakes the event dispatcher when the API raised events.
+    pub events_wake: Arc<Notify>,
+    /// Circuit breakers, for the API.
+    pub guards: Arc<crate::action::breaker::Guards>,
     pub max_body: usize,
     pub api_token: Option<crate::settings::Secret>,
 }
@@ -39,6 +44,18 @@ pub fn app(state: AppState) -> Router {
         .route("/api/runs", get(api::list_runs))
         .route("/api/runs/{id}", get(api::show_run))
         .route("/api/flows", get(api::list_flows))
+        .route("/api/segments", get(segments::list_segments))
+        .route(
+            "/api/segments/{name}/members",
+            get(segments::list_members).post(segments::add_member),
+        )
+        .route(
+            "/api/segments/{name}/members/{email}",
+            delete(segments::remove_member),
+        )
+        .route("/api/segments/{name}/export", get(segments::export_members))
+        .route("/api/contacts/{email}", get(segments::show_contact))
+        .route("/api/breakers", get(segments::list_breakers))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }

@@ -9,7 +9,11 @@
 //! - runs sharing an ordering key form a **lane**: only the oldest unfinished run of a lane is
 //!   ever due, so they execute one at a time in arrival order;
 //! - a flow's cap on runs in flight counts unexpired leases of that flow at claim time;
-//! - `insert_run` and `save` return only once the write is durable.
+//! - `insert_run` and `save` return only once the write is durable;
+//! - an action's side effects inside hookflow (segment changes, the events it raises) are
+//!   written in the same atomic write as the run's progress ([`Store::save_with`]): a crash
+//!   can neither lose them nor apply them twice. Raised events wait in an **outbox** until the
+//!   engine turns them into runs ([`Store::dispatch_event`], again one atomic write).
 
 pub mod sled;
 
@@ -18,7 +22,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::event::{Event, Origin};
 use crate::run::{Run, RunStatus, Ts};
+use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp};
 
 pub use self::sled::{Durability, SledStore};
 
@@ -54,6 +60,22 @@ pub enum Next {
     RetryAt(Ts),
     /// Terminal: remove from the queue and let the next run of its lane go.
     Done,
+}
+
+/// Side effects recorded atomically with a save.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    pub segment_ops: Vec<SegmentOp>,
+    /// Events raised directly (`emit`, `run.failed`).
+    pub events: Vec<Event>,
+    /// Source and depth of the events the segment ops raise.
+    pub origin: Option<(Origin, u32)>,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.segment_ops.is_empty() && self.events.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -99,7 +121,48 @@ pub trait Store: Send + Sync + 'static {
     async fn extend_lease(&self, lease: &Lease, until: Ts) -> Result<()>;
 
     /// Writes the run's new state and moves its queue entry as `next` says. Durable on return.
-    async fn save(&self, lease: &Lease, run: &Run, next: Next) -> Result<()>;
+    async fn save(&self, lease: &Lease, run: &Run, next: Next) -> Result<()> {
+        self.save_with(lease, run, next, Effects::default())
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Store::save`] with side effects, all in one atomic write. Returns what the segment
+    /// ops changed.
+    async fn save_with(
+        &self,
+        lease: &Lease,
+        run: &Run,
+        next: Next,
+        effects: Effects,
+    ) -> Result<Vec<SegmentChange>>;
+
+    /// Applies segment changes outside any run (the admin API), raising their events from
+    /// `origin` at depth 1. Durable on return.
+    async fn change_segments(&self, ops: Vec<SegmentOp>, origin: Origin) -> Result<Vec<SegmentChange>>;
+
+    /// The oldest events of the outbox.
+    async fn pending_events(&self, limit: usize) -> Result<Vec<Event>>;
+
+    /// Removes an event from the outbox and queues the runs it triggers, atomically.
+    async fn dispatch_event(&self, event_id: &str, runs: Vec<Run>) -> Result<()>;
+
+    /// Segments with their member counts, by name.
+    async fn segments(&self) -> Result<Vec<SegmentInfo>>;
+
+    /// Members by email, those after `after` (exclusive), at most `limit`.
+    async fn segment_members(&self, segment: &str, after: Option<&str>, limit: usize) -> Result<Vec<Member>>;
+
+    /// A contact (by normalised email) and its segments.
+    async fn contact(&self, email: &str) -> Result<Option<ContactView>>;
+
+    /// When a scheduled flow last fired.
+    async fn last_firing(&self, flow: &str) -> Result<Option<Ts>>;
+
+    /// Records that `flow` fired for time `at` and queues `run` (if any), atomically — unless
+    /// a firing at or after `at` is recorded already, in which case nothing is written and the
+    /// answer is `false`. This is what keeps a restart (or a second instance) from firing twice.
+    async fn record_firing(&self, flow: &str, at: Ts, run: Option<Run>) -> Result<bool>;
 
     async fn get_run(&self, id: &str) -> Result<Option<Run>>;
 

@@ -12,6 +12,9 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
+use hookflow::action::Clients;
+use hookflow::action::breaker::Guards;
+use hookflow::action::email::{Mailer, SmtpConfig};
 use hookflow::engine::{Engine, EngineConfig};
 use hookflow::flow::load_dir;
 use hookflow::run::{Run, RunStatus};
@@ -211,8 +214,28 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     pub http: reqwest::Client,
     /// Kept so the store's directory outlives the app.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     engine_task: Option<tokio::task::JoinHandle<()>>,
+    serve_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    opts: Opts,
+}
+
+/// How a test app is started.
+#[derive(Clone)]
+pub struct Opts {
+    pub config: EngineConfig,
+    pub api_token: Option<String>,
+    pub smtp: Option<SmtpConfig>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            config: fast_engine(),
+            api_token: None,
+            smtp: None,
+        }
+    }
 }
 
 pub fn fast_engine() -> EngineConfig {
@@ -221,6 +244,7 @@ pub fn fast_engine() -> EngineConfig {
         lease: Duration::from_secs(10),
         poll_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(2),
+        max_chain_depth: 8,
     }
 }
 
@@ -235,6 +259,15 @@ pub async fn spawn_app_with(
     config: EngineConfig,
     api_token: Option<&str>,
 ) -> TestApp {
+    let opts = Opts {
+        config,
+        api_token: api_token.map(str::to_string),
+        smtp: None,
+    };
+    spawn_app_opts(flows, templates, opts).await
+}
+
+pub async fn spawn_app_opts(flows: &[(&str, String)], templates: &[(&str, &str)], opts: Opts) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let flows_dir = dir.path().join("flows");
     let templates_dir = dir.path().join("templates");
@@ -248,25 +281,40 @@ pub async fn spawn_app_with(
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, src).unwrap();
     }
-    let (set, errors) = load_dir(&flows_dir, &templates_dir);
+    start_in(dir, opts).await
+}
+
+/// Starts hookflow on the flows, templates and store already in `dir`.
+async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
+    let (set, errors) = load_dir(&dir.path().join("flows"), &dir.path().join("templates"));
     assert!(errors.is_empty(), "test flows do not load: {errors:#?}");
     let flows = Arc::new(set);
     let store: Arc<dyn Store> =
         Arc::new(SledStore::open(&dir.path().join("store"), Durability::Flush).unwrap());
     let tokens = UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
-    let engine = Arc::new(Engine::new(Arc::clone(&store), Arc::clone(&flows), config).unwrap());
+    let mailer = opts.smtp.as_ref().map(|c| Mailer::new(c).unwrap());
+    let guards = Arc::new(Guards::default());
+    let engine = Arc::new(Engine::new(
+        Arc::clone(&store),
+        Arc::clone(&flows),
+        opts.config.clone(),
+        Clients::new(mailer).unwrap(),
+        Arc::clone(&guards),
+    ));
     let state = AppState {
         flows: Arc::clone(&flows),
         store: Arc::clone(&store),
         tokens: tokens.clone(),
         wake: engine.waker(),
+        events_wake: engine.events_waker(),
+        guards,
         max_body: 64 * 1024,
-        api_token: api_token.map(Into::into),
+        api_token: opts.api_token.as_deref().map(Into::into),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(serve(listener, app(state), shutdown.clone()));
+    let serve_task = tokio::spawn(serve(listener, app(state), shutdown.clone()));
     let engine_task = tokio::spawn(engine.run(shutdown.clone()));
     TestApp {
         base: format!("http://{addr}"),
@@ -274,8 +322,10 @@ pub async fn spawn_app_with(
         tokens,
         shutdown,
         http: reqwest::Client::new(),
-        _dir: dir,
+        dir,
         engine_task: Some(engine_task),
+        serve_task: Some(serve_task),
+        opts,
     }
 }
 
@@ -336,10 +386,31 @@ impl TestApp {
     }
 
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    async fn halt(&mut self) {
         self.shutdown.cancel();
         if let Some(t) = self.engine_task.take() {
             t.await.unwrap();
         }
+        if let Some(t) = self.serve_task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops gracefully and starts again on the same flows and store (a restart).
+    pub async fn restart(mut self) -> TestApp {
+        self.halt().await;
+        let TestApp { store, dir, opts, .. } = self;
+        // The store's lock on its directory goes with its last handle.
+        drop(store);
+        start_in(dir, opts).await
+    }
+
+    /// `GET` on the app's API, as JSON.
+    pub async fn api(&self, path: &str) -> serde_json::Value {
+        get(&self.http, format!("{}{path}", self.base)).await
     }
 }
 

@@ -67,7 +67,13 @@ async fn a_run_orphaned_by_a_dead_worker_completes_after_its_lease_expires() {
         RunStatus::Running
     );
 
-    let engine = Arc::new(Engine::new(Arc::clone(&store), Arc::new(flows), fast_engine()).unwrap());
+    let engine = Arc::new(Engine::new(
+        Arc::clone(&store),
+        Arc::new(flows),
+        fast_engine(),
+        hookflow::action::Clients::new(None).unwrap(),
+        Default::default(),
+    ));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(Arc::clone(&engine).run(shutdown.clone()));
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -10,3 +10,4 @@ mod helpers;
 mod leases;
 mod ordering;
 mod retries;
+mod segments;

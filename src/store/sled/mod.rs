@@ -32,6 +32,7 @@
 mod intake;
 mod journal;
 mod ops;
+mod segments;
 mod view;
 mod writer;
 
@@ -52,8 +53,10 @@ use self::journal::{Journal, Pos};
 use self::ops::{INTAKE_CURSOR, Inner, StoredRun, from_json, run_key, to_json};
 use self::view::View;
 use self::writer::{Job, Op, writer_loop};
-use super::{ClaimRequest, Claimed, Lease, Next, Result, RunFilter, Store, StoreError};
+use super::{ClaimRequest, Claimed, Effects, Lease, Next, Result, RunFilter, Store, StoreError};
+use crate::event::{Event, Origin};
 use crate::run::{Run, RunStatus, Ts};
+use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp};
 
 const LAYOUT_VERSION: &str = "2";
 
@@ -319,10 +322,68 @@ impl Store for SledStore {
             .await
     }
 
-    async fn save(&self, lease: &Lease, run: &Run, next: Next) -> Result<()> {
+    async fn save_with(
+        &self,
+        lease: &Lease,
+        run: &Run,
+        next: Next,
+        effects: Effects,
+    ) -> Result<Vec<SegmentChange>> {
         let (lease, json) = (lease.clone(), to_json(run)?);
-        self.submit(true, false, move |_, v| Inner::save(v, &lease, json, next))
+        self.submit(true, false, move |_, v| {
+            Inner::save(v, &lease, json, next)?;
+            let changes = segments::change_segments(v, &effects.segment_ops, effects.origin.as_ref())?;
+            for e in &effects.events {
+                segments::put_event(v, e)?;
+            }
+            Ok(changes)
+        })
+        .await
+    }
+
+    async fn change_segments(&self, ops: Vec<SegmentOp>, origin: Origin) -> Result<Vec<SegmentChange>> {
+        self.submit(true, false, move |_, v| {
+            segments::change_segments(v, &ops, Some(&(origin, 1)))
+        })
+        .await
+    }
+
+    async fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
+        self.read(move |i| i.pending_events(limit)).await
+    }
+
+    async fn dispatch_event(&self, event_id: &str, runs: Vec<Run>) -> Result<()> {
+        let id = event_id.to_string();
+        self.submit(true, false, move |i, v| i.dispatch_event(v, &id, &runs))
             .await
+    }
+
+    async fn segments(&self) -> Result<Vec<SegmentInfo>> {
+        self.read(|i| i.segments()).await
+    }
+
+    async fn segment_members(&self, segment: &str, after: Option<&str>, limit: usize) -> Result<Vec<Member>> {
+        let (segment, after) = (segment.to_string(), after.map(str::to_string));
+        self.read(move |i| i.segment_members(&segment, after.as_deref(), limit))
+            .await
+    }
+
+    async fn contact(&self, email: &str) -> Result<Option<ContactView>> {
+        let email = email.to_string();
+        self.read(move |i| i.contact(&email)).await
+    }
+
+    async fn last_firing(&self, flow: &str) -> Result<Option<Ts>> {
+        let flow = flow.to_string();
+        self.read(move |i| i.last_firing(&flow)).await
+    }
+
+    async fn record_firing(&self, flow: &str, at: Ts, run: Option<Run>) -> Result<bool> {
+        let flow = flow.to_string();
+        self.submit(true, false, move |i, v| {
+            i.record_firing(v, &flow, at, run.as_ref())
+        })
+        .await
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<Run>> {

@@ -1,0 +1,388 @@
+//! The `email` action: a templated message sent over SMTP with lettre (async, tokio, rustls).
+//!
+//! Recipients are rendered, then validated: an invalid address fails the attempt for good.
+//! SMTP's own classes decide retries — connection failures, timeouts and 4xx replies are
+//! transient; 5xx replies are permanent. The server's reply is kept on the attempt.
+//! HTML parts auto-escape what they interpolate (their templates are registered as `.html`);
+//! text parts do not.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde_json::{Value, json};
+
+use super::{AttemptResult, ExecContext, ResultKind, redact, truncate_body};
+use crate::flow::spec::EmailSpec;
+use crate::run::{ReceivedResponse, SentRequest};
+use crate::template::{JsonTemplate, Templates};
+
+/// Default time allowed for one delivery to the SMTP server.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the connection to the SMTP server is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmtpTls {
+    /// Plain text: only for a relay on the same host.
+    None,
+    /// Upgrade with STARTTLS, which the server must offer (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// Server-level SMTP settings.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: Option<u16>,
+    pub tls: SmtpTls,
+    /// From the environment (`HOOKFLOW_SMTP_USER`, `HOOKFLOW_SMTP_PASSWORD`), never flags.
+    pub credentials: Option<(String, crate::settings::Secret)>,
+    pub from: Option<String>,
+}
+
+/// The SMTP transport and defaults, built once at start.
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Option<Mailbox>,
+    /// `smtp://host:port`, for the run record.
+    pub endpoint: String,
+    pub host: String,
+}
+
+impl Mailer {
+    pub fn new(cfg: &SmtpConfig) -> Result<Mailer, String> {
+        let builder = match cfg.tls {
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.as_str()),
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
+                .map_err(|e| format!("SMTP host {}: {e}", cfg.host))?,
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)
+                .map_err(|e| format!("SMTP host {}: {e}", cfg.host))?,
+        };
+        let port = cfg.port.unwrap_or(match cfg.tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        });
+        let mut builder = builder.port(port).timeout(Some(DEFAULT_TIMEOUT));
+        if let Some((user, password)) = &cfg.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_string()));
+        }
+        let from = match &cfg.from {
+            None => None,
+            Some(f) => Some(Mailbox::from_str(f).map_err(|e| format!("--smtp-from `{f}`: {e}"))?),
+        };
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+            endpoint: format!("smtp://{}:{port}", cfg.host),
+            host: cfg.host.clone(),
+        })
+    }
+}
+
+/// A compiled `email` action; every field is a template name.
+#[derive(Debug)]
+pub struct EmailAction {
+    pub to: JsonTemplate,
+    pub cc: Option<JsonTemplate>,
+    pub bcc: Option<JsonTemplate>,
+    pub reply_to: Option<String>,
+    pub from: Option<String>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub headers: Vec<(HeaderName, String)>,
+    pub timeout: Duration,
+}
+
+impl EmailAction {
+    pub fn compile(
+        spec: &EmailSpec,
+        prefix: &str,
+        templates: &mut Templates,
+    ) -> Result<EmailAction, Vec<(String, String)>> {
+        let mut errors: Vec<(String, String)> = Vec::new();
+        let mut add = |path: &str, name: String, src: &str, errors: &mut Vec<(String, String)>| {
+            if let Err(e) = templates.add(name.clone(), src.to_string()) {
+                errors.push((path.to_string(), format!("template syntax error: {}", e.message)));
+            }
+            name
+        };
+        let subject = add("subject", format!("{prefix}.subject"), &spec.subject, &mut errors);
+        let reply_to = spec
+            .reply_to
+            .as_ref()
+            .map(|r| add("reply_to", format!("{prefix}.reply_to"), r, &mut errors));
+        let from = spec
+            .from
+            .as_ref()
+            .map(|f| add("from", format!("{prefix}.from"), f, &mut errors));
+        // Inline HTML is registered under an `.html` name so it auto-escapes.
+        let text = match (&spec.text, &spec.text_template) {
+            (Some(t), None) => Some(add("text", format!("{prefix}.text"), t, &mut errors)),
+            (None, Some(file)) => Some(file.clone()),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                errors.push(("text".into(), "give `text` or `text_template`, not both".into()));
+                None
+            }
+        };
+        let html = match (&spec.html, &spec.html_template) {
+            (Some(h), None) => Some(add("html", format!("{prefix}.html.html"), h, &mut errors)),
+            (None, Some(file)) => {
+                if !(file.ends_with(".html") || file.ends_with(".htm")) {
+                    errors.push((
+                        "html_template".into(),
+                        format!("`{file}` must be an .html file, so that what it interpolates is escaped"),
+                    ));
+                }
+                Some(file.clone())
+            }
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                errors.push(("html".into(), "give `html` or `html_template`, not both".into()));
+                None
+            }
+        };
+        for (key, file) in [
+            ("text_template", &spec.text_template),
+            ("html_template", &spec.html_template),
+        ] {
+            if let Some(f) = file
+                && !templates.has(f)
+            {
+                errors.push((
+                    key.into(),
+                    format!("no template `{f}` in the templates directory"),
+                ));
+            }
+        }
+        if text.is_none() && html.is_none() {
+            errors.push((
+                String::new(),
+                "an email needs a body: `text`, `html` or both".into(),
+            ));
+        }
+        let mut recipients = |key: &str, v: &Value, errors: &mut Vec<(String, String)>| {
+            JsonTemplate::compile(v, &format!("{prefix}.{key}"), templates)
+                .map_err(|e| errors.push((key.into(), format!("template syntax error: {}", e.message))))
+                .ok()
+        };
+        let to = recipients("to", &spec.to, &mut errors);
+        let cc = spec.cc.as_ref().and_then(|v| recipients("cc", v, &mut errors));
+        let bcc = spec.bcc.as_ref().and_then(|v| recipients("bcc", v, &mut errors));
+        let mut headers = Vec::new();
+        for (k, v) in &spec.headers {
+            match HeaderName::new_from_ascii(k.clone()) {
+                Ok(name) => {
+                    let t = format!("{prefix}.headers.{k}");
+                    if let Err(e) = templates.add(t.clone(), v.clone()) {
+                        errors.push((
+                            format!("headers.{k}"),
+                            format!("template syntax error: {}", e.message),
+                        ));
+                    }
+                    headers.push((name, t));
+                }
+                Err(_) => errors.push((
+                    format!("headers.{k}"),
+                    format!("`{k}` is not a valid header name"),
+                )),
+            }
+        }
+        match (errors.is_empty(), to) {
+            (true, Some(to)) => Ok(EmailAction {
+                to,
+                cc,
+                bcc,
+                reply_to,
+                from,
+                subject,
+                text,
+                html,
+                headers,
+                timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    pub async fn attempt(&self, cx: &ExecContext<'_>, mailer: Option<&Mailer>) -> AttemptResult {
+        let Some(mailer) = mailer else {
+            return AttemptResult::permanent(
+                "no SMTP server is configured (set --smtp-host / HOOKFLOW_SMTP_HOST)".into(),
+            );
+        };
+        let (message, sent) = match self.build(cx, mailer) {
+            Ok(m) => m,
+            Err(e) => return AttemptResult::permanent(e),
+        };
+        let sent = Some(SentRequest {
+            method: "SMTP".into(),
+            url: mailer.endpoint.clone(),
+            ..sent
+        });
+        let outcome = tokio::time::timeout(self.timeout, mailer.transport.send(message)).await;
+        let reply = |code: u16, text: String| {
+            Some(ReceivedResponse {
+                status: code,
+                headers: Vec::new(),
+                body: redact(&text, &cx.secrets),
+            })
+        };
+        match outcome {
+            Err(_) => AttemptResult {
+                request: sent,
+                response: None,
+                kind: ResultKind::Transient {
+                    error: format!("SMTP delivery timed out after {:?}", self.timeout),
+                    retry_after: None,
+                },
+                effects: Default::default(),
+            },
+            Ok(Ok(resp)) => {
+                let code: u16 = resp.code().to_string().parse().unwrap_or(250);
+                let text = resp.message().collect::<Vec<_>>().join("\n");
+                AttemptResult {
+                    request: sent,
+                    response: reply(code, text.clone()),
+                    kind: ResultKind::Success(json!({"status": code, "reply": text})),
+                    effects: Default::default(),
+                }
+            }
+            Ok(Err(e)) => {
+                let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
+                let error = redact(&format!("SMTP: {e}"), &cx.secrets);
+                let response = code.and_then(|c| reply(c, e.to_string()));
+                let kind = if e.is_permanent() {
+                    ResultKind::Permanent(error)
+                } else {
+                    // 4xx replies, refused connections, timeouts, TLS and I/O trouble.
+                    ResultKind::Transient {
+                        error,
+                        retry_after: None,
+                    }
+                };
+                AttemptResult {
+                    request: sent,
+                    response,
+                    kind,
+                    effects: Default::default(),
+                }
+            }
+        }
+    }
+
+    /// Renders and validates the message; errors are permanent (a template or address problem).
+    fn build(&self, cx: &ExecContext<'_>, mailer: &Mailer) -> Result<(Message, SentRequest), String> {
+        let t = cx.templates;
+        let render = |name: &str, what: &str| t.render(name, &cx.ctx).map_err(|e| format!("{what}: {e}"));
+        let from = match &self.from {
+            Some(f) => parse_mailbox(render(f, "from")?.trim(), "from")?,
+            None => mailer
+                .from
+                .clone()
+                .ok_or("no sender: set `from` on the action or --smtp-from on the server")?,
+        };
+        let subject = render(&self.subject, "subject")?;
+        let mut b = Message::builder().from(from.clone()).subject(subject.clone());
+        let mut record = vec![
+            ("From".to_string(), from.to_string()),
+            ("Subject".into(), subject),
+        ];
+        let to = recipients(&self.to, cx, "to")?;
+        if to.is_empty() {
+            return Err("to: no recipients after rendering".into());
+        }
+        record.push(("To".into(), join(&to)));
+        for m in to {
+            b = b.to(m);
+        }
+        if let Some(cc) = &self.cc {
+            let cc = recipients(cc, cx, "cc")?;
+            if !cc.is_empty() {
+                record.push(("Cc".into(), join(&cc)));
+            }
+            for m in cc {
+                b = b.cc(m);
+            }
+        }
+        if let Some(bcc) = &self.bcc {
+            for m in recipients(bcc, cx, "bcc")? {
+                b = b.bcc(m);
+            }
+        }
+        if let Some(r) = &self.reply_to {
+            let m = parse_mailbox(render(r, "reply_to")?.trim(), "reply_to")?;
+            record.push(("Reply-To".into(), m.to_string()));
+            b = b.reply_to(m);
+        }
+        for (name, tpl) in &self.headers {
+            let v = render(tpl, &format!("headers.{name}"))?;
+            record.push((name.to_string(), v.clone()));
+            b = b.raw_header(HeaderValue::new(name.clone(), v));
+        }
+        let text = self.text.as_ref().map(|n| render(n, "text")).transpose()?;
+        let html = self.html.as_ref().map(|n| render(n, "html")).transpose()?;
+        let recorded_body = text.clone().or_else(|| html.clone()).unwrap_or_default();
+        let message = match (text, html) {
+            (Some(text), Some(html)) => b.multipart(MultiPart::alternative_plain_html(text, html)),
+            (Some(text), None) => {
+                b.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
+            }
+            (None, Some(html)) => {
+                b.singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html))
+            }
+            (None, None) => return Err("no body".into()),
+        }
+        .map_err(|e| format!("building the message: {e}"))?;
+        let sent = SentRequest {
+            method: String::new(),
+            url: String::new(),
+            headers: record
+                .into_iter()
+                .map(|(k, v)| (k, redact(&v, &cx.secrets)))
+                .collect(),
+            body: truncate_body(&redact(&recorded_body, &cx.secrets)),
+        };
+        Ok((message, sent))
+    }
+}
+
+fn join(list: &[Mailbox]) -> String {
+    list.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn parse_mailbox(s: &str, what: &str) -> Result<Mailbox, String> {
+    Mailbox::from_str(s).map_err(|e| format!("{what}: `{s}` is not a valid address: {e}"))
+}
+
+/// Renders a recipient field: a string (comma-separated allowed) or a list, each entry an
+/// address or `Name <address>`. Empty entries are dropped.
+fn recipients(t: &JsonTemplate, cx: &ExecContext<'_>, what: &str) -> Result<Vec<Mailbox>, String> {
+    let v = t
+        .render(cx.templates, &cx.ctx)
+        .map_err(|e| format!("{what}: {e}"))?;
+    let mut raw = Vec::new();
+    collect(&v, &mut raw);
+    raw.iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_mailbox(s, what))
+        .collect()
+}
+
+fn collect(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
+        Value::Null => {}
+        other => out.push(other.to_string()),
+    }
+}

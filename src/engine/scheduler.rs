@@ -1,0 +1,104 @@
+//! Cron-triggered flows: one task per scheduled flow sleeps until its next firing and queues
+//! a run for it. Each firing is recorded in the store with its run, atomically, and a firing
+//! at or before the recorded one is refused — so a restart never fires twice. Firings that
+//! fell while hookflow was down are skipped, or run once, as the flow's `missed` says.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::Engine;
+use crate::flow::Flow;
+use crate::request::Request;
+use crate::run::Ts;
+use crate::schedule::Missed;
+use crate::trigger::{Cause, Prepared, prepare};
+
+impl Engine {
+    pub(super) async fn run_schedule(self: Arc<Self>, flow: Arc<Flow>, shutdown: CancellationToken) {
+        let Some(schedule) = flow.schedule() else { return };
+        let started = Ts::now();
+        let mut last = match self.store.last_firing(&flow.name).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(flow = %flow.name, error = %e, "reading the last firing failed; the schedule is not running");
+                return;
+            }
+        };
+        if let Some(prev) = last
+            && let Some((latest, count)) = schedule.latest_between(prev, started)
+        {
+            match schedule.missed {
+                Missed::Skip => {
+                    tracing::info!(flow = %flow.name, missed = count, "skipping firings missed while down");
+                    self.fire(&flow, latest, None).await;
+                }
+                Missed::RunOnce => {
+                    tracing::info!(flow = %flow.name, missed = count, at = %latest, "running once for firings missed while down");
+                    self.fire(&flow, latest, Some(count)).await;
+                }
+            }
+            last = Some(latest);
+        }
+        let mut from = last.map_or(started, |l| l.max(started));
+        tracing::info!(flow = %flow.name, cron = %schedule.expr, tz = %schedule.tz, "schedule started");
+        while let Some(next) = schedule.next_after(from) {
+            let wait = next.since(Ts::now());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            // The timer may wake a hair early.
+            let early = next.since(Ts::now());
+            if early > Duration::ZERO {
+                tokio::time::sleep(early).await;
+            }
+            self.fire(&flow, next, Some(0)).await;
+            from = next;
+        }
+        tracing::warn!(flow = %flow.name, "the schedule has no further firings");
+    }
+
+    /// Records the firing for `at`; with `missed = Some(n)` queues a run for it (carrying `n`
+    /// firings missed before it), with `None` only moves the record forward.
+    async fn fire(&self, flow: &Flow, at: Ts, missed: Option<u64>) {
+        let run = match missed {
+            None => None,
+            Some(n) => {
+                let request = Request {
+                    method: "SCHEDULE".into(),
+                    headers: Default::default(),
+                    query: Default::default(),
+                    body: json!({
+                        "scheduled_at": at,
+                        "fired_at": Ts::now(),
+                        "missed": n,
+                        "cron": flow.schedule().map(|s| s.expr.clone()),
+                    }),
+                };
+                match prepare(flow, &[], &self.flows.templates, request, Cause::default()) {
+                    Ok(Prepared::Run(run, _)) => Some(*run),
+                    Ok(Prepared::Ignored(_)) => None,
+                    Err(e) => {
+                        tracing::error!(flow = %flow.name, error = %e, "scheduled firing could not start a run");
+                        None
+                    }
+                }
+            }
+        };
+        let queued = run.is_some();
+        match self.store.record_firing(&flow.name, at, run).await {
+            Ok(true) if queued => {
+                tracing::info!(flow = %flow.name, scheduled_at = %at, "schedule fired");
+                self.wake.notify_one();
+            }
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(flow = %flow.name, scheduled_at = %at, "already fired for this time; not again")
+            }
+            Err(e) => tracing::error!(flow = %flow.name, error = %e, "recording a firing failed"),
+        }
+    }
+}

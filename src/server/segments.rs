@@ -1,0 +1,255 @@
+//! The segments API, with the runs API's access rule: list segments, page through members,
+//! export them as CSV, look up a contact, and add or remove a member (so other tools — a mail
+//! tool's unsubscribe page, a CRM — can change segments; the change raises the same events as a
+//! `segment` action). Also the circuit breakers' state.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::api::{MAX_PAGE, authorize, internal};
+use super::{ApiError, AppState};
+use crate::event::Origin;
+use crate::run::Ts;
+use crate::segment::{Member, SegmentChange, SegmentOp, normalize_email, valid_segment_name};
+
+fn segment_name(name: &str) -> Result<(), ApiError> {
+    if valid_segment_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_segment",
+            format!("`{name}` is not a segment name (letters, digits, `-`, `_`, `.`)"),
+        ))
+    }
+}
+
+fn email(raw: &str) -> Result<String, ApiError> {
+    normalize_email(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_email", e))
+}
+
+pub async fn list_segments(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let segments = st.store.segments().await.map_err(internal)?;
+    Ok(Json(json!({ "segments": segments })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+pub async fn list_members(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    segment_name(&name)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let members = st
+        .store
+        .segment_members(&name, q.after.as_deref(), limit)
+        .await
+        .map_err(internal)?;
+    let next = (members.len() == limit)
+        .then(|| members.last().map(|m| m.contact.email.clone()))
+        .flatten();
+    Ok(Json(
+        json!({ "segment": name, "members": members, "next_after": next }),
+    ))
+}
+
+/// The whole segment as CSV: `email,added_at,created_at,updated_at` and one column per
+/// attribute name found on any member (sorted).
+pub async fn export_members(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&st, peer, &headers)?;
+    segment_name(&name)?;
+    let mut all: Vec<Member> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = st
+            .store
+            .segment_members(&name, after.as_deref(), MAX_PAGE)
+            .await
+            .map_err(internal)?;
+        let done = page.len() < MAX_PAGE;
+        after = page.last().map(|m| m.contact.email.clone());
+        all.extend(page);
+        if done {
+            break;
+        }
+    }
+    let csv = to_csv(&all).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "csv_error", e))?;
+    let mut resp = (StatusCode::OK, csv).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.csv\"")) {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// Members as CSV; attribute values that are not strings are written as JSON.
+pub fn to_csv(members: &[Member]) -> Result<String, String> {
+    let attrs: BTreeSet<&String> = members.iter().flat_map(|m| m.contact.attributes.keys()).collect();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut head = vec!["email", "added_at", "created_at", "updated_at"];
+    head.extend(attrs.iter().map(|a| a.as_str()));
+    w.write_record(&head).map_err(|e| e.to_string())?;
+    for m in members {
+        let c = &m.contact;
+        let mut row = vec![
+            c.email.clone(),
+            m.added_at.to_string(),
+            c.created_at.to_string(),
+            c.updated_at.to_string(),
+        ];
+        for a in &attrs {
+            row.push(match c.attributes.get(*a) {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            });
+        }
+        w.write_record(&row).map_err(|e| e.to_string())?;
+    }
+    String::from_utf8(w.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub email: String,
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+}
+
+pub async fn add_member(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<Json<AddMember>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<SegmentChange>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    segment_name(&name)?;
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))?;
+    let op = SegmentOp {
+        segment: name,
+        email: email(&body.email)?,
+        add: true,
+        attributes: body.attributes,
+    };
+    change(&st, op).await
+}
+
+pub async fn remove_member(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((name, raw)): Path<(String, String)>,
+) -> Result<Json<SegmentChange>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    segment_name(&name)?;
+    let op = SegmentOp {
+        segment: name,
+        email: email(&raw)?,
+        add: false,
+        attributes: Map::new(),
+    };
+    change(&st, op).await
+}
+
+async fn change(st: &AppState, op: SegmentOp) -> Result<Json<SegmentChange>, ApiError> {
+    let mut changes = st
+        .store
+        .change_segments(vec![op], Origin::api())
+        .await
+        .map_err(internal)?;
+    st.events_wake.notify_one();
+    let c = changes
+        .pop()
+        .ok_or_else(|| internal(crate::store::StoreError::Backend("no change reported".into())))?;
+    tracing::info!(segment = %c.segment, email = %c.email, change = ?c.change, "segment changed through the API");
+    Ok(Json(c))
+}
+
+pub async fn show_contact(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let e = email(&raw)?;
+    match st.store.contact(&e).await.map_err(internal)? {
+        Some(c) => Ok(Json(c).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no contact {e}"),
+        )),
+    }
+}
+
+pub async fn list_breakers(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    Ok(Json(json!({ "circuits": st.guards.circuits(Ts::now()) })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::Contact;
+
+    #[test]
+    fn csv_has_one_column_per_attribute_and_quotes_what_needs_it() {
+        let member = |email: &str, attrs: Value| Member {
+            contact: Contact {
+                email: email.into(),
+                attributes: attrs.as_object().cloned().unwrap(),
+                created_at: Ts(0),
+                updated_at: Ts(0),
+            },
+            added_at: Ts(1000),
+        };
+        let csv = to_csv(&[
+            member("a@x.org", json!({"name": "Ann, Jr.", "total": 12.5})),
+            member("b@x.org", json!({"city": "Oslo"})),
+        ])
+        .unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "email,added_at,created_at,updated_at,city,name,total");
+        assert_eq!(
+            lines[1],
+            "a@x.org,1970-01-01T00:00:01.000Z,1970-01-01T00:00:00.000Z,1970-01-01T00:00:00.000Z,,\"Ann, Jr.\",12.5"
+        );
+        assert!(lines[2].starts_with("b@x.org,") && lines[2].ends_with(",Oslo,,"));
+    }
+}
