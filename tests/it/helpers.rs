@@ -400,8 +400,14 @@ impl TestApp {
     }
 
     /// Stops gracefully and starts again on the same flows and store (a restart).
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        self.restart_after(Duration::ZERO).await
+    }
+
+    /// Stops, stays down for `pause`, and starts again.
+    pub async fn restart_after(mut self, pause: Duration) -> TestApp {
         self.halt().await;
+        tokio::time::sleep(pause).await;
         let TestApp { store, dir, opts, .. } = self;
         // The store's lock on its directory goes with its last handle.
         drop(store);

@@ -1,0 +1,305 @@
+//! The `email` action over real SMTP: lettre talks to `mailin-embedded`, a real SMTP server the
+//! test starts on loopback, which records each message and answers from a script.
+
+use std::collections::VecDeque;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mailin_embedded::{Handler, Response, Server, SslConfig};
+use serde_json::json;
+
+use crate::helpers::{Opts, spawn_app_opts};
+use hookflow::action::email::{SmtpConfig, SmtpTls};
+use hookflow::run::RunStatus;
+
+#[derive(Debug, Clone)]
+struct Mail {
+    from: String,
+    to: Vec<String>,
+    data: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    mails: Mutex<Vec<Mail>>,
+    /// Replies to `RCPT` and to the end of `DATA`, in order; `OK` when empty.
+    rcpt: Mutex<VecDeque<Response>>,
+    data_end: Mutex<VecDeque<Response>>,
+}
+
+#[derive(Clone)]
+struct Sink {
+    shared: Arc<Shared>,
+    current: Option<Mail>,
+}
+
+impl Handler for Sink {
+    fn rcpt(&mut self, _to: &str) -> Response {
+        self.shared
+            .rcpt
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(mailin_embedded::response::OK)
+    }
+
+    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.current = Some(Mail {
+            from: from.to_string(),
+            to: to.to_vec(),
+            data: String::new(),
+        });
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if let Some(m) = &mut self.current {
+            m.data.push_str(&String::from_utf8_lossy(buf));
+        }
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let reply = self
+            .shared
+            .data_end
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(mailin_embedded::response::OK);
+        if let Some(m) = self.current.take()
+            && reply.code == 250
+        {
+            self.shared.mails.lock().unwrap().push(m);
+        }
+        reply
+    }
+}
+
+/// Starts a real SMTP server on `port` (0: any) and returns its port and shared state.
+fn start_smtp(port: u16) -> (u16, Arc<Shared>) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shared = Arc::new(Shared::default());
+    let handler = Sink {
+        shared: Arc::clone(&shared),
+        current: None,
+    };
+    let mut server = Server::new(handler);
+    server
+        .with_name("mx.test")
+        .with_ssl(SslConfig::None)
+        .unwrap()
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (port, shared)
+}
+
+fn smtp(port: u16) -> Opts {
+    Opts {
+        smtp: Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            tls: SmtpTls::None,
+            credentials: None,
+            from: Some("Shop <shop@example.com>".into()),
+        }),
+        ..Opts::default()
+    }
+}
+
+const THANKS: &str = r#"
+vars:
+  name: $.customer.name
+  emails: $.people[*].email
+retry:
+  initial_delay: 100ms
+  max_delay: 200ms
+  max_attempts: 4
+actions:
+  - name: thanks
+    email:
+      to: "{{ vars.emails }}"
+      cc: "boss@example.com"
+      bcc: ["audit@example.com"]
+      reply_to: "Help <help@example.com>"
+      subject: "Thanks, {{ vars.name }}!"
+      text: "Hello {{ vars.name }}, order received."
+      html_template: thanks.html
+      headers:
+        X-Campaign: "order-{{ body.id }}"
+"#;
+
+fn flow() -> String {
+    format!("on:\n  webhook: {{}}\n{THANKS}")
+}
+
+async fn wait_mails(shared: &Shared, n: usize) -> Vec<Mail> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mails = shared.mails.lock().unwrap().clone();
+        if mails.len() >= n {
+            return mails;
+        }
+        assert!(Instant::now() < deadline, "{} of {n} mails arrived", mails.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn order() -> serde_json::Value {
+    json!({
+        "id": 42,
+        "customer": {"name": "<b>Tom & Jerry</b>"},
+        "people": [{"email": "tom@example.com"}, {"email": "Jerry <jerry@example.com>"}]
+    })
+}
+
+#[tokio::test]
+async fn a_multipart_email_reaches_every_recipient_with_html_escaped() {
+    let (port, shared) = start_smtp(0);
+    let app = spawn_app_opts(
+        &[("thanks", flow())],
+        &[("thanks.html", "<p>Hello {{ vars.name }}</p>")],
+        smtp(port),
+    )
+    .await;
+    let id = app.accept("thanks", order()).await;
+    let run = app.wait_status(&id, RunStatus::Succeeded).await;
+    let mails = wait_mails(&shared, 1).await;
+    let m = &mails[0];
+    assert_eq!(m.from, "shop@example.com");
+    let mut rcpt = m.to.clone();
+    rcpt.sort();
+    assert_eq!(
+        rcpt,
+        [
+            "audit@example.com",
+            "boss@example.com",
+            "jerry@example.com",
+            "tom@example.com"
+        ]
+    );
+    let d = m.data.replace("\r\n", "\n");
+    assert!(d.contains("Subject: Thanks, <b>Tom & Jerry</b>!"), "{d}");
+    assert!(
+        d.contains("To: tom@example.com, Jerry <jerry@example.com>"),
+        "{d}"
+    );
+    assert!(d.contains("Cc: boss@example.com"), "{d}");
+    assert!(
+        !d.to_ascii_lowercase().contains("bcc:"),
+        "Bcc must not be in the headers: {d}"
+    );
+    assert!(d.contains("Reply-To: Help <help@example.com>"), "{d}");
+    assert!(d.contains("X-Campaign: order-42"), "{d}");
+    assert!(d.contains("Content-Type: multipart/alternative"), "{d}");
+    assert!(d.contains("Content-Type: text/plain; charset=utf-8"), "{d}");
+    assert!(d.contains("Content-Type: text/html; charset=utf-8"), "{d}");
+    // The text part as is, the HTML part escaped.
+    assert!(d.contains("Hello <b>Tom & Jerry</b>, order received."), "{d}");
+    assert!(
+        d.contains("<p>Hello &lt;b&gt;Tom &amp; Jerry&lt;&#x2f;b&gt;</p>"),
+        "{d}"
+    );
+    // The attempt keeps the SMTP reply and what was sent.
+    let attempt = &run.steps[0].attempts[0];
+    assert_eq!(attempt.response.as_ref().unwrap().status, 250);
+    let req = attempt.request.as_ref().unwrap();
+    assert_eq!(req.method, "SMTP");
+    assert_eq!(req.url, format!("smtp://127.0.0.1:{port}"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_4xx_reply_is_retried_and_a_5xx_reply_fails_with_the_reply_recorded() {
+    let (port, shared) = start_smtp(0);
+    // (At RCPT: mailin stays in its DATA state after an error reply to the final dot.)
+    shared
+        .rcpt
+        .lock()
+        .unwrap()
+        .push_back(Response::custom(451, "Try again later".into()));
+    let app = spawn_app_opts(
+        &[("thanks", flow())],
+        &[("thanks.html", "<p>{{ vars.name }}</p>")],
+        smtp(port),
+    )
+    .await;
+    let id = app.accept("thanks", order()).await;
+    let run = app.wait_status(&id, RunStatus::Succeeded).await;
+    let attempts = &run.steps[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:#?}");
+    assert_eq!(attempts[0].response.as_ref().unwrap().status, 451);
+    assert!(attempts[0].error.as_deref().unwrap().contains("Try again later"));
+    assert_eq!(wait_mails(&shared, 1).await.len(), 1);
+
+    shared
+        .rcpt
+        .lock()
+        .unwrap()
+        .push_back(Response::custom(550, "No such user here".into()));
+    let id = app.accept("thanks", order()).await;
+    let run = app.wait_status(&id, RunStatus::Failed).await;
+    let attempts = &run.steps[0].attempts;
+    assert_eq!(attempts.len(), 1, "a permanent reply is not retried");
+    assert_eq!(attempts[0].response.as_ref().unwrap().status, 550);
+    assert!(
+        run.error.as_deref().unwrap().contains("No such user here"),
+        "{run:#?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn mail_sent_while_smtp_is_down_is_delivered_once_it_is_up() {
+    let port = crate::helpers::free_port();
+    let app = spawn_app_opts(
+        &[("thanks", flow())],
+        &[("thanks.html", "<p>{{ vars.name }}</p>")],
+        smtp(port),
+    )
+    .await;
+    let id = app.accept("thanks", order()).await;
+    // Wait for a failed attempt (connection refused), then start the server.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let run = app.store.get_run(&id).await.unwrap().unwrap();
+        if !run.steps[0].attempts.is_empty() {
+            assert_eq!(run.status, RunStatus::Retrying, "{run:#?}");
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, shared) = start_smtp(port);
+    let run = app.wait_status(&id, RunStatus::Succeeded).await;
+    assert!(run.steps[0].attempts.len() >= 2);
+    assert_eq!(wait_mails(&shared, 1).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_rendered_address_fails_the_attempt_for_good() {
+    let (port, shared) = start_smtp(0);
+    let app = spawn_app_opts(
+        &[("thanks", flow())],
+        &[("thanks.html", "<p>{{ vars.name }}</p>")],
+        smtp(port),
+    )
+    .await;
+    let mut bad = order();
+    bad["people"] = json!([{"email": "not an address"}]);
+    let id = app.accept("thanks", bad).await;
+    let run = app.wait_status(&id, RunStatus::Failed).await;
+    assert_eq!(run.steps[0].attempts.len(), 1);
+    let err = run.error.unwrap();
+    assert!(
+        err.contains("to: `not an address` is not a valid address"),
+        "{err}"
+    );
+    assert!(shared.mails.lock().unwrap().is_empty());
+    app.stop().await;
+}
