@@ -82,6 +82,14 @@ impl Schedule {
         latest.map(|l| (l, count))
     }
 
+    /// The firing before `at` (strictly), looking back up to a year.
+    pub fn previous_before(&self, at: Ts) -> Option<Ts> {
+        if at.0 == 0 {
+            return None;
+        }
+        self.last_before_or_at(Ts(at.0 - 1))
+    }
+
     fn last_before_or_at(&self, upto: Ts) -> Option<Ts> {
         // Walk back in growing windows to find the last firing at or before `upto`.
         let mut window = 60_000u64;
@@ -96,7 +104,7 @@ impl Schedule {
                 last = Some(n);
                 t = n;
             }
-            if last.is_some() || from.0 == 0 {
+            if last.is_some() || from.0 == 0 || window > 366 * 24 * 3600 * 1000 {
                 return last;
             }
             window = window.saturating_mul(8);

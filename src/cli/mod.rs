@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 mod format;
+mod segments;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -63,6 +64,11 @@ pub enum Command {
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
+    },
+    /// Inspect segments (the contact lists hookflow keeps).
+    Segments {
+        #[command(subcommand)]
+        command: segments::SegmentsCommand,
     },
     /// A local request bin: prints every request it receives and answers it, so an action can
     /// be pointed at it while developing a flow.
@@ -124,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Urls { paths, urls } => urls_cmd(&paths, &urls),
         Command::Runs { command } => runs_cmd(command).await,
+        Command::Segments { command } => segments::segments_cmd(command).await,
         Command::Bin { listen, status } => crate::requestbin::run(listen, status)
             .await
             .map(|_| ExitCode::SUCCESS),
@@ -240,7 +247,7 @@ async fn watch_signals(shutdown: tokio_util::sync::CancellationToken) {
 }
 
 /// Reads runs from the server's API, or from the store directly when nothing listens.
-enum Source {
+pub(crate) enum Source {
     Api {
         client: reqwest::Client,
         base: String,
@@ -250,7 +257,7 @@ enum Source {
 }
 
 impl Source {
-    async fn connect(args: &ClientArgs) -> Result<Source> {
+    pub(crate) async fn connect(args: &ClientArgs) -> Result<Source> {
         let client = reqwest::Client::new();
         let base = args.base_url();
         match client.get(format!("{base}/healthz")).send().await {
@@ -276,7 +283,7 @@ impl Source {
         }
     }
 
-    async fn get(&self, path: &str) -> Result<serde_json::Value> {
+    pub(crate) async fn get(&self, path: &str) -> Result<serde_json::Value> {
         let Source::Api { client, base, token } = self else {
             unreachable!("only called for the API")
         };

@@ -61,12 +61,36 @@ impl Engine {
         tracing::warn!(flow = %flow.name, "the schedule has no further firings");
     }
 
+    /// Each segment's size and growth, for reports: `members`, `added_24h` (joined in the 24
+    /// hours before `at`) and `added_since_previous` (since the schedule's previous firing time).
+    async fn segment_summary(&self, flow: &Flow, at: Ts) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        let previous = flow.schedule().and_then(|s| s.previous_before(at));
+        let Ok(segments) = self.store.segments().await else {
+            return serde_json::Value::Object(out);
+        };
+        for s in segments {
+            let day = Ts(at.0.saturating_sub(24 * 3600 * 1000));
+            let added_24h = self.store.segment_added_since(&s.name, day).await.unwrap_or(0);
+            let since_prev = match previous {
+                Some(p) => self.store.segment_added_since(&s.name, p).await.unwrap_or(0),
+                None => added_24h,
+            };
+            out.insert(
+                s.name.clone(),
+                json!({"members": s.members, "added_24h": added_24h, "added_since_previous": since_prev}),
+            );
+        }
+        serde_json::Value::Object(out)
+    }
+
     /// Records the firing for `at`; with `missed = Some(n)` queues a run for it (carrying `n`
     /// firings missed before it), with `None` only moves the record forward.
     async fn fire(&self, flow: &Flow, at: Ts, missed: Option<u64>) {
         let run = match missed {
             None => None,
             Some(n) => {
+                let segments = self.segment_summary(flow, at).await;
                 let request = Request {
                     method: "SCHEDULE".into(),
                     headers: Default::default(),
@@ -76,6 +100,7 @@ impl Engine {
                         "fired_at": Ts::now(),
                         "missed": n,
                         "cron": flow.schedule().map(|s| s.expr.clone()),
+                        "segments": segments,
                     }),
                 };
                 match prepare(flow, &[], &self.flows.templates, request, Cause::default()) {

@@ -153,6 +153,9 @@ pub trait Store: Send + Sync + 'static {
     /// Members by email, those after `after` (exclusive), at most `limit`.
     async fn segment_members(&self, segment: &str, after: Option<&str>, limit: usize) -> Result<Vec<Member>>;
 
+    /// How many members joined `segment` at or after `since`.
+    async fn segment_added_since(&self, segment: &str, since: Ts) -> Result<u64>;
+
     /// A contact (by normalised email) and its segments.
     async fn contact(&self, email: &str) -> Result<Option<ContactView>>;
 

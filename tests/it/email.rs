@@ -14,14 +14,14 @@ use hookflow::action::email::{SmtpConfig, SmtpTls};
 use hookflow::run::RunStatus;
 
 #[derive(Debug, Clone)]
-struct Mail {
-    from: String,
-    to: Vec<String>,
-    data: String,
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
 }
 
 #[derive(Default)]
-struct Shared {
+pub struct Shared {
     mails: Mutex<Vec<Mail>>,
     /// Replies to `RCPT` and to the end of `DATA`, in order; `OK` when empty.
     rcpt: Mutex<VecDeque<Response>>,
@@ -78,7 +78,7 @@ impl Handler for Sink {
 }
 
 /// Starts a real SMTP server on `port` (0: any) and returns its port and shared state.
-fn start_smtp(port: u16) -> (u16, Arc<Shared>) {
+pub fn start_smtp(port: u16) -> (u16, Arc<Shared>) {
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let port = listener.local_addr().unwrap().port();
     let shared = Arc::new(Shared::default());
@@ -137,7 +137,7 @@ fn flow() -> String {
     format!("on:\n  webhook: {{}}\n{THANKS}")
 }
 
-async fn wait_mails(shared: &Shared, n: usize) -> Vec<Mail> {
+pub async fn wait_mails(shared: &Shared, n: usize) -> Vec<Mail> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mails = shared.mails.lock().unwrap().clone();

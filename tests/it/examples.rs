@@ -134,3 +134,146 @@ async fn the_shipped_flows_do_what_they_say() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The segment, email and event examples, served by the real binary with SMTP pointed at a
+/// real SMTP server the test starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_segment_and_email_flows_do_what_they_say() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let (smtp_port, mail) = crate::email::start_smtp(0);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--flows", root.join("flows").to_str().unwrap()])
+        .args(["--templates", root.join("templates").to_str().unwrap()])
+        .args(["--data", data.path().to_str().unwrap()])
+        .args([
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            &smtp_port.to_string(),
+            "--smtp-tls",
+            "none",
+        ])
+        .args(["--smtp-from", "Shop <shop@example.com>"])
+        .env("HOOKFLOW_SECRET", SECRET)
+        .env("CRM_WEBHOOK_URL", &dest.url)
+        .env("CRM_TOKEN", "crm-token-789")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    let tokens = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
+    let url = |flow: &str| format!("{base}/hooks/{flow}/{}", tokens.token(flow));
+
+    // A paid order: the buyer joins recent-buyers and gets a thank-you in two parts.
+    let order = json!({"id": 99, "status": "processing", "total": "30.00", "currency": "EUR",
+        "billing": {"email": "Ada@Example.com", "first_name": "Ada"},
+        "line_items": [{"name": "Book <1st ed.>"}, {"name": "Pen"}]});
+    let r = http
+        .post(url("woo-order-thank-you"))
+        .header("x-wc-webhook-topic", "order.created")
+        .json(&order)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mails = crate::email::wait_mails(&mail, 1).await;
+    assert_eq!(mails[0].to, ["Ada@Example.com"]);
+    let d = mails[0].data.replace("\r\n", "\n");
+    assert!(d.contains("Subject: Thank you for your order #99"), "{d}");
+    assert!(d.contains("- Book <1st ed.>"), "text part unescaped: {d}");
+    assert!(
+        d.contains("<li>Book &lt;1st ed.&gt;</li>"),
+        "html part escaped: {d}"
+    );
+    let contact = get(&http, format!("{base}/api/contacts/ada@example.com")).await;
+    assert_eq!(contact["segments"], json!(["recent-buyers"]));
+    assert_eq!(contact["attributes"]["first_name"], "Ada");
+    assert_eq!(contact["attributes"]["last_order_total"], 30.0);
+
+    // A sign-up joins the newsletter and gets a welcome.
+    let r = http
+        .post(url("form-to-newsletter"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=bea%40example.com&name=Bea")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mails = crate::email::wait_mails(&mail, 2).await;
+    assert_eq!(mails[1].to, ["bea@example.com"]);
+    assert!(mails[1].data.contains("Hi Bea,"));
+
+    // The mail tool unsubscribes her: the CRM is told.
+    let r = http
+        .post(url("newsletter-unsubscribe"))
+        .json(&json!({"type": "unsubscribe", "data": {"email": "bea@example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let hits = dest.wait_hits(1).await;
+    assert_eq!(hits[0].path, "/hooks/unsubscribed");
+    assert_eq!(hits[0].headers["authorization"], "Bearer crm-token-789");
+    let body = hits[0].json();
+    assert_eq!(body["email"], "bea@example.com");
+    assert!(body["event_id"].as_str().unwrap().starts_with("evt_"));
+    let contact = get(&http, format!("{base}/api/contacts/bea@example.com")).await;
+    assert_eq!(contact["segments"], json!([]));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The weekday report, with its schedule sped up to every second.
+#[tokio::test]
+async fn the_shipped_report_flow_posts_the_new_buyer_count() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let yaml = std::fs::read_to_string(root.join("flows/buyers-daily-report.yaml")).unwrap();
+    assert!(yaml.contains(r#"cron: "0 8 * * 1-5""#));
+    let yaml = yaml
+        .replace(r#"cron: "0 8 * * 1-5""#, r#"cron: "* * * * * *""#)
+        .replace("'http://127.0.0.1:9000'", &format!("'{}'", dest.url));
+    let app = crate::helpers::spawn_app(&[("report", yaml)], &[]).await;
+    for email in ["a@example.com", "b@example.com"] {
+        app.http
+            .post(format!("{}/api/segments/recent-buyers/members", app.base))
+            .json(&json!({"email": email}))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Reports until one after both joined: the new counts add up to 2, the total reads 2.
+    let re = regex::Regex::new(r"^(\d+) new buyers since the last report \((\d+) recent buyers in all\)\.$")
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reports: Vec<(u64, u64)> = dest
+            .hits()
+            .iter()
+            .map(|h| {
+                let text = h.json()["text"].as_str().unwrap().to_string();
+                let c = re
+                    .captures(&text)
+                    .unwrap_or_else(|| panic!("unexpected report: {text}"));
+                (c[1].parse().unwrap(), c[2].parse().unwrap())
+            })
+            .collect();
+        if let Some(i) = reports.iter().position(|r| r.1 == 2)
+            && reports.len() > i + 1
+        {
+            assert_eq!(reports[..=i].iter().map(|r| r.0).sum::<u64>(), 2, "{reports:?}");
+            assert_eq!(reports[i + 1], (0, 2), "{reports:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{reports:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}

@@ -47,7 +47,7 @@ async fn a_per_second_schedule_fires_on_time_and_never_twice_across_a_restart() 
         let fired = parse_ts(&r.request.body["fired_at"]);
         assert_eq!(at.0 % 1000, 0, "fires on the second: {at}");
         assert!(
-            fired >= at && fired.since(at) < Duration::from_millis(500),
+            fired >= at && fired.since(at) < Duration::from_millis(1500),
             "{at} fired at {fired}"
         );
         assert_eq!(r.request.method, "SCHEDULE");

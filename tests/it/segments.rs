@@ -396,3 +396,42 @@ actions:
     assert_eq!(app.all_runs().await.len(), 3);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_cli_lists_segments_and_shows_members() {
+    let app = spawn_app(&[("buyers", buyers_flow())], &[]).await;
+    for email in ["b@example.com", "a@example.com", "c@example.com"] {
+        app.http
+            .post(format!("{}/api/segments/vip/members", app.base))
+            .json(&json!({"email": email, "attributes": {"tier": "gold"}}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let base = app.base.clone();
+    let cli = move |args: Vec<String>| {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+            all.extend(["--server", base.as_str()]);
+            let out = crate::cli::hookflow(&all, std::path::Path::new("."));
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        })
+    };
+    let list = cli(vec!["segments".into(), "list".into()]).await.unwrap();
+    assert_eq!(list, "SEGMENT  MEMBERS\nvip      3\n");
+    let show = cli(["segments", "show", "vip", "--limit", "2"]
+        .map(String::from)
+        .to_vec())
+    .await
+    .unwrap();
+    let lines: Vec<&str> = show.lines().collect();
+    assert!(
+        lines[1].starts_with("a@example.com") && lines[1].ends_with("{\"tier\":\"gold\"}"),
+        "{show}"
+    );
+    assert!(lines[2].starts_with("b@example.com"), "{show}");
+    assert_eq!(lines[3], "(more: --after b@example.com)");
+    app.stop().await;
+}

@@ -241,6 +241,13 @@ impl SledStore {
         self.inner.intake.writes.load(Ordering::Relaxed)
     }
 
+    /// Holds the intake thread after its next journal write until the hold is dropped, so a
+    /// test can pile appends up behind it and observe group commit deterministically.
+    #[doc(hidden)]
+    pub fn hold_intake(&self) -> IntakeHold<'_> {
+        IntakeHold(self.inner.intake.pending.lock().ok())
+    }
+
     /// Stops the intake and writer threads after they have made everything queued durable.
     pub fn close(&self) {
         if let Ok(mut tx) = self.intake_tx.lock() {
@@ -257,6 +264,10 @@ impl SledStore {
         }
     }
 }
+
+/// See [`SledStore::hold_intake`].
+#[doc(hidden)]
+pub struct IntakeHold<'a>(#[allow(dead_code)] Option<std::sync::MutexGuard<'a, Pending>>);
 
 impl Drop for SledStore {
     fn drop(&mut self) {
@@ -366,6 +377,11 @@ impl Store for SledStore {
         let (segment, after) = (segment.to_string(), after.map(str::to_string));
         self.read(move |i| i.segment_members(&segment, after.as_deref(), limit))
             .await
+    }
+
+    async fn segment_added_since(&self, segment: &str, since: Ts) -> Result<u64> {
+        let segment = segment.to_string();
+        self.read(move |i| i.segment_added_since(&segment, since)).await
     }
 
     async fn contact(&self, email: &str) -> Result<Option<ContactView>> {

@@ -195,6 +195,16 @@ impl Inner {
         Ok(out)
     }
 
+    pub(super) fn segment_added_since(&self, segment: &str, since: Ts) -> Result<u64> {
+        let mut n = 0;
+        for v in self.db.scan_prefix(member_prefix(segment).as_bytes()).values() {
+            if be_u64(&v?) >= since.0 {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     pub(super) fn contact(&self, email: &str) -> Result<Option<ContactView>> {
         let Some(contact) = self.read_contact(email)? else {
             return Ok(None);
