@@ -61,6 +61,14 @@ fn validate_reports_every_broken_file_with_its_line() {
             "badtemplate.yaml",
             "on:\n  webhook: {}\nactions:\n  - http:\n      method: POST\n      url: \"http://x/{{ vars.id \"\n",
         ),
+        (
+            "badcron.yaml",
+            "on:\n  schedule:\n    cron: \"0 8 * * 9\"\nactions:\n  - http: { url: \"http://x\" }\n",
+        ),
+        (
+            "badevent.yaml",
+            "on:\n  event: segment.changed\nactions:\n  - emit: { type: run.custom }\n",
+        ),
     ];
     for (name, src) in files {
         std::fs::write(flows.join(name), src).unwrap();
@@ -95,8 +103,30 @@ fn validate_reports_every_broken_file_with_its_line() {
         badtemplate.starts_with("flows/badtemplate.yaml:6:") && badtemplate.contains("template syntax error"),
         "{badtemplate}"
     );
+    let badcron = line_of("badcron.yaml");
+    assert!(
+        badcron.starts_with("flows/badcron.yaml:3:") && badcron.contains("`9` is out of range"),
+        "{badcron}"
+    );
+    let badevent: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("flows/badevent.yaml:"))
+        .collect();
+    assert!(
+        badevent
+            .iter()
+            .any(|l| l.starts_with("flows/badevent.yaml:2:")
+                && l.contains("unknown event type `segment.changed`")),
+        "{ctx}"
+    );
+    assert!(
+        badevent
+            .iter()
+            .any(|l| l.starts_with("flows/badevent.yaml:4:") && l.contains("raised by hookflow itself")),
+        "{ctx}"
+    );
     assert!(!err.contains("flows/good.yaml"), "{ctx}");
-    assert!(err.contains("4 problem(s); 1 flow(s) valid"), "{ctx}");
+    assert!(err.contains("7 problem(s); 1 flow(s) valid"), "{ctx}");
 }
 
 #[test]
