@@ -133,6 +133,9 @@ pub struct SmtpArgs {
     /// Default sender, e.g. `Shop <shop@example.com>`.
     #[arg(long = "smtp-from", env = "HOOKFLOW_SMTP_FROM")]
     pub from: Option<String>,
+    /// PEM certificate of a private CA to trust for the SMTP server (besides the public roots).
+    #[arg(long = "smtp-ca-file", env = "HOOKFLOW_SMTP_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl SmtpArgs {
@@ -146,6 +149,7 @@ impl SmtpArgs {
                 .ok()
                 .zip(std::env::var("HOOKFLOW_SMTP_PASSWORD").ok().map(Secret)),
             from: self.from.clone(),
+            ca_file: self.ca_file.clone(),
         })
     }
 }

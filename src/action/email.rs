@@ -12,6 +12,7 @@ use std::time::Duration;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value, json};
 
@@ -43,6 +44,8 @@ pub struct SmtpConfig {
     /// From the environment (`HOOKFLOW_SMTP_USER`, `HOOKFLOW_SMTP_PASSWORD`), never flags.
     pub credentials: Option<(String, crate::settings::Secret)>,
     pub from: Option<String>,
+    /// A PEM certificate to trust besides the public roots (a relay with a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// The SMTP transport and defaults, built once at start.
@@ -56,13 +59,12 @@ pub struct Mailer {
 
 impl Mailer {
     pub fn new(cfg: &SmtpConfig) -> Result<Mailer, String> {
-        let builder = match cfg.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.as_str()),
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
-                .map_err(|e| format!("SMTP host {}: {e}", cfg.host))?,
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)
-                .map_err(|e| format!("SMTP host {}: {e}", cfg.host))?,
+        let tls = match cfg.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(tls_parameters(cfg)?),
+            SmtpTls::Tls => Tls::Wrapper(tls_parameters(cfg)?),
         };
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.as_str()).tls(tls);
         let port = cfg.port.unwrap_or(match cfg.tls {
             SmtpTls::None => 25,
             SmtpTls::Starttls => 587,
@@ -83,6 +85,19 @@ impl Mailer {
             host: cfg.host.clone(),
         })
     }
+}
+
+/// Certificate checks for the SMTP server's name, against the public roots and the configured
+/// CA file, if any.
+fn tls_parameters(cfg: &SmtpConfig) -> Result<TlsParameters, String> {
+    let mut b = TlsParameters::builder(cfg.host.clone());
+    if let Some(path) = &cfg.ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("--smtp-ca-file {}: {e}", path.display()))?;
+        let cert =
+            Certificate::from_pem(&pem).map_err(|e| format!("--smtp-ca-file {}: {e}", path.display()))?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build().map_err(|e| format!("SMTP TLS settings: {e}"))
 }
 
 /// A compiled `email` action; every field is a template name.

@@ -25,6 +25,8 @@ pub struct Shared {
     mails: Mutex<Vec<Mail>>,
     /// Replies to `RCPT` and to the end of `DATA`, in order; `OK` when empty.
     rcpt: Mutex<VecDeque<Response>>,
+    /// Logins seen (user, password); only `shop` / `s3cret-pass` is accepted.
+    logins: Mutex<Vec<(String, String)>>,
     data_end: Mutex<VecDeque<Response>>,
 }
 
@@ -35,6 +37,19 @@ struct Sink {
 }
 
 impl Handler for Sink {
+    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
+        self.shared
+            .logins
+            .lock()
+            .unwrap()
+            .push((user.into(), password.into()));
+        if (user, password) == ("shop", "s3cret-pass") {
+            mailin_embedded::response::AUTH_OK
+        } else {
+            mailin_embedded::response::INVALID_CREDENTIALS
+        }
+    }
+
     fn rcpt(&mut self, _to: &str) -> Response {
         self.shared
             .rcpt
@@ -106,6 +121,7 @@ fn smtp(port: u16) -> Opts {
             tls: SmtpTls::None,
             credentials: None,
             from: Some("Shop <shop@example.com>".into()),
+            ca_file: None,
         }),
         ..Opts::default()
     }
@@ -302,4 +318,157 @@ async fn an_invalid_rendered_address_fails_the_attempt_for_good() {
     );
     assert!(shared.mails.lock().unwrap().is_empty());
     app.stop().await;
+}
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, written as PEM files:
+/// (ca, cert, key).
+fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, leaf.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+fn tls_opts(port: u16, tls: SmtpTls, ca: Option<std::path::PathBuf>) -> Opts {
+    let mut o = smtp(port);
+    if let Some(s) = &mut o.smtp {
+        s.tls = tls;
+        s.ca_file = ca;
+    }
+    o
+}
+
+#[tokio::test]
+async fn starttls_checks_the_certificate_against_the_configured_ca() {
+    // mailin's TLS takes rustls's process-wide provider; two are compiled in, so name one.
+    let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shared = Arc::new(Shared::default());
+    let mut server = Server::new(Sink {
+        shared: Arc::clone(&shared),
+        current: None,
+    });
+    server
+        .with_name("mx.test")
+        .with_ssl(SslConfig::SelfSigned {
+            cert_path: cert.to_str().unwrap().into(),
+            key_path: key.to_str().unwrap().into(),
+        })
+        .unwrap()
+        .with_auth(mailin_embedded::AuthMechanism::Plain)
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    let templates = [("thanks.html", "<p>{{ vars.name }}</p>")];
+
+    // Trusting the private CA: logged in and delivered over STARTTLS.
+    let mut opts = tls_opts(port, SmtpTls::Starttls, Some(ca));
+    if let Some(s) = &mut opts.smtp {
+        s.credentials = Some(("shop".into(), "s3cret-pass".into()));
+    }
+    let app = spawn_app_opts(&[("thanks", flow())], &templates, opts).await;
+    let id = app.accept("thanks", order()).await;
+    let run = app.wait_status(&id, RunStatus::Succeeded).await;
+    assert_eq!(wait_mails(&shared, 1).await.len(), 1);
+    assert_eq!(
+        *shared.logins.lock().unwrap(),
+        [("shop".to_string(), "s3cret-pass".to_string())]
+    );
+    assert!(!serde_json::to_string(&run).unwrap().contains("s3cret-pass"));
+    app.stop().await;
+
+    // Without it, the certificate is refused and nothing is sent in the clear.
+    let app = spawn_app_opts(
+        &[("thanks", flow())],
+        &templates,
+        tls_opts(port, SmtpTls::Starttls, None),
+    )
+    .await;
+    let id = app.accept("thanks", order()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let run = loop {
+        let run = app.store.get_run(&id).await.unwrap().unwrap();
+        if !run.steps[0].attempts.is_empty() {
+            break run;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let err = run.steps[0].attempts[0].error.clone().unwrap();
+    assert!(
+        err.to_lowercase().contains("certificate") || err.to_lowercase().contains("tls"),
+        "{err}"
+    );
+    assert_eq!(shared.mails.lock().unwrap().len(), 1);
+    app.stop().await;
+}
+
+/// Implicit TLS (port 465 style): a TLS terminator the test runs in front of the SMTP server.
+#[tokio::test]
+async fn implicit_tls_delivers_through_a_tls_listener() {
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (plain_port, shared) = start_smtp(0);
+    let certs = vec![rustls::pki_types::CertificateDer::from(pem_der(
+        &std::fs::read_to_string(cert).unwrap(),
+    ))];
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(pem_der(&std::fs::read_to_string(key).unwrap())).unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", plain_port)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    let app = spawn_app_opts(
+        &[("thanks", flow())],
+        &[("thanks.html", "<p>{{ vars.name }}</p>")],
+        tls_opts(tls_port, SmtpTls::Tls, Some(ca)),
+    )
+    .await;
+    let id = app.accept("thanks", order()).await;
+    app.wait_status(&id, RunStatus::Succeeded).await;
+    assert_eq!(wait_mails(&shared, 1).await.len(), 1);
+    app.stop().await;
+}
+
+/// The DER bytes of the first PEM block.
+fn pem_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
 }
