@@ -123,6 +123,8 @@ async fn the_store_records_each_firing_once() {
         r
     };
     assert_eq!(store.last_firing("tick").await.unwrap(), None);
+    // A webhook run waiting in the intake journal, older than the firing's run in sled.
+    store.insert_run(&run("019")).await.unwrap();
     assert!(
         store
             .record_firing("tick", Ts(5000), Some(run("01a")))
@@ -146,4 +148,26 @@ async fn the_store_records_each_firing_once() {
     assert!(store.get_run("01a").await.unwrap().is_some());
     assert!(store.get_run("01b").await.unwrap().is_none());
     assert!(store.get_run("01c").await.unwrap().is_none());
+    // Listings merge both by id, newest first, and page through them.
+    use hookflow::store::RunFilter;
+    let page = |before: Option<&str>| {
+        let f = RunFilter {
+            before: before.map(str::to_string),
+            limit: 1,
+            ..RunFilter::default()
+        };
+        let store = &store;
+        async move {
+            store
+                .list_runs(&f)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(None).await, ["01a"]);
+    assert_eq!(page(Some("01a")).await, ["019"]);
+    assert!(page(Some("019")).await.is_empty());
 }

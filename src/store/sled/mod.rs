@@ -412,7 +412,9 @@ impl Store for SledStore {
         self.read(move |i| {
             let limit = f.limit.max(1);
             let mut out = Vec::new();
-            // Pending runs are newer than every admitted one (admission is first in, first out).
+            // Up to `limit` from the journal and up to `limit` from sled, merged by id: runs
+            // raised by events and schedules go straight into sled, so either side may hold
+            // the newest.
             if f.status.is_none_or(|s| s == RunStatus::Queued) {
                 let recs = match i.intake.pending.lock() {
                     Ok(p) => p.newest(f.flow.as_deref(), f.before.as_deref(), limit),
@@ -428,8 +430,9 @@ impl Store for SledStore {
                 Some(b) => run_key(b),
                 None => "run;".to_string(), // ';' sorts right after ':'
             };
+            let mut from_sled = 0;
             for item in i.db.range("run:".as_bytes()..end.as_bytes()).rev() {
-                if out.len() >= limit {
+                if from_sled >= limit {
                     break;
                 }
                 let (k, v) = item?;
@@ -440,7 +443,10 @@ impl Store for SledStore {
                     continue;
                 }
                 out.push(run);
+                from_sled += 1;
             }
+            out.sort_by(|a, b| b.id.cmp(&a.id));
+            out.dedup_by(|a, b| a.id == b.id); // admitted while we looked: in both
             out.truncate(limit);
             Ok(out)
         })
