@@ -186,6 +186,13 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
         None => None,
     };
+    if mailer.is_none() {
+        for f in flows.flows.values() {
+            if f.actions.iter().any(|a| matches!(a.kind, crate::action::ActionKind::Email(_))) {
+                tracing::warn!(flow = %f.name, "flow sends email but no SMTP server is configured (--smtp-host); its email actions will fail");
+            }
+        }
+    }
     let guards = Arc::new(Guards::default());
     let engine = Arc::new(Engine::new(
         Arc::clone(&store),
