@@ -33,3 +33,4 @@ pub mod store;
 pub mod template;
 pub mod token;
 pub mod trigger;
+pub mod verify;
