@@ -113,8 +113,16 @@ pub struct ServeArgs {
     /// flow's run raised, and so on); a run that would go deeper fails. Catches loops.
     #[arg(long, env = "HOOKFLOW_MAX_CHAIN_DEPTH", default_value_t = crate::event::DEFAULT_MAX_CHAIN_DEPTH)]
     pub max_chain_depth: u32,
+    /// Proxies (address or CIDR, repeatable or comma-separated) whose `X-Forwarded-For` /
+    /// `Forwarded` headers name the real client, for `allow_ips`.
+    #[arg(long = "trusted-proxy", env = "HOOKFLOW_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     #[command(flatten)]
     pub smtp: SmtpArgs,
+}
+
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    crate::flow::compile::parse_net(s).ok_or_else(|| format!("`{s}` is not an IP address or CIDR range"))
 }
 
 /// The SMTP server `email` actions send through. The login comes from the environment only

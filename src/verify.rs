@@ -146,7 +146,8 @@ impl Headers for axum::http::HeaderMap {
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
 fn header<'a>(h: &'a dyn Headers, name: &str) -> Result<&'a str, VerifyError> {
-    h.get(name).ok_or_else(|| VerifyError::MissingHeader(name.to_string()))
+    h.get(name)
+        .ok_or_else(|| VerifyError::MissingHeader(name.to_string()))
 }
 
 fn mac(algo: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -172,7 +173,9 @@ fn equal(a: &[u8], b: &[u8]) -> bool {
 fn decode(enc: Encoding, s: &str, header: &str) -> Result<Vec<u8>, VerifyError> {
     match enc {
         Encoding::Hex => hex::decode(s.trim()),
-        Encoding::Base64 => B64.decode(s.trim()).map_err(|_| hex::FromHexError::InvalidStringLength),
+        Encoding::Base64 => B64
+            .decode(s.trim())
+            .map_err(|_| hex::FromHexError::InvalidStringLength),
     }
     .map_err(|_| VerifyError::Malformed(header.to_string(), format!("not {enc:?}").to_lowercase()))
 }
@@ -254,7 +257,9 @@ pub fn verify(
                 .ok_or_else(|| VerifyError::Malformed(name.into(), "expected v0=<hex>".into()))?;
             let sig = decode(Encoding::Hex, hexsig, name)?;
             check_time(ts, "X-Slack-Request-Timestamp", now_secs, tolerance)?;
-            any(&[sig], &|k| mac(Algorithm::Sha256, k, &[b"v0:", ts.as_bytes(), b":", body]))
+            any(&[sig], &|k| {
+                mac(Algorithm::Sha256, k, &[b"v0:", ts.as_bytes(), b":", body])
+            })
         }
         Scheme::StandardWebhooks => {
             let id = header(h, "webhook-id")?;
@@ -267,18 +272,25 @@ pub fn verify(
                 .filter_map(|s| B64.decode(s).ok())
                 .collect();
             if sigs.is_empty() {
-                return Err(VerifyError::Malformed(name.into(), "no v1,<base64> signature".into()));
+                return Err(VerifyError::Malformed(
+                    name.into(),
+                    "no v1,<base64> signature".into(),
+                ));
             }
             check_time(ts, "webhook-timestamp", now_secs, tolerance)?;
             any(&sigs, &|k| {
-                mac(Algorithm::Sha256, k, &[id.as_bytes(), b".", ts.as_bytes(), b".", body])
+                mac(
+                    Algorithm::Sha256,
+                    k,
+                    &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
+                )
             })
         }
         Scheme::Hmac(g) => {
             let v = header(h, &g.header)?;
-            let raw = v
-                .strip_prefix(g.prefix.as_str())
-                .ok_or_else(|| VerifyError::Malformed(g.header.clone(), format!("expected prefix {:?}", g.prefix)))?;
+            let raw = v.strip_prefix(g.prefix.as_str()).ok_or_else(|| {
+                VerifyError::Malformed(g.header.clone(), format!("expected prefix {:?}", g.prefix))
+            })?;
             let sig = decode(g.encoding, raw, &g.header)?;
             let ts = match &g.timestamp_header {
                 Some(th) => {
@@ -289,10 +301,16 @@ pub fn verify(
                 None => "",
             };
             let (before, after) = split_signed(&g.signed, ts);
-            any(&[sig], &|k| mac(g.algorithm, k, &[before.as_bytes(), body, after.as_bytes()]))
+            any(&[sig], &|k| {
+                mac(g.algorithm, k, &[before.as_bytes(), body, after.as_bytes()])
+            })
         }
     };
-    if ok { Ok(Verified::Ok) } else { Err(VerifyError::Mismatch) }
+    if ok {
+        Ok(Verified::Ok)
+    } else {
+        Err(VerifyError::Mismatch)
+    }
 }
 
 /// The signed-content template around `{body}`, with `{timestamp}` filled in.
@@ -306,7 +324,9 @@ fn split_signed(template: &str, ts: &str) -> (String, String) {
 
 /// WooCommerce's creation ping: an unsigned form body `webhook_id=<n>` and nothing else.
 fn is_woo_ping(body: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(body) else { return false };
+    let Ok(s) = std::str::from_utf8(body) else {
+        return false;
+    };
     s.strip_prefix("webhook_id=")
         .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
@@ -340,12 +360,21 @@ mod tests {
         }
     }
     fn h(pairs: &[(&str, &str)]) -> H {
-        H(pairs.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect())
+        H(pairs
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect())
     }
     const T: Duration = DEFAULT_TOLERANCE;
     const BODY: &[u8] = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
 
-    fn check(scheme: &Scheme, hs: &[(&str, &str)], body: &[u8], now: i64, secrets: &[&str]) -> Result<Verified, VerifyError> {
+    fn check(
+        scheme: &Scheme,
+        hs: &[(&str, &str)],
+        body: &[u8],
+        now: i64,
+        secrets: &[&str],
+    ) -> Result<Verified, VerifyError> {
         let keys: Vec<Vec<u8>> = secrets.iter().map(|s| key_bytes(scheme, s)).collect();
         verify(scheme, &h(hs), body, now, T, &keys)
     }
@@ -358,13 +387,59 @@ mod tests {
         let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
         let s = Scheme::Github;
         let secret = "It's a Secret to Everybody";
-        assert_eq!(check(&s, &[("X-Hub-Signature-256", sig)], b"Hello, World!", 0, &[secret]), Ok(Verified::Ok));
-        assert_eq!(check(&s, &[("X-Hub-Signature-256", sig)], b"Hello, World?", 0, &[secret]), Err(VerifyError::Mismatch));
-        assert_eq!(check(&s, &[("X-Hub-Signature-256", sig)], b"Hello, World!", 0, &["wrong"]), Err(VerifyError::Mismatch));
+        assert_eq!(
+            check(
+                &s,
+                &[("X-Hub-Signature-256", sig)],
+                b"Hello, World!",
+                0,
+                &[secret]
+            ),
+            Ok(Verified::Ok)
+        );
+        assert_eq!(
+            check(
+                &s,
+                &[("X-Hub-Signature-256", sig)],
+                b"Hello, World?",
+                0,
+                &[secret]
+            ),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            check(
+                &s,
+                &[("X-Hub-Signature-256", sig)],
+                b"Hello, World!",
+                0,
+                &["wrong"]
+            ),
+            Err(VerifyError::Mismatch)
+        );
         // Rotation: the old secret first, the right one second.
-        assert_eq!(check(&s, &[("X-Hub-Signature-256", sig)], b"Hello, World!", 0, &["old", secret]), Ok(Verified::Ok));
-        assert_eq!(check(&s, &[], b"Hello, World!", 0, &[secret]).unwrap_err().reason(), "missing_signature");
-        assert_eq!(check(&s, &[("X-Hub-Signature-256", "sha1=abc")], b"x", 0, &[secret]).unwrap_err().reason(), "malformed_signature");
+        assert_eq!(
+            check(
+                &s,
+                &[("X-Hub-Signature-256", sig)],
+                b"Hello, World!",
+                0,
+                &["old", secret]
+            ),
+            Ok(Verified::Ok)
+        );
+        assert_eq!(
+            check(&s, &[], b"Hello, World!", 0, &[secret])
+                .unwrap_err()
+                .reason(),
+            "missing_signature"
+        );
+        assert_eq!(
+            check(&s, &[("X-Hub-Signature-256", "sha1=abc")], b"x", 0, &[secret])
+                .unwrap_err()
+                .reason(),
+            "malformed_signature"
+        );
     }
 
     #[test]
@@ -373,24 +448,77 @@ mod tests {
         let sig = "e5ae2d1aaf7191f9c3a98656906ac6e86a39addf55af2c579dc86f4fed2e2ea7";
         let header = format!("t=1700000000,v1=00ff,v1={sig}");
         let hs = [("Stripe-Signature", header.as_str())];
-        assert_eq!(check(&s, &hs, BODY, 1_700_000_100, &["whsec_test_stripe"]), Ok(Verified::Ok));
-        assert_eq!(check(&s, &hs, BODY, 1_700_000_301, &["whsec_test_stripe"]).unwrap_err().reason(), "stale_timestamp");
-        assert_eq!(check(&s, &hs, BODY, 1_699_999_600, &["whsec_test_stripe"]).unwrap_err().reason(), "stale_timestamp");
-        assert_eq!(check(&s, &hs, b"{}", 1_700_000_000, &["whsec_test_stripe"]), Err(VerifyError::Mismatch));
-        assert_eq!(check(&s, &hs, BODY, 1_700_000_000, &["nope", "whsec_test_stripe"]), Ok(Verified::Ok));
+        assert_eq!(
+            check(&s, &hs, BODY, 1_700_000_100, &["whsec_test_stripe"]),
+            Ok(Verified::Ok)
+        );
+        assert_eq!(
+            check(&s, &hs, BODY, 1_700_000_301, &["whsec_test_stripe"])
+                .unwrap_err()
+                .reason(),
+            "stale_timestamp"
+        );
+        assert_eq!(
+            check(&s, &hs, BODY, 1_699_999_600, &["whsec_test_stripe"])
+                .unwrap_err()
+                .reason(),
+            "stale_timestamp"
+        );
+        assert_eq!(
+            check(&s, &hs, b"{}", 1_700_000_000, &["whsec_test_stripe"]),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            check(&s, &hs, BODY, 1_700_000_000, &["nope", "whsec_test_stripe"]),
+            Ok(Verified::Ok)
+        );
     }
 
     #[test]
     fn shopify_and_woocommerce() {
-        let hs = [("X-Shopify-Hmac-Sha256", "Nqr6rlmu7OXwDkMkpGde0gRB8KeTuZVeVJxx+jBlBiY=")];
-        assert_eq!(check(&Scheme::Shopify, &hs, BODY, 0, &["shpss_secret"]), Ok(Verified::Ok));
-        assert_eq!(check(&Scheme::Shopify, &hs, BODY, 0, &["other"]), Err(VerifyError::Mismatch));
-        let hs = [("X-WC-Webhook-Signature", "Za2o+r0e8uSyaU93HUgoUj17JbuDUyTlyQIPHbNxvlI=")];
-        assert_eq!(check(&Scheme::WooCommerce, &hs, BODY, 0, &["woo-secret"]), Ok(Verified::Ok));
+        let hs = [(
+            "X-Shopify-Hmac-Sha256",
+            "Nqr6rlmu7OXwDkMkpGde0gRB8KeTuZVeVJxx+jBlBiY=",
+        )];
+        assert_eq!(
+            check(&Scheme::Shopify, &hs, BODY, 0, &["shpss_secret"]),
+            Ok(Verified::Ok)
+        );
+        assert_eq!(
+            check(&Scheme::Shopify, &hs, BODY, 0, &["other"]),
+            Err(VerifyError::Mismatch)
+        );
+        let hs = [(
+            "X-WC-Webhook-Signature",
+            "Za2o+r0e8uSyaU93HUgoUj17JbuDUyTlyQIPHbNxvlI=",
+        )];
+        assert_eq!(
+            check(&Scheme::WooCommerce, &hs, BODY, 0, &["woo-secret"]),
+            Ok(Verified::Ok)
+        );
         // The creation ping is unsigned; anything else unsigned is refused.
-        assert_eq!(check(&Scheme::WooCommerce, &[], b"webhook_id=17", 0, &["woo-secret"]), Ok(Verified::WooPing));
-        assert_eq!(check(&Scheme::WooCommerce, &[], b"webhook_id=17&x=1", 0, &["woo-secret"]).unwrap_err().reason(), "missing_signature");
-        assert_eq!(check(&Scheme::WooCommerce, &[], BODY, 0, &["woo-secret"]).unwrap_err().reason(), "missing_signature");
+        assert_eq!(
+            check(&Scheme::WooCommerce, &[], b"webhook_id=17", 0, &["woo-secret"]),
+            Ok(Verified::WooPing)
+        );
+        assert_eq!(
+            check(
+                &Scheme::WooCommerce,
+                &[],
+                b"webhook_id=17&x=1",
+                0,
+                &["woo-secret"]
+            )
+            .unwrap_err()
+            .reason(),
+            "missing_signature"
+        );
+        assert_eq!(
+            check(&Scheme::WooCommerce, &[], BODY, 0, &["woo-secret"])
+                .unwrap_err()
+                .reason(),
+            "missing_signature"
+        );
     }
 
     #[test]
@@ -398,12 +526,28 @@ mod tests {
         let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J";
         let hs = [
             ("X-Slack-Request-Timestamp", "1531420618"),
-            ("X-Slack-Signature", "v0=bca5eef5dd737ed259b428b18cd24f679baa18c3fc5f1cb2a6ac9f03e717969a"),
+            (
+                "X-Slack-Signature",
+                "v0=bca5eef5dd737ed259b428b18cd24f679baa18c3fc5f1cb2a6ac9f03e717969a",
+            ),
         ];
         let secret = "8f742231b10e8888abcd99yyyzzz85a5";
-        assert_eq!(check(&Scheme::Slack, &hs, body, 1_531_420_700, &[secret]), Ok(Verified::Ok));
-        assert_eq!(check(&Scheme::Slack, &hs, body, 1_531_421_000, &[secret]).unwrap_err().reason(), "stale_timestamp");
-        assert_eq!(check(&Scheme::Slack, &hs[1..], body, 1_531_420_700, &[secret]).unwrap_err().reason(), "missing_signature");
+        assert_eq!(
+            check(&Scheme::Slack, &hs, body, 1_531_420_700, &[secret]),
+            Ok(Verified::Ok)
+        );
+        assert_eq!(
+            check(&Scheme::Slack, &hs, body, 1_531_421_000, &[secret])
+                .unwrap_err()
+                .reason(),
+            "stale_timestamp"
+        );
+        assert_eq!(
+            check(&Scheme::Slack, &hs[1..], body, 1_531_420_700, &[secret])
+                .unwrap_err()
+                .reason(),
+            "missing_signature"
+        );
     }
 
     #[test]
@@ -411,14 +555,25 @@ mod tests {
         let hs = [
             ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
             ("webhook-timestamp", "1614265330"),
-            ("webhook-signature", "v1,bm9wZQ== v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+            (
+                "webhook-signature",
+                "v1,bm9wZQ== v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
         ];
         let body = br#"{"test": 2432232314}"#;
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let s = Scheme::StandardWebhooks;
         assert_eq!(check(&s, &hs, body, 1_614_265_330, &[secret]), Ok(Verified::Ok));
-        assert_eq!(check(&s, &hs, body, 1_614_265_330 + 301, &[secret]).unwrap_err().reason(), "stale_timestamp");
-        assert_eq!(check(&s, &hs, b"{\"test\": 1}", 1_614_265_330, &[secret]), Err(VerifyError::Mismatch));
+        assert_eq!(
+            check(&s, &hs, body, 1_614_265_330 + 301, &[secret])
+                .unwrap_err()
+                .reason(),
+            "stale_timestamp"
+        );
+        assert_eq!(
+            check(&s, &hs, b"{\"test\": 1}", 1_614_265_330, &[secret]),
+            Err(VerifyError::Mismatch)
+        );
     }
 
     #[test]
@@ -443,12 +598,29 @@ mod tests {
         )];
         assert_eq!(check(&sha512, &hs, BODY, 0, &["k"]), Ok(Verified::Ok));
         // A timestamped variant shaped like Stripe's signed content.
-        let ts = g(Algorithm::Sha256, Encoding::Hex, "", Some("X-Timestamp"), "{timestamp}.{body}");
+        let ts = g(
+            Algorithm::Sha256,
+            Encoding::Hex,
+            "",
+            Some("X-Timestamp"),
+            "{timestamp}.{body}",
+        );
         let hs = [
             ("X-Timestamp", "1700000000"),
-            ("X-Signature", "e5ae2d1aaf7191f9c3a98656906ac6e86a39addf55af2c579dc86f4fed2e2ea7"),
+            (
+                "X-Signature",
+                "e5ae2d1aaf7191f9c3a98656906ac6e86a39addf55af2c579dc86f4fed2e2ea7",
+            ),
         ];
-        assert_eq!(check(&ts, &hs, BODY, 1_700_000_000, &["whsec_test_stripe"]), Ok(Verified::Ok));
-        assert_eq!(check(&ts, &hs, BODY, 1_800_000_000, &["whsec_test_stripe"]).unwrap_err().reason(), "stale_timestamp");
+        assert_eq!(
+            check(&ts, &hs, BODY, 1_700_000_000, &["whsec_test_stripe"]),
+            Ok(Verified::Ok)
+        );
+        assert_eq!(
+            check(&ts, &hs, BODY, 1_800_000_000, &["whsec_test_stripe"])
+                .unwrap_err()
+                .reason(),
+            "stale_timestamp"
+        );
     }
 }

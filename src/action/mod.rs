@@ -173,7 +173,7 @@ pub const RECORDED_BODY_LIMIT: usize = 64 * 1024;
 const REDACTED: &str = "[redacted]";
 
 /// Headers whose values are never recorded.
-const SENSITIVE_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+pub const SENSITIVE_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
 
 /// Replaces every secret value in `text`.
 pub fn redact(text: &str, secrets: &[String]) -> String {

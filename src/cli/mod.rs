@@ -181,6 +181,12 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         &args.paths.data_dir,
         args.urls.secret.as_ref().map(Secret::expose),
     )?;
+    if !args.urls.listen.ip().is_loopback() && args.api_token.is_none() {
+        bail!(
+            "refusing to listen on {} without an API token: the runs and segments API would be reachable from the network. Set HOOKFLOW_API_TOKEN (or --api-token), or listen on 127.0.0.1 behind a proxy",
+            args.urls.listen
+        );
+    }
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.store_dir(), args.durability)?);
     let mailer = match args.smtp.config() {
         Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
@@ -188,7 +194,10 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     };
     if mailer.is_none() {
         for f in flows.flows.values() {
-            if f.actions.iter().any(|a| matches!(a.kind, crate::action::ActionKind::Email(_))) {
+            if f.actions
+                .iter()
+                .any(|a| matches!(a.kind, crate::action::ActionKind::Email(_)))
+            {
                 tracing::warn!(flow = %f.name, "flow sends email but no SMTP server is configured (--smtp-host); its email actions will fail");
             }
         }
@@ -218,6 +227,7 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         events_wake: engine.events_waker(),
         guards,
         max_body: args.max_body,
+        trusted_proxies: args.trusted_proxies.clone(),
         api_token: args.api_token.clone(),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -20,6 +20,9 @@ use crate::flow::FlowSet;
 use crate::run::Ts;
 use crate::store::{ClaimRequest, Store};
 
+/// How often expired deduplication keys are swept.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Engine settings; see `settings` for their documented defaults.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -101,6 +104,7 @@ impl Engine {
         let caps = self.flows.caps();
         let background = TaskTracker::new();
         background.spawn(Arc::clone(&self).dispatch_events(shutdown.clone()));
+        background.spawn(Arc::clone(&self).housekeeping(shutdown.clone()));
         for flow in self.flows.flows.values().filter(|f| f.schedule().is_some()) {
             background.spawn(Arc::clone(&self).run_schedule(Arc::clone(flow), shutdown.clone()));
         }
@@ -164,6 +168,21 @@ impl Engine {
         }
         if let Err(e) = self.store.sync().await {
             tracing::error!(error = %e, "final store sync failed");
+        }
+    }
+
+    /// Periodic clean-up: forgets expired deduplication keys.
+    async fn housekeeping(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            match self.store.expire_dedupe(Ts::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(keys = n, "expired deduplication keys forgotten"),
+                Err(e) => tracing::warn!(error = %e, "expiring deduplication keys failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(HOUSEKEEPING_INTERVAL) => {}
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
 

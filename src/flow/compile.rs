@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use super::spec::{ActionSpec, ConditionSpec, FlowSpec, VarSpec, WebhookSpec};
-use super::{Concurrency, Flow, Respond, Trigger, Webhook};
+use super::spec::{ActionSpec, ConditionSpec, FlowSpec, VarSpec, VerifySpec, WebhookSpec};
+use super::{Concurrency, Dedupe, Flow, Respond, Trigger, Verifier, Webhook};
 use crate::action::breaker::{BreakerConfig, RateLimit};
 use crate::action::email::EmailAction;
 use crate::action::emit::EmitAction;
@@ -15,6 +15,7 @@ use crate::mapping::{JsonPath, Var, VarSource};
 use crate::matching::{Condition, Op, Source};
 use crate::retry::RetryPolicy;
 use crate::template::Templates;
+use crate::verify::{Algorithm, Encoding, Generic, Scheme};
 
 /// A problem at a key path of the flow file.
 pub type Problem = (String, String);
@@ -368,12 +369,111 @@ impl Compiler<'_> {
                 }
             }
         };
+        let verify = wh.verify.as_ref().and_then(|v| self.verifier(v));
+        let dedupe = wh.dedupe.as_ref().map(|d| Dedupe {
+            key: self.template("on.webhook.dedupe.key", &d.key),
+            window: d.window.unwrap_or(std::time::Duration::from_secs(24 * 3600)),
+        });
+        let mut allow_ips = Vec::new();
+        for (i, a) in wh.allow_ips.iter().flatten().enumerate() {
+            match parse_net(a) {
+                Some(n) => allow_ips.push(n),
+                None => self.problem(
+                    format!("on.webhook.allow_ips[{i}]"),
+                    format!("`{a}` is not an IP address or CIDR range (e.g. 203.0.113.0/24, 2001:db8::/32)"),
+                ),
+            }
+        }
         Webhook {
             methods,
             body: wh.body,
             when,
             respond,
+            verify,
+            dedupe,
+            allow_ips,
         }
+    }
+
+    fn verifier(&mut self, v: &VerifySpec) -> Option<Verifier> {
+        let at = "on.webhook.verify";
+        if v.secret.is_some() {
+            self.problem(
+                format!("{at}.secret"),
+                "secrets never go in flow files: put the secret in an environment variable and name it with `secret_env`",
+            );
+        }
+        let secret_env = v.secret_env.as_ref().map(|s| s.to_vec()).unwrap_or_default();
+        if secret_env.is_empty() {
+            self.problem(
+                at,
+                "`secret_env` names the environment variable(s) holding the secret",
+            );
+        }
+        for name in &secret_env {
+            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                self.problem(
+                    format!("{at}.secret_env"),
+                    format!(
+                        "`{name}` is not an environment variable name (the secret itself never goes here)"
+                    ),
+                );
+            }
+        }
+        let generic_keys = [
+            v.header.is_some(),
+            v.algorithm.is_some(),
+            v.encoding.is_some(),
+            v.prefix.is_some(),
+            v.timestamp_header.is_some(),
+            v.signed.is_some(),
+        ];
+        let scheme = if v.preset == "hmac" {
+            let Some(header) = v.header.clone() else {
+                self.problem(format!("{at}.header"), "the hmac preset needs `header`");
+                return None;
+            };
+            let signed = v.signed.clone().unwrap_or_else(|| "{body}".into());
+            if !signed.contains("{body}") {
+                self.problem(format!("{at}.signed"), "the signed content must include `{body}`");
+            }
+            if signed.contains("{timestamp}") && v.timestamp_header.is_none() {
+                self.problem(format!("{at}.signed"), "`{timestamp}` needs `timestamp_header`");
+            }
+            Scheme::Hmac(Generic {
+                header,
+                algorithm: v.algorithm.unwrap_or(Algorithm::Sha256),
+                encoding: v.encoding.unwrap_or(Encoding::Hex),
+                prefix: v.prefix.clone().unwrap_or_default(),
+                timestamp_header: v.timestamp_header.clone(),
+                signed,
+            })
+        } else {
+            match Scheme::preset(&v.preset) {
+                Some(s) => {
+                    if generic_keys.iter().any(|k| *k) {
+                        self.problem(
+                            at,
+                            format!("`{}` fixes its header and encoding; header/algorithm/encoding/prefix/timestamp_header/signed are for `preset: hmac`", v.preset),
+                        );
+                    }
+                    s
+                }
+                None => {
+                    self.problem(
+                        format!("{at}.preset"),
+                        format!("unknown preset `{}`: github, stripe, shopify, woocommerce, slack, standard-webhooks or hmac", v.preset),
+                    );
+                    return None;
+                }
+            }
+        };
+        Some(Verifier {
+            scheme,
+            secret_env,
+            tolerance: v.tolerance.unwrap_or(crate::verify::DEFAULT_TOLERANCE),
+        })
     }
 
     fn trigger(&mut self, spec: &FlowSpec, var_names: &[String]) -> Option<Trigger> {
@@ -486,7 +586,7 @@ pub fn compile(
     let (when, respond_templates) = match &trigger {
         Trigger::Webhook(w) => (
             &w.when[..],
-            w.respond.body.is_some() || !w.respond.headers.is_empty(),
+            w.respond.body.is_some() || !w.respond.headers.is_empty() || w.dedupe.is_some(),
         ),
         Trigger::Event { when, .. } => (&when[..], false),
         Trigger::Schedule(_) => (&[][..], false),
@@ -505,6 +605,14 @@ pub fn compile(
         concurrency,
         actions,
     })
+}
+
+/// An address or a CIDR range.
+pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// First 12 hex digits of the SHA-256 of the flow file.

@@ -84,6 +84,26 @@ pub struct Webhook {
     pub body: BodyMode,
     pub when: Vec<Condition>,
     pub respond: Respond,
+    pub verify: Option<Verifier>,
+    pub dedupe: Option<Dedupe>,
+    /// Empty: anyone.
+    pub allow_ips: Vec<ipnet::IpNet>,
+}
+
+/// A webhook's signature check: the scheme and where its secrets come from.
+#[derive(Debug)]
+pub struct Verifier {
+    pub scheme: crate::verify::Scheme,
+    /// Environment variables, read on each request (so a rotation needs no reload).
+    pub secret_env: Vec<String>,
+    pub tolerance: std::time::Duration,
+}
+
+#[derive(Debug)]
+pub struct Dedupe {
+    /// Template name of the key.
+    pub key: String,
+    pub window: std::time::Duration,
 }
 
 /// What the sender gets once its run is stored. Templates are names in [`Templates`].

@@ -107,6 +107,42 @@ pub struct WebhookSpec {
     pub when: Vec<ConditionSpec>,
     #[serde(default)]
     pub respond: Option<RespondSpec>,
+    /// Check the sender's signature before anything else.
+    pub verify: Option<VerifySpec>,
+    /// Answer repeats of one delivery with the first run instead of starting another.
+    pub dedupe: Option<DedupeSpec>,
+    /// Only these client addresses (CIDR, IPv4 or IPv6) may call this webhook.
+    pub allow_ips: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// `github`, `stripe`, `shopify`, `woocommerce`, `slack`, `standard-webhooks` or `hmac`.
+    pub preset: String,
+    /// Environment variable(s) holding the secret; several while rotating.
+    pub secret_env: Option<OneOrMany>,
+    /// Only here to be refused with a clear message: secrets never live in flow files.
+    pub secret: Option<Value>,
+    #[serde(default, with = "humantime_serde")]
+    pub tolerance: Option<Duration>,
+    // The `hmac` preset's settings.
+    pub header: Option<String>,
+    pub algorithm: Option<crate::verify::Algorithm>,
+    pub encoding: Option<crate::verify::Encoding>,
+    pub prefix: Option<String>,
+    pub timestamp_header: Option<String>,
+    pub signed: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeSpec {
+    /// Template of the delivery's identity, e.g. `{{ headers['x-github-delivery'] }}`.
+    pub key: String,
+    /// How long a key is remembered; default 24h.
+    #[serde(default, with = "humantime_serde")]
+    pub window: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]

@@ -10,9 +10,42 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::client_ip::client_ip;
 use super::{ApiError, AppState};
+use crate::flow::{Verifier, Webhook};
 use crate::request::{BodyError, Request, parse_body, parse_query};
+use crate::run::Ts;
 use crate::trigger::{Cause, Prepared, TriggerError, prepare};
+use crate::verify::{Verified, VerifyError, key_bytes, verify};
+
+/// Counts a refusal per flow and reason (`GET /api/flows` shows the counters).
+fn count(st: &AppState, flow: &str, what: &str) {
+    let (store, flow, what) = (st.store.clone(), flow.to_string(), what.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = store.add_counter(&flow, &what, 1).await {
+            tracing::warn!(error = %e, "could not count a refused request");
+        }
+    });
+}
+
+/// Checks the signature with the secrets currently in the environment.
+fn check_signature(v: &Verifier, headers: &HeaderMap, body: &[u8]) -> Result<Verified, VerifyError> {
+    let secrets: Vec<Vec<u8>> = v
+        .secret_env
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .filter(|s| !s.is_empty())
+        .map(|s| key_bytes(&v.scheme, &s))
+        .collect();
+    if secrets.is_empty() {
+        return Err(VerifyError::NoSecret(v.secret_env.join(", ")));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    verify(&v.scheme, headers, body, now, v.tolerance, &secrets)
+}
 
 /// Refuses a request: logs why and builds the answer.
 fn refuse(flow: &str, peer: SocketAddr, status: StatusCode, code: &'static str, detail: String) -> ApiError {
@@ -20,10 +53,22 @@ fn refuse(flow: &str, peer: SocketAddr, status: StatusCode, code: &'static str, 
     ApiError::new(status, code, detail)
 }
 
-fn headers_of(map: &HeaderMap) -> std::collections::BTreeMap<String, String> {
+/// Headers as recorded on the run: credentials and signatures replaced by `[redacted]`.
+fn headers_of(map: &HeaderMap, webhook: &Webhook) -> std::collections::BTreeMap<String, String> {
+    let signature = webhook
+        .verify
+        .as_ref()
+        .map(|v| v.scheme.signature_headers())
+        .unwrap_or_default();
     let mut out = std::collections::BTreeMap::<String, String>::new();
     for (k, v) in map {
-        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        let secret = crate::action::SENSITIVE_HEADERS.contains(&k.as_str())
+            || signature.iter().any(|s| s == k.as_str());
+        let v = if secret {
+            "[redacted]".to_string()
+        } else {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        };
         out.entry(k.as_str().to_string())
             .and_modify(|prev| {
                 prev.push_str(", ");
@@ -77,6 +122,18 @@ pub async fn receive(
         return Ok(resp);
     }
 
+    let client = client_ip(peer, &headers, &st.trusted_proxies);
+    if !webhook.allow_ips.is_empty() && !webhook.allow_ips.iter().any(|n| n.contains(&client)) {
+        count(&st, name, "rejected:ip_not_allowed");
+        return Err(refuse(
+            name,
+            peer,
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+            format!("{client} may not call this webhook"),
+        ));
+    }
+
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -116,6 +173,29 @@ pub async fn receive(
         }
     };
 
+    if let Some(v) = &webhook.verify {
+        match check_signature(v, &headers, &bytes) {
+            Ok(Verified::Ok) => {}
+            Ok(Verified::WooPing) => {
+                tracing::info!(flow = name, %peer, "WooCommerce webhook ping answered");
+                return Ok((StatusCode::OK, axum::Json(json!({"status": "ping"}))).into_response());
+            }
+            Err(e) => {
+                count(&st, name, &format!("rejected:{}", e.reason()));
+                if matches!(e, VerifyError::NoSecret(_)) {
+                    tracing::error!(flow = name, error = %e, "cannot verify webhooks: secret missing");
+                }
+                return Err(refuse(
+                    name,
+                    peer,
+                    StatusCode::UNAUTHORIZED,
+                    e.reason(),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let body = parse_body(webhook.body, content_type, &bytes).map_err(|e| {
         let (status, code) = match e {
@@ -127,7 +207,7 @@ pub async fn receive(
 
     let request = Request {
         method: method.to_string(),
-        headers: headers_of(&headers),
+        headers: headers_of(&headers, webhook),
         query: parse_query(uri.query()),
         body,
     };
@@ -172,7 +252,37 @@ pub async fn receive(
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "respond_error", e)
     })?;
 
-    if let Err(e) = st.store.insert_run(&run).await {
+    let dedupe_key = match &webhook.dedupe {
+        None => None,
+        Some(d) => match templates.render(&d.key, &ctx) {
+            Ok(k) if !k.trim().is_empty() => Some((k.trim().to_string(), d.window)),
+            Ok(_) => {
+                tracing::warn!(
+                    flow = name,
+                    "dedupe key rendered empty; accepting without deduplication"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(flow = name, error = %e, "dedupe key failed to render; accepting without deduplication");
+                None
+            }
+        },
+    };
+    let stored = match &dedupe_key {
+        None => st.store.insert_run(&run).await.map(|()| None),
+        Some((key, window)) => st.store.insert_run_once(&run, key, Ts::now().plus(*window)).await,
+    };
+    if let Ok(Some(original)) = &stored {
+        count(&st, name, "duplicates");
+        tracing::info!(flow = name, %peer, run_id = %original, "duplicate delivery answered with its first run");
+        return Ok((
+            StatusCode::OK,
+            axum::Json(json!({"status": "duplicate", "run_id": original})),
+        )
+            .into_response());
+    }
+    if let Err(e) = stored {
         tracing::error!(flow = name, error = %e, "could not store the event");
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -2,6 +2,7 @@
 //! as `{"error": code, "detail": message}` with the cause logged once.
 
 pub mod api;
+pub mod client_ip;
 pub mod hooks;
 pub mod segments;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     /// Circuit breakers, for the API.
     pub guards: Arc<crate::action::breaker::Guards>,
     pub max_body: usize,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub api_token: Option<crate::settings::Secret>,
 }
 

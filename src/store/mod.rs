@@ -114,6 +114,14 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new run and queues it (or places it behind its lane). Durable on return.
     async fn insert_run(&self, run: &Run) -> Result<()>;
 
+    /// [`Store::insert_run`] unless `key` (a delivery's identity, per flow) was seen within
+    /// its window: then nothing is stored and the first run's id is returned. The check and the
+    /// insert are one atomic write, so two copies arriving together start one run.
+    async fn insert_run_once(&self, run: &Run, key: &str, expires: Ts) -> Result<Option<String>>;
+
+    /// Forgets deduplication keys whose window ended before `now`; returns how many.
+    async fn expire_dedupe(&self, now: Ts) -> Result<usize>;
+
     /// Leases up to `limit` due runs, oldest due first, respecting caps and lanes.
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
 

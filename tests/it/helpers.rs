@@ -226,6 +226,7 @@ pub struct Opts {
     pub config: EngineConfig,
     pub api_token: Option<String>,
     pub smtp: Option<SmtpConfig>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Opts {
@@ -234,6 +235,7 @@ impl Default for Opts {
             config: fast_engine(),
             api_token: None,
             smtp: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -262,7 +264,7 @@ pub async fn spawn_app_with(
     let opts = Opts {
         config,
         api_token: api_token.map(str::to_string),
-        smtp: None,
+        ..Opts::default()
     };
     spawn_app_opts(flows, templates, opts).await
 }
@@ -309,6 +311,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         events_wake: engine.events_waker(),
         guards,
         max_body: 64 * 1024,
+        trusted_proxies: opts.trusted_proxies.clone(),
         api_token: opts.api_token.as_deref().map(Into::into),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

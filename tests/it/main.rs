@@ -13,4 +13,5 @@ mod ordering;
 mod protect;
 mod retries;
 mod schedule;
+mod security;
 mod segments;

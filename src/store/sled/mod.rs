@@ -323,6 +323,21 @@ impl Store for SledStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn insert_run_once(&self, run: &Run, key: &str, expires: Ts) -> Result<Option<String>> {
+        let (run, key) = (run.clone(), key.to_string());
+        self.submit(true, false, move |i, v| i.insert_run_once(v, &run, &key, expires))
+            .await
+    }
+
+    async fn expire_dedupe(&self, now: Ts) -> Result<usize> {
+        let keys = self.read(move |i| i.expired_dedupe(now)).await?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.submit(false, false, move |_, v| segments::expire_dedupe(v, &keys, now))
+            .await
+    }
+
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
         self.submit(false, true, move |i, v| i.claim(v, &req)).await
     }

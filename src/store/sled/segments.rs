@@ -10,6 +10,7 @@
 //! | `segcount:{segment}`          | member count (u64 BE)                   |
 //! | `evt:{event id}`              | [`Event`] waiting in the outbox         |
 //! | `fired:{flow}`                | last cron firing (ms, u64 BE)           |
+//! | `dedupe:{flow}\0{key}`        | [`Seen`]: first run id and expiry       |
 
 use super::ops::{Inner, NewRun, from_json, get, to_json};
 use super::view::View;
@@ -33,6 +34,9 @@ fn count_key(segment: &str) -> String {
 fn event_key(id: &str) -> String {
     format!("evt:{id}")
 }
+fn dedupe_key(flow: &str, key: &str) -> String {
+    format!("dedupe:{flow}\0{key}")
+}
 fn firing_key(flow: &str) -> String {
     format!("fired:{flow}")
 }
@@ -46,6 +50,21 @@ fn bump(view: &mut View<'_>, key: &str, delta: i64) -> Result<()> {
     let n = n.saturating_add_signed(delta);
     view.insert(key.as_bytes(), n.to_be_bytes().to_vec());
     Ok(())
+}
+
+/// Removes dedupe keys found expired, unless renewed meanwhile.
+pub(super) fn expire_dedupe(view: &mut View<'_>, keys: &[Vec<u8>], now: Ts) -> Result<usize> {
+    let mut n = 0;
+    for k in keys {
+        if let Some(b) = view.get(k)? {
+            let seen: Seen = from_json("dedupe", &b)?;
+            if seen.expires <= now.0 {
+                view.remove(k.clone());
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
 pub(super) fn put_event(view: &mut View<'_>, event: &Event) -> Result<()> {
@@ -101,7 +120,49 @@ pub(super) fn change_segments(
     Ok(out)
 }
 
+/// A remembered delivery.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Seen {
+    run_id: String,
+    expires: u64,
+}
+
 impl Inner {
+    pub(super) fn insert_run_once(
+        &self,
+        view: &mut View<'_>,
+        run: &Run,
+        key: &str,
+        expires: Ts,
+    ) -> Result<Option<String>> {
+        let k = dedupe_key(&run.flow, key);
+        if let Some(seen) = get::<Seen>(view, &k)?
+            && seen.expires > Ts::now().0
+        {
+            return Ok(Some(seen.run_id));
+        }
+        self.insert_run(view, new_run(run)?)?;
+        let seen = Seen {
+            run_id: run.id.clone(),
+            expires: expires.0,
+        };
+        view.insert(k, to_json(&seen)?);
+        Ok(None)
+    }
+
+    /// Keys whose window is over, for [`expire_dedupe`].
+    pub(super) fn expired_dedupe(&self, now: Ts) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix("dedupe:") {
+            let (k, v) = item?;
+            let seen: Seen = from_json(&String::from_utf8_lossy(&k), &v)?;
+            if seen.expires <= now.0 {
+                out.push(k.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
     /// Queues the runs an event triggers and removes it from the outbox. An event already
     /// dispatched (by another worker or before a crash) is left alone.
     pub(super) fn dispatch_event(&self, view: &mut View<'_>, event_id: &str, runs: &[Run]) -> Result<()> {

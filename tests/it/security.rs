@@ -1,0 +1,513 @@
+//! Safe on the internet: every signature preset against the real binary (secrets only in its
+//! environment, signatures computed here with the hmac crate, not with hookflow's code),
+//! deduplication, IP allowlists behind and without a trusted proxy, and no secret in logs or
+//! run history.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::helpers::{Opts, Receiver, Reply, SECRET, free_port, spawn_app, spawn_app_opts, wait_ready};
+use hookflow::run::RunStatus;
+
+fn hmac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().to_vec()
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+const SECRETS: [(&str, &str); 8] = [
+    ("GH_SECRET", "gh-secret-4f1c"),
+    ("GH_SECRET_OLD", "gh-old-secret-77aa"),
+    ("STRIPE_SECRET", "whsec_stripe_9d2e"),
+    ("SHOPIFY_SECRET", "shpss_5b7f"),
+    ("WOO_SECRET", "woo-secret-a1b2"),
+    ("SLACK_SECRET", "slack-signing-3c4d"),
+    // Standard Webhooks: whsec_ + base64 of the key bytes.
+    ("SW_SECRET", "whsec_c3RhbmRhcmQtd2ViaG9va3Mta2V5LTEyMzQ="),
+    ("GENERIC_SECRET", "generic-secret-5e6f"),
+];
+
+fn secret(name: &str) -> &'static str {
+    SECRETS.iter().find(|(n, _)| *n == name).unwrap().1
+}
+
+fn flow(verify: &str) -> String {
+    format!(
+        "on:\n  webhook:\n    verify: {verify}\nactions:\n  - http: {{ url: \"http://127.0.0.1:1/x\" }}\n"
+    )
+}
+
+/// One signed request: extra headers and the body.
+struct Req {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn sign(preset: &str, key: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
+    let h = |k: &str, v: String| (k.to_string(), v);
+    match preset {
+        "github" => vec![h(
+            "X-Hub-Signature-256",
+            format!("sha256={}", hex::encode(hmac256(key.as_bytes(), &[body]))),
+        )],
+        "stripe" => {
+            let t = ts.to_string();
+            let sig = hex::encode(hmac256(key.as_bytes(), &[t.as_bytes(), b".", body]));
+            vec![h("Stripe-Signature", format!("t={t},v1={sig}"))]
+        }
+        "shopify" => vec![h(
+            "X-Shopify-Hmac-Sha256",
+            B64.encode(hmac256(key.as_bytes(), &[body])),
+        )],
+        "woocommerce" => vec![h(
+            "X-WC-Webhook-Signature",
+            B64.encode(hmac256(key.as_bytes(), &[body])),
+        )],
+        "slack" => {
+            let t = ts.to_string();
+            let sig = hex::encode(hmac256(key.as_bytes(), &[b"v0:", t.as_bytes(), b":", body]));
+            vec![
+                h("X-Slack-Request-Timestamp", t),
+                h("X-Slack-Signature", format!("v0={sig}")),
+            ]
+        }
+        "standard-webhooks" => {
+            let k = B64.decode(key.strip_prefix("whsec_").unwrap()).unwrap();
+            let (id, t) = ("msg_2Lz9", ts.to_string());
+            let sig = B64.encode(hmac256(&k, &[id.as_bytes(), b".", t.as_bytes(), b".", body]));
+            vec![
+                h("webhook-id", id.into()),
+                h("webhook-timestamp", t),
+                h("webhook-signature", format!("v1,{sig}")),
+            ]
+        }
+        "hmac" => {
+            let t = ts.to_string();
+            let sig = hex::encode(hmac256(key.as_bytes(), &[t.as_bytes(), b":", body]));
+            vec![h("X-Ts", t), h("X-Sig", format!("sha256={sig}"))]
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_preset_accepts_good_signatures_and_refuses_bad_ones() {
+    let presets = [
+        (
+            "github",
+            "{ preset: github, secret_env: [GH_SECRET_OLD, GH_SECRET] }",
+            "GH_SECRET",
+            false,
+        ),
+        (
+            "stripe",
+            "{ preset: stripe, secret_env: STRIPE_SECRET }",
+            "STRIPE_SECRET",
+            true,
+        ),
+        (
+            "shopify",
+            "{ preset: shopify, secret_env: SHOPIFY_SECRET }",
+            "SHOPIFY_SECRET",
+            false,
+        ),
+        (
+            "woocommerce",
+            "{ preset: woocommerce, secret_env: WOO_SECRET }",
+            "WOO_SECRET",
+            false,
+        ),
+        (
+            "slack",
+            "{ preset: slack, secret_env: SLACK_SECRET }",
+            "SLACK_SECRET",
+            true,
+        ),
+        (
+            "standard-webhooks",
+            "{ preset: standard-webhooks, secret_env: SW_SECRET }",
+            "SW_SECRET",
+            true,
+        ),
+        (
+            "hmac",
+            r#"{ preset: hmac, secret_env: GENERIC_SECRET, header: X-Sig, prefix: "sha256=", timestamp_header: X-Ts, signed: "{timestamp}:{body}", tolerance: 2m }"#,
+            "GENERIC_SECRET",
+            true,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    for (name, verify, ..) in &presets {
+        std::fs::write(flows.join(format!("{name}.yaml")), flow(verify)).unwrap();
+    }
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("log.txt");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookflow"));
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--workers",
+        "0",
+    ])
+    .args([
+        "--flows",
+        flows.to_str().unwrap(),
+        "--templates",
+        dir.path().join("t").to_str().unwrap(),
+    ])
+    .args(["--data", dir.path().join("data").to_str().unwrap()])
+    .env("HOOKFLOW_SECRET", SECRET)
+    .env("HOOKFLOW_LOG", "debug")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in SECRETS {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    let tokens = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
+    let body = br#"{"id":"evt_42","amount":1200}"#.to_vec();
+
+    let send = |flow: &str, req: Req| {
+        let mut r = http
+            .post(format!("{base}/hooks/{flow}/{}", tokens.token(flow)))
+            .header("content-type", "application/json")
+            .body(req.body);
+        for (k, v) in req.headers {
+            r = r.header(k, v);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for (name, _, env, timestamped) in presets {
+        let key = secret(env);
+        let ok = Req {
+            headers: sign(name, key, &body, now()),
+            body: body.clone(),
+        };
+        let (status, answer) = send(name, ok).await;
+        assert_eq!(status, 202, "{name}: {answer}");
+
+        let wrong = Req {
+            headers: sign(
+                name,
+                if name == "standard-webhooks" {
+                    "whsec_d3Jvbmc="
+                } else {
+                    "wrong"
+                },
+                &body,
+                now(),
+            ),
+            body: body.clone(),
+        };
+        let (status, answer) = send(name, wrong).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("bad_signature")),
+            "{name}: wrong secret"
+        );
+
+        let tampered = Req {
+            headers: sign(name, key, &body, now()),
+            body: br#"{"id":"evt_42","amount":9900}"#.to_vec(),
+        };
+        let (status, _) = send(name, tampered).await;
+        assert_eq!(status, 401, "{name}: tampered body");
+
+        let (status, answer) = send(
+            name,
+            Req {
+                headers: vec![],
+                body: body.clone(),
+            },
+        )
+        .await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("missing_signature")),
+            "{name}: no header"
+        );
+
+        if timestamped {
+            let stale = Req {
+                headers: sign(name, key, &body, now() - 3600),
+                body: body.clone(),
+            };
+            let (status, answer) = send(name, stale).await;
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (401, Some("stale_timestamp")),
+                "{name}: stale"
+            );
+            let future = Req {
+                headers: sign(name, key, &body, now() + 3600),
+                body: body.clone(),
+            };
+            assert_eq!(send(name, future).await.0, 401, "{name}: future timestamp");
+        }
+    }
+    // Rotation: the old GitHub secret still verifies while both are configured.
+    let old = Req {
+        headers: sign("github", secret("GH_SECRET_OLD"), &body, now()),
+        body: body.clone(),
+    };
+    assert_eq!(send("github", old).await.0, 202);
+    // WooCommerce's creation ping: unsigned, form-encoded, answered 200, no run.
+    let ping = http
+        .post(format!(
+            "{base}/hooks/woocommerce/{}",
+            tokens.token("woocommerce")
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("webhook_id=12")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 200);
+    let runs = crate::helpers::get(&http, format!("{base}/api/runs?flow=woocommerce")).await;
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        1,
+        "the ping started no run"
+    );
+    // Refusals are counted per flow and reason.
+    let flows = crate::helpers::get(&http, format!("{base}/api/flows")).await;
+    let gh = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "github")
+        .unwrap();
+    assert_eq!(gh["counters"]["rejected:bad_signature"], 2, "{gh}");
+    assert_eq!(gh["counters"]["rejected:missing_signature"], 1, "{gh}");
+    // Run history keeps the request but not its signature.
+    let run = &runs["runs"][0];
+    let full = crate::helpers::get(&http, format!("{base}/api/runs/{}", run["id"].as_str().unwrap())).await;
+    assert_eq!(full["request"]["headers"]["x-wc-webhook-signature"], "[redacted]");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("bad_signature"), "refusals are logged");
+    for (_, value) in SECRETS {
+        assert!(!logs.contains(value), "a secret is in the logs");
+        let history = full.to_string();
+        assert!(!history.contains(value), "a secret is in run history");
+    }
+}
+
+#[test]
+fn validate_refuses_literal_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(
+        flows.join("leaky.yaml"),
+        "on:\n  webhook:\n    verify:\n      preset: github\n      secret: hunter2\nactions:\n  - http: { url: \"http://x\" }\n",
+    )
+    .unwrap();
+    let out = crate::cli::hookflow(&["validate", "flows"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("flows/leaky.yaml:5:") && err.contains("secrets never go in flow files"),
+        "{err}"
+    );
+    assert!(!Path::new(&dir.path().join("data")).exists());
+}
+
+fn dedupe_flow(dest: &str) -> String {
+    format!(
+        r#"
+on:
+  webhook:
+    dedupe:
+      key: "{{{{ headers['x-github-delivery'] }}}}"
+      window: 1h
+actions:
+  - http: {{ url: "{dest}/x" }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn duplicates_get_the_first_run_sequential_and_concurrent() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let app = spawn_app(&[("gh", dedupe_flow(&dest.url))], &[]).await;
+    let post = |delivery: &str| {
+        app.http
+            .post(app.hook_url("gh"))
+            .header("content-type", "application/json")
+            .header("x-github-delivery", delivery)
+            .body("{}")
+            .send()
+    };
+    let first = post("d-1").await.unwrap();
+    assert_eq!(first.status(), 202);
+    let id = first.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let again = post("d-1").await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        json!({"status": "duplicate", "run_id": id})
+    );
+    app.wait_status(&id, RunStatus::Succeeded).await;
+
+    // Ten copies at the same moment: one run.
+    let copies = futures::future::join_all((0..10).map(|_| post("d-2"))).await;
+    let mut ids = std::collections::BTreeSet::new();
+    let mut accepted = 0;
+    for c in copies {
+        let c = c.unwrap();
+        if c.status() == 202 {
+            accepted += 1;
+        }
+        ids.insert(
+            c.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!((accepted, ids.len()), (1, 1), "{ids:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.all_runs().await.len(), 2);
+    assert_eq!(dest.wait_hits(2).await.len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn expired_dedupe_keys_are_forgotten() {
+    use hookflow::request::Request;
+    use hookflow::run::{Run, Ts};
+    use hookflow::store::{Durability, SledStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), Durability::Flush).unwrap();
+    let run = |id: &str| {
+        let mut r = Run::new(
+            "f",
+            "v",
+            Request::default(),
+            Default::default(),
+            None,
+            ["a".to_string()],
+        );
+        r.id = id.into();
+        r
+    };
+    let soon = Ts::now().plus(Duration::from_millis(200));
+    assert_eq!(store.insert_run_once(&run("r1"), "k", soon).await.unwrap(), None);
+    assert_eq!(
+        store.insert_run_once(&run("r2"), "k", soon).await.unwrap(),
+        Some("r1".into())
+    );
+    assert_eq!(store.expire_dedupe(Ts::now()).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(store.expire_dedupe(Ts::now()).await.unwrap(), 1);
+    // The window is over: the same key starts a run again.
+    assert_eq!(
+        store
+            .insert_run_once(&run("r3"), "k", Ts::now().plus(Duration::from_secs(60)))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn ip_allowlists_with_and_without_a_trusted_proxy() {
+    let flows = [
+        ("local", "on:\n  webhook:\n    allow_ips: [127.0.0.1, \"::1\"]\nactions:\n  - http: { url: \"http://127.0.0.1:1/x\" }\n".to_string()),
+        ("office", "on:\n  webhook:\n    allow_ips: [203.0.113.0/24, \"2001:db8::/32\"]\nactions:\n  - http: { url: \"http://127.0.0.1:1/x\" }\n".to_string()),
+    ];
+    let post = |app: &crate::helpers::TestApp, flow: &str, xff: Option<&str>| {
+        let mut r = app
+            .http
+            .post(app.hook_url(flow))
+            .header("content-type", "application/json")
+            .body("{}");
+        if let Some(x) = xff {
+            r = r.header("x-forwarded-for", x);
+        }
+        r.send()
+    };
+    // No trusted proxy: the peer (127.0.0.1) is the client, whatever the headers say.
+    let app = spawn_app(&flows, &[]).await;
+    assert_eq!(post(&app, "local", None).await.unwrap().status(), 202);
+    let r = post(&app, "office", Some("203.0.113.9")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "ip_not_allowed");
+    app.stop().await;
+
+    // Behind a trusted proxy on loopback: the forwarded client counts.
+    let opts = Opts {
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Opts::default()
+    };
+    let app = spawn_app_opts(&flows, &[], opts).await;
+    assert_eq!(
+        post(&app, "office", Some("198.51.100.1, 203.0.113.9"))
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    assert_eq!(
+        post(&app, "office", Some("2001:db8::42")).await.unwrap().status(),
+        202
+    );
+    assert_eq!(
+        post(&app, "office", Some("203.0.113.9, 198.51.100.1"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(&app, "local", Some("203.0.113.9")).await.unwrap().status(),
+        403
+    );
+    app.stop().await;
+}
+
+#[test]
+fn serving_beyond_loopback_needs_an_api_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--flows", "none"])
+        .current_dir(dir.path())
+        .env_remove("HOOKFLOW_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without an API token"),
+        "{err}"
+    );
+}
