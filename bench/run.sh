@@ -85,7 +85,7 @@ for round in $(seq "$ROUNDS"); do
   rm -rf "$work/data"
   "$NOOP" "127.0.0.1:$P_SINK" & sink=$!; pids+=("$sink"); wait_port $P_SINK
   HOOKFLOW_LOG=warn "$BIN" serve --flows "$work/flows" --templates "$work/none" --data "$work/data" \
-    --secret "$SECRET" --listen "127.0.0.1:$P_HOOK" --workers 32 & p=$!; pids+=("$p"); wait_port $P_HOOK
+    --secret "$SECRET" --listen "127.0.0.1:$P_HOOK" --workers 32 --egress-allow 127.0.0.1 & p=$!; pids+=("$p"); wait_port $P_HOOK
   start=$(date +%s.%N)
   read -r rps p50 p99 accepted < <(measure "http://127.0.0.1:$P_HOOK$hook_path")
   for _ in $(seq 2400); do

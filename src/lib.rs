@@ -16,6 +16,7 @@
 pub mod action;
 pub mod cli;
 pub mod context;
+pub mod egress;
 pub mod engine;
 pub mod event;
 pub mod flow;

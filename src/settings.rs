@@ -117,6 +117,11 @@ pub struct ServeArgs {
     /// `Forwarded` headers name the real client, for `allow_ips`.
     #[arg(long = "trusted-proxy", env = "HOOKFLOW_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Internal addresses `http` actions may reach anyway (address or CIDR, repeatable or
+    /// comma-separated). By default loopback, private, link-local and other internal ranges
+    /// are refused.
+    #[arg(long = "egress-allow", env = "HOOKFLOW_EGRESS_ALLOW", value_delimiter = ',', value_parser = parse_net)]
+    pub egress_allow: Vec<ipnet::IpNet>,
     #[command(flatten)]
     pub smtp: SmtpArgs,
 }

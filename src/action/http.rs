@@ -234,6 +234,14 @@ impl HttpAction {
             };
             header_map.append(name, value);
         }
+        if let Err(d) = clients.egress.check_url(&rendered.url) {
+            return AttemptResult {
+                effects: Default::default(),
+                request: Some(sent),
+                response: None,
+                kind: ResultKind::Permanent(d.to_string()),
+            };
+        }
         let client = if self.follow_redirects {
             &clients.follow
         } else {
@@ -250,6 +258,14 @@ impl HttpAction {
         let response = match result {
             Ok(r) => r,
             Err(e) => {
+                if let Some(d) = crate::egress::find_denied(&e) {
+                    return AttemptResult {
+                        effects: Default::default(),
+                        request: Some(sent),
+                        response: None,
+                        kind: ResultKind::Permanent(d.to_string()),
+                    };
+                }
                 let error = if e.is_timeout() {
                     format!("timed out after {}", humantime::format_duration(self.timeout))
                 } else {

@@ -120,20 +120,43 @@ pub struct Clients {
     pub direct: reqwest::Client,
     pub follow: reqwest::Client,
     pub mailer: Option<std::sync::Arc<email::Mailer>>,
+    /// Where `http` actions may connect; also applied inside both clients.
+    pub egress: std::sync::Arc<crate::egress::Policy>,
 }
 
 impl Clients {
-    pub fn new(mailer: Option<email::Mailer>) -> Result<Clients, reqwest::Error> {
+    pub fn new(
+        mailer: Option<email::Mailer>,
+        egress: crate::egress::Policy,
+    ) -> Result<Clients, reqwest::Error> {
+        let egress = std::sync::Arc::new(egress);
         let build = |policy| {
             reqwest::Client::builder()
                 .redirect(policy)
                 .user_agent(concat!("hookflow/", env!("CARGO_PKG_VERSION")))
+                // Every DNS answer goes through the egress policy; no proxy from the
+                // environment, which would hide the real destination from it.
+                .dns_resolver(std::sync::Arc::new(crate::egress::PolicyResolver {
+                    policy: std::sync::Arc::clone(&egress),
+                }))
+                .no_proxy()
                 .build()
         };
+        let hops = std::sync::Arc::clone(&egress);
+        let follow = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                attempt.error("more than 10 redirects")
+            } else if let Err(d) = hops.check_url(attempt.url()) {
+                attempt.error(d)
+            } else {
+                attempt.follow()
+            }
+        });
         Ok(Clients {
             direct: build(reqwest::redirect::Policy::none())?,
-            follow: build(reqwest::redirect::Policy::limited(10))?,
+            follow: build(follow)?,
             mailer: mailer.map(std::sync::Arc::new),
+            egress,
         })
     }
 }

@@ -45,7 +45,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the flows' webhooks and run their actions.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check flow files and templates; prints `file:line: problem` for each and exits 1 if any.
     Validate {
         /// Flows directory (default: --flows / HOOKFLOW_FLOWS).
@@ -124,7 +124,7 @@ pub fn init_tracing(format: LogFormat) {
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve_cmd(args).await,
+        Command::Serve(args) => serve_cmd(*args).await,
         Command::Validate { dir, paths } => {
             Ok(validate_cmd(dir.as_deref().unwrap_or(&paths.flows_dir), &paths))
         }
@@ -207,7 +207,12 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         Arc::clone(&store),
         Arc::clone(&flows),
         args.engine_config(),
-        Clients::new(mailer)?,
+        Clients::new(
+            mailer,
+            crate::egress::Policy {
+                allow: args.egress_allow.clone(),
+            },
+        )?,
         Arc::clone(&guards),
     ));
     let listener = tokio::net::TcpListener::bind(args.urls.listen)

@@ -14,6 +14,7 @@ use crate::helpers::{Receiver, Reply, SECRET, free_port, get, wait_ready};
 
 fn start(dir: &Path, port: u16, log: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .env("HOOKFLOW_EGRESS_ALLOW", "127.0.0.1")
         .args([
             "serve",
             "--listen",
@@ -253,6 +254,7 @@ async fn sigterm_lets_in_flight_attempts_finish_or_leaves_them_to_resume() {
     // With a grace shorter than the attempt, the process exits and the next start resumes it
     // with the same idempotency key.
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .env("HOOKFLOW_EGRESS_ALLOW", "127.0.0.1")
         .args([
             "serve",
             "--listen",

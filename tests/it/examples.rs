@@ -18,6 +18,7 @@ async fn the_shipped_flows_do_what_they_say() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .env("HOOKFLOW_EGRESS_ALLOW", "127.0.0.1")
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--flows", root.join("flows").to_str().unwrap()])
         .args(["--templates", root.join("templates").to_str().unwrap()])
@@ -146,6 +147,7 @@ async fn the_shipped_segment_and_email_flows_do_what_they_say() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .env("HOOKFLOW_EGRESS_ALLOW", "127.0.0.1")
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--flows", root.join("flows").to_str().unwrap()])
         .args(["--templates", root.join("templates").to_str().unwrap()])

@@ -227,6 +227,8 @@ pub struct Opts {
     pub api_token: Option<String>,
     pub smtp: Option<SmtpConfig>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `--egress-allow`; loopback by default, where the tests' receivers listen.
+    pub egress_allow: Vec<ipnet::IpNet>,
 }
 
 impl Default for Opts {
@@ -236,6 +238,7 @@ impl Default for Opts {
             api_token: None,
             smtp: None,
             trusted_proxies: Vec::new(),
+            egress_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         }
     }
 }
@@ -300,7 +303,13 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         Arc::clone(&store),
         Arc::clone(&flows),
         opts.config.clone(),
-        Clients::new(mailer).unwrap(),
+        Clients::new(
+            mailer,
+            hookflow::egress::Policy {
+                allow: opts.egress_allow.clone(),
+            },
+        )
+        .unwrap(),
         Arc::clone(&guards),
     ));
     let state = AppState {

@@ -71,7 +71,13 @@ async fn a_run_orphaned_by_a_dead_worker_completes_after_its_lease_expires() {
         Arc::clone(&store),
         Arc::new(flows),
         fast_engine(),
-        hookflow::action::Clients::new(None).unwrap(),
+        hookflow::action::Clients::new(
+            None,
+            hookflow::egress::Policy {
+                allow: vec!["127.0.0.0/8".parse().unwrap()],
+            },
+        )
+        .unwrap(),
         Default::default(),
     ));
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -511,3 +511,67 @@ fn serving_beyond_loopback_needs_an_api_token() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_egress_policy_keeps_actions_off_internal_addresses() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let port = dest.url.rsplit(':').next().unwrap().to_string();
+    let flows = [
+        (
+            "literal",
+            format!("on:\n  webhook: {{}}\nactions:\n  - http: {{ url: \"http://127.0.0.1:{port}/x\" }}\n"),
+        ),
+        (
+            "named",
+            format!("on:\n  webhook: {{}}\nactions:\n  - http: {{ url: \"http://localhost:{port}/x\" }}\n"),
+        ),
+        (
+            "odd",
+            format!("on:\n  webhook: {{}}\nactions:\n  - http: {{ url: \"http://2130706433:{port}/x\" }}\n"),
+        ),
+    ];
+    let opts = Opts {
+        egress_allow: vec![],
+        ..Opts::default()
+    };
+    let app = spawn_app_opts(&flows, &[], opts).await;
+    for (flow, _) in &flows {
+        let id = app.accept(flow, json!({})).await;
+        let run = app.wait_status(&id, RunStatus::Failed).await;
+        assert_eq!(run.steps[0].attempts.len(), 1, "{flow}: not retried");
+        let err = run.error.unwrap();
+        assert!(
+            err.contains("refused by the egress policy") && err.contains("loopback"),
+            "{flow}: {err}"
+        );
+    }
+    assert_eq!(
+        dest.arrivals().len(),
+        0,
+        "the loopback receiver must see no request"
+    );
+    app.stop().await;
+
+    // Allowed first hop, refused redirect target.
+    dest.on_path(
+        "/hop",
+        Reply {
+            headers: vec![("location".into(), format!("http://127.0.0.2:{port}/inside"))],
+            ..Reply::status(302)
+        },
+    );
+    let flow = format!(
+        "on:\n  webhook: {{}}\nactions:\n  - http: {{ url: \"http://127.0.0.1:{port}/hop\", follow_redirects: true }}\n"
+    );
+    let opts = Opts {
+        egress_allow: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Opts::default()
+    };
+    let app = spawn_app_opts(&[("redirect", flow)], &[], opts).await;
+    let id = app.accept("redirect", json!({})).await;
+    let run = app.wait_status(&id, RunStatus::Failed).await;
+    let err = run.error.unwrap();
+    assert!(err.contains("refused by the egress policy: 127.0.0.2"), "{err}");
+    assert_eq!(dest.arrivals().len(), 1, "only the allowed first hop");
+    app.stop().await;
+}
