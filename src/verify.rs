@@ -150,7 +150,8 @@ fn header<'a>(h: &'a dyn Headers, name: &str) -> Result<&'a str, VerifyError> {
         .ok_or_else(|| VerifyError::MissingHeader(name.to_string()))
 }
 
-fn mac(algo: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+/// HMAC of the concatenated `parts`.
+pub fn mac(algo: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
         for p in parts {
@@ -341,6 +342,47 @@ pub fn key_bytes(scheme: &Scheme, secret: &str) -> Vec<u8> {
         }
     }
     secret.as_bytes().to_vec()
+}
+
+/// Headers that sign an outgoing request with `scheme` (Standard Webhooks or generic HMAC):
+/// what a receiver verifying with [`verify`] — or the scheme's official libraries — accepts.
+/// `id` must stay the same across retries of one message.
+pub fn sign(scheme: &Scheme, key: &[u8], id: &str, now_secs: i64, body: &[u8]) -> Vec<(String, String)> {
+    let ts = now_secs.to_string();
+    match scheme {
+        Scheme::StandardWebhooks => {
+            let sig = B64.encode(mac(
+                Algorithm::Sha256,
+                key,
+                &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
+            ));
+            vec![
+                ("webhook-id".into(), id.to_string()),
+                ("webhook-timestamp".into(), ts),
+                ("webhook-signature".into(), format!("v1,{sig}")),
+            ]
+        }
+        Scheme::Hmac(g) => {
+            let stamp = if g.timestamp_header.is_some() {
+                ts.as_str()
+            } else {
+                ""
+            };
+            let (before, after) = split_signed(&g.signed, stamp);
+            let raw = mac(g.algorithm, key, &[before.as_bytes(), body, after.as_bytes()]);
+            let enc = match g.encoding {
+                Encoding::Hex => hex::encode(raw),
+                Encoding::Base64 => B64.encode(raw),
+            };
+            let mut out = vec![(g.header.clone(), format!("{}{enc}", g.prefix))];
+            if let Some(th) = &g.timestamp_header {
+                out.push((th.clone(), ts));
+            }
+            out
+        }
+        // Presets of other senders are for verifying only (refused at load for `sign`).
+        _ => Vec::new(),
+    }
 }
 
 /// Whether a timestamped scheme applies the tolerance (for docs and validation).
@@ -573,6 +615,36 @@ mod tests {
         assert_eq!(
             check(&s, &hs, b"{\"test\": 1}", 1_614_265_330, &[secret]),
             Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn what_we_sign_we_verify() {
+        let key = key_bytes(
+            &Scheme::StandardWebhooks,
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        );
+        let body = br#"{"test": 2432232314}"#;
+        let hs = sign(
+            &Scheme::StandardWebhooks,
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            body,
+        );
+        // The published example's signature, produced by our signer.
+        assert_eq!(hs[2].1, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        let pairs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            verify(
+                &Scheme::StandardWebhooks,
+                &h(&pairs),
+                body,
+                1_614_265_330,
+                T,
+                &[key]
+            ),
+            Ok(Verified::Ok)
         );
     }
 

@@ -39,6 +39,8 @@ pub struct HttpAction {
     pub timeout: Duration,
     pub success: StatusSet,
     pub follow_redirects: bool,
+    /// Signs each attempt (set by the flow compiler from `sign`).
+    pub sign: Option<crate::flow::Verifier>,
 }
 
 /// A request after rendering, before sending.
@@ -141,6 +143,7 @@ impl HttpAction {
             timeout,
             success,
             follow_redirects: spec.follow_redirects,
+            sign: None,
         })
     }
 
@@ -184,6 +187,26 @@ impl HttpAction {
         };
         if !has(&headers, IDEMPOTENCY_HEADER) {
             headers.push((IDEMPOTENCY_HEADER.into(), cx.idempotency_key.clone()));
+        }
+        if let Some(signer) = &self.sign {
+            let secret = signer
+                .secret_env
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+                .ok_or_else(|| {
+                    format!(
+                        "cannot sign: environment variable {} is not set",
+                        signer.secret_env.join(" / ")
+                    )
+                })?;
+            let key = crate::verify::key_bytes(&signer.scheme, &secret);
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            // The message id is the idempotency key: the same on every retry.
+            let id = format!("msg_{}", cx.idempotency_key);
+            headers.extend(crate::verify::sign(&signer.scheme, &key, &id, now, &body));
         }
         Ok(Rendered {
             method: self.method.clone(),

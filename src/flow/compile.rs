@@ -290,6 +290,23 @@ impl Compiler<'_> {
             (.., Some(e)) => EmitAction::compile(e, &prefix, self.templates).map(ActionKind::Emit),
             _ => unreachable!("one kind was found above"),
         };
+        let compiled = match (compiled, spec.http.as_ref().and_then(|h| h.sign.as_ref())) {
+            (Ok(ActionKind::Http(mut h)), Some(sign)) => {
+                let path = format!("{at}.http.sign");
+                let signer = self.verifier(&path, sign);
+                if let Some(s) = &signer
+                    && !matches!(s.scheme, Scheme::StandardWebhooks | Scheme::Hmac(_))
+                {
+                    self.problem(
+                        &path,
+                        "outgoing webhooks are signed with `standard-webhooks` or `hmac`",
+                    );
+                }
+                h.sign = signer;
+                Ok(ActionKind::Http(h))
+            }
+            (other, _) => other,
+        };
         let kind = match compiled {
             Ok(k) => k,
             Err(errs) => {
@@ -369,7 +386,10 @@ impl Compiler<'_> {
                 }
             }
         };
-        let verify = wh.verify.as_ref().and_then(|v| self.verifier(v));
+        let verify = wh
+            .verify
+            .as_ref()
+            .and_then(|v| self.verifier("on.webhook.verify", v));
         let dedupe = wh.dedupe.as_ref().map(|d| Dedupe {
             key: self.template("on.webhook.dedupe.key", &d.key),
             window: d.window.unwrap_or(std::time::Duration::from_secs(24 * 3600)),
@@ -395,8 +415,8 @@ impl Compiler<'_> {
         }
     }
 
-    fn verifier(&mut self, v: &VerifySpec) -> Option<Verifier> {
-        let at = "on.webhook.verify";
+    /// A signature scheme with its secrets (incoming `verify`, outgoing `sign`).
+    fn verifier(&mut self, at: &str, v: &VerifySpec) -> Option<Verifier> {
         if v.secret.is_some() {
             self.problem(
                 format!("{at}.secret"),

@@ -370,6 +370,8 @@ pub struct HttpSpec {
     pub success: Option<Vec<StatusSpec>>,
     #[serde(default)]
     pub follow_redirects: bool,
+    /// Sign the request: `{ preset: standard-webhooks, secret_env: NAME }` or the `hmac` preset.
+    pub sign: Option<VerifySpec>,
 }
 
 fn default_method() -> String {

@@ -575,3 +575,95 @@ async fn the_egress_policy_keeps_actions_off_internal_addresses() {
     assert_eq!(dest.arrivals().len(), 1, "only the allowed first hop");
     app.stop().await;
 }
+
+/// Outgoing signed webhooks, checked by the official Standard Webhooks library: the same
+/// `webhook-id` on a retry, a fresh timestamp and a valid signature on every attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_outgoing_webhooks_verify_with_the_official_library() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path_seq("/in", vec![Reply::status(500), Reply::status(200)]);
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(
+        flows.join("out.yaml"),
+        format!(
+            r#"
+on:
+  webhook: {{}}
+retry: {{ initial_delay: 100ms }}
+actions:
+  - name: notify
+    http:
+      url: "{}/in"
+      body: {{ order: "{{{{ body.id }}}}" }}
+      sign: {{ preset: standard-webhooks, secret_env: OUT_SECRET }}
+"#,
+            dest.url
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--egress-allow",
+            "127.0.0.1",
+        ])
+        .args([
+            "--flows",
+            flows.to_str().unwrap(),
+            "--templates",
+            dir.path().join("t").to_str().unwrap(),
+        ])
+        .args(["--data", dir.path().join("data").to_str().unwrap()])
+        .env("HOOKFLOW_SECRET", SECRET)
+        .env("OUT_SECRET", secret)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    let tokens = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
+    let r = http
+        .post(format!("{base}/hooks/out/{}", tokens.token("out")))
+        .json(&json!({"id": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let hits = dest.wait_hits(2).await;
+    let wh = standardwebhooks::Webhook::new(secret).unwrap();
+    for hit in &hits {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &hit.headers {
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        wh.verify(hit.body.as_bytes(), &headers)
+            .expect("the official library accepts it");
+        assert_eq!(hit.json(), json!({"order": 7}));
+    }
+    assert_eq!(
+        hits[0].headers["webhook-id"], hits[1].headers["webhook-id"],
+        "stable across retries"
+    );
+    // A tampered body is refused by the same library, so the check above can fail.
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &hits[0].headers {
+        headers.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    assert!(wh.verify(br#"{"order":8}"#, &headers).is_err());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
