@@ -35,3 +35,4 @@ pub mod template;
 pub mod token;
 pub mod trigger;
 pub mod verify;
+pub mod xml;

@@ -35,6 +35,14 @@ pub enum BodyError {
     MalformedJson(String),
     #[error("malformed form body: {0}")]
     MalformedForm(String),
+    #[error("malformed gzip body: {0}")]
+    MalformedGzip(String),
+    #[error("malformed XML body: {0}")]
+    MalformedXml(String),
+    #[error("unsupported content encoding `{0}`: gzip or identity")]
+    UnsupportedEncoding(String),
+    #[error("body exceeds the limit of {0} bytes once decompressed")]
+    TooLarge(usize),
     #[error("body is not valid UTF-8")]
     NotUtf8,
 }
@@ -43,6 +51,7 @@ pub enum BodyError {
 enum Kind {
     Json,
     Form,
+    Xml,
 }
 
 fn kind_of(content_type: &str) -> Option<Kind> {
@@ -56,6 +65,8 @@ fn kind_of(content_type: &str) -> Option<Kind> {
         Some(Kind::Json)
     } else if essence == "application/x-www-form-urlencoded" {
         Some(Kind::Form)
+    } else if essence == "application/xml" || essence == "text/xml" || essence.ends_with("+xml") {
+        Some(Kind::Xml)
     } else {
         None
     }
@@ -76,12 +87,14 @@ pub fn parse_body(mode: BodyMode, content_type: Option<&str>, bytes: &[u8]) -> R
     let accepts = match mode {
         BodyMode::Json => "application/json",
         BodyMode::Form => "application/x-www-form-urlencoded",
-        _ => "application/json or application/x-www-form-urlencoded",
+        BodyMode::Xml => "application/xml or text/xml",
+        _ => "application/json, application/x-www-form-urlencoded or XML",
     };
     let ct = content_type.unwrap_or("");
     let kind = match (kind_of(ct), mode) {
         (Some(Kind::Json), BodyMode::Json | BodyMode::Auto) => Kind::Json,
         (Some(Kind::Form), BodyMode::Form | BodyMode::Auto) => Kind::Form,
+        (Some(Kind::Xml), BodyMode::Xml | BodyMode::Auto) => Kind::Xml,
         _ => {
             let shown = if ct.is_empty() { "(none)" } else { ct };
             return Err(BodyError::UnsupportedType(shown.to_string(), accepts));
@@ -90,6 +103,27 @@ pub fn parse_body(mode: BodyMode, content_type: Option<&str>, bytes: &[u8]) -> R
     match kind {
         Kind::Json => serde_json::from_slice(bytes).map_err(|e| BodyError::MalformedJson(e.to_string())),
         Kind::Form => parse_form(bytes),
+        Kind::Xml => crate::xml::to_json(bytes).map_err(BodyError::MalformedXml),
+    }
+}
+
+/// Undoes `Content-Encoding: gzip` (or `x-gzip`), refusing output over `limit` bytes, so a
+/// small compressed body cannot expand without bound. `identity` or none: unchanged.
+pub fn decode_encoding(encoding: Option<&str>, bytes: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
+    use std::io::Read;
+    match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") | Some("identity") => Ok(bytes.to_vec()),
+        Some("gzip") | Some("x-gzip") => {
+            let mut out = Vec::new();
+            let mut d = flate2::read::GzDecoder::new(bytes).take(limit as u64 + 1);
+            d.read_to_end(&mut out)
+                .map_err(|e| BodyError::MalformedGzip(e.to_string()))?;
+            if out.len() > limit {
+                return Err(BodyError::TooLarge(limit));
+            }
+            Ok(out)
+        }
+        Some(other) => Err(BodyError::UnsupportedEncoding(other.to_string())),
     }
 }
 

@@ -117,6 +117,24 @@ pub struct ServeArgs {
     /// `Forwarded` headers name the real client, for `allow_ips`.
     #[arg(long = "trusted-proxy", env = "HOOKFLOW_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long = "tls-cert", env = "HOOKFLOW_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long = "tls-key", env = "HOOKFLOW_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Time a client has to send a request's headers (and finish a TLS handshake).
+    #[arg(long, env = "HOOKFLOW_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body.
+    #[arg(long, env = "HOOKFLOW_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes; 431 beyond.
+    #[arg(long, env = "HOOKFLOW_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// Webhook requests handled at once over all flows; 429 with Retry-After beyond.
+    #[arg(long, env = "HOOKFLOW_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
     /// Internal addresses `http` actions may reach anyway (address or CIDR, repeatable or
     /// comma-separated). By default loopback, private, link-local and other internal ranges
     /// are refused.

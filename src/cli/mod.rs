@@ -17,7 +17,8 @@ use crate::engine::Engine;
 use crate::flow::{LoadError, load_dir};
 use crate::run::Run;
 use crate::server::api::RunSummary;
-use crate::server::{AppState, app, serve};
+use crate::server::listen::{ListenOptions, serve_with};
+use crate::server::{AppState, app};
 use crate::settings::{ClientArgs, Paths, Secret, ServeArgs, UrlArgs};
 use crate::store::{SledStore, Store};
 use crate::token::UrlTokens;
@@ -215,6 +216,17 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         )?,
         Arc::clone(&guards),
     ));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            Some(crate::server::listen::tls_config(c, k).map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
+        }
+        _ => None,
+    };
+    let listen_opts = ListenOptions {
+        header_timeout: args.header_timeout,
+        max_header_bytes: args.max_header_bytes,
+        tls,
+    };
     let listener = tokio::net::TcpListener::bind(args.urls.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.urls.listen))?;
@@ -233,6 +245,9 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         guards,
         max_body: args.max_body,
         trusted_proxies: args.trusted_proxies.clone(),
+        body_timeout: args.body_timeout,
+        max_header_bytes: args.max_header_bytes,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(args.max_in_flight.max(1))),
         api_token: args.api_token.clone(),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -243,7 +258,7 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     } else {
         tokio::spawn(Arc::clone(&engine).run(shutdown.clone()))
     };
-    serve(listener, app(state), shutdown.clone()).await?;
+    serve_with(listener, app(state), shutdown.clone(), listen_opts).await?;
     shutdown.cancel();
     engine_task.await?;
     drop(engine);

@@ -404,6 +404,9 @@ impl Compiler<'_> {
                 ),
             }
         }
+        if wh.max_in_flight == Some(0) {
+            self.problem("on.webhook.max_in_flight", "max_in_flight must be at least 1");
+        }
         Webhook {
             methods,
             body: wh.body,
@@ -412,6 +415,9 @@ impl Compiler<'_> {
             verify,
             dedupe,
             allow_ips,
+            in_flight: wh
+                .max_in_flight
+                .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1) as usize))),
         }
     }
 

@@ -34,9 +34,20 @@ pub struct FlowSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerSpec {
+    /// `webhook:` with nothing after it is a webhook with every default.
+    #[serde(default, deserialize_with = "present_or_null")]
     pub webhook: Option<WebhookSpec>,
     pub event: Option<EventTriggerSpec>,
     pub schedule: Option<ScheduleSpec>,
+}
+
+/// A key that is present makes `Some`, even with an empty (null) value.
+fn present_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
 /// `on: event:` — a type (`event: segment.removed`) or a table with conditions.
@@ -94,7 +105,7 @@ pub struct ScheduleSpec {
     pub missed: crate::schedule::Missed,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSpec {
     /// Accepted HTTP methods; default `[POST]`.
@@ -113,6 +124,8 @@ pub struct WebhookSpec {
     pub dedupe: Option<DedupeSpec>,
     /// Only these client addresses (CIDR, IPv4 or IPv6) may call this webhook.
     pub allow_ips: Option<Vec<String>>,
+    /// Most requests to this webhook being handled at once; beyond, 429 with Retry-After.
+    pub max_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +165,7 @@ pub enum BodyMode {
     Auto,
     Json,
     Form,
+    Xml,
     Text,
 }
 

@@ -3,6 +3,7 @@
 //! stored for it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
@@ -13,10 +14,26 @@ use serde_json::json;
 use super::client_ip::client_ip;
 use super::{ApiError, AppState};
 use crate::flow::{Verifier, Webhook};
-use crate::request::{BodyError, Request, parse_body, parse_query};
+use crate::request::{BodyError, Request, decode_encoding, parse_body, parse_query};
 use crate::run::Ts;
 use crate::trigger::{Cause, Prepared, TriggerError, prepare};
 use crate::verify::{Verified, VerifyError, key_bytes, verify};
+
+/// 429 with `Retry-After`, counted and logged.
+fn too_busy(st: &AppState, flow: &str, peer: SocketAddr, what: &str) -> Response {
+    count(st, flow, "rejected:too_busy");
+    let mut resp = refuse(
+        flow,
+        peer,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_busy",
+        format!("{what} is handling as many requests as it may; retry shortly"),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
 
 /// Counts a refusal per flow and reason (`GET /api/flows` shows the counters).
 fn count(st: &AppState, flow: &str, what: &str) {
@@ -134,6 +151,19 @@ pub async fn receive(
         ));
     }
 
+    // Caps on requests in flight, so overload answers 429 instead of queueing without bound.
+    let _global = match Arc::clone(&st.in_flight).try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => return Ok(too_busy(&st, name, peer, "the server")),
+    };
+    let _per_flow = match &webhook.in_flight {
+        None => None,
+        Some(s) => match Arc::clone(s).try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => return Ok(too_busy(&st, name, peer, "this webhook")),
+        },
+    };
+
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -148,7 +178,20 @@ pub async fn receive(
             too_large(),
         ));
     }
-    let bytes = match axum::body::to_bytes(body, st.max_body).await {
+    let read = tokio::time::timeout(st.body_timeout, axum::body::to_bytes(body, st.max_body)).await;
+    let Ok(read) = read else {
+        return Err(refuse(
+            name,
+            peer,
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the body did not arrive within {}",
+                humantime::format_duration(st.body_timeout)
+            ),
+        ));
+    };
+    let raw = match read {
         Ok(b) => b,
         Err(e) => {
             let is_limit =
@@ -173,8 +216,27 @@ pub async fn receive(
         }
     };
 
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let bytes = decode_encoding(encoding, &raw, st.max_body).map_err(|e| {
+        let (status, code) = match e {
+            BodyError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            BodyError::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding"),
+            _ => (StatusCode::BAD_REQUEST, "malformed_body"),
+        };
+        refuse(name, peer, status, code, e.to_string())
+    })?;
+
     if let Some(v) = &webhook.verify {
-        match check_signature(v, &headers, &bytes) {
+        // Signed as sent; a compressed body may also have been signed before compression.
+        let outcome = match check_signature(v, &headers, &raw) {
+            Err(VerifyError::Mismatch) if bytes.len() != raw.len() || bytes[..] != raw[..] => {
+                check_signature(v, &headers, &bytes)
+            }
+            other => other,
+        };
+        match outcome {
             Ok(Verified::Ok) => {}
             Ok(Verified::WooPing) => {
                 tracing::info!(flow = name, %peer, "WooCommerce webhook ping answered");

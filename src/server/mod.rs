@@ -4,9 +4,9 @@
 pub mod api;
 pub mod client_ip;
 pub mod hooks;
+pub mod listen;
 pub mod segments;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -35,6 +35,12 @@ pub struct AppState {
     /// Circuit breakers, for the API.
     pub guards: Arc<crate::action::breaker::Guards>,
     pub max_body: usize,
+    /// Largest request head (line and headers) in bytes.
+    pub max_header_bytes: usize,
+    /// Time allowed for a request's body to arrive.
+    pub body_timeout: std::time::Duration,
+    /// Webhook requests handled at once over all flows; beyond, 429.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub api_token: Option<crate::settings::Secret>,
@@ -60,14 +66,41 @@ pub fn app(state: AppState) -> Router {
         .route("/api/contacts/{email}", get(segments::show_contact))
         .route("/api/breakers", get(segments::list_breakers))
         .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.max_header_bytes,
+            limit_headers,
+        ))
         .with_state(state)
 }
 
-/// Serves until `shutdown` is cancelled, then finishes in-flight requests.
+/// 431 for a request head over the limit (hyper's own buffer limit is only a rough bound).
+async fn limit_headers(
+    axum::extract::State(max): axum::extract::State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().to_string().len();
+    if size > max {
+        tracing::warn!(size, max, "request head too large");
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the request head exceeds {max} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Serves until `shutdown` is cancelled, then finishes in-flight requests (plain HTTP, default
+/// limits; see [`listen::serve_with`] for TLS and limits).
 pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    listen::serve_with(listener, app, shutdown, listen::ListenOptions::default()).await
 }
 
 /// An error answered to a client.

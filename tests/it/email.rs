@@ -322,7 +322,7 @@ async fn an_invalid_rendered_address_fails_the_attempt_for_good() {
 
 /// A private CA and a certificate for 127.0.0.1 signed by it, written as PEM files:
 /// (ca, cert, key).
-fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+pub fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -18,7 +18,7 @@ use hookflow::action::email::{Mailer, SmtpConfig};
 use hookflow::engine::{Engine, EngineConfig};
 use hookflow::flow::load_dir;
 use hookflow::run::{Run, RunStatus};
-use hookflow::server::{AppState, app, serve};
+use hookflow::server::{AppState, app};
 use hookflow::store::{Durability, RunFilter, SledStore, Store};
 use hookflow::token::UrlTokens;
 use tokio_util::sync::CancellationToken;
@@ -229,6 +229,9 @@ pub struct Opts {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `--egress-allow`; loopback by default, where the tests' receivers listen.
     pub egress_allow: Vec<ipnet::IpNet>,
+    pub body_timeout: Duration,
+    pub max_in_flight: usize,
+    pub listen: hookflow::server::listen::ListenOptions,
 }
 
 impl Default for Opts {
@@ -239,6 +242,9 @@ impl Default for Opts {
             smtp: None,
             trusted_proxies: Vec::new(),
             egress_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            body_timeout: Duration::from_secs(30),
+            max_in_flight: 1024,
+            listen: Default::default(),
         }
     }
 }
@@ -321,15 +327,30 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         guards,
         max_body: 64 * 1024,
         trusted_proxies: opts.trusted_proxies.clone(),
+        body_timeout: opts.body_timeout,
+        max_header_bytes: opts.listen.max_header_bytes,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(opts.max_in_flight)),
         api_token: opts.api_token.as_deref().map(Into::into),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let serve_task = tokio::spawn(serve(listener, app(state), shutdown.clone()));
+    let serve_task = tokio::spawn(hookflow::server::listen::serve_with(
+        listener,
+        app(state),
+        shutdown.clone(),
+        opts.listen.clone(),
+    ));
     let engine_task = tokio::spawn(engine.run(shutdown.clone()));
     TestApp {
-        base: format!("http://{addr}"),
+        base: format!(
+            "{}://{addr}",
+            if opts.listen.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            }
+        ),
         store,
         tokens,
         shutdown,

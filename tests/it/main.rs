@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod e2e;
+mod edge;
 mod email;
 mod examples;
 mod helpers;
