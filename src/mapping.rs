@@ -65,6 +65,25 @@ impl JsonPath {
     }
 }
 
+impl JsonPath {
+    /// Replaces every value the path selects in `doc` with `[redacted]`; returns how many.
+    pub fn redact(&self, doc: &mut Value) -> usize {
+        use jsonpath_rust::query::queryable::Queryable;
+        let paths: Vec<String> = match jsonpath_rust::query::js_path_process(&self.query, &*doc) {
+            Ok(found) => found.into_iter().map(|r| r.path).collect(),
+            Err(_) => return 0,
+        };
+        let mut n = 0;
+        for p in paths {
+            if let Some(v) = doc.reference_mut(p.as_str()) {
+                *v = Value::String("[redacted]".into());
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
 /// Where a var takes its value from.
 #[derive(Debug, Clone)]
 pub enum VarSource {
@@ -153,6 +172,18 @@ pub fn map_vars(vars: &[Var], req: &Request) -> (Map<String, Value>, Option<Mapp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_by_path() {
+        let mut doc = serde_json::json!({"card": {"number": "4111", "exp": "12/30"}, "items": [{"pin": 1}, {"pin": 2}]});
+        assert_eq!(JsonPath::parse("$.card.number").unwrap().redact(&mut doc), 1);
+        assert_eq!(JsonPath::parse("$.items[*].pin").unwrap().redact(&mut doc), 2);
+        assert_eq!(JsonPath::parse("$.absent").unwrap().redact(&mut doc), 0);
+        assert_eq!(
+            doc,
+            serde_json::json!({"card": {"number": "[redacted]", "exp": "12/30"}, "items": [{"pin": "[redacted]"}, {"pin": "[redacted]"}]})
+        );
+    }
     use serde_json::json;
 
     fn req(body: Value) -> Request {

@@ -407,6 +407,12 @@ impl Compiler<'_> {
         if wh.max_in_flight == Some(0) {
             self.problem("on.webhook.max_in_flight", "max_in_flight must be at least 1");
         }
+        let redact = wh
+            .redact
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| self.path(&format!("on.webhook.redact[{i}]"), p))
+            .collect();
         Webhook {
             methods,
             body: wh.body,
@@ -415,6 +421,7 @@ impl Compiler<'_> {
             verify,
             dedupe,
             allow_ips,
+            redact,
             in_flight: wh
                 .max_in_flight
                 .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1) as usize))),

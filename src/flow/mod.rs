@@ -88,6 +88,8 @@ pub struct Webhook {
     pub dedupe: Option<Dedupe>,
     /// Empty: anyone.
     pub allow_ips: Vec<ipnet::IpNet>,
+    /// Body fields blanked before storage.
+    pub redact: Vec<crate::mapping::JsonPath>,
     /// Requests being handled at once (`max_in_flight`).
     pub in_flight: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }

@@ -126,6 +126,9 @@ pub struct WebhookSpec {
     pub allow_ips: Option<Vec<String>>,
     /// Most requests to this webhook being handled at once; beyond, 429 with Retry-After.
     pub max_in_flight: Option<u32>,
+    /// JSONPaths of body fields replaced by `[redacted]` before the run is stored.
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

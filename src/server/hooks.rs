@@ -275,7 +275,7 @@ pub async fn receive(
     };
     let templates = &st.flows.templates;
     let prepared = prepare(&flow, &webhook.when, templates, request, Cause::default());
-    let (run, ctx) = match prepared {
+    let (mut run, ctx) = match prepared {
         Ok(Prepared::Run(run, ctx)) => (run, ctx),
         Ok(Prepared::Ignored(why)) => {
             tracing::info!(flow = name, %peer, condition = %why, "event ignored: trigger condition not met");
@@ -314,6 +314,9 @@ pub async fn receive(
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "respond_error", e)
     })?;
 
+    for p in &webhook.redact {
+        p.redact(&mut run.request.body);
+    }
     let dedupe_key = match &webhook.dedupe {
         None => None,
         Some(d) => match templates.render(&d.key, &ctx) {

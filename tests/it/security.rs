@@ -667,3 +667,26 @@ actions:
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn configured_body_fields_never_reach_run_history() {
+    let f = "on:\n  webhook:\n    redact: [$.card.number, \"$.users[*].password\"]\nvars:\n  last4: $.card.last4\nactions:\n  - http: { url: \"http://127.0.0.1:1/x\" }\n";
+    let app = spawn_app(&[("pay", f.to_string())], &[]).await;
+    let id = app
+        .accept(
+            "pay",
+            json!({"card": {"number": "4111111111111111", "last4": "1111"}, "users": [{"name": "a", "password": "pw-secret-1"}]}),
+        )
+        .await;
+    let run = app.store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!(run.request.body["card"]["number"], "[redacted]");
+    assert_eq!(run.request.body["users"][0]["password"], "[redacted]");
+    assert_eq!(run.request.body["users"][0]["name"], "a");
+    assert_eq!(run.vars["last4"], "1111");
+    let shown = app.api(&format!("/api/runs/{id}")).await.to_string();
+    assert!(
+        !shown.contains("4111111111111111") && !shown.contains("pw-secret-1"),
+        "{shown}"
+    );
+    app.stop().await;
+}
