@@ -649,6 +649,30 @@ mod tests {
     }
 
     #[test]
+    fn generic_signing_round_trips() {
+        let g = Scheme::Hmac(Generic {
+            header: "X-Sig".into(),
+            algorithm: Algorithm::Sha512,
+            encoding: Encoding::Base64,
+            prefix: "v1=".into(),
+            timestamp_header: Some("X-Ts".into()),
+            signed: "{timestamp}.{body}".into(),
+        });
+        let hs = sign(&g, b"k", "unused", 1_700_000_000, BODY);
+        assert_eq!(hs[1], ("X-Ts".to_string(), "1700000000".to_string()));
+        assert!(hs[0].1.starts_with("v1="));
+        let pairs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            verify(&g, &h(&pairs), BODY, 1_700_000_010, T, &[b"k".to_vec()]),
+            Ok(Verified::Ok)
+        );
+        assert_eq!(
+            verify(&g, &h(&pairs), b"other", 1_700_000_010, T, &[b"k".to_vec()]),
+            Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
     fn generic_hmac() {
         let g = |algo, enc, prefix: &str, ts: Option<&str>, signed: &str| {
             Scheme::Hmac(Generic {
