@@ -87,6 +87,16 @@ impl Mailer {
     }
 }
 
+impl EmailAction {
+    /// The message as it would be sent (headers and text body, secrets masked), without
+    /// sending it; the server's default sender shows as `(--smtp-from)`.
+    pub fn preview(&self, cx: &ExecContext<'_>) -> Result<serde_json::Value, String> {
+        let placeholder = Mailbox::from_str("(--smtp-from) <default-sender@smtp-from.invalid>").ok();
+        let (_, sent) = self.build(cx, placeholder.as_ref())?;
+        Ok(json!({"headers": sent.headers, "body": sent.body}))
+    }
+}
+
 /// Certificate checks for the SMTP server's name, against the public roots and the configured
 /// CA file, if any.
 fn tls_parameters(cfg: &SmtpConfig) -> Result<TlsParameters, String> {
@@ -233,7 +243,7 @@ impl EmailAction {
                 "no SMTP server is configured (set --smtp-host / HOOKFLOW_SMTP_HOST)".into(),
             );
         };
-        let (message, sent) = match self.build(cx, mailer) {
+        let (message, sent) = match self.build(cx, mailer.from.as_ref()) {
             Ok(m) => m,
             Err(e) => return AttemptResult::permanent(e),
         };
@@ -294,14 +304,17 @@ impl EmailAction {
     }
 
     /// Renders and validates the message; errors are permanent (a template or address problem).
-    fn build(&self, cx: &ExecContext<'_>, mailer: &Mailer) -> Result<(Message, SentRequest), String> {
+    fn build(
+        &self,
+        cx: &ExecContext<'_>,
+        default_from: Option<&Mailbox>,
+    ) -> Result<(Message, SentRequest), String> {
         let t = cx.templates;
         let render = |name: &str, what: &str| t.render(name, &cx.ctx).map_err(|e| format!("{what}: {e}"));
         let from = match &self.from {
             Some(f) => parse_mailbox(render(f, "from")?.trim(), "from")?,
-            None => mailer
-                .from
-                .clone()
+            None => default_from
+                .cloned()
                 .ok_or("no sender: set `from` on the action or --smtp-from on the server")?,
         };
         let subject = render(&self.subject, "subject")?;

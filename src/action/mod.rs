@@ -171,6 +171,35 @@ impl Action {
         }
     }
 
+    /// What an attempt would do, rendered but not done (for `hookflow test`).
+    pub fn preview(&self, cx: &ExecContext<'_>) -> Result<Value, String> {
+        match &self.kind {
+            ActionKind::Http(h) => {
+                let r = h.render(cx)?;
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                let body = serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body));
+                Ok(serde_json::json!({
+                    "method": r.method.as_str(),
+                    "url": redact(r.url.as_str(), &cx.secrets),
+                    "headers": redact_headers(&r.headers, &cx.secrets),
+                    "body": body,
+                }))
+            }
+            ActionKind::Email(e) => e.preview(cx),
+            ActionKind::Segment(s) => {
+                Ok(serde_json::to_value(s.ops(cx.templates, cx)?).unwrap_or(Value::Null))
+            }
+            ActionKind::Emit(e) => {
+                let a = e.attempt(cx);
+                match (a.effects.events.first(), a.kind) {
+                    (Some(ev), _) => Ok(serde_json::json!({"type": ev.kind, "data": ev.data})),
+                    (None, ResultKind::Permanent(err)) => Err(err),
+                    (None, _) => Err("nothing to emit".into()),
+                }
+            }
+        }
+    }
+
     /// What the circuit breaker and rate limit count against: the destination's host for
     /// http (`None` when the URL is templated per run and cannot be known before rendering),
     /// the SMTP server for email.

@@ -107,7 +107,7 @@ impl SegmentAction {
         }
     }
 
-    fn ops(&self, templates: &Templates, cx: &ExecContext<'_>) -> Result<Vec<SegmentOp>, String> {
+    pub fn ops(&self, templates: &Templates, cx: &ExecContext<'_>) -> Result<Vec<SegmentOp>, String> {
         let raw = templates
             .render(&self.email, &cx.ctx)
             .map_err(|e| format!("email: {e}"))?;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod dryrun;
 mod format;
 mod segments;
 
@@ -54,6 +55,9 @@ pub enum Command {
         #[command(flatten)]
         paths: Paths,
     },
+    /// Dry-run a flow against a sample request: conditions, vars and every action as it would
+    /// be sent, with no side effects. Exit 0 matched, 1 not matched, 2 error.
+    Test(dryrun::TestArgs),
     /// Print each flow's webhook URL.
     Urls {
         #[command(flatten)]
@@ -130,6 +134,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(validate_cmd(dir.as_deref().unwrap_or(&paths.flows_dir), &paths))
         }
         Command::Urls { paths, urls } => urls_cmd(&paths, &urls),
+        Command::Test(args) => dryrun::test_cmd(args),
         Command::Runs { command } => runs_cmd(command).await,
         Command::Segments { command } => segments::segments_cmd(command).await,
         Command::Bin { listen, status } => crate::requestbin::run(listen, status)

@@ -5,6 +5,8 @@
 
 mod events;
 mod execute;
+
+pub use execute::idempotency_key;
 mod scheduler;
 
 use std::sync::Arc;

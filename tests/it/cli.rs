@@ -169,3 +169,80 @@ fn urls_are_stable_and_depend_on_the_secret() {
     };
     assert_ne!(token(&text), token(&other), "another secret gives other tokens");
 }
+
+#[test]
+fn test_dry_runs_a_shipped_flow_without_side_effects() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let sample = dir.path().join("order.json");
+    std::fs::write(
+        &sample,
+        r#"{"id": 4711, "status": "processing", "total": "49.90", "billing": {"email": "ada@example.com"},
+            "shipping": {"first_name": "Ada", "last_name": "L", "address_1": "1 St", "city": "London", "postcode": "N1", "country": "GB"},
+            "line_items": [{"sku": "BOOK-1"}]}"#,
+    )
+    .unwrap();
+    let flows = root.join("flows");
+    let templates = root.join("templates");
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "test",
+            "woo-order-to-shipping",
+            "--payload",
+            sample.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(
+            [
+                "--flows",
+                flows.to_str().unwrap(),
+                "--templates",
+                templates.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env("SHIPPING_API_TOKEN", "tok-dry-run-secret")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Matched: every var and the request as it would be sent, the secret masked.
+    let (code, out, err) = run(base(&["-H", "X-WC-Webhook-Topic: order.created", "--json"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["outcome"], "matched");
+    assert_eq!(report["vars"]["order_id"], 4711);
+    let sent = &report["actions"][0]["would_send"];
+    assert_eq!(sent["method"], "POST");
+    assert_eq!(sent["url"], "http://127.0.0.1:9000/shipments");
+    assert_eq!(sent["body"]["reference"], "woo-4711");
+    assert!(!out.contains("tok-dry-run-secret"), "{out}");
+    assert!(out.contains("[redacted]"));
+    // Not matched: which condition failed.
+    let (code, out, _) = run(base(&[]));
+    assert_eq!(code, Some(1));
+    assert!(
+        out.starts_with("NOT MATCHED: condition not met: header X-WC-Webhook-Topic"),
+        "{out}"
+    );
+    // A broken sample.
+    std::fs::write(&sample, "{not json").unwrap();
+    let (code, out, _) = run(base(&["-H", "Content-Type: application/json"]));
+    assert_eq!(code, Some(2));
+    assert!(out.starts_with("ERROR: malformed JSON body"), "{out}");
+    // Nothing was stored.
+    assert!(!dir.path().join("data").exists());
+}
