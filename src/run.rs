@@ -182,6 +182,9 @@ pub struct Run {
     /// The type of the event that started the run, if an event did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_event: Option<String>,
+    /// The run this one replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -224,6 +227,7 @@ impl Run {
             error: None,
             depth: 0,
             trigger_event: None,
+            replay_of: None,
         }
     }
 

@@ -103,6 +103,30 @@ pub enum RunsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Replay a finished run (through the running server) as a new run under the current flow.
+    Replay {
+        id: String,
+        /// `start`, or `failed` to keep the actions that succeeded and start at the failed one.
+        #[arg(long, value_enum, default_value_t = crate::replay::From::Start)]
+        from: crate::replay::From,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replay every failed run of a flow created in a time range (see `--dry-run` first).
+    ReplayFailed {
+        #[arg(long)]
+        flow: String,
+        /// Only runs created this long ago or later, e.g. `2h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value_t = crate::replay::From::Failed)]
+        from: crate::replay::From,
+        /// Count what would be replayed; replay nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show one run with every attempt.
     Show {
         id: String,
@@ -349,6 +373,24 @@ impl Source {
     }
 }
 
+/// POSTs to the running server's API (replays need the server: it knows the loaded flows).
+async fn post_api(args: &ClientArgs, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+    let base = args.base_url();
+    let mut req = reqwest::Client::new().post(format!("{base}{path}")).json(body);
+    if let Some(t) = &args.api_token {
+        req = req.bearer_auth(t.expose());
+    }
+    let resp = req.send().await.with_context(|| {
+        format!("no hookflow server answers at {base}; replays go through a running server")
+    })?;
+    let status = resp.status();
+    let answer: serde_json::Value = resp.json().await.context("the server's answer is not JSON")?;
+    if !status.is_success() {
+        bail!("{status}: {}", answer["detail"].as_str().unwrap_or("error"));
+    }
+    Ok(answer)
+}
+
 async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
     match cmd {
         RunsCommand::List {
@@ -398,6 +440,49 @@ async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
                 print!("{}", format::runs_table(&runs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Replay { id, from, client } => {
+            let body = serde_json::json!({ "from": from });
+            let answer = post_api(&client, &format!("/api/runs/{id}/replay"), &body).await?;
+            println!("replayed {id} as {}", answer["run_id"].as_str().unwrap_or("?"));
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::ReplayFailed {
+            flow,
+            since,
+            from,
+            dry_run,
+            client,
+        } => {
+            let since = since.map(|d| crate::run::Ts::now().0.saturating_sub(d.as_millis() as u64));
+            let body = serde_json::json!({
+                "from": from,
+                "dry_run": dry_run,
+                "since": since.map(crate::run::Ts),
+            });
+            let answer = post_api(&client, &format!("/api/flows/{flow}/replay-failed"), &body).await?;
+            let matched = answer["matched"].as_u64().unwrap_or(0);
+            if dry_run {
+                println!("{matched} failed run(s) of {flow} would be replayed");
+            } else {
+                for r in answer["replayed"].as_array().into_iter().flatten() {
+                    println!(
+                        "{} → {}",
+                        r["replay_of"].as_str().unwrap_or("?"),
+                        r["run_id"].as_str().unwrap_or("?")
+                    );
+                }
+                for e in answer["errors"].as_array().into_iter().flatten() {
+                    eprintln!(
+                        "{}: {}",
+                        e["run_id"].as_str().unwrap_or("?"),
+                        e["error"].as_str().unwrap_or("?")
+                    );
+                }
+                let n = answer["replayed"].as_array().map_or(0, Vec::len);
+                println!("replayed {n} of {matched} failed run(s) of {flow}");
             }
             Ok(ExitCode::SUCCESS)
         }

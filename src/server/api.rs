@@ -183,6 +183,116 @@ pub async fn list_flows(
     Ok(Json(json!({ "flows": out })))
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    #[serde(default)]
+    pub from: crate::replay::From,
+}
+
+/// `POST /api/runs/{id}/replay` `{"from": "start" | "failed"}`: a new run from this one's
+/// request under the flow as loaded now.
+pub async fn replay_run(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<ReplayBody>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&st, peer, &headers)?;
+    let from = body.map(|b| b.0.from).unwrap_or_default();
+    let old = st
+        .store
+        .get_run(&id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no run {id}")))?;
+    let new = replay_one(&st, &old, from).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"run_id": new, "replay_of": id})),
+    ))
+}
+
+async fn replay_one(st: &AppState, old: &Run, from: crate::replay::From) -> Result<String, ApiError> {
+    let flow = st.flows.get(&old.flow).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "flow_not_loaded",
+            format!("flow `{}` is not loaded any more", old.flow),
+        )
+    })?;
+    let names: Vec<String> = flow.actions.iter().map(|a| a.name.clone()).collect();
+    let new = crate::replay::replay(old, from, &names, &flow.version)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_replayable", e))?;
+    st.store.insert_run(&new).await.map_err(internal)?;
+    st.wake.notify_one();
+    tracing::info!(flow = %old.flow, run_id = %new.id, replay_of = %old.id, ?from, "run replayed");
+    Ok(new.id)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkReplay {
+    /// RFC 3339 bounds on when the runs were created.
+    pub since: Option<Ts>,
+    pub until: Option<Ts>,
+    #[serde(default)]
+    pub from: crate::replay::From,
+    /// Only count what would be replayed.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /api/flows/{flow}/replay-failed`: replays every failed run of the flow created in the
+/// range (or just counts them with `dry_run`).
+pub async fn replay_failed(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(flow): Path<String>,
+    Json(req): Json<BulkReplay>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let mut failed = Vec::new();
+    let mut before = None;
+    loop {
+        let page = st
+            .store
+            .list_runs(&RunFilter {
+                flow: Some(flow.clone()),
+                status: Some(RunStatus::Failed),
+                before: before.clone(),
+                limit: MAX_PAGE,
+            })
+            .await
+            .map_err(internal)?;
+        let done = page.len() < MAX_PAGE;
+        before = page.last().map(|r| r.id.clone());
+        failed.extend(page.into_iter().filter(|r| {
+            req.since.is_none_or(|s| r.created_at >= s) && req.until.is_none_or(|u| r.created_at <= u)
+        }));
+        if done {
+            break;
+        }
+    }
+    failed.reverse(); // oldest first
+    if req.dry_run {
+        return Ok(Json(json!({"matched": failed.len(), "replayed": []})));
+    }
+    let mut replayed = Vec::new();
+    let mut errors = Vec::new();
+    for old in &failed {
+        match replay_one(&st, old, req.from).await {
+            Ok(id) => replayed.push(json!({"run_id": id, "replay_of": old.id})),
+            Err(e) => errors.push(json!({"run_id": old.id, "error": e.detail})),
+        }
+    }
+    Ok(Json(
+        json!({"matched": failed.len(), "replayed": replayed, "errors": errors}),
+    ))
+}
+
 pub(super) fn internal(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "store error while serving the API");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get};
+use axum::routing::{any, delete, get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -52,6 +52,8 @@ pub fn app(state: AppState) -> Router {
         .route("/hooks/{flow}/{token}", any(hooks::receive))
         .route("/api/runs", get(api::list_runs))
         .route("/api/runs/{id}", get(api::show_run))
+        .route("/api/runs/{id}/replay", post(api::replay_run))
+        .route("/api/flows/{flow}/replay-failed", post(api::replay_failed))
         .route("/api/flows", get(api::list_flows))
         .route("/api/segments", get(segments::list_segments))
         .route(

@@ -1,0 +1,124 @@
+//! Replaying a run: a new run from an old one's request, either from the start or from the
+//! action that failed (the actions that had succeeded keep their recorded outcome and are not
+//! sent again). The new run links to the old (`replay_of`) and runs under the flow as it is
+//! loaded now — the usual case after fixing a flow.
+
+use crate::run::{Run, RunStatus, Step, StepStatus, Ts, new_run_id};
+
+/// Where a replay starts.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum From {
+    #[default]
+    Start,
+    /// The first action that did not succeed.
+    Failed,
+}
+
+/// The new run. `actions` are the current flow's action names; `version` its version.
+pub fn replay(old: &Run, from: From, actions: &[String], version: &str) -> Result<Run, String> {
+    if !old.status.is_terminal() {
+        return Err(format!(
+            "run {} is {}; only finished runs can be replayed",
+            old.id,
+            old.status.as_str()
+        ));
+    }
+    let fresh = |name: &String| Step {
+        name: name.clone(),
+        status: StepStatus::Pending,
+        attempts: Vec::new(),
+        output: None,
+    };
+    let mut steps: Vec<Step> = actions.iter().map(fresh).collect();
+    let mut next_step = 0;
+    if from == From::Failed {
+        // Keep each leading action that succeeded (or was skipped) in the old run, by name.
+        for (i, name) in actions.iter().enumerate() {
+            match old.steps.iter().find(|s| &s.name == name) {
+                Some(s) if matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped) => {
+                    steps[i] = s.clone();
+                    next_step = i + 1;
+                }
+                _ => break,
+            }
+        }
+        if next_step == actions.len() {
+            return Err(format!("run {} has no failed action to start from", old.id));
+        }
+    }
+    let now = Ts::now();
+    Ok(Run {
+        id: new_run_id(),
+        flow_version: version.to_string(),
+        status: RunStatus::Queued,
+        created_at: now,
+        updated_at: now,
+        next_attempt_at: None,
+        finished_at: None,
+        next_step,
+        steps,
+        error: None,
+        replay_of: Some(old.id.clone()),
+        ..old.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Request;
+
+    fn finished(statuses: &[(&str, StepStatus)]) -> Run {
+        let mut r = Run::new(
+            "f",
+            "v1",
+            Request::default(),
+            Default::default(),
+            None,
+            statuses.iter().map(|s| s.0.to_string()),
+        );
+        for (i, (_, st)) in statuses.iter().enumerate() {
+            r.steps[i].status = *st;
+            if *st == StepStatus::Succeeded {
+                r.steps[i].output = Some(serde_json::json!({"id": i}));
+            }
+        }
+        r.status = RunStatus::Failed;
+        r
+    }
+
+    #[test]
+    fn from_the_failed_action_keeps_what_succeeded() {
+        use StepStatus::*;
+        let old = finished(&[("a", Succeeded), ("b", Skipped), ("c", Failed), ("d", Pending)]);
+        let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let new = replay(&old, From::Failed, &names, "v2").unwrap();
+        assert_eq!(new.next_step, 2);
+        assert_eq!(new.steps[0].output, Some(serde_json::json!({"id": 0})));
+        assert_eq!((new.steps[2].status, new.steps[2].attempts.len()), (Pending, 0));
+        assert_eq!(new.replay_of.as_deref(), Some(old.id.as_str()));
+        assert_eq!((new.status, new.flow_version.as_str()), (RunStatus::Queued, "v2"));
+        assert_ne!(new.id, old.id);
+        let from_start = replay(&old, From::Start, &names, "v2").unwrap();
+        assert_eq!(from_start.next_step, 0);
+        assert!(from_start.steps.iter().all(|s| s.status == Pending));
+    }
+
+    #[test]
+    fn unfinished_or_fully_succeeded_runs_are_refused() {
+        use StepStatus::*;
+        let mut running = finished(&[("a", Pending)]);
+        running.status = RunStatus::Running;
+        assert!(replay(&running, From::Start, &["a".into()], "v").is_err());
+        let ok = finished(&[("a", Succeeded)]);
+        assert!(
+            replay(&ok, From::Failed, &["a".into()], "v")
+                .unwrap_err()
+                .contains("no failed action")
+        );
+        assert!(replay(&ok, From::Start, &["a".into()], "v").is_ok());
+    }
+}
