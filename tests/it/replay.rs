@@ -62,12 +62,7 @@ async fn replay_from_the_failed_action_or_from_the_start() {
         1,
         "its outcome is kept from the old run"
     );
-    let b = dest
-        .arrivals()
-        .into_iter()
-        .filter(|h| h.path == "/b")
-        .last()
-        .unwrap();
+    let b = dest.arrivals().into_iter().rfind(|h| h.path == "/b").unwrap();
     assert_eq!(b.json(), json!({"created": 200}));
 
     // From the start: everything again.
