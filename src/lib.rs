@@ -22,6 +22,7 @@ pub mod event;
 pub mod flow;
 pub mod mapping;
 pub mod matching;
+pub mod metrics;
 pub mod replay;
 pub mod request;
 pub mod requestbin;

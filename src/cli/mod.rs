@@ -233,6 +233,7 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         }
     }
     let guards = Arc::new(Guards::default());
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let engine = Arc::new(Engine::new(
         Arc::clone(&store),
         Arc::clone(&flows),
@@ -244,6 +245,7 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
             },
         )?,
         Arc::clone(&guards),
+        Arc::clone(&metrics),
     ));
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => {
@@ -272,6 +274,7 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         wake: engine.waker(),
         events_wake: engine.events_waker(),
         guards,
+        metrics,
         max_body: args.max_body,
         trusted_proxies: args.trusted_proxies.clone(),
         body_timeout: args.body_timeout,

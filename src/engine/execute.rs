@@ -180,6 +180,16 @@ impl Engine {
             self.guards.record(d, cfg, ok, finished);
         }
         let effects = result.effects;
+        let outcome = match &result.kind {
+            ResultKind::Success(_) => "succeeded",
+            ResultKind::Transient { .. } => "transient_failure",
+            ResultKind::Permanent(_) => "permanent_failure",
+        };
+        self.metrics.attempt(
+            action.kind.kind_name(),
+            outcome,
+            finished.since(started).as_secs_f64(),
+        );
         let mut record = Attempt {
             number: attempt,
             started_at: started,
@@ -269,6 +279,7 @@ impl Engine {
         run.finished_at = Some(Ts::now());
         run.updated_at = Ts::now();
         if self.save_with(run, lease, Next::Done, effects).await {
+            self.metrics.run_finished(&run.flow, "succeeded");
             tracing::info!("run succeeded");
         }
     }
@@ -328,7 +339,9 @@ impl Engine {
                 data,
             ));
         }
-        self.save_with(run, lease, Next::Done, effects).await;
+        if self.save_with(run, lease, Next::Done, effects).await {
+            self.metrics.run_finished(&run.flow, "failed");
+        }
     }
 
     /// Holds an attempt back when its action is over its rate limit or its destination's

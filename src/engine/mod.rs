@@ -62,6 +62,7 @@ pub struct Engine {
     /// Rings when events are waiting in the store's outbox.
     events_wake: Arc<Notify>,
     guards: Arc<Guards>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Engine {
@@ -71,6 +72,7 @@ impl Engine {
         config: EngineConfig,
         clients: Clients,
         guards: Arc<Guards>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Engine {
         Engine {
             store,
@@ -80,6 +82,7 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             events_wake: Arc::new(Notify::new()),
             guards,
+            metrics,
         }
     }
 

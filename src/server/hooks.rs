@@ -96,10 +96,44 @@ fn headers_of(map: &HeaderMap, webhook: &Webhook) -> std::collections::BTreeMap<
     out
 }
 
+/// The webhook endpoint: [`handle`], with every request and refusal counted in the metrics.
 pub async fn receive(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((flow_name, token)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let known = st.flows.get(&flow_name).is_some() && st.tokens.verify(&flow_name, &token);
+    let label = if known { flow_name.as_str() } else { "(unknown)" };
+    st.metrics.request(label);
+    let metrics = Arc::clone(&st.metrics);
+    let label = label.to_string();
+    match handle(st, peer, (flow_name, token), method, uri, headers, body).await {
+        Ok(resp) => {
+            let reason = match resp.status() {
+                StatusCode::TOO_MANY_REQUESTS => Some("too_busy"),
+                StatusCode::METHOD_NOT_ALLOWED => Some("method_not_allowed"),
+                _ => None,
+            };
+            if let Some(r) = reason {
+                metrics.refused(&label, r);
+            }
+            resp
+        }
+        Err(e) => {
+            metrics.refused(&label, e.code);
+            e.into_response()
+        }
+    }
+}
+
+async fn handle(
+    st: AppState,
+    peer: SocketAddr,
+    (flow_name, token): (String, String),
     method: Method,
     uri: Uri,
     headers: HeaderMap,

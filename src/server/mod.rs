@@ -32,6 +32,7 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Wakes the event dispatcher when the API raised events.
     pub events_wake: Arc<Notify>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Circuit breakers, for the API.
     pub guards: Arc<crate::action::breaker::Guards>,
     pub max_body: usize,
@@ -68,11 +69,39 @@ pub fn app(state: AppState) -> Router {
         .route("/api/contacts/{email}", get(segments::show_contact))
         .route("/api/breakers", get(segments::list_breakers))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.max_header_bytes,
             limit_headers,
         ))
         .with_state(state)
+}
+
+/// Ready when the store answers.
+async fn readyz(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
+    match st.store.queue_stats(crate::run::Ts::now()).await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")).into_response(),
+    }
+}
+
+/// Prometheus text format. Same access rule as the API.
+async fn metrics(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    api::authorize(&st, peer, &headers)?;
+    let now = crate::run::Ts::now();
+    let (depth, oldest) = st.store.queue_stats(now).await.map_err(api::internal)?;
+    let age = oldest.map_or(0, |t| now.since(t).as_secs());
+    let mut resp = st.metrics.render(depth, age).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(resp)
 }
 
 /// 431 for a request head over the limit (hyper's own buffer limit is only a rough bound).

@@ -180,6 +180,9 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
 
+    /// Runs queued or waiting to retry, and when the oldest of those that are due fell due.
+    async fn queue_stats(&self, now: Ts) -> Result<(u64, Option<Ts>)>;
+
     /// When the earliest queue entry falls due (leased entries count at their expiry).
     async fn next_due(&self) -> Result<Option<Ts>>;
 

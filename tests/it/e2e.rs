@@ -302,3 +302,59 @@ async fn redirects_are_not_followed_unless_the_action_says_so() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_follow_known_traffic() {
+    use crate::helpers::spawn_app;
+    let dest = Receiver::start(Reply::status(200)).await;
+    let f = format!(
+        "on:\n  webhook: {{}}\nactions:\n  - http: {{ url: \"{}/m\" }}\n",
+        dest.url
+    );
+    let app = spawn_app(&[("m", f)], &[]).await;
+    for _ in 0..2 {
+        let id = app.accept("m", json!({})).await;
+        app.wait_status(&id, RunStatus::Succeeded).await;
+    }
+    let bad = app
+        .http
+        .post(app.hook_url("m"))
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let wrong = app
+        .http
+        .post(format!("{}/hooks/m/wrong-token", app.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 404);
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"hookflow_webhook_requests_total{flow="m"} 3"#,
+        r#"hookflow_webhook_requests_total{flow="(unknown)"} 1"#,
+        r#"hookflow_webhook_refused_total{flow="m",reason="malformed_body"} 1"#,
+        r#"hookflow_webhook_refused_total{flow="(unknown)",reason="not_found"} 1"#,
+        r#"hookflow_runs_finished_total{flow="m",status="succeeded"} 2"#,
+        r#"hookflow_action_attempts_total{kind="http",outcome="succeeded"} 2"#,
+        r#"hookflow_action_attempt_duration_seconds_count{kind="http"} 2"#,
+        "hookflow_queue_depth 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+    }
+    let ready = app.http.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    app.stop().await;
+}

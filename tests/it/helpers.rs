@@ -305,6 +305,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
     let tokens = UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
     let mailer = opts.smtp.as_ref().map(|c| Mailer::new(c).unwrap());
     let guards = Arc::new(Guards::default());
+    let metrics = Arc::new(hookflow::metrics::Metrics::new());
     let engine = Arc::new(Engine::new(
         Arc::clone(&store),
         Arc::clone(&flows),
@@ -317,6 +318,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         )
         .unwrap(),
         Arc::clone(&guards),
+        Arc::clone(&metrics),
     ));
     let state = AppState {
         flows: Arc::clone(&flows),
@@ -325,6 +327,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         wake: engine.waker(),
         events_wake: engine.events_waker(),
         guards,
+        metrics,
         max_body: 64 * 1024,
         trusted_proxies: opts.trusted_proxies.clone(),
         body_timeout: opts.body_timeout,

@@ -79,6 +79,7 @@ async fn a_run_orphaned_by_a_dead_worker_completes_after_its_lease_expires() {
         )
         .unwrap(),
         Default::default(),
+        Default::default(),
     ));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(Arc::clone(&engine).run(shutdown.clone()));

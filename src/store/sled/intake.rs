@@ -66,6 +66,10 @@ impl Pending {
         self.by_id.get(id).copied()
     }
 
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

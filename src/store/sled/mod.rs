@@ -468,6 +468,31 @@ impl Store for SledStore {
         .await
     }
 
+    async fn queue_stats(&self, now: Ts) -> Result<(u64, Option<Ts>)> {
+        self.read(move |i| {
+            let (pending, oldest_pending) = match i.intake.pending.lock() {
+                Ok(p) => (p.len() as u64, p.oldest(1).first().map(|r| r.head.created_at)),
+                Err(_) => (0, None),
+            };
+            let mut depth = pending;
+            let mut oldest = oldest_pending;
+            for k in i.db.scan_prefix("due:").keys() {
+                let k = k?;
+                let s = String::from_utf8_lossy(&k);
+                let t = s.get(4..20).and_then(|h| u64::from_str_radix(h, 16).ok()).map(Ts);
+                if depth == pending
+                    && let Some(t) = t
+                    && t <= now
+                {
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                }
+                depth += 1;
+            }
+            Ok((depth, oldest))
+        })
+        .await
+    }
+
     async fn next_due(&self) -> Result<Option<Ts>> {
         self.read(|i| {
             if i.intake.pending.lock().map(|p| !p.is_empty()).unwrap_or(false) {

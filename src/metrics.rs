@@ -1,0 +1,206 @@
+//! Prometheus metrics (`GET /metrics`, text format): requests and refusals by flow and reason,
+//! runs by flow and final state, action attempts and their latency by action kind, flow
+//! reloads, and — read from the store at scrape time — queue depth and the age of the oldest
+//! due run.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabel {
+    pub flow: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub flow: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub flow: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub kind: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<FlowLabel, Counter>,
+    refused: Family<RefusedLabels, Counter>,
+    runs: Family<RunLabels, Counter>,
+    attempts: Family<AttemptLabels, Counter>,
+    attempt_seconds: Family<KindLabel, Histogram, fn() -> Histogram>,
+    reloads: Family<ResultLabel, Counter>,
+    queue_depth: Gauge,
+    oldest_due_seconds: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("hookflow");
+        let m = Metrics {
+            requests: Family::default(),
+            refused: Family::default(),
+            runs: Family::default(),
+            attempts: Family::default(),
+            attempt_seconds: Family::new_with_constructor(latency),
+            reloads: Family::default(),
+            queue_depth: Gauge::default(),
+            oldest_due_seconds: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "webhook_requests",
+            "Webhook requests received, by flow",
+            m.requests.clone(),
+        );
+        registry.register(
+            "webhook_refused",
+            "Webhook requests refused, by flow and reason",
+            m.refused.clone(),
+        );
+        registry.register(
+            "runs_finished",
+            "Runs that reached a final state, by flow and state",
+            m.runs.clone(),
+        );
+        registry.register(
+            "action_attempts",
+            "Action attempts by action kind and outcome",
+            m.attempts.clone(),
+        );
+        registry.register(
+            "action_attempt_duration_seconds",
+            "Duration of action attempts, by action kind",
+            m.attempt_seconds.clone(),
+        );
+        registry.register(
+            "flow_reloads",
+            "Flow reloads by result (applied, refused)",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Runs queued or waiting to retry",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "oldest_due_run_age_seconds",
+            "How long the oldest due run has been waiting",
+            m.oldest_due_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn request(&self, flow: &str) {
+        self.requests
+            .get_or_create(&FlowLabel { flow: flow.into() })
+            .inc();
+    }
+
+    pub fn refused(&self, flow: &str, reason: &str) {
+        self.refused
+            .get_or_create(&RefusedLabels {
+                flow: flow.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn run_finished(&self, flow: &str, status: &str) {
+        self.runs
+            .get_or_create(&RunLabels {
+                flow: flow.into(),
+                status: status.into(),
+            })
+            .inc();
+    }
+
+    pub fn attempt(&self, kind: &str, outcome: &str, seconds: f64) {
+        self.attempts
+            .get_or_create(&AttemptLabels {
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.attempt_seconds
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .observe(seconds);
+    }
+
+    pub fn reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "refused" };
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// The text exposition, with the queue gauges set from the store's numbers.
+    pub fn render(&self, queue_depth: u64, oldest_due_seconds: u64) -> String {
+        self.queue_depth.set(queue_depth as i64);
+        self.oldest_due_seconds.set(oldest_due_seconds as i64);
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_carries_labels_and_values() {
+        let m = Metrics::new();
+        m.request("orders");
+        m.request("orders");
+        m.refused("orders", "bad_signature");
+        m.run_finished("orders", "succeeded");
+        m.attempt("http", "succeeded", 0.02);
+        let text = m.render(3, 7);
+        assert!(
+            text.contains(r#"hookflow_webhook_requests_total{flow="orders"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"hookflow_webhook_refused_total{flow="orders",reason="bad_signature"} 1"#));
+        assert!(text.contains(r#"hookflow_runs_finished_total{flow="orders",status="succeeded"} 1"#));
+        assert!(text.contains(r#"hookflow_action_attempts_total{kind="http",outcome="succeeded"} 1"#));
+        assert!(text.contains(r#"hookflow_action_attempt_duration_seconds_count{kind="http"} 1"#));
+        assert!(text.contains("hookflow_queue_depth 3"));
+        assert!(text.contains("hookflow_oldest_due_run_age_seconds 7"));
+    }
+}
