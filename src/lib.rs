@@ -23,6 +23,7 @@ pub mod flow;
 pub mod mapping;
 pub mod matching;
 pub mod metrics;
+pub mod reload;
 pub mod replay;
 pub mod request;
 pub mod requestbin;

@@ -206,7 +206,7 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     for e in &errors {
         tracing::error!(problem = %e, "flow not loaded");
     }
-    let flows = Arc::new(set);
+    let flows = crate::reload::Flows::new(set);
     let tokens = UrlTokens::load_or_create(
         &args.paths.data_dir,
         args.urls.secret.as_ref().map(Secret::expose),
@@ -223,7 +223,7 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         None => None,
     };
     if mailer.is_none() {
-        for f in flows.flows.values() {
+        for f in flows.load().flows.values() {
             if f.actions
                 .iter()
                 .any(|a| matches!(a.kind, crate::action::ActionKind::Email(_)))
@@ -262,10 +262,10 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", args.urls.listen))?;
     // URL tokens are credentials: logs name the flows, `hookflow urls` prints the URLs.
-    for name in flows.flows.keys() {
+    for name in flows.load().flows.keys() {
         tracing::info!(flow = %name, "flow loaded (see `hookflow urls` for its webhook URL)");
     }
-    tracing::info!(listen = %args.urls.listen, flows = flows.flows.len(), durability = ?args.durability, "hookflow serving");
+    tracing::info!(listen = %args.urls.listen, flows = flows.load().flows.len(), durability = ?args.durability, "hookflow serving");
 
     let state = AppState {
         flows: Arc::clone(&flows),
@@ -274,7 +274,7 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         wake: engine.waker(),
         events_wake: engine.events_waker(),
         guards,
-        metrics,
+        metrics: Arc::clone(&metrics),
         max_body: args.max_body,
         trusted_proxies: args.trusted_proxies.clone(),
         body_timeout: args.body_timeout,
@@ -284,6 +284,13 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
+    let reloader = Arc::new(crate::reload::Reloader {
+        flows: Arc::clone(&flows),
+        flows_dir: args.paths.flows_dir.clone(),
+        templates_dir: args.paths.templates_dir.clone(),
+        metrics: Arc::clone(&metrics),
+    });
+    tokio::spawn(Arc::clone(&reloader).watch(shutdown.clone()));
     let engine_task = if args.workers == 0 {
         tracing::warn!("accept-only: --workers 0 stores runs without executing them");
         tokio::spawn(async {})

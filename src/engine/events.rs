@@ -57,7 +57,8 @@ impl Engine {
     fn runs_for(&self, event: &Event) -> Vec<Run> {
         let envelope = event.to_json();
         let mut runs = Vec::new();
-        for flow in self.flows.flows.values().filter(|f| f.listens_to(&event.kind)) {
+        let set = self.flows.load();
+        for flow in set.flows.values().filter(|f| f.listens_to(&event.kind)) {
             let request = Request {
                 method: "EVENT".into(),
                 headers: Default::default(),
@@ -68,7 +69,7 @@ impl Engine {
                 depth: event.depth,
                 event: Some(event.kind.clone()),
             };
-            match prepare(flow, flow.when(), &self.flows.templates, request, cause) {
+            match prepare(flow, flow.when(), &set.templates, request, cause) {
                 Ok(Prepared::Run(run, _)) => runs.push(*run),
                 Ok(Prepared::Ignored(why)) => {
                     tracing::debug!(flow = %flow.name, event_id = %event.id, condition = %why, "event does not meet the flow's conditions")

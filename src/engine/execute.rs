@@ -14,7 +14,7 @@ use crate::action::breaker::Gate;
 use crate::action::{Action, ActionKind, ExecContext, ResultKind};
 use crate::context::{EventFacts, RunInfo, template_context};
 use crate::event::{Event, Origin, RUN_FAILED};
-use crate::flow::Flow;
+use crate::flow::{Flow, FlowSet};
 use crate::matching::{Verdict, check_all};
 use crate::retry::Decision;
 use crate::run::{Attempt, AttemptOutcome, Run, RunStatus, Step, StepStatus, Ts};
@@ -63,14 +63,20 @@ impl Engine {
         let lease = hold.lease.clone();
         let span = tracing::info_span!("run", flow = %run.flow, run_id = %run.id);
         async {
-            let Some(flow) = self.flows.get(&run.flow).cloned() else {
-                let error = format!("flow `{}` is not loaded any more", run.flow);
-                self.fail(&mut run, &lease, error).await;
-                return;
+            // The version the run was accepted under while it is remembered, else the current.
+            let (set, flow) = match self.flows.find(&run.flow, &run.flow_version) {
+                Some(found) => found,
+                None => {
+                    let set = self.flows.load();
+                    let Some(flow) = set.get(&run.flow).cloned() else {
+                        let error = format!("flow `{}` is not loaded any more", run.flow);
+                        self.fail(&mut run, &lease, error).await;
+                        return;
+                    };
+                    tracing::warn!(accepted_under = %run.flow_version, now = %flow.version, "the flow version this run was accepted under is gone; running the current version");
+                    (set, flow)
+                }
             };
-            if flow.version != run.flow_version {
-                tracing::warn!(accepted_under = %run.flow_version, now = %flow.version, "flow file changed since the run was accepted; running the current version");
-            }
             ensure_steps(&mut run, &flow);
             if run.next_step >= flow.actions.len() {
                 // Every action was done before (the run was resumed after its last save).
@@ -83,7 +89,7 @@ impl Engine {
                     self.save(&run, &lease, Next::RetryAt(Ts::now())).await;
                     return;
                 }
-                match self.step(&flow, &mut run, &mut hold).await {
+                match self.step(&set, &flow, &mut run, &mut hold).await {
                     Flowing::Continue => {}
                     Flowing::Stop => return,
                 }
@@ -94,11 +100,11 @@ impl Engine {
     }
 
     /// Runs one attempt of the current action and records it.
-    async fn step(&self, flow: &Flow, run: &mut Run, hold: &mut Holding) -> Flowing {
+    async fn step(&self, set: &FlowSet, flow: &Flow, run: &mut Run, hold: &mut Holding) -> Flowing {
         let lease = &hold.lease.clone();
         let i = run.next_step;
         let action: &Action = &flow.actions[i];
-        let templates = &self.flows.templates;
+        let templates = &set.templates;
         let attempt = run.steps[i].attempts.len() as u32 + 1;
         let key = idempotency_key(&run.id, &action.name);
         let steps = run.step_outputs();

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::action::Clients;
 use crate::action::breaker::Guards;
-use crate::flow::FlowSet;
+use crate::reload::Flows;
 use crate::run::Ts;
 use crate::store::{ClaimRequest, Store};
 
@@ -55,7 +55,7 @@ impl Default for EngineConfig {
 
 pub struct Engine {
     store: Arc<dyn Store>,
-    flows: Arc<FlowSet>,
+    flows: Arc<Flows>,
     clients: Clients,
     config: EngineConfig,
     wake: Arc<Notify>,
@@ -68,7 +68,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(
         store: Arc<dyn Store>,
-        flows: Arc<FlowSet>,
+        flows: Arc<Flows>,
         config: EngineConfig,
         clients: Clients,
         guards: Arc<Guards>,
@@ -106,13 +106,10 @@ impl Engine {
         let slots = Arc::new(Semaphore::new(workers));
         let tickets = Arc::new(Semaphore::new(workers * 2));
         let tasks = TaskTracker::new();
-        let caps = self.flows.caps();
         let background = TaskTracker::new();
         background.spawn(Arc::clone(&self).dispatch_events(shutdown.clone()));
         background.spawn(Arc::clone(&self).housekeeping(shutdown.clone()));
-        for flow in self.flows.flows.values().filter(|f| f.schedule().is_some()) {
-            background.spawn(Arc::clone(&self).run_schedule(Arc::clone(flow), shutdown.clone()));
-        }
+        background.spawn(Arc::clone(&self).supervise_schedules(shutdown.clone()));
         background.close();
         while !shutdown.is_cancelled() {
             let free = tickets.available_permits();
@@ -122,7 +119,7 @@ impl Engine {
                     now: Ts::now(),
                     lease_for: self.config.lease,
                     limit: free,
-                    caps: caps.clone(),
+                    caps: self.flows.load().caps(),
                 };
                 match self.store.claim(req).await {
                     Ok(list) => {

@@ -17,6 +17,30 @@ use crate::schedule::Missed;
 use crate::trigger::{Cause, Prepared, prepare};
 
 impl Engine {
+    /// Runs one task per scheduled flow, restarting them all whenever the flows are reloaded
+    /// (the last firing is in the store, so a restart never fires twice).
+    pub(super) async fn supervise_schedules(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut generation = self.flows.subscribe();
+        loop {
+            let round = shutdown.child_token();
+            let tasks = tokio_util::task::TaskTracker::new();
+            let set = self.flows.load();
+            for flow in set.flows.values().filter(|f| f.schedule().is_some()) {
+                tasks.spawn(Arc::clone(&self).run_schedule(Arc::clone(flow), round.clone()));
+            }
+            tasks.close();
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                r = generation.changed() => if r.is_err() { round.cancel(); tasks.wait().await; return; },
+            }
+            round.cancel();
+            tasks.wait().await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
     pub(super) async fn run_schedule(self: Arc<Self>, flow: Arc<Flow>, shutdown: CancellationToken) {
         let Some(schedule) = flow.schedule() else { return };
         let started = Ts::now();
@@ -103,7 +127,8 @@ impl Engine {
                         "segments": segments,
                     }),
                 };
-                match prepare(flow, &[], &self.flows.templates, request, Cause::default()) {
+                let set = self.flows.load();
+                match prepare(flow, &[], &set.templates, request, Cause::default()) {
                     Ok(Prepared::Run(run, _)) => Some(*run),
                     Ok(Prepared::Ignored(_)) => None,
                     Err(e) => {

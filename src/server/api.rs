@@ -154,7 +154,8 @@ pub async fn list_flows(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&st, peer, &headers)?;
     let mut out = Vec::new();
-    for f in st.flows.flows.values() {
+    let set = st.flows.load();
+    for f in set.flows.values() {
         let counters = st.store.counters(&f.name).await.map_err(internal)?;
         let mut entry = json!({
             "name": f.name,
@@ -180,7 +181,7 @@ pub async fn list_flows(
         }
         out.push(entry);
     }
-    Ok(Json(json!({ "flows": out })))
+    Ok(Json(json!({ "flows": out, "reload": st.flows.status() })))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -215,7 +216,8 @@ pub async fn replay_run(
 }
 
 async fn replay_one(st: &AppState, old: &Run, from: crate::replay::From) -> Result<String, ApiError> {
-    let flow = st.flows.get(&old.flow).ok_or_else(|| {
+    let set = st.flows.load();
+    let flow = set.get(&old.flow).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "flow_not_loaded",

@@ -106,7 +106,7 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let known = st.flows.get(&flow_name).is_some() && st.tokens.verify(&flow_name, &token);
+    let known = st.flows.load().get(&flow_name).is_some() && st.tokens.verify(&flow_name, &token);
     let label = if known { flow_name.as_str() } else { "(unknown)" };
     st.metrics.request(label);
     let metrics = Arc::clone(&st.metrics);
@@ -140,7 +140,9 @@ async fn handle(
     body: Body,
 ) -> Result<Response, ApiError> {
     // Unknown flow and wrong token get the same answer, after the same work.
-    let known = st.flows.get(&flow_name).cloned();
+    // One set for the whole request: the flow and its templates belong together.
+    let set = st.flows.load();
+    let known = set.get(&flow_name).cloned();
     let token_ok = st.tokens.verify(&flow_name, &token);
     let flow = match (known, token_ok) {
         (Some(f), true) if f.webhook().is_some() => f,
@@ -307,7 +309,7 @@ async fn handle(
         query: parse_query(uri.query()),
         body,
     };
-    let templates = &st.flows.templates;
+    let templates = &set.templates;
     let prepared = prepare(&flow, &webhook.when, templates, request, Cause::default());
     let (mut run, ctx) = match prepared {
         Ok(Prepared::Run(run, ctx)) => (run, ctx),
@@ -343,7 +345,7 @@ async fn handle(
     };
 
     // Render the answer before storing, so a broken `respond` block stores nothing.
-    let response = respond(&st, &webhook.respond, &ctx, &run.id).map_err(|e| {
+    let response = respond(templates, &webhook.respond, &ctx, &run.id).map_err(|e| {
         tracing::error!(flow = name, error = %e, "respond block failed to render; event refused");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "respond_error", e)
     })?;
@@ -395,13 +397,12 @@ async fn handle(
 }
 
 fn respond(
-    st: &AppState,
+    templates: &crate::template::Templates,
     spec: &crate::flow::Respond,
     ctx: &minijinja::Value,
     run_id: &str,
 ) -> Result<Response, String> {
     let status = StatusCode::from_u16(spec.status).map_err(|e| e.to_string())?;
-    let templates = &st.flows.templates;
     let mut resp = match &spec.body {
         None => (
             status,

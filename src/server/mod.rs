@@ -18,14 +18,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::flow::FlowSet;
 use crate::store::Store;
 use crate::token::UrlTokens;
 
 /// Everything handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub flows: Arc<FlowSet>,
+    pub flows: Arc<crate::reload::Flows>,
     pub store: Arc<dyn Store>,
     pub tokens: UrlTokens,
     /// Wakes the engine when a run is stored.

@@ -299,7 +299,7 @@ pub async fn spawn_app_opts(flows: &[(&str, String)], templates: &[(&str, &str)]
 async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
     let (set, errors) = load_dir(&dir.path().join("flows"), &dir.path().join("templates"));
     assert!(errors.is_empty(), "test flows do not load: {errors:#?}");
-    let flows = Arc::new(set);
+    let flows = hookflow::reload::Flows::new(set);
     let store: Arc<dyn Store> =
         Arc::new(SledStore::open(&dir.path().join("store"), Durability::Flush).unwrap());
     let tokens = UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
@@ -327,7 +327,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         wake: engine.waker(),
         events_wake: engine.events_waker(),
         guards,
-        metrics,
+        metrics: Arc::clone(&metrics),
         max_body: 64 * 1024,
         trusted_proxies: opts.trusted_proxies.clone(),
         body_timeout: opts.body_timeout,
@@ -338,6 +338,13 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
+    let reloader = Arc::new(hookflow::reload::Reloader {
+        flows: Arc::clone(&flows),
+        flows_dir: dir.path().join("flows"),
+        templates_dir: dir.path().join("templates"),
+        metrics: Arc::clone(&metrics),
+    });
+    tokio::spawn(reloader.watch(shutdown.clone()));
     let serve_task = tokio::spawn(hookflow::server::listen::serve_with(
         listener,
         app(state),
@@ -436,6 +443,11 @@ impl TestApp {
     }
 
     /// Stops gracefully and starts again on the same flows and store (a restart).
+    /// The directory holding `flows/`, `templates/` and the store.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub async fn restart(self) -> TestApp {
         self.restart_after(Duration::ZERO).await
     }

@@ -69,7 +69,7 @@ async fn a_run_orphaned_by_a_dead_worker_completes_after_its_lease_expires() {
 
     let engine = Arc::new(Engine::new(
         Arc::clone(&store),
-        Arc::new(flows),
+        hookflow::reload::Flows::new(flows),
         fast_engine(),
         hookflow::action::Clients::new(
             None,

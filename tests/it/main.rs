@@ -12,6 +12,7 @@ mod helpers;
 mod leases;
 mod ordering;
 mod protect;
+mod reload;
 mod replay;
 mod retries;
 mod schedule;

@@ -1,0 +1,199 @@
+//! Hot reload of `flows/` and `templates/`: on a file change (watcher, debounced) or SIGHUP the
+//! whole directory is loaded again and swapped in **all or nothing** — if any file has a
+//! problem, nothing changes, the previous flows keep serving, and the refusal (file, line,
+//! error) is logged, shown by `GET /api/flows` and counted in the metrics.
+//!
+//! Runs keep the flow version they were accepted under while this process remembers it: the
+//! previous sets stay available ([`Flows::find`]) for runs still working through them.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::flow::{Flow, FlowSet, load_dir};
+use crate::metrics::Metrics;
+use crate::run::Ts;
+
+/// Previous flow sets kept for runs accepted under them.
+const HISTORY: usize = 16;
+
+/// The outcome of the last reload, for the API.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ReloadStatus {
+    pub generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_applied: Option<Ts>,
+    /// Set when the last attempt was refused: its time and every problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_refused: Option<Ts>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// The flows in use, swappable as a whole.
+pub struct Flows {
+    current: ArcSwap<FlowSet>,
+    history: Mutex<Vec<Arc<FlowSet>>>,
+    status: Mutex<ReloadStatus>,
+    generation: watch::Sender<u64>,
+}
+
+impl Flows {
+    pub fn new(set: FlowSet) -> Arc<Flows> {
+        Arc::new(Flows {
+            current: ArcSwap::from_pointee(set),
+            history: Mutex::new(Vec::new()),
+            status: Mutex::new(ReloadStatus::default()),
+            generation: watch::channel(0).0,
+        })
+    }
+
+    /// The current set (cheap; hold it for the length of one request or attempt so a flow and
+    /// its templates come from the same set).
+    pub fn load(&self) -> Arc<FlowSet> {
+        self.current.load_full()
+    }
+
+    /// The flow `name` at `version`: the current one if it matches, else a previous set that
+    /// had it; `None` if neither (the caller then uses the current flow).
+    pub fn find(&self, name: &str, version: &str) -> Option<(Arc<FlowSet>, Arc<Flow>)> {
+        let now = self.load();
+        if let Some(f) = now.get(name)
+            && f.version == version
+        {
+            return Some((Arc::clone(&now), Arc::clone(f)));
+        }
+        let history = self.history.lock().ok()?;
+        history.iter().rev().find_map(|set| {
+            set.get(name)
+                .filter(|f| f.version == version)
+                .map(|f| (Arc::clone(set), Arc::clone(f)))
+        })
+    }
+
+    pub fn status(&self) -> ReloadStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Changes with every applied reload.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Swaps in `set`, keeping the previous one for runs accepted under it.
+    pub fn replace(&self, set: FlowSet) {
+        let old = self.current.swap(Arc::new(set));
+        if let Ok(mut h) = self.history.lock() {
+            h.push(old);
+            if h.len() > HISTORY {
+                h.remove(0);
+            }
+        }
+        let generation = if let Ok(mut s) = self.status.lock() {
+            s.generation += 1;
+            s.last_applied = Some(Ts::now());
+            s.last_refused = None;
+            s.errors.clear();
+            s.generation
+        } else {
+            0
+        };
+        self.generation.send_replace(generation);
+    }
+
+    fn refuse(&self, errors: Vec<String>) {
+        if let Ok(mut s) = self.status.lock() {
+            s.last_refused = Some(Ts::now());
+            s.errors = errors;
+        }
+    }
+}
+
+/// Loads the directories again and applies them if every file is valid.
+pub struct Reloader {
+    pub flows: Arc<Flows>,
+    pub flows_dir: PathBuf,
+    pub templates_dir: PathBuf,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    /// One reload; `true` if applied.
+    pub fn reload_now(&self) -> bool {
+        let (set, errors) = load_dir(&self.flows_dir, &self.templates_dir);
+        if !errors.is_empty() {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            for e in &errors {
+                tracing::error!(problem = %e, "reload refused; the previous flows keep serving");
+            }
+            self.flows.refuse(errors);
+            self.metrics.reload(false);
+            return false;
+        }
+        let names: Vec<String> = set.flows.keys().cloned().collect();
+        self.flows.replace(set);
+        self.metrics.reload(true);
+        tracing::info!(flows = ?names, "flows reloaded");
+        true
+    }
+
+    /// Reloads on SIGHUP and on changes under the directories (debounced) until `shutdown`.
+    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let watcher = {
+            use notify::Watcher;
+            let tx = tx.clone();
+            let mut w = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if res.is_ok_and(|e| !e.kind.is_access()) {
+                    let _ = tx.send(());
+                }
+            }) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no file watcher; reload with SIGHUP");
+                    None
+                }
+            };
+            if let Some(w) = w.as_mut() {
+                for dir in [&self.flows_dir, &self.templates_dir] {
+                    if dir.exists()
+                        && let Err(e) = w.watch(dir, notify::RecursiveMode::Recursive)
+                    {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch");
+                    }
+                }
+            }
+            w
+        };
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<Option<()>>();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = hangup => tracing::info!("SIGHUP: reloading flows"),
+                Some(()) = rx.recv() => {
+                    // Editors write in several steps: wait for the burst to settle.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    while rx.try_recv().is_ok() {}
+                }
+            }
+            let me = Arc::clone(&self);
+            let _ = tokio::task::spawn_blocking(move || me.reload_now()).await;
+        }
+        drop(watcher);
+    }
+}

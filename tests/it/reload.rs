@@ -1,0 +1,120 @@
+//! Hot reload while events flow: a good change is applied without a failed request, a bad one
+//! is refused as a whole (the previous flows keep serving, the refusal is visible), and a run
+//! keeps the flow version it was accepted under.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Receiver, Reply, TestApp, spawn_app};
+use hookflow::run::RunStatus;
+
+fn flow(dest: &str, path: &str) -> String {
+    format!(
+        "on:\n  webhook: {{}}\nretry: {{ initial_delay: 400ms }}\nactions:\n  - http: {{ url: \"{dest}{path}\" }}\n"
+    )
+}
+
+async fn wait_reload(app: &TestApp, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let flows = app.api("/api/flows").await;
+        if pred(&flows["reload"]) {
+            return flows;
+        }
+        assert!(Instant::now() < deadline, "no reload: {flows}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_changes_apply_bad_ones_are_refused_and_no_request_fails() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path_seq("/v1", vec![Reply::status(500), Reply::status(200)]);
+    let app = Arc::new(spawn_app(&[("orders", flow(&dest.url, "/v1"))], &[]).await);
+    let file = app.dir().join("flows/orders.yaml");
+
+    // A run accepted under v1 whose first attempt fails: its retry comes after the reload.
+    let kept = app.accept("orders", json!({"n": "kept"})).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.store.get_run(&kept).await.unwrap().unwrap().status != RunStatus::Retrying {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Requests keep arriving during every reload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (app, stop) = (Arc::clone(&app), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                statuses.push(app.post_json("orders", json!({"n": 1})).await.status().as_u16());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(&file, flow(&dest.url, "/v2")).unwrap();
+    wait_reload(&app, |r| r["generation"] == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A broken change: refused whole, v2 keeps serving, the refusal is visible.
+    std::fs::write(
+        &file,
+        "on:\n  webhook: {}\nactions:\n  - http: { url: \"http://x\"\n",
+    )
+    .unwrap();
+    let flows = wait_reload(&app, |r| r["errors"].as_array().is_some_and(|e| !e.is_empty())).await;
+    let err = flows["reload"]["errors"][0].as_str().unwrap().to_string();
+    assert!(err.contains("orders.yaml:"), "{err}");
+    assert_eq!(flows["reload"]["generation"], 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    let statuses = sender.await.unwrap();
+    assert!(statuses.len() > 10);
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+
+    // New runs use v2; the run accepted under v1 finished under v1.
+    let id = app.accept("orders", json!({"n": "after"})).await;
+    app.wait_status(&id, RunStatus::Succeeded).await;
+    let kept_run = app.wait_status(&kept, RunStatus::Succeeded).await;
+    assert_eq!(kept_run.steps[0].attempts.len(), 2);
+    let retry_url = &kept_run.steps[0].attempts[1].request.as_ref().unwrap().url;
+    assert!(
+        retry_url.ends_with("/v1"),
+        "the kept run retried under v1: {retry_url}"
+    );
+    let after = app.store.get_run(&id).await.unwrap().unwrap();
+    assert!(
+        after.steps[0].attempts[0]
+            .request
+            .as_ref()
+            .unwrap()
+            .url
+            .ends_with("/v2")
+    );
+    assert_ne!(after.flow_version, kept_run.flow_version);
+    assert!(dest.arrivals().iter().any(|h| h.path == "/v2"));
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"hookflow_flow_reloads_total{result="applied"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"hookflow_flow_reloads_total{result="refused"}"#),
+        "{metrics}"
+    );
+    Arc::try_unwrap(app).ok().unwrap().stop().await;
+}
