@@ -164,15 +164,15 @@ pub fn dry_run(
                 };
                 match action.preview(&cx) {
                     Ok(p) => json!({"name": action.name, "kind": action.kind.kind_name(), "would_send": p}),
+                    // The outputs of earlier actions are unknown in a dry run: not an error.
+                    Err(e) if e.contains("`steps.") => json!({
+                        "name": action.name,
+                        "kind": action.kind.kind_name(),
+                        "unknown": format!("uses the output of an earlier action, which a dry run does not have ({e})"),
+                    }),
                     Err(e) => {
-                        // Later steps' outputs are unknown in a dry run.
-                        let hint = if e.contains("steps") {
-                            " (it uses the output of an earlier action, unknown in a dry run)"
-                        } else {
-                            ""
-                        };
                         failed.get_or_insert_with(|| format!("action `{}`: {e}", action.name));
-                        json!({"name": action.name, "kind": action.kind.kind_name(), "error": format!("{e}{hint}")})
+                        json!({"name": action.name, "kind": action.kind.kind_name(), "error": e})
                     }
                 }
             }
@@ -219,6 +219,8 @@ fn human(r: &Value) -> String {
         out.push_str(&format!("\naction {name} ({kind}):\n"));
         if let Some(s) = a["skipped"].as_str() {
             out.push_str(&format!("  skipped: {s}\n"));
+        } else if let Some(u) = a["unknown"].as_str() {
+            out.push_str(&format!("  not rendered: {u}\n"));
         } else if let Some(e) = a["error"].as_str() {
             out.push_str(&format!("  error: {e}\n"));
         } else {

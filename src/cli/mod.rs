@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 mod dryrun;
+mod fixtures;
 mod format;
 mod segments;
 
@@ -52,12 +53,21 @@ pub enum Command {
     Validate {
         /// Flows directory (default: --flows / HOOKFLOW_FLOWS).
         dir: Option<std::path::PathBuf>,
+        /// Also run the flow tests in `<flow>.tests/*.json` beside the flows.
+        #[arg(long)]
+        run_tests: bool,
         #[command(flatten)]
         paths: Paths,
     },
     /// Dry-run a flow against a sample request: conditions, vars and every action as it would
     /// be sent, with no side effects. Exit 0 matched, 1 not matched, 2 error.
     Test(dryrun::TestArgs),
+    /// Print a stored run as a flow test (`hookflow capture ID > flows/<flow>.tests/x.json`).
+    Capture {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print each flow's webhook URL.
     Urls {
         #[command(flatten)]
@@ -154,9 +164,16 @@ pub fn init_tracing(format: LogFormat) {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve_cmd(*args).await,
-        Command::Validate { dir, paths } => {
-            Ok(validate_cmd(dir.as_deref().unwrap_or(&paths.flows_dir), &paths))
-        }
+        Command::Validate {
+            dir,
+            run_tests,
+            paths,
+        } => Ok(validate_cmd(
+            dir.as_deref().unwrap_or(&paths.flows_dir),
+            &paths,
+            run_tests,
+        )),
+        Command::Capture { id, client } => capture_cmd(&id, &client).await,
         Command::Urls { paths, urls } => urls_cmd(&paths, &urls),
         Command::Test(args) => dryrun::test_cmd(args),
         Command::Runs { command } => runs_cmd(command).await,
@@ -173,10 +190,13 @@ fn print_errors(errors: &[LoadError]) {
     }
 }
 
-fn validate_cmd(dir: &std::path::Path, paths: &Paths) -> ExitCode {
+fn validate_cmd(dir: &std::path::Path, paths: &Paths, run_tests: bool) -> ExitCode {
     let (set, errors) = load_dir(dir, &paths.templates_dir);
     if errors.is_empty() {
         println!("{} flow(s) OK in {}", set.flows.len(), dir.display());
+        if run_tests && fixtures::run_all(&set, dir) > 0 {
+            return ExitCode::FAILURE;
+        }
         ExitCode::SUCCESS
     } else {
         print_errors(&errors);
@@ -381,6 +401,17 @@ impl Source {
         }
         Ok(body)
     }
+}
+
+async fn capture_cmd(id: &str, client: &ClientArgs) -> Result<ExitCode> {
+    let source = Source::connect(client).await?;
+    let run: Run = match &source {
+        Source::Api { .. } => serde_json::from_value(source.get(&format!("/api/runs/{id}")).await?)?,
+        Source::Store(store) => store.get_run(id).await?.with_context(|| format!("no run {id}"))?,
+    };
+    println!("{}", serde_json::to_string_pretty(&fixtures::from_run(&run))?);
+    eprintln!("(save it as flows/{}.tests/<name>.json)", run.flow);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// POSTs to the running server's API (replays need the server: it knows the loaded flows).

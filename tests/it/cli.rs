@@ -246,3 +246,43 @@ fn test_dry_runs_a_shipped_flow_without_side_effects() {
     // Nothing was stored.
     assert!(!dir.path().join("data").exists());
 }
+
+#[test]
+fn validate_runs_flow_tests_and_reports_failures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = hookflow(&["validate", "--run-tests", "flows"], root);
+    assert!(
+        out.status.success(),
+        "{}",
+        show(&["validate", "--run-tests"], &out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 of 2 flow test(s) passed"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(flows.join("f.tests")).unwrap();
+    std::fs::write(
+        flows.join("f.yaml"),
+        "on:\n  webhook: {}\nvars:\n  id: $.id\nactions:\n  - name: send\n    http: { url: \"http://127.0.0.1:9/x/{{ vars.id }}\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        flows.join("f.tests/good.json"),
+        r#"{"request": {"body": {"id": 7}}, "expect": {"vars": {"id": 7}, "actions": {"send": {"url": "http://127.0.0.1:9/x/7"}}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        flows.join("f.tests/wrong.json"),
+        r#"{"request": {"body": {"id": 8}}, "expect": {"actions": {"send": {"url": "http://127.0.0.1:9/x/7"}}}}"#,
+    )
+    .unwrap();
+    let out = hookflow(&["validate", "--run-tests", "flows"], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("PASS flows/f.tests/good.json"), "{stdout}");
+    assert!(
+        stdout.contains(r#"FAIL flows/f.tests/wrong.json: $.actions.send.url: expected "http://127.0.0.1:9/x/7", got "http://127.0.0.1:9/x/8""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 of 2 flow test(s) passed"));
+}

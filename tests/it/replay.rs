@@ -147,3 +147,31 @@ async fn bulk_replay_of_failed_runs_counts_first() {
     assert!(out.starts_with(&format!("replayed {first} as ")), "{out}");
     app.stop().await;
 }
+
+/// Real traffic becomes a flow test: capture a run, then `validate --run-tests` passes on it.
+#[tokio::test]
+async fn a_captured_run_is_a_passing_flow_test() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let app = spawn_app(&[("two", flow(&dest.url))], &[]).await;
+    let id = app.accept("two", json!({"n": 42, "name": "cap"})).await;
+    app.wait_status(&id, RunStatus::Succeeded).await;
+    let (base, dir) = (app.base.clone(), app.dir().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        let out = crate::cli::hookflow(&["capture", &id, "--server", &base], std::path::Path::new("."));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::create_dir_all(dir.join("flows/two.tests")).unwrap();
+        std::fs::write(dir.join("flows/two.tests/captured.json"), &out.stdout).unwrap();
+        crate::cli::hookflow(
+            &["validate", "--run-tests", "flows", "--templates", "templates"],
+            &dir,
+        )
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("PASS flows/two.tests/captured.json"),
+        "{stdout}"
+    );
+    app.stop().await;
+}

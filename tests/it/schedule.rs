@@ -78,7 +78,8 @@ async fn missed_firings_are_skipped_by_default_or_run_once() {
         let before = runs(&app).await.len();
         assert!(before >= 1, "{policy}: no firing before the pause");
         let app = app.restart_after(Duration::from_millis(3200)).await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // At least one firing after the restart, and time for its run to finish.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
         let all = runs(&app).await;
         let catch_up: Vec<&Run> = all
             .iter()
