@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use crate::run::Ts;
 
 /// What happens to firings that fell while hookflow was not running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Missed {
     /// Forget them; the next firing is the next one in the future.

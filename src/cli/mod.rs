@@ -62,6 +62,8 @@ pub enum Command {
     /// Dry-run a flow against a sample request: conditions, vars and every action as it would
     /// be sent, with no side effects. Exit 0 matched, 1 not matched, 2 error.
     Test(dryrun::TestArgs),
+    /// Print the JSON Schema of the flow file format (for editors: see README).
+    Schema,
     /// Print a stored run as a flow test (`hookflow capture ID > flows/<flow>.tests/x.json`).
     Capture {
         id: String,
@@ -174,6 +176,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             run_tests,
         )),
         Command::Capture { id, client } => capture_cmd(&id, &client).await,
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&crate::flow::schema())?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Urls { paths, urls } => urls_cmd(&paths, &urls),
         Command::Test(args) => dryrun::test_cmd(args),
         Command::Runs { command } => runs_cmd(command).await,

@@ -18,6 +18,19 @@ use crate::template::Templates;
 pub use load::{LoadError, load_dir};
 pub use spec::BodyMode;
 
+/// The JSON Schema of a flow file, generated from the same types the loader reads.
+pub fn schema() -> serde_json::Value {
+    let mut s = schemars::schema_for!(spec::FlowSpec).to_value();
+    if let Some(o) = s.as_object_mut() {
+        o.insert("title".into(), "hookflow flow".into());
+        o.insert(
+            "description".into(),
+            "A hookflow flow file (flows/*.yaml). See docs/flows.md.".into(),
+        );
+    }
+    s
+}
+
 /// A flow ready to run: every path, regex and template compiled.
 #[derive(Debug)]
 pub struct Flow {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// A whole flow file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowSpec {
     /// Defaults to the file stem.
@@ -31,7 +31,7 @@ pub struct FlowSpec {
 }
 
 /// `on:` — what starts a run: exactly one of `webhook`, `event` or `schedule`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerSpec {
     /// `webhook:` with nothing after it is a webhook with every default.
@@ -57,13 +57,25 @@ pub struct EventTriggerSpec {
     pub when: Vec<ConditionSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EventTriggerTable {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
     when: Vec<ConditionSpec>,
+}
+
+impl schemars::JsonSchema for EventTriggerSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventTrigger".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An event type, or a table with `type` and `when`",
+            "anyOf": [{"type": "string"}, g.subschema_for::<EventTriggerTable>()]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for EventTriggerSpec {
@@ -93,7 +105,7 @@ impl<'de> Deserialize<'de> for EventTriggerSpec {
 }
 
 /// `on: schedule:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// Crontab syntax: 5 fields, or 6 with seconds first.
@@ -105,7 +117,7 @@ pub struct ScheduleSpec {
     pub missed: crate::schedule::Missed,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSpec {
     /// Accepted HTTP methods; default `[POST]`.
@@ -131,7 +143,7 @@ pub struct WebhookSpec {
     pub redact: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifySpec {
     /// `github`, `stripe`, `shopify`, `woocommerce`, `slack`, `standard-webhooks` or `hmac`.
@@ -141,6 +153,7 @@ pub struct VerifySpec {
     /// Only here to be refused with a clear message: secrets never live in flow files.
     pub secret: Option<Value>,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub tolerance: Option<Duration>,
     // The `hmac` preset's settings.
     pub header: Option<String>,
@@ -151,17 +164,18 @@ pub struct VerifySpec {
     pub signed: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupeSpec {
     /// Template of the delivery's identity, e.g. `{{ headers['x-github-delivery'] }}`.
     pub key: String,
     /// How long a key is remembered; default 24h.
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub window: Option<Duration>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyMode {
     #[default]
@@ -174,7 +188,7 @@ pub enum BodyMode {
 
 /// One condition: a source (exactly one of `path`, `header`, `query`, `var`, `expr`) and one or
 /// more operators, all of which must hold.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConditionSpec {
     pub path: Option<String>,
@@ -200,6 +214,18 @@ pub enum VarSpec {
     Full(VarTable),
 }
 
+impl schemars::JsonSchema for VarSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Var".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A JSONPath string, or a table with `path`, `header` or `query`",
+            "anyOf": [{"type": "string"}, g.subschema_for::<VarTable>()]
+        })
+    }
+}
+
 // Hand-written rather than `#[serde(untagged)]` so a typo inside the table still reports the
 // unknown key and its line instead of "did not match any variant".
 impl<'de> Deserialize<'de> for VarSpec {
@@ -221,7 +247,7 @@ impl<'de> Deserialize<'de> for VarSpec {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VarTable {
     pub path: Option<String>,
@@ -232,7 +258,7 @@ pub struct VarTable {
     pub default: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RespondSpec {
     pub status: Option<u16>,
@@ -241,7 +267,7 @@ pub struct RespondSpec {
     pub body: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConcurrencySpec {
     /// At most this many runs of the flow execute at once.
@@ -250,16 +276,19 @@ pub struct ConcurrencySpec {
     pub key: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone)]
+#[derive(Debug, Deserialize, Default, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
     pub max_attempts: Option<u32>,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub initial_delay: Option<Duration>,
     pub multiplier: Option<f64>,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub max_delay: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub max_age: Option<Duration>,
     /// Extra statuses to retry besides 5xx, 408 and 429.
     #[serde(default)]
@@ -267,14 +296,14 @@ pub struct RetrySpec {
 }
 
 /// A status code (`404`), a class (`"4xx"`) or a range (`"200-299"`).
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum StatusSpec {
     Code(u16),
     Text(String),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionSpec {
     /// Unique within the flow; defaults to `<kind>_<index>`. Later templates see its output as
@@ -294,12 +323,13 @@ pub struct ActionSpec {
     pub emit: Option<EmitSpec>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerSpec {
     #[serde(default = "default_breaker_failures")]
     pub failures: u32,
     #[serde(default = "default_breaker_cooldown", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub cooldown: Duration,
 }
 
@@ -311,7 +341,7 @@ fn default_breaker_cooldown() -> Duration {
 }
 
 /// One name or a list of them.
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -327,7 +357,7 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentSpec {
     /// Template of the contact's email address.
@@ -338,7 +368,7 @@ pub struct SegmentSpec {
     pub attributes: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmitSpec {
     #[serde(rename = "type")]
@@ -347,7 +377,7 @@ pub struct EmitSpec {
     pub data: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailSpec {
     /// Each a template, or a list of them; one rendering to a list or to comma-separated
@@ -366,10 +396,11 @@ pub struct EmailSpec {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSpec {
     #[serde(default = "default_method")]
@@ -382,6 +413,7 @@ pub struct HttpSpec {
     /// A template file under `templates/` rendered as the body.
     pub body_template: Option<String>,
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// Statuses that count as success; default `["2xx"]`.
     pub success: Option<Vec<StatusSpec>>,

@@ -16,5 +16,6 @@ mod reload;
 mod replay;
 mod retries;
 mod schedule;
+mod schema;
 mod security;
 mod segments;
