@@ -109,6 +109,12 @@ pub struct ServeArgs {
     /// On SIGTERM, how long in-flight attempts may take to finish.
     #[arg(long, env = "HOOKFLOW_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// How long finished runs are kept (history and replay), e.g. `30d`.
+    #[arg(long, env = "HOOKFLOW_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// Most runs kept; beyond, the oldest finished runs are pruned.
+    #[arg(long, env = "HOOKFLOW_MAX_RUNS", default_value_t = 1_000_000)]
+    pub max_runs: usize,
     /// Longest chain of event-triggered runs (a flow triggered by an event that another
     /// flow's run raised, and so on); a run that would go deeper fails. Catches loops.
     #[arg(long, env = "HOOKFLOW_MAX_CHAIN_DEPTH", default_value_t = crate::event::DEFAULT_MAX_CHAIN_DEPTH)]
@@ -193,6 +199,8 @@ impl ServeArgs {
             poll_interval: self.poll,
             shutdown_grace: self.shutdown_grace,
             max_chain_depth: self.max_chain_depth,
+            retention: self.retention,
+            max_runs: self.max_runs,
         }
     }
 

@@ -109,6 +109,12 @@ pub enum RunsCommand {
         status: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only runs created this long ago or later, e.g. `2h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only runs whose request or vars contain this text (case-insensitive).
+        #[arg(long)]
+        search: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -444,9 +450,13 @@ async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
             flow,
             status,
             limit,
+            since,
+            search,
             json,
             client,
         } => {
+            let since_ts =
+                since.map(|d| crate::run::Ts(crate::run::Ts::now().0.saturating_sub(d.as_millis() as u64)));
             let source = Source::connect(&client).await?;
             let runs: Vec<RunSummary> = match &source {
                 Source::Api { .. } => {
@@ -456,6 +466,12 @@ async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
                     }
                     if let Some(s) = &status {
                         q.push(("status", s.clone()));
+                    }
+                    if let Some(t) = since_ts {
+                        q.push(("since", t.to_string()));
+                    }
+                    if let Some(t) = &search {
+                        q.push(("q", t.clone()));
                     }
                     let qs = serde_urlencoded::to_string(&q)?;
                     let body = source.get(&format!("/api/runs?{qs}")).await?;
@@ -474,6 +490,9 @@ async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
                         status,
                         before: None,
                         limit,
+                        since: since_ts,
+                        until: None,
+                        text: search.clone(),
                     };
                     store
                         .list_runs(&filter)

@@ -39,6 +39,10 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Longest chain of event-triggered runs before a run that would extend it fails.
     pub max_chain_depth: u32,
+    /// Finished runs are deleted this long after they finished.
+    pub retention: Duration,
+    /// At most this many runs are kept; the oldest finished ones go first.
+    pub max_runs: usize,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +53,8 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             max_chain_depth: crate::event::DEFAULT_MAX_CHAIN_DEPTH,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_runs: 1_000_000,
         }
     }
 }
@@ -173,9 +179,17 @@ impl Engine {
         }
     }
 
-    /// Periodic clean-up: forgets expired deduplication keys.
+    /// Periodic clean-up: forgets expired deduplication keys and prunes old finished runs.
     async fn housekeeping(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
+            let before = Ts(Ts::now()
+                .0
+                .saturating_sub(self.config.retention.as_millis() as u64));
+            match self.store.prune(before, self.config.max_runs, 10_000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "old finished runs pruned"),
+                Err(e) => tracing::warn!(error = %e, "pruning old runs failed"),
+            }
             match self.store.expire_dedupe(Ts::now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(keys = n, "expired deduplication keys forgotten"),

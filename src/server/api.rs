@@ -61,6 +61,11 @@ pub struct ListQuery {
     pub status: Option<String>,
     pub before: Option<String>,
     pub limit: Option<usize>,
+    /// RFC 3339 bounds on creation time.
+    pub since: Option<Ts>,
+    pub until: Option<Ts>,
+    /// Text to find in the request or vars.
+    pub q: Option<String>,
 }
 
 /// A run without its request body and attempt details, for lists.
@@ -121,6 +126,9 @@ pub async fn list_runs(
         status,
         before: q.before,
         limit,
+        since: q.since,
+        until: q.until,
+        text: q.q.filter(|t| !t.is_empty()),
     };
     let runs = st.store.list_runs(&filter).await.map_err(internal)?;
     let next = (runs.len() == limit)
@@ -266,14 +274,15 @@ pub async fn replay_failed(
                 status: Some(RunStatus::Failed),
                 before: before.clone(),
                 limit: MAX_PAGE,
+                since: req.since,
+                until: req.until,
+                text: None,
             })
             .await
             .map_err(internal)?;
         let done = page.len() < MAX_PAGE;
         before = page.last().map(|r| r.id.clone());
-        failed.extend(page.into_iter().filter(|r| {
-            req.since.is_none_or(|s| r.created_at >= s) && req.until.is_none_or(|u| r.created_at <= u)
-        }));
+        failed.extend(page);
         if done {
             break;
         }

@@ -85,6 +85,34 @@ pub struct RunFilter {
     /// Only runs with an id lower (older) than this: for paging.
     pub before: Option<String>,
     pub limit: usize,
+    /// Created at or after / at or before.
+    pub since: Option<Ts>,
+    pub until: Option<Ts>,
+    /// Case-insensitive text to find in the request (body, headers, query) or the vars.
+    pub text: Option<String>,
+}
+
+impl RunFilter {
+    /// Whether `run` passes the filters other than paging.
+    pub fn matches(&self, run: &Run) -> bool {
+        if self.flow.as_ref().is_some_and(|f| *f != run.flow)
+            || self.status.is_some_and(|s| s != run.status)
+            || self.since.is_some_and(|t| run.created_at < t)
+            || self.until.is_some_and(|t| run.created_at > t)
+        {
+            return false;
+        }
+        match &self.text {
+            None => true,
+            Some(t) => {
+                let needle = t.to_lowercase();
+                let hay = serde_json::to_string(&(&run.request, &run.vars))
+                    .unwrap_or_default()
+                    .to_lowercase();
+                hay.contains(&needle)
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +204,11 @@ pub trait Store: Send + Sync + 'static {
     async fn record_firing(&self, flow: &str, at: Ts, run: Option<Run>) -> Result<bool>;
 
     async fn get_run(&self, id: &str) -> Result<Option<Run>>;
+
+    /// Deletes finished runs that finished before `before`, and the oldest finished runs
+    /// beyond `keep` runs in all; never an unfinished run. At most `max` per call; returns how
+    /// many went.
+    async fn prune(&self, before: Ts, keep: usize, max: usize) -> Result<usize>;
 
     /// Newest first.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;

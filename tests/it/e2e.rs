@@ -358,3 +358,58 @@ async fn metrics_follow_known_traffic() {
     assert_eq!(ready.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn history_filters_and_retention_pruning() {
+    use crate::helpers::spawn_app;
+    use std::time::Duration;
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path("/slow", Reply::status(200).delayed(Duration::from_secs(20)));
+    let f = format!(
+        "on:\n  webhook: {{}}\nactions:\n  - http: {{ url: \"{}/{{{{ body.path }}}}\" }}\n",
+        dest.url
+    );
+    let app = spawn_app(&[("h", f)], &[]).await;
+    let mut done = Vec::new();
+    for i in 0..5 {
+        let id = app
+            .accept("h", json!({"path": "ok", "customer": format!("Customer-{i}")}))
+            .await;
+        app.wait_status(&id, RunStatus::Succeeded).await;
+        done.push(id);
+    }
+    let running = app.accept("h", json!({"path": "slow"})).await;
+    dest.wait_hits(5).await;
+
+    // Text search and time range.
+    let found = app.api("/api/runs?q=customer-3").await;
+    let ids: Vec<&str> = found["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [done[3].as_str()]);
+    let first = app.store.get_run(&done[0]).await.unwrap().unwrap();
+    let since = hookflow::run::Ts(first.created_at.0 + 1);
+    let later = app
+        .api(&format!("/api/runs?status=succeeded&since={since}"))
+        .await;
+    assert_eq!(later["runs"].as_array().unwrap().len(), 4);
+
+    // Retention: beyond 3 runs the oldest finished go; then everything finished before now.
+    let pruned = app.store.prune(hookflow::run::Ts(0), 3, 100).await.unwrap();
+    assert_eq!(pruned, 3);
+    assert!(app.store.get_run(&done[0]).await.unwrap().is_none());
+    assert!(app.store.get_run(&done[3]).await.unwrap().is_some());
+    let pruned = app
+        .store
+        .prune(hookflow::run::Ts::now(), 1000, 100)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2);
+    let left = app.all_runs().await;
+    assert_eq!(left.len(), 1, "the unfinished run is never pruned");
+    assert_eq!(left[0].id, running);
+    app.stop().await;
+}

@@ -256,6 +256,8 @@ pub fn fast_engine() -> EngineConfig {
         poll_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(2),
         max_chain_depth: 8,
+        retention: Duration::from_secs(3600),
+        max_runs: 1_000_000,
     }
 }
 

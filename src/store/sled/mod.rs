@@ -437,7 +437,10 @@ impl Store for SledStore {
                 };
                 for rec in recs {
                     if let Ok(payload) = journal::read(&i.intake.dir, &rec) {
-                        out.push(from_json::<Run>("intake record", &payload)?);
+                        let run = from_json::<Run>("intake record", &payload)?;
+                        if f.matches(&run) {
+                            out.push(run);
+                        }
                     }
                 }
             }
@@ -452,9 +455,7 @@ impl Store for SledStore {
                 }
                 let (k, v) = item?;
                 let run = from_json::<StoredRun>(&String::from_utf8_lossy(&k), &v)?.run;
-                if f.flow.as_ref().is_some_and(|fl| *fl != run.flow)
-                    || f.status.is_some_and(|s| s != run.status)
-                {
+                if !f.matches(&run) {
                     continue;
                 }
                 out.push(run);
@@ -489,6 +490,51 @@ impl Store for SledStore {
                 depth += 1;
             }
             Ok((depth, oldest))
+        })
+        .await
+    }
+
+    async fn prune(&self, before: Ts, keep: usize, max: usize) -> Result<usize> {
+        let doomed = self
+            .read(move |i| {
+                let mut finished = Vec::new();
+                let mut total = 0usize;
+                for item in i.db.scan_prefix("run:") {
+                    let (k, v) = item?;
+                    total += 1;
+                    let run = from_json::<StoredRun>(&String::from_utf8_lossy(&k), &v)?.run;
+                    if run.status.is_terminal() {
+                        finished.push((k.to_vec(), run.finished_at.unwrap_or(run.updated_at)));
+                    }
+                }
+                // Oldest first (ids sort by creation): over the count, or past the age.
+                let mut over = total.saturating_sub(keep);
+                let mut out = Vec::new();
+                for (k, at) in finished {
+                    if out.len() >= max {
+                        break;
+                    }
+                    if over > 0 || at < before {
+                        over = over.saturating_sub(1);
+                        out.push(k);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.submit(true, false, move |_, v| {
+            let mut n = 0;
+            for k in doomed {
+                // Still finished? (A replay never reuses an id, so only deletion races.)
+                if v.get(&k)?.is_some() {
+                    v.remove(k);
+                    n += 1;
+                }
+            }
+            Ok(n)
         })
         .await
     }
