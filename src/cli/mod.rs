@@ -307,6 +307,7 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         events_wake: engine.events_waker(),
         guards,
         metrics: Arc::clone(&metrics),
+        requests: Default::default(),
         max_body: args.max_body,
         trusted_proxies: args.trusted_proxies.clone(),
         body_timeout: args.body_timeout,

@@ -304,6 +304,21 @@ pub async fn replay_failed(
     ))
 }
 
+/// `GET /api/flows/{flow}/requests?limit=`: the flow's last requests, newest first.
+pub async fn recent_requests(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(flow): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, super::requestlog::PER_FLOW);
+    Ok(Json(
+        json!({ "flow": flow, "requests": st.requests.recent(&flow, limit) }),
+    ))
+}
+
 pub(super) fn internal(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "store error while serving the API");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::client_ip::client_ip;
+use super::requestlog::Entry;
 use super::{ApiError, AppState};
 use crate::flow::{Verifier, Webhook};
 use crate::request::{BodyError, Request, decode_encoding, parse_body, parse_query};
@@ -110,8 +111,15 @@ pub async fn receive(
     let label = if known { flow_name.as_str() } else { "(unknown)" };
     st.metrics.request(label);
     let metrics = Arc::clone(&st.metrics);
+    let log = Arc::clone(&st.requests);
     let label = label.to_string();
-    match handle(st, peer, (flow_name, token), method, uri, headers, body).await {
+    let mut rec = Entry {
+        at: Ts::now(),
+        client: client_ip(peer, &headers, &st.trusted_proxies).to_string(),
+        method: method.to_string(),
+        ..Entry::default()
+    };
+    let resp = match handle(st, peer, (flow_name, token), method, uri, headers, body, &mut rec).await {
         Ok(resp) => {
             let reason = match resp.status() {
                 StatusCode::TOO_MANY_REQUESTS => Some("too_busy"),
@@ -120,16 +128,26 @@ pub async fn receive(
             };
             if let Some(r) = reason {
                 metrics.refused(&label, r);
+                rec.outcome = "refused".into();
+                rec.reason = Some(r.into());
             }
             resp
         }
         Err(e) => {
             metrics.refused(&label, e.code);
+            rec.outcome = "refused".into();
+            rec.reason = Some(e.code.into());
             e.into_response()
         }
+    };
+    if known {
+        rec.status = resp.status().as_u16();
+        log.push(&label, rec);
     }
+    resp
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     st: AppState,
     peer: SocketAddr,
@@ -138,6 +156,7 @@ async fn handle(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
+    rec: &mut Entry,
 ) -> Result<Response, ApiError> {
     // Unknown flow and wrong token get the same answer, after the same work.
     // One set for the whole request: the flow and its templates belong together.
@@ -158,6 +177,8 @@ async fn handle(
     };
     let name = flow.name.as_str();
     let webhook = flow.webhook().expect("checked above");
+    let recorded_headers = headers_of(&headers, webhook);
+    rec.headers = recorded_headers.clone();
 
     if !webhook.methods.iter().any(|m| m == method.as_str()) {
         let allow = webhook.methods.join(", ");
@@ -275,6 +296,7 @@ async fn handle(
         match outcome {
             Ok(Verified::Ok) => {}
             Ok(Verified::WooPing) => {
+                rec.outcome = "ping".into();
                 tracing::info!(flow = name, %peer, "WooCommerce webhook ping answered");
                 return Ok((StatusCode::OK, axum::Json(json!({"status": "ping"}))).into_response());
             }
@@ -294,6 +316,8 @@ async fn handle(
         }
     }
 
+    // Verified (or nothing to verify): the body may be kept in the request log.
+    rec.keep_body(&bytes);
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let body = parse_body(webhook.body, content_type, &bytes).map_err(|e| {
         let (status, code) = match e {
@@ -305,7 +329,7 @@ async fn handle(
 
     let request = Request {
         method: method.to_string(),
-        headers: headers_of(&headers, webhook),
+        headers: recorded_headers,
         query: parse_query(uri.query()),
         body,
     };
@@ -314,6 +338,8 @@ async fn handle(
     let (mut run, ctx) = match prepared {
         Ok(Prepared::Run(run, ctx)) => (run, ctx),
         Ok(Prepared::Ignored(why)) => {
+            rec.outcome = "ignored".into();
+            rec.reason = Some(format!("condition not met: {why}"));
             tracing::info!(flow = name, %peer, condition = %why, "event ignored: trigger condition not met");
             let store = st.store.clone();
             let flow_name = name.to_string();
@@ -375,6 +401,8 @@ async fn handle(
         Some((key, window)) => st.store.insert_run_once(&run, key, Ts::now().plus(*window)).await,
     };
     if let Ok(Some(original)) = &stored {
+        rec.outcome = "duplicate".into();
+        rec.run_id = Some(original.clone());
         count(&st, name, "duplicates");
         tracing::info!(flow = name, %peer, run_id = %original, "duplicate delivery answered with its first run");
         return Ok((
@@ -392,6 +420,8 @@ async fn handle(
         ));
     }
     st.wake.notify_one();
+    rec.outcome = "accepted".into();
+    rec.run_id = Some(run.id.clone());
     tracing::info!(flow = name, run_id = %run.id, %peer, "run accepted");
     Ok(response)
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod client_ip;
 pub mod hooks;
 pub mod listen;
+pub mod requestlog;
 pub mod segments;
 
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// Wakes the event dispatcher when the API raised events.
     pub events_wake: Arc<Notify>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The last requests per flow.
+    pub requests: Arc<requestlog::RequestLog>,
     /// Circuit breakers, for the API.
     pub guards: Arc<crate::action::breaker::Guards>,
     pub max_body: usize,
@@ -54,6 +57,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/runs/{id}", get(api::show_run))
         .route("/api/runs/{id}/replay", post(api::replay_run))
         .route("/api/flows/{flow}/replay-failed", post(api::replay_failed))
+        .route("/api/flows/{flow}/requests", get(api::recent_requests))
         .route("/api/flows", get(api::list_flows))
         .route("/api/segments", get(segments::list_segments))
         .route(

@@ -330,6 +330,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         events_wake: engine.events_waker(),
         guards,
         metrics: Arc::clone(&metrics),
+        requests: Default::default(),
         max_body: 64 * 1024,
         trusted_proxies: opts.trusted_proxies.clone(),
         body_timeout: opts.body_timeout,

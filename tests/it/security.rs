@@ -310,6 +310,28 @@ async fn every_preset_accepts_good_signatures_and_refuses_bad_ones() {
     let full = crate::helpers::get(&http, format!("{base}/api/runs/{}", run["id"].as_str().unwrap())).await;
     assert_eq!(full["request"]["headers"]["x-wc-webhook-signature"], "[redacted]");
 
+    // The request log shows refusals with their reason, and bodies only of verified requests.
+    let recent = crate::helpers::get(&http, format!("{base}/api/flows/github/requests")).await;
+    let entries = recent["requests"].as_array().unwrap();
+    assert!(entries.len() >= 5, "{recent}");
+    for e in entries {
+        match e["outcome"].as_str().unwrap() {
+            "accepted" => {
+                assert_eq!(e["status"], 202);
+                assert!(e["body"].as_str().unwrap().contains("evt_42"));
+                assert!(e["run_id"].is_string());
+            }
+            "refused" => {
+                assert_eq!(e["status"], 401, "{e}");
+                assert!(e["reason"].as_str().unwrap().ends_with("signature"), "{e}");
+                assert!(e.get("body").is_none(), "an unverified body was kept: {e}");
+            }
+            other => panic!("unexpected outcome {other}: {e}"),
+        }
+        if let Some(sig) = e["headers"].get("x-hub-signature-256") {
+            assert_eq!(sig, "[redacted]", "{e}");
+        }
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let logs = std::fs::read_to_string(&log).unwrap();

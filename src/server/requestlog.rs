@@ -1,0 +1,102 @@
+//! The request log: the last requests each flow received — accepted, ignored, duplicate or
+//! refused with the reason and status — so a user can see why a sender's calls do not start
+//! runs. In memory and bounded (entries per flow, body bytes per entry); bodies are kept only
+//! for requests that passed verification, so unauthenticated traffic cannot fill it with
+//! payloads of its choosing.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::run::Ts;
+
+/// Entries kept per flow.
+pub const PER_FLOW: usize = 100;
+/// Body bytes kept per entry.
+pub const BODY_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Entry {
+    pub at: Ts,
+    pub client: String,
+    pub method: String,
+    pub status: u16,
+    /// `accepted`, `ignored`, `duplicate`, `ping` or `refused`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Secret-bearing headers already redacted.
+    pub headers: BTreeMap<String, String>,
+    /// Only when the request passed verification (or its flow verifies nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+impl Entry {
+    pub fn keep_body(&mut self, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_BYTES)]).into_owned();
+        self.body = Some(if bytes.len() > BODY_BYTES {
+            format!("{text}… [{} bytes cut]", bytes.len() - BODY_BYTES)
+        } else {
+            text
+        });
+    }
+}
+
+#[derive(Default)]
+pub struct RequestLog {
+    flows: Mutex<HashMap<String, VecDeque<Entry>>>,
+}
+
+impl RequestLog {
+    /// Records an entry for a known flow (unknown names are not kept: they are unbounded).
+    pub fn push(&self, flow: &str, entry: Entry) {
+        if let Ok(mut m) = self.flows.lock() {
+            let q = m.entry(flow.to_string()).or_default();
+            if q.len() >= PER_FLOW {
+                q.pop_front();
+            }
+            q.push_back(entry);
+        }
+    }
+
+    /// Newest first.
+    pub fn recent(&self, flow: &str, limit: usize) -> Vec<Entry> {
+        self.flows
+            .lock()
+            .map(|m| {
+                m.get(flow)
+                    .map(|q| q.iter().rev().take(limit).cloned().collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_per_flow_and_newest_first() {
+        let log = RequestLog::default();
+        for i in 0..(PER_FLOW + 5) {
+            log.push(
+                "f",
+                Entry {
+                    status: i as u16,
+                    ..Entry::default()
+                },
+            );
+        }
+        let recent = log.recent("f", 1000);
+        assert_eq!(recent.len(), PER_FLOW);
+        assert_eq!(recent[0].status as usize, PER_FLOW + 4);
+        let mut e = Entry::default();
+        e.keep_body(&vec![b'x'; BODY_BYTES + 10]);
+        assert!(e.body.unwrap().ends_with("[10 bytes cut]"));
+    }
+}
