@@ -73,12 +73,26 @@ pub fn app(state: AppState) -> Router {
         .route("/api/breakers", get(segments::list_breakers))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/", get(dashboard))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.max_header_bytes,
             limit_headers,
         ))
         .with_state(state)
+}
+
+/// The dashboard: one self-contained page (embedded in the binary) that signs in with the API
+/// token and then uses the JSON API; the page itself holds no data.
+async fn dashboard() -> Response {
+    let mut resp = axum::response::Html(include_str!("../../assets/dashboard.html")).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    resp
 }
 
 /// Ready when the store answers.

@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod crash;
+mod dashboard;
 mod e2e;
 mod edge;
 mod email;
