@@ -172,6 +172,36 @@ pub fn run_all(set: &FlowSet, flows_dir: &Path) -> usize {
     failures
 }
 
+/// A fixture from a request-log entry (one whose body was kept), expecting what happened:
+/// `matched` for accepted or duplicate requests, `not_matched` for ignored ones.
+pub fn from_logged(entry: &Value) -> Option<Fixture> {
+    let outcome = match entry["outcome"].as_str()? {
+        "accepted" | "duplicate" => "matched",
+        "ignored" => "not_matched",
+        _ => return None,
+    };
+    let body = entry["body"].as_str()?;
+    let body = serde_json::from_str::<Value>(body).unwrap_or_else(|_| Value::String(body.to_string()));
+    let headers = entry["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .filter(|(_, v)| v.as_str() != Some("[redacted]"))
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Fixture {
+        request: SampleRequest {
+            method: entry["method"].as_str().unwrap_or("POST").to_string(),
+            headers,
+            query: BTreeMap::new(),
+            body,
+        },
+        expect: json!({"outcome": outcome}),
+    })
+}
+
 /// A fixture from a stored run: its request, and the outcome and vars it had.
 pub fn from_run(run: &Run) -> Fixture {
     Fixture {

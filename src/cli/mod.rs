@@ -64,9 +64,21 @@ pub enum Command {
     Test(dryrun::TestArgs),
     /// Print the JSON Schema of the flow file format (for editors: see README).
     Schema,
-    /// Print a stored run as a flow test (`hookflow capture ID > flows/<flow>.tests/x.json`).
+    /// Print a stored run as a flow test (`hookflow capture ID > flows/<flow>.tests/x.json`),
+    /// or with `--requests FLOW --out DIR` write the flow's recent requests (from the server's
+    /// request log, matched or not) as flow tests.
     Capture {
-        id: String,
+        /// A run id.
+        id: Option<String>,
+        /// Capture this flow's recent requests instead.
+        #[arg(long, conflicts_with = "id", requires = "out")]
+        requests: Option<String>,
+        /// Where to write the captured requests (e.g. flows/orders.tests).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// How many recent requests.
+        #[arg(long, default_value_t = 10)]
+        last: usize,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -181,7 +193,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             &paths,
             run_tests,
         )),
-        Command::Capture { id, client } => capture_cmd(&id, &client).await,
+        Command::Capture {
+            id,
+            requests,
+            out,
+            last,
+            client,
+        } => match (id, requests, out) {
+            (Some(id), None, _) => capture_cmd(&id, &client).await,
+            (None, Some(flow), Some(out)) => capture_requests_cmd(&flow, &out, last, &client).await,
+            _ => bail!("give a run id, or --requests FLOW --out DIR"),
+        },
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&crate::flow::schema())?);
             Ok(ExitCode::SUCCESS)
@@ -414,6 +436,37 @@ impl Source {
         }
         Ok(body)
     }
+}
+
+async fn capture_requests_cmd(
+    flow: &str,
+    out: &std::path::Path,
+    last: usize,
+    client: &ClientArgs,
+) -> Result<ExitCode> {
+    let source = Source::connect(client).await?;
+    if matches!(source, Source::Store(_)) {
+        bail!("the request log lives in the running server; none answers");
+    }
+    let log = source
+        .get(&format!("/api/flows/{flow}/requests?limit={last}"))
+        .await?;
+    std::fs::create_dir_all(out)?;
+    let mut written = 0;
+    for entry in log["requests"].as_array().into_iter().flatten() {
+        let Some(fx) = fixtures::from_logged(entry) else {
+            continue;
+        };
+        let stamp = entry["at"].as_str().unwrap_or("request").replace([':', '.'], "-");
+        let path = out.join(format!("{stamp}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&fx)?)?;
+        println!("{}", path.display());
+        written += 1;
+    }
+    eprintln!(
+        "{written} request(s) of {flow} written (refused ones and ones without a kept body are skipped)"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn capture_cmd(id: &str, client: &ClientArgs) -> Result<ExitCode> {

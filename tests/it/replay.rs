@@ -161,6 +161,23 @@ async fn a_captured_run_is_a_passing_flow_test() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         std::fs::create_dir_all(dir.join("flows/two.tests")).unwrap();
         std::fs::write(dir.join("flows/two.tests/captured.json"), &out.stdout).unwrap();
+        // And the flow's recent requests from the request log.
+        let out = crate::cli::hookflow(
+            &[
+                "capture",
+                "--requests",
+                "two",
+                "--out",
+                "flows/two.tests",
+                "--last",
+                "5",
+                "--server",
+                &base,
+            ],
+            &dir,
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
         crate::cli::hookflow(
             &["validate", "--run-tests", "flows", "--templates", "templates"],
             &dir,
@@ -173,5 +190,6 @@ async fn a_captured_run_is_a_passing_flow_test() {
         out.status.success() && stdout.contains("PASS flows/two.tests/captured.json"),
         "{stdout}"
     );
+    assert!(stdout.contains("2 of 2 flow test(s) passed"), "{stdout}");
     app.stop().await;
 }
