@@ -76,6 +76,26 @@ impl Flows {
         })
     }
 
+    /// Makes a flow set (e.g. an earlier version loaded from the store) findable by
+    /// [`Flows::find`] without making it current.
+    pub fn remember(&self, set: Arc<FlowSet>) {
+        if let Ok(mut h) = self.history.lock() {
+            h.push(set);
+            if h.len() > HISTORY {
+                h.remove(0);
+            }
+        }
+    }
+
+    /// Keeps every current flow's text in the store under its version.
+    pub async fn persist_sources(&self, store: &dyn crate::store::Store) {
+        for f in self.load().flows.values() {
+            if let Err(e) = store.put_flow_source(&f.name, &f.version, &f.source).await {
+                tracing::warn!(flow = %f.name, error = %e, "could not keep the flow's source for replays");
+            }
+        }
+    }
+
     pub fn status(&self) -> ReloadStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -117,6 +137,7 @@ impl Flows {
 /// Loads the directories again and applies them if every file is valid.
 pub struct Reloader {
     pub flows: Arc<Flows>,
+    pub store: Arc<dyn crate::store::Store>,
     pub flows_dir: PathBuf,
     pub templates_dir: PathBuf,
     pub metrics: Arc<Metrics>,
@@ -192,7 +213,9 @@ impl Reloader {
                 }
             }
             let me = Arc::clone(&self);
-            let _ = tokio::task::spawn_blocking(move || me.reload_now()).await;
+            if let Ok(true) = tokio::task::spawn_blocking(move || me.reload_now()).await {
+                self.flows.persist_sources(self.store.as_ref()).await;
+            }
         }
         drop(watcher);
     }

@@ -17,7 +17,20 @@ pub enum From {
     Failed,
 }
 
-/// The new run. `actions` are the current flow's action names; `version` its version.
+/// Which flow version a replay runs under.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Version {
+    /// The flow as loaded now (the usual case after fixing it).
+    #[default]
+    Current,
+    /// The version the run was accepted under (kept in the store by version).
+    Original,
+}
+
+/// The new run. `actions` are the flow's action names; `version` its version.
 pub fn replay(old: &Run, from: From, actions: &[String], version: &str) -> Result<Run, String> {
     if !old.status.is_terminal() {
         return Err(format!(

@@ -139,6 +139,9 @@ pub enum RunsCommand {
         /// `start`, or `failed` to keep the actions that succeeded and start at the failed one.
         #[arg(long, value_enum, default_value_t = crate::replay::From::Start)]
         from: crate::replay::From,
+        /// `current` flow, or the `original` version the run was accepted under.
+        #[arg(long = "flow-version", value_enum, default_value_t = crate::replay::Version::Current)]
+        version: crate::replay::Version,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -330,6 +333,7 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         guards,
         metrics: Arc::clone(&metrics),
         requests: Default::default(),
+        templates_dir: args.paths.templates_dir.clone(),
         max_body: args.max_body,
         trusted_proxies: args.trusted_proxies.clone(),
         body_timeout: args.body_timeout,
@@ -339,8 +343,10 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
+    flows.persist_sources(store.as_ref()).await;
     let reloader = Arc::new(crate::reload::Reloader {
         flows: Arc::clone(&flows),
+        store: Arc::clone(&store),
         flows_dir: args.paths.flows_dir.clone(),
         templates_dir: args.paths.templates_dir.clone(),
         metrics: Arc::clone(&metrics),
@@ -563,8 +569,13 @@ async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        RunsCommand::Replay { id, from, client } => {
-            let body = serde_json::json!({ "from": from });
+        RunsCommand::Replay {
+            id,
+            from,
+            version,
+            client,
+        } => {
+            let body = serde_json::json!({ "from": from, "version": version });
             let answer = post_api(&client, &format!("/api/runs/{id}/replay"), &body).await?;
             println!("replayed {id} as {}", answer["run_id"].as_str().unwrap_or("?"));
             Ok(ExitCode::SUCCESS)

@@ -633,6 +633,7 @@ pub fn compile(
         description: spec.description.clone(),
         file: file.to_path_buf(),
         version: version_of(source),
+        source: source.to_string(),
         trigger,
         vars,
         concurrency,

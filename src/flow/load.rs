@@ -31,6 +31,28 @@ impl fmt::Display for LoadError {
 
 /// Loads every `*.yaml`/`*.yml` directly under `flows_dir`, with the templates of
 /// `templates_dir` (which may be absent).
+/// One flow from its source text (e.g. an earlier version kept in the store), with the
+/// templates directory as it is now: a set holding just that flow.
+pub fn load_source(name: &str, source: &str, templates_dir: &Path) -> Result<FlowSet, Vec<LoadError>> {
+    let dir = std::env::temp_dir().join(format!("hookflow-flow-{}", crate::run::new_run_id()));
+    let write =
+        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(format!("{name}.yaml")), source));
+    if let Err(e) = write {
+        return Err(vec![LoadError {
+            file: dir,
+            line: None,
+            message: format!("cannot stage the flow: {e}"),
+        }]);
+    }
+    let (set, errors) = load_dir(&dir, templates_dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    if errors.is_empty() && set.get(name).is_some() {
+        Ok(set)
+    } else {
+        Err(errors)
+    }
+}
+
 pub fn load_dir(flows_dir: &Path, templates_dir: &Path) -> (FlowSet, Vec<LoadError>) {
     let mut errors = Vec::new();
     let mut templates = Templates::new();

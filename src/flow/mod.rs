@@ -15,7 +15,7 @@ use crate::mapping::Var;
 use crate::matching::Condition;
 use crate::template::Templates;
 
-pub use load::{LoadError, load_dir};
+pub use load::{LoadError, load_dir, load_source};
 pub use spec::BodyMode;
 
 /// The JSON Schema of a flow file, generated from the same types the loader reads.
@@ -39,6 +39,8 @@ pub struct Flow {
     pub file: PathBuf,
     /// Short hash of the file's bytes, recorded on each run.
     pub version: String,
+    /// The file's text, kept in the store by version so a run can be replayed under it.
+    pub source: String,
     pub trigger: Trigger,
     pub vars: Vec<Var>,
     pub concurrency: Concurrency,

@@ -197,6 +197,8 @@ pub async fn list_flows(
 pub struct ReplayBody {
     #[serde(default)]
     pub from: crate::replay::From,
+    #[serde(default)]
+    pub version: crate::replay::Version,
 }
 
 /// `POST /api/runs/{id}/replay` `{"from": "start" | "failed"}`: a new run from this one's
@@ -209,29 +211,36 @@ pub async fn replay_run(
     body: Option<Json<ReplayBody>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&st, peer, &headers)?;
-    let from = body.map(|b| b.0.from).unwrap_or_default();
+    let body = body.map(|b| b.0).unwrap_or_default();
     let old = st
         .store
         .get_run(&id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no run {id}")))?;
-    let new = replay_one(&st, &old, from).await?;
+    let new = replay_one(&st, &old, body.from, body.version).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"run_id": new, "replay_of": id})),
     ))
 }
 
-async fn replay_one(st: &AppState, old: &Run, from: crate::replay::From) -> Result<String, ApiError> {
-    let set = st.flows.load();
-    let flow = set.get(&old.flow).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "flow_not_loaded",
-            format!("flow `{}` is not loaded any more", old.flow),
-        )
-    })?;
+async fn replay_one(
+    st: &AppState,
+    old: &Run,
+    from: crate::replay::From,
+    version: crate::replay::Version,
+) -> Result<String, ApiError> {
+    let flow = match version {
+        crate::replay::Version::Current => st.flows.load().get(&old.flow).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "flow_not_loaded",
+                format!("flow `{}` is not loaded any more", old.flow),
+            )
+        })?,
+        crate::replay::Version::Original => original_flow(st, old).await?,
+    };
     let names: Vec<String> = flow.actions.iter().map(|a| a.name.clone()).collect();
     let new = crate::replay::replay(old, from, &names, &flow.version)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_replayable", e))?;
@@ -239,6 +248,46 @@ async fn replay_one(st: &AppState, old: &Run, from: crate::replay::From) -> Resu
     st.wake.notify_one();
     tracing::info!(flow = %old.flow, run_id = %new.id, replay_of = %old.id, ?from, "run replayed");
     Ok(new.id)
+}
+
+/// The flow as it was when `old` was accepted: in memory if remembered, else compiled from
+/// the source kept in the store (and remembered for the engine).
+async fn original_flow(st: &AppState, old: &Run) -> Result<std::sync::Arc<crate::flow::Flow>, ApiError> {
+    if let Some((_, f)) = st.flows.find(&old.flow, &old.flow_version) {
+        return Ok(f);
+    }
+    let gone = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "version_unknown",
+            format!(
+                "flow `{}` version {} is not kept any more",
+                old.flow, old.flow_version
+            ),
+        )
+    };
+    let source = st
+        .store
+        .flow_source(&old.flow, &old.flow_version)
+        .await
+        .map_err(internal)?
+        .ok_or_else(gone)?;
+    let set = crate::flow::load_source(&old.flow, &source, &st.templates_dir).map_err(|errors| {
+        let detail: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "version_invalid",
+            format!(
+                "version {} no longer loads: {}",
+                old.flow_version,
+                detail.join("; ")
+            ),
+        )
+    })?;
+    let set = std::sync::Arc::new(set);
+    let flow = set.get(&old.flow).cloned().ok_or_else(gone)?;
+    st.flows.remember(set);
+    Ok(flow)
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +298,8 @@ pub struct BulkReplay {
     pub until: Option<Ts>,
     #[serde(default)]
     pub from: crate::replay::From,
+    #[serde(default)]
+    pub version: crate::replay::Version,
     /// Only count what would be replayed.
     #[serde(default)]
     pub dry_run: bool,
@@ -294,7 +345,7 @@ pub async fn replay_failed(
     let mut replayed = Vec::new();
     let mut errors = Vec::new();
     for old in &failed {
-        match replay_one(&st, old, req.from).await {
+        match replay_one(&st, old, req.from, req.version).await {
             Ok(id) => replayed.push(json!({"run_id": id, "replay_of": old.id})),
             Err(e) => errors.push(json!({"run_id": old.id, "error": e.detail})),
         }

@@ -33,6 +33,8 @@ pub struct AppState {
     /// Wakes the event dispatcher when the API raised events.
     pub events_wake: Arc<Notify>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// For compiling an earlier flow version to replay under.
+    pub templates_dir: std::path::PathBuf,
     /// The last requests per flow.
     pub requests: Arc<requestlog::RequestLog>,
     /// Circuit breakers, for the API.

@@ -195,6 +195,12 @@ pub trait Store: Send + Sync + 'static {
     /// A contact (by normalised email) and its segments.
     async fn contact(&self, email: &str) -> Result<Option<ContactView>>;
 
+    /// Keeps a flow file's text under its version (idempotent).
+    async fn put_flow_source(&self, flow: &str, version: &str, source: &str) -> Result<()>;
+
+    /// A flow file's text at a version, if kept.
+    async fn flow_source(&self, flow: &str, version: &str) -> Result<Option<String>>;
+
     /// When a scheduled flow last fired.
     async fn last_firing(&self, flow: &str) -> Result<Option<Ts>>;
 

@@ -331,6 +331,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         guards,
         metrics: Arc::clone(&metrics),
         requests: Default::default(),
+        templates_dir: dir.path().join("templates"),
         max_body: 64 * 1024,
         trusted_proxies: opts.trusted_proxies.clone(),
         body_timeout: opts.body_timeout,
@@ -341,8 +342,10 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
+    flows.persist_sources(store.as_ref()).await;
     let reloader = Arc::new(hookflow::reload::Reloader {
         flows: Arc::clone(&flows),
+        store: Arc::clone(&store),
         flows_dir: dir.path().join("flows"),
         templates_dir: dir.path().join("templates"),
         metrics: Arc::clone(&metrics),

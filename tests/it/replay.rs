@@ -193,3 +193,59 @@ async fn a_captured_run_is_a_passing_flow_test() {
     assert!(stdout.contains("2 of 2 flow test(s) passed"), "{stdout}");
     app.stop().await;
 }
+
+/// After a flow is changed, a run can be replayed under the version it was accepted under —
+/// also after a restart, from the source the store keeps — or under the current one.
+#[tokio::test]
+async fn replay_under_the_original_or_the_current_flow_version() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let f = |path: &str| {
+        format!(
+            "on:\n  webhook: {{}}\nactions:\n  - name: send\n    http: {{ url: \"{}{path}\" }}\n",
+            dest.url
+        )
+    };
+    let app = spawn_app(&[("v", f("/v1"))], &[]).await;
+    let id = app.accept("v", json!({})).await;
+    let old = app.wait_status(&id, RunStatus::Succeeded).await;
+    std::fs::write(app.dir().join("flows/v.yaml"), f("/v2")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.api("/api/flows").await["reload"]["generation"] != 1 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let replay = |app: &TestApp, version: &'static str| {
+        let url = format!("{}/api/runs/{id}/replay", app.base);
+        let http = app.http.clone();
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({"version": version}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let url_of = |run: &hookflow::run::Run| run.steps[0].attempts[0].request.as_ref().unwrap().url.clone();
+    let original = app
+        .wait_status(&replay(&app, "original").await, RunStatus::Succeeded)
+        .await;
+    assert!(url_of(&original).ends_with("/v1"));
+    assert_eq!(original.flow_version, old.flow_version);
+    let current = app
+        .wait_status(&replay(&app, "current").await, RunStatus::Succeeded)
+        .await;
+    assert!(url_of(&current).ends_with("/v2"));
+    // After a restart the original version comes from the store.
+    let app = app.restart().await;
+    let again = app
+        .wait_status(&replay(&app, "original").await, RunStatus::Succeeded)
+        .await;
+    assert!(url_of(&again).ends_with("/v1"), "{}", url_of(&again));
+    app.stop().await;
+}

@@ -404,6 +404,23 @@ impl Store for SledStore {
         self.read(move |i| i.contact(&email)).await
     }
 
+    async fn put_flow_source(&self, flow: &str, version: &str, source: &str) -> Result<()> {
+        let (key, source) = (format!("flowsrc:{flow}\0{version}"), source.to_string());
+        self.submit(true, false, move |_, v| {
+            if !v.contains(key.as_bytes())? {
+                v.insert(key.into_bytes(), source.into_bytes());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn flow_source(&self, flow: &str, version: &str) -> Result<Option<String>> {
+        let key = format!("flowsrc:{flow}\0{version}");
+        self.read(move |i| Ok(i.db.get(key)?.map(|b| String::from_utf8_lossy(&b).into_owned())))
+            .await
+    }
+
     async fn last_firing(&self, flow: &str) -> Result<Option<Ts>> {
         let flow = flow.to_string();
         self.read(move |i| i.last_firing(&flow)).await
