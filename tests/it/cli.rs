@@ -286,3 +286,43 @@ fn validate_runs_flow_tests_and_reports_failures() {
     );
     assert!(stdout.contains("1 of 2 flow test(s) passed"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_bin_prints_what_it_receives_and_answers() {
+    use std::io::Read;
+    let port = crate::helpers::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["bin", "--listen", &format!("127.0.0.1:{port}"), "--status", "201"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/shipments?x=1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let resp = loop {
+        match http
+            .post(&url)
+            .header("x-test", "yes")
+            .json(&serde_json::json!({"order": {"id": 7}}))
+            .send()
+            .await
+        {
+            Ok(r) => break r,
+            Err(_) => {
+                assert!(std::time::Instant::now() < deadline, "the bin did not start");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(resp.status(), 201);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert!(answer["id"].as_str().is_some_and(|s| !s.is_empty()));
+    child.kill().unwrap();
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.wait().unwrap();
+    assert!(out.contains("── POST /shipments?x=1"), "{out}");
+    assert!(out.contains("x-test: yes"), "{out}");
+    assert!(out.contains("{\n  \"order\": {\n    \"id\": 7\n  }\n}"), "{out}");
+}
