@@ -1,0 +1,327 @@
+//! `hookflow runs …` and `hookflow capture`: run history, replays and flow tests from real
+//! traffic, through the running server's API (or the store directly when none runs, for
+//! reading).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+
+use super::{fixtures, format};
+use crate::run::Run;
+use crate::server::api::RunSummary;
+use crate::settings::ClientArgs;
+use crate::store::{SledStore, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        flow: Option<String>,
+        /// queued, running, retrying, succeeded or failed (the dead letters).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only runs created this long ago or later, e.g. `2h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only runs whose request or vars contain this text (case-insensitive).
+        #[arg(long)]
+        search: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replay a finished run (through the running server) as a new run under the current flow.
+    Replay {
+        id: String,
+        /// `start`, or `failed` to keep the actions that succeeded and start at the failed one.
+        #[arg(long, value_enum, default_value_t = crate::replay::From::Start)]
+        from: crate::replay::From,
+        /// `current` flow, or the `original` version the run was accepted under.
+        #[arg(long = "flow-version", value_enum, default_value_t = crate::replay::Version::Current)]
+        version: crate::replay::Version,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replay every failed run of a flow created in a time range (see `--dry-run` first).
+    ReplayFailed {
+        #[arg(long)]
+        flow: String,
+        /// Only runs created this long ago or later, e.g. `2h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value_t = crate::replay::From::Failed)]
+        from: crate::replay::From,
+        /// Count what would be replayed; replay nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one run with every attempt.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Reads runs from the server's API, or from the store directly when nothing listens.
+pub(crate) enum Source {
+    Api {
+        client: reqwest::Client,
+        base: String,
+        token: Option<String>,
+    },
+    Store(SledStore),
+}
+
+impl Source {
+    pub(crate) async fn connect(args: &ClientArgs) -> Result<Source> {
+        let client = reqwest::Client::new();
+        let base = args.base_url();
+        match client.get(format!("{base}/healthz")).send().await {
+            Ok(_) => Ok(Source::Api {
+                client,
+                base,
+                token: args.api_token.as_ref().map(|t| t.expose().to_string()),
+            }),
+            Err(e) if e.is_connect() => {
+                let dir = args.data_dir.join("store");
+                if !dir.exists() {
+                    bail!(
+                        "no server answers at {base} and there is no store at {}",
+                        dir.display()
+                    );
+                }
+                let store = SledStore::open(&dir, Default::default()).with_context(|| {
+                    format!("no server answers at {base}, and the store could not be opened")
+                })?;
+                Ok(Source::Store(store))
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot reach {base}")),
+        }
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Result<serde_json::Value> {
+        let Source::Api { client, base, token } = self else {
+            unreachable!("only called for the API")
+        };
+        let mut req = client.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).context("the server's answer is not JSON")?;
+        if !status.is_success() {
+            bail!(
+                "{}: {}",
+                status,
+                body.get("detail").and_then(|d| d.as_str()).unwrap_or("error")
+            );
+        }
+        Ok(body)
+    }
+}
+
+pub(super) async fn capture_requests_cmd(
+    flow: &str,
+    out: &std::path::Path,
+    last: usize,
+    client: &ClientArgs,
+) -> Result<ExitCode> {
+    let source = Source::connect(client).await?;
+    if matches!(source, Source::Store(_)) {
+        bail!("the request log lives in the running server; none answers");
+    }
+    let log = source
+        .get(&format!("/api/flows/{flow}/requests?limit={last}"))
+        .await?;
+    std::fs::create_dir_all(out)?;
+    let mut written = 0;
+    for entry in log["requests"].as_array().into_iter().flatten() {
+        let Some(fx) = fixtures::from_logged(entry) else {
+            continue;
+        };
+        let stamp = entry["at"].as_str().unwrap_or("request").replace([':', '.'], "-");
+        let path = out.join(format!("{stamp}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&fx)?)?;
+        println!("{}", path.display());
+        written += 1;
+    }
+    eprintln!(
+        "{written} request(s) of {flow} written (refused ones and ones without a kept body are skipped)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn capture_cmd(id: &str, client: &ClientArgs) -> Result<ExitCode> {
+    let source = Source::connect(client).await?;
+    let run: Run = match &source {
+        Source::Api { .. } => serde_json::from_value(source.get(&format!("/api/runs/{id}")).await?)?,
+        Source::Store(store) => store.get_run(id).await?.with_context(|| format!("no run {id}"))?,
+    };
+    println!("{}", serde_json::to_string_pretty(&fixtures::from_run(&run))?);
+    eprintln!("(save it as flows/{}.tests/<name>.json)", run.flow);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// POSTs to the running server's API (replays need the server: it knows the loaded flows).
+async fn post_api(args: &ClientArgs, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+    let base = args.base_url();
+    let mut req = reqwest::Client::new().post(format!("{base}{path}")).json(body);
+    if let Some(t) = &args.api_token {
+        req = req.bearer_auth(t.expose());
+    }
+    let resp = req.send().await.with_context(|| {
+        format!("no hookflow server answers at {base}; replays go through a running server")
+    })?;
+    let status = resp.status();
+    let answer: serde_json::Value = resp.json().await.context("the server's answer is not JSON")?;
+    if !status.is_success() {
+        bail!("{status}: {}", answer["detail"].as_str().unwrap_or("error"));
+    }
+    Ok(answer)
+}
+
+pub(super) async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
+    match cmd {
+        RunsCommand::List {
+            flow,
+            status,
+            limit,
+            since,
+            search,
+            json,
+            client,
+        } => {
+            let since_ts =
+                since.map(|d| crate::run::Ts(crate::run::Ts::now().0.saturating_sub(d.as_millis() as u64)));
+            let source = Source::connect(&client).await?;
+            let runs: Vec<RunSummary> = match &source {
+                Source::Api { .. } => {
+                    let mut q = vec![("limit", limit.to_string())];
+                    if let Some(f) = &flow {
+                        q.push(("flow", f.clone()));
+                    }
+                    if let Some(s) = &status {
+                        q.push(("status", s.clone()));
+                    }
+                    if let Some(t) = since_ts {
+                        q.push(("since", t.to_string()));
+                    }
+                    if let Some(t) = &search {
+                        q.push(("q", t.clone()));
+                    }
+                    let qs = serde_urlencoded::to_string(&q)?;
+                    let body = source.get(&format!("/api/runs?{qs}")).await?;
+                    serde_json::from_value(body["runs"].clone())?
+                }
+                Source::Store(store) => {
+                    let status = match &status {
+                        Some(s) => Some(
+                            crate::run::RunStatus::parse(s)
+                                .with_context(|| format!("unknown status `{s}`"))?,
+                        ),
+                        None => None,
+                    };
+                    let filter = crate::store::RunFilter {
+                        flow,
+                        status,
+                        before: None,
+                        limit,
+                        since: since_ts,
+                        until: None,
+                        text: search.clone(),
+                    };
+                    store
+                        .list_runs(&filter)
+                        .await?
+                        .iter()
+                        .map(RunSummary::from)
+                        .collect()
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                print!("{}", format::runs_table(&runs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Replay {
+            id,
+            from,
+            version,
+            client,
+        } => {
+            let body = serde_json::json!({ "from": from, "version": version });
+            let answer = post_api(&client, &format!("/api/runs/{id}/replay"), &body).await?;
+            println!("replayed {id} as {}", answer["run_id"].as_str().unwrap_or("?"));
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::ReplayFailed {
+            flow,
+            since,
+            from,
+            dry_run,
+            client,
+        } => {
+            let since = since.map(|d| crate::run::Ts::now().0.saturating_sub(d.as_millis() as u64));
+            let body = serde_json::json!({
+                "from": from,
+                "dry_run": dry_run,
+                "since": since.map(crate::run::Ts),
+            });
+            let answer = post_api(&client, &format!("/api/flows/{flow}/replay-failed"), &body).await?;
+            let matched = answer["matched"].as_u64().unwrap_or(0);
+            if dry_run {
+                println!("{matched} failed run(s) of {flow} would be replayed");
+            } else {
+                for r in answer["replayed"].as_array().into_iter().flatten() {
+                    println!(
+                        "{} → {}",
+                        r["replay_of"].as_str().unwrap_or("?"),
+                        r["run_id"].as_str().unwrap_or("?")
+                    );
+                }
+                for e in answer["errors"].as_array().into_iter().flatten() {
+                    eprintln!(
+                        "{}: {}",
+                        e["run_id"].as_str().unwrap_or("?"),
+                        e["error"].as_str().unwrap_or("?")
+                    );
+                }
+                let n = answer["replayed"].as_array().map_or(0, Vec::len);
+                println!("replayed {n} of {matched} failed run(s) of {flow}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Show { id, json, client } => {
+            let source = Source::connect(&client).await?;
+            let run: Run = match &source {
+                Source::Api { .. } => serde_json::from_value(source.get(&format!("/api/runs/{id}")).await?)?,
+                Source::Store(store) => store
+                    .get_run(&id)
+                    .await?
+                    .with_context(|| format!("no run {id}"))?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                print!("{}", format::run_detail(&run));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
