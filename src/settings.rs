@@ -201,6 +201,7 @@ impl ServeArgs {
             max_chain_depth: self.max_chain_depth,
             retention: self.retention,
             max_runs: self.max_runs,
+            templates_dir: Some(self.paths.templates_dir.clone()),
         }
     }
 

@@ -63,8 +63,9 @@ impl Engine {
         let lease = hold.lease.clone();
         let span = tracing::info_span!("run", flow = %run.flow, run_id = %run.id);
         async {
-            // The version the run was accepted under while it is remembered, else the current.
-            let (set, flow) = match self.flows.find(&run.flow, &run.flow_version) {
+            // The version the run was accepted under (remembered, or kept in the store), else
+            // the current one.
+            let (set, flow) = match self.version_of(&run).await {
                 Some(found) => found,
                 None => {
                     let set = self.flows.load();
@@ -97,6 +98,33 @@ impl Engine {
         }
         .instrument(span)
         .await
+    }
+
+    /// The flow set and flow of the version `run` was accepted under: remembered in memory,
+    /// or compiled from the source the store keeps (then remembered).
+    async fn version_of(&self, run: &Run) -> Option<(Arc<FlowSet>, Arc<Flow>)> {
+        if let Some(found) = self.flows.find(&run.flow, &run.flow_version) {
+            return Some(found);
+        }
+        let dir = self.config.templates_dir.clone()?;
+        let source = self
+            .store
+            .flow_source(&run.flow, &run.flow_version)
+            .await
+            .ok()??;
+        let name = run.flow.clone();
+        let set = tokio::task::spawn_blocking(move || crate::flow::load_source(&name, &source, &dir))
+            .await
+            .ok()?
+            .map_err(|errors| {
+                tracing::warn!(version = %run.flow_version, errors = ?errors.iter().map(ToString::to_string).collect::<Vec<_>>(), "the version this run was accepted under no longer loads")
+            })
+            .ok()?;
+        let set = Arc::new(set);
+        let flow = set.get(&run.flow).cloned()?;
+        self.flows.remember(Arc::clone(&set));
+        tracing::info!(version = %run.flow_version, "running under the flow version the run was accepted under, from the store");
+        Some((set, flow))
     }
 
     /// Runs one attempt of the current action and records it.

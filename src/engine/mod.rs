@@ -43,6 +43,8 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// At most this many runs are kept; the oldest finished ones go first.
     pub max_runs: usize,
+    /// For compiling an earlier flow version kept in the store (a run accepted under it).
+    pub templates_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +57,7 @@ impl Default for EngineConfig {
             max_chain_depth: crate::event::DEFAULT_MAX_CHAIN_DEPTH,
             retention: Duration::from_secs(30 * 24 * 3600),
             max_runs: 1_000_000,
+            templates_dir: None,
         }
     }
 }

@@ -217,6 +217,8 @@ pub struct TestApp {
     dir: tempfile::TempDir,
     engine_task: Option<tokio::task::JoinHandle<()>>,
     serve_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Holds a handle on the store too: awaited before a restart reopens it.
+    reload_task: Option<tokio::task::JoinHandle<()>>,
     opts: Opts,
 }
 
@@ -258,6 +260,7 @@ pub fn fast_engine() -> EngineConfig {
         max_chain_depth: 8,
         retention: Duration::from_secs(3600),
         max_runs: 1_000_000,
+        templates_dir: None,
     }
 }
 
@@ -308,10 +311,12 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
     let mailer = opts.smtp.as_ref().map(|c| Mailer::new(c).unwrap());
     let guards = Arc::new(Guards::default());
     let metrics = Arc::new(hookflow::metrics::Metrics::new());
+    let mut config = opts.config.clone();
+    config.templates_dir = Some(dir.path().join("templates"));
     let engine = Arc::new(Engine::new(
         Arc::clone(&store),
         Arc::clone(&flows),
-        opts.config.clone(),
+        config,
         Clients::new(
             mailer,
             hookflow::egress::Policy {
@@ -350,7 +355,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         templates_dir: dir.path().join("templates"),
         metrics: Arc::clone(&metrics),
     });
-    tokio::spawn(reloader.watch(shutdown.clone()));
+    let reload_task = tokio::spawn(reloader.watch(shutdown.clone()));
     let serve_task = tokio::spawn(hookflow::server::listen::serve_with(
         listener,
         app(state),
@@ -374,6 +379,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         dir,
         engine_task: Some(engine_task),
         serve_task: Some(serve_task),
+        reload_task: Some(reload_task),
         opts,
     }
 }
@@ -445,6 +451,9 @@ impl TestApp {
         }
         if let Some(t) = self.serve_task.take() {
             t.await.unwrap().unwrap();
+        }
+        if let Some(t) = self.reload_task.take() {
+            t.await.unwrap();
         }
     }
 

@@ -118,3 +118,35 @@ async fn good_changes_apply_bad_ones_are_refused_and_no_request_fails() {
     );
     Arc::try_unwrap(app).ok().unwrap().stop().await;
 }
+
+/// Across a restart, a waiting retry still runs under the version its run was accepted under:
+/// the engine compiles it from the source the store keeps.
+#[tokio::test]
+async fn a_retry_after_a_restart_keeps_its_flow_version() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path_seq("/v1", vec![Reply::status(500), Reply::status(200)]);
+    let app = spawn_app(&[("orders", flow(&dest.url, "/v1"))], &[]).await;
+    let id = app.accept("orders", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.store.get_run(&id).await.unwrap().unwrap().status != RunStatus::Retrying {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    std::fs::write(app.dir().join("flows/orders.yaml"), flow(&dest.url, "/v2")).unwrap();
+    let app = app.restart().await;
+    let run = app.wait_status(&id, RunStatus::Succeeded).await;
+    let url = &run.steps[0].attempts[1].request.as_ref().unwrap().url;
+    assert!(url.ends_with("/v1"), "{url}");
+    // New runs use the flow as it is now.
+    let new = app.accept("orders", json!({})).await;
+    let new = app.wait_status(&new, RunStatus::Succeeded).await;
+    assert!(
+        new.steps[0].attempts[0]
+            .request
+            .as_ref()
+            .unwrap()
+            .url
+            .ends_with("/v2")
+    );
+    app.stop().await;
+}
