@@ -304,3 +304,80 @@ async fn sigterm_lets_in_flight_attempts_finish_or_leaves_them_to_resume() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// SIGKILL while segment changes raise events that other runs turn into calls: after a
+/// restart every contact's event has become exactly one run, and each call arrived (a resend
+/// only with the same idempotency key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_event_chains_loses_and_doubles_nothing() {
+    let dest = Receiver::start(Reply::status(200).delayed(Duration::from_millis(150))).await;
+    let s = setup(
+        "signup",
+        "on:\n  webhook: {}\nactions:\n  - segment:\n      email: \"{{ body.email }}\"\n      add: newsletter\n".into(),
+    );
+    std::fs::write(
+        s.dir.path().join("flows/crm.yaml"),
+        format!(
+            "on:\n  event:\n    type: segment.added\n    when:\n      - path: $.data.segment\n        equals: newsletter\nactions:\n  - name: tell\n    http: {{ url: \"{}/crm\", body: {{ email: \"{{{{ body.data.contact.email }}}}\" }} }}\n",
+            dest.url
+        ),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let mut child = start(s.dir.path(), s.port, "first.log");
+    wait_ready(&http, &s.base).await;
+    const N: usize = 30;
+    for i in 0..N {
+        let r = http
+            .post(&s.url)
+            .json(&json!({"email": format!("p{i}@example.com")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    // Some calls made, most still to come: kill.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dest.arrivals().len() < 3 {
+        assert!(Instant::now() < deadline, "no event reached the CRM flow");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mut child = start(s.dir.path(), s.port, "second.log");
+    wait_ready(&http, &s.base).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut by_email: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    loop {
+        by_email.clear();
+        for h in dest.hits() {
+            by_email
+                .entry(h.json()["email"].as_str().unwrap().to_string())
+                .or_default()
+                .insert(h.headers["idempotency-key"].clone());
+        }
+        if by_email.len() == N {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {N} contacts reached the CRM",
+            by_email.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (email, keys) in &by_email {
+        assert_eq!(keys.len(), 1, "{email} was sent by two different runs: {keys:?}");
+    }
+    let crm = get(&http, format!("{}/api/runs?flow=crm&limit=500", s.base)).await;
+    assert_eq!(
+        crm["runs"].as_array().unwrap().len(),
+        N,
+        "one run per event, none doubled"
+    );
+    let members = get(&http, format!("{}/api/segments", s.base)).await;
+    assert_eq!(members["segments"][0]["members"], N);
+    sigterm(&child);
+    child.wait().unwrap();
+}
