@@ -108,12 +108,7 @@ impl Flows {
     /// Swaps in `set`, keeping the previous one for runs accepted under it.
     pub fn replace(&self, set: FlowSet) {
         let old = self.current.swap(Arc::new(set));
-        if let Ok(mut h) = self.history.lock() {
-            h.push(old);
-            if h.len() > HISTORY {
-                h.remove(0);
-            }
-        }
+        self.remember(old);
         let generation = if let Ok(mut s) = self.status.lock() {
             s.generation += 1;
             s.last_applied = Some(Ts::now());

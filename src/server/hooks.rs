@@ -107,7 +107,12 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let known = st.flows.load().get(&flow_name).is_some() && st.tokens.verify(&flow_name, &token);
+    // One set for the whole request: the flow and its templates belong together. The token is
+    // checked whether or not the flow exists, so both refusals cost the same.
+    let set = st.flows.load();
+    let token_ok = st.tokens.verify(&flow_name, &token);
+    let known = set.get(&flow_name).is_some() && token_ok;
+    let client = client_ip(peer, &headers, &st.trusted_proxies);
     let label = if known { flow_name.as_str() } else { "(unknown)" };
     st.metrics.request(label);
     let metrics = Arc::clone(&st.metrics);
@@ -115,11 +120,16 @@ pub async fn receive(
     let label = label.to_string();
     let mut rec = Entry {
         at: Ts::now(),
-        client: client_ip(peer, &headers, &st.trusted_proxies).to_string(),
+        client: client.to_string(),
         method: method.to_string(),
         ..Entry::default()
     };
-    let resp = match handle(st, peer, (flow_name, token), method, uri, headers, body, &mut rec).await {
+    let who = Caller {
+        peer,
+        client,
+        token_ok,
+    };
+    let resp = match handle(st, set, who, flow_name, method, uri, headers, body, &mut rec).await {
         Ok(resp) => {
             let reason = match resp.status() {
                 StatusCode::TOO_MANY_REQUESTS => Some("too_busy"),
@@ -147,22 +157,33 @@ pub async fn receive(
     resp
 }
 
+/// Who called: the TCP peer, the client address behind trusted proxies, and whether the URL
+/// token was right.
+struct Caller {
+    peer: SocketAddr,
+    client: std::net::IpAddr,
+    token_ok: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn handle(
     st: AppState,
-    peer: SocketAddr,
-    (flow_name, token): (String, String),
+    set: Arc<crate::flow::FlowSet>,
+    who: Caller,
+    flow_name: String,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
     rec: &mut Entry,
 ) -> Result<Response, ApiError> {
-    // Unknown flow and wrong token get the same answer, after the same work.
-    // One set for the whole request: the flow and its templates belong together.
-    let set = st.flows.load();
+    let Caller {
+        peer,
+        client,
+        token_ok,
+    } = who;
+    // Unknown flow and wrong token get the same answer.
     let known = set.get(&flow_name).cloned();
-    let token_ok = st.tokens.verify(&flow_name, &token);
     let flow = match (known, token_ok) {
         (Some(f), true) if f.webhook().is_some() => f,
         _ => {
@@ -196,7 +217,6 @@ async fn handle(
         return Ok(resp);
     }
 
-    let client = client_ip(peer, &headers, &st.trusted_proxies);
     if !webhook.allow_ips.is_empty() && !webhook.allow_ips.iter().any(|n| n.contains(&client)) {
         count(&st, name, "rejected:ip_not_allowed");
         return Err(refuse(

@@ -2,12 +2,11 @@
 //! destinations pointed at a local receiver through the environment variables they read.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Receiver, Reply, SECRET, free_port, get, wait_ready};
+use crate::helpers::{Receiver, Reply, SECRET, get, serve_command, wait_ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_flows_do_what_they_say() {
@@ -15,21 +14,12 @@ async fn the_shipped_flows_do_what_they_say() {
     dest.on_path("/api/tickets", Reply::json(201, json!({"id": "T-9"})));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .env("HOOKFLOW_EGRESS_ALLOW", "127.0.0.1")
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--flows", root.join("flows").to_str().unwrap()])
-        .args(["--templates", root.join("templates").to_str().unwrap()])
-        .args(["--data", data.path().to_str().unwrap()])
-        .env("HOOKFLOW_SECRET", SECRET)
+    let (mut cmd, base) = serve_command(&root.join("flows"), &root.join("templates"), data.path());
+    let mut child = cmd
         .env("SHIPPING_API_URL", &dest.url)
         .env("SHIPPING_API_TOKEN", "tok-shipping-123")
         .env("HELPDESK_API_URL", &dest.url)
         .env("SUPPORT_API_URL", &dest.url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
@@ -144,14 +134,8 @@ async fn the_shipped_segment_and_email_flows_do_what_they_say() {
     let (smtp_port, mail) = crate::email::start_smtp(0);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .env("HOOKFLOW_EGRESS_ALLOW", "127.0.0.1")
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--flows", root.join("flows").to_str().unwrap()])
-        .args(["--templates", root.join("templates").to_str().unwrap()])
-        .args(["--data", data.path().to_str().unwrap()])
+    let (mut cmd, base) = serve_command(&root.join("flows"), &root.join("templates"), data.path());
+    let mut child = cmd
         .args([
             "--smtp-host",
             "127.0.0.1",
@@ -161,11 +145,8 @@ async fn the_shipped_segment_and_email_flows_do_what_they_say() {
             "none",
         ])
         .args(["--smtp-from", "Shop <shop@example.com>"])
-        .env("HOOKFLOW_SECRET", SECRET)
         .env("CRM_WEBHOOK_URL", &dest.url)
         .env("CRM_TOKEN", "crm-token-789")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();

@@ -483,6 +483,28 @@ impl TestApp {
     }
 }
 
+/// The real binary, ready to `serve` the flows and templates in these directories with its
+/// store in `data` on a free loopback port: the test secret, loopback egress allowed, output
+/// discarded. Callers add their own arguments and environment, then spawn. Also returns the
+/// server's base URL.
+pub fn serve_command(
+    flows: &std::path::Path,
+    templates: &std::path::Path,
+    data: &std::path::Path,
+) -> (std::process::Command, String) {
+    let port = free_port();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--flows", flows.to_str().unwrap()])
+        .args(["--templates", templates.to_str().unwrap()])
+        .args(["--data", data.to_str().unwrap()])
+        .env("HOOKFLOW_SECRET", SECRET)
+        .env("HOOKFLOW_EGRESS_ALLOW", "127.0.0.1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    (cmd, format!("http://127.0.0.1:{port}"))
+}
+
 /// A port that was free a moment ago, for starting the real binary on.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

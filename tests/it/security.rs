@@ -4,7 +4,7 @@
 //! run history.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::{Opts, Receiver, Reply, SECRET, free_port, spawn_app, spawn_app_opts, wait_ready};
+use crate::helpers::{Opts, Receiver, Reply, SECRET, serve_command, spawn_app, spawn_app_opts, wait_ready};
 use hookflow::run::RunStatus;
 
 fn hmac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -156,28 +156,11 @@ async fn every_preset_accepts_good_signatures_and_refuses_bad_ones() {
     for (name, verify, ..) in &presets {
         std::fs::write(flows.join(format!("{name}.yaml")), flow(verify)).unwrap();
     }
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let log = dir.path().join("log.txt");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookflow"));
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--workers",
-        "0",
-    ])
-    .args([
-        "--flows",
-        flows.to_str().unwrap(),
-        "--templates",
-        dir.path().join("t").to_str().unwrap(),
-    ])
-    .args(["--data", dir.path().join("data").to_str().unwrap()])
-    .env("HOOKFLOW_SECRET", SECRET)
-    .env("HOOKFLOW_LOG", "debug")
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(&log).unwrap());
+    let (mut cmd, base) = serve_command(&flows, &dir.path().join("t"), &dir.path().join("data"));
+    cmd.args(["--workers", "0"])
+        .env("HOOKFLOW_LOG", "debug")
+        .stderr(std::fs::File::create(&log).unwrap());
     for (k, v) in SECRETS {
         cmd.env(k, v);
     }
@@ -629,29 +612,8 @@ actions:
         ),
     )
     .unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--egress-allow",
-            "127.0.0.1",
-        ])
-        .args([
-            "--flows",
-            flows.to_str().unwrap(),
-            "--templates",
-            dir.path().join("t").to_str().unwrap(),
-        ])
-        .args(["--data", dir.path().join("data").to_str().unwrap()])
-        .env("HOOKFLOW_SECRET", SECRET)
-        .env("OUT_SECRET", secret)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut cmd, base) = serve_command(&flows, &dir.path().join("t"), &dir.path().join("data"));
+    let mut child = cmd.env("OUT_SECRET", secret).spawn().unwrap();
     let http = reqwest::Client::new();
     wait_ready(&http, &base).await;
     let tokens = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
