@@ -30,6 +30,13 @@ pub struct Shared {
     data_end: Mutex<VecDeque<Response>>,
 }
 
+impl Shared {
+    /// Every message received so far.
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
+    }
+}
+
 #[derive(Clone)]
 struct Sink {
     shared: Arc<Shared>,
@@ -113,7 +120,7 @@ pub fn start_smtp(port: u16) -> (u16, Arc<Shared>) {
     (port, shared)
 }
 
-fn smtp(port: u16) -> Opts {
+pub fn smtp(port: u16) -> Opts {
     Opts {
         smtp: Some(SmtpConfig {
             host: "127.0.0.1".into(),

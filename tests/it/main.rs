@@ -20,3 +20,4 @@ mod schedule;
 mod schema;
 mod security;
 mod segments;
+mod strict;

@@ -2,7 +2,8 @@
 //! `templates/` and every inline template of every flow, each parsed once at load.
 //!
 //! Rules users rely on (documented in docs/flows.md):
-//! - undefined names are errors (strict mode), so a typo fails the run instead of sending "";
+//! - undefined names are errors wherever they are used (see [`strict`]), so a typo fails the
+//!   run, naming the expression, instead of sending `""` or `null`;
 //! - `none`/`null` prints as an empty string;
 //! - only `.html`/`.htm` templates auto-escape;
 //! - a JSON body leaf that is exactly one `{{ expression }}` keeps the expression's type.
@@ -11,8 +12,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use minijinja::value::Value as JValue;
-use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
 use serde_json::Value;
+
+pub mod strict;
 
 /// A template problem found at load: which template, the line within it, and what is wrong.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,14 +41,14 @@ impl TemplateError {
 #[error("template error: {0}")]
 pub struct RenderError(pub String);
 
+/// What went wrong, in words: minijinja's detail (which names an undefined expression) or its
+/// error kind, and the causes. Where it happened is added by [`Templates::locate`].
 fn describe(e: &Error) -> String {
-    let mut msg = match e.detail() {
-        Some(d) => format!("{}: {d}", e.kind()),
-        None => e.kind().to_string(),
+    let mut msg = match (e.kind(), e.detail()) {
+        (ErrorKind::UndefinedError, Some(d)) => d.to_string(),
+        (kind, Some(d)) => format!("{kind}: {d}"),
+        (kind, None) => kind.to_string(),
     };
-    if let (Some(name), Some(line)) = (e.name(), e.line()) {
-        msg.push_str(&format!(" (in {name}, line {line})"));
-    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         msg.push_str(&format!(": {s}"));
@@ -69,9 +72,29 @@ fn read_env(name: &str) -> Result<Option<String>, Error> {
     Ok(std::env::var(name).ok())
 }
 
+/// `env(name, default)` / `secret(name, default)`: the variable, else the default (which must
+/// itself be defined), else an error saying which variable is missing.
+fn lookup(state: &State, name: &str, default: Option<JValue>, missing: &str) -> Result<String, Error> {
+    if let Some(v) = read_env(name)? {
+        return Ok(v);
+    }
+    match default {
+        Some(d) => {
+            strict::defined(state, &d)?;
+            Ok(d.to_string())
+        }
+        None => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            missing.replace("{name}", name),
+        )),
+    }
+}
+
 /// All templates of one loaded flow set.
 pub struct Templates {
     env: Environment<'static>,
+    /// Names of the templates read from files of `templates/` (the rest are inline).
+    files: BTreeSet<String>,
     secret_names: BTreeSet<String>,
     secret_defaults: BTreeSet<String>,
 }
@@ -94,6 +117,7 @@ impl Templates {
             }
         });
         env.set_formatter(|out, state, value| {
+            strict::defined(state, value)?;
             if value.is_none() {
                 Ok(())
             } else if value.kind() == minijinja::value::ValueKind::Bool {
@@ -104,35 +128,32 @@ impl Templates {
                 minijinja::escape_formatter(out, state, value)
             }
         });
-        env.add_function("env", |name: String, default: Option<String>| {
-            match (read_env(&name)?, default) {
-                (Some(v), _) => Ok(v),
-                (None, Some(d)) => Ok(d),
-                (None, None) => Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("environment variable {name} is not set"),
-                )),
-            }
+        env.add_function("env", |state: &State, name: String, default: Option<JValue>| {
+            lookup(state, &name, default, "environment variable {name} is not set")
         });
-        env.add_function("secret", |name: String, default: Option<String>| {
-            match (read_env(&name)?, default) {
-                (Some(v), _) => Ok(v),
-                (None, Some(d)) => Ok(d),
-                (None, None) => Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("secret {name} is not set in the environment"),
-                )),
-            }
-        });
+        env.add_function(
+            "secret",
+            |state: &State, name: String, default: Option<JValue>| {
+                lookup(
+                    state,
+                    &name,
+                    default,
+                    "secret {name} is not set in the environment",
+                )
+            },
+        );
         env.add_filter("b64encode", |v: String| {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(v.as_bytes())
         });
-        env.add_filter("json", |v: JValue| -> Result<String, Error> {
+        strict::install(&mut env);
+        env.add_filter("json", |state: &State, v: JValue| -> Result<String, Error> {
+            strict::defined(state, &v)?;
             serde_json::to_string(&v).map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))
         });
         Templates {
             env,
+            files: BTreeSet::new(),
             secret_names: BTreeSet::new(),
             secret_defaults: BTreeSet::new(),
         }
@@ -148,6 +169,7 @@ impl Templates {
         for (name, path) in files {
             match std::fs::read_to_string(&path) {
                 Ok(src) => {
+                    self.files.insert(name.clone());
                     if let Err(e) = self.add(name.clone(), src) {
                         errors.push(e);
                     }
@@ -181,11 +203,49 @@ impl Templates {
 
     /// Renders a stored template to text.
     pub fn render(&self, name: &str, ctx: &JValue) -> Result<String, RenderError> {
-        let tmpl = self
+        let fail = |e: Error| {
+            // An error inside an `{% include %}` arrives wrapped by the including template's.
+            let mut chain = vec![&e];
+            while let Some(inner) =
+                std::error::Error::source(chain[chain.len() - 1]).and_then(|s| s.downcast_ref::<Error>())
+            {
+                chain.push(inner);
+            }
+            let (innermost, outer) = chain.split_last().expect("one error at least");
+            let mut msg = format!("{} {}", describe(innermost), self.locate(innermost, name));
+            for e in outer.iter().rev() {
+                msg.push_str(&format!(", included {}", self.locate(e, name)));
+            }
+            RenderError(msg)
+        };
+        self.env
+            .get_template(name)
+            .map_err(fail)?
+            .render(ctx)
+            .map_err(fail)
+    }
+
+    /// Where a render error happened, for a person: the template file and line
+    /// (`in templates/ticket.json.j2:3`), or the key of the flow file whose inline template
+    /// it is (`in actions[0].http.body.email`, with the line inside it when it has several).
+    fn locate(&self, e: &Error, rendering: &str) -> String {
+        let name = e.name().unwrap_or(rendering);
+        if self.files.contains(name) {
+            return match e.line() {
+                Some(line) => format!("in templates/{name}:{line}"),
+                None => format!("in templates/{name}"),
+            };
+        }
+        // Inline templates are named `{flow}/{key path}`; flow names hold no `/`.
+        let key = name.split_once('/').map_or(name, |(_, key)| key);
+        let multiline = self
             .env
             .get_template(name)
-            .map_err(|e| RenderError(describe(&e)))?;
-        tmpl.render(ctx).map_err(|e| RenderError(describe(&e)))
+            .is_ok_and(|t| t.source().contains('\n'));
+        match e.line() {
+            Some(line) if multiline => format!("in {key}, line {line}"),
+            _ => format!("in {key}"),
+        }
     }
 
     /// Renders a template stored by [`Templates::add_native`] back into a typed JSON value.

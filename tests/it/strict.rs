@@ -1,0 +1,193 @@
+//! Strict rendering over real HTTP and SMTP: a template that reads a name the flow does not
+//! define fails its run — naming the expression and where it is — and sends nothing, in every
+//! place a template renders. Regression for "an undefined var in a JSON body leaf is sent as
+//! `null` and the run succeeds".
+
+use serde_json::json;
+
+use crate::email::{smtp, start_smtp};
+use crate::helpers::{Opts, Receiver, Reply, spawn_app_opts};
+use hookflow::run::RunStatus;
+
+const VARS: &str = "vars:\n  email: $.email\n  order_id: $.id\n  tags: $.tags\n";
+
+/// One flow per place that renders: (flow name, action YAML, where the error must point).
+fn cases(dest: &str) -> Vec<(&'static str, String, &'static str)> {
+    let http = |extra: &str| format!("  - name: call\n    http:\n      url: \"{dest}/in\"\n{extra}");
+    vec![
+        (
+            "body-map-leaf",
+            http("      body: { email: \"{{ vars.emial }}\", id: \"{{ vars.order_id }}\" }\n"),
+            "in actions[0].http.body.email",
+        ),
+        (
+            "body-list-leaf",
+            http("      body: { tags: [\"{{ vars.email }}\", \"{{ vars.emial }}\"] }\n"),
+            "in actions[0].http.body.tags[1]",
+        ),
+        (
+            "body-text-leaf",
+            http("      body: { label: \"order for {{ vars.emial }}\" }\n"),
+            "in actions[0].http.body.label",
+        ),
+        (
+            "body-nested-expr",
+            http("      body: { all: \"{{ {'to': vars.emial} }}\" }\n"),
+            "in actions[0].http.body.all",
+        ),
+        (
+            "body-text",
+            http("      body: \"email={{ vars.emial | urlencode }}\"\n"),
+            "in actions[0].http.body",
+        ),
+        (
+            "url",
+            format!("  - http:\n      url: \"{dest}/orders/{{{{ vars.ordr_id }}}}\"\n"),
+            "in actions[0].http.url",
+        ),
+        (
+            "header",
+            http("      headers: { X-Order: \"{{ vars.ordr_id | tojson }}\" }\n"),
+            "in actions[0].http.headers.X-Order",
+        ),
+        (
+            "body-template-file",
+            http("      body_template: order.json.j2\n"),
+            "in templates/order.json.j2:3",
+        ),
+        (
+            "included-file",
+            http("      body_template: outer.json.j2\n"),
+            "in templates/inner.j2:2",
+        ),
+        (
+            "email-subject",
+            "  - email: { to: \"{{ vars.email }}\", subject: \"Order {{ vars.ordr_id }}\", text: hi }\n".into(),
+            "in actions[0].email.subject",
+        ),
+        (
+            "email-to",
+            "  - email: { to: \"{{ vars.emial }}\", subject: hi, text: hi }\n".into(),
+            "in actions[0].email.to",
+        ),
+        (
+            "email-text-file",
+            "  - email: { to: \"{{ vars.email }}\", subject: hi, text_template: mail.txt }\n".into(),
+            "in templates/mail.txt:2",
+        ),
+        (
+            "segment-email",
+            "  - segment: { email: \"{{ vars.emial }}\", add: buyers }\n".into(),
+            "in actions[0].segment.email",
+        ),
+        (
+            "segment-attribute",
+            "  - segment: { email: \"{{ vars.email }}\", add: buyers, attributes: { id: \"{{ vars.ordr_id }}\" } }\n"
+                .into(),
+            "in actions[0].segment.attributes.id",
+        ),
+        (
+            "emit-data",
+            "  - emit: { type: shop.thing, data: { email: \"{{ vars.emial }}\" } }\n".into(),
+            "in actions[0].emit.data.email",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn an_undefined_name_fails_the_run_naming_it_wherever_it_renders() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let (smtp_port, mails) = start_smtp(0);
+    let cases = cases(&dest.url);
+    let flows: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(name, actions, _)| {
+            (
+                *name,
+                format!("on: {{ webhook: {{}} }}\n{VARS}actions:\n{actions}"),
+            )
+        })
+        .collect();
+    let templates = [
+        (
+            "order.json.j2",
+            "{\n  \"id\": {{ vars.order_id }},\n  \"email\": {{ vars.emial | tojson }}\n}\n",
+        ),
+        ("outer.json.j2", "{\"x\": {% include 'inner.j2' %}}"),
+        ("inner.j2", "\n{{ vars.ordr_id | tojson }}"),
+        ("mail.txt", "Hello,\n{{ vars.emial }}\n"),
+    ];
+    let app = spawn_app_opts(&flows, &templates, smtp(smtp_port)).await;
+    let order = json!({"id": 42, "email": "ada@example.com", "tags": ["a"]});
+    let mut ids = Vec::new();
+    for (name, _, _) in &cases {
+        ids.push(app.accept(name, order.clone()).await);
+    }
+    for ((name, _, place), id) in cases.iter().zip(&ids) {
+        let run = app.wait_status(id, RunStatus::Failed).await;
+        let err = run.error.clone().unwrap_or_default();
+        let undefined = ["`vars.emial` is undefined", "`vars.ordr_id` is undefined"];
+        assert!(undefined.iter().any(|u| err.contains(u)), "{name}: {err}");
+        assert!(err.contains(place), "{name}: expected `{place}` in: {err}");
+        let attempts = &run.steps[0].attempts;
+        assert_eq!(
+            attempts.len(),
+            1,
+            "{name}: a render error is not retried: {run:#?}"
+        );
+        let recorded = attempts[0].error.clone().unwrap_or_default();
+        assert!(
+            err.ends_with(&recorded),
+            "{name}: the attempt records it: {recorded}"
+        );
+    }
+    assert!(dest.hits().is_empty(), "nothing was sent: {:#?}", dest.hits());
+    assert!(mails.mails().is_empty(), "no mail was sent");
+    let members = app.api("/api/segments").await;
+    assert_eq!(
+        members["segments"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "{members}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn defaults_and_defined_checks_keep_optional_values_working() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let flow = format!(
+        r#"on: {{ webhook: {{}} }}
+{VARS}actions:
+  - http:
+      url: "{}/in"
+      body:
+        email: "{{{{ vars.email }}}}"
+        phone: "{{{{ body.phone | default(none) }}}}"
+        note: "{{{{ body.note | default('none given') }}}}"
+        vip: "{{{{ body.vip is defined }}}}"
+        missing_path: "{{{{ vars.tags }}}}"
+"#,
+        dest.url
+    );
+    let app = spawn_app_opts(&[("ok", flow)], &[], Opts::default()).await;
+    let id = app.accept("ok", json!({"email": "ada@example.com"})).await;
+    app.wait_status(&id, RunStatus::Succeeded).await;
+    assert_eq!(
+        dest.hits()[0].json(),
+        json!({"email": "ada@example.com", "phone": null, "note": "none given", "vip": false, "missing_path": null})
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_undefined_name_in_the_ordering_key_refuses_the_event_with_a_clear_answer() {
+    let flow = "on: { webhook: {} }\nvars: { id: $.id }\nconcurrency: { key: \"order-{{ vars.idd }}\" }\nactions:\n  - emit: { type: x.y }\n";
+    let app = spawn_app_opts(&[("keyed", flow.to_string())], &[], Opts::default()).await;
+    let resp = app.post_json("keyed", json!({"id": 1})).await;
+    assert_eq!(resp.status(), 422);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("`vars.idd` is undefined"), "{body}");
+    assert!(body.contains("in concurrency.key"), "{body}");
+    assert!(app.all_runs().await.is_empty());
+    app.stop().await;
+}
