@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, the dashboard's browser test included: installs Debian's chromium and
-# chromium-driver when they are missing (idempotent), then runs `cargo test` with the browser
-# test required. `cargo test` alone runs everything else and reports the browser test skipped.
+# The whole test suite, the tests that need outside tools included: installs Debian's chromium
+# and chromium-driver (the dashboard's browser test) and the Python `svix` library (signatures
+# made by a vendor's own code) when they are missing (idempotent), then runs `cargo test` with
+# those tests required. `cargo test` alone runs everything else and reports them skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
@@ -10,4 +11,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
 fi
-HOOKFLOW_BROWSER_TESTS=required cargo test "$@"
+if ! python3 -c 'import svix' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'svix==2.9.1'
+fi
+HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required cargo test "$@"

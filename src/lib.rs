@@ -1,7 +1,8 @@
 //! hookflow: a webhook workflow engine.
 //!
 //! Map of the crate, in the order an event travels:
-//! - [`server`] receives a webhook (`/hooks/{flow}/{token}`) and serves the runs API;
+//! - [`server`] listens, hands webhooks (`/hooks/{flow}/{token}`) to the [`intake`] — admit,
+//!   read, authenticate ([`verify`]), decode, evaluate, persist — and serves the runs API;
 //! - [`token`] derives each flow's unguessable URL token from the server secret;
 //! - [`request`] decodes the body (JSON, form, text);
 //! - [`flow`] is the flow file format, compiled once at load;
@@ -20,6 +21,7 @@ pub mod egress;
 pub mod engine;
 pub mod event;
 pub mod flow;
+pub mod intake;
 pub mod mapping;
 pub mod matching;
 pub mod metrics;
@@ -30,6 +32,7 @@ pub mod requestbin;
 pub mod retry;
 pub mod run;
 pub mod schedule;
+pub mod secret;
 pub mod segment;
 pub mod server;
 pub mod settings;

@@ -74,14 +74,16 @@ fn kind_of(content_type: &str) -> Option<Kind> {
 
 /// Decodes a body according to the flow's [`BodyMode`] and the request's content type.
 ///
-/// An empty body is `null` whatever the type (a `GET` handshake has none).
+/// An empty body without a content type is `null` (a `GET` handshake or a bodiless ping has
+/// none). An empty body that claims a type is decoded like any other: empty JSON or XML is
+/// malformed (`400`, as any other unparsable body), an empty form is `{}`.
 pub fn parse_body(mode: BodyMode, content_type: Option<&str>, bytes: &[u8]) -> Result<Value, BodyError> {
     if mode == BodyMode::Text {
         return String::from_utf8(bytes.to_vec())
             .map(Value::String)
             .map_err(|_| BodyError::NotUtf8);
     }
-    if bytes.is_empty() {
+    if bytes.is_empty() && content_type.is_none_or(|ct| ct.trim().is_empty()) {
         return Ok(Value::Null);
     }
     let accepts = match mode {
@@ -101,6 +103,7 @@ pub fn parse_body(mode: BodyMode, content_type: Option<&str>, bytes: &[u8]) -> R
         }
     };
     match kind {
+        Kind::Json if bytes.is_empty() => Err(BodyError::MalformedJson("the body is empty".into())),
         Kind::Json => serde_json::from_slice(bytes).map_err(|e| BodyError::MalformedJson(e.to_string())),
         Kind::Form => parse_form(bytes),
         Kind::Xml => crate::xml::to_json(bytes).map_err(BodyError::MalformedXml),
@@ -205,6 +208,16 @@ mod tests {
             json!("a,b")
         );
         assert_eq!(parse_body(BodyMode::Auto, None, b"").unwrap(), Value::Null);
+        assert_eq!(parse_body(BodyMode::Json, None, b"").unwrap(), Value::Null);
+        assert_eq!(
+            parse_body(BodyMode::Json, Some("application/json"), b""),
+            Err(BodyError::MalformedJson("the body is empty".into()))
+        );
+        assert_eq!(
+            parse_body(BodyMode::Auto, Some("application/x-www-form-urlencoded"), b"").unwrap(),
+            serde_json::json!({})
+        );
+        assert!(parse_body(BodyMode::Auto, Some("application/xml"), b"").is_err());
         assert_eq!(
             parse_body(BodyMode::Text, None, &[0xff]).unwrap_err(),
             BodyError::NotUtf8

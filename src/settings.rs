@@ -9,36 +9,8 @@ use clap::Args;
 
 use crate::engine::EngineConfig;
 
-/// A secret from the command line or environment: usable as a string, never printed by
-/// `Debug` (settings structs derive it).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_string()))
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_string())
-    }
-}
 use crate::action::email::{SmtpConfig, SmtpTls};
+pub use crate::secret::Secret;
 use crate::store::Durability;
 
 /// Where flows, templates and data live.
@@ -86,9 +58,15 @@ pub struct ServeArgs {
     pub paths: Paths,
     #[command(flatten)]
     pub urls: UrlArgs,
-    /// Bearer token for the runs API. Without one the API answers loopback clients only.
+    /// Bearer token for the runs API. Without one the API answers only clients on this
+    /// machine that did not come through a proxy.
     #[arg(long = "api-token", env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<Secret>,
+    /// Serve the API, the metrics and the dashboard on this address of their own; the main
+    /// listener then serves only webhooks and health checks (the usual setup behind a
+    /// reverse proxy: the proxy forwards to --listen, the admin address stays private).
+    #[arg(long = "admin-listen", env = "HOOKFLOW_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// What a 2xx to a sender guarantees: `flush` (survives the process being killed) or
     /// `fsync` (also survives power loss; slower).
     #[arg(long, env = "HOOKFLOW_DURABILITY", value_enum, default_value_t = Durability::Flush)]
@@ -184,7 +162,7 @@ impl SmtpArgs {
             tls: self.tls,
             credentials: std::env::var("HOOKFLOW_SMTP_USER")
                 .ok()
-                .zip(std::env::var("HOOKFLOW_SMTP_PASSWORD").ok().map(Secret)),
+                .zip(std::env::var("HOOKFLOW_SMTP_PASSWORD").ok().map(Secret::from)),
             from: self.from.clone(),
             ca_file: self.ca_file.clone(),
         })
@@ -223,6 +201,9 @@ pub struct ClientArgs {
         hide = true
     )]
     pub listen: SocketAddr,
+    /// The server's admin address, when it has one: the API is there.
+    #[arg(long = "admin-listen", env = "HOOKFLOW_ADMIN_LISTEN", hide = true)]
+    pub admin_listen: Option<SocketAddr>,
     #[arg(long = "api-token", env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<Secret>,
     /// Data directory, read directly when no server answers.
@@ -234,7 +215,7 @@ impl ClientArgs {
     pub fn base_url(&self) -> String {
         match &self.server {
             Some(s) => s.trim_end_matches('/').to_string(),
-            None => format!("http://{}", self.listen),
+            None => format!("http://{}", self.admin_listen.unwrap_or(self.listen)),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! | `shopify` | `X-Shopify-Hmac-Sha256` | body | base64 |
 //! | `woocommerce` | `X-WC-Webhook-Signature` | body | base64 |
 //! | `slack` | `X-Slack-Signature: v0=…`, `X-Slack-Request-Timestamp` | `v0:{ts}:{body}` | hex, 300 s |
-//! | `standard-webhooks` | `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,… …` | `{id}.{ts}.{body}` | base64, secret `whsec_<base64>`, 300 s |
+//! | `standard-webhooks` | `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,… …` (or the same as `svix-*`) | `{id}.{ts}.{body}` | base64, secret `whsec_<base64>`, 300 s |
 //! | `hmac` | configurable | `{body}` or a template with `{timestamp}` | hex or base64 |
 
 use std::time::Duration;
@@ -86,6 +86,51 @@ impl Scheme {
         }
     }
 
+    /// Every header the scheme reads or its sender uses to identify a delivery (signature,
+    /// timestamp, delivery id, event type), lower-case. Each inner list is one header under
+    /// its alternative names (Standard Webhooks' `webhook-*` and Svix's `svix-*`). The intake
+    /// refuses a request that carries one of these more than once, so the value verified is
+    /// the value templates and dedupe keys see.
+    pub fn trusted_headers(&self) -> Vec<Vec<String>> {
+        let one = |names: &[&str]| names.iter().map(|n| vec![n.to_string()]).collect::<Vec<_>>();
+        match self {
+            Scheme::Github => one(&[
+                "x-hub-signature-256",
+                "x-hub-signature",
+                "x-github-event",
+                "x-github-delivery",
+                "x-github-hook-id",
+            ]),
+            Scheme::Stripe => one(&["stripe-signature"]),
+            Scheme::Shopify => one(&[
+                "x-shopify-hmac-sha256",
+                "x-shopify-topic",
+                "x-shopify-webhook-id",
+                "x-shopify-event-id",
+                "x-shopify-shop-domain",
+                "x-shopify-triggered-at",
+            ]),
+            Scheme::WooCommerce => one(&[
+                "x-wc-webhook-signature",
+                "x-wc-webhook-topic",
+                "x-wc-webhook-delivery-id",
+                "x-wc-webhook-id",
+                "x-wc-webhook-resource",
+                "x-wc-webhook-event",
+                "x-wc-webhook-source",
+            ]),
+            Scheme::Slack => one(&["x-slack-signature", "x-slack-request-timestamp"]),
+            Scheme::StandardWebhooks => STANDARD_NAMES
+                .iter()
+                .map(|[a, b]| vec![a.to_string(), b.to_string()])
+                .collect(),
+            Scheme::Hmac(g) => std::iter::once(&g.header)
+                .chain(&g.timestamp_header)
+                .map(|h| vec![h.to_ascii_lowercase()])
+                .collect(),
+        }
+    }
+
     fn timestamped(&self) -> bool {
         match self {
             Scheme::Stripe | Scheme::Slack | Scheme::StandardWebhooks => true,
@@ -140,6 +185,21 @@ impl Headers for axum::http::HeaderMap {
     fn get(&self, name: &str) -> Option<&str> {
         axum::http::HeaderMap::get(self, name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// Standard Webhooks' headers and the names Svix-branded senders give them: the same scheme.
+const STANDARD_NAMES: [[&str; 2]; 3] = [
+    ["webhook-id", "svix-id"],
+    ["webhook-timestamp", "svix-timestamp"],
+    ["webhook-signature", "svix-signature"],
+];
+
+/// The first of a header's alternative names that is present.
+fn header_of<'a>(h: &'a dyn Headers, names: &[&'static str]) -> Result<(&'static str, &'a str), VerifyError> {
+    names
+        .iter()
+        .find_map(|n| h.get(n).map(|v| (*n, v)))
+        .ok_or_else(|| VerifyError::MissingHeader(names.join(" or ")))
 }
 
 /// Default tolerance of timestamped schemes.
@@ -263,10 +323,8 @@ pub fn verify(
             })
         }
         Scheme::StandardWebhooks => {
-            let id = header(h, "webhook-id")?;
-            let ts = header(h, "webhook-timestamp")?;
-            let name = "webhook-signature";
-            let v = header(h, name)?;
+            let [id, ts, sig] = STANDARD_NAMES.map(|names| header_of(h, &names));
+            let ((_, id), (ts_name, ts), (name, v)) = (id?, ts?, sig?);
             let sigs: Vec<Vec<u8>> = v
                 .split_whitespace()
                 .filter_map(|s| s.strip_prefix("v1,"))
@@ -278,7 +336,7 @@ pub fn verify(
                     "no v1,<base64> signature".into(),
                 ));
             }
-            check_time(ts, "webhook-timestamp", now_secs, tolerance)?;
+            check_time(ts, ts_name, now_secs, tolerance)?;
             any(&sigs, &|k| {
                 mac(
                     Algorithm::Sha256,
@@ -344,22 +402,38 @@ pub fn key_bytes(scheme: &Scheme, secret: &str) -> Vec<u8> {
     secret.as_bytes().to_vec()
 }
 
-/// Headers that sign an outgoing request with `scheme` (Standard Webhooks or generic HMAC):
-/// what a receiver verifying with [`verify`] — or the scheme's official libraries — accepts.
-/// `id` must stay the same across retries of one message.
+/// Headers that sign a request with `scheme` exactly as its sender does: what [`verify`] — or
+/// the scheme's official libraries — accepts. Outgoing `sign:` uses Standard Webhooks or the
+/// generic scheme; `hookflow send` signs test deliveries with any preset. `id` (Standard
+/// Webhooks) must stay the same across retries of one message.
 pub fn sign(scheme: &Scheme, key: &[u8], id: &str, now_secs: i64, body: &[u8]) -> Vec<(String, String)> {
     let ts = now_secs.to_string();
+    let sha256 = |parts: &[&[u8]]| mac(Algorithm::Sha256, key, parts);
+    let h = |k: &str, v: String| (k.to_string(), v);
     match scheme {
-        Scheme::StandardWebhooks => {
-            let sig = B64.encode(mac(
-                Algorithm::Sha256,
-                key,
-                &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
-            ));
+        Scheme::Github => vec![h(
+            "X-Hub-Signature-256",
+            format!("sha256={}", hex::encode(sha256(&[body]))),
+        )],
+        Scheme::Stripe => {
+            let sig = hex::encode(sha256(&[ts.as_bytes(), b".", body]));
+            vec![h("Stripe-Signature", format!("t={ts},v1={sig}"))]
+        }
+        Scheme::Shopify => vec![h("X-Shopify-Hmac-Sha256", B64.encode(sha256(&[body])))],
+        Scheme::WooCommerce => vec![h("X-WC-Webhook-Signature", B64.encode(sha256(&[body])))],
+        Scheme::Slack => {
+            let sig = hex::encode(sha256(&[b"v0:", ts.as_bytes(), b":", body]));
             vec![
-                ("webhook-id".into(), id.to_string()),
-                ("webhook-timestamp".into(), ts),
-                ("webhook-signature".into(), format!("v1,{sig}")),
+                h("X-Slack-Request-Timestamp", ts),
+                h("X-Slack-Signature", format!("v0={sig}")),
+            ]
+        }
+        Scheme::StandardWebhooks => {
+            let sig = B64.encode(sha256(&[id.as_bytes(), b".", ts.as_bytes(), b".", body]));
+            vec![
+                h("webhook-id", id.to_string()),
+                h("webhook-timestamp", ts),
+                h("webhook-signature", format!("v1,{sig}")),
             ]
         }
         Scheme::Hmac(g) => {
@@ -380,8 +454,6 @@ pub fn sign(scheme: &Scheme, key: &[u8], id: &str, now_secs: i64, body: &[u8]) -
             }
             out
         }
-        // Presets of other senders are for verifying only (refused at load for `sign`).
-        _ => Vec::new(),
     }
 }
 
@@ -619,6 +691,36 @@ mod tests {
     }
 
     #[test]
+    fn svix_branded_headers_are_the_same_scheme() {
+        let hs = [
+            ("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("svix-timestamp", "1614265330"),
+            (
+                "svix-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
+        ];
+        let body = br#"{"test": 2432232314}"#;
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let s = Scheme::StandardWebhooks;
+        assert_eq!(check(&s, &hs, body, 1_614_265_330, &[secret]), Ok(Verified::Ok));
+        assert_eq!(
+            check(&s, &hs[1..], body, 1_614_265_330, &[secret]),
+            Err(VerifyError::MissingHeader("webhook-id or svix-id".into()))
+        );
+        assert_eq!(
+            check(&s, &hs, body, 1_614_265_330 + 301, &[secret])
+                .unwrap_err()
+                .to_string(),
+            "timestamp 1614265330 is outside the tolerance of 300s"
+        );
+        assert!(
+            s.trusted_headers()
+                .contains(&vec!["webhook-id".to_string(), "svix-id".to_string()])
+        );
+    }
+
+    #[test]
     fn what_we_sign_we_verify() {
         let key = key_bytes(
             &Scheme::StandardWebhooks,
@@ -646,6 +748,29 @@ mod tests {
             ),
             Ok(Verified::Ok)
         );
+    }
+
+    #[test]
+    fn every_preset_verifies_what_it_signs() {
+        for name in [
+            "github",
+            "stripe",
+            "shopify",
+            "woocommerce",
+            "slack",
+            "standard-webhooks",
+        ] {
+            let scheme = Scheme::preset(name).unwrap();
+            let key = key_bytes(&scheme, "whsec_c2lnbmVkLWJ5LXVz");
+            let hs = sign(&scheme, &key, "msg_1", 1_700_000_000, BODY);
+            let pairs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let check = |body: &[u8], key: &[u8]| {
+                verify(&scheme, &h(&pairs), body, 1_700_000_005, T, &[key.to_vec()])
+            };
+            assert_eq!(check(BODY, &key), Ok(Verified::Ok), "{name}");
+            assert_eq!(check(b"{}", &key), Err(VerifyError::Mismatch), "{name}");
+            assert_eq!(check(BODY, b"other"), Err(VerifyError::Mismatch), "{name}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod fixtures;
 mod format;
 mod runs;
 mod segments;
+mod send;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -84,6 +85,9 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Send a test delivery to a flow's webhook on the running server, signed the way the
+    /// flow's sender signs (secret from the variable its `verify` names). Exit 0 for a 2xx.
+    Send(send::SendArgs),
     /// Print each flow's webhook URL.
     Urls {
         #[command(flatten)]
@@ -154,6 +158,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Urls { paths, urls } => urls_cmd(&paths, &urls),
+        Command::Send(args) => send::send_cmd(args).await,
         Command::Test(args) => dryrun::test_cmd(args),
         Command::Runs { command } => runs_cmd(command).await,
         Command::Segments { command } => segments::segments_cmd(command).await,
@@ -210,17 +215,22 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         &args.paths.data_dir,
         args.urls.secret.as_ref().map(Secret::expose),
     )?;
-    if !args.urls.listen.ip().is_loopback() && args.api_token.is_none() {
-        bail!(
-            "refusing to listen on {} without an API token: the runs and segments API would be reachable from the network. Set HOOKFLOW_API_TOKEN (or --api-token), or listen on 127.0.0.1 behind a proxy",
-            args.urls.listen
-        );
-    }
+    check_exposure(&args)?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.store_dir(), args.durability)?);
     let mailer = match args.smtp.config() {
         Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
         None => None,
     };
+    for f in flows.load().flows.values() {
+        if let Some(v) = f.webhook().and_then(|w| w.verify.as_ref())
+            && !v
+                .secret_env
+                .iter()
+                .any(|n| std::env::var(n).is_ok_and(|s| !s.is_empty()))
+        {
+            tracing::warn!(flow = %f.name, secret_env = %v.secret_env.join(", "), "flow verifies signatures but its secret is not set in the environment: every request to it will be refused (401)");
+        }
+    }
     if mailer.is_none() {
         for f in flows.load().flows.values() {
             if f.actions
@@ -260,28 +270,41 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.urls.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.urls.listen))?;
+    let admin_listener = match args.admin_listen {
+        None => None,
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
+        ),
+    };
     // URL tokens are credentials: logs name the flows, `hookflow urls` prints the URLs.
     for name in flows.load().flows.keys() {
         tracing::info!(flow = %name, "flow loaded (see `hookflow urls` for its webhook URL)");
     }
-    tracing::info!(listen = %args.urls.listen, flows = flows.load().flows.len(), durability = ?args.durability, "hookflow serving");
+    tracing::info!(listen = %args.urls.listen, admin = ?args.admin_listen, flows = flows.load().flows.len(), durability = ?args.durability, "hookflow serving");
 
-    let state = AppState {
+    let intake = crate::intake::Intake {
         flows: Arc::clone(&flows),
         store: Arc::clone(&store),
         tokens,
         wake: engine.waker(),
-        events_wake: engine.events_waker(),
-        guards,
         metrics: Arc::clone(&metrics),
         requests: Default::default(),
-        templates_dir: args.paths.templates_dir.clone(),
-        max_body: args.max_body,
-        trusted_proxies: args.trusted_proxies.clone(),
-        body_timeout: args.body_timeout,
-        max_header_bytes: args.max_header_bytes,
+        limits: crate::intake::Limits {
+            max_body: args.max_body,
+            body_timeout: args.body_timeout,
+        },
         in_flight: Arc::new(tokio::sync::Semaphore::new(args.max_in_flight.max(1))),
-        api_token: args.api_token.clone(),
+        trusted_proxies: args.trusted_proxies.clone(),
+    };
+    let state = AppState {
+        intake: Arc::new(intake),
+        events_wake: engine.events_waker(),
+        guards,
+        templates_dir: args.paths.templates_dir.clone(),
+        max_header_bytes: args.max_header_bytes,
+        access: Arc::new(access_rule(&args)),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
@@ -300,13 +323,97 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     } else {
         tokio::spawn(Arc::clone(&engine).run(shutdown.clone()))
     };
-    serve_with(listener, app(state), shutdown.clone(), listen_opts).await?;
+    match admin_listener {
+        None => serve_with(listener, app(state), shutdown.clone(), listen_opts).await?,
+        Some(admin) => {
+            let admin_opts = ListenOptions {
+                tls: None,
+                ..listen_opts.clone()
+            };
+            let (a, b) = tokio::join!(
+                serve_with(
+                    listener,
+                    crate::server::hooks_app(state.clone()),
+                    shutdown.clone(),
+                    listen_opts
+                ),
+                serve_with(
+                    admin,
+                    crate::server::admin_app(state),
+                    shutdown.clone(),
+                    admin_opts
+                ),
+            );
+            a?;
+            b?;
+        }
+    }
     shutdown.cancel();
     engine_task.await?;
     drop(engine);
     store.sync().await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses setups that would put the API on the network without a token, and warns about
+/// setups where it could end up there (a reverse proxy on this host that forwards to the
+/// webhook listener without saying whom for makes every internet client look local).
+fn check_exposure(args: &ServeArgs) -> Result<()> {
+    let tokenless = args.api_token.is_none();
+    let api_addr = args.admin_listen.unwrap_or(args.urls.listen);
+    if tokenless && !api_addr.ip().is_loopback() {
+        bail!(
+            "refusing to serve the API on {api_addr} without an API token: run history, replays and every segment's addresses would be reachable from the network. Set HOOKFLOW_API_TOKEN (or --api-token), or keep the API on a loopback address with --admin-listen 127.0.0.1:8081"
+        );
+    }
+    let public_host = args
+        .urls
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_string));
+    let public = public_host.as_deref().is_some_and(|h| {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        h != "localhost" && !h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    });
+    if tokenless && args.admin_listen.is_none() && (public || !args.trusted_proxies.is_empty()) {
+        tracing::warn!(
+            "the API and dashboard share the webhook listener and have no token: behind a reverse proxy on this host that does not add X-Forwarded-For, every internet client looks local. Set HOOKFLOW_API_TOKEN, or serve them on --admin-listen 127.0.0.1:8081 and point the proxy at --listen only"
+        );
+    }
+    Ok(())
+}
+
+/// The API's access rule for these settings: the token, the proxies, and the names this
+/// server answers to (its listen addresses and public URL).
+fn access_rule(args: &ServeArgs) -> crate::server::access::Access {
+    let mut own_hosts: Vec<String> = [Some(args.urls.listen), args.admin_listen]
+        .into_iter()
+        .flatten()
+        .filter(|a| !a.ip().is_unspecified())
+        .map(|a| a.ip().to_string())
+        .collect();
+    if let Some(h) = args
+        .urls
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| {
+            u.host_str().map(|h| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            })
+        })
+    {
+        own_hosts.push(h);
+    }
+    crate::server::access::Access {
+        token: args.api_token.clone(),
+        trusted_proxies: args.trusted_proxies.clone(),
+        own_hosts,
+    }
 }
 
 async fn watch_signals(shutdown: tokio_util::sync::CancellationToken) {

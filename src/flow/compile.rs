@@ -26,6 +26,22 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Header names a template reads as `headers['name']`, `headers["name"]` or `headers.name`,
+/// lower-case.
+fn headers_read_by(template: &str) -> Vec<String> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(
+            r#"headers\s*(?:\[\s*['"]([^'"]+)['"]\s*\]|\.get\(\s*['"]([^'"]+)['"]|\.([A-Za-z0-9_]+))"#,
+        )
+        .expect("valid regex")
+    });
+    re.captures_iter(template)
+        .filter_map(|c| c.get(1).or(c.get(2)).or(c.get(3)))
+        .map(|m| m.as_str().to_ascii_lowercase())
+        .collect()
+}
+
 /// Flow names appear in URLs: letters, digits, `-` and `_`.
 pub fn valid_flow_name(s: &str) -> bool {
     !s.is_empty()
@@ -356,6 +372,7 @@ impl Compiler<'_> {
                 status: 202,
                 headers: Vec::new(),
                 body: None,
+                explain: false,
             },
             Some(r) => {
                 let status = r.status.unwrap_or(202);
@@ -383,6 +400,7 @@ impl Compiler<'_> {
                     status,
                     headers,
                     body,
+                    explain: r.explain,
                 }
             }
         };
@@ -394,6 +412,35 @@ impl Compiler<'_> {
             key: self.template("on.webhook.dedupe.key", &d.key),
             window: d.window.unwrap_or(std::time::Duration::from_secs(24 * 3600)),
         });
+        if let (Some(d), Some(v)) = (&dedupe, &verify)
+            && crate::verify::uses_timestamp(&v.scheme)
+            && d.window < v.tolerance
+        {
+            let fmt = |t| humantime::format_duration(t).to_string();
+            self.problem(
+                "on.webhook.dedupe.window",
+                format!(
+                    "the dedupe window ({}) is shorter than the signature tolerance ({}): a signed delivery replayed after {} would still verify and start a second run; make the window at least {}",
+                    fmt(d.window),
+                    fmt(v.tolerance),
+                    fmt(d.window),
+                    fmt(v.tolerance)
+                ),
+            );
+        }
+        // Headers that must arrive once: what the sender signs or identifies deliveries by,
+        // and what the dedupe key reads.
+        let mut trusted_headers = verify
+            .as_ref()
+            .map(|v| v.scheme.trusted_headers())
+            .unwrap_or_default();
+        if let Some(d) = &wh.dedupe {
+            for name in headers_read_by(&d.key) {
+                if !trusted_headers.iter().flatten().any(|h| *h == name) {
+                    trusted_headers.push(vec![name]);
+                }
+            }
+        }
         let mut allow_ips = Vec::new();
         for (i, a) in wh.allow_ips.iter().flatten().enumerate() {
             match parse_net(a) {
@@ -420,6 +467,7 @@ impl Compiler<'_> {
             respond,
             verify,
             dedupe,
+            trusted_headers,
             allow_ips,
             redact,
             in_flight: wh
@@ -653,4 +701,19 @@ pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
 pub fn version_of(source: &str) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(source.as_bytes())[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_a_dedupe_key_reads() {
+        assert_eq!(
+            headers_read_by(
+                "{{ headers['X-GitHub-Delivery'] }}-{{ headers.webhook_id }}-{{ headers.get(\"Idem\") }}-{{ body.id }}"
+            ),
+            vec!["x-github-delivery", "webhook_id", "idem"]
+        );
+    }
 }

@@ -101,6 +101,9 @@ pub struct Webhook {
     pub respond: Respond,
     pub verify: Option<Verifier>,
     pub dedupe: Option<Dedupe>,
+    /// Headers that must arrive at most once (each with its alternative names): those the
+    /// signature scheme reads or identifies deliveries by, and those the dedupe key reads.
+    pub trusted_headers: Vec<Vec<String>>,
     /// Empty: anyone.
     pub allow_ips: Vec<ipnet::IpNet>,
     /// Body fields blanked before storage.
@@ -132,6 +135,9 @@ pub struct Respond {
     pub headers: Vec<(String, String)>,
     /// `None`: the default JSON `{"status":"accepted","run_id":…}`.
     pub body: Option<String>,
+    /// Tell the sender why an event was ignored or refused by the flow's own rules
+    /// (conditions, vars, templates); otherwise only the request log and the logs say.
+    pub explain: bool,
 }
 
 #[derive(Debug, Default)]

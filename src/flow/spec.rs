@@ -265,6 +265,10 @@ pub struct RespondSpec {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub body: Option<String>,
+    /// Tell the sender why an event was ignored or refused by the flow's conditions, vars or
+    /// templates (off: the answer says only `ignored`; the request log always has the reason).
+    #[serde(default)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -1,58 +1,27 @@
 //! The runs API: `GET /api/runs`, `GET /api/runs/{id}`, `GET /api/flows` (segments are in
 //! [`super::segments`]).
-//! Protected by a bearer token when one is configured; otherwise answered to loopback clients
-//! only, so a server listening on a public address does not leak run history.
+//! Every route applies the [access rule](super::access): a bearer token when one is
+//! configured, otherwise clients on this machine only.
 
 use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
 use crate::flow::Trigger;
 use crate::run::{Run, RunStatus, Ts};
 use crate::store::RunFilter;
 
+/// Applies the server's [access rule](super::access) and logs a refusal once.
 pub(super) fn authorize(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    check_access(st.api_token.as_ref().map(|t| t.expose()), peer, headers)
-}
-
-/// The API's access rule, apart from the server so it can be tested without a network.
-fn check_access(api_token: Option<&str>, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    match api_token {
-        Some(expected) => {
-            let presented = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if presented.len() == expected.len()
-                && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
-            {
-                Ok(())
-            } else {
-                tracing::warn!(%peer, "API request with a missing or wrong bearer token");
-                Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "a valid `Authorization: Bearer` token is required",
-                ))
-            }
-        }
-        None if peer.ip().is_loopback() => Ok(()),
-        None => {
-            tracing::warn!(%peer, "API request from a non-loopback client without an API token configured");
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "the API answers loopback clients only unless HOOKFLOW_API_TOKEN is set",
-            ))
-        }
-    }
+    st.access.check(peer, headers).map_err(|denied| {
+        tracing::warn!(%peer, reason = %denied, "API request refused");
+        ApiError::from(denied)
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,7 +99,7 @@ pub async fn list_runs(
         until: q.until,
         text: q.q.filter(|t| !t.is_empty()),
     };
-    let runs = st.store.list_runs(&filter).await.map_err(internal)?;
+    let runs = st.store().list_runs(&filter).await.map_err(internal)?;
     let next = (runs.len() == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
@@ -145,7 +114,7 @@ pub async fn show_run(
     Path(id): Path<String>,
 ) -> Result<Json<Run>, ApiError> {
     authorize(&st, peer, &headers)?;
-    match st.store.get_run(&id).await.map_err(internal)? {
+    match st.store().get_run(&id).await.map_err(internal)? {
         Some(run) => Ok(Json(run)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -162,9 +131,9 @@ pub async fn list_flows(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&st, peer, &headers)?;
     let mut out = Vec::new();
-    let set = st.flows.load();
+    let set = st.flows().load();
     for f in set.flows.values() {
-        let counters = st.store.counters(&f.name).await.map_err(internal)?;
+        let counters = st.store().counters(&f.name).await.map_err(internal)?;
         let mut entry = json!({
             "name": f.name,
             "description": f.description,
@@ -174,11 +143,11 @@ pub async fn list_flows(
         match &f.trigger {
             Trigger::Webhook(_) => {
                 entry["trigger"] = json!({"webhook": {}});
-                entry["path"] = json!(format!("/hooks/{}/{}", f.name, st.tokens.token(&f.name)));
+                entry["path"] = json!(format!("/hooks/{}/{}", f.name, st.intake.tokens.token(&f.name)));
             }
             Trigger::Event { event_type, .. } => entry["trigger"] = json!({"event": event_type}),
             Trigger::Schedule(s) => {
-                let last = st.store.last_firing(&f.name).await.map_err(internal)?;
+                let last = st.store().last_firing(&f.name).await.map_err(internal)?;
                 entry["trigger"] = json!({"schedule": {
                     "cron": s.expr,
                     "timezone": s.tz.name(),
@@ -189,7 +158,7 @@ pub async fn list_flows(
         }
         out.push(entry);
     }
-    Ok(Json(json!({ "flows": out, "reload": st.flows.status() })))
+    Ok(Json(json!({ "flows": out, "reload": st.flows().status() })))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -213,7 +182,7 @@ pub async fn replay_run(
     authorize(&st, peer, &headers)?;
     let body = body.map(|b| b.0).unwrap_or_default();
     let old = st
-        .store
+        .store()
         .get_run(&id)
         .await
         .map_err(internal)?
@@ -232,7 +201,7 @@ async fn replay_one(
     version: crate::replay::Version,
 ) -> Result<String, ApiError> {
     let flow = match version {
-        crate::replay::Version::Current => st.flows.load().get(&old.flow).cloned().ok_or_else(|| {
+        crate::replay::Version::Current => st.flows().load().get(&old.flow).cloned().ok_or_else(|| {
             ApiError::new(
                 StatusCode::CONFLICT,
                 "flow_not_loaded",
@@ -244,8 +213,8 @@ async fn replay_one(
     let names: Vec<String> = flow.actions.iter().map(|a| a.name.clone()).collect();
     let new = crate::replay::replay(old, from, &names, &flow.version)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_replayable", e))?;
-    st.store.insert_run(&new).await.map_err(internal)?;
-    st.wake.notify_one();
+    st.store().insert_run(&new).await.map_err(internal)?;
+    st.intake.wake.notify_one();
     tracing::info!(flow = %old.flow, run_id = %new.id, replay_of = %old.id, ?from, "run replayed");
     Ok(new.id)
 }
@@ -253,7 +222,7 @@ async fn replay_one(
 /// The flow as it was when `old` was accepted: in memory if remembered, else compiled from
 /// the source kept in the store (and remembered for the engine).
 async fn original_flow(st: &AppState, old: &Run) -> Result<std::sync::Arc<crate::flow::Flow>, ApiError> {
-    if let Some((_, f)) = st.flows.find(&old.flow, &old.flow_version) {
+    if let Some((_, f)) = st.flows().find(&old.flow, &old.flow_version) {
         return Ok(f);
     }
     let gone = || {
@@ -267,7 +236,7 @@ async fn original_flow(st: &AppState, old: &Run) -> Result<std::sync::Arc<crate:
         )
     };
     let source = st
-        .store
+        .store()
         .flow_source(&old.flow, &old.flow_version)
         .await
         .map_err(internal)?
@@ -286,7 +255,7 @@ async fn original_flow(st: &AppState, old: &Run) -> Result<std::sync::Arc<crate:
     })?;
     let set = std::sync::Arc::new(set);
     let flow = set.get(&old.flow).cloned().ok_or_else(gone)?;
-    st.flows.remember(set);
+    st.flows().remember(set);
     Ok(flow)
 }
 
@@ -319,7 +288,7 @@ pub async fn replay_failed(
     let mut before = None;
     loop {
         let page = st
-            .store
+            .store()
             .list_runs(&RunFilter {
                 flow: Some(flow.clone()),
                 status: Some(RunStatus::Failed),
@@ -364,53 +333,13 @@ pub async fn recent_requests(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&st, peer, &headers)?;
-    let limit = q.limit.unwrap_or(50).clamp(1, super::requestlog::PER_FLOW);
+    let limit = q.limit.unwrap_or(50).clamp(1, crate::intake::log::PER_FLOW);
     Ok(Json(
-        json!({ "flow": flow, "requests": st.requests.recent(&flow, limit) }),
+        json!({ "flow": flow, "requests": st.intake.requests.recent(&flow, limit) }),
     ))
 }
 
 pub(super) fn internal(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "store error while serving the API");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn peer(ip: &str) -> SocketAddr {
-        SocketAddr::new(ip.parse().unwrap(), 40000)
-    }
-
-    fn bearer(token: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn without_a_token_only_loopback_clients_are_answered() {
-        let none = HeaderMap::new();
-        assert!(check_access(None, peer("127.0.0.1"), &none).is_ok());
-        assert!(check_access(None, peer("::1"), &none).is_ok());
-        for remote in ["10.1.2.3", "192.168.1.10", "203.0.113.7", "2001:db8::1"] {
-            let err = check_access(None, peer(remote), &none).unwrap_err();
-            assert_eq!(err.status, StatusCode::FORBIDDEN, "{remote}");
-        }
-    }
-
-    #[test]
-    fn with_a_token_everyone_must_present_it() {
-        let token = Some("s3cret-token");
-        assert!(check_access(token, peer("203.0.113.7"), &bearer("s3cret-token")).is_ok());
-        for (ip, headers) in [
-            ("127.0.0.1", HeaderMap::new()),
-            ("203.0.113.7", bearer("wrong")),
-            ("203.0.113.7", bearer("s3cret-token-longer")),
-        ] {
-            let err = check_access(token, peer(ip), &headers).unwrap_err();
-            assert_eq!(err.status, StatusCode::UNAUTHORIZED);
-        }
-    }
 }

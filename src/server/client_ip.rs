@@ -8,10 +8,16 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let peer_ip = canonical(peer.ip());
+    forwarded_client(peer, headers, trusted).unwrap_or_else(|| canonical(peer.ip()))
+}
+
+/// The client a trusted proxy says it forwards for: the nearest untrusted hop from the right
+/// (or the first hop when every one is ours). `None` when the peer is not a trusted proxy or
+/// names nobody.
+pub fn forwarded_client(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer_ip) {
-        return peer_ip;
+    if !is_trusted(&canonical(peer.ip())) {
+        return None;
     }
     let mut hops: Vec<IpAddr> = Vec::new();
     for v in headers.get_all("forwarded") {
@@ -31,10 +37,11 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Ip
             hops.extend(v.to_str().unwrap_or("").split(',').filter_map(parse_node));
         }
     }
-    hops.into_iter()
+    hops.iter()
         .rev()
         .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer_ip)
+        .or(hops.first())
+        .copied()
 }
 
 /// An address as proxies write it: `203.0.113.7`, `"[2001:db8::1]:4711"`, `198.51.100.1:80`.

@@ -1,11 +1,11 @@
 //! The HTTP edge: one router for webhooks (`hooks`) and the runs API (`api`), errors rendered
 //! as `{"error": code, "detail": message}` with the cause logged once.
 
+pub mod access;
 pub mod api;
 pub mod client_ip;
 pub mod hooks;
 pub mod listen;
-pub mod requestlog;
 pub mod segments;
 
 use std::sync::Arc;
@@ -19,42 +19,73 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::intake::Intake;
 use crate::store::Store;
-use crate::token::UrlTokens;
 
 /// Everything handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub flows: Arc<crate::reload::Flows>,
-    pub store: Arc<dyn Store>,
-    pub tokens: UrlTokens,
-    /// Wakes the engine when a run is stored.
-    pub wake: Arc<Notify>,
+    /// The webhook intake, and with it the flows, the store, the metrics and the request log.
+    pub intake: Arc<Intake>,
     /// Wakes the event dispatcher when the API raised events.
     pub events_wake: Arc<Notify>,
-    pub metrics: Arc<crate::metrics::Metrics>,
     /// For compiling an earlier flow version to replay under.
     pub templates_dir: std::path::PathBuf,
-    /// The last requests per flow.
-    pub requests: Arc<requestlog::RequestLog>,
     /// Circuit breakers, for the API.
     pub guards: Arc<crate::action::breaker::Guards>,
-    pub max_body: usize,
     /// Largest request head (line and headers) in bytes.
     pub max_header_bytes: usize,
-    /// Time allowed for a request's body to arrive.
-    pub body_timeout: std::time::Duration,
-    /// Webhook requests handled at once over all flows; beyond, 429.
-    pub in_flight: Arc<tokio::sync::Semaphore>,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub api_token: Option<crate::settings::Secret>,
+    /// Who may use the API, the metrics and the dashboard's data.
+    pub access: Arc<access::Access>,
 }
 
-/// The router; tests build it around their own store and flows.
+impl AppState {
+    pub fn flows(&self) -> &Arc<crate::reload::Flows> {
+        &self.intake.flows
+    }
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.intake.store
+    }
+}
+
+/// Everything on one listener: webhooks, the API, the metrics and the dashboard.
 pub fn app(state: AppState) -> Router {
+    finish(hook_routes().merge(admin_routes()).merge(health_routes()), state)
+}
+
+/// The webhook listener's routes when the API has a listener of its own (`--admin-listen`):
+/// webhooks and health checks, nothing else.
+pub fn hooks_app(state: AppState) -> Router {
+    finish(hook_routes().merge(health_routes()), state)
+}
+
+/// The admin listener's routes (`--admin-listen`): the API, the metrics, the dashboard and
+/// health checks, never `/hooks`.
+pub fn admin_app(state: AppState) -> Router {
+    finish(admin_routes().merge(health_routes()), state)
+}
+
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .layer(axum::middleware::from_fn_with_state(
+            state.max_header_bytes,
+            limit_headers,
+        ))
+        .with_state(state)
+}
+
+fn hook_routes() -> Router<AppState> {
+    Router::new().route("/hooks/{flow}/{token}", any(hooks::receive))
+}
+
+fn health_routes() -> Router<AppState> {
     Router::new()
-        .route("/hooks/{flow}/{token}", any(hooks::receive))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+}
+
+fn admin_routes() -> Router<AppState> {
+    Router::new()
         .route("/api/runs", get(api::list_runs))
         .route("/api/runs/{id}", get(api::show_run))
         .route("/api/runs/{id}/replay", post(api::replay_run))
@@ -73,15 +104,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/segments/{name}/export", get(segments::export_members))
         .route("/api/contacts/{email}", get(segments::show_contact))
         .route("/api/breakers", get(segments::list_breakers))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
         .route("/", get(dashboard))
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn_with_state(
-            state.max_header_bytes,
-            limit_headers,
-        ))
-        .with_state(state)
 }
 
 /// The dashboard: one self-contained page (embedded in the binary) that signs in with the API
@@ -99,7 +123,7 @@ async fn dashboard() -> Response {
 
 /// Ready when the store answers.
 async fn readyz(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
-    match st.store.queue_stats(crate::run::Ts::now()).await {
+    match st.store().queue_stats(crate::run::Ts::now()).await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")).into_response(),
     }
@@ -113,9 +137,9 @@ async fn metrics(
 ) -> Result<Response, ApiError> {
     api::authorize(&st, peer, &headers)?;
     let now = crate::run::Ts::now();
-    let (depth, oldest) = st.store.queue_stats(now).await.map_err(api::internal)?;
+    let (depth, oldest) = st.store().queue_stats(now).await.map_err(api::internal)?;
     let age = oldest.map_or(0, |t| now.since(t).as_secs());
-    let mut resp = st.metrics.render(depth, age).into_response();
+    let mut resp = st.intake.metrics.render(depth, age).into_response();
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

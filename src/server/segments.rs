@@ -41,7 +41,7 @@ pub async fn list_segments(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&st, peer, &headers)?;
-    let segments = st.store.segments().await.map_err(internal)?;
+    let segments = st.store().segments().await.map_err(internal)?;
     Ok(Json(json!({ "segments": segments })))
 }
 
@@ -62,7 +62,7 @@ pub async fn list_members(
     segment_name(&name)?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let members = st
-        .store
+        .store()
         .segment_members(&name, q.after.as_deref(), limit)
         .await
         .map_err(internal)?;
@@ -88,7 +88,7 @@ pub async fn export_members(
     let mut after: Option<String> = None;
     loop {
         let page = st
-            .store
+            .store()
             .segment_members(&name, after.as_deref(), MAX_PAGE)
             .await
             .map_err(internal)?;
@@ -184,7 +184,7 @@ pub async fn remove_member(
 
 async fn change(st: &AppState, op: SegmentOp) -> Result<Json<SegmentChange>, ApiError> {
     let mut changes = st
-        .store
+        .store()
         .change_segments(vec![op], Origin::api())
         .await
         .map_err(internal)?;
@@ -204,7 +204,7 @@ pub async fn show_contact(
 ) -> Result<Response, ApiError> {
     authorize(&st, peer, &headers)?;
     let e = email(&raw)?;
-    match st.store.contact(&e).await.map_err(internal)? {
+    match st.store().contact(&e).await.map_err(internal)? {
         Some(c) => Ok(Json(c).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,

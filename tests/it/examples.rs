@@ -8,6 +8,29 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Receiver, Reply, SECRET, get, serve_command, wait_ready};
 
+const WOO_SECRET: &str = "woo-example-secret";
+const SLACK_SECRET: &str = "slack-example-secret";
+
+/// A JSON delivery signed the way `preset`'s sender signs it (the test's own HMAC code).
+async fn signed(
+    http: &reqwest::Client,
+    url: String,
+    preset: &str,
+    secret: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> reqwest::Response {
+    let bytes = body.to_string().into_bytes();
+    let mut req = http.post(url).header("content-type", "application/json");
+    for (k, v) in crate::security::sign(preset, secret, &bytes, crate::security::now())
+        .into_iter()
+        .chain(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    {
+        req = req.header(k, v);
+    }
+    req.body(bytes).send().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_flows_do_what_they_say() {
     let dest = Receiver::start(Reply::status(200)).await;
@@ -20,6 +43,8 @@ async fn the_shipped_flows_do_what_they_say() {
         .env("SHIPPING_API_TOKEN", "tok-shipping-123")
         .env("HELPDESK_API_URL", &dest.url)
         .env("SUPPORT_API_URL", &dest.url)
+        .env("WOO_WEBHOOK_SECRET", WOO_SECRET)
+        .env("SLACK_SIGNING_SECRET", SLACK_SECRET)
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
@@ -31,6 +56,8 @@ async fn the_shipped_flows_do_what_they_say() {
     let order = json!({"id": 4711, "status": "processing", "total": "49.90", "billing": {"email": "ada@example.com"},
         "shipping": {"first_name": "Ada", "last_name": "Lovelace", "address_1": "1 Analytical St", "city": "London", "postcode": "N1", "country": "GB"},
         "line_items": [{"sku": "BOOK-1"}, {"sku": "PEN-2"}]});
+    let topic = [("x-wc-webhook-topic", "order.created")];
+    // Unsigned, as anyone who learned the URL could send it: refused.
     let r = http
         .post(url("woo-order-to-shipping"))
         .header("x-wc-webhook-topic", "order.created")
@@ -38,6 +65,16 @@ async fn the_shipped_flows_do_what_they_say() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = signed(
+        &http,
+        url("woo-order-to-shipping"),
+        "woocommerce",
+        WOO_SECRET,
+        &topic,
+        &order,
+    )
+    .await;
     assert_eq!(r.status(), 202);
     let order_run = r.json::<Value>().await.unwrap()["run_id"]
         .as_str()
@@ -55,14 +92,29 @@ async fn the_shipped_flows_do_what_they_say() {
     // A pending order is ignored.
     let mut pending = order.clone();
     pending["status"] = json!("pending");
-    let r = http
-        .post(url("woo-order-to-shipping"))
-        .header("x-wc-webhook-topic", "order.created")
-        .json(&pending)
-        .send()
-        .await
-        .unwrap();
+    pending["id"] = json!(4712);
+    let r = signed(
+        &http,
+        url("woo-order-to-shipping"),
+        "woocommerce",
+        WOO_SECRET,
+        &topic,
+        &pending,
+    )
+    .await;
     assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ignored");
+    // The same order delivered again (WooCommerce retries, or a replay): not shipped twice.
+    let r = signed(
+        &http,
+        url("woo-order-to-shipping"),
+        "woocommerce",
+        WOO_SECRET,
+        &topic,
+        &order,
+    )
+    .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "duplicate");
 
     // Contact form → helpdesk ticket, then the ticket id in a second call.
     let r = http
@@ -94,15 +146,18 @@ async fn the_shipped_flows_do_what_they_say() {
     assert_eq!(hits[2].json()["tags"], json!(["website", "contact-form"]));
 
     // Slack: the verification challenge is echoed; a message about a refund is forwarded.
+    let challenge = json!({"type": "url_verification", "challenge": "c-123"});
+    let r = signed(&http, url("slack-events"), "slack", SLACK_SECRET, &[], &challenge).await;
+    assert_eq!(r.text().await.unwrap(), "c-123");
     let r = http
         .post(url("slack-events"))
-        .json(&json!({"type": "url_verification", "challenge": "c-123"}))
+        .json(&challenge)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.text().await.unwrap(), "c-123");
+    assert_eq!(r.status(), 401, "unsigned: refused");
     let event = json!({"type": "event_callback", "event": {"type": "message", "user": "U1", "text": "I want a Refund please"}});
-    let r = http.post(url("slack-events")).json(&event).send().await.unwrap();
+    let r = signed(&http, url("slack-events"), "slack", SLACK_SECRET, &[], &event).await;
     assert_eq!(r.text().await.unwrap(), "ok");
     let hits = dest.wait_hits(4).await;
     assert_eq!(hits[3].path, "/refund-requests");
@@ -147,6 +202,7 @@ async fn the_shipped_segment_and_email_flows_do_what_they_say() {
         .args(["--smtp-from", "Shop <shop@example.com>"])
         .env("CRM_WEBHOOK_URL", &dest.url)
         .env("CRM_TOKEN", "crm-token-789")
+        .env("WOO_WEBHOOK_SECRET", WOO_SECRET)
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
@@ -158,13 +214,16 @@ async fn the_shipped_segment_and_email_flows_do_what_they_say() {
     let order = json!({"id": 99, "status": "processing", "total": "30.00", "currency": "EUR",
         "billing": {"email": "Ada@Example.com", "first_name": "Ada"},
         "line_items": [{"name": "Book <1st ed.>"}, {"name": "Pen"}]});
-    let r = http
-        .post(url("woo-order-thank-you"))
-        .header("x-wc-webhook-topic", "order.created")
-        .json(&order)
-        .send()
-        .await
-        .unwrap();
+    let topic = [("x-wc-webhook-topic", "order.created")];
+    let r = signed(
+        &http,
+        url("woo-order-thank-you"),
+        "woocommerce",
+        WOO_SECRET,
+        &topic,
+        &order,
+    )
+    .await;
     assert_eq!(r.status(), 202);
     let mails = crate::email::wait_mails(&mail, 1).await;
     assert_eq!(mails[0].to, ["Ada@Example.com"]);

@@ -327,22 +327,31 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         Arc::clone(&guards),
         Arc::clone(&metrics),
     ));
-    let state = AppState {
+    let intake = hookflow::intake::Intake {
         flows: Arc::clone(&flows),
         store: Arc::clone(&store),
         tokens: tokens.clone(),
         wake: engine.waker(),
-        events_wake: engine.events_waker(),
-        guards,
         metrics: Arc::clone(&metrics),
         requests: Default::default(),
-        templates_dir: dir.path().join("templates"),
-        max_body: 64 * 1024,
-        trusted_proxies: opts.trusted_proxies.clone(),
-        body_timeout: opts.body_timeout,
-        max_header_bytes: opts.listen.max_header_bytes,
+        limits: hookflow::intake::Limits {
+            max_body: 64 * 1024,
+            body_timeout: opts.body_timeout,
+        },
         in_flight: Arc::new(tokio::sync::Semaphore::new(opts.max_in_flight)),
-        api_token: opts.api_token.as_deref().map(Into::into),
+        trusted_proxies: opts.trusted_proxies.clone(),
+    };
+    let state = AppState {
+        intake: Arc::new(intake),
+        events_wake: engine.events_waker(),
+        guards,
+        templates_dir: dir.path().join("templates"),
+        max_header_bytes: opts.listen.max_header_bytes,
+        access: Arc::new(hookflow::server::access::Access {
+            token: opts.api_token.as_deref().map(Into::into),
+            trusted_proxies: opts.trusted_proxies.clone(),
+            own_hosts: Vec::new(),
+        }),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
@@ -525,4 +534,59 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str) {
 
 pub async fn get(http: &reqwest::Client, url: String) -> serde_json::Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The real binary serving `flows` (name → YAML) from a temp dir, with extra arguments and
+/// environment; killed when dropped. Its stderr (the log) is kept in `log_path()`.
+pub struct Binary {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub tokens: UrlTokens,
+    child: std::process::Child,
+}
+
+impl Binary {
+    pub async fn start(flows: &[(&str, &str)], args: &[&str], env: &[(&str, &str)]) -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        let flows_dir = dir.path().join("flows");
+        std::fs::create_dir_all(&flows_dir).unwrap();
+        for (name, yaml) in flows {
+            std::fs::write(flows_dir.join(format!("{name}.yaml")), yaml).unwrap();
+        }
+        let (mut cmd, base) = serve_command(
+            &flows_dir,
+            &dir.path().join("templates"),
+            &dir.path().join("data"),
+        );
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        cmd.args(args).stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let b = Binary {
+            base,
+            dir,
+            tokens: UrlTokens::from_secret(SECRET.as_bytes()).unwrap(),
+            child,
+        };
+        wait_ready(&reqwest::Client::new(), &b.base).await;
+        b
+    }
+
+    pub fn hook_url(&self, flow: &str) -> String {
+        format!("{}/hooks/{flow}/{}", self.base, self.tokens.token(flow))
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

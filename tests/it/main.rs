@@ -10,6 +10,7 @@ mod edge;
 mod email;
 mod examples;
 mod helpers;
+mod holes;
 mod leases;
 mod ordering;
 mod protect;

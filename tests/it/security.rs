@@ -24,7 +24,7 @@ fn hmac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
@@ -57,7 +57,7 @@ struct Req {
     body: Vec<u8>,
 }
 
-fn sign(preset: &str, key: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
+pub fn sign(preset: &str, key: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
     let h = |k: &str, v: String| (k.to_string(), v);
     match preset {
         "github" => vec![h(
@@ -515,7 +515,7 @@ fn serving_beyond_loopback_needs_an_api_token() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("refusing to listen on 0.0.0.0:0 without an API token"),
+        err.contains("refusing to serve the API on 0.0.0.0:0 without an API token"),
         "{err}"
     );
 }

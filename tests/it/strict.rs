@@ -185,9 +185,15 @@ async fn an_undefined_name_in_the_ordering_key_refuses_the_event_with_a_clear_an
     let app = spawn_app_opts(&[("keyed", flow.to_string())], &[], Opts::default()).await;
     let resp = app.post_json("keyed", json!({"id": 1})).await;
     assert_eq!(resp.status(), 422);
-    let body = resp.text().await.unwrap();
-    assert!(body.contains("`vars.idd` is undefined"), "{body}");
-    assert!(body.contains("in concurrency.key"), "{body}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "ordering_key_error", "{body}");
+    let log = app.api("/api/flows/keyed/requests").await;
+    let detail = log["requests"][0]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(detail.contains("`vars.idd` is undefined"), "{log}");
+    assert!(detail.contains("in concurrency.key"), "{log}");
     assert!(app.all_runs().await.is_empty());
     app.stop().await;
 }

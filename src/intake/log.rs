@@ -24,8 +24,12 @@ pub struct Entry {
     pub status: u16,
     /// `accepted`, `ignored`, `duplicate`, `ping` or `refused`.
     pub outcome: String,
+    /// Why it was refused (`bad_signature`, …) or ignored (`condition not met: …`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The refusal in words, whatever the sender was told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     /// Secret-bearing headers already redacted.
