@@ -500,3 +500,89 @@ async fn hookflow_send_delivers_a_signed_sample_to_a_verifying_flow() {
         bare.log()
     );
 }
+
+/// A full disk, for real: the data directory on a 4 MiB tmpfs the test mounts and fills. A
+/// sender gets `503` with `Retry-After` while nothing can be stored, and `202` again once there
+/// is room. Needs root (mount); without it the test says so and passes, unless
+/// HOOKFLOW_ROOT_TESTS=required (set by the README's test command when run as root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_with_retry_after_and_recovers() {
+    let required = std::env::var("HOOKFLOW_ROOT_TESTS").is_ok_and(|v| v == "required");
+    let mnt = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(mnt.path())
+        .output();
+    if !matches!(&mounted, Ok(o) if o.status.success()) {
+        assert!(
+            !required,
+            "mounting a tmpfs is required (HOOKFLOW_ROOT_TESTS=required): {mounted:?}"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
+    std::fs::write(
+        dir.path().join("flows/f.yaml"),
+        "on: { webhook: {} }\nactions:\n  - emit: { type: a.b }\n",
+    )
+    .unwrap();
+    let (mut cmd, base) = crate::helpers::serve_command(
+        &dir.path().join("flows"),
+        &dir.path().join("templates"),
+        &mnt.path().join("data"),
+    );
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(cmd.spawn().unwrap());
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    let tokens = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
+    let url = format!("{base}/hooks/f/{}", tokens.token("f"));
+    let send = || http.post(&url).json(&json!({"pad": "x".repeat(2000)})).send();
+    assert_eq!(send().await.unwrap().status(), 202);
+    // Fill the file system.
+    let filler = mnt.path().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    let mut refused = None;
+    for _ in 0..20 {
+        let r = send().await.unwrap();
+        if r.status() == 503 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("a full disk refuses new runs");
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "store_unavailable");
+    assert!(
+        !body.to_string().contains("space"),
+        "no internals in the answer: {body}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(
+        send().await.unwrap().status(),
+        202,
+        "accepted again once there is room"
+    );
+}
