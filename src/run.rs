@@ -114,7 +114,14 @@ pub struct SentRequest {
 pub struct ReceivedResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body, or its first bytes when `truncated`.
     pub body: String,
+    /// The whole body's size in bytes, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Only a prefix of the body is kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// are refused.
     #[arg(long = "egress-allow", env = "HOOKFLOW_EGRESS_ALLOW", value_delimiter = ',', value_parser = parse_net)]
     pub egress_allow: Vec<ipnet::IpNet>,
+    /// Largest response body an `http` action reads from a destination (e.g. `1MiB`); a
+    /// successful answer beyond it fails the attempt. An action's `max_response` overrides it.
+    #[arg(long, env = "HOOKFLOW_MAX_RESPONSE", default_value = "1MiB")]
+    pub max_response: bytesize::ByteSize,
     #[command(flatten)]
     pub smtp: SmtpArgs,
 }

@@ -258,6 +258,8 @@ impl EmailAction {
                 status: code,
                 headers: Vec::new(),
                 body: redact(&text, &cx.secrets),
+                size: None,
+                truncated: false,
             })
         };
         match outcome {
@@ -376,7 +378,7 @@ impl EmailAction {
                 .into_iter()
                 .map(|(k, v)| (k, redact(&v, &cx.secrets)))
                 .collect(),
-            body: truncate_body(&redact(&recorded_body, &cx.secrets)),
+            body: truncate_body(&redact(&recorded_body, &cx.secrets), super::RECORDED_BODY_LIMIT),
         };
         Ok((message, sent))
     }

@@ -8,7 +8,13 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
-use super::{AttemptResult, Clients, ExecContext, ResultKind, redact, redact_headers, truncate_body};
+use bytesize::ByteSize;
+
+use super::read::Capped;
+use super::{
+    AttemptResult, Clients, ExecContext, RECORDED_BODY_LIMIT, ResultKind, redact, redact_headers,
+    truncate_body,
+};
 use crate::flow::spec::HttpSpec;
 use crate::retry::{RetryPolicy, StatusClass, StatusSet, parse_retry_after};
 use crate::run::{ReceivedResponse, SentRequest};
@@ -41,6 +47,8 @@ pub struct HttpAction {
     pub follow_redirects: bool,
     /// Signs each attempt (set by the flow compiler from `sign`).
     pub sign: Option<crate::flow::Verifier>,
+    /// Overrides the server's [`ReadLimits::max_response`](super::ReadLimits).
+    pub max_response: Option<usize>,
 }
 
 /// A request after rendering, before sending.
@@ -132,6 +140,12 @@ impl HttpAction {
         if timeout.is_zero() {
             errors.push(("timeout".into(), "timeout must be greater than zero".into()));
         }
+        if spec.max_response.is_some_and(|b| b.as_u64() == 0) {
+            errors.push((
+                "max_response".into(),
+                "max_response must be more than 0 bytes".into(),
+            ));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -144,6 +158,9 @@ impl HttpAction {
             success,
             follow_redirects: spec.follow_redirects,
             sign: None,
+            max_response: spec
+                .max_response
+                .map(|b| usize::try_from(b.as_u64()).unwrap_or(usize::MAX)),
         })
     }
 
@@ -238,7 +255,7 @@ impl HttpAction {
             url: redact(rendered.url.as_str(), &cx.secrets),
             headers: redact_headers(&rendered.headers, &cx.secrets),
             body: redact(
-                &truncate_body(&String::from_utf8_lossy(&rendered.body)),
+                &truncate_body(&String::from_utf8_lossy(&rendered.body), RECORDED_BODY_LIMIT),
                 &cx.secrets,
             ),
         };
@@ -320,7 +337,11 @@ impl HttpAction {
             .timeout
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(1));
-        let body = match tokio::time::timeout(remaining, response.bytes()).await {
+        let declared = response.content_length();
+        let cap = self.max_response.unwrap_or(clients.limits.max_response);
+        let mut response = response;
+        let read = tokio::time::timeout(remaining, Capped::read(&mut response, cap)).await;
+        let body = match read {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 return AttemptResult {
@@ -348,14 +369,28 @@ impl HttpAction {
                 };
             }
         };
-        let text = String::from_utf8_lossy(&body).into_owned();
+        // Not read further: hyper drops the connection rather than draining the rest.
+        drop(response);
+        let (kept, truncated) = body.recorded(RECORDED_BODY_LIMIT, declared);
         let recorded = ReceivedResponse {
             status,
             headers: redact_headers(&headers, &cx.secrets),
-            body: redact(&truncate_body(&text), &cx.secrets),
+            body: redact(&kept, &cx.secrets),
+            size: body.size(declared),
+            truncated,
         };
         let kind = match policy.classify(status, &self.success) {
-            StatusClass::Success => ResultKind::Success(output(status, &headers, &text)),
+            StatusClass::Success if !body.complete => ResultKind::Permanent(format!(
+                "the answer's body is larger than max_response ({}; {} arrived before reading stopped{}); the destination answered HTTP {status}, so the request may have taken effect. Raise the action's `max_response` if such answers are expected",
+                ByteSize(cap as u64),
+                ByteSize(body.received),
+                declared
+                    .map(|n| format!(", Content-Length {}", ByteSize(n)))
+                    .unwrap_or_default(),
+            )),
+            StatusClass::Success => {
+                ResultKind::Success(output(status, &headers, &String::from_utf8_lossy(&body.bytes)))
+            }
             StatusClass::Retry => ResultKind::Transient {
                 error: format!("HTTP {status}"),
                 retry_after,

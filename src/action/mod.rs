@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod email;
 pub mod emit;
 pub mod http;
+pub mod read;
 pub mod segment;
 
 use std::time::Duration;
@@ -122,6 +123,29 @@ pub struct Clients {
     pub mailer: Option<std::sync::Arc<email::Mailer>>,
     /// Where `http` actions may connect; also applied inside both clients.
     pub egress: std::sync::Arc<crate::egress::Policy>,
+    /// How much of a destination's answer is read and kept.
+    pub limits: ReadLimits,
+}
+
+/// Bounds on what is read from a destination, so one huge answer cannot take the memory or
+/// the disk: a response is read as a stream and never beyond `max_response` bytes, and run
+/// history keeps at most [`RECORDED_BODY_LIMIT`] of it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// Largest response body read (and parsed into `steps.<name>.body`); an action's
+    /// `max_response` overrides it. A successful answer beyond it fails the attempt.
+    pub max_response: usize,
+}
+
+/// Default of [`ReadLimits::max_response`].
+pub const DEFAULT_MAX_RESPONSE: usize = 1024 * 1024;
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_response: DEFAULT_MAX_RESPONSE,
+        }
+    }
 }
 
 impl Clients {
@@ -157,7 +181,15 @@ impl Clients {
             follow: build(follow)?,
             mailer: mailer.map(std::sync::Arc::new),
             egress,
+            limits: ReadLimits::default(),
         })
+    }
+}
+
+impl Clients {
+    pub fn with_limits(mut self, limits: ReadLimits) -> Clients {
+        self.limits = limits;
+        self
     }
 }
 
@@ -219,7 +251,7 @@ impl Action {
     }
 }
 
-/// Longest body kept in run history; the rest is cut with a marker.
+/// Longest body kept in run history (requests and responses); the rest is cut, marked.
 pub const RECORDED_BODY_LIMIT: usize = 64 * 1024;
 
 const REDACTED: &str = "[redacted]";
@@ -254,11 +286,11 @@ pub fn redact_headers(headers: &[(String, String)], secrets: &[String]) -> Vec<(
 }
 
 /// Cuts a body for the record, on a character boundary.
-pub fn truncate_body(body: &str) -> String {
-    if body.len() <= RECORDED_BODY_LIMIT {
+pub fn truncate_body(body: &str, limit: usize) -> String {
+    if body.len() <= limit {
         return body.to_string();
     }
-    let mut cut = RECORDED_BODY_LIMIT;
+    let mut cut = limit;
     while !body.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -289,9 +321,9 @@ mod tests {
     #[test]
     fn truncation_keeps_char_boundaries() {
         let long = "é".repeat(RECORDED_BODY_LIMIT);
-        let t = truncate_body(&long);
+        let t = truncate_body(&long, RECORDED_BODY_LIMIT);
         assert!(t.len() < long.len());
         assert!(t.contains("bytes cut"));
-        assert_eq!(truncate_body("short"), "short");
+        assert_eq!(truncate_body("short", 10), "short");
     }
 }

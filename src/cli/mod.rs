@@ -252,7 +252,10 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
             crate::egress::Policy {
                 allow: args.egress_allow.clone(),
             },
-        )?,
+        )?
+        .with_limits(crate::action::ReadLimits {
+            max_response: usize::try_from(args.max_response.as_u64()).unwrap_or(usize::MAX),
+        }),
         Arc::clone(&guards),
         Arc::clone(&metrics),
     ));

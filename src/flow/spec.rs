@@ -425,6 +425,10 @@ pub struct HttpSpec {
     pub follow_redirects: bool,
     /// Sign the request: `{ preset: standard-webhooks, secret_env: NAME }` or the `hmac` preset.
     pub sign: Option<VerifySpec>,
+    /// Largest response body read (e.g. `4MiB`); default the server's `--max-response` (1 MiB).
+    /// A successful answer with a larger body fails the attempt.
+    #[schemars(with = "Option<String>")]
+    pub max_response: Option<bytesize::ByteSize>,
 }
 
 fn default_method() -> String {

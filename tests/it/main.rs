@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod contain;
 mod crash;
 mod dashboard;
 mod e2e;

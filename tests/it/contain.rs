@@ -1,0 +1,119 @@
+//! Contain the damage: a fault stays where it happened. Drills against the real binary with
+//! misbehaving peers the tests start themselves.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use serde_json::{Value, json};
+
+use crate::helpers::{Binary, get};
+
+/// A destination whose answer is a chunked body of `total` bytes, generated as it is sent.
+async fn huge_answer_server(status: u16, total: u64) -> String {
+    let app = axum::Router::new().fallback(move || async move {
+        let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+        let n = total / chunk.len() as u64;
+        let stream = futures::stream::iter((0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+        axum::response::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from_stream(stream))
+            .unwrap()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn wait_final(http: &reqwest::Client, base: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = get(http, format!("{base}/api/runs/{id}")).await;
+        if run["status"] == "failed" || run["status"] == "succeeded" {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "{run:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_answer_costs_a_bounded_read_and_a_recorded_prefix() {
+    let huge = huge_answer_server(200, 400 * 1024 * 1024).await;
+    let big = huge_answer_server(200, 2 * 1024 * 1024).await;
+    let flows = [
+        (
+            "huge",
+            format!("on: {{ webhook: {{}} }}\nactions:\n  - name: call\n    http: {{ url: \"{huge}/x\" }}\n"),
+        ),
+        (
+            "raised",
+            format!(
+                "on: {{ webhook: {{}} }}\nactions:\n  - name: call\n    http: {{ url: \"{big}/x\", max_response: 4MiB }}\n"
+            ),
+        ),
+    ];
+    let flows: Vec<(&str, &str)> = flows.iter().map(|(n, y)| (*n, y.as_str())).collect();
+    let app = Binary::start(&flows, &[], &[]).await;
+    let http = reqwest::Client::new();
+    let before = app.data_bytes();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = http
+            .post(app.hook_url("huge"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        ids.push(
+            r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    for id in &ids {
+        let run = wait_final(&http, &app.base, id).await;
+        assert_eq!(run["status"], "failed", "{run:#}");
+        let err = run["error"].as_str().unwrap();
+        assert!(err.contains("larger than max_response (1.0 MiB"), "{err}");
+        assert!(err.contains("may have taken effect"), "{err}");
+        let attempts = run["steps"][0]["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "not retried: the same answer would come again");
+        let resp = &attempts[0]["response"];
+        assert_eq!(resp["truncated"], true, "{resp}");
+        assert!(resp["body"].as_str().unwrap().len() < 70 * 1024);
+        assert!(resp["body"].as_str().unwrap().ends_with("kept]"));
+    }
+    // An answer over the default but within the action's own limit is read and parsed.
+    let r = http
+        .post(app.hook_url("raised"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = wait_final(&http, &app.base, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    let resp = &run["steps"][0]["attempts"][0]["response"];
+    assert_eq!(resp["size"], 2 * 1024 * 1024);
+    assert_eq!(resp["truncated"], true);
+
+    let peak = app.peak_rss();
+    assert!(peak < 300 * 1024 * 1024, "peak RSS {} MiB", peak / (1024 * 1024));
+    let grown = app.data_bytes().saturating_sub(before);
+    assert!(
+        grown < 50 * 1024 * 1024,
+        "the store grew by {} MiB",
+        grown / (1024 * 1024)
+    );
+    eprintln!(
+        "peak RSS {} MiB, store grew {} KiB",
+        peak / (1024 * 1024),
+        grown / 1024
+    );
+}
