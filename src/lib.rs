@@ -25,6 +25,7 @@ pub mod intake;
 pub mod mapping;
 pub mod matching;
 pub mod metrics;
+pub mod private;
 pub mod reload;
 pub mod replay;
 pub mod request;

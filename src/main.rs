@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    hookflow::private::restrict_umask(cli.umask);
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

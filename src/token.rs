@@ -58,7 +58,7 @@ impl UrlTokens {
         match std::fs::read_to_string(&path) {
             Ok(s) => Self::from_secret(s.trim().as_bytes()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(io)?;
+                crate::private::create_dir(data_dir).map_err(io)?;
                 let mut bytes = [0u8; 32];
                 rand::rng().fill_bytes(&mut bytes);
                 let text = hex::encode(bytes);

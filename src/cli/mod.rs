@@ -38,6 +38,11 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "HOOKFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
+    /// Permission bits left out of everything hookflow creates (octal), added to the process
+    /// umask: by default the data directory is 0700 and its files 0600. `027` lets the owner's
+    /// group read (e.g. a backup group).
+    #[arg(long, env = "HOOKFLOW_UMASK", default_value = "077", value_parser = parse_octal, global = true)]
+    pub umask: u32,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -114,6 +119,13 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         status: u16,
     },
+}
+
+fn parse_octal(s: &str) -> std::result::Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{s}` is not an octal permission mask such as 077"))
 }
 
 pub fn init_tracing(format: LogFormat) {
@@ -206,6 +218,9 @@ fn urls_cmd(paths: &Paths, urls: &UrlArgs) -> Result<ExitCode> {
 }
 
 async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
+    for warning in crate::private::exposure(&args.paths.data_dir) {
+        tracing::warn!("{warning}");
+    }
     let (set, errors) = load_dir(&args.paths.flows_dir, &args.paths.templates_dir);
     for e in &errors {
         tracing::error!(problem = %e, "flow not loaded");

@@ -117,3 +117,58 @@ async fn a_huge_answer_costs_a_bounded_read_and_a_recorded_prefix() {
         grown / 1024
     );
 }
+
+/// Every file and directory under the data directory, with its mode.
+fn modes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+        out.push((e.path(), mode));
+        if e.file_type().unwrap().is_dir() {
+            out.extend(modes(&e.path()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_local_users_cannot_read_the_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let flow = "on: { webhook: {} }\nactions:\n  - emit: { type: a.b }\n";
+    let app = Binary::start(&[("f", flow)], &[], &[]).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(app.hook_url("f"))
+        .json(&json!({"email": "ada@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let data = app.dir.path().join("data");
+    let top = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(top, 0o700);
+    let all = modes(&data);
+    assert!(all.len() > 4, "{all:?}");
+    for (path, mode) in &all {
+        assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", path.display());
+    }
+    assert!(!app.log().contains("open to other users"), "{}", app.log());
+    drop(app);
+
+    // A data directory someone made world-readable is reported at start.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
+    let (mut cmd, base) =
+        crate::helpers::serve_command(&dir.path().join("flows"), &dir.path().join("t"), &data);
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let mut child = cmd.stderr(log).spawn().unwrap();
+    crate::helpers::wait_ready(&http, &base).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(log.contains("is open to other users (mode 0755)"), "{log}");
+}

@@ -141,7 +141,7 @@ impl Journal {
     /// with its payload. A torn record at the end of the last segment (a crash mid-write) is
     /// cut off.
     pub fn open(dir: &Path, cursor: Pos, fsync_each: bool) -> io::Result<(Journal, Vec<Record>)> {
-        std::fs::create_dir_all(dir)?;
+        crate::private::create_dir(dir)?;
         let segs = segments(dir)?;
         let mut records = Vec::new();
         let mut end = Pos {

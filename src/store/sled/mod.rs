@@ -97,7 +97,7 @@ impl SledStore {
 
     fn open_in(dir: &Path, durability: Durability, temp_dir: Option<PathBuf>) -> Result<SledStore> {
         let backend = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", dir.display()));
-        std::fs::create_dir_all(dir).map_err(backend)?;
+        crate::private::create_dir(dir).map_err(backend)?;
         let db = sled::Config::new().path(dir).open().map_err(|e| {
             StoreError::Backend(format!(
                 "cannot open the store in {}: {e} (is another hookflow using it?)",
