@@ -57,6 +57,17 @@ pub struct Metrics {
     reloads: Family<ResultLabel, Counter>,
     queue_depth: Gauge,
     oldest_due_seconds: Gauge,
+    damaged_ranges: Family<KindLabel, Gauge>,
+    damaged_bytes: Family<KindLabel, Gauge>,
+}
+
+/// What the store says at scrape time.
+#[derive(Debug, Default)]
+pub struct StoreFacts {
+    pub queue_depth: u64,
+    pub oldest_due_seconds: u64,
+    /// Each damaged range found at open: whether it is a torn tail, and its length.
+    pub damage: Vec<(bool, u64)>,
 }
 
 impl Default for Metrics {
@@ -77,6 +88,8 @@ impl Metrics {
             reloads: Family::default(),
             queue_depth: Gauge::default(),
             oldest_due_seconds: Gauge::default(),
+            damaged_ranges: Family::default(),
+            damaged_bytes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -118,6 +131,16 @@ impl Metrics {
             "oldest_due_run_age_seconds",
             "How long the oldest due run has been waiting",
             m.oldest_due_seconds.clone(),
+        );
+        registry.register(
+            "store_damaged_ranges",
+            "Byte ranges of the store that could not be read at open and were set aside, by kind (damaged, torn_tail)",
+            m.damaged_ranges.clone(),
+        );
+        registry.register(
+            "store_damaged_bytes",
+            "Bytes of the store that could not be read at open and were set aside, by kind",
+            m.damaged_bytes.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -167,10 +190,23 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with the queue gauges set from the store's numbers.
-    pub fn render(&self, queue_depth: u64, oldest_due_seconds: u64) -> String {
-        self.queue_depth.set(queue_depth as i64);
-        self.oldest_due_seconds.set(oldest_due_seconds as i64);
+    /// The text exposition, with the store's gauges set from its numbers.
+    pub fn render(&self, store: &StoreFacts) -> String {
+        self.queue_depth.set(store.queue_depth as i64);
+        self.oldest_due_seconds.set(store.oldest_due_seconds as i64);
+        for kind in ["damaged", "torn_tail"] {
+            let of_kind = store
+                .damage
+                .iter()
+                .filter(|(torn, _)| *torn == (kind == "torn_tail"));
+            let label = KindLabel { kind: kind.into() };
+            self.damaged_ranges
+                .get_or_create(&label)
+                .set(of_kind.clone().count() as i64);
+            self.damaged_bytes
+                .get_or_create(&label)
+                .set(of_kind.map(|(_, n)| *n as i64).sum());
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -191,7 +227,11 @@ mod tests {
         m.refused("orders", "bad_signature");
         m.run_finished("orders", "succeeded");
         m.attempt("http", "succeeded", 0.02);
-        let text = m.render(3, 7);
+        let text = m.render(&StoreFacts {
+            queue_depth: 3,
+            oldest_due_seconds: 7,
+            damage: vec![(false, 40), (false, 2), (true, 9)],
+        });
         assert!(
             text.contains(r#"hookflow_webhook_requests_total{flow="orders"} 2"#),
             "{text}"
@@ -202,5 +242,11 @@ mod tests {
         assert!(text.contains(r#"hookflow_action_attempt_duration_seconds_count{kind="http"} 1"#));
         assert!(text.contains("hookflow_queue_depth 3"));
         assert!(text.contains("hookflow_oldest_due_run_age_seconds 7"));
+        assert!(
+            text.contains(r#"hookflow_store_damaged_ranges{kind="damaged"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"hookflow_store_damaged_bytes{kind="damaged"} 42"#));
+        assert!(text.contains(r#"hookflow_store_damaged_bytes{kind="torn_tail"} 9"#));
     }
 }

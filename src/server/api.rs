@@ -339,6 +339,21 @@ pub async fn recent_requests(
     ))
 }
 
+/// `GET /api/store`: what the store could not read when it was opened (set aside, with where
+/// its bytes went), so an operator learns of damage without reading logs.
+pub async fn store_health(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let damage = st.store().damage();
+    Ok(Json(json!({
+        "damaged": damage.iter().any(|d| !d.torn_tail),
+        "damage": damage,
+    })))
+}
+
 pub(super) fn internal(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "store error while serving the API");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())

@@ -104,6 +104,7 @@ fn admin_routes() -> Router<AppState> {
         .route("/api/segments/{name}/export", get(segments::export_members))
         .route("/api/contacts/{email}", get(segments::show_contact))
         .route("/api/breakers", get(segments::list_breakers))
+        .route("/api/store", get(api::store_health))
         .route("/", get(dashboard))
         .route("/metrics", get(metrics))
 }
@@ -139,7 +140,17 @@ async fn metrics(
     let now = crate::run::Ts::now();
     let (depth, oldest) = st.store().queue_stats(now).await.map_err(api::internal)?;
     let age = oldest.map_or(0, |t| now.since(t).as_secs());
-    let mut resp = st.intake.metrics.render(depth, age).into_response();
+    let facts = crate::metrics::StoreFacts {
+        queue_depth: depth,
+        oldest_due_seconds: age,
+        damage: st
+            .store()
+            .damage()
+            .iter()
+            .map(|d| (d.torn_tail, d.to - d.from))
+            .collect(),
+    };
+    let mut resp = st.intake.metrics.render(&facts).into_response();
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

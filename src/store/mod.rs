@@ -115,6 +115,25 @@ impl RunFilter {
     }
 }
 
+/// Stored bytes that could not be read, found when the store was opened: set aside, reported,
+/// and harming nothing else (every readable record around them is kept).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Damage {
+    /// The damaged file.
+    pub file: String,
+    /// Byte range in it.
+    pub from: u64,
+    pub to: u64,
+    /// A write a crash cut short at the very end (never acknowledged), not damage to
+    /// acknowledged data.
+    pub torn_tail: bool,
+    /// Readable records after it in the same file, all kept.
+    pub kept_after: usize,
+    /// Where the bytes were copied.
+    pub quarantined: String,
+    pub detail: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the lease on run {0} was lost (it expired and another worker took the run)")]
@@ -139,6 +158,11 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Damage found when the store was opened (see [`Damage`]); empty when all was readable.
+    fn damage(&self) -> Vec<Damage> {
+        Vec::new()
+    }
+
     /// Stores a new run and queues it (or places it behind its lane). Durable on return.
     async fn insert_run(&self, run: &Run) -> Result<()>;
 

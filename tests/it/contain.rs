@@ -172,3 +172,149 @@ async fn other_local_users_cannot_read_the_store() {
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
     assert!(log.contains("is open to other users (mode 0755)"), "{log}");
 }
+
+/// 1,000 accepted runs waiting in the intake journal (an accept-only server), the process
+/// killed, then one byte flipped in the middle of the journal's written part: on restart every
+/// run but the damaged one is there and runs; the damaged bytes are in quarantine; the log, the
+/// API and the metrics say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_byte_in_the_journal_costs_one_run() {
+    let flow = "on: { webhook: {} }\nactions:\n  - emit: { type: a.b }\n";
+    let app = Binary::start(&[("f", flow)], &["--workers", "0"], &[]).await;
+    let http = reqwest::Client::new();
+    let url = app.hook_url("f");
+    for chunk in (0..1000).collect::<Vec<_>>().chunks(50) {
+        let sends = chunk.iter().map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.post(&url)
+                    .json(&json!({"n": i}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        });
+        for status in futures::future::join_all(sends).await {
+            assert_eq!(status, 202);
+        }
+    }
+    let dir = app.kill9();
+    let intake = dir.path().join("data/store/intake");
+    let segment = std::fs::read_dir(&intake)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let written = bytes.iter().rposition(|b| *b != 0).unwrap();
+    let middle = written / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let app = Binary::start_in(dir, &[], &[]).await;
+    let log = app.log();
+    assert!(log.contains("the intake journal is damaged"), "{log}");
+    assert!(log.contains("ERROR"), "{log}");
+    let store = get(&http, format!("{}/api/store", app.base)).await;
+    assert_eq!(store["damaged"], true, "{store}");
+    let d = &store["damage"][0];
+    assert!(d["from"].as_u64().unwrap() <= middle as u64 && (middle as u64) < d["to"].as_u64().unwrap());
+    assert!(d["kept_after"].as_u64().unwrap() > 400, "{d}");
+    let quarantined = std::fs::read(d["quarantined"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        quarantined.len() as u64,
+        d["to"].as_u64().unwrap() - d["from"].as_u64().unwrap()
+    );
+    let metrics = http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"hookflow_store_damaged_ranges{kind="damaged"} 1"#),
+        "{metrics}"
+    );
+    // 999 runs, all executed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finished = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with(r#"hookflow_runs_finished_total{flow="f",status="succeeded"}"#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    loop {
+        let m = http
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let n = finished(&m);
+        if n == 999 {
+            break;
+        }
+        assert!(n < 999, "{n} runs");
+        assert!(Instant::now() < deadline, "{n} of 999 runs succeeded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(finished(&m), 999, "and no more");
+}
+
+/// A damaged sled settings file: start-up names the file and what to do, and doing it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_settings_file_is_named_with_the_way_out() {
+    let flow = "on: { webhook: {} }\nactions:\n  - emit: { type: a.b }\n";
+    let app = Binary::start(&[("f", flow)], &[], &[]).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(app.hook_url("f"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_final(&http, &app.base, &id).await;
+    let dir = app.kill9();
+    let conf = dir.path().join("data/store/conf");
+    let mut bytes = std::fs::read(&conf).unwrap();
+    bytes[3] ^= 0x01;
+    std::fs::write(&conf, &bytes).unwrap();
+    let (mut cmd, _) = crate::helpers::serve_command(
+        &dir.path().join("flows"),
+        &dir.path().join("templates"),
+        &dir.path().join("data"),
+    );
+    let out = cmd.stderr(std::process::Stdio::piped()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("settings file {} is damaged", conf.display())),
+        "{err}"
+    );
+    assert!(err.contains("move it aside"), "{err}");
+    assert!(!err.contains("another hookflow"), "{err}");
+    // Doing what it says: the store opens and still has the run.
+    std::fs::rename(&conf, dir.path().join("data/store/conf.damaged")).unwrap();
+    let app = Binary::start_in(dir, &[], &[]).await;
+    let run = get(&http, format!("{}/api/runs/{id}", app.base)).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+}

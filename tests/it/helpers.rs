@@ -553,12 +553,21 @@ impl Binary {
         for (name, yaml) in flows {
             std::fs::write(flows_dir.join(format!("{name}.yaml")), yaml).unwrap();
         }
+        Binary::start_in(dir, args, env).await
+    }
+
+    /// Starts on the flows and data already in `dir`.
+    pub async fn start_in(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Binary {
         let (mut cmd, base) = serve_command(
-            &flows_dir,
+            &dir.path().join("flows"),
             &dir.path().join("templates"),
             &dir.path().join("data"),
         );
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("log"))
+            .unwrap();
         cmd.args(args).stderr(log);
         for (k, v) in env {
             cmd.env(k, v);
@@ -572,6 +581,14 @@ impl Binary {
         };
         wait_ready(&reqwest::Client::new(), &b.base).await;
         b
+    }
+
+    /// `kill -9`, keeping the directory for [`Binary::start_in`].
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
     }
 
     pub fn hook_url(&self, flow: &str) -> String {

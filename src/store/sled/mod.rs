@@ -53,7 +53,7 @@ use self::journal::{Journal, Pos};
 use self::ops::{INTAKE_CURSOR, Inner, StoredRun, from_json, run_key, to_json};
 use self::view::View;
 use self::writer::{Job, Op, writer_loop};
-use super::{ClaimRequest, Claimed, Effects, Lease, Next, Result, RunFilter, Store, StoreError};
+use super::{ClaimRequest, Claimed, Damage, Effects, Lease, Next, Result, RunFilter, Store, StoreError};
 use crate::event::{Event, Origin};
 use crate::run::{Run, RunStatus, Ts};
 use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp};
@@ -75,12 +75,39 @@ pub enum Durability {
 /// The sled-backed [`Store`] with its intake journal.
 pub struct SledStore {
     inner: Arc<Inner>,
+    /// What could not be read at open.
+    damage: Vec<Damage>,
     tx: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     intake_tx: Mutex<Option<mpsc::Sender<Append>>>,
     intake_thread: Mutex<Option<JoinHandle<()>>>,
     /// Removed on drop (stores made by [`SledStore::temporary`]).
     temp_dir: Option<PathBuf>,
+}
+
+/// Why sled would not open `dir`, in words a person can act on.
+fn explain_open_error(dir: &Path, e: &sled::Error) -> StoreError {
+    let conf = dir.join("conf");
+    let conf_damaged = std::fs::read(&conf)
+        .is_ok_and(|b| b.len() < 4 || crc32fast::hash(&b[..b.len() - 4]).to_le_bytes() != b[b.len() - 4..]);
+    if conf_damaged {
+        return StoreError::Corrupt(format!(
+            "the store's settings file {c} is damaged (its checksum does not match). It holds only sled's settings, which hookflow leaves at sled's defaults, so it can be made again: move it aside (mv {c} {c}.damaged) and start hookflow again; the runs in {d} are not touched. ({e})",
+            c = conf.display(),
+            d = dir.join("db").display(),
+        ));
+    }
+    let text = e.to_string();
+    if text.contains("could not acquire lock") {
+        return StoreError::Backend(format!(
+            "cannot open the store in {}: another process holds it (is another hookflow using the same --data?)",
+            dir.display()
+        ));
+    }
+    StoreError::Corrupt(format!(
+        "cannot open the store in {}: {text}. If its files were damaged (a disk fault, an interrupted copy), restore the data directory from a backup",
+        dir.display()
+    ))
 }
 
 impl SledStore {
@@ -98,12 +125,10 @@ impl SledStore {
     fn open_in(dir: &Path, durability: Durability, temp_dir: Option<PathBuf>) -> Result<SledStore> {
         let backend = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", dir.display()));
         crate::private::create_dir(dir).map_err(backend)?;
-        let db = sled::Config::new().path(dir).open().map_err(|e| {
-            StoreError::Backend(format!(
-                "cannot open the store in {}: {e} (is another hookflow using it?)",
-                dir.display()
-            ))
-        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| explain_open_error(dir, &e))?;
         match db.get("meta:layout")? {
             None => {
                 db.insert("meta:layout", LAYOUT_VERSION)?;
@@ -136,10 +161,48 @@ impl SledStore {
             },
         };
         let journal_dir = dir.join("intake");
-        let (journal, records) = Journal::open(&journal_dir, cursor, fsync).map_err(backend)?;
+        let (journal, records, found) = Journal::open(&journal_dir, cursor, fsync).map_err(backend)?;
+        let segment_file = |seg: u64| journal_dir.join(format!("{seg:016}.log")).display().to_string();
+        let mut damage: Vec<Damage> = found
+            .into_iter()
+            .map(|d| Damage {
+                file: segment_file(d.segment),
+                from: d.from,
+                to: d.to,
+                torn_tail: d.torn_tail,
+                kept_after: d.kept_after,
+                quarantined: d.quarantined.display().to_string(),
+                detail: if d.torn_tail {
+                    "a record cut short at the end of the intake journal (never acknowledged)".into()
+                } else {
+                    "bytes of the intake journal that hold no readable run".into()
+                },
+            })
+            .collect();
         let mut pending = Pending::default();
         for (rec, payload) in records {
-            let head: Head = from_json("intake record", &payload)?;
+            // A record that checks out but does not parse harms only itself.
+            let head: Head = match from_json("intake record", &payload) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(segment = rec.at.segment, offset = rec.at.offset, error = %e, "an intake record does not parse; it was set aside");
+                    let file = journal_dir
+                        .join("quarantine")
+                        .join(format!("{:016}-{}.json", rec.at.segment, rec.at.offset));
+                    let _ = crate::private::create_dir(&journal_dir.join("quarantine"))
+                        .and_then(|()| std::fs::write(&file, &payload));
+                    damage.push(Damage {
+                        file: segment_file(rec.at.segment),
+                        from: rec.at.offset,
+                        to: rec.next.offset,
+                        torn_tail: false,
+                        kept_after: 0,
+                        quarantined: file.display().to_string(),
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+            };
             if !db.contains_key(run_key(&head.id))? {
                 pending.push(PendingRun { head, rec });
             }
@@ -182,6 +245,7 @@ impl SledStore {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(SledStore {
             inner,
+            damage,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             intake_tx: Mutex::new(Some(intake_tx)),
@@ -299,6 +363,10 @@ fn find_run(inner: &Inner, id: &str) -> Result<Option<Run>> {
 
 #[async_trait]
 impl Store for SledStore {
+    fn damage(&self) -> Vec<Damage> {
+        self.damage.clone()
+    }
+
     async fn insert_run(&self, run: &Run) -> Result<()> {
         let head = Head {
             id: run.id.clone(),

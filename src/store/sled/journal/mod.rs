@@ -1,7 +1,7 @@
 //! The intake journal: where accepted runs wait, durably, until the engine first claims them.
 //!
 //! Accepting a run appends one record to the current segment file — no sled write on the
-//! request path. Records are `[len: u32 LE][crc32: u32 LE][run JSON]`. A group of appends is
+//! request path. Records carry a magic and a checksum ([`format`]). A group of appends is
 //! written with one `write` and answered after it (process-kill safe); with
 //! [`Durability::Fsync`](super::Durability) after an `fdatasync` too. With `Flush`, a
 //! background thread `fdatasync`s the current segment every half second, like sled's own
@@ -11,6 +11,13 @@
 //! admitted prefix is a cursor `(segment, offset)` stored in sled in the same atomic batch as
 //! the admitted runs, so after a crash every record past the cursor is pending again and none
 //! before it is. Segments wholly before a cursor that sled has flushed are deleted.
+//!
+//! Damage is kept where it happened. At open, bytes that hold no readable record are copied to
+//! `quarantine/` and reported ([`Damage`]); every readable record after them is kept. A
+//! record cut short at the very end — the write a crash interrupted, never acknowledged — is
+//! a torn tail: quarantined too, and the segment continues where it began.
+
+pub mod format;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -19,9 +26,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use self::format::{Format, HEADER, SEGMENT_MAGIC, scan};
+
 /// Segments are closed at about this size.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
-const HEADER: usize = 8;
 /// With `Flush` durability, the longest time an appended record waits for an `fdatasync`.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -112,12 +120,17 @@ fn syncer(current: Arc<Mutex<Option<(File, u64)>>>, written: Arc<AtomicU64>, sto
 /// overwrite within the file instead of growing it: growing changes the inode on every write,
 /// which makes writes wait on the filesystem's journal commits.
 fn open_segment(dir: &Path, segment: u64, size: u64) -> io::Result<File> {
+    use std::os::unix::fs::FileExt;
     let file = OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(false)
         .open(segment_path(dir, segment))?;
-    if file.metadata()?.len() < size {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        file.write_all_at(SEGMENT_MAGIC, 0)?;
+    }
+    if len < size {
         file.set_len(size)?;
     }
     Ok(file)
@@ -136,14 +149,34 @@ fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(out)
 }
 
+/// Bytes of the journal that held no readable record, found at open.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Damage {
+    pub segment: u64,
+    /// Byte range in the segment file.
+    pub from: u64,
+    pub to: u64,
+    /// The record a crash cut short at the very end (never acknowledged), not damage to
+    /// acknowledged data.
+    pub torn_tail: bool,
+    /// Readable records after it in the same segment, all kept.
+    pub kept_after: usize,
+    /// Where its bytes were copied.
+    pub quarantined: PathBuf,
+}
+
 impl Journal {
-    /// Opens the journal in `dir` and returns every valid record from `cursor` on, in order,
-    /// with its payload. A torn record at the end of the last segment (a crash mid-write) is
-    /// cut off.
-    pub fn open(dir: &Path, cursor: Pos, fsync_each: bool) -> io::Result<(Journal, Vec<Record>)> {
+    /// Opens the journal in `dir` and returns every readable record from `cursor` on, in
+    /// order, with its payload, and what could not be read (copied to `dir/quarantine`).
+    pub fn open(
+        dir: &Path,
+        cursor: Pos,
+        fsync_each: bool,
+    ) -> io::Result<(Journal, Vec<Record>, Vec<Damage>)> {
         crate::private::create_dir(dir)?;
         let segs = segments(dir)?;
         let mut records = Vec::new();
+        let mut damage = Vec::new();
         let mut end = Pos {
             segment: cursor.segment,
             offset: 0,
@@ -152,66 +185,69 @@ impl Journal {
             if seg < cursor.segment {
                 continue;
             }
-            let last = i + 1 == segs.len();
             let mut bytes = Vec::new();
             File::open(segment_path(dir, seg))?.read_to_end(&mut bytes)?;
-            let mut off = if seg == cursor.segment {
+            let format = Format::of(&bytes);
+            let from = if seg == cursor.segment {
                 cursor.offset as usize
             } else {
                 0
             };
-            let valid_end = loop {
-                if off + HEADER > bytes.len() {
-                    break off;
-                }
-                let len = u32::from_le_bytes(bytes[off..off + 4].try_into().expect("4 bytes")) as usize;
-                if len == 0 {
-                    break off; // the preallocated, never written rest of the segment
-                }
-                let crc = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().expect("4 bytes"));
-                let body = off + HEADER;
-                if body + len > bytes.len() || crc32fast::hash(&bytes[body..body + len]) != crc {
-                    break off;
-                }
-                let at = Pos {
+            let scanned = scan(&bytes, format, from);
+            for (start, payload) in &scanned.records {
+                let at = |o: usize| Pos {
                     segment: seg,
-                    offset: off as u64,
+                    offset: o as u64,
                 };
-                let next = Pos {
+                let located = Located {
+                    at: at(*start),
+                    len: payload.len() as u32,
+                    next: at(payload.end),
+                };
+                records.push((located, bytes[payload.clone()].to_vec()));
+            }
+            let torn = scanned.torn_tail();
+            for (n, range) in scanned.damaged.iter().enumerate() {
+                let quarantined = quarantine(dir, seg, range, &bytes[range.clone()])?;
+                let kept_after = scanned.records.iter().filter(|(s, _)| *s >= range.end).count();
+                let d = Damage {
                     segment: seg,
-                    offset: (body + len) as u64,
+                    from: range.start as u64,
+                    to: range.end as u64,
+                    torn_tail: torn && n + 1 == scanned.damaged.len() && i + 1 == segs.len(),
+                    kept_after,
+                    quarantined,
                 };
-                records.push((
-                    Located {
-                        at,
-                        len: len as u32,
-                        next,
-                    },
-                    bytes[body..body + len].to_vec(),
-                ));
-                off = body + len;
-            };
-            if bytes[valid_end..].iter().any(|b| *b != 0) {
-                if !last {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("intake segment {seg} is corrupt at byte {valid_end}"),
-                    ));
+                if d.torn_tail {
+                    tracing::warn!(segment = seg, from = d.from, to = d.to, quarantined = %d.quarantined.display(),
+                        "a record cut short at the end of the intake journal (a write a crash interrupted, never acknowledged) was set aside");
+                } else {
+                    tracing::error!(segment = seg, from = d.from, to = d.to, bytes = d.to - d.from, kept_after, quarantined = %d.quarantined.display(),
+                        "the intake journal is damaged: these bytes hold no readable run and were copied to quarantine; every readable run after them is kept");
                 }
-                tracing::warn!(
-                    segment = seg,
-                    at = valid_end,
-                    "cutting a torn record off the intake journal"
-                );
+                damage.push(d);
+            }
+            if torn && i + 1 == segs.len() {
+                // Appends continue where the cut-short record began.
                 OpenOptions::new()
                     .write(true)
                     .open(segment_path(dir, seg))?
-                    .set_len(valid_end as u64)?;
+                    .set_len(scanned.end as u64)?;
             }
-            end = Pos {
-                segment: seg,
-                offset: valid_end as u64,
+            end = match format {
+                Format::V2 => Pos {
+                    segment: seg,
+                    offset: scanned.end as u64,
+                },
+                // Never appended to: the next append starts a segment of the current format.
+                Format::V1 => Pos {
+                    segment: seg + 1,
+                    offset: 0,
+                },
             };
+        }
+        if end.offset == 0 {
+            end.offset = Format::V2.first_offset() as u64;
         }
         let file = open_segment(dir, end.segment, SEGMENT_BYTES)?;
         let synced = Arc::new(Mutex::new(Some((file.try_clone()?, end.segment))));
@@ -233,7 +269,7 @@ impl Journal {
             written,
             stop,
         };
-        Ok((journal, records))
+        Ok((journal, records, damage))
     }
 
     /// Appends a group of records with one write; durable as configured when it returns.
@@ -245,7 +281,7 @@ impl Journal {
             std::thread::spawn(move || full.sync_data());
             self.pos = Pos {
                 segment: self.pos.segment + 1,
-                offset: 0,
+                offset: Format::V2.first_offset() as u64,
             };
             self.file = open_segment(&self.dir, self.pos.segment, self.segment_bytes)?;
             if let Ok(mut current) = self.synced.lock() {
@@ -257,9 +293,7 @@ impl Journal {
         let mut out = Vec::with_capacity(payloads.len());
         let mut off = self.pos.offset;
         for p in payloads {
-            buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
-            buf.extend_from_slice(p);
+            format::encode(p, &mut buf);
             let at = Pos {
                 segment: self.pos.segment,
                 offset: off,
@@ -313,14 +347,25 @@ pub fn read(dir: &Path, rec: &Located) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let file = File::open(segment_path(dir, rec.at.segment))?;
     let mut buf = vec![0; rec.len as usize];
-    file.read_exact_at(&mut buf, rec.at.offset + HEADER as u64)?;
+    // The payload ends where the next record begins, whatever the record format.
+    file.read_exact_at(&mut buf, rec.next.offset - u64::from(rec.len))?;
     Ok(buf)
+}
+
+/// Copies damaged bytes to `dir/quarantine/<segment>-<from>-<to>.bin` (once) and says where.
+fn quarantine(dir: &Path, segment: u64, range: &std::ops::Range<usize>, bytes: &[u8]) -> io::Result<PathBuf> {
+    let qdir = dir.join("quarantine");
+    crate::private::create_dir(&qdir)?;
+    let path = qdir.join(format!("{segment:016}-{}-{}.bin", range.start, range.end));
+    if !path.exists() {
+        std::fs::write(&path, bytes)?;
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     fn tmp() -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -333,36 +378,77 @@ mod tests {
     }
 
     #[test]
-    fn append_reopen_and_cut_a_torn_tail() {
+    fn append_reopen_and_set_a_torn_tail_aside() {
         let dir = tmp();
         let start = Pos {
             segment: 0,
             offset: 0,
         };
-        let (mut j, recs) = Journal::open(&dir, start, false).unwrap();
-        assert!(recs.is_empty());
+        let (mut j, recs, damage) = Journal::open(&dir, start, false).unwrap();
+        assert!(recs.is_empty() && damage.is_empty());
         let located = j.append(&[b"one".to_vec(), b"two".to_vec()]).unwrap();
-        j.append(&[b"three".to_vec()]).unwrap();
+        let three = j.append(&[b"three".to_vec()]).unwrap();
         assert_eq!(read(&dir, &located[1]).unwrap(), b"two");
         drop(j);
-        // A crash mid-write leaves half a record.
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(segment_path(&dir, 0))
-            .unwrap();
-        f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
-        drop(f);
-        let (mut j, recs) = Journal::open(&dir, start, false).unwrap();
+        // A crash mid-write leaves half a record after the last one.
+        {
+            use std::os::unix::fs::FileExt;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(segment_path(&dir, 0))
+                .unwrap();
+            let mut torn = format::RECORD_MAGIC.to_vec();
+            torn.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+            f.write_all_at(&torn, three[0].next.offset).unwrap();
+        }
+        let (mut j, recs, damage) = Journal::open(&dir, start, false).unwrap();
         let payloads: Vec<&[u8]> = recs.iter().map(|(_, p)| p.as_slice()).collect();
         assert_eq!(payloads, [b"one".as_slice(), b"two", b"three"]);
+        assert_eq!(damage.len(), 1);
+        assert!(damage[0].torn_tail);
+        assert_eq!(std::fs::read(&damage[0].quarantined).unwrap().len(), 10);
         // From a cursor, only what follows it.
-        let (_, from) = Journal::open(&dir, located[1].next, false).unwrap();
+        let (_, from, _) = Journal::open(&dir, located[1].next, false).unwrap();
         assert_eq!(from.len(), 1);
         j.append(&[b"four".to_vec()]).unwrap();
         drop(j);
-        let (_, recs) = Journal::open(&dir, start, false).unwrap();
+        let (_, recs, damage) = Journal::open(&dir, start, false).unwrap();
         assert_eq!(recs.last().unwrap().1, b"four");
+        assert!(damage.is_empty(), "the append went where the torn record began");
         assert_eq!(Pos::decode(&located[0].next.encode()), Some(located[0].next));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_record_in_the_middle_costs_only_itself() {
+        let dir = tmp();
+        let start = Pos {
+            segment: 0,
+            offset: 0,
+        };
+        let (mut j, _, _) = Journal::open(&dir, start, false).unwrap();
+        let recs: Vec<Located> = (0..100u32)
+            .flat_map(|i| j.append(&[format!("{{\"run\":{i}}}").into_bytes()]).unwrap())
+            .collect();
+        drop(j);
+        {
+            use std::os::unix::fs::FileExt;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(segment_path(&dir, 0))
+                .unwrap();
+            f.write_all_at(&[0xAA], recs[50].at.offset + 14).unwrap();
+        }
+        let (mut j, read_back, damage) = Journal::open(&dir, start, false).unwrap();
+        assert_eq!(read_back.len(), 99);
+        assert_eq!(damage.len(), 1);
+        let d = &damage[0];
+        assert!(!d.torn_tail);
+        assert_eq!((d.from, d.to), (recs[50].at.offset, recs[51].at.offset));
+        assert_eq!(d.kept_after, 49);
+        // Appends go after the last record, not over anything readable.
+        let more = j.append(&[b"{\"run\":100}".to_vec()]).unwrap();
+        assert_eq!(more[0].at, recs[99].next);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -373,7 +459,7 @@ mod tests {
             segment: 0,
             offset: 0,
         };
-        let (mut j, _) = Journal::open(&dir, start, false).unwrap();
+        let (mut j, _, _) = Journal::open(&dir, start, false).unwrap();
         j.segment_bytes = 64;
         let mut all = Vec::new();
         for i in 0..20u8 {
@@ -384,7 +470,7 @@ mod tests {
         assert!(segs.len() >= 5, "{segs:?}");
         assert!(all.windows(2).all(|w| w[0].at < w[1].at));
         // Everything reads back in order across segments, and from a cursor in a later one.
-        let (_, recs) = Journal::open(&dir, start, false).unwrap();
+        let (_, recs, _) = Journal::open(&dir, start, false).unwrap();
         assert_eq!(
             recs.iter().map(|(_, p)| p[0]).collect::<Vec<_>>(),
             (0..20).collect::<Vec<u8>>()
@@ -392,7 +478,7 @@ mod tests {
         let cursor = all[12].next;
         forget_before(&dir, cursor).unwrap();
         assert_eq!(segments(&dir).unwrap()[0], cursor.segment);
-        let (_, recs) = Journal::open(&dir, cursor, false).unwrap();
+        let (_, recs, _) = Journal::open(&dir, cursor, false).unwrap();
         assert_eq!(
             recs.iter().map(|(_, p)| p[0]).collect::<Vec<_>>(),
             (13..20).collect::<Vec<u8>>()
