@@ -59,15 +59,24 @@ pub struct Metrics {
     oldest_due_seconds: Gauge,
     damaged_ranges: Family<KindLabel, Gauge>,
     damaged_bytes: Family<KindLabel, Gauge>,
+    destination_in_flight: Family<DestinationLabel, Gauge>,
+    destination_open: Family<DestinationLabel, Gauge>,
 }
 
-/// What the store says at scrape time.
+/// What the store and the engine say at scrape time.
 #[derive(Debug, Default)]
-pub struct StoreFacts {
+pub struct Facts {
     pub queue_depth: u64,
     pub oldest_due_seconds: u64,
     /// Each damaged range found at open: whether it is a torn tail, and its length.
     pub damage: Vec<(bool, u64)>,
+    /// Each destination: attempts in flight, and whether its circuit is open.
+    pub destinations: Vec<(String, usize, bool)>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabel {
+    pub destination: String,
 }
 
 impl Default for Metrics {
@@ -90,6 +99,8 @@ impl Metrics {
             oldest_due_seconds: Gauge::default(),
             damaged_ranges: Family::default(),
             damaged_bytes: Family::default(),
+            destination_in_flight: Family::default(),
+            destination_open: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -142,6 +153,16 @@ impl Metrics {
             "Bytes of the store that could not be read at open and were set aside, by kind",
             m.damaged_bytes.clone(),
         );
+        registry.register(
+            "destination_in_flight",
+            "Attempts in flight to each destination (its bulkhead)",
+            m.destination_in_flight.clone(),
+        );
+        registry.register(
+            "destination_circuit_open",
+            "1 while a destination's circuit breaker is open or half open",
+            m.destination_open.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -191,7 +212,16 @@ impl Metrics {
     }
 
     /// The text exposition, with the store's gauges set from its numbers.
-    pub fn render(&self, store: &StoreFacts) -> String {
+    pub fn render(&self, store: &Facts) -> String {
+        for (name, in_flight, open) in &store.destinations {
+            let label = DestinationLabel {
+                destination: name.clone(),
+            };
+            self.destination_in_flight
+                .get_or_create(&label)
+                .set(*in_flight as i64);
+            self.destination_open.get_or_create(&label).set(i64::from(*open));
+        }
         self.queue_depth.set(store.queue_depth as i64);
         self.oldest_due_seconds.set(store.oldest_due_seconds as i64);
         for kind in ["damaged", "torn_tail"] {
@@ -227,10 +257,11 @@ mod tests {
         m.refused("orders", "bad_signature");
         m.run_finished("orders", "succeeded");
         m.attempt("http", "succeeded", 0.02);
-        let text = m.render(&StoreFacts {
+        let text = m.render(&Facts {
             queue_depth: 3,
             oldest_due_seconds: 7,
             damage: vec![(false, 40), (false, 2), (true, 9)],
+            destinations: vec![("api.example.com:443".into(), 4, true)],
         });
         assert!(
             text.contains(r#"hookflow_webhook_requests_total{flow="orders"} 2"#),
@@ -248,5 +279,7 @@ mod tests {
         );
         assert!(text.contains(r#"hookflow_store_damaged_bytes{kind="damaged"} 42"#));
         assert!(text.contains(r#"hookflow_store_damaged_bytes{kind="torn_tail"} 9"#));
+        assert!(text.contains(r#"hookflow_destination_in_flight{destination="api.example.com:443"} 4"#));
+        assert!(text.contains(r#"hookflow_destination_circuit_open{destination="api.example.com:443"} 1"#));
     }
 }

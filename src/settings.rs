@@ -124,6 +124,12 @@ pub struct ServeArgs {
     /// are refused.
     #[arg(long = "egress-allow", env = "HOOKFLOW_EGRESS_ALLOW", value_delimiter = ',', value_parser = parse_net)]
     pub egress_allow: Vec<ipnet::IpNet>,
+    /// Attempts in flight at once to one destination (host and port, or the SMTP server),
+    /// unless an action sets `destination_concurrency`; `0`: a quarter of the workers (at
+    /// least 2). A destination that is full sends its runs back to the queue, so one partner
+    /// that hangs holds only these workers.
+    #[arg(long, env = "HOOKFLOW_DESTINATION_CONCURRENCY", default_value_t = 0)]
+    pub destination_concurrency: usize,
     /// Largest response body an `http` action reads from a destination (e.g. `1MiB`); a
     /// successful answer beyond it fails the attempt. An action's `max_response` overrides it.
     #[arg(long, env = "HOOKFLOW_MAX_RESPONSE", default_value = "1MiB")]
@@ -184,6 +190,7 @@ impl ServeArgs {
             retention: self.retention,
             max_runs: self.max_runs,
             templates_dir: Some(self.paths.templates_dir.clone()),
+            destination_concurrency: self.destination_concurrency,
         }
     }
 

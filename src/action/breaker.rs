@@ -93,11 +93,12 @@ pub struct CircuitView {
     pub open_until: Option<Ts>,
 }
 
-/// Rate-limit slots per action and circuits per destination.
+/// Rate-limit slots per action, and circuits and bulkheads per destination.
 #[derive(Debug, Default)]
 pub struct Guards {
     slots: Mutex<HashMap<String, Ts>>,
     circuits: Mutex<HashMap<String, Circuit>>,
+    pub bulkheads: std::sync::Arc<super::bulkhead::Bulkheads>,
 }
 
 impl Guards {

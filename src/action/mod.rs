@@ -3,6 +3,7 @@
 //! gets recorded.
 
 pub mod breaker;
+pub mod bulkhead;
 pub mod email;
 pub mod emit;
 pub mod http;
@@ -34,6 +35,8 @@ pub struct Action {
     pub rate_limit: Option<RateLimit>,
     /// `None`: never paused. Only actions that leave hookflow (http, email) have one.
     pub breaker: Option<BreakerConfig>,
+    /// Attempts in flight to the destination at once; `None`: the engine's default.
+    pub destination_concurrency: Option<usize>,
 }
 
 #[derive(Debug)]

@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::Engine;
 use crate::action::breaker::Gate;
+use crate::action::bulkhead::Permit;
 use crate::action::{Action, ActionKind, ExecContext, ResultKind};
 use crate::context::{EventFacts, RunInfo, template_context};
 use crate::event::{Event, Origin, RUN_FAILED};
@@ -182,9 +183,10 @@ impl Engine {
             return Flowing::Stop;
         }
         let destination = action.destination(&self.clients, templates, &ctx);
-        if let Some(stop) = self.gate(flow, action, destination.as_deref(), run, lease).await {
-            return stop;
-        }
+        let _place = match self.gate(flow, action, destination.as_deref(), run, lease).await {
+            Ok(place) => place,
+            Err(stop) => return stop,
+        };
 
         let timeout = action.kind.timeout();
         let needed = Ts::now().plus(timeout + LEASE_MARGIN);
@@ -378,10 +380,11 @@ impl Engine {
         }
     }
 
-    /// Holds an attempt back when its action is over its rate limit or its destination's
-    /// circuit is open: short pacing waits are slept here, longer waits put the run back in
-    /// the queue without an attempt (nothing is counted against the retry budget). `None`:
-    /// go ahead.
+    /// Holds an attempt back when its action is over its rate limit, its destination's
+    /// circuit is open or its destination has as many attempts in flight as it may: short
+    /// pacing waits are slept here, anything else puts the run back in the queue without an
+    /// attempt (nothing is counted against the retry budget) and frees the worker. `Ok`: go
+    /// ahead, holding the place in the destination's bulkhead.
     async fn gate(
         &self,
         flow: &Flow,
@@ -389,7 +392,7 @@ impl Engine {
         destination: Option<&str>,
         run: &mut Run,
         lease: &Lease,
-    ) -> Option<Flowing> {
+    ) -> Result<Option<Permit>, Flowing> {
         if let Some(limit) = &action.rate_limit {
             let key = format!("{}/{}", flow.name, action.name);
             loop {
@@ -402,22 +405,43 @@ impl Engine {
                             "waiting for action `{}`'s rate limit ({})",
                             action.name, limit.text
                         );
-                        return Some(self.postpone(run, lease, at, why).await);
+                        return Err(self.postpone(run, lease, at, why).await);
                     }
                     _ => break,
                 }
             }
         }
-        if let (Some(d), Some(cfg)) = (destination, &action.breaker)
+        let Some(d) = destination else {
+            return Ok(None);
+        };
+        if let Some(cfg) = &action.breaker
             && let Gate::Open(until) = self.guards.check(d, cfg, Ts::now())
         {
             let why = format!(
                 "circuit open for {d} (it failed {} times in a row); paused until {until}",
                 cfg.failures
             );
-            return Some(self.postpone(run, lease, until, why).await);
+            return Err(self.postpone(run, lease, until, why).await);
         }
-        None
+        let limit = action
+            .destination_concurrency
+            .unwrap_or_else(|| self.config.per_destination());
+        let jitter = rand::rng().random_range(-1.0..=1.0);
+        match self.guards.bulkheads.enter(d, limit, Ts::now(), jitter) {
+            Ok(place) => Ok(Some(place)),
+            Err(wait) => {
+                let at = Ts::now().plus(wait);
+                tracing::debug!(destination = d, limit, until = %at, "destination full; run goes back to the queue");
+                run.status = RunStatus::Retrying;
+                run.next_attempt_at = Some(at);
+                run.error = Some(format!(
+                    "waiting for {d}: {limit} attempts to it are in flight (destination_concurrency)"
+                ));
+                run.updated_at = Ts::now();
+                self.save(run, lease, Next::RetryAt(at)).await;
+                Err(Flowing::Stop)
+            }
+        }
     }
 
     /// Puts the run back in the queue until `at` without recording an attempt.

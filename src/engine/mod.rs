@@ -45,6 +45,19 @@ pub struct EngineConfig {
     pub max_runs: usize,
     /// For compiling an earlier flow version kept in the store (a run accepted under it).
     pub templates_dir: Option<std::path::PathBuf>,
+    /// Attempts in flight at once to one destination, unless an action says otherwise; `0`:
+    /// a quarter of the workers (at least 2), so one partner that hangs cannot hold them all.
+    pub destination_concurrency: usize,
+}
+
+impl EngineConfig {
+    /// [`EngineConfig::destination_concurrency`] with `0` resolved.
+    pub fn per_destination(&self) -> usize {
+        match self.destination_concurrency {
+            0 => (self.workers / 4).max(2),
+            n => n,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -58,6 +71,7 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             max_runs: 1_000_000,
             templates_dir: None,
+            destination_concurrency: 0,
         }
     }
 }
@@ -129,6 +143,7 @@ impl Engine {
                     lease_for: self.config.lease,
                     limit: free,
                     caps: self.flows.load().caps(),
+                    fair_share: (free / 4).max(1),
                 };
                 match self.store.claim(req).await {
                     Ok(list) => {

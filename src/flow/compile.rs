@@ -291,6 +291,18 @@ impl Compiler<'_> {
                 "only actions that leave hookflow (http, email) have a circuit breaker",
             );
         }
+        if spec.destination_concurrency.is_some() && !outgoing {
+            self.problem(
+                format!("{at}.destination_concurrency"),
+                "only actions that leave hookflow (http, email) have a destination",
+            );
+        }
+        if spec.destination_concurrency == Some(0) {
+            self.problem(
+                format!("{at}.destination_concurrency"),
+                "destination_concurrency must be at least 1",
+            );
+        }
         let breaker = outgoing.then(|| match &spec.circuit_breaker {
             Some(b) => BreakerConfig {
                 failures: b.failures,
@@ -344,6 +356,7 @@ impl Compiler<'_> {
             kind,
             rate_limit,
             breaker,
+            destination_concurrency: spec.destination_concurrency,
         })
     }
 

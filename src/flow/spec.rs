@@ -321,6 +321,9 @@ pub struct ActionSpec {
     pub rate_limit: Option<String>,
     /// Pause a destination after a run of consecutive failures (`failures: 0` disables).
     pub circuit_breaker: Option<BreakerSpec>,
+    /// Most attempts in flight at once to this action's destination (host and port, or the SMTP
+    /// server); default the server's `--destination-concurrency`.
+    pub destination_concurrency: Option<usize>,
     pub http: Option<HttpSpec>,
     pub email: Option<EmailSpec>,
     pub segment: Option<SegmentSpec>,

@@ -104,6 +104,7 @@ fn admin_routes() -> Router<AppState> {
         .route("/api/segments/{name}/export", get(segments::export_members))
         .route("/api/contacts/{email}", get(segments::show_contact))
         .route("/api/breakers", get(segments::list_breakers))
+        .route("/api/destinations", get(segments::list_destinations))
         .route("/api/store", get(api::store_health))
         .route("/", get(dashboard))
         .route("/metrics", get(metrics))
@@ -140,7 +141,29 @@ async fn metrics(
     let now = crate::run::Ts::now();
     let (depth, oldest) = st.store().queue_stats(now).await.map_err(api::internal)?;
     let age = oldest.map_or(0, |t| now.since(t).as_secs());
-    let facts = crate::metrics::StoreFacts {
+    let open: std::collections::BTreeSet<String> = st
+        .guards
+        .circuits(now)
+        .into_iter()
+        .filter(|c| c.state != "closed")
+        .map(|c| c.destination)
+        .collect();
+    let mut destinations: Vec<(String, usize, bool)> = st
+        .guards
+        .bulkheads
+        .destinations()
+        .into_iter()
+        .map(|d| {
+            let is_open = open.contains(&d.destination);
+            (d.destination, d.in_flight, is_open)
+        })
+        .collect();
+    for name in &open {
+        if !destinations.iter().any(|d| &d.0 == name) {
+            destinations.push((name.clone(), 0, true));
+        }
+    }
+    let facts = crate::metrics::Facts {
         queue_depth: depth,
         oldest_due_seconds: age,
         damage: st
@@ -149,6 +172,7 @@ async fn metrics(
             .iter()
             .map(|d| (d.torn_tail, d.to - d.from))
             .collect(),
+        destinations,
     };
     let mut resp = st.intake.metrics.render(&facts).into_response();
     resp.headers_mut().insert(

@@ -49,6 +49,9 @@ pub struct ClaimRequest {
     pub limit: usize,
     /// Flow name → most runs of that flow leased at once.
     pub caps: BTreeMap<String, u32>,
+    /// Most runs of one flow in this claim while other flows have due runs too (`0`: no
+    /// limit), so one flow's backlog cannot fill every claim.
+    pub fair_share: usize,
 }
 
 /// What happens to the queue entry when a run is saved.

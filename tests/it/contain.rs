@@ -318,3 +318,167 @@ async fn a_damaged_store_settings_file_is_named_with_the_way_out() {
     let run = get(&http, format!("{}/api/runs/{id}", app.base)).await;
     assert_eq!(run["status"], "succeeded", "{run}");
 }
+
+/// A destination that reads each request and never answers.
+async fn hanging_server() -> String {
+    let app = axum::Router::new().fallback(|_body: axum::body::Bytes| std::future::pending::<&'static str>());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// The report's scenario: 300 events for a flow whose partner hangs, then 20 for a flow whose
+/// partner answers at once. With the default 32 workers and 30 s timeout, each `fast` event is
+/// delivered within 2 s of its acceptance (it was 27.7 s before bulkheads), and the API and the
+/// metrics show the hanging destination full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_hanging_partner_does_not_delay_the_other_flows() {
+    let slow = hanging_server().await;
+    let fast = crate::helpers::Receiver::start(crate::helpers::Reply::status(200)).await;
+    let flows = [
+        (
+            "slow",
+            format!("on: {{ webhook: {{}} }}\nactions:\n  - http: {{ url: \"{slow}/x\" }}\n"),
+        ),
+        (
+            "fast",
+            format!(
+                "on: {{ webhook: {{}} }}\nactions:\n  - http: {{ url: \"{}/fast/{{{{ body.i }}}}\" }}\n",
+                fast.url
+            ),
+        ),
+    ];
+    let flows: Vec<(&str, &str)> = flows.iter().map(|(n, y)| (*n, y.as_str())).collect();
+    let app = Binary::start(&flows, &[], &[]).await;
+    let http = reqwest::Client::new();
+    let slow_url = app.hook_url("slow");
+    let sends = (0..300).map(|i| {
+        let (http, url) = (http.clone(), slow_url.clone());
+        async move {
+            http.post(&url)
+                .json(&json!({"i": i}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    for status in futures::future::join_all(sends).await {
+        assert_eq!(status, 202);
+    }
+    // Let the slow backlog take the workers it can.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut accepted = Vec::new();
+    for i in 0..20 {
+        let r = http
+            .post(app.hook_url("fast"))
+            .json(&json!({"i": i}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        accepted.push(Instant::now());
+    }
+    let hits = fast.wait_hits(20).await;
+    let mut delays: Vec<Duration> = hits
+        .iter()
+        .map(|h| {
+            let i: usize = h.path.rsplit('/').next().unwrap().parse().unwrap();
+            h.started.saturating_duration_since(accepted[i])
+        })
+        .collect();
+    delays.sort();
+    eprintln!(
+        "fast deliveries after acceptance: median {:?}, max {:?}",
+        delays[10], delays[19]
+    );
+    assert!(delays[19] < Duration::from_secs(2), "{delays:?}");
+
+    let d = get(&http, format!("{}/api/destinations", app.base)).await;
+    let host = slow.trim_start_matches("http://");
+    let slow_view = d["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["destination"] == host)
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(
+        slow_view["in_flight"], 8,
+        "a quarter of the 32 workers: {slow_view}"
+    );
+    assert!(slow_view["deferred"].as_u64().unwrap() > 0, "{slow_view}");
+    let metrics = http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            r#"hookflow_destination_in_flight{{destination="{host}"}} 8"#
+        )),
+        "{metrics}"
+    );
+}
+
+/// Timeouts count against a destination's circuit like any failure: a partner that hangs gets
+/// its circuit opened, and its work waits in the queue (no worker held, no retry spent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_open_the_circuit_and_park_the_destinations_work() {
+    let slow = hanging_server().await;
+    let flow = format!(
+        "on: {{ webhook: {{}} }}\nretry: {{ initial_delay: 50ms, max_delay: 50ms, max_attempts: 10 }}\nactions:\n  - http: {{ url: \"{slow}/x\", timeout: 200ms }}\n    circuit_breaker: {{ failures: 3, cooldown: 1h }}\n"
+    );
+    let app = Binary::start(&[("hang", &flow)], &[], &[]).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(app.hook_url("hang"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host = slow.trim_start_matches("http://").to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = get(&http, format!("{}/api/destinations", app.base)).await;
+        let open = d["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["destination"] == host.as_str() && v["circuit"] == "open");
+        if open {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let run = get(&http, format!("{}/api/runs/{id}", app.base)).await;
+    assert_eq!(run["status"], "retrying", "{run:#}");
+    let attempts = run["steps"][0]["attempts"].as_array().unwrap();
+    assert_eq!(
+        attempts.len(),
+        3,
+        "no attempts while the circuit is open: {run:#}"
+    );
+    assert!(attempts[0]["error"].as_str().unwrap().contains("timed out"));
+    assert!(run["error"].as_str().unwrap().contains("circuit open"), "{run:#}");
+    let metrics = http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(&format!(
+        r#"hookflow_destination_circuit_open{{destination="{host}"}} 1"#
+    )));
+}

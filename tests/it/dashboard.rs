@@ -137,8 +137,11 @@ async fn sign_in_see_a_run_and_replay_it() {
     c.find(Locator::Id("retry")).await.unwrap().click().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let new_id = loop {
-        let shown = wait(&c, "#detail-id".into()).await.text().await.unwrap();
-        if shown != id {
+        // The page re-renders the detail as it refreshes: an element found just before can be
+        // replaced before its text is read; look again.
+        if let Ok(shown) = wait(&c, "#detail-id".into()).await.text().await
+            && shown != id
+        {
             break shown;
         }
         assert!(Instant::now() < deadline, "the page never showed the new run");

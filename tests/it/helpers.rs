@@ -261,6 +261,7 @@ pub fn fast_engine() -> EngineConfig {
         retention: Duration::from_secs(3600),
         max_runs: 1_000_000,
         templates_dir: None,
+        destination_concurrency: 0,
     }
 }
 

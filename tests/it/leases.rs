@@ -35,7 +35,48 @@ fn claim_req(lease: Duration) -> ClaimRequest {
         lease_for: lease,
         limit: 10,
         caps: Default::default(),
+        fair_share: 0,
     }
+}
+
+/// One flow's backlog does not fill every claim: with a fair share of 2, a claim of 8 takes
+/// the other flow's due runs although they are younger, and fills up with the backlog.
+#[tokio::test]
+async fn a_backlog_of_one_flow_leaves_room_for_the_others_in_each_claim() {
+    let store = SledStore::temporary().unwrap();
+    for _ in 0..20 {
+        store.insert_run(&new_run("busy", None)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for _ in 0..2 {
+        store.insert_run(&new_run("quiet", None)).await.unwrap();
+    }
+    let claimed = store
+        .claim(ClaimRequest {
+            limit: 8,
+            fair_share: 2,
+            ..claim_req(Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+    let flows: Vec<&str> = claimed.iter().map(|c| c.run.flow.as_str()).collect();
+    assert_eq!(flows.len(), 8, "{flows:?}");
+    assert_eq!(flows.iter().filter(|f| **f == "quiet").count(), 2, "{flows:?}");
+    // Without a fair share: oldest first, the quiet flow waits.
+    let store2 = SledStore::temporary().unwrap();
+    for _ in 0..20 {
+        store2.insert_run(&new_run("busy", None)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store2.insert_run(&new_run("quiet", None)).await.unwrap();
+    let claimed = store2
+        .claim(ClaimRequest {
+            limit: 8,
+            ..claim_req(Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+    assert!(claimed.iter().all(|c| c.run.flow == "busy"));
 }
 
 #[tokio::test]

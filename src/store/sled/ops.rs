@@ -195,10 +195,17 @@ impl Inner {
         let mut out = Vec::new();
         let end = format!("due:{:016x}", now + 1);
         // Pick candidates from the due index alone (its values name the flow), so a capped
-        // flow's backlog is skipped without reading it and cannot starve other flows.
+        // flow's backlog is skipped without reading it and cannot starve other flows. A flow
+        // gets at most its fair share of the batch while others have due runs too (within a
+        // bounded look ahead); the batch is then filled with the runs passed over.
         let mut picked = Vec::new();
-        for item in view.range(b"due:", end.as_bytes()) {
-            if picked.len() >= req.limit {
+        let mut passed_over = Vec::new();
+        let mut in_batch: BTreeMap<String, usize> = BTreeMap::new();
+        let look_ahead = req.limit.saturating_mul(16);
+        for (seen, item) in view.range(b"due:", end.as_bytes()).enumerate() {
+            if picked.len() >= req.limit
+                || (seen >= look_ahead && picked.len() + passed_over.len() >= req.limit)
+            {
                 break;
             }
             let (key, flow) = item?;
@@ -210,8 +217,19 @@ impl Inner {
                 }
                 *n += 1;
             }
-            picked.push(String::from_utf8_lossy(&key).into_owned());
+            let share = in_batch.entry(flow).or_insert(0);
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if req.fair_share > 0 && *share >= req.fair_share {
+                if passed_over.len() < req.limit {
+                    passed_over.push(key);
+                }
+                continue;
+            }
+            *share += 1;
+            picked.push(key);
         }
+        let room = req.limit.saturating_sub(picked.len());
+        picked.extend(passed_over.into_iter().take(room));
         for key in picked {
             let Some(id) = key.rsplit(':').next().map(str::to_string) else {
                 continue;
