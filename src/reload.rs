@@ -3,8 +3,11 @@
 //! problem, nothing changes, the previous flows keep serving, and the refusal (file, line,
 //! error) is logged, shown by `GET /api/flows` and counted in the metrics.
 //!
-//! Runs keep the flow version they were accepted under while this process remembers it: the
-//! previous sets stay available ([`Flows::find`]) for runs still working through them.
+//! A reload compiles only the flow files that changed (all of them when a template file
+//! changed) and reuses the rest. Nothing of a previous set is kept once no attempt holds it:
+//! a run accepted under an earlier version of its flow gets that version compiled again from
+//! the source the store keeps, and a few such versions are remembered ([`Flows::find`]) — so
+//! memory follows the flows in use, not the number of edits.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,12 +18,13 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::flow::{Flow, FlowSet, load_dir};
+use crate::flow::{Flow, FlowSet, reload_dir};
 use crate::metrics::Metrics;
 use crate::run::Ts;
 
-/// Previous flow sets kept for runs accepted under them.
-const HISTORY: usize = 16;
+/// Earlier flow versions (each a set holding one flow) remembered for runs accepted under
+/// them; the least recently used is dropped beyond this.
+const REMEMBERED: usize = 32;
 
 /// The outcome of the last reload, for the API.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -38,7 +42,10 @@ pub struct ReloadStatus {
 /// The flows in use, swappable as a whole.
 pub struct Flows {
     current: ArcSwap<FlowSet>,
+    /// Earlier versions compiled on demand, least recently used first.
     history: Mutex<Vec<Arc<FlowSet>>>,
+    /// `(flow, version)` whose source is known to be in the store.
+    persisted: Mutex<std::collections::HashSet<(String, String)>>,
     status: Mutex<ReloadStatus>,
     generation: watch::Sender<u64>,
 }
@@ -48,6 +55,7 @@ impl Flows {
         Arc::new(Flows {
             current: ArcSwap::from_pointee(set),
             history: Mutex::new(Vec::new()),
+            persisted: Mutex::new(Default::default()),
             status: Mutex::new(ReloadStatus::default()),
             generation: watch::channel(0).0,
         })
@@ -68,30 +76,44 @@ impl Flows {
         {
             return Some((Arc::clone(&now), Arc::clone(f)));
         }
-        let history = self.history.lock().ok()?;
-        history.iter().rev().find_map(|set| {
-            set.get(name)
-                .filter(|f| f.version == version)
-                .map(|f| (Arc::clone(set), Arc::clone(f)))
-        })
+        let mut history = self.history.lock().ok()?;
+        let i = history
+            .iter()
+            .position(|set| set.get(name).is_some_and(|f| f.version == version))?;
+        // Most recently used last.
+        let set = history.remove(i);
+        history.push(Arc::clone(&set));
+        let flow = Arc::clone(set.get(name)?);
+        Some((set, flow))
     }
 
-    /// Makes a flow set (e.g. an earlier version loaded from the store) findable by
+    /// Makes a flow set (an earlier version compiled from the store) findable by
     /// [`Flows::find`] without making it current.
     pub fn remember(&self, set: Arc<FlowSet>) {
         if let Ok(mut h) = self.history.lock() {
             h.push(set);
-            if h.len() > HISTORY {
+            if h.len() > REMEMBERED {
                 h.remove(0);
             }
         }
     }
 
-    /// Keeps every current flow's text in the store under its version.
+    /// Keeps every current flow's text in the store under its version (those not kept yet).
     pub async fn persist_sources(&self, store: &dyn crate::store::Store) {
         for f in self.load().flows.values() {
-            if let Err(e) = store.put_flow_source(&f.name, &f.version, &f.source).await {
-                tracing::warn!(flow = %f.name, error = %e, "could not keep the flow's source for replays");
+            let key = (f.name.clone(), f.version.clone());
+            if self.persisted.lock().is_ok_and(|p| p.contains(&key)) {
+                continue;
+            }
+            match store.put_flow_source(&f.name, &f.version, &f.source).await {
+                Ok(()) => {
+                    if let Ok(mut p) = self.persisted.lock() {
+                        p.insert(key);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(flow = %f.name, error = %e, "could not keep the flow's source for replays")
+                }
             }
         }
     }
@@ -105,10 +127,9 @@ impl Flows {
         self.generation.subscribe()
     }
 
-    /// Swaps in `set`, keeping the previous one for runs accepted under it.
+    /// Swaps in `set`. The previous one lives on only in the attempts that hold it.
     pub fn replace(&self, set: FlowSet) {
-        let old = self.current.swap(Arc::new(set));
-        self.remember(old);
+        self.current.swap(Arc::new(set));
         let generation = if let Ok(mut s) = self.status.lock() {
             s.generation += 1;
             s.last_applied = Some(Ts::now());
@@ -141,7 +162,8 @@ pub struct Reloader {
 impl Reloader {
     /// One reload; `true` if applied.
     pub fn reload_now(&self) -> bool {
-        let (set, errors) = load_dir(&self.flows_dir, &self.templates_dir);
+        let started = std::time::Instant::now();
+        let (set, errors) = reload_dir(&self.flows.load(), &self.flows_dir, &self.templates_dir);
         if !errors.is_empty() {
             let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
             for e in &errors {
@@ -154,7 +176,11 @@ impl Reloader {
         let names: Vec<String> = set.flows.keys().cloned().collect();
         self.flows.replace(set);
         self.metrics.reload(true);
-        tracing::info!(flows = ?names, "flows reloaded");
+        tracing::info!(
+            flows = names.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "flows reloaded"
+        );
         true
     }
 

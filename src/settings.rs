@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// reverse proxy: the proxy forwards to --listen, the admin address stays private).
     #[arg(long = "admin-listen", env = "HOOKFLOW_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Memory sled may use to cache the store's pages (e.g. `16MiB`); more makes reading run
+    /// history faster, it does not change what is stored.
+    #[arg(long, env = "HOOKFLOW_STORE_CACHE", default_value = "16MiB")]
+    pub store_cache: bytesize::ByteSize,
     /// What a 2xx to a sender guarantees: `flush` (survives the process being killed) or
     /// `fsync` (also survives power loss; slower).
     #[arg(long, env = "HOOKFLOW_DURABILITY", value_enum, default_value_t = Durability::Flush)]

@@ -231,7 +231,11 @@ async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         args.urls.secret.as_ref().map(Secret::expose),
     )?;
     check_exposure(&args)?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.store_dir(), args.durability)?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
+        &args.store_dir(),
+        args.durability,
+        args.store_cache.as_u64(),
+    )?);
     let mailer = match args.smtp.config() {
         Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
         None => None,

@@ -6,11 +6,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::FlowSet;
-use super::compile::compile;
+use std::collections::BTreeMap;
+
+use super::compile::{compile, version_of};
 use super::locate::Lines;
 use super::spec::FlowSpec;
-use crate::template::Templates;
+use super::{Flow, FlowSet};
+use crate::template::{TemplateFiles, Templates};
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,37 +36,80 @@ impl fmt::Display for LoadError {
 /// One flow from its source text (e.g. an earlier version kept in the store), with the
 /// templates directory as it is now: a set holding just that flow.
 pub fn load_source(name: &str, source: &str, templates_dir: &Path) -> Result<FlowSet, Vec<LoadError>> {
-    let dir = std::env::temp_dir().join(format!("hookflow-flow-{}", crate::run::new_run_id()));
-    let write =
-        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(format!("{name}.yaml")), source));
-    if let Err(e) = write {
-        return Err(vec![LoadError {
-            file: dir,
-            line: None,
-            message: format!("cannot stage the flow: {e}"),
-        }]);
-    }
-    let (set, errors) = load_dir(&dir, templates_dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    if errors.is_empty() && set.get(name).is_some() {
-        Ok(set)
-    } else {
-        Err(errors)
+    let mut templates = Templates::new();
+    let mut errors: Vec<LoadError> = templates
+        .add_files(TemplateFiles::read(templates_dir))
+        .into_iter()
+        .map(|e| LoadError {
+            file: templates_dir.join(&e.name),
+            line: e.line,
+            message: format!("template syntax error: {}", e.message),
+        })
+        .collect();
+    let file = PathBuf::from(format!("{name}.yaml"));
+    match compile_file(
+        &file,
+        &crate::template::strip_bom(source.to_string()),
+        &mut templates,
+    ) {
+        Ok(flow) if flow.name == name && errors.is_empty() => {
+            templates.seal();
+            let mut set = FlowSet {
+                templates,
+                ..FlowSet::default()
+            };
+            set.flows.insert(flow.name.clone(), Arc::new(flow));
+            Ok(set)
+        }
+        Ok(flow) => {
+            if flow.name != name {
+                errors.push(LoadError {
+                    file,
+                    line: None,
+                    message: format!("this source names its flow `{}`, not `{name}`", flow.name),
+                });
+            }
+            Err(errors)
+        }
+        Err(mut e) => {
+            errors.append(&mut e);
+            Err(errors)
+        }
     }
 }
 
+/// Loads every flow file of `flows_dir` with the templates of `templates_dir`.
 pub fn load_dir(flows_dir: &Path, templates_dir: &Path) -> (FlowSet, Vec<LoadError>) {
+    load(flows_dir, templates_dir, None)
+}
+
+/// [`load_dir`], reusing from `current` every compiled flow whose file is unchanged, as long as
+/// the template files are unchanged too: a one-file edit compiles one flow. The result is the
+/// same as a full load.
+pub fn reload_dir(current: &FlowSet, flows_dir: &Path, templates_dir: &Path) -> (FlowSet, Vec<LoadError>) {
+    load(flows_dir, templates_dir, Some(current))
+}
+
+fn load(flows_dir: &Path, templates_dir: &Path, current: Option<&FlowSet>) -> (FlowSet, Vec<LoadError>) {
     let mut errors = Vec::new();
-    let mut templates = Templates::new();
-    if templates_dir.is_dir() {
-        for e in templates.load_dir(templates_dir) {
-            errors.push(LoadError {
-                file: templates_dir.join(&e.name),
-                line: e.line,
-                message: format!("template syntax error: {}", e.message),
-            });
+    let files = TemplateFiles::read(templates_dir);
+    let fingerprint = files.fingerprint();
+    // Unchanged template files: start from the current templates and flows.
+    let reuse = current.filter(|c| c.templates.files_fingerprint() == Some(fingerprint.as_str()));
+    let mut templates = match reuse {
+        Some(c) => c.templates.clone(),
+        None => {
+            let mut t = Templates::new();
+            for e in t.add_files(files) {
+                errors.push(LoadError {
+                    file: templates_dir.join(&e.name),
+                    line: e.line,
+                    message: format!("template syntax error: {}", e.message),
+                });
+            }
+            t
         }
-    }
+    };
     let mut set = FlowSet::default();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(flows_dir) {
         Ok(rd) => rd
@@ -82,9 +127,18 @@ pub fn load_dir(flows_dir: &Path, templates_dir: &Path) -> (FlowSet, Vec<LoadErr
         }
     };
     files.sort();
+    // The current flows by file, for reuse; those left over at the end were removed.
+    let mut previous: BTreeMap<PathBuf, Arc<Flow>> = reuse
+        .map(|c| {
+            c.flows
+                .values()
+                .map(|f| (f.file.clone(), Arc::clone(f)))
+                .collect()
+        })
+        .unwrap_or_default();
     for file in files {
         let source = match std::fs::read_to_string(&file) {
-            Ok(s) => s,
+            Ok(s) => crate::template::strip_bom(s),
             Err(e) => {
                 errors.push(LoadError {
                     file,
@@ -94,18 +148,16 @@ pub fn load_dir(flows_dir: &Path, templates_dir: &Path) -> (FlowSet, Vec<LoadErr
                 continue;
             }
         };
-        let spec: FlowSpec = match serde_yaml::from_str(&source) {
-            Ok(s) => s,
-            Err(e) => {
-                errors.push(LoadError {
-                    line: e.location().map(|l| l.line()),
-                    message: yaml_message(&e),
-                    file,
-                });
-                continue;
+        let flow = match previous.remove(&file) {
+            Some(old) if old.version == version_of(&source) => Ok(old),
+            old => {
+                if let Some(old) = old {
+                    templates.remove_flow(&old.name);
+                }
+                compile_file(&file, &source, &mut templates).map(Arc::new)
             }
         };
-        match compile(&spec, &file, &source, &mut templates) {
+        match flow {
             Ok(flow) => {
                 if let Some(other) = set.flows.get(&flow.name) {
                     let lines = Lines::of(&source);
@@ -119,23 +171,42 @@ pub fn load_dir(flows_dir: &Path, templates_dir: &Path) -> (FlowSet, Vec<LoadErr
                         file,
                     });
                 } else {
-                    set.flows.insert(flow.name.clone(), Arc::new(flow));
+                    set.flows.insert(flow.name.clone(), flow);
                 }
             }
-            Err(problems) => {
-                let lines = Lines::of(&source);
-                for (path, message) in problems {
-                    errors.push(LoadError {
-                        file: file.clone(),
-                        line: lines.line(&path),
-                        message: format!("{path}: {message}"),
-                    });
-                }
-            }
+            Err(mut e) => errors.append(&mut e),
         }
     }
+    for gone in previous.values() {
+        if !set.flows.contains_key(&gone.name) {
+            templates.remove_flow(&gone.name);
+        }
+    }
+    templates.seal();
     set.templates = templates;
     (set, errors)
+}
+
+/// One flow file: parsed, then compiled into `templates`.
+fn compile_file(file: &Path, source: &str, templates: &mut Templates) -> Result<Flow, Vec<LoadError>> {
+    let spec: FlowSpec = serde_yaml::from_str(source).map_err(|e| {
+        vec![LoadError {
+            line: e.location().map(|l| l.line()),
+            message: yaml_message(&e),
+            file: file.to_path_buf(),
+        }]
+    })?;
+    compile(&spec, file, source, templates).map_err(|problems| {
+        let lines = Lines::of(source);
+        problems
+            .into_iter()
+            .map(|(path, message)| LoadError {
+                file: file.to_path_buf(),
+                line: lines.line(&path),
+                message: format!("{path}: {message}"),
+            })
+            .collect()
+    })
 }
 
 /// serde_yaml's message without the trailing "at line X column Y" (the line is shown first).

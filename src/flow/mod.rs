@@ -15,7 +15,7 @@ use crate::mapping::Var;
 use crate::matching::Condition;
 use crate::template::Templates;
 
-pub use load::{LoadError, load_dir, load_source};
+pub use load::{LoadError, load_dir, load_source, reload_dir};
 pub use spec::BodyMode;
 
 /// The JSON Schema of a flow file, generated from the same types the loader reads.

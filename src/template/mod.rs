@@ -15,7 +15,10 @@ use minijinja::value::Value as JValue;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
 use serde_json::Value;
 
+mod inline;
 pub mod strict;
+
+use inline::Merged;
 
 /// A template problem found at load: which template, the line within it, and what is wrong.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,12 +94,91 @@ fn lookup(state: &State, name: &str, default: Option<JValue>, missing: &str) -> 
 }
 
 /// All templates of one loaded flow set.
+///
+/// Template files and inline `.html` templates are compiled one by one. The other inline
+/// templates of a flow (named `{flow}/{key path}`) are compiled together, as one template per
+/// flow, by [`Templates::seal`] — see [`inline`] for why; until then each renders alone.
+///
+/// Cloning is cheap (compiled templates are shared), so a reload can start from the current
+/// templates and change only the flows that changed ([`Templates::remove_flow`]).
+#[derive(Clone)]
 pub struct Templates {
     env: Environment<'static>,
     /// Names of the templates read from files of `templates/` (the rest are inline).
     files: BTreeSet<String>,
+    /// Inline template name → its flow's group and its branch there.
+    inline: std::collections::HashMap<String, (String, usize)>,
+    /// Per flow: sources not compiled together yet, or where each branch is.
+    groups: std::collections::HashMap<String, Group>,
     secret_names: BTreeSet<String>,
     secret_defaults: BTreeSet<String>,
+    /// What the template files were when added (see [`TemplateFiles::fingerprint`]).
+    files_fingerprint: Option<String>,
+}
+
+#[derive(Default, Clone)]
+struct Group {
+    /// The flow's inline sources (kept after [`Templates::seal`] for a later re-seal).
+    pending: Vec<(String, String)>,
+    /// Set once compiled together.
+    merged: Option<std::sync::Arc<Merged>>,
+    /// The flow's inline templates compiled on their own (`.html` ones).
+    alone: Vec<String>,
+}
+
+/// The files of a templates directory, read: name (relative path with `/`) and source, or the
+/// error reading it.
+pub struct TemplateFiles {
+    pub files: Vec<(String, std::path::PathBuf, std::io::Result<String>)>,
+}
+
+impl TemplateFiles {
+    /// Reads every file under `dir` (recursively); a missing directory has none.
+    pub fn read(dir: &Path) -> TemplateFiles {
+        let mut found = Vec::new();
+        if dir.is_dir() {
+            collect_files(dir, dir, &mut found);
+        }
+        found.sort();
+        TemplateFiles {
+            files: found
+                .into_iter()
+                .map(|(name, path)| {
+                    let src = std::fs::read_to_string(&path).map(strip_bom);
+                    (name, path, src)
+                })
+                .collect(),
+        }
+    }
+
+    /// A digest of every name and content: equal fingerprints, equal templates.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for (name, _, src) in &self.files {
+            h.update(name.as_bytes());
+            h.update([0]);
+            match src {
+                Ok(s) => h.update(s.as_bytes()),
+                Err(e) => h.update(e.to_string().as_bytes()),
+            }
+            h.update([0xff]);
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// A UTF-8 byte order mark at the start of a file is not part of its text.
+pub fn strip_bom(s: String) -> String {
+    match s.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => s,
+    }
+}
+
+/// The name of a flow's merged inline templates.
+fn group_template(flow: &str) -> String {
+    format!("{flow}/(inline templates)")
 }
 
 impl Default for Templates {
@@ -154,6 +236,9 @@ impl Templates {
         Templates {
             env,
             files: BTreeSet::new(),
+            inline: Default::default(),
+            groups: Default::default(),
+            files_fingerprint: None,
             secret_names: BTreeSet::new(),
             secret_defaults: BTreeSet::new(),
         }
@@ -162,12 +247,15 @@ impl Templates {
     /// Adds every file under `dir` (recursively), named by its path relative to `dir` with `/`
     /// separators. Returns one error per broken file; the good ones are kept.
     pub fn load_dir(&mut self, dir: &Path) -> Vec<TemplateError> {
+        self.add_files(TemplateFiles::read(dir))
+    }
+
+    /// Adds files read by [`TemplateFiles::read`]; one error per broken file.
+    pub fn add_files(&mut self, files: TemplateFiles) -> Vec<TemplateError> {
+        self.files_fingerprint = Some(files.fingerprint());
         let mut errors = Vec::new();
-        let mut files = Vec::new();
-        collect_files(dir, dir, &mut files);
-        files.sort();
-        for (name, path) in files {
-            match std::fs::read_to_string(&path) {
+        for (name, path, src) in files.files {
+            match src {
                 Ok(src) => {
                     self.files.insert(name.clone());
                     if let Err(e) = self.add(name.clone(), src) {
@@ -184,7 +272,27 @@ impl Templates {
         errors
     }
 
-    /// Parses and stores one template.
+    /// The fingerprint of the template files these templates were built from.
+    pub fn files_fingerprint(&self) -> Option<&str> {
+        self.files_fingerprint.as_deref()
+    }
+
+    /// Forgets every inline template of `flow` (before it is compiled again, or removed).
+    pub fn remove_flow(&mut self, flow: &str) {
+        let Some(group) = self.groups.remove(flow) else {
+            return;
+        };
+        if group.merged.is_some() {
+            self.env.remove_template(&group_template(flow));
+        }
+        for name in &group.alone {
+            self.env.remove_template(name);
+        }
+        self.inline.retain(|_, (f, _)| f != flow);
+    }
+
+    /// Parses and stores one template: a file of `templates/` (see [`Templates::load_dir`]),
+    /// or an inline one named `{flow}/{key path}`.
     pub fn add(&mut self, name: String, source: String) -> Result<(), TemplateError> {
         for cap in secret_regex().captures_iter(&source) {
             self.secret_names.insert(cap[1].to_string());
@@ -192,13 +300,54 @@ impl Templates {
                 self.secret_defaults.insert(d.as_str().to_string());
             }
         }
-        self.env
-            .add_template_owned(name.clone(), source)
-            .map_err(|e| TemplateError::from_mj(&name, &e))
+        let html = name.ends_with(".html") || name.ends_with(".htm");
+        let flow = name.split_once('/').map(|(flow, _)| flow.to_string());
+        match flow {
+            Some(flow) if !self.files.contains(&name) && !html => {
+                // Checked alone now; compiled with the flow's others by `seal`.
+                self.env
+                    .template_from_str(&source)
+                    .map_err(|e| TemplateError::from_mj(&name, &e))?;
+                let group = self.groups.entry(flow.clone()).or_default();
+                if group.merged.take().is_some() {
+                    self.env.remove_template(&group_template(&flow));
+                }
+                self.inline.insert(name.clone(), (flow, group.pending.len()));
+                group.pending.push((name, source));
+                Ok(())
+            }
+            _ => {
+                self.env
+                    .add_template_owned(name.clone(), source)
+                    .map_err(|e| TemplateError::from_mj(&name, &e))?;
+                if let Some(flow) = flow.filter(|_| !self.files.contains(&name)) {
+                    self.groups.entry(flow).or_default().alone.push(name);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Compiles each flow's inline templates together (once every template is added).
+    pub fn seal(&mut self) {
+        for (flow, group) in self
+            .groups
+            .iter_mut()
+            .filter(|(_, g)| g.merged.is_none() && !g.pending.is_empty())
+        {
+            let (source, merged) = Merged::build(&group.pending);
+            match self.env.add_template_owned(group_template(flow), source) {
+                Ok(()) => group.merged = Some(std::sync::Arc::new(merged)),
+                // Cannot happen for pieces that compiled alone; they keep rendering alone.
+                Err(e) => {
+                    tracing::warn!(%flow, error = %e, "inline templates could not be compiled together")
+                }
+            }
+        }
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.env.get_template(name).is_ok()
+        self.inline.contains_key(name) || self.env.get_template(name).is_ok()
     }
 
     /// Renders a stored template to text.
@@ -218,11 +367,30 @@ impl Templates {
             }
             RenderError(msg)
         };
-        self.env
-            .get_template(name)
-            .map_err(fail)?
-            .render(ctx)
-            .map_err(fail)
+        let Some((flow, branch)) = self.inline.get(name) else {
+            return self
+                .env
+                .get_template(name)
+                .map_err(fail)?
+                .render(ctx)
+                .map_err(fail);
+        };
+        let group = &self.groups[flow];
+        if group.merged.is_some() {
+            let selected =
+                minijinja::value::merge_maps([minijinja::context! { __hookflow_t => *branch }, ctx.clone()]);
+            self.env
+                .get_template(&group_template(flow))
+                .map_err(fail)?
+                .render(selected)
+                .map_err(fail)
+        } else {
+            self.env
+                .template_from_named_str(name, &group.pending[*branch].1)
+                .map_err(fail)?
+                .render(ctx)
+                .map_err(fail)
+        }
     }
 
     /// Where a render error happened, for a person: the template file and line
@@ -237,14 +405,36 @@ impl Templates {
             };
         }
         // Inline templates are named `{flow}/{key path}`; flow names hold no `/`.
-        let key = name.split_once('/').map_or(name, |(_, key)| key);
-        let multiline = self
-            .env
-            .get_template(name)
-            .is_ok_and(|t| t.source().contains('\n'));
-        match e.line() {
-            Some(line) if multiline => format!("in {key}, line {line}"),
-            _ => format!("in {key}"),
+        let (flow, _) = name.split_once('/').unwrap_or(("", name));
+        let in_group = self
+            .groups
+            .get(flow)
+            .and_then(|g| g.merged.as_ref())
+            .filter(|_| name == group_template(flow));
+        let (inline_name, line, multiline) = match (in_group, e.line()) {
+            (Some(merged), Some(line)) => match merged.locate(line) {
+                Some(found) => found,
+                None => (rendering, line, false),
+            },
+            (_, line) => {
+                let multiline = match self.inline.get(name) {
+                    Some((flow, i)) => self.groups[flow]
+                        .pending
+                        .get(*i)
+                        .is_some_and(|(_, src)| src.trim_end().contains('\n')),
+                    None => self
+                        .env
+                        .get_template(name)
+                        .is_ok_and(|t| t.source().contains('\n')),
+                };
+                (name, line.unwrap_or(1), multiline)
+            }
+        };
+        let key = inline_name.split_once('/').map_or(inline_name, |(_, key)| key);
+        if multiline {
+            format!("in {key}, line {line}")
+        } else {
+            format!("in {key}")
         }
     }
 

@@ -482,3 +482,78 @@ async fn timeouts_open_the_circuit_and_park_the_destinations_work() {
         r#"hookflow_destination_circuit_open{{destination="{host}"}} 1"#
     )));
 }
+
+/// A repository of 2,000 flows (copies of the shipped WooCommerce example): the server starts
+/// small, a one-file edit reloads quickly, and six edits leave memory where it was — a reload
+/// compiles the changed file only and keeps nothing of the previous set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_flows_start_small_and_edits_cost_nothing() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped = std::fs::read_to_string(root.join("flows/woo-order-to-shipping.yaml")).unwrap();
+    let names: Vec<String> = (0..2000).map(|i| format!("woo-{i}")).collect();
+    let flows: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), shipped.as_str())).collect();
+    let started = Instant::now();
+    let app = Binary::start(&flows, &[], &[]).await;
+    let start_secs = started.elapsed().as_secs_f64();
+    let http = reqwest::Client::new();
+    let at_start = app.rss();
+    let generation = |v: &Value| v["reload"]["generation"].as_u64().unwrap_or(0);
+    let mut reloads = Vec::new();
+    for edit in 1..=6 {
+        let before = generation(&get(&http, format!("{}/api/flows", app.base)).await);
+        let file = app.dir.path().join("flows/woo-7.yaml");
+        let text = shipped.replace(
+            "Forward paid WooCommerce orders",
+            &format!("Edit {edit} - forward paid orders"),
+        );
+        let edited = Instant::now();
+        std::fs::write(&file, text).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let flows = get(&http, format!("{}/api/flows", app.base)).await;
+            if generation(&flows) > before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "edit {edit} was not applied: {}",
+                flows["reload"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        reloads.push(edited.elapsed());
+    }
+    let after = app.rss();
+    let reload_ms: Vec<u64> = app
+        .log()
+        .lines()
+        .filter(|l| l.contains("flows reloaded"))
+        .filter_map(|l| l.split("ms=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    eprintln!(
+        "2000 flows: up in {start_secs:.1} s at {} MiB; after six edits {} MiB; each reload {reload_ms:?} ms, applied {:?} after the edit",
+        at_start >> 20,
+        after >> 20,
+        reloads
+    );
+    assert!(at_start < 200 << 20, "{} MiB at start", at_start >> 20);
+    assert!(
+        after < at_start + (50 << 20),
+        "{} MiB after six edits, {} at start",
+        after >> 20,
+        at_start >> 20
+    );
+    assert_eq!(reload_ms.len(), 6, "{reload_ms:?}");
+    assert!(reload_ms.iter().all(|ms| *ms < 1000), "{reload_ms:?}");
+    let flows = get(&http, format!("{}/api/flows", app.base)).await;
+    let edited = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "woo-7")
+        .unwrap();
+    assert!(
+        edited["description"].as_str().unwrap().starts_with("Edit 6"),
+        "{edited}"
+    );
+}

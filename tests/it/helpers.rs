@@ -598,8 +598,17 @@ impl Binary {
 
     /// Peak resident memory of the server process so far, in bytes (`VmHWM`).
     pub fn peak_rss(&self) -> u64 {
+        self.proc_status("VmHWM:")
+    }
+
+    /// Resident memory of the server process now, in bytes.
+    pub fn rss(&self) -> u64 {
+        self.proc_status("VmRSS:")
+    }
+
+    fn proc_status(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
     }
 

@@ -60,6 +60,9 @@ use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp}
 
 const LAYOUT_VERSION: &str = "2";
 
+/// Default of `--store-cache`: sled's page cache.
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// What an acknowledgement guarantees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,20 +116,32 @@ fn explain_open_error(dir: &Path, e: &sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the store in `dir`: sled in `dir`, the intake journal in `dir/intake`.
     pub fn open(dir: &Path, durability: Durability) -> Result<SledStore> {
-        Self::open_in(dir, durability, None)
+        Self::open_in(dir, durability, DEFAULT_CACHE_BYTES, None)
+    }
+
+    /// [`SledStore::open`] with sled's page cache limited to `cache_bytes` (sled's own default
+    /// is 1 GiB, which a busy store fills).
+    pub fn open_with(dir: &Path, durability: Durability, cache_bytes: u64) -> Result<SledStore> {
+        Self::open_in(dir, durability, cache_bytes, None)
     }
 
     /// A store in a fresh temporary directory, deleted when dropped; for tests.
     pub fn temporary() -> Result<SledStore> {
         let dir = std::env::temp_dir().join(format!("hookflow-store-{}", crate::run::new_run_id()));
-        Self::open_in(&dir.clone(), Durability::Flush, Some(dir))
+        Self::open_in(&dir.clone(), Durability::Flush, DEFAULT_CACHE_BYTES, Some(dir))
     }
 
-    fn open_in(dir: &Path, durability: Durability, temp_dir: Option<PathBuf>) -> Result<SledStore> {
+    fn open_in(
+        dir: &Path,
+        durability: Durability,
+        cache_bytes: u64,
+        temp_dir: Option<PathBuf>,
+    ) -> Result<SledStore> {
         let backend = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", dir.display()));
         crate::private::create_dir(dir).map_err(backend)?;
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| explain_open_error(dir, &e))?;
         match db.get("meta:layout")? {
