@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::run::{Ts, new_run_id};
+use crate::run::new_run_id;
+use crate::time::Ts;
 
 /// Version of the envelope's shape.
 pub const ENVELOPE_VERSION: u32 = 1;

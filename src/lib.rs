@@ -15,6 +15,7 @@
 //! - [`settings`] and [`cli`] are the edges users touch.
 
 pub mod action;
+pub mod app;
 pub mod cli;
 pub mod context;
 pub mod egress;
@@ -25,6 +26,7 @@ pub mod intake;
 pub mod mapping;
 pub mod matching;
 pub mod metrics;
+pub mod net;
 pub mod private;
 pub mod reload;
 pub mod replay;
@@ -39,7 +41,9 @@ pub mod server;
 pub mod settings;
 pub mod store;
 pub mod template;
+pub mod time;
 pub mod token;
 pub mod trigger;
 pub mod verify;
 pub mod xml;
+pub mod yaml;

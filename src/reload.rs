@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::flow::{Flow, FlowSet, reload_dir};
 use crate::metrics::Metrics;
-use crate::run::Ts;
+use crate::time::Ts;
 
 /// Earlier flow versions (each a set holding one flow) remembered for runs accepted under
 /// them; the least recently used is dropped beyond this.

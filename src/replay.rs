@@ -3,7 +3,8 @@
 //! sent again). The new run links to the old (`replay_of`) and runs under the flow as it is
 //! loaded now — the usual case after fixing a flow.
 
-use crate::run::{Run, RunStatus, Step, StepStatus, Ts, new_run_id};
+use crate::run::{Run, RunStatus, Step, StepStatus, new_run_id};
+use crate::time::Ts;
 
 /// Where a replay starts.
 #[derive(

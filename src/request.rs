@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::flow::spec::BodyMode;
-
 /// The request a run was started from, as stored on the run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Request {
@@ -24,6 +22,19 @@ impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
+}
+
+/// How a flow reads its webhook bodies (`body:` in the flow file): `auto` (by content type),
+/// `json`, `form`, `xml` or `text`.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyMode {
+    #[default]
+    Auto,
+    Json,
+    Form,
+    Xml,
+    Text,
 }
 
 /// Why a body was refused; each maps to one HTTP status at the edge.

@@ -6,7 +6,34 @@
 
 use std::time::Duration;
 
-use crate::flow::spec::{RetrySpec, StatusSpec};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default, Clone, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    pub max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub initial_delay: Option<Duration>,
+    pub multiplier: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub max_delay: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Duration>,
+    /// Extra statuses to retry besides 5xx, 408 and 429.
+    #[serde(default)]
+    pub retry_on: Vec<StatusSpec>,
+}
+
+/// A status code (`404`), a class (`"4xx"`) or a range (`"200-299"`).
+#[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum StatusSpec {
+    Code(u16),
+    Text(String),
+}
 
 /// A set of HTTP statuses as inclusive ranges.
 #[derive(Debug, Clone, PartialEq, Default)]

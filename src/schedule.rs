@@ -10,7 +10,7 @@ use std::str::FromStr;
 use chrono::{TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::run::Ts;
+use crate::time::Ts;
 
 /// What happens to firings that fell while hookflow was not running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]

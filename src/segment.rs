@@ -10,7 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::run::Ts;
+use crate::time::Ts;
 
 /// A contact as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

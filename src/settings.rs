@@ -129,7 +129,7 @@ pub struct ServeArgs {
     #[arg(long = "egress-allow", env = "HOOKFLOW_EGRESS_ALLOW", value_delimiter = ',', value_parser = parse_net)]
     pub egress_allow: Vec<ipnet::IpNet>,
     /// Attempts in flight at once to one destination (host and port, or the SMTP server),
-    /// unless an action sets `destination_concurrency`; `0`: a quarter of the workers (at
+    /// unless an action sets `destination_concurrency`; `0`: half the workers (at
     /// least 2). A destination that is full sends its runs back to the queue, so one partner
     /// that hangs holds only these workers.
     #[arg(long, env = "HOOKFLOW_DESTINATION_CONCURRENCY", default_value_t = 0)]
@@ -143,7 +143,7 @@ pub struct ServeArgs {
 }
 
 fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
-    crate::flow::compile::parse_net(s).ok_or_else(|| format!("`{s}` is not an IP address or CIDR range"))
+    crate::net::parse_net(s).ok_or_else(|| format!("`{s}` is not an IP address or CIDR range"))
 }
 
 /// The SMTP server `email` actions send through. The login comes from the environment only

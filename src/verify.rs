@@ -19,6 +19,31 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::yaml::OneOrMany;
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// `github`, `stripe`, `shopify`, `woocommerce`, `slack`, `standard-webhooks` or `hmac`.
+    pub preset: String,
+    /// Environment variable(s) holding the secret; several while rotating.
+    pub secret_env: Option<OneOrMany>,
+    /// Only here to be refused with a clear message: secrets never live in flow files.
+    pub secret: Option<Value>,
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub tolerance: Option<Duration>,
+    // The `hmac` preset's settings.
+    pub header: Option<String>,
+    pub algorithm: Option<crate::verify::Algorithm>,
+    pub encoding: Option<crate::verify::Encoding>,
+    pub prefix: Option<String>,
+    pub timestamp_header: Option<String>,
+    pub signed: Option<String>,
+}
 
 /// Digest of the generic scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
@@ -138,6 +163,15 @@ impl Scheme {
             _ => false,
         }
     }
+}
+
+/// A webhook's signature check: the scheme and where its secrets come from.
+#[derive(Debug)]
+pub struct Verifier {
+    pub scheme: Scheme,
+    /// Environment variables, read on each request (so a rotation needs no reload).
+    pub secret_env: Vec<String>,
+    pub tolerance: std::time::Duration,
 }
 
 /// Why a request was refused; `reason()` names it for logs and counters. Never carries a

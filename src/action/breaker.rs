@@ -14,9 +14,26 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::run::Ts;
+use crate::time::Ts;
+
+#[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSpec {
+    #[serde(default = "default_breaker_failures")]
+    pub failures: u32,
+    #[serde(default = "default_breaker_cooldown", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub cooldown: Duration,
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> Duration {
+    Duration::from_secs(30)
+}
 
 /// `N/s`, `N/m` or `N/h`.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,8 @@
 //! Bulkheads: at most `limit` attempts in flight to one destination (host and port, or the SMTP
 //! server), so one partner that hangs holds a few workers, not all of them. An attempt that
-//! finds its destination full does not wait: the run goes back to the queue and the worker
-//! takes other work.
+//! finds its destination full waits in its worker only when a place is due to free within
+//! moments (a fast destination: [`Full::soon`]); otherwise the run goes back to the queue and
+//! the worker takes other work.
 //!
 //! When it comes back is paced at the destination's own speed: each deferred run gets the next
 //! turn in a line (one turn per `typical attempt time / limit`), so a backlog of thousands for a
@@ -19,12 +20,27 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::run::Ts;
+use crate::time::Ts;
 
 /// Shortest time a run waits for a full destination before it is tried again.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest: runs whose turn would be later are spread over the second half of this.
 pub const MAX_PARK: Duration = Duration::from_secs(120);
+
+/// A full destination whose next place is expected within this is waited for in the worker;
+/// sending the run back to the queue would cost more than the wait.
+pub const WAIT_IN_WORKER: Duration = Duration::from_millis(200);
+
+/// Why an attempt did not get a place.
+#[derive(Debug)]
+pub struct Full {
+    /// When to try again if the run goes back to the queue.
+    pub retry_in: Duration,
+    /// A place is expected within [`WAIT_IN_WORKER`]: wait on `freed` and try again.
+    pub soon: bool,
+    /// Rings when a place of this destination is given back.
+    pub freed: Arc<tokio::sync::Notify>,
+}
 
 #[derive(Debug, Default)]
 struct Destination {
@@ -37,6 +53,7 @@ struct Destination {
     deferred: u64,
     /// The next free turn for a deferred run.
     next_turn: Ts,
+    freed: Arc<tokio::sync::Notify>,
 }
 
 /// A destination as the API shows it.
@@ -74,9 +91,13 @@ impl Bulkheads {
         limit: usize,
         now: Ts,
         jitter: f64,
-    ) -> Result<Permit, Duration> {
+    ) -> Result<Permit, Full> {
         let Ok(mut all) = self.destinations.lock() else {
-            return Err(MIN_BACKOFF);
+            return Err(Full {
+                retry_in: MIN_BACKOFF,
+                soon: false,
+                freed: Default::default(),
+            });
         };
         let d = all.entry(destination.to_string()).or_default();
         d.limit = limit.max(1);
@@ -100,11 +121,16 @@ impl Bulkheads {
         d.next_turn = turn.plus(per_turn);
         let jitter = jitter.clamp(-1.0, 1.0);
         let wait = turn.since(now);
-        Err(if wait < MAX_PARK {
+        let retry_in = if wait < MAX_PARK {
             wait.mul_f64(1.0 + 0.1 * jitter).max(MIN_BACKOFF)
         } else {
             // Past the horizon: anywhere in its second half, so these do not all come at once.
             MAX_PARK.mul_f64(0.75 + 0.25 * jitter)
+        };
+        Err(Full {
+            retry_in,
+            soon: false,
+            freed: Arc::clone(&d.freed),
         })
     }
 
@@ -118,6 +144,7 @@ impl Bulkheads {
             }
             let took = now.since(started).as_millis() as f64;
             d.typical_ms = Some(d.typical_ms.map_or(took, |avg| 0.8 * avg + 0.2 * took));
+            d.freed.notify_one();
         }
     }
 
@@ -157,7 +184,7 @@ mod tests {
         let _two = b.enter("slow:443", 2, Ts(0), 0.0).unwrap();
         // Full. The oldest attempt has been going 10 s: with 2 places, a turn every 5 s.
         let waits: Vec<Duration> = (0..4)
-            .map(|_| b.enter("slow:443", 2, Ts(10_000), 0.0).unwrap_err())
+            .map(|_| b.enter("slow:443", 2, Ts(10_000), 0.0).unwrap_err().retry_in)
             .collect();
         assert_eq!(
             waits,
@@ -183,9 +210,9 @@ mod tests {
         let _p = b.enter("d", 1, Ts(0), 0.0).unwrap();
         // An attempt going for an hour: each turn is an hour apart.
         let now = Ts(3_600_000);
-        assert_eq!(b.enter("d", 1, now, 0.0).unwrap_err(), MIN_BACKOFF);
+        assert_eq!(b.enter("d", 1, now, 0.0).unwrap_err().retry_in, MIN_BACKOFF);
         for jitter in [-1.0, 0.0, 1.0] {
-            let w = b.enter("d", 1, now, jitter).unwrap_err();
+            let w = b.enter("d", 1, now, jitter).unwrap_err().retry_in;
             assert!(w >= MAX_PARK / 2 && w <= MAX_PARK, "{w:?}");
         }
     }

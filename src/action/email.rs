@@ -6,6 +6,7 @@
 //! HTML parts auto-escape what they interpolate (their templates are registered as `.html`);
 //! text parts do not.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -14,12 +15,35 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AttemptResult, ExecContext, ResultKind, redact, truncate_body};
-use crate::flow::spec::EmailSpec;
 use crate::run::{ReceivedResponse, SentRequest};
 use crate::template::{JsonTemplate, Templates};
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSpec {
+    /// Each a template, or a list of them; one rendering to a list or to comma-separated
+    /// addresses gives several recipients.
+    pub to: Value,
+    pub cc: Option<Value>,
+    pub bcc: Option<Value>,
+    pub reply_to: Option<String>,
+    /// Overrides the server's default sender.
+    pub from: Option<String>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub text_template: Option<String>,
+    pub html: Option<String>,
+    pub html_template: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+}
 
 /// Default time allowed for one delivery to the SMTP server.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,7 +66,7 @@ pub struct SmtpConfig {
     pub port: Option<u16>,
     pub tls: SmtpTls,
     /// From the environment (`HOOKFLOW_SMTP_USER`, `HOOKFLOW_SMTP_PASSWORD`), never flags.
-    pub credentials: Option<(String, crate::settings::Secret)>,
+    pub credentials: Option<(String, crate::secret::Secret)>,
     pub from: Option<String>,
     /// A PEM certificate to trust besides the public roots (a relay with a private CA).
     pub ca_file: Option<std::path::PathBuf>,

@@ -1,13 +1,22 @@
 //! The `emit` action: raise a custom event with a templated payload. Flows with
 //! `on: event: <type>` pick it up; the event is written with the step's record, atomically.
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AttemptResult, ExecContext, ResultKind};
 use crate::event::{Event, check_custom_type};
-use crate::flow::spec::EmitSpec;
 use crate::store::Effects;
 use crate::template::{JsonTemplate, Templates};
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmitSpec {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The event's `data`; string leaves are templates.
+    pub data: Option<Value>,
+}
 
 #[derive(Debug)]
 pub struct EmitAction {

@@ -2,10 +2,12 @@
 //! action's success statuses and retry policy, and offered to later steps as
 //! `steps.<name>.status / .headers / .body`.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use bytesize::ByteSize;
@@ -15,10 +17,41 @@ use super::{
     AttemptResult, Clients, ExecContext, RECORDED_BODY_LIMIT, ResultKind, redact, redact_headers,
     truncate_body,
 };
-use crate::flow::spec::HttpSpec;
-use crate::retry::{RetryPolicy, StatusClass, StatusSet, parse_retry_after};
+use crate::retry::{RetryPolicy, StatusClass, StatusSet, StatusSpec, parse_retry_after};
 use crate::run::{ReceivedResponse, SentRequest};
 use crate::template::{JsonTemplate, Templates};
+use crate::verify::{Verifier, VerifySpec};
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A template string (sent as is) or a YAML structure (sent as JSON, string leaves rendered).
+    pub body: Option<Value>,
+    /// A template file under `templates/` rendered as the body.
+    pub body_template: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+    /// Statuses that count as success; default `["2xx"]`.
+    pub success: Option<Vec<StatusSpec>>,
+    #[serde(default)]
+    pub follow_redirects: bool,
+    /// Sign the request: `{ preset: standard-webhooks, secret_env: NAME }` or the `hmac` preset.
+    pub sign: Option<VerifySpec>,
+    /// Largest response body read (e.g. `4MiB`); default the server's `--max-response` (1 MiB).
+    /// A successful answer with a larger body fails the attempt.
+    #[schemars(with = "Option<String>")]
+    pub max_response: Option<bytesize::ByteSize>,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
 
 /// Default time allowed for one request, connect to last body byte.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,7 +79,7 @@ pub struct HttpAction {
     pub success: StatusSet,
     pub follow_redirects: bool,
     /// Signs each attempt (set by the flow compiler from `sign`).
-    pub sign: Option<crate::flow::Verifier>,
+    pub sign: Option<Verifier>,
     /// Overrides the server's [`ReadLimits::max_response`](super::ReadLimits).
     pub max_response: Option<usize>,
 }

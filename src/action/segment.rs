@@ -2,13 +2,25 @@
 //! change itself is made by the store in the same atomic write that records the step (see
 //! [`crate::store::Effects`]), so a retry after a crash neither loses nor repeats its events.
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AttemptResult, ExecContext, ResultKind};
-use crate::flow::spec::SegmentSpec;
 use crate::segment::{SegmentOp, normalize_email, valid_segment_name};
 use crate::store::Effects;
 use crate::template::{JsonTemplate, Templates};
+use crate::yaml::OneOrMany;
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentSpec {
+    /// Template of the contact's email address.
+    pub email: String,
+    pub add: Option<OneOrMany>,
+    pub remove: Option<OneOrMany>,
+    /// Merged into the contact; string leaves are templates.
+    pub attributes: Option<Value>,
+}
 
 #[derive(Debug)]
 pub struct SegmentAction {

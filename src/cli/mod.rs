@@ -2,7 +2,6 @@
 //! could not do its job), 2 usage errors (from clap).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 mod dryrun;
 mod fixtures;
@@ -10,20 +9,13 @@ mod format;
 mod runs;
 mod segments;
 mod send;
+mod serve;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::action::Clients;
-use crate::action::breaker::Guards;
-use crate::action::email::Mailer;
-use crate::engine::Engine;
 use crate::flow::{LoadError, load_dir};
-use crate::server::listen::{ListenOptions, serve_with};
-use crate::server::{AppState, app};
 use crate::settings::{ClientArgs, Paths, Secret, ServeArgs, UrlArgs};
-use crate::store::{SledStore, Store};
-
 use crate::token::UrlTokens;
 pub use runs::RunsCommand;
 use runs::{Source, capture_cmd, capture_requests_cmd, runs_cmd};
@@ -144,7 +136,7 @@ pub fn init_tracing(format: LogFormat) {
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve_cmd(*args).await,
+        Command::Serve(args) => serve::serve_cmd(*args).await,
         Command::Validate {
             dir,
             run_tests,
@@ -215,241 +207,4 @@ fn urls_cmd(paths: &Paths, urls: &UrlArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
-    for warning in crate::private::exposure(&args.paths.data_dir) {
-        tracing::warn!("{warning}");
-    }
-    let (set, errors) = load_dir(&args.paths.flows_dir, &args.paths.templates_dir);
-    for e in &errors {
-        tracing::error!(problem = %e, "flow not loaded");
-    }
-    let flows = crate::reload::Flows::new(set);
-    let tokens = UrlTokens::load_or_create(
-        &args.paths.data_dir,
-        args.urls.secret.as_ref().map(Secret::expose),
-    )?;
-    check_exposure(&args)?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
-        &args.store_dir(),
-        args.durability,
-        args.store_cache.as_u64(),
-    )?);
-    let mailer = match args.smtp.config() {
-        Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
-        None => None,
-    };
-    for f in flows.load().flows.values() {
-        if let Some(v) = f.webhook().and_then(|w| w.verify.as_ref())
-            && !v
-                .secret_env
-                .iter()
-                .any(|n| std::env::var(n).is_ok_and(|s| !s.is_empty()))
-        {
-            tracing::warn!(flow = %f.name, secret_env = %v.secret_env.join(", "), "flow verifies signatures but its secret is not set in the environment: every request to it will be refused (401)");
-        }
-    }
-    if mailer.is_none() {
-        for f in flows.load().flows.values() {
-            if f.actions
-                .iter()
-                .any(|a| matches!(a.kind, crate::action::ActionKind::Email(_)))
-            {
-                tracing::warn!(flow = %f.name, "flow sends email but no SMTP server is configured (--smtp-host); its email actions will fail");
-            }
-        }
-    }
-    let guards = Arc::new(Guards::default());
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let engine = Arc::new(Engine::new(
-        Arc::clone(&store),
-        Arc::clone(&flows),
-        args.engine_config(),
-        Clients::new(
-            mailer,
-            crate::egress::Policy {
-                allow: args.egress_allow.clone(),
-            },
-        )?
-        .with_limits(crate::action::ReadLimits {
-            max_response: usize::try_from(args.max_response.as_u64()).unwrap_or(usize::MAX),
-        }),
-        Arc::clone(&guards),
-        Arc::clone(&metrics),
-    ));
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => {
-            Some(crate::server::listen::tls_config(c, k).map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
-        }
-        _ => None,
-    };
-    let listen_opts = ListenOptions {
-        header_timeout: args.header_timeout,
-        max_header_bytes: args.max_header_bytes,
-        tls,
-    };
-    let listener = tokio::net::TcpListener::bind(args.urls.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.urls.listen))?;
-    let admin_listener = match args.admin_listen {
-        None => None,
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
-        ),
-    };
-    // URL tokens are credentials: logs name the flows, `hookflow urls` prints the URLs.
-    for name in flows.load().flows.keys() {
-        tracing::info!(flow = %name, "flow loaded (see `hookflow urls` for its webhook URL)");
-    }
-    tracing::info!(listen = %args.urls.listen, admin = ?args.admin_listen, flows = flows.load().flows.len(), durability = ?args.durability, "hookflow serving");
-
-    let intake = crate::intake::Intake {
-        flows: Arc::clone(&flows),
-        store: Arc::clone(&store),
-        tokens,
-        wake: engine.waker(),
-        metrics: Arc::clone(&metrics),
-        requests: Default::default(),
-        limits: crate::intake::Limits {
-            max_body: args.max_body,
-            body_timeout: args.body_timeout,
-        },
-        in_flight: Arc::new(tokio::sync::Semaphore::new(args.max_in_flight.max(1))),
-        trusted_proxies: args.trusted_proxies.clone(),
-    };
-    let state = AppState {
-        intake: Arc::new(intake),
-        events_wake: engine.events_waker(),
-        guards,
-        templates_dir: args.paths.templates_dir.clone(),
-        max_header_bytes: args.max_header_bytes,
-        access: Arc::new(access_rule(&args)),
-    };
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
-    flows.persist_sources(store.as_ref()).await;
-    let reloader = Arc::new(crate::reload::Reloader {
-        flows: Arc::clone(&flows),
-        store: Arc::clone(&store),
-        flows_dir: args.paths.flows_dir.clone(),
-        templates_dir: args.paths.templates_dir.clone(),
-        metrics: Arc::clone(&metrics),
-    });
-    tokio::spawn(Arc::clone(&reloader).watch(shutdown.clone()));
-    let engine_task = if args.workers == 0 {
-        tracing::warn!("accept-only: --workers 0 stores runs without executing them");
-        tokio::spawn(async {})
-    } else {
-        tokio::spawn(Arc::clone(&engine).run(shutdown.clone()))
-    };
-    match admin_listener {
-        None => serve_with(listener, app(state), shutdown.clone(), listen_opts).await?,
-        Some(admin) => {
-            let admin_opts = ListenOptions {
-                tls: None,
-                ..listen_opts.clone()
-            };
-            let (a, b) = tokio::join!(
-                serve_with(
-                    listener,
-                    crate::server::hooks_app(state.clone()),
-                    shutdown.clone(),
-                    listen_opts
-                ),
-                serve_with(
-                    admin,
-                    crate::server::admin_app(state),
-                    shutdown.clone(),
-                    admin_opts
-                ),
-            );
-            a?;
-            b?;
-        }
-    }
-    shutdown.cancel();
-    engine_task.await?;
-    drop(engine);
-    store.sync().await?;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Refuses setups that would put the API on the network without a token, and warns about
-/// setups where it could end up there (a reverse proxy on this host that forwards to the
-/// webhook listener without saying whom for makes every internet client look local).
-fn check_exposure(args: &ServeArgs) -> Result<()> {
-    let tokenless = args.api_token.is_none();
-    let api_addr = args.admin_listen.unwrap_or(args.urls.listen);
-    if tokenless && !api_addr.ip().is_loopback() {
-        bail!(
-            "refusing to serve the API on {api_addr} without an API token: run history, replays and every segment's addresses would be reachable from the network. Set HOOKFLOW_API_TOKEN (or --api-token), or keep the API on a loopback address with --admin-listen 127.0.0.1:8081"
-        );
-    }
-    let public_host = args
-        .urls
-        .public_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| u.host_str().map(str::to_string));
-    let public = public_host.as_deref().is_some_and(|h| {
-        let h = h.trim_start_matches('[').trim_end_matches(']');
-        h != "localhost" && !h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    });
-    if tokenless && args.admin_listen.is_none() && (public || !args.trusted_proxies.is_empty()) {
-        tracing::warn!(
-            "the API and dashboard share the webhook listener and have no token: behind a reverse proxy on this host that does not add X-Forwarded-For, every internet client looks local. Set HOOKFLOW_API_TOKEN, or serve them on --admin-listen 127.0.0.1:8081 and point the proxy at --listen only"
-        );
-    }
-    Ok(())
-}
-
-/// The API's access rule for these settings: the token, the proxies, and the names this
-/// server answers to (its listen addresses and public URL).
-fn access_rule(args: &ServeArgs) -> crate::server::access::Access {
-    let mut own_hosts: Vec<String> = [Some(args.urls.listen), args.admin_listen]
-        .into_iter()
-        .flatten()
-        .filter(|a| !a.ip().is_unspecified())
-        .map(|a| a.ip().to_string())
-        .collect();
-    if let Some(h) = args
-        .urls
-        .public_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| {
-            u.host_str().map(|h| {
-                h.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_ascii_lowercase()
-            })
-        })
-    {
-        own_hosts.push(h);
-    }
-    crate::server::access::Access {
-        token: args.api_token.clone(),
-        trusted_proxies: args.trusted_proxies.clone(),
-        own_hosts,
-    }
-}
-
-async fn watch_signals(shutdown: tokio_util::sync::CancellationToken) {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down: no new requests, finishing in-flight attempts");
-    shutdown.cancel();
 }

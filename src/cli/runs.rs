@@ -206,7 +206,7 @@ pub(super) async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
             client,
         } => {
             let since_ts =
-                since.map(|d| crate::run::Ts(crate::run::Ts::now().0.saturating_sub(d.as_millis() as u64)));
+                since.map(|d| crate::time::Ts(crate::time::Ts::now().0.saturating_sub(d.as_millis() as u64)));
             let source = Source::connect(&client).await?;
             let runs: Vec<RunSummary> = match &source {
                 Source::Api { .. } => {
@@ -277,11 +277,11 @@ pub(super) async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
             dry_run,
             client,
         } => {
-            let since = since.map(|d| crate::run::Ts::now().0.saturating_sub(d.as_millis() as u64));
+            let since = since.map(|d| crate::time::Ts::now().0.saturating_sub(d.as_millis() as u64));
             let body = serde_json::json!({
                 "from": from,
                 "dry_run": dry_run,
-                "since": since.map(crate::run::Ts),
+                "since": since.map(crate::time::Ts),
             });
             let answer = post_api(&client, &format!("/api/flows/{flow}/replay-failed"), &body).await?;
             let matched = answer["matched"].as_u64().unwrap_or(0);

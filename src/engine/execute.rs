@@ -11,15 +11,16 @@ use tracing::Instrument;
 
 use super::Engine;
 use crate::action::breaker::Gate;
-use crate::action::bulkhead::Permit;
+use crate::action::bulkhead::{Permit, WAIT_IN_WORKER};
 use crate::action::{Action, ActionKind, ExecContext, ResultKind};
 use crate::context::{EventFacts, RunInfo, template_context};
 use crate::event::{Event, Origin, RUN_FAILED};
 use crate::flow::{Flow, FlowSet};
 use crate::matching::{Verdict, check_all};
 use crate::retry::Decision;
-use crate::run::{Attempt, AttemptOutcome, Run, RunStatus, Step, StepStatus, Ts};
+use crate::run::{Attempt, AttemptOutcome, Run, RunStatus, Step, StepStatus};
 use crate::store::{Claimed, Effects, Lease, Next, StoreError};
+use crate::time::Ts;
 
 /// A rate-limit wait up to this long is slept in the worker; a longer one goes back to the
 /// queue.
@@ -426,22 +427,28 @@ impl Engine {
         let limit = action
             .destination_concurrency
             .unwrap_or_else(|| self.config.per_destination());
-        let jitter = rand::rng().random_range(-1.0..=1.0);
-        match self.guards.bulkheads.enter(d, limit, Ts::now(), jitter) {
-            Ok(place) => Ok(Some(place)),
-            Err(wait) => {
-                let at = Ts::now().plus(wait);
-                tracing::debug!(destination = d, limit, until = %at, "destination full; run goes back to the queue");
-                run.status = RunStatus::Retrying;
-                run.next_attempt_at = Some(at);
-                run.error = Some(format!(
-                    "waiting for {d}: {limit} attempts to it are in flight (destination_concurrency)"
-                ));
-                run.updated_at = Ts::now();
-                self.save(run, lease, Next::RetryAt(at)).await;
-                Err(Flowing::Stop)
+        let waited_since = std::time::Instant::now();
+        let full = loop {
+            let jitter = rand::rng().random_range(-1.0..=1.0);
+            match self.guards.bulkheads.enter(d, limit, Ts::now(), jitter) {
+                Ok(place) => return Ok(Some(place)),
+                // A quick destination: a place frees up in moments.
+                Err(full) if full.soon && waited_since.elapsed() < WAIT_IN_WORKER => {
+                    let _ = tokio::time::timeout(full.retry_in, full.freed.notified()).await;
+                }
+                Err(full) => break full,
             }
-        }
+        };
+        let at = Ts::now().plus(full.retry_in);
+        tracing::debug!(destination = d, limit, until = %at, "destination full; run goes back to the queue");
+        run.status = RunStatus::Retrying;
+        run.next_attempt_at = Some(at);
+        run.error = Some(format!(
+            "waiting for {d}: {limit} attempts to it are in flight (destination_concurrency)"
+        ));
+        run.updated_at = Ts::now();
+        self.save(run, lease, Next::RetryAt(at)).await;
+        Err(Flowing::Stop)
     }
 
     /// Puts the run back in the queue until `at` without recording an attempt.

@@ -19,8 +19,8 @@ use tokio_util::task::TaskTracker;
 use crate::action::Clients;
 use crate::action::breaker::Guards;
 use crate::reload::Flows;
-use crate::run::Ts;
 use crate::store::{ClaimRequest, Store};
+use crate::time::Ts;
 
 /// How often expired deduplication keys are swept.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
@@ -46,7 +46,7 @@ pub struct EngineConfig {
     /// For compiling an earlier flow version kept in the store (a run accepted under it).
     pub templates_dir: Option<std::path::PathBuf>,
     /// Attempts in flight at once to one destination, unless an action says otherwise; `0`:
-    /// a quarter of the workers (at least 2), so one partner that hangs cannot hold them all.
+    /// half the workers (at least 2), so one partner that hangs cannot hold them all.
     pub destination_concurrency: usize,
 }
 
@@ -54,7 +54,7 @@ impl EngineConfig {
     /// [`EngineConfig::destination_concurrency`] with `0` resolved.
     pub fn per_destination(&self) -> usize {
         match self.destination_concurrency {
-            0 => (self.workers / 4).max(2),
+            0 => (self.workers / 2).max(2),
             n => n,
         }
     }

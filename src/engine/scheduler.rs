@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::Engine;
 use crate::flow::Flow;
 use crate::request::Request;
-use crate::run::Ts;
 use crate::schedule::Missed;
+use crate::time::Ts;
 use crate::trigger::{Cause, Prepared, prepare};
 
 impl Engine {

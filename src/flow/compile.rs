@@ -13,6 +13,7 @@ use crate::action::segment::SegmentAction;
 use crate::action::{Action, ActionKind};
 use crate::mapping::{JsonPath, Var, VarSource};
 use crate::matching::{Condition, Op, Source};
+use crate::net::parse_net;
 use crate::retry::RetryPolicy;
 use crate::template::Templates;
 use crate::verify::{Algorithm, Encoding, Generic, Scheme};
@@ -700,14 +701,6 @@ pub fn compile(
         concurrency,
         actions,
     })
-}
-
-/// An address or a CIDR range.
-pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
-    let s = s.trim();
-    s.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// First 12 hex digits of the SHA-256 of the flow file.

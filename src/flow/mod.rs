@@ -15,6 +15,7 @@ use crate::mapping::Var;
 use crate::matching::Condition;
 use crate::template::Templates;
 
+pub use crate::verify::Verifier;
 pub use load::{LoadError, load_dir, load_source, reload_dir};
 pub use spec::BodyMode;
 
@@ -110,15 +111,6 @@ pub struct Webhook {
     pub redact: Vec<crate::mapping::JsonPath>,
     /// Requests being handled at once (`max_in_flight`).
     pub in_flight: Option<std::sync::Arc<tokio::sync::Semaphore>>,
-}
-
-/// A webhook's signature check: the scheme and where its secrets come from.
-#[derive(Debug)]
-pub struct Verifier {
-    pub scheme: crate::verify::Scheme,
-    /// Environment variables, read on each request (so a rotation needs no reload).
-    pub secret_env: Vec<String>,
-    pub tolerance: std::time::Duration,
 }
 
 #[derive(Debug)]

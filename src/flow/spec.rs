@@ -10,6 +10,17 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+// The specs of the parts that compile themselves live with them; the flow file is made of them.
+pub use crate::action::breaker::BreakerSpec;
+pub use crate::action::email::EmailSpec;
+pub use crate::action::emit::EmitSpec;
+pub use crate::action::http::HttpSpec;
+pub use crate::action::segment::SegmentSpec;
+pub use crate::request::BodyMode;
+pub use crate::retry::{RetrySpec, StatusSpec};
+pub use crate::verify::VerifySpec;
+pub use crate::yaml::OneOrMany;
+
 /// A whole flow file.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -145,27 +156,6 @@ pub struct WebhookSpec {
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct VerifySpec {
-    /// `github`, `stripe`, `shopify`, `woocommerce`, `slack`, `standard-webhooks` or `hmac`.
-    pub preset: String,
-    /// Environment variable(s) holding the secret; several while rotating.
-    pub secret_env: Option<OneOrMany>,
-    /// Only here to be refused with a clear message: secrets never live in flow files.
-    pub secret: Option<Value>,
-    #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
-    pub tolerance: Option<Duration>,
-    // The `hmac` preset's settings.
-    pub header: Option<String>,
-    pub algorithm: Option<crate::verify::Algorithm>,
-    pub encoding: Option<crate::verify::Encoding>,
-    pub prefix: Option<String>,
-    pub timestamp_header: Option<String>,
-    pub signed: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct DedupeSpec {
     /// Template of the delivery's identity, e.g. `{{ headers['x-github-delivery'] }}`.
     pub key: String,
@@ -173,17 +163,6 @@ pub struct DedupeSpec {
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub window: Option<Duration>,
-}
-
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum BodyMode {
-    #[default]
-    Auto,
-    Json,
-    Form,
-    Xml,
-    Text,
 }
 
 /// One condition: a source (exactly one of `path`, `header`, `query`, `var`, `expr`) and one or
@@ -280,33 +259,6 @@ pub struct ConcurrencySpec {
     pub key: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RetrySpec {
-    pub max_attempts: Option<u32>,
-    #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
-    pub initial_delay: Option<Duration>,
-    pub multiplier: Option<f64>,
-    #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
-    pub max_delay: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
-    pub max_age: Option<Duration>,
-    /// Extra statuses to retry besides 5xx, 408 and 429.
-    #[serde(default)]
-    pub retry_on: Vec<StatusSpec>,
-}
-
-/// A status code (`404`), a class (`"4xx"`) or a range (`"200-299"`).
-#[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum StatusSpec {
-    Code(u16),
-    Text(String),
-}
-
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionSpec {
@@ -328,112 +280,4 @@ pub struct ActionSpec {
     pub email: Option<EmailSpec>,
     pub segment: Option<SegmentSpec>,
     pub emit: Option<EmitSpec>,
-}
-
-#[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BreakerSpec {
-    #[serde(default = "default_breaker_failures")]
-    pub failures: u32,
-    #[serde(default = "default_breaker_cooldown", with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub cooldown: Duration,
-}
-
-fn default_breaker_failures() -> u32 {
-    5
-}
-fn default_breaker_cooldown() -> Duration {
-    Duration::from_secs(30)
-}
-
-/// One name or a list of them.
-#[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    pub fn to_vec(&self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SegmentSpec {
-    /// Template of the contact's email address.
-    pub email: String,
-    pub add: Option<OneOrMany>,
-    pub remove: Option<OneOrMany>,
-    /// Merged into the contact; string leaves are templates.
-    pub attributes: Option<Value>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmitSpec {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The event's `data`; string leaves are templates.
-    pub data: Option<Value>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmailSpec {
-    /// Each a template, or a list of them; one rendering to a list or to comma-separated
-    /// addresses gives several recipients.
-    pub to: Value,
-    pub cc: Option<Value>,
-    pub bcc: Option<Value>,
-    pub reply_to: Option<String>,
-    /// Overrides the server's default sender.
-    pub from: Option<String>,
-    pub subject: String,
-    pub text: Option<String>,
-    pub text_template: Option<String>,
-    pub html: Option<String>,
-    pub html_template: Option<String>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
-    pub timeout: Option<Duration>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSpec {
-    #[serde(default = "default_method")]
-    pub method: String,
-    pub url: String,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// A template string (sent as is) or a YAML structure (sent as JSON, string leaves rendered).
-    pub body: Option<Value>,
-    /// A template file under `templates/` rendered as the body.
-    pub body_template: Option<String>,
-    #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
-    pub timeout: Option<Duration>,
-    /// Statuses that count as success; default `["2xx"]`.
-    pub success: Option<Vec<StatusSpec>>,
-    #[serde(default)]
-    pub follow_redirects: bool,
-    /// Sign the request: `{ preset: standard-webhooks, secret_env: NAME }` or the `hmac` preset.
-    pub sign: Option<VerifySpec>,
-    /// Largest response body read (e.g. `4MiB`); default the server's `--max-response` (1 MiB).
-    /// A successful answer with a larger body fails the attempt.
-    #[schemars(with = "Option<String>")]
-    pub max_response: Option<bytesize::ByteSize>,
-}
-
-fn default_method() -> String {
-    "POST".into()
 }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::run::Ts;
+use crate::time::Ts;
 
 /// Entries kept per flow.
 pub const PER_FLOW: usize = 100;

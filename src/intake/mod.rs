@@ -40,8 +40,8 @@ use crate::flow::{FlowSet, Webhook};
 use crate::metrics::Metrics;
 use crate::reload::Flows;
 use crate::request::{Request, parse_query};
-use crate::run::Ts;
 use crate::store::Store;
+use crate::time::Ts;
 use crate::token::UrlTokens;
 use authenticate::Authenticated;
 use evaluate::Evaluated;
@@ -98,8 +98,7 @@ impl Intake {
             "(unknown)".into()
         };
         self.metrics.request(&label);
-        let client =
-            crate::server::client_ip::client_ip(arrival.peer, &arrival.headers, &self.trusted_proxies);
+        let client = crate::net::client_ip::client_ip(arrival.peer, &arrival.headers, &self.trusted_proxies);
         let mut entry = Entry {
             at: Ts::now(),
             client: client.to_string(),

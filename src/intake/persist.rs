@@ -5,9 +5,10 @@ use minijinja::value::Value as JValue;
 
 use super::Refusal;
 use crate::flow::Webhook;
-use crate::run::{Run, Ts};
+use crate::run::Run;
 use crate::store::Store;
 use crate::template::Templates;
+use crate::time::Ts;
 
 pub enum Persisted {
     Stored,

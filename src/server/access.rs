@@ -23,7 +23,7 @@ use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
-use super::client_ip::{canonical, forwarded_client};
+use crate::net::client_ip::{canonical, forwarded_client};
 use crate::secret::Secret;
 
 /// Headers by which proxies say whom they forward for.

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::flow::Trigger;
-use crate::run::{Run, RunStatus, Ts};
+use crate::run::{Run, RunStatus};
 use crate::store::RunFilter;
+use crate::time::Ts;
 
 /// Applies the server's [access rule](super::access) and logs a refusal once.
 pub(super) fn authorize(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -3,7 +3,6 @@
 
 pub mod access;
 pub mod api;
-pub mod client_ip;
 pub mod hooks;
 pub mod listen;
 pub mod segments;
@@ -125,7 +124,7 @@ async fn dashboard() -> Response {
 
 /// Ready when the store answers.
 async fn readyz(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
-    match st.store().queue_stats(crate::run::Ts::now()).await {
+    match st.store().queue_stats(crate::time::Ts::now()).await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")).into_response(),
     }
@@ -138,7 +137,7 @@ async fn metrics(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     api::authorize(&st, peer, &headers)?;
-    let now = crate::run::Ts::now();
+    let now = crate::time::Ts::now();
     let (depth, oldest) = st.store().queue_stats(now).await.map_err(api::internal)?;
     let age = oldest.map_or(0, |t| now.since(t).as_secs());
     let open: std::collections::BTreeSet<String> = st

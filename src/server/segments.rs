@@ -16,8 +16,8 @@ use serde_json::{Map, Value, json};
 use super::api::{MAX_PAGE, authorize, internal};
 use super::{ApiError, AppState};
 use crate::event::Origin;
-use crate::run::Ts;
 use crate::segment::{Member, SegmentChange, SegmentOp, normalize_email, valid_segment_name};
+use crate::time::Ts;
 
 fn segment_name(name: &str) -> Result<(), ApiError> {
     if valid_segment_name(name) {

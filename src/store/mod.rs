@@ -23,8 +23,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::event::{Event, Origin};
-use crate::run::{Run, RunStatus, Ts};
+use crate::run::{Run, RunStatus};
 use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp};
+use crate::time::Ts;
 
 pub use self::sled::{Durability, SledStore};
 

@@ -13,12 +13,12 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use hookflow::action::Clients;
-use hookflow::action::breaker::Guards;
 use hookflow::action::email::{Mailer, SmtpConfig};
-use hookflow::engine::{Engine, EngineConfig};
+use hookflow::app::App;
+use hookflow::engine::EngineConfig;
 use hookflow::flow::load_dir;
 use hookflow::run::{Run, RunStatus};
-use hookflow::server::{AppState, app};
+use hookflow::server::app;
 use hookflow::store::{Durability, RunFilter, SledStore, Store};
 use hookflow::token::UrlTokens;
 use tokio_util::sync::CancellationToken;
@@ -301,78 +301,50 @@ pub async fn spawn_app_opts(flows: &[(&str, String)], templates: &[(&str, &str)]
     start_in(dir, opts).await
 }
 
-/// Starts hookflow on the flows, templates and store already in `dir`.
+/// Starts hookflow on the flows, templates and store already in `dir`, wired by the same
+/// [`App`] as `hookflow serve`.
 async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
     let (set, errors) = load_dir(&dir.path().join("flows"), &dir.path().join("templates"));
     assert!(errors.is_empty(), "test flows do not load: {errors:#?}");
-    let flows = hookflow::reload::Flows::new(set);
     let store: Arc<dyn Store> =
         Arc::new(SledStore::open(&dir.path().join("store"), Durability::Flush).unwrap());
     let tokens = UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
     let mailer = opts.smtp.as_ref().map(|c| Mailer::new(c).unwrap());
-    let guards = Arc::new(Guards::default());
-    let metrics = Arc::new(hookflow::metrics::Metrics::new());
-    let mut config = opts.config.clone();
-    config.templates_dir = Some(dir.path().join("templates"));
-    let engine = Arc::new(Engine::new(
-        Arc::clone(&store),
-        Arc::clone(&flows),
-        config,
-        Clients::new(
-            mailer,
-            hookflow::egress::Policy {
-                allow: opts.egress_allow.clone(),
-            },
-        )
-        .unwrap(),
-        Arc::clone(&guards),
-        Arc::clone(&metrics),
-    ));
-    let intake = hookflow::intake::Intake {
-        flows: Arc::clone(&flows),
-        store: Arc::clone(&store),
-        tokens: tokens.clone(),
-        wake: engine.waker(),
-        metrics: Arc::clone(&metrics),
-        requests: Default::default(),
+    let clients = Clients::new(
+        mailer,
+        hookflow::egress::Policy {
+            allow: opts.egress_allow.clone(),
+        },
+    )
+    .unwrap();
+    let config = hookflow::app::Config {
+        flows_dir: dir.path().join("flows"),
+        templates_dir: dir.path().join("templates"),
+        engine: opts.config.clone(),
         limits: hookflow::intake::Limits {
             max_body: 64 * 1024,
             body_timeout: opts.body_timeout,
         },
-        in_flight: Arc::new(tokio::sync::Semaphore::new(opts.max_in_flight)),
+        max_in_flight: opts.max_in_flight,
         trusted_proxies: opts.trusted_proxies.clone(),
-    };
-    let state = AppState {
-        intake: Arc::new(intake),
-        events_wake: engine.events_waker(),
-        guards,
-        templates_dir: dir.path().join("templates"),
-        max_header_bytes: opts.listen.max_header_bytes,
-        access: Arc::new(hookflow::server::access::Access {
+        access: hookflow::server::access::Access {
             token: opts.api_token.as_deref().map(Into::into),
             trusted_proxies: opts.trusted_proxies.clone(),
             own_hosts: Vec::new(),
-        }),
+        },
+        max_header_bytes: opts.listen.max_header_bytes,
     };
+    let parts = App::new(config, set, Arc::clone(&store), tokens.clone(), clients);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    flows.persist_sources(store.as_ref()).await;
-    let reloader = Arc::new(hookflow::reload::Reloader {
-        flows: Arc::clone(&flows),
-        store: Arc::clone(&store),
-        flows_dir: dir.path().join("flows"),
-        templates_dir: dir.path().join("templates"),
-        metrics: Arc::clone(&metrics),
-    });
-    let reload_task = tokio::spawn(reloader.watch(shutdown.clone()));
+    let running = parts.start(&shutdown, true).await;
     let serve_task = tokio::spawn(hookflow::server::listen::serve_with(
         listener,
-        app(state),
+        app(parts.state.clone()),
         shutdown.clone(),
         opts.listen.clone(),
     ));
-    let engine_task = tokio::spawn(engine.run(shutdown.clone()));
     TestApp {
         base: format!(
             "{}://{addr}",
@@ -387,9 +359,9 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         shutdown,
         http: reqwest::Client::new(),
         dir,
-        engine_task: Some(engine_task),
+        engine_task: Some(running.engine),
         serve_task: Some(serve_task),
-        reload_task: Some(reload_task),
+        reload_task: Some(running.reload),
         opts,
     }
 }

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::journal::{Journal, Located, Pos};
-use crate::run::Ts;
 use crate::store::{Result, StoreError};
+use crate::time::Ts;
 
 /// Identity of a pending run, enough to admit it without parsing the record again.
 #[derive(Debug, Clone, Deserialize)]

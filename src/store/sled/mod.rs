@@ -55,8 +55,9 @@ use self::view::View;
 use self::writer::{Job, Op, writer_loop};
 use super::{ClaimRequest, Claimed, Damage, Effects, Lease, Next, Result, RunFilter, Store, StoreError};
 use crate::event::{Event, Origin};
-use crate::run::{Run, RunStatus, Ts};
+use crate::run::{Run, RunStatus};
 use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp};
+use crate::time::Ts;
 
 const LAYOUT_VERSION: &str = "2";
 

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::intake::Intake;
 use super::journal::{self, Pos};
 use super::view::View;
-use crate::run::{Run, RunStatus, Ts};
+use crate::run::{Run, RunStatus};
 use crate::store::{ClaimRequest, Claimed, Lease, Next, Result, StoreError};
+use crate::time::Ts;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct LeaseInfo {

@@ -15,9 +15,10 @@
 use super::ops::{Inner, NewRun, from_json, get, to_json};
 use super::view::View;
 use crate::event::{Event, Origin};
-use crate::run::{Run, Ts};
+use crate::run::Run;
 use crate::segment::{self, Change, Contact, ContactView, Member, SegmentChange, SegmentInfo, SegmentOp};
 use crate::store::{Result, StoreError};
+use crate::time::Ts;
 
 fn contact_key(email: &str) -> String {
     format!("contact:{email}")
