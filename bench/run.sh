@@ -3,6 +3,8 @@
 # webhook-to-delivered throughput. Prints medians over ROUNDS rounds; see BENCHMARKS.md.
 #
 #   bench/run.sh                 # ROUNDS=3 DURATION=10s CONNS=64
+#   BASE_BIN=/path/to/older/hookflow bench/run.sh   # also measures that build, interleaved in
+#                                                   # the same rounds (rows "base-…")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,31 +74,36 @@ for round in $(seq "$ROUNDS"); do
   echo "noop $(measure "http://127.0.0.1:$P_NOOP$hook_path")" | tee -a "$results"
   stop $p
 
-  # 2./3. Durable accepts only (runs stored and flushed, not executed), flush and fsync.
-  for durability in flush fsync; do
-    rm -rf "$work/data"
-    HOOKFLOW_LOG=warn "$BIN" serve --flows "$work/flows" --templates "$work/none" --data "$work/data" \
-      --secret "$SECRET" --listen "127.0.0.1:$P_HOOK" --workers 0 --durability $durability & p=$!; pids+=("$p"); wait_port $P_HOOK
-    echo "accept-$durability $(measure "http://127.0.0.1:$P_HOOK$hook_path")" | tee -a "$results"
-    stop $p
-  done
+  for variant in current ${BASE_BIN:+base}; do
+    bin=$BIN; label=""
+    if [ "$variant" = base ]; then bin=$BASE_BIN; label="base-"; fi
+    # 2./3. Durable accepts only (runs stored and flushed, not executed), flush and fsync.
+    for durability in flush fsync; do
+      [ "$variant" = base ] && [ "$durability" = fsync ] && continue
+      rm -rf "$work/data"
+      HOOKFLOW_LOG=warn "$bin" serve --flows "$work/flows" --templates "$work/none" --data "$work/data" \
+        --secret "$SECRET" --listen "127.0.0.1:$P_HOOK" --workers 0 --durability $durability & p=$!; pids+=("$p"); wait_port $P_HOOK
+      echo "${label}accept-$durability $(measure "http://127.0.0.1:$P_HOOK$hook_path")" | tee -a "$results"
+      stop $p
+    done
 
-  # 4. End to end: accepts while the engine delivers to a sink; time until the last delivery.
-  rm -rf "$work/data"
-  "$NOOP" "127.0.0.1:$P_SINK" & sink=$!; pids+=("$sink"); wait_port $P_SINK
-  HOOKFLOW_LOG=warn "$BIN" serve --flows "$work/flows" --templates "$work/none" --data "$work/data" \
-    --secret "$SECRET" --listen "127.0.0.1:$P_HOOK" --workers 32 --egress-allow 127.0.0.1 & p=$!; pids+=("$p"); wait_port $P_HOOK
-  start=$(date +%s.%N)
-  read -r rps p50 p99 accepted < <(measure "http://127.0.0.1:$P_HOOK$hook_path")
-  for _ in $(seq 2400); do
-    delivered=$(curl -s "http://127.0.0.1:$P_SINK/count")
-    [ "$delivered" -ge "$accepted" ] && break
-    sleep 0.05
+    # 4. End to end: accepts while the engine delivers to a sink; time until the last delivery.
+    rm -rf "$work/data"
+    "$NOOP" "127.0.0.1:$P_SINK" & sink=$!; pids+=("$sink"); wait_port $P_SINK
+    HOOKFLOW_LOG=warn "$bin" serve --flows "$work/flows" --templates "$work/none" --data "$work/data" \
+      --secret "$SECRET" --listen "127.0.0.1:$P_HOOK" --workers 32 --egress-allow 127.0.0.1 & p=$!; pids+=("$p"); wait_port $P_HOOK
+    start=$(date +%s.%N)
+    read -r rps p50 p99 accepted < <(measure "http://127.0.0.1:$P_HOOK$hook_path")
+    for _ in $(seq 2400); do
+      delivered=$(curl -s "http://127.0.0.1:$P_SINK/count")
+      [ "$delivered" -ge "$accepted" ] && break
+      sleep 0.05
+    done
+    end=$(date +%s.%N)
+    e2e=$(python3 -c "print(f'{$delivered / ($end - $start):.0f}')")
+    echo "${label}full $rps $p50 $p99 $accepted delivered=$delivered e2e_per_sec=$e2e" | tee -a "$results"
+    stop $p; stop $sink
   done
-  end=$(date +%s.%N)
-  e2e=$(python3 -c "print(f'{$delivered / ($end - $start):.0f}')")
-  echo "full $rps $p50 $p99 $accepted delivered=$delivered e2e_per_sec=$e2e" | tee -a "$results"
-  stop $p; stop $sink
 done
 
 python3 - "$results" "$ROUNDS" "$CONNS" <<'PY'
@@ -113,9 +120,14 @@ def ratio(kind):
     return statistics.median(m / c for m, c in zip(mine, ceil))
 print("| server | requests/s | p50 ms | p99 ms | vs no-op (same round) |")
 print("|---|---:|---:|---:|---:|")
-for kind, label in [("noop", "no-op axum handler (202)"), ("accept-flush", "hookflow durable accept (flush)"),
-                    ("accept-fsync", "hookflow durable accept (fsync)"), ("full", "hookflow accept while delivering")]:
-    print(f"| {label} | {med(kind,1):.0f} | {med(kind,2):.2f} | {med(kind,3):.2f} | {ratio(kind):.0%} |")
-e2e = statistics.median(float(r[6].split("=")[1]) for r in rows if r[0] == "full")
-print(f"\nwebhook-to-delivered throughput (accept + execute + deliver, until the last delivery): {e2e:.0f} runs/s")
+kinds = [("noop", "no-op axum handler (202)"), ("accept-flush", "hookflow durable accept (flush)"),
+         ("accept-fsync", "hookflow durable accept (fsync)"), ("full", "hookflow accept while delivering"),
+         ("base-accept-flush", "base build: durable accept (flush)"), ("base-full", "base build: accept while delivering")]
+for kind, label in kinds:
+    if any(r[0] == kind for r in rows):
+        print(f"| {label} | {med(kind,1):.0f} | {med(kind,2):.2f} | {med(kind,3):.2f} | {ratio(kind):.0%} |")
+for kind, label in [("full", "this build"), ("base-full", "base build")]:
+    if any(r[0] == kind for r in rows):
+        e2e = statistics.median(float(r[6].split("=")[1]) for r in rows if r[0] == kind)
+        print(f"\nwebhook-to-delivered throughput, {label} (accept + execute + deliver, until the last delivery): {e2e:.0f} runs/s")
 PY

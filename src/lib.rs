@@ -4,7 +4,7 @@
 //! - [`server`] listens, hands webhooks (`/hooks/{flow}/{token}`) to the [`intake`] — admit,
 //!   read, authenticate ([`verify`]), decode, evaluate, persist — and serves the runs API;
 //! - [`token`] derives each flow's unguessable URL token from the server secret;
-//! - [`request`] decodes the body (JSON, form, text);
+//! - [`request`] decodes the body (JSON, form, XML, text);
 //! - [`flow`] is the flow file format, compiled once at load;
 //! - [`matching`] checks `when` conditions, [`mapping`] evaluates `vars` (JSONPath);
 //! - [`run`] is the durable record of one event, stored through [`store`] (sled by default);
@@ -12,7 +12,26 @@
 //!   [`template`]s and applying the [`retry`] policy;
 //! - [`segment`] keeps contact lists; [`event`] is the envelope of internal events that chain
 //!   flows; [`trigger`] turns a webhook, an event or a cron firing into a run;
-//! - [`settings`] and [`cli`] are the edges users touch.
+//! - [`app`] wires the parts; [`settings`] and [`cli`] are the edges users touch.
+//!
+//! The layers, top down — a module imports only from layers below it (no import circles,
+//! checked with farm-studio):
+//!
+//! ```text
+//! main.rs
+//! cli/ ─────────── settings.rs                       the edges: flags, environment, commands
+//! app.rs                                             wiring: each part gets its own config
+//! server/                                            HTTP: routers, listeners, API access, API
+//! intake/   engine/                                  a webhook in; a run executed
+//! reload.rs   trigger.rs                             flow sets swapped; a happening → a run
+//! flow/                                              the flow file: spec → compiled Flow
+//! action/                                            http, email, segment, emit; their guards
+//! store/                                             the Store trait and sled
+//! segment.rs  context.rs  replay.rs  event.rs        domain records
+//! matching.rs  run.rs  mapping.rs  schedule.rs  request.rs  token.rs
+//! verify.rs  egress.rs  template/  retry.rs  xml.rs  net/  metrics.rs    the pure core
+//! time.rs  secret.rs  yaml.rs  private.rs                               small shared shapes
+//! ```
 
 pub mod action;
 pub mod app;

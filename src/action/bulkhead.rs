@@ -109,12 +109,23 @@ impl Bulkheads {
                 started: now,
             });
         }
-        d.deferred += 1;
         let oldest = d
             .in_flight
             .iter()
             .min()
             .map_or(0.0, |t| now.since(*t).as_millis() as f64);
+        // Known to be quick, and nothing in flight is stuck: a place frees up in moments.
+        if d.typical_ms
+            .is_some_and(|t| t < WAIT_IN_WORKER.as_millis() as f64)
+            && oldest < (WAIT_IN_WORKER * 5).as_millis() as f64
+        {
+            return Err(Full {
+                retry_in: MIN_BACKOFF,
+                soon: true,
+                freed: Arc::clone(&d.freed),
+            });
+        }
+        d.deferred += 1;
         let typical = d.typical_ms.unwrap_or(0.0).max(oldest);
         let per_turn = Duration::from_millis((typical / d.limit as f64) as u64);
         let turn = d.next_turn.max(now.plus(MIN_BACKOFF));
@@ -215,5 +226,22 @@ mod tests {
             let w = b.enter("d", 1, now, jitter).unwrap_err().retry_in;
             assert!(w >= MAX_PARK / 2 && w <= MAX_PARK, "{w:?}");
         }
+    }
+
+    #[test]
+    fn a_quick_destination_is_waited_for_in_the_worker() {
+        let b = Arc::new(Bulkheads::default());
+        let first = b.enter("fast", 1, Ts::now(), 0.0).unwrap();
+        drop(first); // took well under a millisecond: the destination is known to be quick
+        let _held = b.enter("fast", 1, Ts::now(), 0.0).unwrap();
+        let full = b.enter("fast", 1, Ts::now(), 0.0).unwrap_err();
+        assert!(full.soon);
+        assert_eq!(b.destinations()[0].deferred, 0, "waiting is not deferring");
+        // One stuck in flight for seconds: no longer quick, the run goes back to the queue.
+        let full = b
+            .enter("fast", 1, Ts::now().plus(Duration::from_secs(5)), 0.0)
+            .unwrap_err();
+        assert!(!full.soon);
+        assert_eq!(b.destinations()[0].deferred, 1);
     }
 }

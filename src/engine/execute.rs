@@ -184,7 +184,7 @@ impl Engine {
             return Flowing::Stop;
         }
         let destination = action.destination(&self.clients, templates, &ctx);
-        let _place = match self.gate(flow, action, destination.as_deref(), run, lease).await {
+        let place = match self.gate(flow, action, destination.as_deref(), run, lease).await {
             Ok(place) => place,
             Err(stop) => return stop,
         };
@@ -209,6 +209,8 @@ impl Engine {
         };
         let started = Ts::now();
         let result = action.attempt(&cx, &self.clients).await;
+        // The destination's place is free as soon as its answer is in, before it is recorded.
+        drop(place);
         let finished = Ts::now();
         if let (Some(d), Some(cfg)) = (&destination, &action.breaker)
             && result.request.is_some()
