@@ -10,8 +10,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Engine;
-use crate::action::breaker::Gate;
-use crate::action::bulkhead::{Permit, WAIT_IN_WORKER};
 use crate::action::{Action, ActionKind, ExecContext, ResultKind};
 use crate::context::{EventFacts, RunInfo, template_context};
 use crate::event::{Event, Origin, RUN_FAILED};
@@ -21,10 +19,6 @@ use crate::retry::Decision;
 use crate::run::{Attempt, AttemptOutcome, Run, RunStatus, Step, StepStatus};
 use crate::store::{Claimed, Effects, Lease, Next, StoreError};
 use crate::time::Ts;
-
-/// A rate-limit wait up to this long is slept in the worker; a longer one goes back to the
-/// queue.
-const MAX_PACING_SLEEP: Duration = Duration::from_secs(2);
 
 /// Time a lease must outlast an action's timeout when an attempt starts: enough to record the
 /// attempt afterwards.
@@ -42,7 +36,7 @@ pub fn idempotency_key(run_id: &str, action: &str) -> String {
     format!("{run_id}.{action}")
 }
 
-enum Flowing {
+pub(super) enum Flowing {
     Continue,
     Stop,
 }
@@ -383,90 +377,9 @@ impl Engine {
         }
     }
 
-    /// Holds an attempt back when its action is over its rate limit, its destination's
-    /// circuit is open or its destination has as many attempts in flight as it may: short
-    /// pacing waits are slept here, anything else puts the run back in the queue without an
-    /// attempt (nothing is counted against the retry budget) and frees the worker. `Ok`: go
-    /// ahead, holding the place in the destination's bulkhead.
-    async fn gate(
-        &self,
-        flow: &Flow,
-        action: &Action,
-        destination: Option<&str>,
-        run: &mut Run,
-        lease: &Lease,
-    ) -> Result<Option<Permit>, Flowing> {
-        if let Some(limit) = &action.rate_limit {
-            let key = format!("{}/{}", flow.name, action.name);
-            loop {
-                match self.guards.pace(&key, limit, Ts::now()) {
-                    Gate::Paced(at) if at.since(Ts::now()) <= MAX_PACING_SLEEP => {
-                        tokio::time::sleep(at.since(Ts::now())).await;
-                    }
-                    Gate::Paced(at) => {
-                        let why = format!(
-                            "waiting for action `{}`'s rate limit ({})",
-                            action.name, limit.text
-                        );
-                        return Err(self.postpone(run, lease, at, why).await);
-                    }
-                    _ => break,
-                }
-            }
-        }
-        let Some(d) = destination else {
-            return Ok(None);
-        };
-        if let Some(cfg) = &action.breaker
-            && let Gate::Open(until) = self.guards.check(d, cfg, Ts::now())
-        {
-            let why = format!(
-                "circuit open for {d} (it failed {} times in a row); paused until {until}",
-                cfg.failures
-            );
-            return Err(self.postpone(run, lease, until, why).await);
-        }
-        let limit = action
-            .destination_concurrency
-            .unwrap_or_else(|| self.config.per_destination());
-        let waited_since = std::time::Instant::now();
-        let full = loop {
-            let jitter = rand::rng().random_range(-1.0..=1.0);
-            match self.guards.bulkheads.enter(d, limit, Ts::now(), jitter) {
-                Ok(place) => return Ok(Some(place)),
-                // A quick destination: a place frees up in moments.
-                Err(full) if full.soon && waited_since.elapsed() < WAIT_IN_WORKER => {
-                    let _ = tokio::time::timeout(full.retry_in, full.freed.notified()).await;
-                }
-                Err(full) => break full,
-            }
-        };
-        let at = Ts::now().plus(full.retry_in);
-        tracing::debug!(destination = d, limit, until = %at, "destination full; run goes back to the queue");
-        run.status = RunStatus::Retrying;
-        run.next_attempt_at = Some(at);
-        run.error = Some(format!(
-            "waiting for {d}: {limit} attempts to it are in flight (destination_concurrency)"
-        ));
-        run.updated_at = Ts::now();
-        self.save(run, lease, Next::RetryAt(at)).await;
-        Err(Flowing::Stop)
-    }
-
-    /// Puts the run back in the queue until `at` without recording an attempt.
-    async fn postpone(&self, run: &mut Run, lease: &Lease, at: Ts, why: String) -> Flowing {
-        tracing::info!(reason = %why, until = %at, "attempt postponed");
-        run.status = RunStatus::Retrying;
-        run.next_attempt_at = Some(at);
-        run.error = Some(why);
-        run.updated_at = Ts::now();
-        self.save(run, lease, Next::RetryAt(at)).await;
-        Flowing::Stop
-    }
-
     /// Saves; false when the run must not be touched further (lease lost or store failure, in
     /// which case the lease expires and the run is attempted again).
-    async fn save(&self, run: &Run, lease: &Lease, next: Next) -> bool {
+    pub(super) async fn save(&self, run: &Run, lease: &Lease, next: Next) -> bool {
         self.save_with(run, lease, next, Effects::default()).await
     }
 

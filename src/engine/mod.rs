@@ -5,6 +5,7 @@
 
 mod events;
 mod execute;
+mod gate;
 
 pub use execute::idempotency_key;
 mod scheduler;

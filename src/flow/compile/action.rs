@@ -1,0 +1,148 @@
+//! One entry of `actions`: its kind compiled by the kind's own module, with its conditions,
+//! retry policy, rate limit, circuit breaker and bulkhead.
+
+use super::{Compiler, is_identifier};
+use crate::action::breaker::{BreakerConfig, RateLimit};
+use crate::action::email::EmailAction;
+use crate::action::emit::EmitAction;
+use crate::action::http::HttpAction;
+use crate::action::segment::SegmentAction;
+use crate::action::{Action, ActionKind};
+use crate::flow::spec::ActionSpec;
+use crate::retry::RetryPolicy;
+use crate::verify::Scheme;
+
+impl Compiler<'_> {
+    pub(super) fn action(
+        &mut self,
+        i: usize,
+        spec: &ActionSpec,
+        flow_retry: &RetryPolicy,
+        var_names: &[String],
+    ) -> Option<Action> {
+        let at = format!("actions[{i}]");
+        let kinds = [
+            spec.http.as_ref().map(|_| "http"),
+            spec.email.as_ref().map(|_| "email"),
+            spec.segment.as_ref().map(|_| "segment"),
+            spec.emit.as_ref().map(|_| "emit"),
+        ];
+        let given: Vec<&str> = kinds.into_iter().flatten().collect();
+        let kind_name = match given.as_slice() {
+            [one] => *one,
+            [] => {
+                self.problem(
+                    &at,
+                    "an action needs a kind: `http`, `email`, `segment` or `emit`",
+                );
+                return None;
+            }
+            many => {
+                self.problem(
+                    &at,
+                    format!("an action has one kind, this one has {}", many.join(" and ")),
+                );
+                return None;
+            }
+        };
+        let name = spec
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{kind_name}_{}", i + 1));
+        if !is_identifier(&name) {
+            self.problem(
+                format!("{at}.name"),
+                format!(
+                    "action name `{name}` must be letters, digits and `_` (it is used as `steps.{name}`)"
+                ),
+            );
+        }
+        let when = self.conditions(&format!("{at}.when"), &spec.when, var_names);
+        let retry = match &spec.retry {
+            Some(r) => RetryPolicy::overlay(flow_retry, r).unwrap_or_else(|e| {
+                self.problem(format!("{at}.retry"), e);
+                flow_retry.clone()
+            }),
+            None => flow_retry.clone(),
+        };
+        let rate_limit = spec.rate_limit.as_ref().and_then(|r| {
+            RateLimit::parse(r)
+                .map_err(|e| self.problem(format!("{at}.rate_limit"), e))
+                .ok()
+        });
+        let outgoing = matches!(kind_name, "http" | "email");
+        if spec.circuit_breaker.is_some() && !outgoing {
+            self.problem(
+                format!("{at}.circuit_breaker"),
+                "only actions that leave hookflow (http, email) have a circuit breaker",
+            );
+        }
+        if spec.destination_concurrency.is_some() && !outgoing {
+            self.problem(
+                format!("{at}.destination_concurrency"),
+                "only actions that leave hookflow (http, email) have a destination",
+            );
+        }
+        if spec.destination_concurrency == Some(0) {
+            self.problem(
+                format!("{at}.destination_concurrency"),
+                "destination_concurrency must be at least 1",
+            );
+        }
+        let breaker = outgoing.then(|| match &spec.circuit_breaker {
+            Some(b) => BreakerConfig {
+                failures: b.failures,
+                cooldown: b.cooldown,
+            },
+            None => BreakerConfig::default(),
+        });
+        let prefix = format!("{}/{at}.{kind_name}", self.flow);
+        let compiled = match (&spec.http, &spec.email, &spec.segment, &spec.emit) {
+            (Some(h), ..) => HttpAction::compile(h, &prefix, self.templates).map(ActionKind::Http),
+            (_, Some(e), ..) => EmailAction::compile(e, &prefix, self.templates).map(ActionKind::Email),
+            (_, _, Some(s), _) => SegmentAction::compile(s, &prefix, self.templates).map(ActionKind::Segment),
+            (.., Some(e)) => EmitAction::compile(e, &prefix, self.templates).map(ActionKind::Emit),
+            _ => unreachable!("one kind was found above"),
+        };
+        let compiled = match (compiled, spec.http.as_ref().and_then(|h| h.sign.as_ref())) {
+            (Ok(ActionKind::Http(mut h)), Some(sign)) => {
+                let path = format!("{at}.http.sign");
+                let signer = self.verifier(&path, sign);
+                if let Some(s) = &signer
+                    && !matches!(s.scheme, Scheme::StandardWebhooks | Scheme::Hmac(_))
+                {
+                    self.problem(
+                        &path,
+                        "outgoing webhooks are signed with `standard-webhooks` or `hmac`",
+                    );
+                }
+                h.sign = signer;
+                Ok(ActionKind::Http(h))
+            }
+            (other, _) => other,
+        };
+        let kind = match compiled {
+            Ok(k) => k,
+            Err(errs) => {
+                for (p, m) in errs {
+                    let path = if p.is_empty() {
+                        format!("{at}.{kind_name}")
+                    } else {
+                        format!("{at}.{kind_name}.{p}")
+                    };
+                    self.problem(path, m);
+                }
+                return None;
+            }
+        };
+        Some(Action {
+            name,
+            when,
+            retry,
+            kind,
+            rate_limit,
+            breaker,
+            destination_concurrency: spec.destination_concurrency,
+        })
+    }
+}

@@ -1,0 +1,167 @@
+//! Spec → runtime: turns a deserialized [`FlowSpec`] into a [`Flow`], collecting every problem
+//! as `(key path, message)` so the loader can attach lines and report them all in one pass.
+
+use std::path::Path;
+
+use super::spec::FlowSpec;
+use super::{Concurrency, Flow, Trigger};
+use crate::action::Action;
+use crate::mapping::{JsonPath, Var};
+use crate::matching::Source;
+use crate::retry::RetryPolicy;
+use crate::template::Templates;
+
+mod action;
+mod conditions;
+mod webhook;
+
+/// A problem at a key path of the flow file.
+pub type Problem = (String, String);
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Flow names appear in URLs: letters, digits, `-` and `_`.
+pub fn valid_flow_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+struct Compiler<'a> {
+    flow: String,
+    templates: &'a mut Templates,
+    problems: Vec<Problem>,
+}
+
+impl Compiler<'_> {
+    fn problem(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.problems.push((path.into(), msg.into()));
+    }
+
+    /// Registers an inline template named after the flow and key path.
+    fn template(&mut self, path: &str, src: &str) -> String {
+        let name = format!("{}/{path}", self.flow);
+        if let Err(e) = self.templates.add(name.clone(), src.to_string()) {
+            self.problem(path, format!("template syntax error: {}", e.message));
+        }
+        name
+    }
+
+    fn path(&mut self, at: &str, text: &str) -> Option<JsonPath> {
+        match JsonPath::parse(text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.problem(at, format!("invalid JSONPath `{text}`: {e}"));
+                None
+            }
+        }
+    }
+}
+
+/// Compiles one flow. `stem` names the flow when the file does not.
+pub fn compile(
+    spec: &FlowSpec,
+    file: &Path,
+    source: &str,
+    templates: &mut Templates,
+) -> Result<Flow, Vec<Problem>> {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = spec.name.clone().unwrap_or(stem);
+    let mut c = Compiler {
+        flow: name.clone(),
+        templates,
+        problems: Vec::new(),
+    };
+    if !valid_flow_name(&name) {
+        c.problem(
+            "name",
+            format!("flow name `{name}` may only hold letters, digits, `-` and `_` (it is part of the URL)"),
+        );
+    }
+
+    let flow_retry = match &spec.retry {
+        Some(r) => RetryPolicy::overlay(&RetryPolicy::default(), r).unwrap_or_else(|e| {
+            c.problem("retry", e);
+            RetryPolicy::default()
+        }),
+        None => RetryPolicy::default(),
+    };
+
+    let vars: Vec<Var> = spec.vars.iter().filter_map(|(n, v)| c.var(n, v)).collect();
+    let var_names: Vec<String> = spec.vars.keys().cloned().collect();
+
+    let trigger = c.trigger(spec, &var_names);
+
+    let concurrency = match &spec.concurrency {
+        None => Concurrency::default(),
+        Some(cs) => {
+            if cs.max_in_flight == Some(0) {
+                c.problem("concurrency.max_in_flight", "max_in_flight must be at least 1");
+            }
+            Concurrency {
+                max_in_flight: cs.max_in_flight,
+                key: cs.key.as_ref().map(|k| c.template("concurrency.key", k)),
+            }
+        }
+    };
+
+    if spec.actions.is_empty() {
+        c.problem("actions", "a flow needs at least one action");
+    }
+    let mut actions: Vec<Action> = Vec::new();
+    for (i, a) in spec.actions.iter().enumerate() {
+        if let Some(action) = c.action(i, a, &flow_retry, &var_names) {
+            if actions.iter().any(|b| b.name == action.name) {
+                c.problem(
+                    format!("actions[{i}].name"),
+                    format!("two actions are named `{}`", action.name),
+                );
+            }
+            actions.push(action);
+        }
+    }
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    let Some(trigger) = trigger else {
+        return Err(vec![("on".into(), "no trigger".into())]);
+    };
+    let (when, respond_templates) = match &trigger {
+        Trigger::Webhook(w) => (
+            &w.when[..],
+            w.respond.body.is_some() || !w.respond.headers.is_empty() || w.dedupe.is_some(),
+        ),
+        Trigger::Event { when, .. } => (&when[..], false),
+        Trigger::Schedule(_) => (&[][..], false),
+    };
+    let ingress_templates = when.iter().any(|c| matches!(c.source, Source::Expr(_)))
+        || respond_templates
+        || concurrency.key.is_some();
+    Ok(Flow {
+        ingress_templates,
+        name,
+        description: spec.description.clone(),
+        file: file.to_path_buf(),
+        version: version_of(source),
+        source: source.to_string(),
+        trigger,
+        vars,
+        concurrency,
+        actions,
+    })
+}
+
+/// First 12 hex digits of the SHA-256 of the flow file.
+pub fn version_of(source: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(source.as_bytes())[..6])
+}

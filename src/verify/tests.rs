@@ -1,0 +1,381 @@
+//! Every scheme against published and independently computed signatures.
+
+use super::*;
+use std::collections::BTreeMap;
+
+struct H(BTreeMap<String, String>);
+impl Headers for H {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+fn h(pairs: &[(&str, &str)]) -> H {
+    H(pairs
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect())
+}
+const T: Duration = DEFAULT_TOLERANCE;
+const BODY: &[u8] = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
+
+fn check(
+    scheme: &Scheme,
+    hs: &[(&str, &str)],
+    body: &[u8],
+    now: i64,
+    secrets: &[&str],
+) -> Result<Verified, VerifyError> {
+    let keys: Vec<Vec<u8>> = secrets.iter().map(|s| key_bytes(scheme, s)).collect();
+    verify(scheme, &h(hs), body, now, T, &keys)
+}
+
+// Expected signatures below were computed with Python's hmac module, not this code; the
+// GitHub and Standard Webhooks ones are the senders' own published examples.
+
+#[test]
+fn github_published_example() {
+    let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    let s = Scheme::Github;
+    let secret = "It's a Secret to Everybody";
+    assert_eq!(
+        check(
+            &s,
+            &[("X-Hub-Signature-256", sig)],
+            b"Hello, World!",
+            0,
+            &[secret]
+        ),
+        Ok(Verified::Ok)
+    );
+    assert_eq!(
+        check(
+            &s,
+            &[("X-Hub-Signature-256", sig)],
+            b"Hello, World?",
+            0,
+            &[secret]
+        ),
+        Err(VerifyError::Mismatch)
+    );
+    assert_eq!(
+        check(
+            &s,
+            &[("X-Hub-Signature-256", sig)],
+            b"Hello, World!",
+            0,
+            &["wrong"]
+        ),
+        Err(VerifyError::Mismatch)
+    );
+    // Rotation: the old secret first, the right one second.
+    assert_eq!(
+        check(
+            &s,
+            &[("X-Hub-Signature-256", sig)],
+            b"Hello, World!",
+            0,
+            &["old", secret]
+        ),
+        Ok(Verified::Ok)
+    );
+    assert_eq!(
+        check(&s, &[], b"Hello, World!", 0, &[secret])
+            .unwrap_err()
+            .reason(),
+        "missing_signature"
+    );
+    assert_eq!(
+        check(&s, &[("X-Hub-Signature-256", "sha1=abc")], b"x", 0, &[secret])
+            .unwrap_err()
+            .reason(),
+        "malformed_signature"
+    );
+}
+
+#[test]
+fn stripe() {
+    let s = Scheme::Stripe;
+    let sig = "e5ae2d1aaf7191f9c3a98656906ac6e86a39addf55af2c579dc86f4fed2e2ea7";
+    let header = format!("t=1700000000,v1=00ff,v1={sig}");
+    let hs = [("Stripe-Signature", header.as_str())];
+    assert_eq!(
+        check(&s, &hs, BODY, 1_700_000_100, &["whsec_test_stripe"]),
+        Ok(Verified::Ok)
+    );
+    assert_eq!(
+        check(&s, &hs, BODY, 1_700_000_301, &["whsec_test_stripe"])
+            .unwrap_err()
+            .reason(),
+        "stale_timestamp"
+    );
+    assert_eq!(
+        check(&s, &hs, BODY, 1_699_999_600, &["whsec_test_stripe"])
+            .unwrap_err()
+            .reason(),
+        "stale_timestamp"
+    );
+    assert_eq!(
+        check(&s, &hs, b"{}", 1_700_000_000, &["whsec_test_stripe"]),
+        Err(VerifyError::Mismatch)
+    );
+    assert_eq!(
+        check(&s, &hs, BODY, 1_700_000_000, &["nope", "whsec_test_stripe"]),
+        Ok(Verified::Ok)
+    );
+}
+
+#[test]
+fn shopify_and_woocommerce() {
+    let hs = [(
+        "X-Shopify-Hmac-Sha256",
+        "Nqr6rlmu7OXwDkMkpGde0gRB8KeTuZVeVJxx+jBlBiY=",
+    )];
+    assert_eq!(
+        check(&Scheme::Shopify, &hs, BODY, 0, &["shpss_secret"]),
+        Ok(Verified::Ok)
+    );
+    assert_eq!(
+        check(&Scheme::Shopify, &hs, BODY, 0, &["other"]),
+        Err(VerifyError::Mismatch)
+    );
+    let hs = [(
+        "X-WC-Webhook-Signature",
+        "Za2o+r0e8uSyaU93HUgoUj17JbuDUyTlyQIPHbNxvlI=",
+    )];
+    assert_eq!(
+        check(&Scheme::WooCommerce, &hs, BODY, 0, &["woo-secret"]),
+        Ok(Verified::Ok)
+    );
+    // The creation ping is unsigned; anything else unsigned is refused.
+    assert_eq!(
+        check(&Scheme::WooCommerce, &[], b"webhook_id=17", 0, &["woo-secret"]),
+        Ok(Verified::WooPing)
+    );
+    assert_eq!(
+        check(
+            &Scheme::WooCommerce,
+            &[],
+            b"webhook_id=17&x=1",
+            0,
+            &["woo-secret"]
+        )
+        .unwrap_err()
+        .reason(),
+        "missing_signature"
+    );
+    assert_eq!(
+        check(&Scheme::WooCommerce, &[], BODY, 0, &["woo-secret"])
+            .unwrap_err()
+            .reason(),
+        "missing_signature"
+    );
+}
+
+#[test]
+fn slack() {
+    let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J";
+    let hs = [
+        ("X-Slack-Request-Timestamp", "1531420618"),
+        (
+            "X-Slack-Signature",
+            "v0=bca5eef5dd737ed259b428b18cd24f679baa18c3fc5f1cb2a6ac9f03e717969a",
+        ),
+    ];
+    let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    assert_eq!(
+        check(&Scheme::Slack, &hs, body, 1_531_420_700, &[secret]),
+        Ok(Verified::Ok)
+    );
+    assert_eq!(
+        check(&Scheme::Slack, &hs, body, 1_531_421_000, &[secret])
+            .unwrap_err()
+            .reason(),
+        "stale_timestamp"
+    );
+    assert_eq!(
+        check(&Scheme::Slack, &hs[1..], body, 1_531_420_700, &[secret])
+            .unwrap_err()
+            .reason(),
+        "missing_signature"
+    );
+}
+
+#[test]
+fn standard_webhooks_published_example() {
+    let hs = [
+        ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("webhook-timestamp", "1614265330"),
+        (
+            "webhook-signature",
+            "v1,bm9wZQ== v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ),
+    ];
+    let body = br#"{"test": 2432232314}"#;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let s = Scheme::StandardWebhooks;
+    assert_eq!(check(&s, &hs, body, 1_614_265_330, &[secret]), Ok(Verified::Ok));
+    assert_eq!(
+        check(&s, &hs, body, 1_614_265_330 + 301, &[secret])
+            .unwrap_err()
+            .reason(),
+        "stale_timestamp"
+    );
+    assert_eq!(
+        check(&s, &hs, b"{\"test\": 1}", 1_614_265_330, &[secret]),
+        Err(VerifyError::Mismatch)
+    );
+}
+
+#[test]
+fn svix_branded_headers_are_the_same_scheme() {
+    let hs = [
+        ("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("svix-timestamp", "1614265330"),
+        (
+            "svix-signature",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ),
+    ];
+    let body = br#"{"test": 2432232314}"#;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let s = Scheme::StandardWebhooks;
+    assert_eq!(check(&s, &hs, body, 1_614_265_330, &[secret]), Ok(Verified::Ok));
+    assert_eq!(
+        check(&s, &hs[1..], body, 1_614_265_330, &[secret]),
+        Err(VerifyError::MissingHeader("webhook-id or svix-id".into()))
+    );
+    assert_eq!(
+        check(&s, &hs, body, 1_614_265_330 + 301, &[secret])
+            .unwrap_err()
+            .to_string(),
+        "timestamp 1614265330 is outside the tolerance of 300s"
+    );
+    assert!(
+        s.trusted_headers()
+            .contains(&vec!["webhook-id".to_string(), "svix-id".to_string()])
+    );
+}
+
+#[test]
+fn what_we_sign_we_verify() {
+    let key = key_bytes(
+        &Scheme::StandardWebhooks,
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    let body = br#"{"test": 2432232314}"#;
+    let hs = sign(
+        &Scheme::StandardWebhooks,
+        &key,
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        1_614_265_330,
+        body,
+    );
+    // The published example's signature, produced by our signer.
+    assert_eq!(hs[2].1, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    let pairs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        verify(
+            &Scheme::StandardWebhooks,
+            &h(&pairs),
+            body,
+            1_614_265_330,
+            T,
+            &[key]
+        ),
+        Ok(Verified::Ok)
+    );
+}
+
+#[test]
+fn every_preset_verifies_what_it_signs() {
+    for name in [
+        "github",
+        "stripe",
+        "shopify",
+        "woocommerce",
+        "slack",
+        "standard-webhooks",
+    ] {
+        let scheme = Scheme::preset(name).unwrap();
+        let key = key_bytes(&scheme, "whsec_c2lnbmVkLWJ5LXVz");
+        let hs = sign(&scheme, &key, "msg_1", 1_700_000_000, BODY);
+        let pairs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let check =
+            |body: &[u8], key: &[u8]| verify(&scheme, &h(&pairs), body, 1_700_000_005, T, &[key.to_vec()]);
+        assert_eq!(check(BODY, &key), Ok(Verified::Ok), "{name}");
+        assert_eq!(check(b"{}", &key), Err(VerifyError::Mismatch), "{name}");
+        assert_eq!(check(BODY, b"other"), Err(VerifyError::Mismatch), "{name}");
+    }
+}
+
+#[test]
+fn generic_signing_round_trips() {
+    let g = Scheme::Hmac(Generic {
+        header: "X-Sig".into(),
+        algorithm: Algorithm::Sha512,
+        encoding: Encoding::Base64,
+        prefix: "v1=".into(),
+        timestamp_header: Some("X-Ts".into()),
+        signed: "{timestamp}.{body}".into(),
+    });
+    let hs = sign(&g, b"k", "unused", 1_700_000_000, BODY);
+    assert_eq!(hs[1], ("X-Ts".to_string(), "1700000000".to_string()));
+    assert!(hs[0].1.starts_with("v1="));
+    let pairs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        verify(&g, &h(&pairs), BODY, 1_700_000_010, T, &[b"k".to_vec()]),
+        Ok(Verified::Ok)
+    );
+    assert_eq!(
+        verify(&g, &h(&pairs), b"other", 1_700_000_010, T, &[b"k".to_vec()]),
+        Err(VerifyError::Mismatch)
+    );
+}
+
+#[test]
+fn generic_hmac() {
+    let g = |algo, enc, prefix: &str, ts: Option<&str>, signed: &str| {
+        Scheme::Hmac(Generic {
+            header: "X-Signature".into(),
+            algorithm: algo,
+            encoding: enc,
+            prefix: prefix.into(),
+            timestamp_header: ts.map(str::to_string),
+            signed: signed.into(),
+        })
+    };
+    let sha1 = g(Algorithm::Sha1, Encoding::Hex, "sha1=", None, "{body}");
+    let hs = [("X-Signature", "sha1=53adebc432df2d4ae1f21aba94bb83e2c14b82ec")];
+    assert_eq!(check(&sha1, &hs, BODY, 0, &["k"]), Ok(Verified::Ok));
+    let sha512 = g(Algorithm::Sha512, Encoding::Base64, "", None, "{body}");
+    let hs = [(
+        "X-Signature",
+        "njyBBGj+y/xVdhFpHgM39XTMsJJlLyOO0qKbUuzVZGzEJ6B06q3YYtl3Wkq3J8pW0jmBs4lp2NDxGiBo1GXhJA==",
+    )];
+    assert_eq!(check(&sha512, &hs, BODY, 0, &["k"]), Ok(Verified::Ok));
+    // A timestamped variant shaped like Stripe's signed content.
+    let ts = g(
+        Algorithm::Sha256,
+        Encoding::Hex,
+        "",
+        Some("X-Timestamp"),
+        "{timestamp}.{body}",
+    );
+    let hs = [
+        ("X-Timestamp", "1700000000"),
+        (
+            "X-Signature",
+            "e5ae2d1aaf7191f9c3a98656906ac6e86a39addf55af2c579dc86f4fed2e2ea7",
+        ),
+    ];
+    assert_eq!(
+        check(&ts, &hs, BODY, 1_700_000_000, &["whsec_test_stripe"]),
+        Ok(Verified::Ok)
+    );
+    assert_eq!(
+        check(&ts, &hs, BODY, 1_800_000_000, &["whsec_test_stripe"])
+            .unwrap_err()
+            .reason(),
+        "stale_timestamp"
+    );
+}
