@@ -1,0 +1,169 @@
+//! Opening a store: sled, the layout version, the intake journal read back (and its damage set
+//! aside), leases of a previous process released, and the writer threads started.
+
+use super::*;
+
+impl SledStore {
+    pub(super) fn open_in(
+        dir: &Path,
+        durability: Durability,
+        cache_bytes: u64,
+        temp_dir: Option<PathBuf>,
+    ) -> Result<SledStore> {
+        let backend = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", dir.display()));
+        crate::private::create_dir(dir).map_err(backend)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| explain_open_error(dir, &e))?;
+        match db.get("meta:layout")? {
+            None => {
+                db.insert("meta:layout", LAYOUT_VERSION)?;
+            }
+            Some(v) if v.as_ref() == LAYOUT_VERSION.as_bytes() => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt(format!(
+                    "store layout version {} is not supported by this hookflow (expects {LAYOUT_VERSION})",
+                    String::from_utf8_lossy(&v)
+                )));
+            }
+        }
+        let fsync = durability == Durability::Fsync;
+        let data_file =
+            if fsync {
+                Some(File::open(dir.join("db")).map_err(|e| {
+                    StoreError::Backend(format!("cannot open sled's data file for fsync: {e}"))
+                })?)
+            } else {
+                None
+            };
+
+        // Whatever the journal holds past the cursor is pending again.
+        let cursor = match db.get(INTAKE_CURSOR)? {
+            Some(v) => Pos::decode(&String::from_utf8_lossy(&v))
+                .ok_or_else(|| StoreError::Corrupt("bad intake cursor".into()))?,
+            None => Pos {
+                segment: 0,
+                offset: 0,
+            },
+        };
+        let journal_dir = dir.join("intake");
+        let (journal, records, found) = Journal::open(&journal_dir, cursor, fsync).map_err(backend)?;
+        let segment_file = |seg: u64| journal_dir.join(format!("{seg:016}.log")).display().to_string();
+        let mut damage: Vec<Damage> = found
+            .into_iter()
+            .map(|d| Damage {
+                file: segment_file(d.segment),
+                from: d.from,
+                to: d.to,
+                torn_tail: d.torn_tail,
+                kept_after: d.kept_after,
+                quarantined: d.quarantined.display().to_string(),
+                detail: if d.torn_tail {
+                    "a record cut short at the end of the intake journal (never acknowledged)".into()
+                } else {
+                    "bytes of the intake journal that hold no readable run".into()
+                },
+            })
+            .collect();
+        let mut pending = Pending::default();
+        for (rec, payload) in records {
+            // A record that checks out but does not parse harms only itself.
+            let head: Head = match from_json("intake record", &payload) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(segment = rec.at.segment, offset = rec.at.offset, error = %e, "an intake record does not parse; it was set aside");
+                    let file = journal_dir
+                        .join("quarantine")
+                        .join(format!("{:016}-{}.json", rec.at.segment, rec.at.offset));
+                    let _ = crate::private::create_dir(&journal_dir.join("quarantine"))
+                        .and_then(|()| std::fs::write(&file, &payload));
+                    damage.push(Damage {
+                        file: segment_file(rec.at.segment),
+                        from: rec.at.offset,
+                        to: rec.next.offset,
+                        torn_tail: false,
+                        kept_after: 0,
+                        quarantined: file.display().to_string(),
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if !db.contains_key(run_key(&head.id))? {
+                pending.push(PendingRun { head, rec });
+            }
+        }
+
+        let inner = Arc::new(Inner {
+            db,
+            data_file,
+            flushes: Default::default(),
+            intake: Intake {
+                dir: journal_dir,
+                pending: Mutex::new(pending),
+                writes: Default::default(),
+            },
+        });
+        let mut view = View::new(&inner.db);
+        let released = Inner::release_orphaned_leases(&mut view)?;
+        if let Some(batch) = view.into_batch() {
+            inner.db.apply_batch(batch)?;
+        }
+        if released > 0 {
+            tracing::info!(
+                runs = released,
+                "resuming runs that were in progress when the previous process stopped"
+            );
+        }
+        inner.sync().map_err(StoreError::Backend)?;
+
+        let (tx, rx) = mpsc::channel();
+        let w = Arc::clone(&inner);
+        let writer = std::thread::Builder::new()
+            .name("hookflow-store-writer".into())
+            .spawn(move || writer_loop(w, rx))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let (intake_tx, intake_rx) = mpsc::channel();
+        let w = Arc::clone(&inner);
+        let intake_thread = std::thread::Builder::new()
+            .name("hookflow-intake".into())
+            .spawn(move || intake::intake_loop(journal, &w.intake, intake_rx))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(SledStore {
+            inner,
+            damage,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            intake_tx: Mutex::new(Some(intake_tx)),
+            intake_thread: Mutex::new(Some(intake_thread)),
+            temp_dir,
+        })
+    }
+}
+
+/// Why sled would not open `dir`, in words a person can act on.
+fn explain_open_error(dir: &Path, e: &sled::Error) -> StoreError {
+    let conf = dir.join("conf");
+    let conf_damaged = std::fs::read(&conf)
+        .is_ok_and(|b| b.len() < 4 || crc32fast::hash(&b[..b.len() - 4]).to_le_bytes() != b[b.len() - 4..]);
+    if conf_damaged {
+        return StoreError::Corrupt(format!(
+            "the store's settings file {c} is damaged (its checksum does not match). It holds only sled's settings, which hookflow leaves at sled's defaults, so it can be made again: move it aside (mv {c} {c}.damaged) and start hookflow again; the runs in {d} are not touched. ({e})",
+            c = conf.display(),
+            d = dir.join("db").display(),
+        ));
+    }
+    let text = e.to_string();
+    if text.contains("could not acquire lock") {
+        return StoreError::Backend(format!(
+            "cannot open the store in {}: another process holds it (is another hookflow using the same --data?)",
+            dir.display()
+        ));
+    }
+    StoreError::Corrupt(format!(
+        "cannot open the store in {}: {text}. If its files were damaged (a disk fault, an interrupted copy), restore the data directory from a backup",
+        dir.display()
+    ))
+}
