@@ -56,6 +56,7 @@ pub mod run;
 pub mod schedule;
 pub mod secret;
 pub mod segment;
+pub mod sequence;
 pub mod server;
 pub mod settings;
 pub mod store;

@@ -61,6 +61,7 @@ pub struct Metrics {
     damaged_bytes: Family<KindLabel, Gauge>,
     destination_in_flight: Family<DestinationLabel, Gauge>,
     destination_open: Family<DestinationLabel, Gauge>,
+    waiting: Family<FlowLabel, Gauge>,
 }
 
 /// What the store and the engine say at scrape time.
@@ -72,6 +73,8 @@ pub struct Facts {
     pub damage: Vec<(bool, u64)>,
     /// Each destination: attempts in flight, and whether its circuit is open.
     pub destinations: Vec<(String, usize, bool)>,
+    /// Runs waiting at a `wait` step, per flow.
+    pub waiting: Vec<(String, u64)>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +104,7 @@ impl Metrics {
             damaged_bytes: Family::default(),
             destination_in_flight: Family::default(),
             destination_open: Family::default(),
+            waiting: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -163,6 +167,11 @@ impl Metrics {
             "1 while a destination's circuit breaker is open or half open",
             m.destination_open.clone(),
         );
+        registry.register(
+            "runs_waiting",
+            "Runs waiting at a wait step, by flow",
+            m.waiting.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -213,6 +222,11 @@ impl Metrics {
 
     /// The text exposition, with the store's gauges set from its numbers.
     pub fn render(&self, store: &Facts) -> String {
+        for (flow, n) in &store.waiting {
+            self.waiting
+                .get_or_create(&FlowLabel { flow: flow.clone() })
+                .set(*n as i64);
+        }
         for (name, in_flight, open) in &store.destinations {
             let label = DestinationLabel {
                 destination: name.clone(),
@@ -262,6 +276,7 @@ mod tests {
             oldest_due_seconds: 7,
             damage: vec![(false, 40), (false, 2), (true, 9)],
             destinations: vec![("api.example.com:443".into(), 4, true)],
+            waiting: vec![("nurture".into(), 12)],
         });
         assert!(
             text.contains(r#"hookflow_webhook_requests_total{flow="orders"} 2"#),
@@ -281,5 +296,6 @@ mod tests {
         assert!(text.contains(r#"hookflow_store_damaged_bytes{kind="torn_tail"} 9"#));
         assert!(text.contains(r#"hookflow_destination_in_flight{destination="api.example.com:443"} 4"#));
         assert!(text.contains(r#"hookflow_destination_circuit_open{destination="api.example.com:443"} 1"#));
+        assert!(text.contains(r#"hookflow_runs_waiting{flow="nurture"} 12"#));
     }
 }

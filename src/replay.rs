@@ -6,16 +6,49 @@
 use crate::run::{Run, RunStatus, Step, StepStatus, new_run_id};
 use crate::time::Ts;
 
-/// Where a replay starts.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum, Default,
-)]
-#[serde(rename_all = "snake_case")]
+/// Where a replay starts: `start`, `failed` (the first action that did not succeed), or the
+/// name of an action (the ones before it keep their recorded outcome — e.g. a sequence started
+/// again at its second email).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum From {
     #[default]
     Start,
-    /// The first action that did not succeed.
     Failed,
+    Step(String),
+}
+
+impl std::str::FromStr for From {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<From, Self::Err> {
+        Ok(match s {
+            "start" => From::Start,
+            "failed" => From::Failed,
+            step => From::Step(step.to_string()),
+        })
+    }
+}
+
+impl std::fmt::Display for From {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            From::Start => f.write_str("start"),
+            From::Failed => f.write_str("failed"),
+            From::Step(s) => f.write_str(s),
+        }
+    }
+}
+
+impl serde::Serialize for From {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for From {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<From, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(s.parse().unwrap_or_default())
+    }
 }
 
 /// Which flow version a replay runs under.
@@ -48,6 +81,22 @@ pub fn replay(old: &Run, from: From, actions: &[String], version: &str) -> Resul
     };
     let mut steps: Vec<Step> = actions.iter().map(fresh).collect();
     let mut next_step = 0;
+    if let From::Step(name) = &from {
+        let at = actions
+            .iter()
+            .position(|a| a == name)
+            .ok_or_else(|| format!("the flow has no action `{name}` (it has {})", actions.join(", ")))?;
+        // The steps before it keep what the old run recorded (a wait counts as done).
+        for (i, step_name) in actions.iter().enumerate().take(at) {
+            if let Some(s) = old.steps.iter().find(|s| &s.name == step_name) {
+                steps[i] = s.clone();
+                if !matches!(steps[i].status, StepStatus::Succeeded | StepStatus::Skipped) {
+                    steps[i].status = StepStatus::Skipped;
+                }
+            }
+        }
+        next_step = at;
+    }
     if from == From::Failed {
         // Keep each leading action that succeeded (or was skipped) in the old run, by name.
         for (i, name) in actions.iter().enumerate() {
@@ -76,6 +125,8 @@ pub fn replay(old: &Run, from: From, actions: &[String], version: &str) -> Resul
         steps,
         error: None,
         replay_of: Some(old.id.clone()),
+        exit_keys: Vec::new(),
+        exit_reason: None,
         ..old.clone()
     })
 }
@@ -134,5 +185,29 @@ mod tests {
                 .contains("no failed action")
         );
         assert!(replay(&ok, From::Start, &["a".into()], "v").is_ok());
+    }
+
+    #[test]
+    fn from_a_named_step_keeps_the_ones_before() {
+        use StepStatus::*;
+        let mut old = finished(&[
+            ("thanks", Succeeded),
+            ("wait_2", Succeeded),
+            ("review", Succeeded),
+        ]);
+        old.status = RunStatus::Exited;
+        old.exit_reason = Some("left segment".into());
+        let names: Vec<String> = ["thanks", "wait_2", "review"].map(String::from).to_vec();
+        let new = replay(&old, "review".parse().unwrap(), &names, "v").unwrap();
+        assert_eq!(new.next_step, 2);
+        assert_eq!(new.steps[0].status, Succeeded);
+        assert_eq!(new.steps[2].status, Pending);
+        assert_eq!(new.exit_reason, None);
+        assert!(
+            replay(&old, From::Step("nope".into()), &names, "v")
+                .unwrap_err()
+                .contains("no action `nope`")
+        );
+        assert_eq!("failed".parse::<From>().unwrap(), From::Failed);
     }
 }

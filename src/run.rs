@@ -25,13 +25,17 @@ pub enum RunStatus {
     Queued,
     Running,
     Retrying,
+    /// At a `wait` step, due at `next_attempt_at`.
+    Waiting,
     Succeeded,
     Failed,
+    /// Ended early by one of its flow's `exit` conditions (`error` says which); not a failure.
+    Exited,
 }
 
 impl RunStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed)
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Exited)
     }
 
     pub fn parse(s: &str) -> Option<RunStatus> {
@@ -43,8 +47,10 @@ impl RunStatus {
             RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Retrying => "retrying",
+            RunStatus::Waiting => "waiting",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Exited => "exited",
         }
     }
 }
@@ -53,6 +59,8 @@ impl RunStatus {
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
     Pending,
+    /// A wait under way.
+    Waiting,
     Succeeded,
     Skipped,
     Failed,
@@ -149,6 +157,13 @@ pub struct Run {
     /// The run this one replays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<String>,
+    /// The keys under which the store's exit index finds this run while it waits (see
+    /// [`crate::sequence`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exit_keys: Vec<String>,
+    /// Why the run exited (status `exited`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_reason: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -192,6 +207,8 @@ impl Run {
             depth: 0,
             trigger_event: None,
             replay_of: None,
+            exit_keys: Vec::new(),
+            exit_reason: None,
         }
     }
 

@@ -140,6 +140,9 @@ pub struct ServeArgs {
     pub max_response: bytesize::ByteSize,
     #[command(flatten)]
     pub smtp: SmtpArgs,
+    /// For drills: a file holding milliseconds to add to the clock (waits pass without waiting).
+    #[arg(long, env = "HOOKFLOW_TEST_CLOCK_OFFSET_FILE", hide = true)]
+    pub test_clock_offset_file: Option<PathBuf>,
 }
 
 fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {

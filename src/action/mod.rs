@@ -45,6 +45,8 @@ pub enum ActionKind {
     Email(email::EmailAction),
     Segment(segment::SegmentAction),
     Emit(emit::EmitAction),
+    /// A pause between actions; the engine handles it (no attempt is made).
+    Wait(crate::sequence::Wait),
 }
 
 impl ActionKind {
@@ -54,6 +56,7 @@ impl ActionKind {
             ActionKind::Email(_) => "email",
             ActionKind::Segment(_) => "segment",
             ActionKind::Emit(_) => "emit",
+            ActionKind::Wait(_) => "wait",
         }
     }
 
@@ -62,7 +65,7 @@ impl ActionKind {
         match self {
             ActionKind::Http(h) => h.timeout,
             ActionKind::Email(e) => e.timeout,
-            ActionKind::Segment(_) | ActionKind::Emit(_) => Duration::ZERO,
+            ActionKind::Segment(_) | ActionKind::Emit(_) | ActionKind::Wait(_) => Duration::ZERO,
         }
     }
 }
@@ -203,6 +206,7 @@ impl Action {
             ActionKind::Email(e) => e.attempt(cx, clients.mailer.as_deref()).await,
             ActionKind::Segment(s) => s.attempt(cx),
             ActionKind::Emit(e) => e.attempt(cx),
+            ActionKind::Wait(_) => AttemptResult::permanent("a wait is not attempted".into()),
         }
     }
 
@@ -232,6 +236,11 @@ impl Action {
                     (None, _) => Err("nothing to emit".into()),
                 }
             }
+            ActionKind::Wait(w) => {
+                let until =
+                    crate::sequence::wake_at(crate::time::Ts::now(), &w.resolve(cx.templates, &cx.ctx)?)?;
+                Ok(serde_json::json!({"wait_until": until}))
+            }
         }
     }
 
@@ -249,7 +258,7 @@ impl Action {
                         .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
                 }),
             ActionKind::Email(_) => clients.mailer.as_ref().map(|m| m.endpoint.clone()),
-            ActionKind::Segment(_) | ActionKind::Emit(_) => None,
+            ActionKind::Segment(_) | ActionKind::Emit(_) | ActionKind::Wait(_) => None,
         }
     }
 }

@@ -36,7 +36,26 @@ pub fn run_detail(run: &Run) -> String {
     let _ = writeln!(o, "status   {}", run.status.as_str());
     let _ = writeln!(o, "created  {}", run.created_at);
     if let Some(t) = run.next_attempt_at {
-        let _ = writeln!(o, "next     {t}");
+        let what = if run.status == crate::run::RunStatus::Waiting {
+            "wakes"
+        } else {
+            "next"
+        };
+        let _ = writeln!(o, "{what:<8} {t}");
+    }
+    if !run.status.is_terminal() {
+        let left: Vec<&str> = run
+            .steps
+            .iter()
+            .skip(run.next_step)
+            .map(|s| s.name.as_str())
+            .collect();
+        if !left.is_empty() {
+            let _ = writeln!(o, "to do    {}", left.join(" → "));
+        }
+    }
+    if let Some(r) = &run.exit_reason {
+        let _ = writeln!(o, "exited   {r}");
     }
     if let Some(t) = run.finished_at {
         let _ = writeln!(o, "finished {t}");

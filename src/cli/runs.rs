@@ -39,8 +39,9 @@ pub enum RunsCommand {
     /// Replay a finished run (through the running server) as a new run under the current flow.
     Replay {
         id: String,
-        /// `start`, or `failed` to keep the actions that succeeded and start at the failed one.
-        #[arg(long, value_enum, default_value_t = crate::replay::From::Start)]
+        /// `start`; `failed` to keep the actions that succeeded and start at the failed one; or
+        /// an action's name to start there (e.g. a sequence's second email).
+        #[arg(long, default_value = "start")]
         from: crate::replay::From,
         /// `current` flow, or the `original` version the run was accepted under.
         #[arg(long = "flow-version", value_enum, default_value_t = crate::replay::Version::Current)]
@@ -55,10 +56,31 @@ pub enum RunsCommand {
         /// Only runs created this long ago or later, e.g. `2h`.
         #[arg(long, value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
-        #[arg(long, value_enum, default_value_t = crate::replay::From::Failed)]
+        #[arg(long, default_value = "failed")]
         from: crate::replay::From,
         /// Count what would be replayed; replay nothing.
         #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// End runs as exited: one by id, or every waiting run of a flow (see `--dry-run` first) —
+    /// e.g. before moving a sequence to a new version of its flow (then replay them with
+    /// `--from <action>`).
+    Exit {
+        /// A run id; or give --flow.
+        #[arg(required_unless_present = "flow", conflicts_with = "flow")]
+        id: Option<String>,
+        #[arg(long)]
+        flow: Option<String>,
+        /// With --flow: only runs whose request or vars contain this text.
+        #[arg(long, requires = "flow")]
+        search: Option<String>,
+        /// Recorded as the exit reason.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Count what would be exited; exit nothing.
+        #[arg(long, requires = "flow")]
         dry_run: bool,
         #[command(flatten)]
         client: ClientArgs,
@@ -304,6 +326,38 @@ pub(super) async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
                 }
                 let n = answer["replayed"].as_array().map_or(0, Vec::len);
                 println!("replayed {n} of {matched} failed run(s) of {flow}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Exit {
+            id,
+            flow,
+            search,
+            reason,
+            dry_run,
+            client,
+        } => {
+            if let Some(id) = id {
+                post_api(
+                    &client,
+                    &format!("/api/runs/{id}/exit"),
+                    &serde_json::json!({ "reason": reason }),
+                )
+                .await?;
+                println!("run {id} exited");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let flow = flow.expect("clap requires --flow without an id");
+            let body = serde_json::json!({ "reason": reason, "q": search, "dry_run": dry_run });
+            let answer = post_api(&client, &format!("/api/flows/{flow}/exit"), &body).await?;
+            let matched = answer["matched"].as_u64().unwrap_or(0);
+            if dry_run {
+                println!("{matched} waiting run(s) of {flow} would exit");
+            } else {
+                println!(
+                    "{} of {matched} waiting run(s) of {flow} exited",
+                    answer["exited"].as_u64().unwrap_or(0)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

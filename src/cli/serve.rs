@@ -17,6 +17,10 @@ use crate::store::{SledStore, Store};
 use crate::token::UrlTokens;
 
 pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
+    if let Some(file) = &args.test_clock_offset_file {
+        tracing::warn!(file = %file.display(), "the clock follows a test offset file: for drills only");
+        crate::time::follow_offset_file(file.clone());
+    }
     for warning in crate::private::exposure(&args.paths.data_dir) {
         tracing::warn!("{warning}");
     }

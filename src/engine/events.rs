@@ -29,10 +29,15 @@ impl Engine {
             let full = events.len() == BATCH;
             for event in events {
                 let runs = self.runs_for(&event);
-                let n = runs.len();
-                match self.store.dispatch_event(&event.id, runs).await {
-                    Ok(()) => {
-                        tracing::info!(event = %event.kind, event_id = %event.id, runs = n, "event dispatched");
+                let exits = self.exits_for(&event);
+                let (n, x) = (runs.len(), exits.len());
+                match self.store.dispatch_event(&event.id, runs, exits).await {
+                    Ok(exited) => {
+                        for e in exited.iter().filter(|e| e.now) {
+                            tracing::info!(flow = %e.flow, run_id = %e.run_id, event_id = %event.id, "run exited");
+                            self.metrics.run_finished(&e.flow, "exited");
+                        }
+                        tracing::info!(event = %event.kind, event_id = %event.id, runs = n, exit_keys = x, "event dispatched");
                         if n > 0 {
                             self.wake.notify_one();
                         }

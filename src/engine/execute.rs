@@ -26,9 +26,22 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// A claim and how long it is known to hold, so the lease is extended only when an attempt
 /// could outlast it (each extension is a store write).
-struct Holding {
-    lease: Lease,
-    until: Ts,
+pub(super) struct Holding {
+    pub(super) lease: Lease,
+    pub(super) until: Ts,
+}
+
+/// Takes the run out of its flow's exit index (it is finishing).
+fn unindex(run: &mut Run) -> Vec<crate::store::WaitOp> {
+    let (flow, id) = (run.flow.clone(), run.id.clone());
+    std::mem::take(&mut run.exit_keys)
+        .into_iter()
+        .map(|key| crate::store::WaitOp::UnindexExit {
+            flow: flow.clone(),
+            key,
+            run_id: id.clone(),
+        })
+        .collect()
 }
 
 /// The idempotency key of an action of a run: the same on every attempt.
@@ -51,7 +64,11 @@ impl Engine {
         held_until: Ts,
         shutdown: CancellationToken,
     ) {
-        let Claimed { mut run, lease } = claimed;
+        let Claimed {
+            mut run,
+            lease,
+            exit_requested,
+        } = claimed;
         let mut hold = Holding {
             lease,
             until: held_until,
@@ -75,6 +92,22 @@ impl Engine {
                 }
             };
             ensure_steps(&mut run, &flow);
+            if let Some(reason) = exit_requested {
+                let was_waiting = run
+                    .steps
+                    .get(run.next_step)
+                    .is_some_and(|s| s.status == StepStatus::Waiting);
+                let waits = if was_waiting {
+                    vec![crate::store::WaitOp::Waiting {
+                        flow: run.flow.clone(),
+                        by: -1,
+                    }]
+                } else {
+                    Vec::new()
+                };
+                self.exit(&mut run, &lease, reason, waits).await;
+                return;
+            }
             if run.next_step >= flow.actions.len() {
                 // Every action was done before (the run was resumed after its last save).
                 self.succeed(&mut run, &lease, Effects::default()).await;
@@ -167,6 +200,9 @@ impl Engine {
             }
         }
 
+        if let ActionKind::Wait(w) = &action.kind {
+            return self.wait_step(templates, flow, run, hold, w, &ctx).await;
+        }
         let raises_events = matches!(action.kind, ActionKind::Segment(_) | ActionKind::Emit(_));
         if raises_events && run.depth + 1 > self.config.max_chain_depth {
             let error = format!(
@@ -250,7 +286,10 @@ impl Engine {
             }
             ResultKind::Transient { error, retry_after } => {
                 let jitter = rand::rng().random_range(-1.0..=1.0);
-                let age = finished.since(run.created_at);
+                // The retry budget's age counts from this action's first attempt (a sequence
+                // reaches its later actions days after it was accepted).
+                let first = run.steps[i].attempts.first().map_or(started, |a| a.started_at);
+                let age = finished.since(first);
                 match action.retry.decide(attempt, age, retry_after, jitter) {
                     Decision::RetryIn(delay) => {
                         let at = finished.plus(delay);
@@ -284,7 +323,7 @@ impl Engine {
     }
 
     /// [`Engine::advance`], recording the step's side effects in the same write.
-    async fn advance_with(
+    pub(super) async fn advance_with(
         &self,
         flow: &Flow,
         run: &mut Run,
@@ -307,7 +346,8 @@ impl Engine {
         }
     }
 
-    async fn succeed(&self, run: &mut Run, lease: &Lease, effects: Effects) {
+    async fn succeed(&self, run: &mut Run, lease: &Lease, mut effects: Effects) {
+        effects.waits.extend(unindex(run));
         run.status = RunStatus::Succeeded;
         run.finished_at = Some(Ts::now());
         run.updated_at = Ts::now();
@@ -340,14 +380,17 @@ impl Engine {
     /// Ends the run in the dead-letter state with `error`, raising `run.failed` — except for
     /// runs that handle `run.failed` themselves, so an alerting flow that fails does not
     /// alert about itself.
-    async fn fail(&self, run: &mut Run, lease: &Lease, error: String) {
+    pub(super) async fn fail(&self, run: &mut Run, lease: &Lease, error: String) {
         tracing::error!(%error, "run failed");
         run.status = RunStatus::Failed;
         run.error = Some(error.clone());
         run.next_attempt_at = None;
         run.finished_at = Some(Ts::now());
         run.updated_at = Ts::now();
-        let mut effects = Effects::default();
+        let mut effects = Effects {
+            waits: unindex(run),
+            ..Effects::default()
+        };
         if run.trigger_event.as_deref() == Some(RUN_FAILED) {
             tracing::info!("not raising run.failed for a run that handles run.failed");
         } else if run.depth + 1 > self.config.max_chain_depth {
@@ -383,7 +426,7 @@ impl Engine {
         self.save_with(run, lease, next, Effects::default()).await
     }
 
-    async fn save_with(&self, run: &Run, lease: &Lease, next: Next, effects: Effects) -> bool {
+    pub(super) async fn save_with(&self, run: &Run, lease: &Lease, next: Next, effects: Effects) -> bool {
         let raises = !effects.is_empty();
         match self.store.save_with(lease, run, next, effects).await {
             Ok(changes) => {

@@ -6,6 +6,7 @@
 mod events;
 mod execute;
 mod gate;
+mod sequence;
 
 pub use execute::idempotency_key;
 mod scheduler;

@@ -46,6 +46,8 @@ pub struct Flow {
     pub vars: Vec<Var>,
     pub concurrency: Concurrency,
     pub actions: Vec<Action>,
+    /// What ends a waiting run early.
+    pub exits: Vec<crate::sequence::Exit>,
     /// Whether accepting an event renders templates (an `expr` condition, a `respond` block
     /// or an ordering key); when not, the webhook edge skips building a template context.
     pub ingress_templates: bool,

@@ -39,6 +39,10 @@ pub struct FlowSpec {
     pub retry: Option<RetrySpec>,
     #[serde(default)]
     pub actions: Vec<ActionSpec>,
+    /// What ends a waiting run early (`exited`, not failed): leaving a segment, an event about
+    /// this run, or a condition over the contact checked at each wake-up.
+    #[serde(default)]
+    pub exit: Vec<crate::sequence::ExitSpec>,
 }
 
 /// `on:` — what starts a run: exactly one of `webhook`, `event` or `schedule`.
@@ -280,4 +284,7 @@ pub struct ActionSpec {
     pub email: Option<EmailSpec>,
     pub segment: Option<SegmentSpec>,
     pub emit: Option<EmitSpec>,
+    /// Pause the run: `3d`, `{ for: 7d, at: "09:00", timezone: Europe/Berlin }` or
+    /// `{ until: "{{ vars.date }}" }`. A waiting run costs no memory and no worker.
+    pub wait: Option<crate::sequence::WaitSpec>,
 }

@@ -212,7 +212,7 @@ async fn replay_one(
         crate::replay::Version::Original => original_flow(st, old).await?,
     };
     let names: Vec<String> = flow.actions.iter().map(|a| a.name.clone()).collect();
-    let new = crate::replay::replay(old, from, &names, &flow.version)
+    let new = crate::replay::replay(old, from.clone(), &names, &flow.version)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_replayable", e))?;
     st.store().insert_run(&new).await.map_err(internal)?;
     st.intake.wake.notify_one();
@@ -315,7 +315,7 @@ pub async fn replay_failed(
     let mut replayed = Vec::new();
     let mut errors = Vec::new();
     for old in &failed {
-        match replay_one(&st, old, req.from, req.version).await {
+        match replay_one(&st, old, req.from.clone(), req.version).await {
             Ok(id) => replayed.push(json!({"run_id": id, "replay_of": old.id})),
             Err(e) => errors.push(json!({"run_id": old.id, "error": e.detail})),
         }
@@ -323,6 +323,96 @@ pub async fn replay_failed(
     Ok(Json(
         json!({"matched": failed.len(), "replayed": replayed, "errors": errors}),
     ))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExitRequest {
+    /// Recorded as the runs' exit reason.
+    pub reason: Option<String>,
+    /// Only runs whose request or vars contain this text (bulk exit).
+    pub q: Option<String>,
+    /// Only count what would be exited (bulk exit).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn exit_reason(req: &ExitRequest) -> String {
+    req.reason
+        .clone()
+        .unwrap_or_else(|| "ended by an operator".into())
+}
+
+/// `POST /api/runs/{id}/exit`: ends an unfinished run as exited (a run a worker holds ends
+/// before its next action).
+pub async fn exit_run(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<ExitRequest>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let req = body.map(|b| b.0).unwrap_or_default();
+    let exited = st
+        .store()
+        .exit_run(&id, &exit_reason(&req))
+        .await
+        .map_err(internal)?;
+    if !exited {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_running",
+            format!("run {id} is finished or unknown"),
+        ));
+    }
+    tracing::info!(run_id = %id, "run exited by the API");
+    Ok(Json(json!({"run_id": id, "exited": true})))
+}
+
+/// `POST /api/flows/{flow}/exit`: ends every waiting run of the flow (optionally only those
+/// whose request or vars contain `q`), page by page — e.g. before moving a sequence to a new
+/// version of its flow.
+pub async fn exit_waiting(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(flow): Path<String>,
+    Json(req): Json<ExitRequest>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let reason = exit_reason(&req);
+    let (mut matched, mut exited) = (0usize, 0usize);
+    let mut before = None;
+    loop {
+        let page = st
+            .store()
+            .list_runs(&RunFilter {
+                flow: Some(flow.clone()),
+                status: Some(RunStatus::Waiting),
+                before: before.clone(),
+                limit: MAX_PAGE,
+                text: req.q.clone(),
+                ..RunFilter::default()
+            })
+            .await
+            .map_err(internal)?;
+        let done = page.len() < MAX_PAGE;
+        before = page.last().map(|r| r.id.clone());
+        matched += page.len();
+        if !req.dry_run {
+            for run in &page {
+                if st.store().exit_run(&run.id, &reason).await.map_err(internal)? {
+                    exited += 1;
+                }
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    tracing::info!(%flow, matched, exited, "waiting runs exited by the API");
+    Ok(Json(json!({"matched": matched, "exited": exited})))
 }
 
 /// `GET /api/flows/{flow}/requests?limit=`: the flow's last requests, newest first.

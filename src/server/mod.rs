@@ -88,6 +88,8 @@ fn admin_routes() -> Router<AppState> {
         .route("/api/runs", get(api::list_runs))
         .route("/api/runs/{id}", get(api::show_run))
         .route("/api/runs/{id}/replay", post(api::replay_run))
+        .route("/api/runs/{id}/exit", post(api::exit_run))
+        .route("/api/flows/{flow}/exit", post(api::exit_waiting))
         .route("/api/flows/{flow}/replay-failed", post(api::replay_failed))
         .route("/api/flows/{flow}/requests", get(api::recent_requests))
         .route("/api/flows", get(api::list_flows))
@@ -172,6 +174,13 @@ async fn metrics(
             .map(|d| (d.torn_tail, d.to - d.from))
             .collect(),
         destinations,
+        waiting: st
+            .store()
+            .waiting_counts()
+            .await
+            .map_err(api::internal)?
+            .into_iter()
+            .collect(),
     };
     let mut resp = st.intake.metrics.render(&facts).into_response();
     resp.headers_mut().insert(

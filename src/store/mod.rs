@@ -40,6 +40,9 @@ pub struct Lease {
 pub struct Claimed {
     pub run: Run,
     pub lease: Lease,
+    /// Set when an exit condition matched this run while it was held: the reason. The run
+    /// should end as exited before its next action.
+    pub exit_requested: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,12 +77,51 @@ pub struct Effects {
     pub events: Vec<Event>,
     /// Source and depth of the events the segment ops raise.
     pub origin: Option<(Origin, u32)>,
+    /// Changes to the exit index and the waiting counts (see [`crate::sequence`]).
+    pub waits: Vec<WaitOp>,
 }
 
 impl Effects {
     pub fn is_empty(&self) -> bool {
         self.segment_ops.is_empty() && self.events.is_empty()
     }
+}
+
+/// A change that comes with a run starting or ending a wait.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitOp {
+    /// The run is found under `key` of its flow's exit index.
+    IndexExit {
+        flow: String,
+        key: String,
+        run_id: String,
+    },
+    /// It no longer is.
+    UnindexExit {
+        flow: String,
+        key: String,
+        run_id: String,
+    },
+    /// One more (+1) or one fewer (-1) run of the flow waiting.
+    Waiting { flow: String, by: i64 },
+}
+
+/// A run an exit reached: ended now, or marked for its worker to end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitedRun {
+    pub flow: String,
+    pub run_id: String,
+    /// Ended now (false: marked, the worker that holds it ends it).
+    pub now: bool,
+}
+
+/// An exit condition met by something that happened: the runs of `flow` indexed under `key`
+/// end as exited with `reason`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitMatch {
+    pub flow: String,
+    pub key: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -162,6 +204,16 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Ends the waiting runs that `exits` name (as exited, with their reason), and marks
+    /// those held by a worker so it ends them before their next action.
+    async fn exit_runs(&self, exits: Vec<ExitMatch>) -> Result<Vec<ExitedRun>>;
+
+    /// Ends one unfinished run as exited (or marks it, when held): the API's and CLI's exit.
+    async fn exit_run(&self, run_id: &str, reason: &str) -> Result<bool>;
+
+    /// Runs waiting at a `wait` step, per flow.
+    async fn waiting_counts(&self) -> Result<BTreeMap<String, u64>>;
+
     /// Damage found when the store was opened (see [`Damage`]); empty when all was readable.
     fn damage(&self) -> Vec<Damage> {
         Vec::new()
@@ -208,8 +260,14 @@ pub trait Store: Send + Sync + 'static {
     /// The oldest events of the outbox.
     async fn pending_events(&self, limit: usize) -> Result<Vec<Event>>;
 
-    /// Removes an event from the outbox and queues the runs it triggers, atomically.
-    async fn dispatch_event(&self, event_id: &str, runs: Vec<Run>) -> Result<()>;
+    /// Removes an event from the outbox, queues the runs it triggers and applies the exits it
+    /// meets ([`Store::exit_runs`]), atomically.
+    async fn dispatch_event(
+        &self,
+        event_id: &str,
+        runs: Vec<Run>,
+        exits: Vec<ExitMatch>,
+    ) -> Result<Vec<ExitedRun>>;
 
     /// Segments with their member counts, by name.
     async fn segments(&self) -> Result<Vec<SegmentInfo>>;

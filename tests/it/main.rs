@@ -22,4 +22,5 @@ mod schedule;
 mod schema;
 mod security;
 mod segments;
+mod sequences;
 mod strict;

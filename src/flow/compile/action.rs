@@ -10,9 +10,67 @@ use crate::action::segment::SegmentAction;
 use crate::action::{Action, ActionKind};
 use crate::flow::spec::ActionSpec;
 use crate::retry::RetryPolicy;
+use crate::sequence::{Wait, WaitSpec, parse_at, parse_tz};
 use crate::verify::Scheme;
 
 impl Compiler<'_> {
+    /// `wait:` — a duration, or `for`/`until` with `at` and `timezone`.
+    fn wait(&mut self, at: &str, spec: &WaitSpec) -> Option<Wait> {
+        let duration = |c: &mut Self, path: &str, text: &str| {
+            humantime::parse_duration(text.trim())
+                .map_err(|e| {
+                    c.problem(
+                        path,
+                        format!("`{text}` is not a duration such as 3d, 12h or 90m: {e}"),
+                    )
+                })
+                .ok()
+        };
+        let table = match spec {
+            WaitSpec::For(text) => {
+                return duration(self, at, text).map(|d| Wait {
+                    duration: Some(d),
+                    until: None,
+                    at: None,
+                    timezone: None,
+                });
+            }
+            WaitSpec::Table(t) => t,
+        };
+        let d = table
+            .duration
+            .as_deref()
+            .and_then(|t| duration(self, &format!("{at}.for"), t));
+        let until = table
+            .until
+            .as_deref()
+            .map(|u| self.template(&format!("{at}.until"), u));
+        if table.duration.is_some() && until.is_some() {
+            self.problem(format!("{at}.until"), "give `for` or `until`, not both");
+        }
+        if table.duration.is_none() && until.is_none() && table.at.is_none() {
+            self.problem(at, "a wait needs `for`, `until` or `at`");
+        }
+        let time_of_day = table
+            .at
+            .as_deref()
+            .and_then(|t| parse_at(t).map_err(|e| self.problem(format!("{at}.at"), e)).ok());
+        let timezone = table.timezone.as_deref().map(|tz| {
+            if !tz.contains("{{")
+                && let Err(e) = parse_tz(tz)
+            {
+                self.problem(format!("{at}.timezone"), e);
+            }
+            self.template(&format!("{at}.timezone"), tz)
+        });
+        Some(Wait {
+            duration: d,
+            until,
+            at: time_of_day,
+            timezone,
+        })
+    }
+
     pub(super) fn action(
         &mut self,
         i: usize,
@@ -26,6 +84,7 @@ impl Compiler<'_> {
             spec.email.as_ref().map(|_| "email"),
             spec.segment.as_ref().map(|_| "segment"),
             spec.emit.as_ref().map(|_| "emit"),
+            spec.wait.as_ref().map(|_| "wait"),
         ];
         let given: Vec<&str> = kinds.into_iter().flatten().collect();
         let kind_name = match given.as_slice() {
@@ -33,7 +92,7 @@ impl Compiler<'_> {
             [] => {
                 self.problem(
                     &at,
-                    "an action needs a kind: `http`, `email`, `segment` or `emit`",
+                    "an action needs a kind: `http`, `email`, `segment`, `emit` or `wait`",
                 );
                 return None;
             }
@@ -96,12 +155,31 @@ impl Compiler<'_> {
             },
             None => BreakerConfig::default(),
         });
+        if kind_name == "wait" {
+            for (key, given) in [
+                ("retry", spec.retry.is_some()),
+                ("rate_limit", spec.rate_limit.is_some()),
+            ] {
+                if given {
+                    self.problem(
+                        format!("{at}.{key}"),
+                        "a wait makes no attempts, so it has no `{key}`",
+                    );
+                }
+            }
+        }
         let prefix = format!("{}/{at}.{kind_name}", self.flow);
-        let compiled = match (&spec.http, &spec.email, &spec.segment, &spec.emit) {
+        let compiled = match (&spec.http, &spec.email, &spec.segment, &spec.emit, &spec.wait) {
             (Some(h), ..) => HttpAction::compile(h, &prefix, self.templates).map(ActionKind::Http),
             (_, Some(e), ..) => EmailAction::compile(e, &prefix, self.templates).map(ActionKind::Email),
-            (_, _, Some(s), _) => SegmentAction::compile(s, &prefix, self.templates).map(ActionKind::Segment),
-            (.., Some(e)) => EmitAction::compile(e, &prefix, self.templates).map(ActionKind::Emit),
+            (_, _, Some(s), ..) => {
+                SegmentAction::compile(s, &prefix, self.templates).map(ActionKind::Segment)
+            }
+            (_, _, _, Some(e), _) => EmitAction::compile(e, &prefix, self.templates).map(ActionKind::Emit),
+            (.., Some(w)) => self
+                .wait(&format!("{at}.wait"), w)
+                .map(ActionKind::Wait)
+                .ok_or_else(Vec::new),
             _ => unreachable!("one kind was found above"),
         };
         let compiled = match (compiled, spec.http.as_ref().and_then(|h| h.sign.as_ref())) {

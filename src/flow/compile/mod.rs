@@ -13,6 +13,7 @@ use crate::template::Templates;
 
 mod action;
 mod conditions;
+mod exits;
 mod webhook;
 
 /// A problem at a key path of the flow file.
@@ -129,6 +130,18 @@ pub fn compile(
         }
     }
 
+    let exits = c.exits(&spec.exit, &var_names);
+    if !exits.is_empty()
+        && !actions
+            .iter()
+            .any(|a| matches!(a.kind, crate::action::ActionKind::Wait(_)))
+    {
+        c.problem(
+            "exit",
+            "exits end a run while it waits, and this flow has no `wait` step",
+        );
+    }
+
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
@@ -157,6 +170,7 @@ pub fn compile(
         vars,
         concurrency,
         actions,
+        exits,
     })
 }
 

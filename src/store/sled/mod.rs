@@ -54,7 +54,10 @@ use self::journal::{Journal, Pos};
 use self::ops::{INTAKE_CURSOR, Inner, StoredRun, from_json, run_key, to_json};
 use self::view::View;
 use self::writer::{Job, Op, writer_loop};
-use super::{ClaimRequest, Claimed, Damage, Effects, Lease, Next, Result, RunFilter, Store, StoreError};
+use super::{
+    ClaimRequest, Claimed, Damage, Effects, ExitMatch, ExitedRun, Lease, Next, Result, RunFilter, Store,
+    StoreError,
+};
 use crate::event::{Event, Origin};
 use crate::run::{Run, RunStatus};
 use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp};
@@ -280,6 +283,7 @@ impl Store for SledStore {
         let (lease, json) = (lease.clone(), to_json(run)?);
         self.submit(true, false, move |_, v| {
             Inner::save(v, &lease, json, next)?;
+            Inner::apply_waits(v, &effects.waits)?;
             let changes = segments::change_segments(v, &effects.segment_ops, effects.origin.as_ref())?;
             for e in &effects.events {
                 segments::put_event(v, e)?;
@@ -300,10 +304,41 @@ impl Store for SledStore {
         self.read(move |i| i.pending_events(limit)).await
     }
 
-    async fn dispatch_event(&self, event_id: &str, runs: Vec<Run>) -> Result<()> {
+    async fn dispatch_event(
+        &self,
+        event_id: &str,
+        runs: Vec<Run>,
+        exits: Vec<ExitMatch>,
+    ) -> Result<Vec<ExitedRun>> {
         let id = event_id.to_string();
-        self.submit(true, false, move |i, v| i.dispatch_event(v, &id, &runs))
+        self.submit(true, false, move |i, v| i.dispatch_event(v, &id, &runs, &exits))
             .await
+    }
+
+    async fn exit_runs(&self, exits: Vec<ExitMatch>) -> Result<Vec<ExitedRun>> {
+        self.submit(true, false, move |i, v| i.exit_runs(v, &exits)).await
+    }
+
+    async fn exit_run(&self, run_id: &str, reason: &str) -> Result<bool> {
+        let (id, reason) = (run_id.to_string(), reason.to_string());
+        self.submit(true, false, move |i, v| {
+            Ok(!matches!(i.exit_one(v, &id, &reason)?, ops::Exited::No))
+        })
+        .await
+    }
+
+    async fn waiting_counts(&self) -> Result<BTreeMap<String, u64>> {
+        self.read(|i| {
+            let mut out = BTreeMap::new();
+            for item in i.db.scan_prefix("waiting:") {
+                let (k, v) = item?;
+                let flow = String::from_utf8_lossy(&k["waiting:".len()..]).into_owned();
+                let n = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+                out.insert(flow, n);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn segments(&self) -> Result<Vec<SegmentInfo>> {

@@ -10,7 +10,7 @@ use super::intake::Intake;
 use super::journal::{self, Pos};
 use super::view::View;
 use crate::run::{Run, RunStatus};
-use crate::store::{ClaimRequest, Claimed, Lease, Next, Result, StoreError};
+use crate::store::{ClaimRequest, Claimed, ExitMatch, ExitedRun, Lease, Next, Result, StoreError, WaitOp};
 use crate::time::Ts;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ pub(super) struct QEntry {
     lease: Option<LeaseInfo>,
     /// Its key in the lane index, if it has an ordering key.
     lane: Option<String>,
+    /// An exit condition matched while a worker held the run: the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exit: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,6 +51,27 @@ pub(super) fn due_key(at: u64, id: &str) -> String {
 pub(super) fn lease_key(id: &str) -> String {
     format!("lease:{id}")
 }
+/// The exit index: `exit:{flow}\0{key}\0{run id}` → run id.
+pub(super) fn exit_prefix(flow: &str, key: &str) -> String {
+    format!("exit:{flow}\0{key}\0")
+}
+pub(super) fn exit_key(flow: &str, key: &str, run_id: &str) -> String {
+    format!("{}{run_id}", exit_prefix(flow, key))
+}
+/// Runs of a flow waiting at a `wait` step.
+pub(super) fn waiting_key(flow: &str) -> String {
+    format!("waiting:{flow}")
+}
+
+/// What [`Inner::exit_one`] did.
+pub(super) enum Exited {
+    /// The run is finished already (or gone).
+    No,
+    Now,
+    /// Held by a worker: marked, to end before its next action.
+    Marked,
+}
+
 pub(super) fn lane_prefix(flow: &str, key: &str) -> String {
     use sha2::Digest;
     let h = sha2::Sha256::digest(key.as_bytes());
@@ -161,6 +185,7 @@ impl Inner {
             due: Some(due.0),
             lease: None,
             lane: None,
+            exit: None,
         };
         if let Some(key) = &order_key {
             let prefix = lane_prefix(&q.flow, key);
@@ -263,6 +288,7 @@ impl Inner {
             out.push(Claimed {
                 run,
                 lease: Lease { run_id: id, token },
+                exit_requested: q.exit.clone(),
             });
         }
         Ok(out)
@@ -404,6 +430,96 @@ impl Inner {
         }
         view.insert(INTAKE_CURSOR.as_bytes(), last.encode().into_bytes());
         Ok(Some((batch.len(), last)))
+    }
+
+    /// Applies the wait-related effects of a save.
+    pub(super) fn apply_waits(view: &mut View<'_>, ops: &[WaitOp]) -> Result<()> {
+        for op in ops {
+            match op {
+                WaitOp::IndexExit { flow, key, run_id } => {
+                    view.insert(exit_key(flow, key, run_id), run_id.as_bytes())
+                }
+                WaitOp::UnindexExit { flow, key, run_id } => view.remove(exit_key(flow, key, run_id)),
+                WaitOp::Waiting { flow, by } => Self::add_signed(view, &waiting_key(flow), *by)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn add_signed(view: &mut View<'_>, key: &str, by: i64) -> Result<()> {
+        let n = view
+            .get(key.as_bytes())?
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        view.insert(key.as_bytes(), n.saturating_add_signed(by).to_be_bytes().to_vec());
+        Ok(())
+    }
+
+    /// Ends the runs indexed under each exit, or marks those a worker holds (see
+    /// [`crate::store::Store::exit_runs`]).
+    pub(super) fn exit_runs(&self, view: &mut View<'_>, exits: &[ExitMatch]) -> Result<Vec<ExitedRun>> {
+        let mut out = Vec::new();
+        for e in exits {
+            let prefix = exit_prefix(&e.flow, &e.key);
+            let ids: Vec<(Vec<u8>, String)> = view
+                .scan_prefix(prefix.as_bytes())
+                .map(|item| item.map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())))
+                .collect::<Result<_>>()?;
+            for (index_key, id) in ids {
+                let now = match self.exit_one(view, &id, &e.reason)? {
+                    Exited::No => {
+                        view.remove(index_key);
+                        continue;
+                    }
+                    Exited::Now => true,
+                    Exited::Marked => false,
+                };
+                out.push(ExitedRun {
+                    flow: e.flow.clone(),
+                    run_id: id,
+                    now,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends one unfinished run as exited now, or marks it when a worker holds it.
+    pub(super) fn exit_one(&self, view: &mut View<'_>, id: &str, reason: &str) -> Result<Exited> {
+        let Some(Stored {
+            q: Some(mut q),
+            mut run,
+        }) = get::<Stored>(view, &run_key(id))?
+        else {
+            return Ok(Exited::No);
+        };
+        let now = Ts::now().0;
+        if q.lease.as_ref().is_some_and(|l| l.until > now) {
+            q.exit = Some(reason.to_string());
+            store(view, id, Some(&q), &to_json(&run)?)?;
+            return Ok(Exited::Marked);
+        }
+        let was_waiting = run.status == RunStatus::Waiting;
+        run.status = RunStatus::Exited;
+        run.exit_reason = Some(reason.to_string());
+        run.next_attempt_at = None;
+        run.finished_at = Some(Ts(now));
+        run.updated_at = Ts(now);
+        for key in std::mem::take(&mut run.exit_keys) {
+            view.remove(exit_key(&run.flow, &key, id));
+        }
+        if was_waiting {
+            Self::add_signed(view, &waiting_key(&run.flow), -1)?;
+        }
+        Self::move_due(view, &mut q, id, None);
+        view.remove(lease_key(id));
+        store(view, id, None, &to_json(&run)?)?;
+        if let Some(lk) = &q.lane {
+            view.remove(lk.as_bytes());
+            Self::release_lane_successor(view, lk)?;
+        }
+        Ok(Exited::Now)
     }
 
     pub(super) fn add_counter(view: &mut View<'_>, key: &str, by: u64) -> Result<()> {

@@ -166,16 +166,23 @@ impl Inner {
 
     /// Queues the runs an event triggers and removes it from the outbox. An event already
     /// dispatched (by another worker or before a crash) is left alone.
-    pub(super) fn dispatch_event(&self, view: &mut View<'_>, event_id: &str, runs: &[Run]) -> Result<()> {
+    pub(super) fn dispatch_event(
+        &self,
+        view: &mut View<'_>,
+        event_id: &str,
+        runs: &[Run],
+        exits: &[crate::store::ExitMatch],
+    ) -> Result<Vec<crate::store::ExitedRun>> {
         let key = event_key(event_id);
         if !view.contains(key.as_bytes())? {
-            return Ok(());
+            return Ok(Vec::new());
         }
         for run in runs {
             self.insert_run(view, new_run(run)?)?;
         }
+        let exited = self.exit_runs(view, exits)?;
         view.remove(key);
-        Ok(())
+        Ok(exited)
     }
 
     pub(super) fn record_firing(

@@ -1,0 +1,354 @@
+//! Sequences over the real binary: waits of days passed by moving its clock (a test offset
+//! file) instead of waiting, every kind of exit, and `kill -9` while a run waits and while it
+//! sends.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Binary, Receiver, Reply, get};
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// The binary's clock, moved by writing an offset into a file it follows.
+struct Clock {
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+    offset: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("offset");
+        std::fs::write(&file, "0").unwrap();
+        Clock {
+            file,
+            _dir: dir,
+            offset: 0,
+        }
+    }
+    fn env(&self) -> (&'static str, String) {
+        ("HOOKFLOW_TEST_CLOCK_OFFSET_FILE", self.file.display().to_string())
+    }
+    fn advance(&mut self, ms: u64) {
+        self.offset += ms;
+        std::fs::write(&self.file, self.offset.to_string()).unwrap();
+    }
+}
+
+async fn start(flows: &[(&str, &str)], clock: &Clock) -> Binary {
+    let (k, v) = clock.env();
+    Binary::start(flows, &["--poll", "100ms"], &[(k, v.as_str())]).await
+}
+
+async fn run_of(app: &Binary, id: &str) -> Value {
+    get(&reqwest::Client::new(), format!("{}/api/runs/{id}", app.base)).await
+}
+
+async fn wait_for(app: &Binary, id: &str, what: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = run_of(app, id).await;
+        if what(&run) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "{run:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn accept(app: &Binary, flow: &str, body: Value) -> String {
+    let r = reqwest::Client::new()
+        .post(app.hook_url(flow))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn nurture(dest: &str) -> String {
+    format!(
+        r#"
+on: {{ webhook: {{}} }}
+vars:
+  email: {{ path: $.email, required: true }}
+  order_id: {{ path: $.id, required: true }}
+actions:
+  - name: thank_you
+    http: {{ url: "{dest}/thanks/{{{{ vars.order_id }}}}" }}
+  - wait: 3d
+  - name: review_request
+    http: {{ url: "{dest}/review/{{{{ vars.order_id }}}}" }}
+  - wait: {{ for: 7d, at: "09:00", timezone: Europe/Berlin }}
+  - name: cross_sell
+    http: {{ url: "{dest}/cross-sell/{{{{ vars.order_id }}}}" }}
+exit:
+  - segment_left: {{ segment: newsletter, email: "{{{{ vars.email }}}}" }}
+  - event: {{ type: shop.order_refunded, match: {{ order_id: "{{{{ vars.order_id }}}}" }} }}
+  - contact: {{ email: "{{{{ vars.email }}}}", when: [{{ expr: "'do-not-contact' in contact.segments" }}] }}
+"#
+    )
+}
+
+fn paths(dest: &Receiver) -> Vec<String> {
+    dest.hits().into_iter().map(|h| h.path).collect()
+}
+
+fn until(run: &Value) -> chrono::DateTime<chrono::Utc> {
+    run["next_attempt_at"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_step_sequence_waits_days_on_the_test_clock() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let mut clock = Clock::new();
+    let flow = nurture(&dest.url);
+    let app = start(&[("nurture", &flow)], &clock).await;
+    let id = accept(&app, "nurture", json!({"id": 1, "email": "ada@example.com"})).await;
+    let run = wait_for(&app, &id, |r| r["status"] == "waiting").await;
+    assert_eq!(paths(&dest), ["/thanks/1"]);
+    let accepted: chrono::DateTime<chrono::Utc> = run["created_at"].as_str().unwrap().parse().unwrap();
+    let wake = until(&run);
+    let three_days = (wake - accepted).num_seconds();
+    assert!((3 * 86400..3 * 86400 + 5).contains(&three_days), "{three_days} s");
+    assert_eq!(run["steps"][1]["status"], "waiting");
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"hookflow_runs_waiting{flow="nurture"} 1"#),
+        "{metrics}"
+    );
+    let listed = get(
+        &reqwest::Client::new(),
+        format!("{}/api/runs?status=waiting", app.base),
+    )
+    .await;
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 1);
+
+    // Two days later: still waiting. Three days and a minute: the review request goes out.
+    clock.advance(2 * DAY_MS);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(paths(&dest).len(), 1);
+    clock.advance(DAY_MS + 60_000);
+    let run = wait_for(&app, &id, |r| r["steps"][3]["status"] == "waiting").await;
+    assert_eq!(paths(&dest), ["/thanks/1", "/review/1"]);
+    // Seven days, then 09:00 in Berlin.
+    let wake = until(&run).with_timezone(&chrono_tz::Europe::Berlin);
+    assert_eq!(wake.format("%H:%M").to_string(), "09:00", "{wake}");
+    clock.advance(8 * DAY_MS);
+    let run = wait_for(&app, &id, |r| r["status"] == "succeeded").await;
+    assert_eq!(paths(&dest), ["/thanks/1", "/review/1", "/cross-sell/1"]);
+    assert_eq!(run["steps"][4]["status"], "succeeded");
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains(r#"hookflow_runs_waiting{flow="nurture"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_kind_of_exit_ends_a_waiting_run_as_exited() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let mut clock = Clock::new();
+    let refund = "on: { webhook: {} }\nactions:\n  - emit: { type: shop.order_refunded, data: { order_id: \"{{ body.id }}\" } }\n";
+    let flow = nurture(&dest.url);
+    let app = start(&[("nurture", &flow), ("refund", refund)], &clock).await;
+    let http = reqwest::Client::new();
+    for email in ["bob@example.com", "cy@example.com"] {
+        let r = http
+            .post(format!("{}/api/segments/newsletter/members", app.base))
+            .json(&json!({"email": email}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let left = accept(&app, "nurture", json!({"id": 10, "email": "Bob@Example.com"})).await;
+    let refunded = accept(&app, "nurture", json!({"id": 11, "email": "cy@example.com"})).await;
+    let blocked = accept(&app, "nurture", json!({"id": 12, "email": "dee@example.com"})).await;
+    let untouched = accept(&app, "nurture", json!({"id": 13, "email": "eve@example.com"})).await;
+    for id in [&left, &refunded, &blocked, &untouched] {
+        wait_for(&app, id, |r| r["status"] == "waiting").await;
+    }
+    // Bob unsubscribes: the segment change exits his run through the index.
+    let r = http
+        .delete(format!(
+            "{}/api/segments/newsletter/members/bob@example.com",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let run = wait_for(&app, &left, |r| r["status"] == "exited").await;
+    assert!(
+        run["exit_reason"]
+            .as_str()
+            .unwrap()
+            .contains("left segment newsletter"),
+        "{run}"
+    );
+    assert!(run.get("error").is_none(), "an exit is not a failure: {run}");
+    // Order 11 is refunded: another flow raises the event.
+    accept(&app, "refund", json!({"id": 11})).await;
+    let run = wait_for(&app, &refunded, |r| r["status"] == "exited").await;
+    assert!(
+        run["exit_reason"]
+            .as_str()
+            .unwrap()
+            .contains("shop.order_refunded"),
+        "{run}"
+    );
+    // Dee is put on the do-not-contact list: found at her wake-up.
+    http.post(format!("{}/api/segments/do-not-contact/members", app.base))
+        .json(&json!({"email": "dee@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    clock.advance(3 * DAY_MS + 60_000);
+    let run = wait_for(&app, &blocked, |r| r["status"] == "exited").await;
+    assert!(
+        run["exit_reason"].as_str().unwrap().contains("dee@example.com"),
+        "{run}"
+    );
+    // Eve's run went on; nobody else got a review request.
+    wait_for(&app, &untouched, |r| r["steps"][3]["status"] == "waiting").await;
+    let reviews: Vec<String> = paths(&dest)
+        .into_iter()
+        .filter(|p| p.starts_with("/review"))
+        .collect();
+    assert_eq!(reviews, ["/review/13"]);
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"hookflow_runs_finished_total{flow="nurture",status="exited"} 3"#),
+        "{metrics}"
+    );
+    // A run that exited raised no run.failed.
+    let failed = get(&http, format!("{}/api/runs?status=failed", app.base)).await;
+    assert_eq!(failed["runs"].as_array().unwrap().len(), 0, "{failed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_waiting_and_while_sending_loses_no_step_and_doubles_none() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    // The review request hangs long enough to be killed in the middle of it, once.
+    dest.on_path_seq(
+        "/review/7",
+        vec![
+            Reply::status(200).delayed(Duration::from_secs(3)),
+            Reply::status(200),
+        ],
+    );
+    let mut clock = Clock::new();
+    let flow = nurture(&dest.url);
+    let app = start(&[("nurture", &flow)], &clock).await;
+    let id = accept(&app, "nurture", json!({"id": 7, "email": "fay@example.com"})).await;
+    wait_for(&app, &id, |r| r["status"] == "waiting").await;
+    // Killed while the run waits; the wait falls due while it is down.
+    let dir = app.kill9();
+    clock.advance(3 * DAY_MS + 60_000);
+    let (k, v) = clock.env();
+    let app = Binary::start_in(dir, &["--poll", "100ms"], &[(k, v.as_str())]).await;
+    // The review request starts; killed while it is in flight.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dest.arrivals().iter().all(|h| h.path != "/review/7") {
+        assert!(Instant::now() < deadline, "the review request never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dir = app.kill9();
+    let app = Binary::start_in(dir, &["--poll", "100ms"], &[(k, v.as_str())]).await;
+    let run = wait_for(&app, &id, |r| r["steps"][3]["status"] == "waiting").await;
+    assert_eq!(run["status"], "waiting", "{run:#}");
+    clock.advance(8 * DAY_MS);
+    wait_for(&app, &id, |r| r["status"] == "succeeded").await;
+    let arrivals = dest.arrivals();
+    let count = |p: &str| arrivals.iter().filter(|h| h.path == p).count();
+    assert_eq!(
+        count("/thanks/7"),
+        1,
+        "the first step was recorded before the kill"
+    );
+    assert_eq!(count("/cross-sell/7"), 1);
+    // The request in flight at the kill is sent again — with the same key.
+    let reviews: Vec<&String> = arrivals
+        .iter()
+        .filter(|h| h.path == "/review/7")
+        .map(|h| &h.headers["idempotency-key"])
+        .collect();
+    assert_eq!(reviews.len(), 2, "{reviews:?}");
+    assert_eq!(reviews[0], reviews[1]);
+    assert_eq!(reviews[0], &format!("{id}.review_request"));
+}
+
+/// An operator looks at waiting runs, ends them, and starts one again at a later step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_runs_are_shown_exited_by_the_operator_and_replayed_from_a_step() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let clock = Clock::new();
+    let flow = nurture(&dest.url);
+    let app = start(&[("nurture", &flow)], &clock).await;
+    let first = accept(&app, "nurture", json!({"id": 21, "email": "gus@example.com"})).await;
+    let second = accept(&app, "nurture", json!({"id": 22, "email": "hal@example.com"})).await;
+    for id in [&first, &second] {
+        wait_for(&app, id, |r| r["status"] == "waiting").await;
+    }
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(args)
+            .arg("--server")
+            .arg(&app.base)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = cli(&["runs", "show", &first]);
+    assert!(shown.contains("status   waiting"), "{shown}");
+    assert!(shown.contains("wakes"), "{shown}");
+    assert!(
+        shown.contains("to do    wait_2 → review_request → wait_4 → cross_sell"),
+        "{shown}"
+    );
+    assert!(
+        cli(&["runs", "exit", "--flow", "nurture", "--dry-run"])
+            .contains("2 waiting run(s) of nurture would exit")
+    );
+    assert!(cli(&["runs", "exit", &first, "--reason", "customer asked"]).contains("exited"));
+    let run = wait_for(&app, &first, |r| r["status"] == "exited").await;
+    assert_eq!(run["exit_reason"], "customer asked");
+    assert!(cli(&["runs", "exit", "--flow", "nurture"]).contains("1 of 1 waiting run(s) of nurture exited"));
+    wait_for(&app, &second, |r| r["status"] == "exited").await;
+    // Started again at the review request: the thank-you is not sent again.
+    let replayed = cli(&["runs", "replay", &first, "--from", "review_request"]);
+    let new_id = replayed.split_whitespace().last().unwrap().to_string();
+    let run = wait_for(&app, &new_id, |r| r["steps"][3]["status"] == "waiting").await;
+    assert_eq!(run["replay_of"], first.as_str());
+    let reviews = paths(&dest).iter().filter(|p| *p == "/review/21").count();
+    assert_eq!(reviews, 1);
+    assert_eq!(paths(&dest).iter().filter(|p| *p == "/thanks/21").count(), 1);
+}
