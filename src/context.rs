@@ -26,7 +26,31 @@ pub fn template_context(
     vars: &Map<String, Value>,
     steps: &Map<String, Value>,
 ) -> JValue {
-    to_value(&json!({
+    to_value(&context_json(info, req, vars, steps))
+}
+
+/// [`template_context`] for one item of a `for_each` action: also `item` and `item_index`.
+pub fn item_context(
+    info: &RunInfo<'_>,
+    req: &Request,
+    vars: &Map<String, Value>,
+    steps: &Map<String, Value>,
+    item: &Value,
+    index: usize,
+) -> JValue {
+    let mut ctx = context_json(info, req, vars, steps);
+    ctx["item"] = item.clone();
+    ctx["item_index"] = json!(index);
+    to_value(&ctx)
+}
+
+fn context_json(
+    info: &RunInfo<'_>,
+    req: &Request,
+    vars: &Map<String, Value>,
+    steps: &Map<String, Value>,
+) -> Value {
+    json!({
         "flow": info.flow,
         "run_id": info.run_id,
         "attempt": info.attempt,
@@ -37,7 +61,7 @@ pub fn template_context(
         "headers": req.headers,
         "query": req.query,
         "steps": steps,
-    }))
+    })
 }
 
 /// Values for conditions, read from the request, the vars and (for `expr`) the context.

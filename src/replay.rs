@@ -78,6 +78,7 @@ pub fn replay(old: &Run, from: From, actions: &[String], version: &str) -> Resul
         status: StepStatus::Pending,
         attempts: Vec::new(),
         output: None,
+        items: Vec::new(),
     };
     let mut steps: Vec<Step> = actions.iter().map(fresh).collect();
     let mut next_step = 0;

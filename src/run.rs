@@ -55,9 +55,10 @@ impl RunStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
+    #[default]
     Pending,
     /// A wait under way.
     Waiting,
@@ -122,6 +123,21 @@ pub struct Step {
     /// What later templates see as `steps.<name>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// A `for_each` action's items, each attempted and recorded on its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<Item>,
+}
+
+/// One item of a `for_each` action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Item {
+    pub status: StepStatus,
+    pub attempts: Vec<Attempt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Its next try after a failure worth retrying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Ts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +217,7 @@ impl Run {
                     status: StepStatus::Pending,
                     attempts: Vec::new(),
                     output: None,
+                    items: Vec::new(),
                 })
                 .collect(),
             error: None,

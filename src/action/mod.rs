@@ -37,7 +37,29 @@ pub struct Action {
     pub breaker: Option<BreakerConfig>,
     /// Attempts in flight to the destination at once; `None`: the engine's default.
     pub destination_concurrency: Option<usize>,
+    /// Once per item of a list (`for_each`).
+    pub for_each: Option<ForEach>,
 }
+
+/// A `for_each`: where the items come from and the bounds on them.
+#[derive(Debug)]
+pub struct ForEach {
+    pub items: ItemSource,
+    pub max_items: usize,
+    pub concurrency: usize,
+}
+
+#[derive(Debug)]
+pub enum ItemSource {
+    /// Each value the path selects in the body.
+    Path(crate::mapping::JsonPath),
+    /// A template expression giving a list (a native template's name).
+    Expr(String),
+}
+
+/// Defaults of `max_items` and `item_concurrency`.
+pub const DEFAULT_MAX_ITEMS: usize = 100;
+pub const DEFAULT_ITEM_CONCURRENCY: usize = 4;
 
 #[derive(Debug)]
 pub enum ActionKind {
@@ -103,6 +125,17 @@ pub enum ResultKind {
     },
     /// Trying again cannot help (a 4xx, a template error, a bad URL).
     Permanent(String),
+}
+
+impl ResultKind {
+    /// The attempt's outcome as the `hookflow_attempts_total` metric labels it.
+    pub fn outcome_name(&self) -> &'static str {
+        match self {
+            ResultKind::Success(_) => "succeeded",
+            ResultKind::Transient { .. } => "transient_failure",
+            ResultKind::Permanent(_) => "permanent_failure",
+        }
+    }
 }
 
 /// Everything an attempt may read.

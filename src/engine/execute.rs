@@ -213,6 +213,9 @@ impl Engine {
             self.fail(run, lease, error).await;
             return Flowing::Stop;
         }
+        if let Some(each) = &action.for_each {
+            return self.fan_out(templates, flow, run, hold, action, each).await;
+        }
         let destination = action.destination(&self.clients, templates, &ctx);
         let place = match self.gate(flow, action, destination.as_deref(), run, lease).await {
             Ok(place) => place,
@@ -248,26 +251,9 @@ impl Engine {
             let ok = !matches!(result.kind, ResultKind::Transient { .. });
             self.guards.record(d, cfg, ok, finished);
         }
+        let mut result = result;
+        let mut record = self.record_attempt(action, attempt, started, finished, &mut result);
         let effects = result.effects;
-        let outcome = match &result.kind {
-            ResultKind::Success(_) => "succeeded",
-            ResultKind::Transient { .. } => "transient_failure",
-            ResultKind::Permanent(_) => "permanent_failure",
-        };
-        self.metrics.attempt(
-            action.kind.kind_name(),
-            outcome,
-            finished.since(started).as_secs_f64(),
-        );
-        let mut record = Attempt {
-            number: attempt,
-            started_at: started,
-            duration_ms: finished.since(started).as_millis() as u64,
-            outcome: AttemptOutcome::Succeeded,
-            request: result.request,
-            response: result.response,
-            error: None,
-        };
         run.updated_at = finished;
         match result.kind {
             ResultKind::Success(output) => {
@@ -313,6 +299,33 @@ impl Engine {
                 let summary = error.clone();
                 self.fail_step(run, lease, i, record, error, summary).await
             }
+        }
+    }
+
+    /// Counts an attempt in the metrics and starts its history record (as succeeded; the
+    /// caller sets the outcome), taking the request and response out of `result`.
+    pub(super) fn record_attempt(
+        &self,
+        action: &Action,
+        number: u32,
+        started: Ts,
+        finished: Ts,
+        result: &mut crate::action::AttemptResult,
+    ) -> Attempt {
+        let took = finished.since(started);
+        self.metrics.attempt(
+            action.kind.kind_name(),
+            result.kind.outcome_name(),
+            took.as_secs_f64(),
+        );
+        Attempt {
+            number,
+            started_at: started,
+            duration_ms: took.as_millis() as u64,
+            outcome: AttemptOutcome::Succeeded,
+            request: result.request.take(),
+            response: result.response.take(),
+            error: None,
         }
     }
 
@@ -467,6 +480,7 @@ fn ensure_steps(run: &mut Run, flow: &Flow) {
                 status: StepStatus::Pending,
                 attempts: Vec::new(),
                 output: None,
+                items: Vec::new(),
             });
         }
     }

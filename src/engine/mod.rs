@@ -5,6 +5,7 @@
 
 mod events;
 mod execute;
+mod fanout;
 mod gate;
 mod sequence;
 

@@ -284,6 +284,14 @@ pub struct ActionSpec {
     pub email: Option<EmailSpec>,
     pub segment: Option<SegmentSpec>,
     pub emit: Option<EmitSpec>,
+    /// Do the action once per item: a JSONPath over the body (`$.line_items[*]`) or one
+    /// template expression giving a list (`"{{ vars.items }}"`). Templates see `item` and
+    /// `item_index`; later actions see `steps.<name>.items`.
+    pub for_each: Option<String>,
+    /// Most items a `for_each` takes; a run with more fails, saying so. Default 100.
+    pub max_items: Option<usize>,
+    /// Items of one run attempted at once. Default 4.
+    pub item_concurrency: Option<usize>,
     /// Pause the run: `3d`, `{ for: 7d, at: "09:00", timezone: Europe/Berlin }` or
     /// `{ until: "{{ vars.date }}" }`. A waiting run costs no memory and no worker.
     pub wait: Option<crate::sequence::WaitSpec>,

@@ -352,3 +352,115 @@ async fn waiting_runs_are_shown_exited_by_the_operator_and_replayed_from_a_step(
     assert_eq!(reviews, 1);
     assert_eq!(paths(&dest).iter().filter(|p| *p == "/thanks/21").count(), 1);
 }
+
+/// A step per item: 20 line items, item 7's destination fails twice, and the server is killed
+/// half-way. Every item is delivered; an item is sent again only with its own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twenty_item_fan_out_survives_failures_and_a_kill() {
+    let dest = Receiver::start(Reply::status(200).delayed(Duration::from_millis(150))).await;
+    dest.on_path_seq(
+        "/stock/SKU-7",
+        vec![
+            Reply::status(500),
+            Reply::status(500),
+            Reply::status(200).delayed(Duration::from_millis(150)),
+        ],
+    );
+    let flow = format!(
+        r#"
+on: {{ webhook: {{}} }}
+retry: {{ initial_delay: 200ms, max_delay: 200ms }}
+actions:
+  - name: stock
+    for_each: $.line_items[*]
+    item_concurrency: 4
+    http:
+      url: "{0}/stock/{{{{ item.sku }}}}"
+      body: {{ delta: "{{{{ 0 - item.quantity }}}}", position: "{{{{ item_index }}}}" }}
+  - name: report
+    http:
+      url: "{0}/report"
+      body: {{ items: "{{{{ steps.stock.items | length }}}}" }}
+"#,
+        dest.url
+    );
+    let clock = Clock::new();
+    let app = start(&[("stock", &flow)], &clock).await;
+    let items: Vec<Value> = (0..20)
+        .map(|i| json!({"sku": format!("SKU-{i}"), "quantity": i + 1}))
+        .collect();
+    let id = accept(&app, "stock", json!({"line_items": items})).await;
+    // Kill once about half the items are through.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dest.hits().len() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} items arrived",
+            dest.hits().len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dir = app.kill9();
+    let (k, v) = clock.env();
+    let app = Binary::start_in(dir, &["--poll", "100ms"], &[(k, v.as_str())]).await;
+    let run = wait_for(&app, &id, |r| r["status"] == "succeeded").await;
+    let arrivals = dest.arrivals();
+    for i in 0..20 {
+        let path = format!("/stock/SKU-{i}");
+        let mine: Vec<_> = arrivals.iter().filter(|h| h.path == path).collect();
+        assert!(!mine.is_empty(), "{path} never arrived");
+        for h in &mine {
+            assert_eq!(h.headers["idempotency-key"], format!("{id}.stock.{i}"), "{path}");
+        }
+        let delivered = dest.hits().iter().filter(|h| h.path == path).count();
+        let expected = if i == 7 { 3 } else { 1 };
+        assert!(
+            (expected..=expected + 1).contains(&mine.len()),
+            "{path}: {} requests, {delivered} answered",
+            mine.len()
+        );
+        if i == 3 {
+            assert_eq!(mine[0].json(), json!({"delta": -4, "position": 3}));
+        }
+    }
+    let step = &run["steps"][0];
+    assert_eq!(step["items"].as_array().unwrap().len(), 20);
+    assert!(
+        step["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|it| it["status"] == "succeeded")
+    );
+    assert_eq!(
+        step["items"][7]["attempts"].as_array().unwrap().len(),
+        3,
+        "{step:#}"
+    );
+    let report = arrivals.iter().find(|h| h.path == "/report").unwrap();
+    assert_eq!(report.json(), json!({"items": 20}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_items_than_max_items_is_a_clear_failure() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let flow = format!(
+        "on: {{ webhook: {{}} }}\nactions:\n  - for_each: \"{{{{ body.contacts }}}}\"\n    max_items: 2\n    http: {{ url: \"{}/c/{{{{ item }}}}\" }}\n",
+        dest.url
+    );
+    let clock = Clock::new();
+    let app = start(&[("many", &flow)], &clock).await;
+    let id = accept(&app, "many", json!({"contacts": ["a", "b", "c"]})).await;
+    let run = wait_for(&app, &id, |r| r["status"] == "failed").await;
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("3 items, more than max_items (2)"),
+        "{run}"
+    );
+    assert!(dest.hits().is_empty(), "none was attempted");
+    let ok = accept(&app, "many", json!({"contacts": ["a", "b"]})).await;
+    wait_for(&app, &ok, |r| r["status"] == "succeeded").await;
+    assert_eq!(dest.hits().len(), 2);
+}

@@ -7,13 +7,60 @@ use crate::action::email::EmailAction;
 use crate::action::emit::EmitAction;
 use crate::action::http::HttpAction;
 use crate::action::segment::SegmentAction;
-use crate::action::{Action, ActionKind};
+use crate::action::{Action, ActionKind, DEFAULT_ITEM_CONCURRENCY, DEFAULT_MAX_ITEMS, ForEach, ItemSource};
 use crate::flow::spec::ActionSpec;
 use crate::retry::RetryPolicy;
 use crate::sequence::{Wait, WaitSpec, parse_at, parse_tz};
 use crate::verify::Scheme;
 
 impl Compiler<'_> {
+    /// `for_each` with its bounds.
+    fn for_each(&mut self, at: &str, spec: &ActionSpec, kind_name: &str) -> Option<ForEach> {
+        let Some(source) = &spec.for_each else {
+            for (key, given) in [
+                ("max_items", spec.max_items.is_some()),
+                ("item_concurrency", spec.item_concurrency.is_some()),
+            ] {
+                if given {
+                    self.problem(format!("{at}.{key}"), format!("`{key}` goes with `for_each`"));
+                }
+            }
+            return None;
+        };
+        if kind_name == "wait" {
+            self.problem(format!("{at}.for_each"), "a wait cannot be done per item");
+            return None;
+        }
+        let path = format!("{at}.for_each");
+        let items = if source.trim_start().starts_with('$') {
+            ItemSource::Path(self.path(&path, source.trim())?)
+        } else if let Some(expr) = crate::template::single_expression(source) {
+            let name = format!("{}/{path}", self.flow);
+            if let Err(e) = self.templates.add_native(name.clone(), expr) {
+                self.problem(&path, format!("template syntax error: {}", e.message));
+            }
+            ItemSource::Expr(name)
+        } else {
+            self.problem(
+                &path,
+                format!("`{source}`: give a JSONPath over the body ($.line_items[*]) or one expression (\"{{{{ vars.items }}}}\")"),
+            );
+            return None;
+        };
+        let max_items = spec.max_items.unwrap_or(DEFAULT_MAX_ITEMS);
+        let concurrency = spec.item_concurrency.unwrap_or(DEFAULT_ITEM_CONCURRENCY);
+        for (key, n) in [("max_items", max_items), ("item_concurrency", concurrency)] {
+            if n == 0 {
+                self.problem(format!("{at}.{key}"), format!("`{key}` must be at least 1"));
+            }
+        }
+        Some(ForEach {
+            items,
+            max_items,
+            concurrency,
+        })
+    }
+
     /// `wait:` — a duration, or `for`/`until` with `at` and `timezone`.
     fn wait(&mut self, at: &str, spec: &WaitSpec) -> Option<Wait> {
         let duration = |c: &mut Self, path: &str, text: &str| {
@@ -213,6 +260,7 @@ impl Compiler<'_> {
                 return None;
             }
         };
+        let for_each = self.for_each(&at, spec, kind_name);
         Some(Action {
             name,
             when,
@@ -221,6 +269,7 @@ impl Compiler<'_> {
             rate_limit,
             breaker,
             destination_concurrency: spec.destination_concurrency,
+            for_each,
         })
     }
 }

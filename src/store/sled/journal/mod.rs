@@ -20,7 +20,7 @@
 pub mod format;
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -185,14 +185,12 @@ impl Journal {
             if seg < cursor.segment {
                 continue;
             }
-            let mut bytes = Vec::new();
-            File::open(segment_path(dir, seg))?.read_to_end(&mut bytes)?;
-            let format = Format::of(&bytes);
             let from = if seg == cursor.segment {
                 cursor.offset as usize
             } else {
                 0
             };
+            let (bytes, format) = read_written(&segment_path(dir, seg), from)?;
             let scanned = scan(&bytes, format, from);
             for (start, payload) in &scanned.records {
                 let at = |o: usize| Pos {
@@ -350,6 +348,28 @@ pub fn read(dir: &Path, rec: &Located) -> io::Result<Vec<u8>> {
     // The payload ends where the next record begins, whatever the record format.
     file.read_exact_at(&mut buf, rec.next.offset - u64::from(rec.len))?;
     Ok(buf)
+}
+
+/// A segment's bytes up to the end of what was written (the preallocated rest is a hole), of
+/// which only the part from `from` on is read: the buffer is the file's length in zeroed pages
+/// the kernel supplies only when touched, so what was admitted before the cursor — and the
+/// unwritten rest — costs no memory.
+fn read_written(path: &Path, from: usize) -> io::Result<(Vec<u8>, Format)> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path)?;
+    let len = file.metadata()?.len() as usize;
+    let mut head = [0u8; 8];
+    let n = file.read_at(&mut head, 0)?;
+    let format = Format::of(&head[..n]);
+    let start = from.max(format.first_offset()).min(len);
+    let end = match rustix::fs::seek(&file, rustix::fs::SeekFrom::Hole(start as u64)) {
+        Ok(hole) => (hole as usize).min(len),
+        Err(_) => len,
+    };
+    let mut bytes = vec![0u8; end];
+    bytes[..n.min(end)].copy_from_slice(&head[..n.min(end)]);
+    file.read_exact_at(&mut bytes[start..end], start as u64)?;
+    Ok((bytes, format))
 }
 
 /// Copies damaged bytes to `dir/quarantine/<segment>-<from>-<to>.bin` (once) and says where.
