@@ -139,7 +139,7 @@ impl Metrics {
         );
         registry.register(
             "queue_depth",
-            "Runs queued or waiting to retry",
+            "Runs due now and not yet claimed (accepted, or a retry or wake-up whose time has come)",
             m.queue_depth.clone(),
         );
         registry.register(

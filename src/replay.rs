@@ -3,7 +3,7 @@
 //! sent again). The new run links to the old (`replay_of`) and runs under the flow as it is
 //! loaded now — the usual case after fixing a flow.
 
-use crate::run::{Run, RunStatus, Step, StepStatus, new_run_id};
+use crate::run::{Item, Run, RunStatus, Step, StepStatus, new_run_id};
 use crate::time::Ts;
 
 /// Where a replay starts: `start`, `failed` (the first action that did not succeed), or the
@@ -112,6 +112,18 @@ pub fn replay(old: &Run, from: From, actions: &[String], version: &str) -> Resul
         if next_step == actions.len() {
             return Err(format!("run {} has no failed action to start from", old.id));
         }
+        // A step per item starts again with the items that did not succeed: a failure at item 7
+        // of 20 sends items 7–20 only (each with a fresh attempt budget).
+        if let Some(s) = old.steps.iter().find(|s| s.name == actions[next_step]) {
+            steps[next_step].items = s
+                .items
+                .iter()
+                .map(|it| match it.status {
+                    StepStatus::Succeeded => it.clone(),
+                    _ => Item::default(),
+                })
+                .collect();
+        }
     }
     let now = Ts::now();
     Ok(Run {
@@ -171,6 +183,34 @@ mod tests {
         let from_start = replay(&old, From::Start, &names, "v2").unwrap();
         assert_eq!(from_start.next_step, 0);
         assert!(from_start.steps.iter().all(|s| s.status == Pending));
+    }
+
+    #[test]
+    fn from_the_failed_action_a_step_per_item_resends_only_items_that_did_not_succeed() {
+        use StepStatus::*;
+        let mut old = finished(&[("stock", Failed)]);
+        old.steps[0].items = (0..20)
+            .map(|k| Item {
+                status: match k {
+                    0..7 => Succeeded,
+                    7 => Failed,
+                    _ => Pending,
+                },
+                attempts: vec![],
+                output: (k < 7).then(|| serde_json::json!({"n": k})),
+                retry_at: None,
+            })
+            .collect();
+        old.steps[0].items[7].retry_at = Some(Ts::now());
+        let new = replay(&old, From::Failed, &["stock".into()], "v").unwrap();
+        let items = &new.steps[0].items;
+        assert_eq!(items.len(), 20);
+        assert!(items[..7].iter().all(|it| it.status == Succeeded));
+        assert_eq!(items[3].output, Some(serde_json::json!({"n": 3})));
+        assert!(items[7..].iter().all(|it| *it == Item::default()));
+        // From the start, every item is sent again.
+        let again = replay(&old, From::Start, &["stock".into()], "v").unwrap();
+        assert!(again.steps[0].items.is_empty());
     }
 
     #[test]

@@ -34,6 +34,17 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every status, in the order a run can pass through them (for messages and docs).
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Retrying,
+        RunStatus::Waiting,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Exited,
+    ];
+
     pub fn is_terminal(self) -> bool {
         matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Exited)
     }

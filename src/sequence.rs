@@ -199,6 +199,47 @@ fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     Utc.from_utc_datetime(&local)
 }
 
+/// The index keys under which the store finds a run of a flow with these exits: each
+/// `segment_left` and `event` exit rendered for the run (`contact` exits are checked at
+/// wake-ups instead). An exit that cannot be rendered for this run is left out, with why.
+pub fn exit_keys(
+    exits: &[Exit],
+    templates: &crate::template::Templates,
+    ctx: &minijinja::Value,
+) -> (Vec<String>, Vec<String>) {
+    let render = |t: &str| templates.render(t, ctx).map(|s| s.trim().to_string());
+    let (mut keys, mut problems) = (Vec::new(), Vec::new());
+    for exit in exits {
+        let key = match exit {
+            Exit::SegmentLeft { segment, email } => render(email).map(|e| segment_left_key(segment, &e)),
+            Exit::Event { kind, matches } => matches
+                .iter()
+                .map(|(f, t)| render(t).map(|v| (f.clone(), Value::String(v))))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|values| event_key(kind, &values)),
+            Exit::Contact { .. } => continue,
+        };
+        match key {
+            Ok(k) => keys.push(k),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    (keys, problems)
+}
+
+/// [`exit_keys`], logging each exit that cannot apply to the run.
+pub fn exit_keys_logged(
+    exits: &[Exit],
+    templates: &crate::template::Templates,
+    ctx: &minijinja::Value,
+) -> Vec<String> {
+    let (keys, problems) = exit_keys(exits, templates, ctx);
+    for e in problems {
+        tracing::warn!(error = %e, "an exit of this run could not be rendered; it cannot exit this way");
+    }
+    keys
+}
+
 /// The index key of a `segment_left` exit: the segment and the normalised address.
 pub fn segment_left_key(segment: &str, email: &str) -> String {
     let email = crate::segment::normalize_email(email).unwrap_or_else(|_| email.trim().to_lowercase());

@@ -98,5 +98,7 @@ pub fn prepare(
     run.id = run_id;
     run.depth = cause.depth;
     run.trigger_event = cause.event;
+    // Indexed as the run is stored, so an exit that happens before its first wait still ends it.
+    run.exit_keys = crate::sequence::exit_keys_logged(&flow.exits, templates, &ctx);
     Ok(Prepared::Run(Box::new(run), ctx))
 }

@@ -60,6 +60,11 @@ pub enum ItemSource {
 /// Defaults of `max_items` and `item_concurrency`.
 pub const DEFAULT_MAX_ITEMS: usize = 100;
 pub const DEFAULT_ITEM_CONCURRENCY: usize = 4;
+/// The most `max_items` may be: every item's attempts live in the run's record, which is read
+/// and written whole, so a run's size must stay bounded.
+pub const MAX_ITEMS_LIMIT: usize = 1000;
+/// The most `item_concurrency` may be (a destination's own limit applies as well).
+pub const MAX_ITEM_CONCURRENCY: usize = 64;
 
 #[derive(Debug)]
 pub enum ActionKind {

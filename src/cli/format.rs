@@ -73,23 +73,36 @@ pub fn run_detail(run: &Run) -> String {
     );
     for (i, step) in run.steps.iter().enumerate() {
         let _ = writeln!(o, "\n[{}] {} — {:?}", i + 1, step.name, step.status);
-        for a in &step.attempts {
-            let _ = write!(
-                o,
-                "  attempt {} at {} ({} ms): {:?}",
-                a.number, a.started_at, a.duration_ms, a.outcome
-            );
-            if let Some(req) = &a.request {
-                let _ = write!(o, " — {} {}", req.method, req.url);
-            }
-            if let Some(resp) = &a.response {
-                let _ = write!(o, " → {}", resp.status);
+        attempt_lines(&mut o, &step.attempts, "  ");
+        for (k, item) in step.items.iter().enumerate() {
+            let _ = write!(o, "  item {k} — {:?}", item.status);
+            if let Some(t) = item.retry_at {
+                let _ = write!(o, " (next try {t})");
             }
             o.push('\n');
-            if let Some(e) = &a.error {
-                let _ = writeln!(o, "    error: {e}");
-            }
+            attempt_lines(&mut o, &item.attempts, "    ");
         }
     }
     o
+}
+
+/// One line per attempt (what was sent, what came back) and its error, if any.
+fn attempt_lines(o: &mut String, attempts: &[crate::run::Attempt], indent: &str) {
+    for a in attempts {
+        let _ = write!(
+            o,
+            "{indent}attempt {} at {} ({} ms): {:?}",
+            a.number, a.started_at, a.duration_ms, a.outcome
+        );
+        if let Some(req) = &a.request {
+            let _ = write!(o, " — {} {}", req.method, req.url);
+        }
+        if let Some(resp) = &a.response {
+            let _ = write!(o, " → {}", resp.status);
+        }
+        o.push('\n');
+        if let Some(e) = &a.error {
+            let _ = writeln!(o, "{indent}  error: {e}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ pub enum RunsCommand {
     List {
         #[arg(long)]
         flow: Option<String>,
-        /// queued, running, retrying, succeeded or failed (the dead letters).
+        /// queued, running, retrying, waiting, succeeded, failed (the dead letters) or exited.
         #[arg(long)]
         status: Option<String>,
         #[arg(long, default_value_t = 50)]

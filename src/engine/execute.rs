@@ -439,15 +439,22 @@ impl Engine {
         self.save_with(run, lease, next, Effects::default()).await
     }
 
+    /// Records progress; `false` when the run must not go on (the store refused, or an exit was
+    /// requested meanwhile — then the run is ended here, before its next action).
     pub(super) async fn save_with(&self, run: &Run, lease: &Lease, next: Next, effects: Effects) -> bool {
         let raises = !effects.is_empty();
         match self.store.save_with(lease, run, next, effects).await {
-            Ok(changes) => {
-                for c in &changes {
+            Ok(saved) => {
+                for c in &saved.changes {
                     tracing::info!(segment = %c.segment, email = %c.email, change = ?c.change, "segment updated");
                 }
                 if raises {
                     self.events_wake.notify_one();
+                }
+                if let Some(reason) = saved.exit_requested {
+                    let mut run = run.clone();
+                    Box::pin(self.exit(&mut run, lease, reason, Vec::new())).await;
+                    return false;
                 }
                 true
             }

@@ -14,7 +14,7 @@ use crate::flow::Flow;
 use crate::matching::{Verdict, check_all};
 use crate::request::Request;
 use crate::run::{Run, RunStatus, StepStatus};
-use crate::sequence::{Exit, Wait, event_key, field, segment_left_key, wake_at};
+use crate::sequence::{Exit, Wait, event_key, exit_keys_logged, field, segment_left_key, wake_at};
 use crate::store::{Effects, ExitMatch, Lease, Next, WaitOp};
 use crate::template::Templates;
 use crate::time::Ts;
@@ -79,8 +79,9 @@ impl Engine {
             flow: run.flow.clone(),
             by: 1,
         }];
+        // Runs accepted by this version are indexed when stored; older ones at their first wait.
         if run.exit_keys.is_empty() && !flow.exits.is_empty() {
-            run.exit_keys = exit_keys(flow, templates, ctx);
+            run.exit_keys = exit_keys_logged(&flow.exits, templates, ctx);
             waits.extend(run.exit_keys.iter().map(|key| WaitOp::IndexExit {
                 flow: run.flow.clone(),
                 key: key.clone(),
@@ -205,30 +206,6 @@ impl Engine {
         }
         out
     }
-}
-
-/// The index keys of a run of `flow`: each `segment_left` and `event` exit, rendered for it.
-fn exit_keys(flow: &Flow, templates: &Templates, ctx: &JValue) -> Vec<String> {
-    let render = |t: &str| templates.render(t, ctx).map(|s| s.trim().to_string());
-    let mut keys = Vec::new();
-    for exit in &flow.exits {
-        let key = match exit {
-            Exit::SegmentLeft { segment, email } => render(email).map(|e| segment_left_key(segment, &e)),
-            Exit::Event { kind, matches } => matches
-                .iter()
-                .map(|(f, t)| render(t).map(|v| (f.clone(), Value::String(v))))
-                .collect::<Result<Vec<_>, _>>()
-                .map(|values| event_key(kind, &values)),
-            Exit::Contact { .. } => continue,
-        };
-        match key {
-            Ok(k) => keys.push(k),
-            Err(e) => {
-                tracing::warn!(error = %e, "an exit of this run could not be rendered; it cannot exit this way")
-            }
-        }
-    }
-    keys
 }
 
 fn describe(exit: &Exit) -> String {

@@ -86,7 +86,10 @@ pub async fn list_runs(
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_status",
-                format!("unknown status `{s}`: use queued, running, retrying, succeeded or failed"),
+                format!(
+                    "unknown status `{s}`: use one of {}",
+                    RunStatus::ALL.map(RunStatus::as_str).join(", ")
+                ),
             )
         })?),
     };
@@ -171,7 +174,7 @@ pub struct ReplayBody {
     pub version: crate::replay::Version,
 }
 
-/// `POST /api/runs/{id}/replay` `{"from": "start" | "failed"}`: a new run from this one's
+/// `POST /api/runs/{id}/replay` `{"from": "start" | "failed" | "<action>"}`: a new run from this one's
 /// request under the flow as loaded now.
 pub async fn replay_run(
     State(st): State<AppState>,
@@ -360,11 +363,14 @@ pub async fn exit_run(
         .await
         .map_err(internal)?;
     if !exited {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_running",
-            format!("run {id} is finished or unknown"),
-        ));
+        return Err(match st.store().get_run(&id).await.map_err(internal)? {
+            None => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no run {id}")),
+            Some(run) => ApiError::new(
+                StatusCode::CONFLICT,
+                "finished",
+                format!("run {id} is already {}", run.status.as_str()),
+            ),
+        });
     }
     tracing::info!(run_id = %id, "run exited by the API");
     Ok(Json(json!({"run_id": id, "exited": true})))

@@ -87,6 +87,15 @@ impl Effects {
     }
 }
 
+/// What a save did.
+#[derive(Debug, Default)]
+pub struct Saved {
+    /// The segment changes its effects made.
+    pub changes: Vec<SegmentChange>,
+    /// An exit requested (by an event, a segment change or the API) while the run was held.
+    pub exit_requested: Option<String>,
+}
+
 /// A change that comes with a run starting or ending a wait.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WaitOp {
@@ -244,14 +253,9 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// [`Store::save`] with side effects, all in one atomic write. Returns what the segment
-    /// ops changed.
-    async fn save_with(
-        &self,
-        lease: &Lease,
-        run: &Run,
-        next: Next,
-        effects: Effects,
-    ) -> Result<Vec<SegmentChange>>;
+    /// ops changed, and — for [`Next::Continue`] — whether an exit was requested for the run
+    /// meanwhile (the progress is saved and the lease held; the caller ends the run).
+    async fn save_with(&self, lease: &Lease, run: &Run, next: Next, effects: Effects) -> Result<Saved>;
 
     /// Applies segment changes outside any run (the admin API), raising their events from
     /// `origin` at depth 1. Durable on return.

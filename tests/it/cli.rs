@@ -129,6 +129,60 @@ fn validate_reports_every_broken_file_with_its_line() {
     assert!(err.contains("7 problem(s); 1 flow(s) valid"), "{ctx}");
 }
 
+/// Mistakes in waits, exits and per-item actions, each named with its line.
+#[test]
+fn validate_names_sequence_and_per_item_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let src = "on:\n  webhook: {}\nactions:\n  - wait: { for: 3d, at: \"9 o'clock\" }\n  - wait: { for: 2d, timezone: Mars/Olympus }\n  - wait: 3d\n    retry: { max_attempts: 2 }\n  - for_each: $.items[*]\n    max_items: 5000\n    http: { url: \"http://127.0.0.1:1/x\" }\n  - item_concurrency: 2\n    http: { url: \"http://127.0.0.1:1/y\" }\n  - for_each: \"not a list\"\n    http: { url: \"http://127.0.0.1:1/z\" }\nexit:\n  - segment_left: { segment: newsletter }\n";
+    std::fs::write(flows.join("seq.yaml"), src).unwrap();
+    std::fs::write(
+        flows.join("ok.yaml"),
+        "on:\n  webhook: {}\nactions:\n  - wait: { for: 1d, at: \"09:00\", timezone: Europe/Berlin }\n  - http: { url: \"http://127.0.0.1:1/x\" }\n",
+    )
+    .unwrap();
+    let args = ["validate", "flows"];
+    let out = hookflow(&args, dir.path());
+    let ctx = show(&args, &out);
+    assert_eq!(out.status.code(), Some(1), "{ctx}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let has = |line: u32, text: &str| {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("flows/seq.yaml:{line}:")) && l.contains(text)),
+            "no `{text}` at line {line}\n{ctx}"
+        )
+    };
+    // A missing field is a YAML shape error: reported alone, before anything is compiled.
+    has(16, "missing field `email`");
+    std::fs::write(
+        flows.join("seq.yaml"),
+        src.replace(
+            "{ segment: newsletter }",
+            "{ segment: newsletter, email: \"{{ vars.email }}\" }",
+        ),
+    )
+    .unwrap();
+    let out = hookflow(&args, dir.path());
+    let ctx = show(&args, &out);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let has = |line: u32, text: &str| {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("flows/seq.yaml:{line}:")) && l.contains(text)),
+            "no `{text}` at line {line}\n{ctx}"
+        )
+    };
+    has(4, "is not a time of day like 09:00");
+    has(5, "not an IANA time zone");
+    has(7, "a wait makes no attempts, so it has no `retry`");
+    has(9, "`max_items` must be from 1 to 1000");
+    has(11, "`item_concurrency` goes with `for_each`");
+    has(13, "give a JSONPath over the body");
+    assert!(!err.contains("flows/ok.yaml"), "{ctx}");
+}
+
 #[test]
 fn urls_are_stable_and_depend_on_the_secret() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

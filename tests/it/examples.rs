@@ -10,6 +10,7 @@ use crate::helpers::{Receiver, Reply, SECRET, get, serve_command, wait_ready};
 
 const WOO_SECRET: &str = "woo-example-secret";
 const SLACK_SECRET: &str = "slack-example-secret";
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// A JSON delivery signed the way `preset`'s sender signs it (the test's own HMAC code).
 async fn signed(
@@ -217,7 +218,7 @@ async fn the_shipped_segment_and_email_flows_do_what_they_say() {
     let topic = [("x-wc-webhook-topic", "order.created")];
     let r = signed(
         &http,
-        url("woo-order-thank-you"),
+        url("woo-order-nurture"),
         "woocommerce",
         WOO_SECRET,
         &topic,
@@ -318,4 +319,251 @@ async fn the_shipped_report_flow_posts_the_new_buyer_count() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.stop().await;
+}
+
+/// The shipped sequences and the per-item flow, with the server's clock moved by days: the
+/// post-purchase series (thanks, review after 3 days, cross-sell a week later at 09:00 in the
+/// buyer's time zone) ends for a refunded order; the welcome series ends for an unsubscriber;
+/// an order's line items each move the warehouse stock once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_sequences_and_per_item_flow_do_what_they_say() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let (smtp_port, mail) = crate::email::start_smtp(0);
+    let mut clock = crate::helpers::TestClock::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = tempfile::tempdir().unwrap();
+    let (mut cmd, base) = serve_command(&root.join("flows"), &root.join("templates"), data.path());
+    let (k, v) = clock.env();
+    let mut child = cmd
+        .args([
+            "--poll",
+            "100ms",
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-tls",
+            "none",
+        ])
+        .args(["--smtp-port", &smtp_port.to_string()])
+        .args(["--smtp-from", "Shop <shop@example.com>"])
+        .env(k, v)
+        .env("WOO_WEBHOOK_SECRET", WOO_SECRET)
+        .env("WAREHOUSE_API_URL", &dest.url)
+        .env("WAREHOUSE_API_TOKEN", "wh-token-1")
+        .env("CRM_WEBHOOK_URL", &dest.url)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    let tokens = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
+    let url = |flow: &str| format!("{base}/hooks/{flow}/{}", tokens.token(flow));
+    let run_of = |id: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move { get(&http, format!("{base}/api/runs/{id}")).await }
+    };
+    let wait_status = |id: String, status: &'static str| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let run = run_of(id.clone()).await;
+            if run["status"] == status {
+                return run;
+            }
+            assert!(std::time::Instant::now() < deadline, "want {status}: {run:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let created = [("x-wc-webhook-topic", "order.created")];
+    let order = |id: u32, email: &str, tz: &str| {
+        json!({"id": id, "status": "processing", "total": "30.00",
+            "billing": {"email": email, "first_name": "Ada"}, "meta": {"timezone": tz},
+            "line_items": [{"name": "Book", "sku": "BOOK 1", "quantity": 2}, {"name": "Pen", "sku": "PEN-2", "quantity": 1}]})
+    };
+    let mut nurture = Vec::new();
+    for (id, email, tz) in [
+        (1, "ada@example.com", "America/New_York"),
+        (2, "cy@example.com", "Europe/Berlin"),
+    ] {
+        let r = signed(
+            &http,
+            url("woo-order-nurture"),
+            "woocommerce",
+            WOO_SECRET,
+            &created,
+            &order(id, email, tz),
+        )
+        .await;
+        assert_eq!(r.status(), 202);
+        nurture.push(
+            r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // The line items of order 1: one stock movement each, then the summary.
+    let r = signed(
+        &http,
+        url("woo-order-stock"),
+        "woocommerce",
+        WOO_SECRET,
+        &created,
+        &order(1, "ada@example.com", "UTC"),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let stock_run = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(stock_run.clone(), "succeeded").await;
+    let mut moves: Vec<(String, Value)> = dest
+        .hits()
+        .into_iter()
+        .filter(|h| h.path.starts_with("/stock/"))
+        .map(|h| {
+            assert_eq!(h.headers["authorization"], "Bearer wh-token-1");
+            assert_eq!(
+                h.headers["idempotency-key"].split('.').next(),
+                Some(stock_run.as_str())
+            );
+            (h.path.clone(), h.json())
+        })
+        .collect();
+    moves.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        moves,
+        vec![
+            (
+                "/stock/BOOK%201/movements".to_string(),
+                json!({"delta": -2, "reference": "woo-1-0"})
+            ),
+            (
+                "/stock/PEN-2/movements".to_string(),
+                json!({"delta": -1, "reference": "woo-1-1"})
+            ),
+        ]
+    );
+    let summary = dest
+        .hits()
+        .into_iter()
+        .find(|h| h.path == "/orders/woo-1/stock-done")
+        .unwrap();
+    assert_eq!(summary.json(), json!({"lines": 2}));
+
+    // Two sign-ups: each joins the newsletter, gets the welcome, and starts the welcome series.
+    for who in ["bea", "dan"] {
+        let r = http
+            .post(url("form-to-newsletter"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("email={who}%40example.com&name={who}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let subjects = |mails: &[crate::email::Mail]| -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = mails
+            .iter()
+            .map(|m| {
+                let d = m.data.replace("\r\n", "\n");
+                let subject = d
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Subject: "))
+                    .unwrap()
+                    .to_string();
+                (m.to[0].clone(), subject)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let mails = crate::email::wait_mails(&mail, 4).await;
+    assert_eq!(
+        subjects(&mails),
+        [
+            ("ada@example.com", "Thank you for your order #1"),
+            ("bea@example.com", "Welcome to our newsletter"),
+            ("cy@example.com", "Thank you for your order #2"),
+            ("dan@example.com", "Welcome to our newsletter"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    for id in &nurture {
+        wait_status(id.clone(), "waiting").await;
+    }
+    // Order 2 is refunded: its sequence ends, exited (not failed).
+    let refund = json!({"id": 2, "status": "refunded"});
+    let updated = [("x-wc-webhook-topic", "order.updated")];
+    let r = signed(
+        &http,
+        url("woo-order-refunded"),
+        "woocommerce",
+        WOO_SECRET,
+        &updated,
+        &refund,
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let exited = wait_status(nurture[1].clone(), "exited").await;
+    assert!(
+        exited["exit_reason"]
+            .as_str()
+            .unwrap()
+            .contains("shop.order_refunded"),
+        "{exited}"
+    );
+
+    // Two days on: the tips. Then Bea unsubscribes, which ends her series.
+    clock.advance(2 * DAY_MS + 3_600_000);
+    let mails = crate::email::wait_mails(&mail, 6).await;
+    let tips: Vec<_> = subjects(&mails[4..]);
+    assert_eq!(
+        tips.iter()
+            .filter(|(_, s)| s == "Three things to try this week")
+            .count(),
+        2
+    );
+    let r = http
+        .post(url("newsletter-unsubscribe"))
+        .json(&json!({"type": "unsubscribe", "data": {"email": "bea@example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let series = get(
+        &http,
+        format!("{base}/api/runs?flow=form-welcome-series&q=bea%40example.com"),
+    )
+    .await;
+    let bea_run = series["runs"][0]["id"].as_str().unwrap().to_string();
+    wait_status(bea_run, "exited").await;
+
+    // Day 3: Ada's review request; then a week later her cross-sell, at 09:00 New York time.
+    clock.advance(DAY_MS);
+    let mails = crate::email::wait_mails(&mail, 7).await;
+    assert_eq!(
+        subjects(&mails[6..]),
+        [("ada@example.com".to_string(), "How is your order #1?".to_string())]
+    );
+    let ada = wait_status(nurture[0].clone(), "waiting").await;
+    let wake: chrono::DateTime<chrono::Utc> = ada["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    let local = wake.with_timezone(&chrono_tz::America::New_York);
+    assert_eq!(local.format("%H:%M").to_string(), "09:00", "{wake}");
+    clock.advance(9 * DAY_MS);
+    let mails = crate::email::wait_mails(&mail, 9).await;
+    let rest = subjects(&mails[7..]);
+    assert_eq!(
+        rest,
+        [
+            ("ada@example.com", "Picked for you, Ada"),
+            ("dan@example.com", "A welcome offer for you"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    wait_status(nurture[0].clone(), "succeeded").await;
+    // Nothing more: no mail to the refunded buyer or the unsubscriber.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(mail.mails().len(), 9);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -614,3 +614,30 @@ impl Drop for Binary {
         let _ = self.child.wait();
     }
 }
+
+/// The binary's clock, moved by writing an offset into a file it follows.
+pub struct TestClock {
+    file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    offset: u64,
+}
+
+impl TestClock {
+    pub fn new() -> TestClock {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("offset");
+        std::fs::write(&file, "0").unwrap();
+        TestClock {
+            file,
+            _dir: dir,
+            offset: 0,
+        }
+    }
+    pub fn env(&self) -> (&'static str, String) {
+        ("HOOKFLOW_TEST_CLOCK_OFFSET_FILE", self.file.display().to_string())
+    }
+    pub fn advance(&mut self, ms: u64) {
+        self.offset += ms;
+        std::fs::write(&self.file, self.offset.to_string()).unwrap();
+    }
+}

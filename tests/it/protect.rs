@@ -29,25 +29,33 @@ actions:
     for i in 0..20 {
         ids.push(app.accept("paced", json!({"i": i})).await);
     }
+    // The moments hookflow started each attempt (after the limiter let it through), as it
+    // recorded them: what the limiter decides, unlike arrival times, which a busy machine
+    // can bunch up in transit.
+    let mut starts = Vec::new();
     for id in &ids {
         let run = app.wait_status(id, RunStatus::Succeeded).await;
         assert_eq!(run.steps[0].attempts.len(), 1, "pacing is not a failed attempt");
+        starts.push(run.steps[0].attempts[0].started_at.0);
     }
-    let mut starts: Vec<Instant> = dest.arrivals().iter().map(|h| h.started).collect();
+    assert_eq!(dest.arrivals().len(), 20);
     starts.sort();
-    assert_eq!(starts.len(), 20);
-    let span = starts[19] - starts[0];
+    let span = Duration::from_millis(starts[19] - starts[0]);
     // 19 gaps of 200 ms; a little early is impossible, a little late is the machine.
     assert!(
         span >= Duration::from_millis(3700),
         "20 attempts took only {span:?}"
     );
     assert!(span < Duration::from_secs(8), "20 attempts took {span:?}");
-    let min_gap = starts.windows(2).map(|w| w[1] - w[0]).min().unwrap();
-    assert!(
-        min_gap >= Duration::from_millis(150),
-        "two attempts {min_gap:?} apart"
-    );
+    // No attempt starts before its slot (the i-th 200 ms after the first; the first may itself
+    // have started a little after its slot, hence the margin). A late attempt is not a fault.
+    for (i, t) in starts.iter().enumerate() {
+        let after = t - starts[0];
+        assert!(
+            after + 100 >= i as u64 * 200,
+            "attempt {i} started {after} ms after the first: {starts:?}"
+        );
+    }
     app.stop().await;
 }
 

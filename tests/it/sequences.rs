@@ -2,41 +2,13 @@
 //! file) instead of waiting, every kind of exit, and `kill -9` while a run waits and while it
 //! sends.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Binary, Receiver, Reply, get};
+use crate::helpers::{Binary, Receiver, Reply, TestClock as Clock, get};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
-
-/// The binary's clock, moved by writing an offset into a file it follows.
-struct Clock {
-    file: PathBuf,
-    _dir: tempfile::TempDir,
-    offset: u64,
-}
-
-impl Clock {
-    fn new() -> Clock {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("offset");
-        std::fs::write(&file, "0").unwrap();
-        Clock {
-            file,
-            _dir: dir,
-            offset: 0,
-        }
-    }
-    fn env(&self) -> (&'static str, String) {
-        ("HOOKFLOW_TEST_CLOCK_OFFSET_FILE", self.file.display().to_string())
-    }
-    fn advance(&mut self, ms: u64) {
-        self.offset += ms;
-        std::fs::write(&self.file, self.offset.to_string()).unwrap();
-    }
-}
 
 async fn start(flows: &[(&str, &str)], clock: &Clock) -> Binary {
     let (k, v) = clock.env();
@@ -129,6 +101,8 @@ async fn a_three_step_sequence_waits_days_on_the_test_clock() {
         metrics.contains(r#"hookflow_runs_waiting{flow="nurture"} 1"#),
         "{metrics}"
     );
+    // A waiting run is not work due: the queue is empty.
+    assert!(metrics.contains("hookflow_queue_depth 0\n"), "{metrics}");
     let listed = get(
         &reqwest::Client::new(),
         format!("{}/api/runs?status=waiting", app.base),
@@ -341,6 +315,20 @@ async fn waiting_runs_are_shown_exited_by_the_operator_and_replayed_from_a_step(
     assert!(cli(&["runs", "exit", &first, "--reason", "customer asked"]).contains("exited"));
     let run = wait_for(&app, &first, |r| r["status"] == "exited").await;
     assert_eq!(run["exit_reason"], "customer asked");
+    let http = reqwest::Client::new();
+    let again = http
+        .post(format!("{}/api/runs/{first}/exit", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    assert!(again.text().await.unwrap().contains("already exited"));
+    let unknown = http
+        .post(format!("{}/api/runs/01nosuchrun/exit", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
     assert!(cli(&["runs", "exit", "--flow", "nurture"]).contains("1 of 1 waiting run(s) of nurture exited"));
     wait_for(&app, &second, |r| r["status"] == "exited").await;
     // Started again at the review request: the thank-you is not sent again.
@@ -463,4 +451,111 @@ async fn more_items_than_max_items_is_a_clear_failure() {
     let ok = accept(&app, "many", json!({"contacts": ["a", "b"]})).await;
     wait_for(&app, &ok, |r| r["status"] == "succeeded").await;
     assert_eq!(dest.hits().len(), 2);
+}
+
+/// Item 7 of 20 fails for good: items 8–19 are not sent, the run fails, `runs show` lists each
+/// item, and a replay from the failed action sends items 7–19 only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_item_7_failed_sends_items_7_to_20_only() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path_seq("/c/7", vec![Reply::status(404), Reply::status(200)]);
+    let flow = format!(
+        "on: {{ webhook: {{}} }}\nactions:\n  - name: push\n    for_each: \"{{{{ body.ids }}}}\"\n    item_concurrency: 1\n    http: {{ url: \"{}/c/{{{{ item }}}}\" }}\n",
+        dest.url
+    );
+    let clock = Clock::new();
+    let app = start(&[("push", &flow)], &clock).await;
+    let ids: Vec<u32> = (0..20).collect();
+    let id = accept(&app, "push", json!({ "ids": ids })).await;
+    let run = wait_for(&app, &id, |r| r["status"] == "failed").await;
+    assert!(run["error"].as_str().unwrap().contains("item 7"), "{run}");
+    let sent: Vec<String> = paths(&dest);
+    assert_eq!(sent, (0..8).map(|k| format!("/c/{k}")).collect::<Vec<_>>());
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(args)
+            .arg("--server")
+            .arg(&app.base)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = cli(&["runs", "show", &id]);
+    assert!(shown.contains("item 6 — Succeeded"), "{shown}");
+    assert!(shown.contains("item 7 — Failed"), "{shown}");
+    assert!(shown.contains("item 8 — Pending"), "{shown}");
+    let replayed = cli(&["runs", "replay", &id, "--from", "failed"]);
+    let new_id = replayed.split_whitespace().last().unwrap().to_string();
+    let again = wait_for(&app, &new_id, |r| r["status"] == "succeeded").await;
+    let after: Vec<String> = paths(&dest)[8..].to_vec();
+    assert_eq!(after, (7..20).map(|k| format!("/c/{k}")).collect::<Vec<_>>());
+    assert_eq!(again["steps"][0]["items"].as_array().unwrap().len(), 20);
+}
+
+/// Exits apply from the moment a run is stored, not only once it waits: a run still queued
+/// (behind another of its lane) exits at once, and a run whose first action is being sent
+/// exits when that attempt is recorded — its next action is never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_before_the_first_wait_ends_the_run_before_its_next_action() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path(
+        "/first/1",
+        Reply::status(200).delayed(Duration::from_millis(1500)),
+    );
+    let flow = format!(
+        r#"
+on: {{ webhook: {{}} }}
+vars:
+  email: {{ path: $.email, required: true }}
+  order_id: {{ path: $.id, required: true }}
+concurrency: {{ key: "{{{{ vars.email }}}}" }}
+actions:
+  - name: remember
+    http: {{ url: "{0}/first/{{{{ vars.order_id }}}}" }}
+  - name: thank_you
+    http: {{ url: "{0}/thanks/{{{{ vars.order_id }}}}" }}
+  - wait: 3d
+  - name: later
+    http: {{ url: "{0}/later/{{{{ vars.order_id }}}}" }}
+exit:
+  - event: {{ type: shop.order_refunded, match: {{ order_id: "{{{{ vars.order_id }}}}" }} }}
+"#,
+        dest.url
+    );
+    let refund = "on: { webhook: {} }\nactions:\n  - emit: { type: shop.order_refunded, data: { order_id: \"{{ body.id }}\" } }\n";
+    let clock = Clock::new();
+    let app = start(&[("order", &flow), ("refund", refund)], &clock).await;
+    let first = accept(&app, "order", json!({"id": 1, "email": "eve@example.com"})).await;
+    let second = accept(&app, "order", json!({"id": 2, "email": "eve@example.com"})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dest.arrivals().iter().any(|h| h.path == "/first/1") {
+        assert!(Instant::now() < deadline, "the first action never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Order 2 waits behind order 1 in its lane; order 1's first action is in flight.
+    assert_eq!(run_of(&app, &second).await["status"], "queued");
+    accept(&app, "refund", json!({"id": 2})).await;
+    accept(&app, "refund", json!({"id": 1})).await;
+    let run = wait_for(&app, &second, |r| r["status"] == "exited").await;
+    assert!(
+        run["exit_reason"]
+            .as_str()
+            .unwrap()
+            .contains("shop.order_refunded"),
+        "{run}"
+    );
+    let run = wait_for(&app, &first, |r| r["status"] == "exited").await;
+    assert_eq!(
+        run["steps"][0]["status"], "succeeded",
+        "the attempt in flight is recorded"
+    );
+    assert_eq!(run["steps"][1]["status"], "pending", "{run:#}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = paths(&dest);
+    assert_eq!(sent, ["/first/1"], "nothing after the exit");
 }

@@ -7,7 +7,10 @@ use crate::action::email::EmailAction;
 use crate::action::emit::EmitAction;
 use crate::action::http::HttpAction;
 use crate::action::segment::SegmentAction;
-use crate::action::{Action, ActionKind, DEFAULT_ITEM_CONCURRENCY, DEFAULT_MAX_ITEMS, ForEach, ItemSource};
+use crate::action::{
+    Action, ActionKind, DEFAULT_ITEM_CONCURRENCY, DEFAULT_MAX_ITEMS, ForEach, ItemSource,
+    MAX_ITEM_CONCURRENCY, MAX_ITEMS_LIMIT,
+};
 use crate::flow::spec::ActionSpec;
 use crate::retry::RetryPolicy;
 use crate::sequence::{Wait, WaitSpec, parse_at, parse_tz};
@@ -49,9 +52,12 @@ impl Compiler<'_> {
         };
         let max_items = spec.max_items.unwrap_or(DEFAULT_MAX_ITEMS);
         let concurrency = spec.item_concurrency.unwrap_or(DEFAULT_ITEM_CONCURRENCY);
-        for (key, n) in [("max_items", max_items), ("item_concurrency", concurrency)] {
-            if n == 0 {
-                self.problem(format!("{at}.{key}"), format!("`{key}` must be at least 1"));
+        for (key, n, most) in [
+            ("max_items", max_items, MAX_ITEMS_LIMIT),
+            ("item_concurrency", concurrency, MAX_ITEM_CONCURRENCY),
+        ] {
+            if n == 0 || n > most {
+                self.problem(format!("{at}.{key}"), format!("`{key}` must be from 1 to {most}"));
             }
         }
         Some(ForEach {
@@ -210,7 +216,7 @@ impl Compiler<'_> {
                 if given {
                     self.problem(
                         format!("{at}.{key}"),
-                        "a wait makes no attempts, so it has no `{key}`",
+                        format!("a wait makes no attempts, so it has no `{key}`"),
                     );
                 }
             }

@@ -158,7 +158,8 @@ pub fn compile(
     };
     let ingress_templates = when.iter().any(|c| matches!(c.source, Source::Expr(_)))
         || respond_templates
-        || concurrency.key.is_some();
+        || concurrency.key.is_some()
+        || !exits.is_empty();
     Ok(Flow {
         ingress_templates,
         name,

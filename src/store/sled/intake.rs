@@ -23,6 +23,9 @@ pub struct Head {
     pub order_key: Option<String>,
     /// When the run was accepted: it is due from then, whenever it is admitted.
     pub created_at: Ts,
+    /// Its keys in the exit index, written when it is admitted (flows with `exit:` only).
+    #[serde(default)]
+    pub exit_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +156,7 @@ mod tests {
                 flow: "f".into(),
                 order_key: None,
                 created_at: Ts(0),
+                exit_keys: Vec::new(),
             },
             rec: Located {
                 at: pos(offset),

@@ -55,8 +55,8 @@ use self::ops::{INTAKE_CURSOR, Inner, StoredRun, from_json, run_key, to_json};
 use self::view::View;
 use self::writer::{Job, Op, writer_loop};
 use super::{
-    ClaimRequest, Claimed, Damage, Effects, ExitMatch, ExitedRun, Lease, Next, Result, RunFilter, Store,
-    StoreError,
+    ClaimRequest, Claimed, Damage, Effects, ExitMatch, ExitedRun, Lease, Next, Result, RunFilter, Saved,
+    Store, StoreError,
 };
 use crate::event::{Event, Origin};
 use crate::run::{Run, RunStatus};
@@ -230,6 +230,7 @@ impl Store for SledStore {
             flow: run.flow.clone(),
             order_key: run.order_key.clone(),
             created_at: run.created_at,
+            exit_keys: run.exit_keys.clone(),
         };
         let (reply, rx) = oneshot::channel();
         let append = Append {
@@ -273,22 +274,19 @@ impl Store for SledStore {
             .await
     }
 
-    async fn save_with(
-        &self,
-        lease: &Lease,
-        run: &Run,
-        next: Next,
-        effects: Effects,
-    ) -> Result<Vec<SegmentChange>> {
+    async fn save_with(&self, lease: &Lease, run: &Run, next: Next, effects: Effects) -> Result<Saved> {
         let (lease, json) = (lease.clone(), to_json(run)?);
         self.submit(true, false, move |_, v| {
-            Inner::save(v, &lease, json, next)?;
+            let exit_requested = Inner::save(v, &lease, json, next)?;
             Inner::apply_waits(v, &effects.waits)?;
             let changes = segments::change_segments(v, &effects.segment_ops, effects.origin.as_ref())?;
             for e in &effects.events {
                 segments::put_event(v, e)?;
             }
-            Ok(changes)
+            Ok(Saved {
+                changes,
+                exit_requested,
+            })
         })
         .await
     }
@@ -449,15 +447,15 @@ impl Store for SledStore {
                 Ok(p) => (p.len() as u64, p.oldest(1).first().map(|r| r.head.created_at)),
                 Err(_) => (0, None),
             };
-            let mut depth = pending;
-            let mut oldest = oldest_pending;
-            for k in i.db.scan_prefix("due:").keys() {
+            // Only the entries due by now: runs waiting for a later retry or wake-up (which
+            // may be many, for days) are neither counted nor read.
+            let (mut depth, mut oldest) = (pending, oldest_pending);
+            let end = format!("due:{:016x};", now.0);
+            for k in i.db.range("due:".as_bytes()..end.as_bytes()).keys() {
                 let k = k?;
                 let s = String::from_utf8_lossy(&k);
-                let t = s.get(4..20).and_then(|h| u64::from_str_radix(h, 16).ok()).map(Ts);
                 if depth == pending
-                    && let Some(t) = t
-                    && t <= now
+                    && let Some(t) = s.get(4..20).and_then(|h| u64::from_str_radix(h, 16).ok()).map(Ts)
                 {
                     oldest = Some(oldest.map_or(t, |o| o.min(t)));
                 }

@@ -174,11 +174,15 @@ impl Inner {
             id,
             flow,
             order_key,
+            exit_keys,
             json,
         } = run;
         let rk = run_key(&id);
         if view.contains(rk.as_bytes())? {
             return Err(StoreError::Duplicate(id));
+        }
+        for key in &exit_keys {
+            view.insert(exit_key(&flow, key, &id), id.as_bytes());
         }
         let mut q = QEntry {
             flow,
@@ -333,12 +337,21 @@ impl Inner {
         Self::hold_until(view, q, lease, until.0, &raw)
     }
 
-    pub(super) fn save(view: &mut View<'_>, lease: &Lease, run_json: Vec<u8>, next: Next) -> Result<()> {
+    /// Records a held run's progress; returns the exit requested for it meanwhile, if any.
+    pub(super) fn save(
+        view: &mut View<'_>,
+        lease: &Lease,
+        run_json: Vec<u8>,
+        next: Next,
+    ) -> Result<Option<String>> {
         let id = &lease.run_id;
         let (mut q, _) = Self::held(view, lease)?;
+        let exit = q.exit.clone();
         match next {
             Next::Continue { lease_until } => Self::hold_until(view, q, lease, lease_until.0, &run_json)?,
             Next::RetryAt(at) => {
+                // A run asked to exit is due at once, so the exit is applied without waiting.
+                let at = if exit.is_some() { Ts::now() } else { at };
                 Self::move_due(view, &mut q, id, Some(at.0));
                 q.lease = None;
                 view.remove(lease_key(id));
@@ -354,7 +367,10 @@ impl Inner {
                 }
             }
         }
-        Ok(())
+        Ok(match next {
+            Next::Continue { .. } => exit,
+            _ => None,
+        })
     }
 
     /// Makes the next run of the lane that `finished` belonged to due now.
@@ -424,6 +440,7 @@ impl Inner {
                     id: h.id.clone(),
                     flow: h.flow.clone(),
                     order_key: h.order_key.clone(),
+                    exit_keys: h.exit_keys.clone(),
                     json,
                 },
             )?;
@@ -539,5 +556,6 @@ pub(super) struct NewRun {
     pub(super) id: String,
     pub(super) flow: String,
     pub(super) order_key: Option<String>,
+    pub(super) exit_keys: Vec<String>,
     pub(super) json: Vec<u8>,
 }

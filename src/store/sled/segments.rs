@@ -298,6 +298,7 @@ fn new_run(run: &Run) -> Result<NewRun> {
         id: run.id.clone(),
         flow: run.flow.clone(),
         order_key: run.order_key.clone(),
+        exit_keys: run.exit_keys.clone(),
         json: to_json(run)?,
     })
 }
