@@ -32,6 +32,35 @@ async fn signed(
     req.body(bytes).send().await.unwrap()
 }
 
+/// The mail tool's unsubscribe webhook for `email`, accepted.
+async fn unsubscribe(http: &reqwest::Client, url: String, email: &str) {
+    let r = http
+        .post(url)
+        .json(&json!({"type": "unsubscribe", "data": {"email": email}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+/// A WooCommerce delivery of `topic`, signed with the examples' secret; the run id of the 202.
+async fn woo(http: &reqwest::Client, url: String, topic: &str, body: &Value) -> String {
+    let r = signed(
+        http,
+        url,
+        "woocommerce",
+        WOO_SECRET,
+        &[("x-wc-webhook-topic", topic)],
+        body,
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_flows_do_what_they_say() {
     let dest = Receiver::start(Reply::status(200)).await;
@@ -254,13 +283,7 @@ async fn the_shipped_segment_and_email_flows_do_what_they_say() {
     assert!(mails[1].data.contains("Hi Bea,"));
 
     // The mail tool unsubscribes her: the CRM is told.
-    let r = http
-        .post(url("newsletter-unsubscribe"))
-        .json(&json!({"type": "unsubscribe", "data": {"email": "bea@example.com"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    unsubscribe(&http, url("newsletter-unsubscribe"), "bea@example.com").await;
     let hits = dest.wait_hits(1).await;
     assert_eq!(hits[0].path, "/hooks/unsubscribed");
     assert_eq!(hits[0].headers["authorization"], "Bearer crm-token-789");
@@ -372,7 +395,6 @@ async fn the_shipped_sequences_and_per_item_flow_do_what_they_say() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    let created = [("x-wc-webhook-topic", "order.created")];
     let order = |id: u32, email: &str, tz: &str| {
         json!({"id": id, "status": "processing", "total": "30.00",
             "billing": {"email": email, "first_name": "Ada"}, "meta": {"timezone": tz},
@@ -383,38 +405,24 @@ async fn the_shipped_sequences_and_per_item_flow_do_what_they_say() {
         (1, "ada@example.com", "America/New_York"),
         (2, "cy@example.com", "Europe/Berlin"),
     ] {
-        let r = signed(
-            &http,
-            url("woo-order-nurture"),
-            "woocommerce",
-            WOO_SECRET,
-            &created,
-            &order(id, email, tz),
-        )
-        .await;
-        assert_eq!(r.status(), 202);
         nurture.push(
-            r.json::<Value>().await.unwrap()["run_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
+            woo(
+                &http,
+                url("woo-order-nurture"),
+                "order.created",
+                &order(id, email, tz),
+            )
+            .await,
         );
     }
     // The line items of order 1: one stock movement each, then the summary.
-    let r = signed(
+    let stock_run = woo(
         &http,
         url("woo-order-stock"),
-        "woocommerce",
-        WOO_SECRET,
-        &created,
+        "order.created",
         &order(1, "ada@example.com", "UTC"),
     )
     .await;
-    assert_eq!(r.status(), 202);
-    let stock_run = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     wait_status(stock_run.clone(), "succeeded").await;
     let mut moves: Vec<(String, Value)> = dest
         .hits()
@@ -493,17 +501,7 @@ async fn the_shipped_sequences_and_per_item_flow_do_what_they_say() {
     }
     // Order 2 is refunded: its sequence ends, exited (not failed).
     let refund = json!({"id": 2, "status": "refunded"});
-    let updated = [("x-wc-webhook-topic", "order.updated")];
-    let r = signed(
-        &http,
-        url("woo-order-refunded"),
-        "woocommerce",
-        WOO_SECRET,
-        &updated,
-        &refund,
-    )
-    .await;
-    assert_eq!(r.status(), 202);
+    woo(&http, url("woo-order-refunded"), "order.updated", &refund).await;
     let exited = wait_status(nurture[1].clone(), "exited").await;
     assert!(
         exited["exit_reason"]
@@ -523,13 +521,7 @@ async fn the_shipped_sequences_and_per_item_flow_do_what_they_say() {
             .count(),
         2
     );
-    let r = http
-        .post(url("newsletter-unsubscribe"))
-        .json(&json!({"type": "unsubscribe", "data": {"email": "bea@example.com"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    unsubscribe(&http, url("newsletter-unsubscribe"), "bea@example.com").await;
     let series = get(
         &http,
         format!("{base}/api/runs?flow=form-welcome-series&q=bea%40example.com"),

@@ -31,6 +31,17 @@ async fn wait_for(app: &Binary, id: &str, what: impl Fn(&Value) -> bool) -> Valu
     }
 }
 
+/// Waits until run `id` has exited, with a reason that mentions `why`.
+async fn exited(app: &Binary, id: &str, why: &str) -> Value {
+    let run = wait_for(app, id, |r| r["status"] == "exited").await;
+    let reason = run["exit_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(why),
+        "exit reason `{reason}`, wanted `{why}`: {run}"
+    );
+    run
+}
+
 async fn accept(app: &Binary, flow: &str, body: Value) -> String {
     let r = reqwest::Client::new()
         .post(app.hook_url(flow))
@@ -67,6 +78,22 @@ exit:
   - contact: {{ email: "{{{{ vars.email }}}}", when: [{{ expr: "'do-not-contact' in contact.segments" }}] }}
 "#
     )
+}
+
+/// Runs the CLI against the server; its output, after checking it succeeded.
+fn cli(app: &Binary, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .arg("--server")
+        .arg(&app.base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn paths(dest: &Receiver) -> Vec<String> {
@@ -170,25 +197,11 @@ async fn each_kind_of_exit_ends_a_waiting_run_as_exited() {
         .await
         .unwrap();
     assert!(r.status().is_success());
-    let run = wait_for(&app, &left, |r| r["status"] == "exited").await;
-    assert!(
-        run["exit_reason"]
-            .as_str()
-            .unwrap()
-            .contains("left segment newsletter"),
-        "{run}"
-    );
+    let run = exited(&app, &left, "left segment newsletter").await;
     assert!(run.get("error").is_none(), "an exit is not a failure: {run}");
     // Order 11 is refunded: another flow raises the event.
     accept(&app, "refund", json!({"id": 11})).await;
-    let run = wait_for(&app, &refunded, |r| r["status"] == "exited").await;
-    assert!(
-        run["exit_reason"]
-            .as_str()
-            .unwrap()
-            .contains("shop.order_refunded"),
-        "{run}"
-    );
+    exited(&app, &refunded, "shop.order_refunded").await;
     // Dee is put on the do-not-contact list: found at her wake-up.
     http.post(format!("{}/api/segments/do-not-contact/members", app.base))
         .json(&json!({"email": "dee@example.com"}))
@@ -287,20 +300,7 @@ async fn waiting_runs_are_shown_exited_by_the_operator_and_replayed_from_a_step(
     for id in [&first, &second] {
         wait_for(&app, id, |r| r["status"] == "waiting").await;
     }
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
-            .args(args)
-            .arg("--server")
-            .arg(&app.base)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let cli = |args: &[&str]| cli(&app, args);
     let shown = cli(&["runs", "show", &first]);
     assert!(shown.contains("status   waiting"), "{shown}");
     assert!(shown.contains("wakes"), "{shown}");
@@ -471,20 +471,7 @@ async fn a_replay_after_item_7_failed_sends_items_7_to_20_only() {
     assert!(run["error"].as_str().unwrap().contains("item 7"), "{run}");
     let sent: Vec<String> = paths(&dest);
     assert_eq!(sent, (0..8).map(|k| format!("/c/{k}")).collect::<Vec<_>>());
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
-            .args(args)
-            .arg("--server")
-            .arg(&app.base)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let cli = |args: &[&str]| cli(&app, args);
     let shown = cli(&["runs", "show", &id]);
     assert!(shown.contains("item 6 — Succeeded"), "{shown}");
     assert!(shown.contains("item 7 — Failed"), "{shown}");
@@ -541,14 +528,7 @@ exit:
     assert_eq!(run_of(&app, &second).await["status"], "queued");
     accept(&app, "refund", json!({"id": 2})).await;
     accept(&app, "refund", json!({"id": 1})).await;
-    let run = wait_for(&app, &second, |r| r["status"] == "exited").await;
-    assert!(
-        run["exit_reason"]
-            .as_str()
-            .unwrap()
-            .contains("shop.order_refunded"),
-        "{run}"
-    );
+    exited(&app, &second, "shop.order_refunded").await;
     let run = wait_for(&app, &first, |r| r["status"] == "exited").await;
     assert_eq!(
         run["steps"][0]["status"], "succeeded",
