@@ -3,7 +3,8 @@
 # after, a restart with them all waiting (start time, RSS), then the clock moved a day ahead
 # (HOOKFLOW_TEST_CLOCK_OFFSET_FILE) and the time until every run has woken and delivered.
 #
-#   bench/waits.sh            # N=100000
+#   bench/waits.sh                              # N=100000
+#   N=20000 SERVE_ARGS="--store-cache 4MiB" bench/waits.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -29,7 +30,7 @@ metric() { curl -s "http://127.0.0.1:$P_HOOK/metrics" | awk -v m="$1" '$0 ~ m {p
 serve() {
   HOOKFLOW_LOG=warn HOOKFLOW_TEST_CLOCK_OFFSET_FILE="$work/offset" "$BIN" serve --flows "$work/flows" \
     --templates "$work/none" --data "$work/data" --secret "$SECRET" --listen "127.0.0.1:$P_HOOK" \
-    --egress-allow 127.0.0.1 --poll 200ms & p=$!; pids+=("$p")
+    --egress-allow 127.0.0.1 --poll 200ms ${SERVE_ARGS:-} & p=$!; pids+=("$p")
   for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$P_HOOK/readyz" && return 0; sleep 0.05; done
   echo "hookflow did not start" >&2; exit 1
 }
@@ -51,3 +52,8 @@ while :; do
 done
 t1=$(date +%s.%N)
 echo "woke and delivered $N in $(python3 -c "print(f'{$t1 - $t0:.1f} s ({$N / ($t1 - $t0):.0f} runs/s)')"), peak RSS $peak MiB"
+# The same store once every run has finished: what a restart costs is the store's size, not
+# how many of its runs wait.
+kill -TERM $server; wait $server 2>/dev/null || true
+serve; server=$p
+echo "restart with $N finished runs: $(rss $server) MiB; store $(du -sm "$work/data/store/db" | cut -f1) MB on disk"
