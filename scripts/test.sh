@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, the tests that need outside tools included: installs Debian's chromium
 # and chromium-driver (the dashboard's browser test) and the Python `svix` library (signatures
-# made by a vendor's own code) when they are missing (idempotent), then runs `cargo test` with
-# those tests required — and, when run as root, the drills that mount a file system (a full
-# disk). `cargo test` alone runs everything else and reports those skipped.
+# made by a vendor's own code) when they are missing (idempotent), checks that PostgreSQL
+# answers, then runs `cargo test` with those tests required (the PostgreSQL store's included)
+# — and, when run as root, the drills that mount a file system (a full disk). `cargo test`
+# alone runs everything else and reports those skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
@@ -15,6 +16,17 @@ fi
 if ! python3 -c 'import svix' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'svix==2.9.1'
 fi
+# The PostgreSQL store's tests need a server: the local one (trust auth, database `test`), or
+# the one HOOKFLOW_PG_URL names. Say so plainly rather than fail a hundred tests.
+PG_URL="${HOOKFLOW_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
+PG_HOSTPORT="$(echo "$PG_URL" | sed -E 's#^[a-z]+://([^@/]*@)?([^/?]+).*#\2#')"
+PG_HOST="${PG_HOSTPORT%:*}"; PG_PORT="${PG_HOSTPORT##*:}"
+if [ "$PG_PORT" = "$PG_HOSTPORT" ]; then PG_PORT=5432; fi
+if ! (exec 3<>"/dev/tcp/$PG_HOST/$PG_PORT") 2>/dev/null; then
+  echo "error: no PostgreSQL answers at $PG_HOST:$PG_PORT; the tests of the PostgreSQL store need one" >&2
+  echo "       (start the local server, or set HOOKFLOW_PG_URL=postgres://user@host:port/db)" >&2
+  exit 1
+fi
 ROOT_TESTS=""
 if [ "$(id -u)" -eq 0 ]; then ROOT_TESTS=required; fi
-HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required HOOKFLOW_ROOT_TESTS=$ROOT_TESTS cargo test "$@"
+HOOKFLOW_PG_TESTS=required HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required HOOKFLOW_ROOT_TESTS=$ROOT_TESTS cargo test "$@"

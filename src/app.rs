@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::action::Clients;
 use crate::action::breaker::Guards;
+use crate::cluster::Membership;
 use crate::engine::{Engine, EngineConfig};
 use crate::flow::FlowSet;
 use crate::intake::{Intake, Limits};
@@ -32,6 +33,8 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub access: Access,
     pub max_header_bytes: usize,
+    /// Where webhooks are accepted, as other instances are told (see [`crate::cluster`]).
+    pub listen: String,
 }
 
 /// The parts, wired, not yet running.
@@ -47,6 +50,7 @@ pub struct App {
 pub struct Running {
     pub engine: JoinHandle<()>,
     pub reload: JoinHandle<()>,
+    pub heartbeat: JoinHandle<()>,
 }
 
 impl App {
@@ -81,7 +85,13 @@ impl App {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
             trusted_proxies: config.trusted_proxies,
         };
+        let membership = Arc::new(Membership::new(
+            Arc::clone(&store),
+            Arc::clone(&flows),
+            config.listen,
+        ));
         let state = AppState {
+            membership,
             intake: Arc::new(intake),
             events_wake: engine.events_waker(),
             guards,
@@ -105,16 +115,23 @@ impl App {
         }
     }
 
-    /// Keeps the flows' sources in the store, then starts the reload watcher and — unless
+    /// Keeps the flows' sources in the store, reports this instance (and keeps reporting it),
+    /// then starts the reload watcher and — unless
     /// `execute` is false (an accept-only server) — the engine, until `shutdown`.
     pub async fn start(&self, shutdown: &CancellationToken, execute: bool) -> Running {
         self.flows.persist_sources(self.store.as_ref()).await;
+        self.state.membership.beat().await;
+        let heartbeat = tokio::spawn(Arc::clone(&self.state.membership).run(shutdown.clone()));
         let reload = tokio::spawn(Arc::clone(&self.reloader).watch(shutdown.clone()));
         let engine = if execute {
             tokio::spawn(Arc::clone(&self.engine).run(shutdown.clone()))
         } else {
             tokio::spawn(async {})
         };
-        Running { engine, reload }
+        Running {
+            engine,
+            reload,
+            heartbeat,
+        }
     }
 }

@@ -36,6 +36,7 @@
 pub mod action;
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod context;
 pub mod egress;
 pub mod engine;

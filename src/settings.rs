@@ -27,6 +27,49 @@ pub struct Paths {
     pub data_dir: PathBuf,
 }
 
+/// Which store: the embedded one in the data directory, or a PostgreSQL database that several
+/// instances share.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// `postgres://user[:password]@host[:port]/database[?sslmode=require]`: keep everything in
+    /// this PostgreSQL, shared with every instance given the same URL (see README, "Running
+    /// several instances"). Default: the embedded store in `{data}/store`.
+    #[arg(long = "store", env = "HOOKFLOW_STORE", hide_env_values = true)]
+    pub store: Option<Secret>,
+    /// PostgreSQL: connections this instance opens at most.
+    #[arg(long, env = "HOOKFLOW_PG_MAX_CONNECTIONS", default_value_t = 16)]
+    pub pg_max_connections: u32,
+    /// PostgreSQL: how long an operation waits for a connection before it fails (a webhook is
+    /// then answered 503 with Retry-After, and nothing is lost).
+    #[arg(long, env = "HOOKFLOW_PG_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub pg_acquire_timeout: Duration,
+    /// PostgreSQL: the server-side limit on one statement.
+    #[arg(long, env = "HOOKFLOW_PG_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub pg_statement_timeout: Duration,
+}
+
+impl StoreArgs {
+    /// The PostgreSQL URL, if one is given; an error for anything else in `--store`.
+    pub fn postgres_url(&self) -> Result<Option<&str>, String> {
+        match self.store.as_ref().map(Secret::expose) {
+            None | Some("") => Ok(None),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Ok(Some(u)),
+            Some(_) => Err(
+                "--store takes a postgres:// URL; the embedded store lives in the data directory (--data)"
+                    .into(),
+            ),
+        }
+    }
+
+    pub fn pg_settings(&self) -> crate::store::PgSettings {
+        crate::store::PgSettings {
+            max_connections: self.pg_max_connections.max(1),
+            acquire_timeout: self.pg_acquire_timeout,
+            statement_timeout: self.pg_statement_timeout,
+        }
+    }
+}
+
 /// What is needed to compute webhook URLs.
 #[derive(Debug, Clone, Args)]
 pub struct UrlArgs {
@@ -58,6 +101,8 @@ pub struct ServeArgs {
     pub paths: Paths,
     #[command(flatten)]
     pub urls: UrlArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Bearer token for the runs API. Without one the API answers only clients on this
     /// machine that did not come through a proxy.
     #[arg(long = "api-token", env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
@@ -227,6 +272,8 @@ pub struct ClientArgs {
     /// Data directory, read directly when no server answers.
     #[arg(long = "data", env = "HOOKFLOW_DATA", default_value = "data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 impl ClientArgs {

@@ -59,14 +59,19 @@ impl UrlTokens {
             Ok(s) => Self::from_secret(s.trim().as_bytes()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 crate::private::create_dir(data_dir).map_err(io)?;
-                let mut bytes = [0u8; 32];
-                rand::rng().fill_bytes(&mut bytes);
-                let text = hex::encode(bytes);
+                let text = Self::new_secret();
                 write_private(&path, &text).map_err(io)?;
                 Self::from_secret(text.as_bytes())
             }
             Err(e) => Err(io(e)),
         }
+    }
+
+    /// A fresh secret: 32 random bytes, hex.
+    pub fn new_secret() -> String {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
     }
 
     /// The token in `flow`'s URL.

@@ -15,7 +15,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::flow::{LoadError, load_dir};
-use crate::settings::{ClientArgs, Paths, Secret, ServeArgs, UrlArgs};
+use crate::settings::{ClientArgs, Paths, ServeArgs, StoreArgs, UrlArgs};
 use crate::token::UrlTokens;
 pub use runs::RunsCommand;
 use runs::{Source, capture_cmd, capture_requests_cmd, runs_cmd};
@@ -91,6 +91,8 @@ pub enum Command {
         paths: Paths,
         #[command(flatten)]
         urls: UrlArgs,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Inspect runs (through the running server's API, or the store when no server runs).
     Runs {
@@ -122,7 +124,7 @@ fn parse_octal(s: &str) -> std::result::Result<u32, String> {
 
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -161,7 +163,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&crate::flow::schema())?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Urls { paths, urls } => urls_cmd(&paths, &urls),
+        Command::Urls { paths, urls, store } => urls_cmd(&paths, &urls, &store).await,
         Command::Send(args) => send::send_cmd(args).await,
         Command::Test(args) => dryrun::test_cmd(args),
         Command::Runs { command } => runs_cmd(command).await,
@@ -193,10 +195,44 @@ fn validate_cmd(dir: &std::path::Path, paths: &Paths, run_tests: bool) -> ExitCo
     }
 }
 
-fn urls_cmd(paths: &Paths, urls: &UrlArgs) -> Result<ExitCode> {
+/// The URL tokens every command derives webhook URLs from: `--secret`; else, with a shared
+/// database, the secret the first instance kept in it (so every instance serves the same URLs);
+/// else `{data}/secret`, created on first use. `store` is the open store, when there is one.
+pub(crate) async fn url_tokens(
+    paths: &Paths,
+    urls: &UrlArgs,
+    store_args: &StoreArgs,
+    store: Option<&dyn crate::store::Store>,
+) -> Result<UrlTokens> {
+    if let Some(s) = &urls.secret {
+        return Ok(UrlTokens::from_secret(s.expose().as_bytes())?);
+    }
+    if let Some(url) = store_args.postgres_url().map_err(|e| anyhow::anyhow!(e))? {
+        let opened;
+        let store = match store {
+            Some(s) => s,
+            None => {
+                let settings = store_args.pg_settings();
+                opened = crate::store::open(crate::store::Backend::Postgres {
+                    url,
+                    settings: &settings,
+                })
+                .await?;
+                opened.as_ref()
+            }
+        };
+        let secret = store
+            .shared_setting("url_secret", UrlTokens::new_secret())
+            .await?;
+        return Ok(UrlTokens::from_secret(secret.as_bytes())?);
+    }
+    Ok(UrlTokens::load_or_create(&paths.data_dir, None)?)
+}
+
+async fn urls_cmd(paths: &Paths, urls: &UrlArgs, store: &StoreArgs) -> Result<ExitCode> {
     let (set, errors) = load_dir(&paths.flows_dir, &paths.templates_dir);
     print_errors(&errors);
-    let tokens = UrlTokens::load_or_create(&paths.data_dir, urls.secret.as_ref().map(Secret::expose))?;
+    let tokens = url_tokens(paths, urls, store, None).await?;
     let base = urls.base_url();
     let width = set.flows.keys().map(String::len).max().unwrap_or(0);
     for name in set.flows.keys() {

@@ -11,7 +11,9 @@ use super::{fixtures, format};
 use crate::run::Run;
 use crate::server::api::RunSummary;
 use crate::settings::ClientArgs;
-use crate::store::{SledStore, Store};
+use std::sync::Arc;
+
+use crate::store::{Backend, SledStore, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
@@ -102,7 +104,7 @@ pub(crate) enum Source {
         base: String,
         token: Option<String>,
     },
-    Store(SledStore),
+    Store(Arc<dyn Store>),
 }
 
 impl Source {
@@ -116,6 +118,18 @@ impl Source {
                 token: args.api_token.as_ref().map(|t| t.expose().to_string()),
             }),
             Err(e) if e.is_connect() => {
+                if let Some(url) = args.store.postgres_url().map_err(|e| anyhow::anyhow!(e))? {
+                    let settings = args.store.pg_settings();
+                    let store = crate::store::open(Backend::Postgres {
+                        url,
+                        settings: &settings,
+                    })
+                    .await
+                    .with_context(|| {
+                        format!("no server answers at {base}, and the database could not be opened")
+                    })?;
+                    return Ok(Source::Store(store));
+                }
                 let dir = args.data_dir.join("store");
                 if !dir.exists() {
                     bail!(
@@ -126,7 +140,7 @@ impl Source {
                 let store = SledStore::open(&dir, Default::default()).with_context(|| {
                     format!("no server answers at {base}, and the store could not be opened")
                 })?;
-                Ok(Source::Store(store))
+                Ok(Source::Store(Arc::new(store)))
             }
             Err(e) => Err(e).with_context(|| format!("cannot reach {base}")),
         }

@@ -9,7 +9,6 @@ use clap::Subcommand;
 use super::Source;
 use crate::segment::{Member, SegmentInfo};
 use crate::settings::ClientArgs;
-use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum SegmentsCommand {

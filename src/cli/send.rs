@@ -10,8 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::flow::load_dir;
-use crate::settings::{Paths, Secret, UrlArgs};
-use crate::token::UrlTokens;
+use crate::settings::{Paths, StoreArgs, UrlArgs};
 use crate::verify::{key_bytes, sign};
 
 #[derive(Debug, Args)]
@@ -31,6 +30,8 @@ pub struct SendArgs {
     pub paths: Paths,
     #[command(flatten)]
     pub urls: UrlArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
@@ -49,10 +50,7 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
     } else {
         std::fs::read(&args.payload).with_context(|| format!("cannot read {}", args.payload.display()))?
     };
-    let tokens = UrlTokens::load_or_create(
-        &args.paths.data_dir,
-        args.urls.secret.as_ref().map(Secret::expose),
-    )?;
+    let tokens = super::url_tokens(&args.paths, &args.urls, &args.store, None).await?;
     let url = format!(
         "{}/hooks/{}/{}",
         args.urls.base_url(),

@@ -12,9 +12,8 @@ use crate::app::{App, Config};
 use crate::flow::{FlowSet, load_dir};
 use crate::server::listen::{ListenOptions, serve_with};
 use crate::server::{admin_app, app, hooks_app};
-use crate::settings::{Secret, ServeArgs};
-use crate::store::{SledStore, Store};
-use crate::token::UrlTokens;
+use crate::settings::ServeArgs;
+use crate::store::{Backend, Store};
 
 pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     if let Some(file) = &args.test_clock_offset_file {
@@ -29,15 +28,8 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     for e in &errors {
         tracing::error!(problem = %e, "flow not loaded");
     }
-    let tokens = UrlTokens::load_or_create(
-        &args.paths.data_dir,
-        args.urls.secret.as_ref().map(Secret::expose),
-    )?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
-        &args.store_dir(),
-        args.durability,
-        args.store_cache.as_u64(),
-    )?);
+    let store = open_store(&args).await?;
+    let tokens = super::url_tokens(&args.paths, &args.urls, &args.store, Some(store.as_ref())).await?;
     let mailer = match args.smtp.config() {
         Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
         None => None,
@@ -78,7 +70,7 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     for name in set.flows.keys() {
         tracing::info!(flow = %name, "flow loaded (see `hookflow urls` for its webhook URL)");
     }
-    tracing::info!(listen = %args.urls.listen, admin = ?args.admin_listen, flows = set.flows.len(), durability = ?args.durability, "hookflow serving");
+    tracing::info!(listen = %args.urls.listen, admin = ?args.admin_listen, flows = set.flows.len(), store = %store.describe(), "hookflow serving");
 
     let config = Config {
         flows_dir: args.paths.flows_dir.clone(),
@@ -92,6 +84,7 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         trusted_proxies: args.trusted_proxies.clone(),
         access: access_rule(&args),
         max_header_bytes: args.max_header_bytes,
+        listen: args.urls.base_url(),
     };
     let app_parts = App::new(config, set, Arc::clone(&store), tokens, clients);
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -122,6 +115,22 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     store.sync().await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store the settings name: PostgreSQL for `--store postgres://…`, else the embedded one.
+pub(crate) async fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>> {
+    let backend = match args.store.postgres_url().map_err(|e| anyhow::anyhow!(e))? {
+        Some(url) => Backend::Postgres {
+            url,
+            settings: &args.store.pg_settings(),
+        },
+        None => Backend::Sled {
+            dir: &args.store_dir(),
+            durability: args.durability,
+            cache_bytes: args.store_cache.as_u64(),
+        },
+    };
+    Ok(crate::store::open(backend).await?)
 }
 
 /// Start-up warnings about flows that cannot work as set up: a signature check whose secret is

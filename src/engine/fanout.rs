@@ -127,8 +127,7 @@ impl Engine {
                 }
                 if let Some(limit) = &action.rate_limit
                     && !matches!(
-                        self.guards
-                            .pace(&format!("{}/{}", flow.name, action.name), limit, Ts::now()),
+                        self.pace(&format!("{}/{}", flow.name, action.name), limit).await,
                         crate::action::breaker::Gate::Go
                     )
                 {

@@ -8,11 +8,11 @@ use rand::Rng;
 use super::Engine;
 use super::execute::Flowing;
 use crate::action::Action;
-use crate::action::breaker::Gate;
+use crate::action::breaker::{Gate, RateLimit};
 use crate::action::bulkhead::{Permit, WAIT_IN_WORKER};
 use crate::flow::Flow;
 use crate::run::{Run, RunStatus};
-use crate::store::{Lease, Next};
+use crate::store::{Lease, Next, Pace};
 use crate::time::Ts;
 
 /// A rate-limit wait up to this long is slept in the worker; a longer one goes back to the
@@ -20,6 +20,21 @@ use crate::time::Ts;
 const MAX_PACING_SLEEP: Duration = Duration::from_secs(2);
 
 impl Engine {
+    /// Takes `key`'s next rate-limit slot: from the store when it keeps limits shared by every
+    /// instance (PostgreSQL), else — or while the database cannot be asked — in memory.
+    pub(super) async fn pace(&self, key: &str, limit: &RateLimit) -> Gate {
+        let now = Ts::now();
+        match self.store.pace(key, limit.interval, now).await {
+            Ok(Pace::Go) => Gate::Go,
+            Ok(Pace::Until(at)) => Gate::Paced(at),
+            Ok(Pace::Local) => self.guards.pace(key, limit, now),
+            Err(e) => {
+                tracing::warn!(error = %e, %key, "shared rate limit unavailable; pacing in this instance only");
+                self.guards.pace(key, limit, now)
+            }
+        }
+    }
+
     /// Holds an attempt back when its action is over its rate limit, its destination's
     /// circuit is open or its destination has as many attempts in flight as it may: short
     /// pacing waits are slept here, anything else puts the run back in the queue without an
@@ -36,7 +51,7 @@ impl Engine {
         if let Some(limit) = &action.rate_limit {
             let key = format!("{}/{}", flow.name, action.name);
             loop {
-                match self.guards.pace(&key, limit, Ts::now()) {
+                match self.pace(&key, limit).await {
                     Gate::Paced(at) if at.since(Ts::now()) <= MAX_PACING_SLEEP => {
                         tokio::time::sleep(at.since(Ts::now())).await;
                     }

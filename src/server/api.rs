@@ -451,6 +451,38 @@ pub async fn store_health(
     })))
 }
 
+/// `GET /api/instances`: the hookflow instances sharing this store that reported within the
+/// last 15 s, each with the version of every flow it serves (`this` is the one answering), and
+/// per flow whether every live instance serves the same version.
+pub async fn list_instances(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let live = st
+        .membership
+        .live(crate::time::Ts::now())
+        .await
+        .map_err(internal)?;
+    let mut versions: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> = Default::default();
+    for i in &live {
+        for (flow, v) in &i.flows {
+            versions.entry(flow).or_default().insert(v);
+        }
+    }
+    let mixed: Vec<&str> = versions
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(f, _)| *f)
+        .collect();
+    Ok(Json(json!({
+        "this": st.membership.id(),
+        "instances": live,
+        "flows_with_mixed_versions": mixed,
+    })))
+}
+
 pub(super) fn internal(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "store error while serving the API");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())

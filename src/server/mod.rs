@@ -36,6 +36,8 @@ pub struct AppState {
     pub max_header_bytes: usize,
     /// Who may use the API, the metrics and the dashboard's data.
     pub access: Arc<access::Access>,
+    /// This instance and the others sharing the store.
+    pub membership: Arc<crate::cluster::Membership>,
 }
 
 impl AppState {
@@ -107,6 +109,7 @@ fn admin_routes() -> Router<AppState> {
         .route("/api/breakers", get(segments::list_breakers))
         .route("/api/destinations", get(segments::list_destinations))
         .route("/api/store", get(api::store_health))
+        .route("/api/instances", get(api::list_instances))
         .route("/", get(dashboard))
         .route("/metrics", get(metrics))
 }

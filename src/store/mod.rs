@@ -15,6 +15,7 @@
 //!   can neither lose them nor apply them twice. Raised events wait in an **outbox** until the
 //!   engine turns them into runs ([`Store::dispatch_event`], again one atomic write).
 
+pub mod postgres;
 pub mod sled;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use crate::run::{Run, RunStatus};
 use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp};
 use crate::time::Ts;
 
+pub use self::postgres::{PgSettings, PgStore};
 pub use self::sled::{Durability, SledStore};
 
 /// Proof of a claim: writes for the run must present it.
@@ -189,6 +191,24 @@ pub struct Damage {
     pub detail: String,
 }
 
+/// One hookflow process using the store, as it reports itself every few seconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Instance {
+    /// Unique per process start.
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    /// hookflow's version.
+    pub version: String,
+    /// Where it accepts webhooks.
+    pub listen: String,
+    pub started_at: Ts,
+    /// Its last report.
+    pub seen_at: Ts,
+    /// The flows it serves, each with the version (hash of the file) it has loaded.
+    pub flows: BTreeMap<String, String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the lease on run {0} was lost (it expired and another worker took the run)")]
@@ -201,6 +221,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is closed")]
     Closed,
+    /// Another transaction got in the way (a deadlock, a serialisation failure); running the
+    /// operation again is expected to succeed.
+    #[error("conflicting with another instance's write: {0}")]
+    Conflict(String),
 }
 
 impl From<::sled::Error> for StoreError {
@@ -309,7 +333,8 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
 
-    /// Runs queued or waiting to retry, and when the oldest of those that are due fell due.
+    /// How many runs are due by `now` (queued, or a retry or wake-up whose time has come), and
+    /// when the oldest of them fell due. Runs due later are neither counted nor read.
     async fn queue_stats(&self, now: Ts) -> Result<(u64, Option<Ts>)>;
 
     /// When the earliest queue entry falls due (leased entries count at their expiry).
@@ -322,4 +347,67 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything written so far durable.
     async fn sync(&self) -> Result<()>;
+
+    /// Records that `me` is alive (every few seconds).
+    async fn heartbeat(&self, me: &Instance) -> Result<()>;
+
+    /// The instances that reported, oldest start first (the caller decides which are live).
+    async fn instances(&self) -> Result<Vec<Instance>>;
+
+    /// What the store is, for the log at start (`sled at data/store`, `PostgreSQL at …`).
+    fn describe(&self) -> String;
+
+    /// A value every instance sharing the store must agree on: the stored one, or `value`
+    /// stored now if there is none (the first instance to ask decides).
+    async fn shared_setting(&self, key: &str, value: String) -> Result<String>;
+
+    /// Takes the next slot of a rate limit (one attempt per `interval`) that every instance
+    /// sharing the store keeps together: [`Pace::Go`] if the slot is free at `now` (it is taken,
+    /// the next one starts `interval` later), else [`Pace::Until`] when it frees. A store only
+    /// one process uses answers [`Pace::Local`]: the engine paces in memory.
+    async fn pace(&self, _key: &str, _interval: std::time::Duration, _now: Ts) -> Result<Pace> {
+        Ok(Pace::Local)
+    }
+}
+
+/// A shared rate limit's answer (see [`Store::pace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Not kept by the store.
+    Local,
+    /// The slot was free and is now taken.
+    Go,
+    /// The next slot starts then; nothing was taken.
+    Until(Ts),
+}
+
+/// Where runs are kept.
+pub enum Backend<'a> {
+    /// The embedded store in a directory.
+    Sled {
+        dir: &'a std::path::Path,
+        durability: Durability,
+        cache_bytes: u64,
+    },
+    /// A PostgreSQL database several instances may share.
+    Postgres { url: &'a str, settings: &'a PgSettings },
+}
+
+/// Opens the store `backend` names.
+pub async fn open(backend: Backend<'_>) -> Result<std::sync::Arc<dyn Store>> {
+    Ok(match backend {
+        Backend::Sled {
+            dir,
+            durability,
+            cache_bytes,
+        } => {
+            let dir = dir.to_path_buf();
+            let store =
+                tokio::task::spawn_blocking(move || SledStore::open_with(&dir, durability, cache_bytes))
+                    .await
+                    .map_err(|e| StoreError::Backend(e.to_string()))??;
+            std::sync::Arc::new(store)
+        }
+        Backend::Postgres { url, settings } => std::sync::Arc::new(PgStore::connect(url, settings).await?),
+    })
 }

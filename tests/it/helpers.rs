@@ -333,6 +333,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
             own_hosts: Vec::new(),
         },
         max_header_bytes: opts.listen.max_header_bytes,
+        listen: "test".into(),
     };
     let parts = App::new(config, set, Arc::clone(&store), tokens.clone(), clients);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod cluster;
 mod contain;
 mod crash;
 mod dashboard;
@@ -14,6 +15,7 @@ mod helpers;
 mod holes;
 mod leases;
 mod ordering;
+mod pg;
 mod protect;
 mod reload;
 mod replay;
@@ -23,4 +25,5 @@ mod schema;
 mod security;
 mod segments;
 mod sequences;
+mod store_suite;
 mod strict;

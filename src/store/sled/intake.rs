@@ -73,6 +73,15 @@ impl Pending {
         self.queue.len()
     }
 
+    /// Pending runs of `flow` indexed under exit `key` once admitted (a scan of memory).
+    pub fn with_exit_key(&self, flow: &str, key: &str) -> Vec<String> {
+        self.queue
+            .values()
+            .filter(|p| p.head.flow == flow && p.head.exit_keys.iter().any(|k| k == key))
+            .map(|p| p.head.id.clone())
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

@@ -55,8 +55,8 @@ use self::ops::{INTAKE_CURSOR, Inner, StoredRun, from_json, run_key, to_json};
 use self::view::View;
 use self::writer::{Job, Op, writer_loop};
 use super::{
-    ClaimRequest, Claimed, Damage, Effects, ExitMatch, ExitedRun, Lease, Next, Result, RunFilter, Saved,
-    Store, StoreError,
+    ClaimRequest, Claimed, Damage, Effects, ExitMatch, ExitedRun, Instance, Lease, Next, Result, RunFilter,
+    Saved, Store, StoreError,
 };
 use crate::event::{Event, Origin};
 use crate::run::{Run, RunStatus};
@@ -91,6 +91,9 @@ pub struct SledStore {
     intake_thread: Mutex<Option<JoinHandle<()>>>,
     /// Removed on drop (stores made by [`SledStore::temporary`]).
     temp_dir: Option<PathBuf>,
+    dir: PathBuf,
+    /// The one instance an embedded store has (its directory is locked to one process).
+    me: Mutex<Option<Instance>>,
 }
 
 impl SledStore {
@@ -309,17 +312,21 @@ impl Store for SledStore {
         exits: Vec<ExitMatch>,
     ) -> Result<Vec<ExitedRun>> {
         let id = event_id.to_string();
-        self.submit(true, false, move |i, v| i.dispatch_event(v, &id, &runs, &exits))
-            .await
+        // Exits admit the journal first, so runs accepted a moment ago are found and ended now
+        // (deeper in a backlog they are noted and ended as they are admitted).
+        self.submit(true, !exits.is_empty(), move |i, v| {
+            i.dispatch_event(v, &id, &runs, &exits)
+        })
+        .await
     }
 
     async fn exit_runs(&self, exits: Vec<ExitMatch>) -> Result<Vec<ExitedRun>> {
-        self.submit(true, false, move |i, v| i.exit_runs(v, &exits)).await
+        self.submit(true, true, move |i, v| i.exit_runs(v, &exits)).await
     }
 
     async fn exit_run(&self, run_id: &str, reason: &str) -> Result<bool> {
         let (id, reason) = (run_id.to_string(), reason.to_string());
-        self.submit(true, false, move |i, v| {
+        self.submit(true, true, move |i, v| {
             Ok(!matches!(i.exit_one(v, &id, &reason)?, ops::Exited::No))
         })
         .await
@@ -552,5 +559,32 @@ impl Store for SledStore {
 
     async fn sync(&self) -> Result<()> {
         self.submit(true, false, |_, _| Ok(())).await
+    }
+
+    async fn heartbeat(&self, me: &Instance) -> Result<()> {
+        if let Ok(mut slot) = self.me.lock() {
+            *slot = Some(me.clone());
+        }
+        Ok(())
+    }
+
+    async fn instances(&self) -> Result<Vec<Instance>> {
+        Ok(self.me.lock().ok().and_then(|m| m.clone()).into_iter().collect())
+    }
+
+    fn describe(&self) -> String {
+        format!("sled at {}", self.dir.display())
+    }
+
+    async fn shared_setting(&self, key: &str, value: String) -> Result<String> {
+        let key = format!("meta:shared:{key}");
+        self.submit(true, false, move |_, v| match v.get(key.as_bytes())? {
+            Some(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+            None => {
+                v.insert(key.into_bytes(), value.clone().into_bytes());
+                Ok(value)
+            }
+        })
+        .await
     }
 }

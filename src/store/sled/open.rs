@@ -139,6 +139,8 @@ impl SledStore {
             intake_tx: Mutex::new(Some(intake_tx)),
             intake_thread: Mutex::new(Some(intake_thread)),
             temp_dir,
+            dir: dir.to_path_buf(),
+            me: Mutex::new(None),
         })
     }
 }

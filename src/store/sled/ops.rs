@@ -58,6 +58,11 @@ pub(super) fn exit_prefix(flow: &str, key: &str) -> String {
 pub(super) fn exit_key(flow: &str, key: &str, run_id: &str) -> String {
     format!("{}{run_id}", exit_prefix(flow, key))
 }
+/// An exit that reached a run still in the intake journal: `exitnote:{run id}` → reason; the
+/// run ends as exited when it is admitted.
+pub(super) fn exit_note_key(run_id: &str) -> String {
+    format!("exitnote:{run_id}")
+}
 /// Runs of a flow waiting at a `wait` step.
 pub(super) fn waiting_key(flow: &str) -> String {
     format!("waiting:{flow}")
@@ -444,6 +449,11 @@ impl Inner {
                     json,
                 },
             )?;
+            let note = exit_note_key(&h.id);
+            if let Some(reason) = view.get(note.as_bytes())? {
+                view.remove(note);
+                self.exit_one(view, &h.id, &String::from_utf8_lossy(&reason))?;
+            }
         }
         view.insert(INTAKE_CURSOR.as_bytes(), last.encode().into_bytes());
         Ok(Some((batch.len(), last)))
@@ -483,6 +493,21 @@ impl Inner {
                 .scan_prefix(prefix.as_bytes())
                 .map(|item| item.map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())))
                 .collect::<Result<_>>()?;
+            // Runs still in the intake journal: noted, ended as they are admitted.
+            let pending = match self.intake.pending.lock() {
+                Ok(p) => p.with_exit_key(&e.flow, &e.key),
+                Err(_) => return Err(StoreError::Backend("intake state poisoned".into())),
+            };
+            for id in pending {
+                if !view.contains(run_key(&id).as_bytes())? {
+                    view.insert(exit_note_key(&id), e.reason.as_bytes());
+                    out.push(ExitedRun {
+                        flow: e.flow.clone(),
+                        run_id: id,
+                        now: false,
+                    });
+                }
+            }
             for (index_key, id) in ids {
                 let now = match self.exit_one(view, &id, &e.reason)? {
                     Exited::No => {
@@ -509,6 +534,12 @@ impl Inner {
             mut run,
         }) = get::<Stored>(view, &run_key(id))?
         else {
+            let pending = self.intake.pending.lock().is_ok_and(|p| p.get(id).is_some());
+            if pending && !view.contains(run_key(id).as_bytes())? {
+                // Still in the intake journal: ended as it is admitted.
+                view.insert(exit_note_key(id), reason.as_bytes());
+                return Ok(Exited::Marked);
+            }
             return Ok(Exited::No);
         };
         let now = Ts::now().0;

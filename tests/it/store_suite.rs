@@ -1,0 +1,712 @@
+//! One behaviour suite for the `Store` trait, run against both backends: every case below runs
+//! once on sled (a temp dir) and once on PostgreSQL (a schema of its own, see `pg.rs`). What
+//! the engine relies on — queueing, leases, lanes, caps, dedupe, firings, segments and their
+//! events, exits, retention, paging — must mean the same on both.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, json};
+
+use hookflow::event::{Event, Origin};
+use hookflow::request::Request;
+use hookflow::run::{Run, RunStatus, Ts};
+use hookflow::segment::SegmentOp;
+use hookflow::store::{ClaimRequest, Effects, ExitMatch, Instance, Next, Pace, RunFilter, Store, StoreError};
+
+/// Generates `sled::<case>` and `postgres::<case>` for each case.
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod sled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let store: std::sync::Arc<dyn hookflow::store::Store> =
+                        std::sync::Arc::new(hookflow::store::SledStore::temporary().unwrap());
+                    super::$case(store, false).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(schema) = crate::pg::Schema::create().await else { return };
+                    super::$case(schema.store().await, true).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    runs_are_stored_listed_newest_first_and_paged,
+    a_text_search_finds_runs_by_request_and_vars,
+    a_lease_expires_and_a_stale_worker_cannot_write,
+    lanes_hold_runs_of_one_key_back_until_the_earlier_one_ends,
+    caps_and_fair_share_shape_a_claim,
+    a_delivery_key_starts_one_run_even_when_copies_race,
+    a_cron_slot_is_recorded_once,
+    segment_changes_raise_events_that_become_runs_once,
+    exits_end_queued_runs_and_mark_held_ones,
+    retention_prunes_finished_runs_only,
+    counters_sources_settings_and_instances,
+    retries_and_due_times_are_kept,
+);
+
+fn new_run(flow: &str, key: Option<&str>) -> Run {
+    let req = Request {
+        method: "POST".into(),
+        body: json!({"hello": "world"}),
+        ..Request::default()
+    };
+    Run::new(
+        flow,
+        "v1",
+        req,
+        Map::new(),
+        key.map(str::to_string),
+        ["first".to_string(), "second".to_string()],
+    )
+}
+
+fn claim(limit: usize, lease: Duration) -> ClaimRequest {
+    ClaimRequest {
+        now: Ts::now(),
+        lease_for: lease,
+        limit,
+        caps: Default::default(),
+        fair_share: 0,
+    }
+}
+
+async fn claim_ids(store: &dyn Store, req: ClaimRequest) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .claim(req)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.run.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn runs_cover_everything(store: Arc<dyn Store>) -> Vec<Run> {
+    store
+        .list_runs(&RunFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn runs_are_stored_listed_newest_first_and_paged(store: Arc<dyn Store>, _pg: bool) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let run = new_run(if i % 2 == 0 { "even" } else { "odd" }, None);
+        store.insert_run(&run).await.unwrap();
+        ids.push(run.id);
+    }
+    let got = store.get_run(&ids[3]).await.unwrap().unwrap();
+    assert_eq!(got.flow, "odd");
+    assert_eq!(got.status, RunStatus::Queued);
+    assert_eq!(got.request.body, json!({"hello": "world"}));
+    assert!(store.get_run("01nosuchrun").await.unwrap().is_none());
+
+    let all = runs_cover_everything(Arc::clone(&store)).await;
+    let listed: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    let mut newest_first: Vec<&str> = ids.iter().map(String::as_str).collect();
+    newest_first.reverse();
+    assert_eq!(listed, newest_first);
+
+    // Paging by `before`, per flow, per status.
+    let page = |before: Option<String>| RunFilter {
+        flow: Some("even".into()),
+        status: Some(RunStatus::Queued),
+        before,
+        limit: 2,
+        ..Default::default()
+    };
+    let p1 = store.list_runs(&page(None)).await.unwrap();
+    let p2 = store
+        .list_runs(&page(Some(p1.last().unwrap().id.clone())))
+        .await
+        .unwrap();
+    let seen: Vec<&str> = p1.iter().chain(&p2).map(|r| r.id.as_str()).collect();
+    assert_eq!(seen, [&ids[6], &ids[4], &ids[2], &ids[0]]);
+    let none = store
+        .list_runs(&RunFilter {
+            status: Some(RunStatus::Failed),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let (queued, oldest) = store.queue_stats(Ts::now()).await.unwrap();
+    assert_eq!(queued, 7);
+    assert!(oldest.is_some());
+}
+
+async fn a_text_search_finds_runs_by_request_and_vars(store: Arc<dyn Store>, _pg: bool) {
+    let mut a = new_run("f", None);
+    a.vars.insert("email".into(), json!("Ada_Lovelace@example.com"));
+    let mut b = new_run("f", None);
+    b.request.body = json!({"note": "100% cotton"});
+    let c = new_run("f", None);
+    for r in [&a, &b, &c] {
+        store.insert_run(r).await.unwrap();
+    }
+    let find = |t: &str| RunFilter {
+        text: Some(t.into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_runs(&find("ada_love")).await.unwrap()),
+        [a.id.clone()]
+    );
+    // `%` and `_` are text, not patterns.
+    assert_eq!(ids(store.list_runs(&find("100%")).await.unwrap()), [b.id.clone()]);
+    assert!(store.list_runs(&find("a_a")).await.unwrap().is_empty());
+    assert_eq!(store.list_runs(&find("HELLO")).await.unwrap().len(), 2);
+}
+
+async fn a_lease_expires_and_a_stale_worker_cannot_write(store: Arc<dyn Store>, _pg: bool) {
+    let run = new_run("f", None);
+    store.insert_run(&run).await.unwrap();
+    let dead = store.claim(claim(10, Duration::from_millis(300))).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        store.get_run(&run.id).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+    // Held: nobody else gets it.
+    assert!(
+        claim_ids(store.as_ref(), claim(10, Duration::from_secs(30)))
+            .await
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = store.claim(claim(10, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(taken.len(), 1, "the expired lease is taken over");
+    assert_ne!(taken[0].lease, dead[0].lease);
+
+    let err = store
+        .save(&dead[0].lease, &dead[0].run, Next::Done)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    let err = store
+        .extend_lease(&dead[0].lease, Ts::now().plus(Duration::from_secs(60)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+
+    // The live lease works: progress, then done.
+    let mut r = taken[0].run.clone();
+    r.next_step = 1;
+    store
+        .save(
+            &taken[0].lease,
+            &r,
+            Next::Continue {
+                lease_until: Ts::now().plus(Duration::from_secs(30)),
+            },
+        )
+        .await
+        .unwrap();
+    r.status = RunStatus::Succeeded;
+    r.finished_at = Some(Ts::now());
+    store.save(&taken[0].lease, &r, Next::Done).await.unwrap();
+    let done = store.get_run(&run.id).await.unwrap().unwrap();
+    assert_eq!((done.status, done.next_step), (RunStatus::Succeeded, 1));
+    assert!(store.next_due().await.unwrap().is_none());
+    // A finished run's lease is spent.
+    assert!(store.save(&taken[0].lease, &r, Next::Done).await.is_err());
+}
+
+async fn lanes_hold_runs_of_one_key_back_until_the_earlier_one_ends(store: Arc<dyn Store>, _pg: bool) {
+    let a1 = new_run("f", Some("A"));
+    let a2 = new_run("f", Some("A"));
+    let b1 = new_run("f", Some("B"));
+    let other_flow = new_run("g", Some("A"));
+    for r in [&a1, &a2, &b1, &other_flow] {
+        store.insert_run(r).await.unwrap();
+    }
+    let first = store.claim(claim(10, Duration::from_secs(30))).await.unwrap();
+    let mut ids: Vec<&str> = first.iter().map(|c| c.run.id.as_str()).collect();
+    ids.sort();
+    let mut want = [a1.id.as_str(), b1.id.as_str(), other_flow.id.as_str()];
+    want.sort();
+    assert_eq!(ids, want, "a2 waits behind a1; a lane is per flow");
+
+    let held = |id: &str| first.iter().find(|c| c.run.id == id).unwrap();
+    for id in [&b1.id, &other_flow.id] {
+        let mut r = held(id).run.clone();
+        r.status = RunStatus::Succeeded;
+        store.save(&held(id).lease, &r, Next::Done).await.unwrap();
+    }
+    // a1 retries later: its lane stays closed.
+    let later = Ts::now().plus(Duration::from_secs(3600));
+    store
+        .save(&held(&a1.id).lease, &held(&a1.id).run, Next::RetryAt(later))
+        .await
+        .unwrap();
+    assert!(
+        claim_ids(store.as_ref(), claim(10, Duration::from_secs(30)))
+            .await
+            .is_empty()
+    );
+    let mut at_retry = claim(10, Duration::from_secs(30));
+    at_retry.now = later;
+    let retried = store.claim(at_retry).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].run.id, a1.id);
+    let mut done = retried[0].run.clone();
+    done.status = RunStatus::Failed;
+    store.save(&retried[0].lease, &done, Next::Done).await.unwrap();
+    let next = claim_ids(store.as_ref(), claim(10, Duration::from_secs(30))).await;
+    assert_eq!(
+        next,
+        std::slice::from_ref(&a2.id),
+        "a2 goes once a1 has ended, failed or not"
+    );
+}
+
+async fn caps_and_fair_share_shape_a_claim(store: Arc<dyn Store>, _pg: bool) {
+    for _ in 0..20 {
+        store.insert_run(&new_run("busy", None)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for _ in 0..2 {
+        store.insert_run(&new_run("quiet", None)).await.unwrap();
+    }
+    let got = store
+        .claim(ClaimRequest {
+            fair_share: 2,
+            ..claim(8, Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 8);
+    assert_eq!(got.iter().filter(|c| c.run.flow == "quiet").count(), 2);
+    // A cap counts what is held already: 6 busy runs are leased, the cap is 7.
+    let caps = BTreeMap::from([("busy".to_string(), 7u32)]);
+    let more = store
+        .claim(ClaimRequest {
+            caps: caps.clone(),
+            ..claim(10, Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+    assert_eq!(more.len(), 1, "{more:?}");
+    assert!(
+        store
+            .claim(ClaimRequest {
+                caps,
+                ..claim(10, Duration::from_secs(30))
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_delivery_key_starts_one_run_even_when_copies_race(store: Arc<dyn Store>, _pg: bool) {
+    let expires = Ts::now().plus(Duration::from_secs(3600));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let run = new_run("f", None);
+            let first = store.insert_run_once(&run, "order-42", expires).await.unwrap();
+            (run.id, first)
+        }));
+    }
+    let mut started = Vec::new();
+    let mut pointed_at = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (id, None) => started.push(id),
+            (_, Some(first)) => pointed_at.push(first),
+        }
+    }
+    assert_eq!(started.len(), 1, "one copy starts a run");
+    assert!(pointed_at.iter().all(|id| *id == started[0]), "{pointed_at:?}");
+    assert_eq!(runs_cover_everything(Arc::clone(&store)).await.len(), 1);
+    // Another flow has keys of its own.
+    assert!(
+        store
+            .insert_run_once(&new_run("g", None), "order-42", expires)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Once the window is over the key is forgotten.
+    assert_eq!(
+        store
+            .expire_dedupe(expires.plus(Duration::from_secs(1)))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        store
+            .insert_run_once(
+                &new_run("f", None),
+                "order-42",
+                expires.plus(Duration::from_secs(60))
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn a_cron_slot_is_recorded_once(store: Arc<dyn Store>, _pg: bool) {
+    assert!(store.last_firing("daily").await.unwrap().is_none());
+    let slot = Ts(1_780_000_000_000);
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store
+                .record_firing("daily", slot, Some(new_run("daily", None)))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut fired = 0;
+    for t in tasks {
+        fired += t.await.unwrap() as usize;
+    }
+    assert_eq!(fired, 1);
+    assert_eq!(runs_cover_everything(Arc::clone(&store)).await.len(), 1);
+    assert_eq!(store.last_firing("daily").await.unwrap(), Some(slot));
+    // An earlier slot is not fired after a later one; the next one is.
+    assert!(!store.record_firing("daily", Ts(slot.0 - 1), None).await.unwrap());
+    assert!(
+        store
+            .record_firing("daily", Ts(slot.0 + 60_000), None)
+            .await
+            .unwrap()
+    );
+}
+
+async fn segment_changes_raise_events_that_become_runs_once(store: Arc<dyn Store>, _pg: bool) {
+    let op = |segment: &str, email: &str, add: bool| SegmentOp {
+        segment: segment.into(),
+        email: email.into(),
+        add,
+        attributes: Map::from_iter([("name".to_string(), json!("Ada"))]),
+    };
+    let changes = store
+        .change_segments(
+            vec![
+                op("buyers", "ada@example.com", true),
+                op("buyers", "bob@example.com", true),
+                op("vip", "ada@example.com", true),
+            ],
+            Origin::api(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 3);
+    // Adding again changes nothing and raises nothing.
+    store
+        .change_segments(vec![op("buyers", "ada@example.com", true)], Origin::api())
+        .await
+        .unwrap();
+    let segs = store.segments().await.unwrap();
+    let counts: Vec<(String, u64)> = segs.iter().map(|s| (s.name.clone(), s.members)).collect();
+    assert_eq!(counts, [("buyers".to_string(), 2), ("vip".to_string(), 1)]);
+    let members = store.segment_members("buyers", None, 1).await.unwrap();
+    assert_eq!(members[0].contact.email, "ada@example.com");
+    let rest = store
+        .segment_members("buyers", Some("ada@example.com"), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].contact.email, "bob@example.com");
+    assert_eq!(
+        store
+            .segment_added_since("buyers", Ts::now().plus(Duration::from_secs(60)))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.segment_added_since("buyers", Ts(0)).await.unwrap(), 2);
+    let ada = store.contact("ada@example.com").await.unwrap().unwrap();
+    assert_eq!(ada.segments.len(), 2);
+
+    store
+        .change_segments(vec![op("vip", "ada@example.com", false)], Origin::api())
+        .await
+        .unwrap();
+    let events = store.pending_events(100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "segment.added",
+            "segment.added",
+            "segment.added",
+            "segment.removed"
+        ],
+        "one event per change, in order"
+    );
+    // Dispatching an event queues its runs and removes it; a second dispatch of the same
+    // event (another instance that read it too) queues nothing.
+    let e = &events[0];
+    store
+        .dispatch_event(&e.id, vec![new_run("on-added", None)], Vec::new())
+        .await
+        .unwrap();
+    let again = store
+        .dispatch_event(&e.id, vec![new_run("on-added", None)], Vec::new())
+        .await;
+    assert!(again.is_ok(), "{again:?}");
+    assert_eq!(runs_cover_everything(Arc::clone(&store)).await.len(), 1);
+    assert_eq!(store.pending_events(100).await.unwrap().len(), 3);
+
+    // A run's save raises its events with its state, atomically.
+    let run = new_run("f", None);
+    store.insert_run(&run).await.unwrap();
+    let held = store.claim(claim(10, Duration::from_secs(30))).await.unwrap();
+    let held = held.iter().find(|c| c.run.id == run.id).unwrap();
+    let mut done = held.run.clone();
+    done.status = RunStatus::Succeeded;
+    let effects = Effects {
+        events: vec![Event::new(
+            "order.flagged",
+            Origin::run("f", &run.id, Some("first")),
+            1,
+            json!({}),
+        )],
+        segment_ops: vec![op("buyers", "cy@example.com", true)],
+        origin: Some((Origin::run("f", &run.id, Some("first")), 1)),
+        waits: Vec::new(),
+    };
+    let saved = store
+        .save_with(&held.lease, &done, Next::Done, effects)
+        .await
+        .unwrap();
+    assert_eq!(saved.changes.len(), 1);
+    assert_eq!(store.pending_events(100).await.unwrap().len(), 5);
+}
+
+async fn exits_end_queued_runs_and_mark_held_ones(store: Arc<dyn Store>, _pg: bool) {
+    let mut queued = new_run("seq", None);
+    queued.exit_keys = vec!["email:ada@example.com".into()];
+    let mut held = new_run("seq", None);
+    held.exit_keys = vec!["email:ada@example.com".into()];
+    let mut other = new_run("seq", None);
+    other.exit_keys = vec!["email:bob@example.com".into()];
+    store.insert_run(&held).await.unwrap();
+    let claimed = store.claim(claim(1, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(claimed[0].run.id, held.id);
+    store.insert_run(&queued).await.unwrap();
+    store.insert_run(&other).await.unwrap();
+
+    let exited = store
+        .exit_runs(vec![ExitMatch {
+            flow: "seq".into(),
+            key: "email:ada@example.com".into(),
+            reason: "unsubscribed".into(),
+        }])
+        .await
+        .unwrap();
+    let mut got: Vec<(String, bool)> = exited.into_iter().map(|e| (e.run_id, e.now)).collect();
+    got.sort();
+    let mut want = vec![(queued.id.clone(), true), (held.id.clone(), false)];
+    want.sort();
+    assert_eq!(got, want);
+    let q = store.get_run(&queued.id).await.unwrap().unwrap();
+    assert_eq!(q.status, RunStatus::Exited);
+    assert_eq!(q.exit_reason.as_deref(), Some("unsubscribed"));
+    assert_eq!(
+        store.get_run(&other.id).await.unwrap().unwrap().status,
+        RunStatus::Queued
+    );
+    // The worker holding the run learns of the exit when it saves its progress.
+    let saved = store
+        .save_with(
+            &claimed[0].lease,
+            &claimed[0].run,
+            Next::Continue {
+                lease_until: Ts::now().plus(Duration::from_secs(30)),
+            },
+            Effects::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(saved.exit_requested.as_deref(), Some("unsubscribed"));
+    // The API's exit: one run by id; an ended run is not exited twice.
+    assert!(store.exit_run(&other.id, "by the operator").await.unwrap());
+    assert!(!store.exit_run(&other.id, "again").await.unwrap());
+    assert!(!store.exit_run("01nosuchrun", "x").await.unwrap());
+    assert!(store.waiting_counts().await.unwrap().values().all(|n| *n == 0));
+}
+
+async fn retention_prunes_finished_runs_only(store: Arc<dyn Store>, _pg: bool) {
+    for _ in 0..5 {
+        store.insert_run(&new_run("f", None)).await.unwrap();
+    }
+    let claimed = store.claim(claim(3, Duration::from_secs(30))).await.unwrap();
+    for c in &claimed {
+        let mut r = c.run.clone();
+        r.status = RunStatus::Succeeded;
+        r.finished_at = Some(Ts::now());
+        store.save(&c.lease, &r, Next::Done).await.unwrap();
+    }
+    // Keep 3 runs in all: the two oldest finished go, the unfinished stay.
+    let gone = store.prune(Ts(0), 3, 100).await.unwrap();
+    assert_eq!(gone, 2);
+    let left = runs_cover_everything(Arc::clone(&store)).await;
+    assert_eq!(left.len(), 3);
+    assert_eq!(left.iter().filter(|r| r.finished_at.is_some()).count(), 1);
+    // By age: everything finished before a time in the future.
+    let gone = store
+        .prune(Ts::now().plus(Duration::from_secs(60)), usize::MAX, 100)
+        .await
+        .unwrap();
+    assert_eq!(gone, 1);
+    assert!(
+        runs_cover_everything(Arc::clone(&store))
+            .await
+            .iter()
+            .all(|r| r.status == RunStatus::Queued)
+    );
+}
+
+async fn counters_sources_settings_and_instances(store: Arc<dyn Store>, pg: bool) {
+    store.add_counter("f", "ignored", 2).await.unwrap();
+    store.add_counter("f", "ignored", 3).await.unwrap();
+    store.add_counter("g", "ignored", 1).await.unwrap();
+    store.sync().await.unwrap();
+    assert_eq!(store.counters("f").await.unwrap().get("ignored"), Some(&5));
+
+    store.put_flow_source("f", "v1", "on: {}\n").await.unwrap();
+    store.put_flow_source("f", "v1", "on: {}\n").await.unwrap();
+    assert_eq!(
+        store.flow_source("f", "v1").await.unwrap().as_deref(),
+        Some("on: {}\n")
+    );
+    assert!(store.flow_source("f", "v2").await.unwrap().is_none());
+
+    let first = store.shared_setting("url_secret", "aaa".into()).await.unwrap();
+    let second = store.shared_setting("url_secret", "bbb".into()).await.unwrap();
+    assert_eq!(
+        (first.as_str(), second.as_str()),
+        ("aaa", "aaa"),
+        "the first one decides"
+    );
+
+    let me = Instance {
+        id: "i1".into(),
+        host: "h".into(),
+        pid: 7,
+        version: "0.1.0".into(),
+        listen: "http://127.0.0.1:1".into(),
+        started_at: Ts::now(),
+        seen_at: Ts::now(),
+        flows: BTreeMap::from([("f".to_string(), "v1".to_string())]),
+    };
+    store.heartbeat(&me).await.unwrap();
+    let mut later = me.clone();
+    later.seen_at = me.seen_at.plus(Duration::from_secs(5));
+    store.heartbeat(&later).await.unwrap();
+    assert_eq!(store.instances().await.unwrap(), [later]);
+
+    // Rate-limit slots: shared in the database, kept in memory by the engine otherwise.
+    let now = Ts::now();
+    let pace = store.pace("f/first", Duration::from_secs(10), now).await.unwrap();
+    if pg {
+        assert_eq!(pace, Pace::Go);
+        assert_eq!(
+            store.pace("f/first", Duration::from_secs(10), now).await.unwrap(),
+            Pace::Until(now.plus(Duration::from_secs(10)))
+        );
+        assert_eq!(
+            store
+                .pace(
+                    "f/first",
+                    Duration::from_secs(10),
+                    now.plus(Duration::from_secs(10))
+                )
+                .await
+                .unwrap(),
+            Pace::Go
+        );
+    } else {
+        assert_eq!(pace, Pace::Local);
+    }
+}
+
+async fn retries_and_due_times_are_kept(store: Arc<dyn Store>, _pg: bool) {
+    let run = new_run("f", None);
+    store.insert_run(&run).await.unwrap();
+    let c = store.claim(claim(1, Duration::from_secs(30))).await.unwrap();
+    let at = Ts::now().plus(Duration::from_secs(120));
+    let mut r = c[0].run.clone();
+    r.status = RunStatus::Retrying;
+    r.next_attempt_at = Some(at);
+    store.save(&c[0].lease, &r, Next::RetryAt(at)).await.unwrap();
+    assert_eq!(store.next_due().await.unwrap(), Some(at));
+    let (n, oldest) = store.queue_stats(Ts::now()).await.unwrap();
+    assert_eq!((n, oldest), (0, None), "nothing due yet");
+    let got = store.get_run(&run.id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.next_attempt_at), (RunStatus::Retrying, Some(at)));
+}
+
+/// sled only: an exit that reaches a run deep in the intake journal (beyond what one write
+/// admits) notes it, and the run ends as exited when it is admitted, never running an action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_an_exit_reaches_a_run_still_deep_in_the_intake_journal() {
+    let store: Arc<dyn Store> = Arc::new(hookflow::store::SledStore::temporary().unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..2500 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.insert_run(&new_run("bulk", None)).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut last = new_run("seq", None);
+    last.exit_keys = vec!["k".into()];
+    store.insert_run(&last).await.unwrap();
+    let exited = store
+        .exit_runs(vec![ExitMatch {
+            flow: "seq".into(),
+            key: "k".into(),
+            reason: "refunded".into(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(exited.len(), 1);
+    assert_eq!(exited[0].run_id, last.id);
+    // Drain the queue: the noted run is never handed out, and ends exited.
+    loop {
+        let got = store.claim(claim(500, Duration::from_secs(30))).await.unwrap();
+        assert!(
+            got.iter().all(|c| c.run.id != last.id),
+            "an exited run was claimed"
+        );
+        if got.is_empty() {
+            break;
+        }
+        for c in got {
+            store.save(&c.lease, &c.run, Next::Done).await.unwrap();
+        }
+    }
+    let r = store.get_run(&last.id).await.unwrap().unwrap();
+    assert_eq!(r.status, RunStatus::Exited);
+    assert_eq!(r.exit_reason.as_deref(), Some("refunded"));
+}
