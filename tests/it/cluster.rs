@@ -33,15 +33,12 @@ actions:
     )
 }
 
-/// `n` instances serving `flows` on the schema's database.
+/// `n` instances serving `flows` on the schema's database, started at the same moment (so
+/// they race to apply the migrations to the empty schema).
 async fn cluster(schema: &Schema, n: usize, flows: &[(&str, &str)], args: &[&str]) -> Vec<Binary> {
-    let mut all = Vec::new();
-    for _ in 0..n {
-        let mut a = vec!["--store", schema.url.as_str()];
-        a.extend_from_slice(args);
-        all.push(Binary::start(flows, &a, &[]).await);
-    }
-    all
+    let mut a = vec!["--store", schema.url.as_str()];
+    a.extend_from_slice(args);
+    futures::future::join_all((0..n).map(|_| Binary::start(flows, &a, &[]))).await
 }
 
 fn n_of(hit: &Hit) -> u64 {
@@ -294,6 +291,53 @@ actions:
     let distinct: BTreeSet<&String> = slots.iter().collect();
     assert!(slots.len() >= 3, "the schedule hardly fired: {slots:?}");
     assert_eq!(distinct.len(), slots.len(), "a slot fired twice: {slots:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_holds_for_all_instances_together() {
+    let Some(schema) = Schema::create().await else { return };
+    let dest = Receiver::start(Reply::status(200)).await;
+    let flow = relay(&dest.url, "").replace("    http:", "    rate_limit: 5/s\n    http:");
+    let nodes = cluster(&schema, 3, &[("relay", &flow)], &[]).await;
+    let http = reqwest::Client::new();
+    let sends = (0..15u64).map(|n| {
+        let (http, url) = (http.clone(), nodes[(n % 3) as usize].hook_url("relay"));
+        async move {
+            let r = post(&http, &url, serde_json::json!({ "n": n })).await.unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<serde_json::Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    });
+    let ids = futures::future::join_all(sends).await;
+    let want: BTreeSet<u64> = (0..15).collect();
+    wait_delivered(&dest, &want, Duration::from_secs(30)).await;
+    // When each attempt started, as the instance that made it recorded it.
+    let mut starts = Vec::new();
+    for id in &ids {
+        let run: serde_json::Value = http
+            .get(format!("{}/api/runs/{id}", nodes[0].base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let at: hookflow::run::Ts =
+            serde_json::from_value(run["steps"][0]["attempts"][0]["started_at"].clone()).unwrap();
+        starts.push(at.0);
+    }
+    starts.sort();
+    // One slot per 200 ms for the three together: no attempt before its slot.
+    for (i, t) in starts.iter().enumerate() {
+        let after = t - starts[0];
+        assert!(
+            after + 100 >= i as u64 * 200,
+            "attempt {i} started {after} ms after the first: {starts:?}"
+        );
+    }
 }
 
 /// A TCP proxy to the database that the test can cut (every connection dropped, new ones
