@@ -35,7 +35,7 @@ impl Membership {
             id: ulid::Ulid::new().to_string().to_lowercase(),
             host: hostname(),
             pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: crate::BUILD_VERSION.to_string(),
             listen,
             started_at: now,
             seen_at: now,

@@ -33,6 +33,17 @@
 //! time.rs  secret.rs  yaml.rs  private.rs                               small shared shapes
 //! ```
 
+/// `0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-02)`: what `--version` prints and what each
+/// instance reports about itself (see `build.rs`).
+pub const BUILD_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HOOKFLOW_COMMIT"),
+    ", built ",
+    env!("HOOKFLOW_BUILD_DATE"),
+    ")"
+);
+
 pub mod action;
 pub mod app;
 pub mod cli;

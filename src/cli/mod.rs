@@ -23,7 +23,7 @@ use runs::{Source, capture_cmd, capture_requests_cmd, runs_cmd};
 #[derive(Debug, Parser)]
 #[command(
     name = "hookflow",
-    version,
+    version = crate::BUILD_VERSION,
     about = "Webhook workflows from YAML files: receive, verify, map, act — durably."
 )]
 pub struct Cli {

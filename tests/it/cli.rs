@@ -380,3 +380,33 @@ async fn the_request_bin_prints_what_it_receives_and_answers() {
     assert!(out.contains("x-test: yes"), "{out}");
     assert!(out.contains("{\n  \"order\": {\n    \"id\": 7\n  }\n}"), "{out}");
 }
+
+/// `--version` names the commit the binary was built from and the build date.
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = hookflow(&["--version"], here);
+    assert!(out.status.success(), "{}", show(&["--version"], &out));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(here)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let want_commit = head.unwrap_or_else(|| "unknown commit".into());
+    assert!(
+        text.starts_with(&format!(
+            "hookflow {} (commit {want_commit}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    let date = text.rsplit("built ").next().unwrap().trim_end_matches(')');
+    let parts: Vec<&str> = date.split('-').collect();
+    assert!(
+        parts.len() == 3 && parts[0].len() == 4 && parts.iter().all(|p| p.parse::<u32>().is_ok()),
+        "not a date: {text}"
+    );
+}

@@ -295,7 +295,9 @@ actions:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rate_limit_holds_for_all_instances_together() {
-    let Some(schema) = Schema::create().await else { return };
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
     let dest = Receiver::start(Reply::status(200)).await;
     let flow = relay(&dest.url, "").replace("    http:", "    rate_limit: 5/s\n    http:");
     let nodes = cluster(&schema, 3, &[("relay", &flow)], &[]).await;
