@@ -30,3 +30,7 @@ fi
 ROOT_TESTS=""
 if [ "$(id -u)" -eq 0 ]; then ROOT_TESTS=required; fi
 HOOKFLOW_PG_TESTS=required HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required HOOKFLOW_ROOT_TESTS=$ROOT_TESTS cargo test "$@"
+# The in-process integration tests once more with every app on PostgreSQL instead of sled:
+# everything that works on the embedded store must work on the shared one.
+echo "== the integration tests again, on PostgreSQL (HOOKFLOW_TEST_STORE=postgres) =="
+HOOKFLOW_TEST_STORE=postgres HOOKFLOW_PG_TESTS=required HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required HOOKFLOW_ROOT_TESTS=$ROOT_TESTS cargo test --test it "$@"

@@ -220,6 +220,8 @@ pub struct TestApp {
     /// Holds a handle on the store too: awaited before a restart reopens it.
     reload_task: Option<tokio::task::JoinHandle<()>>,
     opts: Opts,
+    /// With `HOOKFLOW_TEST_STORE=postgres`: the schema the app's store lives in.
+    pg: Option<Arc<crate::pg::Schema>>,
 }
 
 /// How a test app is started.
@@ -298,16 +300,30 @@ pub async fn spawn_app_opts(flows: &[(&str, String)], templates: &[(&str, &str)]
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, src).unwrap();
     }
-    start_in(dir, opts).await
+    start_in(dir, opts, None).await
 }
 
 /// Starts hookflow on the flows, templates and store already in `dir`, wired by the same
 /// [`App`] as `hookflow serve`.
-async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
+///
+/// `HOOKFLOW_TEST_STORE=postgres` runs the app on PostgreSQL instead of sled (a schema of its
+/// own, kept across restarts): `scripts/test.sh` runs the in-process tests both ways.
+async fn start_in(dir: tempfile::TempDir, opts: Opts, pg: Option<Arc<crate::pg::Schema>>) -> TestApp {
     let (set, errors) = load_dir(&dir.path().join("flows"), &dir.path().join("templates"));
     assert!(errors.is_empty(), "test flows do not load: {errors:#?}");
-    let store: Arc<dyn Store> =
-        Arc::new(SledStore::open(&dir.path().join("store"), Durability::Flush).unwrap());
+    let pg = match pg {
+        Some(s) => Some(s),
+        None if std::env::var("HOOKFLOW_TEST_STORE").is_ok_and(|v| v == "postgres") => Some(Arc::new(
+            crate::pg::Schema::create()
+                .await
+                .expect("HOOKFLOW_TEST_STORE=postgres needs PostgreSQL"),
+        )),
+        None => None,
+    };
+    let store: Arc<dyn Store> = match &pg {
+        Some(schema) => schema.store().await,
+        None => Arc::new(SledStore::open(&dir.path().join("store"), Durability::Flush).unwrap()),
+    };
     let tokens = UrlTokens::from_secret(SECRET.as_bytes()).unwrap();
     let mailer = opts.smtp.as_ref().map(|c| Mailer::new(c).unwrap());
     let clients = Clients::new(
@@ -364,6 +380,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts) -> TestApp {
         serve_task: Some(serve_task),
         reload_task: Some(running.reload),
         opts,
+        pg,
     }
 }
 
@@ -454,10 +471,12 @@ impl TestApp {
     pub async fn restart_after(mut self, pause: Duration) -> TestApp {
         self.halt().await;
         tokio::time::sleep(pause).await;
-        let TestApp { store, dir, opts, .. } = self;
+        let TestApp {
+            store, dir, opts, pg, ..
+        } = self;
         // The store's lock on its directory goes with its last handle.
         drop(store);
-        start_in(dir, opts).await
+        start_in(dir, opts, pg).await
     }
 
     /// `GET` on the app's API, as JSON.
