@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, the tests that need outside tools included: installs Debian's chromium
 # and chromium-driver (the dashboard's browser test) and the Python `svix` library (signatures
-# made by a vendor's own code) when they are missing (idempotent), checks that PostgreSQL
+# made by a vendor's own code), nginx and systemd-analyze (the deploy/ files) when they are
+# missing (idempotent), checks that PostgreSQL
 # answers, then runs `cargo test` with those tests required (the PostgreSQL store's included)
 # — and, when run as root, the drills that mount a file system (a full disk). `cargo test`
 # alone runs everything else and reports those skipped.
@@ -12,6 +13,13 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
+fi
+# The deploy tests: a real nginx in front of hookflow, and systemd-analyze for the unit.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || ! command -v systemd-analyze >/dev/null; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx systemd
 fi
 if ! python3 -c 'import svix' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'svix==2.9.1'
@@ -29,8 +37,8 @@ if ! (exec 3<>"/dev/tcp/$PG_HOST/$PG_PORT") 2>/dev/null; then
 fi
 ROOT_TESTS=""
 if [ "$(id -u)" -eq 0 ]; then ROOT_TESTS=required; fi
-HOOKFLOW_PG_TESTS=required HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required HOOKFLOW_ROOT_TESTS=$ROOT_TESTS cargo test "$@"
+HOOKFLOW_PG_TESTS=required HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required HOOKFLOW_DEPLOY_TESTS=required HOOKFLOW_ROOT_TESTS=$ROOT_TESTS cargo test "$@"
 # The in-process integration tests once more with every app on PostgreSQL instead of sled:
 # everything that works on the embedded store must work on the shared one.
 echo "== the integration tests again, on PostgreSQL (HOOKFLOW_TEST_STORE=postgres) =="
-HOOKFLOW_TEST_STORE=postgres HOOKFLOW_PG_TESTS=required HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required HOOKFLOW_ROOT_TESTS=$ROOT_TESTS cargo test --test it "$@"
+HOOKFLOW_TEST_STORE=postgres HOOKFLOW_PG_TESTS=required HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required HOOKFLOW_DEPLOY_TESTS=required HOOKFLOW_ROOT_TESTS=$ROOT_TESTS cargo test --test it "$@"

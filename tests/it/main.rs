@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod contain;
 mod crash;
+mod deploy;
 mod dashboard;
 mod e2e;
 mod edge;
