@@ -22,6 +22,25 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
+/// Creates (or truncates) a file only its owner may read (`0600`).
+pub fn create_file(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Writes `bytes` to a new or truncated `0600` file.
+pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = create_file(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// Warnings about `dir` and its entries (one level down) that users other than the owner can
 /// read, write or enter.
 pub fn exposure(dir: &Path) -> Vec<String> {

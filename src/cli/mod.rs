@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+mod backup;
 mod dryrun;
 mod fixtures;
 mod format;
@@ -85,6 +86,23 @@ pub enum Command {
     /// Send a test delivery to a flow's webhook on the running server, signed the way the
     /// flow's sender signs (secret from the variable its `verify` names). Exit 0 for a 2xx.
     Send(send::SendArgs),
+    /// Write a consistent backup of the embedded store to FILE while the server keeps serving
+    /// (through its API; directly from `--data` when no server runs).
+    Backup {
+        /// Where to write it (gzip).
+        #[arg(long)]
+        to: std::path::PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Restore a backup into an empty data directory (`--data`), then start `serve` on it.
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+        /// Data directory to restore into (must hold no store).
+        #[arg(long = "data", env = "HOOKFLOW_DATA", default_value = "data")]
+        data_dir: std::path::PathBuf,
+    },
     /// Print each flow's webhook URL.
     Urls {
         #[command(flatten)]
@@ -163,6 +181,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&crate::flow::schema())?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup { to, client } => backup::backup_cmd(&to, &client).await,
+        Command::Restore { file, data_dir } => backup::restore_cmd(&file, &data_dir).await,
         Command::Urls { paths, urls, store } => urls_cmd(&paths, &urls, &store).await,
         Command::Send(args) => send::send_cmd(args).await,
         Command::Test(args) => dryrun::test_cmd(args),

@@ -483,6 +483,41 @@ pub async fn list_instances(
     })))
 }
 
+/// `POST /api/backup`: a consistent backup of the store taken now, while it serves, as a
+/// download (`application/gzip`; what it holds is in the `x-hookflow-backup` header). The
+/// file is written beside the store first and removed once sent. `hookflow backup` uses this.
+pub async fn backup(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let (path, info) = st.store().backup_file().await.map_err(|e| {
+        tracing::error!(error = %e, "backup failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backup_failed", e.to_string())
+    })?;
+    let file = tokio::fs::File::open(&path).await;
+    // Open, then unlinked: the download holds the only reference to it.
+    let _ = tokio::fs::remove_file(&path).await;
+    let file =
+        file.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "backup_failed", e.to_string()))?;
+    tracing::info!(
+        entries = info.entries,
+        pending_runs = info.pending_runs,
+        "backup taken"
+    );
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let mut resp = axum::response::IntoResponse::into_response(body);
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/gzip"),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&serde_json::to_string(&info).unwrap_or_default()) {
+        resp.headers_mut().insert("x-hookflow-backup", v);
+    }
+    Ok(resp)
+}
+
 pub(super) fn internal(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "store error while serving the API");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())

@@ -110,6 +110,7 @@ fn admin_routes() -> Router<AppState> {
         .route("/api/destinations", get(segments::list_destinations))
         .route("/api/store", get(api::store_health))
         .route("/api/instances", get(api::list_instances))
+        .route("/api/backup", post(api::backup))
         .route("/", get(dashboard))
         .route("/metrics", get(metrics))
 }

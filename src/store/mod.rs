@@ -29,7 +29,7 @@ use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp}
 use crate::time::Ts;
 
 pub use self::postgres::{PgSettings, PgStore};
-pub use self::sled::{Durability, SledStore};
+pub use self::sled::{BackupInfo, Durability, SledStore};
 
 /// Proof of a claim: writes for the run must present it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +367,17 @@ pub trait Store: Send + Sync + 'static {
     /// one process uses answers [`Pace::Local`]: the engine paces in memory.
     async fn pace(&self, _key: &str, _interval: std::time::Duration, _now: Ts) -> Result<Pace> {
         Ok(Pace::Local)
+    }
+
+    /// Writes a consistent backup of the store, while it serves, to a new file beside it and
+    /// returns the file (the caller moves or streams it, then removes it). See
+    /// `store/sled/backup.rs` for what it holds.
+    async fn backup_file(&self) -> Result<(std::path::PathBuf, BackupInfo)> {
+        Err(StoreError::Backend(
+            "a PostgreSQL store is backed up with the database's own tools (pg_dump, or its \
+             replicas and base backups): hookflow's tables are hookflow_*"
+                .into(),
+        ))
     }
 }
 

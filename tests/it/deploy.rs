@@ -29,13 +29,17 @@ fn repo(path: &str) -> String {
 #[test]
 fn the_systemd_unit_passes_systemd_analyze_verify() {
     let Some(analyze) = tool("systemd-analyze") else {
-        assert!(!required(), "systemd-analyze is required (HOOKFLOW_DEPLOY_TESTS=required)");
+        assert!(
+            !required(),
+            "systemd-analyze is required (HOOKFLOW_DEPLOY_TESTS=required)"
+        );
         eprintln!("SKIPPED: no systemd-analyze");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     // The unit names the installed binary; verify checks it exists and is executable.
-    let unit = repo("deploy/hookflow.service").replace("/usr/local/bin/hookflow", env!("CARGO_BIN_EXE_hookflow"));
+    let unit =
+        repo("deploy/hookflow.service").replace("/usr/local/bin/hookflow", env!("CARGO_BIN_EXE_hookflow"));
     let path = dir.path().join("hookflow.service");
     std::fs::write(&path, &unit).unwrap();
     let out = std::process::Command::new(&analyze)
@@ -80,7 +84,10 @@ impl Nginx {
         std::fs::write(d.join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
         let site = repo("deploy/nginx.conf")
             .replace("server 127.0.0.1:8080;", &format!("server {upstream};"))
-            .replace("listen 443 ssl http2;", &format!("listen 127.0.0.1:{port} ssl http2;"))
+            .replace(
+                "listen 443 ssl http2;",
+                &format!("listen 127.0.0.1:{port} ssl http2;"),
+            )
             .replace("listen [::]:443 ssl http2;", "")
             .replace(
                 "/etc/letsencrypt/live/hooks.example.com/fullchain.pem",
@@ -90,7 +97,10 @@ impl Nginx {
                 "/etc/letsencrypt/live/hooks.example.com/privkey.pem",
                 &d.join("key.pem").display().to_string(),
             );
-        assert!(site.contains(&format!("127.0.0.1:{port}")), "the site's listen line moved");
+        assert!(
+            site.contains(&format!("127.0.0.1:{port}")),
+            "the site's listen line moved"
+        );
         std::fs::write(d.join("site.conf"), site).unwrap();
         let t = d.display();
         std::fs::write(
@@ -158,7 +168,10 @@ async fn behind_nginx_webhooks_see_the_real_client_and_the_api_stays_private() {
     let port = free_port();
     let public = format!("https://localhost:{port}");
     let app = Binary::start(
-        &[("from-two", &flow("127.0.0.2/32")), ("from-nine", &flow("127.0.0.9/32"))],
+        &[
+            ("from-two", &flow("127.0.0.2/32")),
+            ("from-nine", &flow("127.0.0.9/32")),
+        ],
         &[
             "--admin-listen",
             &format!("127.0.0.1:{admin}"),
@@ -172,11 +185,7 @@ async fn behind_nginx_webhooks_see_the_real_client_and_the_api_stays_private() {
     .await;
     let upstream = app.base.trim_start_matches("http://").to_string();
     let proxy = Nginx::start(&nginx, &upstream, port).await;
-    let path = |flow: &str| {
-        app.hook_url(flow)
-            .trim_start_matches(&app.base)
-            .to_string()
-    };
+    let path = |flow: &str| app.hook_url(flow).trim_start_matches(&app.base).to_string();
     let two = proxy.client("127.0.0.2", port);
     let three = proxy.client("127.0.0.3", port);
 
@@ -211,7 +220,13 @@ async fn behind_nginx_webhooks_see_the_real_client_and_the_api_stays_private() {
     // Health checks pass; the API, the metrics and the dashboard do not exist out there.
     let health = two.get(format!("{public}/readyz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    for p in ["/api/runs", "/metrics", "/", "/api/instances", "/hooks/../api/runs"] {
+    for p in [
+        "/api/runs",
+        "/metrics",
+        "/",
+        "/api/instances",
+        "/hooks/../api/runs",
+    ] {
         let r = two.get(format!("{public}{p}")).send().await.unwrap();
         assert_eq!(r.status(), 404, "{p} through nginx");
     }

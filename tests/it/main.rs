@@ -1,13 +1,14 @@
 //! One integration-test binary: real HTTP on loopback both ways, sled on temp dirs, and the
 //! real `hookflow` binary where a process boundary matters.
 
+mod backup;
 mod bad_input;
 mod cli;
 mod cluster;
 mod contain;
 mod crash;
-mod deploy;
 mod dashboard;
+mod deploy;
 mod e2e;
 mod edge;
 mod email;

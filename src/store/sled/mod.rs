@@ -29,6 +29,7 @@
 //! previous process is orphaned and is released at once, and every journal record past the
 //! cursor is pending again.
 
+mod backup;
 mod intake;
 mod journal;
 mod open;
@@ -36,6 +37,8 @@ mod ops;
 mod segments;
 mod view;
 mod writer;
+
+pub use self::backup::BackupInfo;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -223,6 +226,18 @@ fn find_run(inner: &Inner, id: &str) -> Result<Option<Run>> {
 
 #[async_trait]
 impl Store for SledStore {
+    async fn backup_file(&self) -> Result<(PathBuf, BackupInfo)> {
+        let base = self.dir.parent().unwrap_or(&self.dir);
+        let path = base.join(format!(".backup-{}.partial", crate::run::new_run_id()));
+        match self.backup(&path).await {
+            Ok(info) => Ok((path, info)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
     fn damage(&self) -> Vec<Damage> {
         self.damage.clone()
     }
