@@ -29,3 +29,4 @@ mod segments;
 mod sequences;
 mod store_suite;
 mod strict;
+mod upgrade;

@@ -22,12 +22,7 @@ impl SledStore {
                 db.insert("meta:layout", LAYOUT_VERSION)?;
             }
             Some(v) if v.as_ref() == LAYOUT_VERSION.as_bytes() => {}
-            Some(v) => {
-                return Err(StoreError::Corrupt(format!(
-                    "store layout version {} is not supported by this hookflow (expects {LAYOUT_VERSION})",
-                    String::from_utf8_lossy(&v)
-                )));
-            }
+            Some(v) => return Err(layout_mismatch(dir, &String::from_utf8_lossy(&v))),
         }
         let fsync = durability == Durability::Fsync;
         let data_file =
@@ -168,4 +163,26 @@ fn explain_open_error(dir: &Path, e: &sled::Error) -> StoreError {
         "cannot open the store in {}: {text}. If its files were damaged (a disk fault, an interrupted copy), restore the data directory from a backup",
         dir.display()
     ))
+}
+
+/// Why a store of another layout is not opened, and what to do: a newer store needs the newer
+/// hookflow that wrote it; an older one the release that wrote it (to take a backup or drain
+/// it) — nothing is changed either way.
+fn layout_mismatch(dir: &Path, found: &str) -> StoreError {
+    let ours: u32 = LAYOUT_VERSION.parse().unwrap_or(0);
+    let why = match found.parse::<u32>() {
+        Ok(n) if n > ours => format!(
+            "was written by a newer hookflow (store layout {n}; this {} reads layout {ours}). \
+             Run the newer release on it; this one changed nothing",
+            crate::BUILD_VERSION
+        ),
+        Ok(n) => format!(
+            "has store layout {n}, from an earlier hookflow release that this {} cannot convert \
+             (it reads layout {ours}). Let the release that wrote it finish its runs, or keep it \
+             serving; this one changed nothing",
+            crate::BUILD_VERSION
+        ),
+        Err(_) => format!("has an unreadable layout version `{found}`"),
+    };
+    StoreError::Corrupt(format!("the store in {} {why}", dir.display()))
 }

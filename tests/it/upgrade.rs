@@ -1,0 +1,131 @@
+//! Stores written by earlier releases: the layout-2 data directory in `tests/data/` (written by
+//! 0.1.0) opens with its runs, segments and journal; a store of a newer or an older layout is
+//! refused with what to do, and left unchanged.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::helpers::{Binary, serve_command};
+
+const SECRET: &str = "fixture-secret-0123456789";
+
+/// A temp dir with `flows/orders.yaml` and `data/` unpacked from the fixture.
+fn unpack() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(dir.path().join("flows")).unwrap();
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    std::fs::copy(
+        here.join("store-layout-2.flow.yaml"),
+        dir.path().join("flows/orders.yaml"),
+    )
+    .unwrap();
+    let ok = Command::new("tar")
+        .arg("xzf")
+        .arg(here.join("store-layout-2.tar.gz"))
+        .arg("-C")
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    dir
+}
+
+#[tokio::test]
+async fn a_store_written_by_release_0_1_0_opens_with_everything_in_it() {
+    let dir = unpack();
+    let app = Binary::start_in(dir, &["--workers", "0"], &[("HOOKFLOW_SECRET", SECRET)]).await;
+    let http = reqwest::Client::new();
+    let runs: serde_json::Value = http
+        .get(format!("{}/api/runs", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut states: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    states.sort();
+    assert_eq!(
+        states,
+        ["failed", "failed", "failed", "queued", "queued"],
+        "{runs:#}"
+    );
+    let failed = &runs["runs"].as_array().unwrap()[4];
+    assert_eq!(failed["flow"], "orders");
+    let members: serde_json::Value = http
+        .get(format!("{}/api/segments/buyers/members", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members["members"].as_array().unwrap().len(), 3, "{members:#}");
+    // Its URLs are the ones it served.
+    let r = http
+        .post(format!(
+            "{}/hooks/orders/6fe0f6dcfe229633f0c755b2c893713c",
+            app.base
+        ))
+        .json(&serde_json::json!({"n": 6, "email": "buyer6@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+fn set_layout(data: &Path, layout: &str) {
+    let db = sled::open(data.join("store")).unwrap();
+    db.insert("meta:layout", layout).unwrap();
+    db.flush().unwrap();
+}
+
+fn layout(data: &Path) -> String {
+    let db = sled::open(data.join("store")).unwrap();
+    String::from_utf8(db.get("meta:layout").unwrap().unwrap().to_vec()).unwrap()
+}
+
+#[test]
+fn a_store_of_another_layout_is_refused_with_what_to_do_and_left_unchanged() {
+    for (found, says) in [
+        ("3", "newer hookflow (store layout 3"),
+        ("1", "earlier hookflow release"),
+    ] {
+        let dir = unpack();
+        let data = dir.path().join("data");
+        set_layout(&data, found);
+        let (mut cmd, _) = serve_command(&dir.path().join("flows"), &dir.path().join("templates"), &data);
+        let mut child = cmd
+            .stderr(std::process::Stdio::piped())
+            .env("HOOKFLOW_SECRET", SECRET)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve started on layout {found}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(!status.success());
+        assert!(
+            err.contains(says) && err.contains("changed nothing"),
+            "layout {found}: {err}"
+        );
+        assert_eq!(layout(&data), found, "the refused store was changed");
+    }
+}
