@@ -102,6 +102,42 @@ pub(super) async fn restore_cmd(from: &Path, data: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `hookflow store check`.
+pub(super) fn check_cmd(data: &Path, json: bool) -> ExitCode {
+    let report = match crate::store::sled::check::check(&data.join("store")) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        println!(
+            "store {}: layout {}, {} runs ({} finished), {} accepted runs still in the intake journal ({} segment file(s))",
+            report.store.display(),
+            report.layout.as_deref().unwrap_or("none"),
+            report.runs,
+            report.finished,
+            report.pending,
+            report.journal.len()
+        );
+        for n in &report.notes {
+            println!("note: {n}");
+        }
+        for p in &report.problems {
+            println!("damaged: {p}");
+        }
+        println!("{}", if report.damaged() { "DAMAGED" } else { "intact" });
+    }
+    if report.damaged() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn partial_path(to: &Path) -> PathBuf {
     let mut name = to.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".partial");

@@ -47,6 +47,20 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Read the intake journal and every stored run of a store no server has open, changing
+    /// nothing; report what is intact, what is damaged and what `serve` will do about it.
+    /// Exit 0 intact, 1 damaged, 2 could not check.
+    Check {
+        #[arg(long = "data", env = "HOOKFLOW_DATA", default_value = "data")]
+        data_dir: std::path::PathBuf,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the flows' webhooks and run their actions.
     Serve(Box<ServeArgs>),
@@ -94,6 +108,11 @@ pub enum Command {
         to: std::path::PathBuf,
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// Look after the store's files.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// Restore a backup into an empty data directory (`--data`), then start `serve` on it.
     Restore {
@@ -181,6 +200,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&crate::flow::schema())?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Store {
+            command: StoreCommand::Check { data_dir, json },
+        } => Ok(backup::check_cmd(&data_dir, json)),
         Command::Backup { to, client } => backup::backup_cmd(&to, &client).await,
         Command::Restore { file, data_dir } => backup::restore_cmd(&file, &data_dir).await,
         Command::Urls { paths, urls, store } => urls_cmd(&paths, &urls, &store).await,

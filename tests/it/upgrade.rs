@@ -2,7 +2,7 @@
 //! 0.1.0) opens with its runs, segments and journal; a store of a newer or an older layout is
 //! refused with what to do, and left unchanged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -128,4 +128,91 @@ fn a_store_of_another_layout_is_refused_with_what_to_do_and_left_unchanged() {
         );
         assert_eq!(layout(&data), found, "the refused store was changed");
     }
+}
+
+fn check(data: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["store", "check", "--data", data.to_str().unwrap()])
+        .env("HOOKFLOW_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// All bytes under `dir`, to prove a check changed nothing.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in walk(dir) {
+        out.push((e.clone(), std::fs::read(&e).unwrap()));
+    }
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn store_check_reports_intact_and_damaged_stores_and_changes_nothing() {
+    let dir = unpack();
+    let data = dir.path().join("data");
+    let (code, text) = check(&data);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("3 runs (3 finished), 2 accepted runs still in the intake journal"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("intact"), "{text}");
+
+    // One byte of the first journal record still pending is damaged.
+    let segment = walk(&data.join("store/intake"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes
+        .windows(b"buyer4@example.com".len())
+        .position(|w| w == b"buyer4@example.com")
+        .expect("the pending run is in the journal");
+    bytes[at] ^= 0x20;
+    std::fs::write(&segment, &bytes).unwrap();
+    let before = snapshot(&data);
+    let (code, text) = check(&data);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&segment.display().to_string()),
+        "names the file: {text}"
+    );
+    assert!(text.contains("1 readable record(s) after it are kept"), "{text}");
+    assert!(text.contains("DAMAGED"), "{text}");
+    assert_eq!(snapshot(&data), before, "store check changed the store");
+
+    // What it said serve does, serve does: the other pending run is there.
+    let app = Binary::start_in(dir, &["--workers", "0"], &[("HOOKFLOW_SECRET", SECRET)]).await;
+    let runs: serde_json::Value = reqwest::get(format!("{}/api/runs", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 4, "{runs:#}");
+    // A store a running server holds is not checked behind its back.
+    let (code, text) = check(&app.dir.path().join("data"));
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("running hookflow"), "{text}");
 }

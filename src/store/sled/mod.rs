@@ -30,6 +30,7 @@
 //! cursor is pending again.
 
 mod backup;
+pub mod check;
 mod intake;
 mod journal;
 mod open;

@@ -165,6 +165,57 @@ pub struct Damage {
     pub quarantined: PathBuf,
 }
 
+/// One segment as [`check`] found it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SegmentCheck {
+    pub file: PathBuf,
+    /// Readable records from the cursor on (runs not yet moved into the store).
+    pub records: usize,
+    /// Byte ranges that hold no readable record, with whether the last is a torn tail and how
+    /// many readable records follow each.
+    pub damaged: Vec<(u64, u64, bool, usize)>,
+}
+
+/// Reads the journal from `cursor` on as [`Journal::open`] does, changing nothing: no
+/// quarantine, no truncation (for `hookflow store check`).
+pub fn check(dir: &Path, cursor: Pos) -> io::Result<Vec<SegmentCheck>> {
+    let mut out = Vec::new();
+    let segs = match segments(dir) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for (i, &seg) in segs.iter().enumerate() {
+        if seg < cursor.segment {
+            continue;
+        }
+        let from = if seg == cursor.segment {
+            cursor.offset as usize
+        } else {
+            0
+        };
+        let (bytes, format) = read_written(&segment_path(dir, seg), from)?;
+        let scanned = scan(&bytes, format, from);
+        let torn = scanned.torn_tail() && i + 1 == segs.len();
+        let n = scanned.damaged.len();
+        let damaged = scanned
+            .damaged
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                let after = scanned.records.iter().filter(|(s, _)| *s >= r.end).count();
+                (r.start as u64, r.end as u64, torn && k + 1 == n, after)
+            })
+            .collect();
+        out.push(SegmentCheck {
+            file: segment_path(dir, seg),
+            records: scanned.records.len(),
+            damaged,
+        });
+    }
+    Ok(out)
+}
+
 impl Journal {
     /// Opens the journal in `dir` and returns every readable record from `cursor` on, in
     /// order, with its payload, and what could not be read (copied to `dir/quarantine`).
