@@ -58,6 +58,22 @@ async fn runs_by_id(http: &reqwest::Client, base: &str) -> BTreeMap<String, Stri
         .collect()
 }
 
+/// When the `tick` schedule last fired, as the API shows it.
+async fn last_fired(http: &reqwest::Client, base: &str) -> Option<u64> {
+    let v: serde_json::Value = http
+        .get(format!("{base}/api/flows"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tick = v["flows"].as_array()?.iter().find(|f| f["name"] == "tick")?;
+    let t: Option<hookflow::run::Ts> =
+        serde_json::from_value(tick["trigger"]["schedule"]["last_fired"].clone()).ok()?;
+    t.map(|t| t.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_under_load_restores_every_acknowledged_run_with_its_state() {
     // Every third delivery fails for a while: the store holds succeeded, retrying and queued
@@ -68,7 +84,14 @@ async fn a_backup_under_load_restores_every_acknowledged_run_with_its_state() {
             .map(|i| Reply::status(if i % 3 == 0 { 503 } else { 200 }))
             .collect(),
     );
-    let app = Binary::start(&[("orders", &flow(&dest.url))], &["--workers", "4"], &[]).await;
+    let tick =
+        |cron: &str| format!("on:\n  schedule:\n    cron: \"{cron}\"\nactions:\n  - emit: {{ type: t.k }}\n");
+    let app = Binary::start(
+        &[("orders", &flow(&dest.url)), ("tick", &tick("* * * * * *"))],
+        &["--workers", "4"],
+        &[],
+    )
+    .await;
     let http = reqwest::Client::new();
     let stop = Arc::new(AtomicBool::new(false));
     let url = app.hook_url("orders");
@@ -99,6 +122,7 @@ async fn a_backup_under_load_restores_every_acknowledged_run_with_its_state() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // What the server shows just before the backup begins.
     let before = runs_by_id(&http, &app.base).await;
+    let fired_before = last_fired(&http, &app.base).await.expect("the schedule fired");
     let began = std::time::Instant::now();
     let file = app.dir.path().join("backup.gz");
     let out = hookflow(&["backup", "--to", file.to_str().unwrap(), "--server", &app.base]);
@@ -141,6 +165,9 @@ async fn a_backup_under_load_restores_every_acknowledged_run_with_its_state() {
 
     std::fs::create_dir_all(fresh.path().join("flows")).unwrap();
     std::fs::write(fresh.path().join("flows/orders.yaml"), flow(&dest.url)).unwrap();
+    // The same schedule, now yearly: it cannot fire during the test, so its last firing can
+    // only come from the backup.
+    std::fs::write(fresh.path().join("flows/tick.yaml"), tick("0 0 1 1 *")).unwrap();
     let restored = Binary::start_in(fresh, &["--workers", "0"], &[]).await;
     let after = runs_by_id(&http, &restored.base).await;
     for id in &acked_before {
@@ -158,6 +185,10 @@ async fn a_backup_under_load_restores_every_acknowledged_run_with_its_state() {
         acked_before.len()
     );
     assert!(states.len() >= 2, "expected runs in several states: {states:?}");
+    let fired_after = last_fired(&http, &restored.base)
+        .await
+        .expect("the cron state was restored");
+    assert!(fired_after >= fired_before, "{fired_after} < {fired_before}");
     let segs: serde_json::Value = http
         .get(format!("{}/api/segments", restored.base))
         .send()
