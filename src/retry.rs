@@ -150,6 +150,21 @@ impl RetryPolicy {
         if !spec.retry_on.is_empty() {
             p.retry_on = StatusSet::parse(&spec.retry_on)?;
         }
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        if p.initial_delay > p.max_delay {
+            return Err(format!(
+                "initial_delay ({}) is longer than max_delay ({}): the first wait could never happen",
+                show(p.initial_delay),
+                show(p.max_delay)
+            ));
+        }
+        if p.max_attempts > 1 && p.max_age < p.initial_delay {
+            return Err(format!(
+                "max_age ({}) is shorter than initial_delay ({}): the action would never be retried (set max_attempts: 1 for that)",
+                show(p.max_age),
+                show(p.initial_delay)
+            ));
+        }
         Ok(p)
     }
 

@@ -93,6 +93,87 @@ pub struct Rendered {
     pub body: Vec<u8>,
 }
 
+/// The methods an `http` action may use: HTTP's own (RFC 9110, PATCH) and WebDAV's. Anything
+/// else is almost always a typo (`PSOT`) that every attempt would send.
+const METHODS: &[&str] = &[
+    "GET",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "HEAD",
+    "OPTIONS",
+    "TRACE",
+    "QUERY",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "REPORT",
+    "SEARCH",
+];
+
+/// `method:` as written (any case) if it is a known method; else what it might have meant.
+pub fn check_method(m: &str) -> Result<Method, String> {
+    let upper = m.trim().to_ascii_uppercase();
+    if METHODS.contains(&upper.as_str())
+        && let Ok(method) = Method::from_bytes(upper.as_bytes())
+    {
+        return Ok(method);
+    }
+    let near = METHODS
+        .iter()
+        .filter(|k| same_letters(k, &upper))
+        .map(|k| format!(" (did you mean {k}?)"))
+        .next()
+        .unwrap_or_default();
+    Err(format!(
+        "`{m}` is not an HTTP method{near}; use one of {}",
+        METHODS.join(", ")
+    ))
+}
+
+/// A transposition or one changed, missing or extra letter.
+fn same_letters(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len() == b.len() {
+        let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+        return diff.len() == 1
+            || (diff.len() == 2
+                && diff[1] == diff[0] + 1
+                && a[diff[0]] == b[diff[1]]
+                && a[diff[1]] == b[diff[0]]);
+    }
+    let (long, short) = if a.len() > b.len() { (&a, &b) } else { (&b, &a) };
+    long.len() == short.len() + 1
+        && (0..long.len()).any(|i| {
+            let mut l = long.clone();
+            l.remove(i);
+            l == *short
+        })
+}
+
+/// A URL with no template in it must be one every attempt can use: `http` or `https`, a host.
+/// (A templated URL is checked when each attempt renders it.)
+pub fn check_literal_url(url: &str) -> Result<(), String> {
+    if url.contains("{{") || url.contains("{%") {
+        return Ok(());
+    }
+    let parsed = url::Url::parse(url.trim()).map_err(|e| format!("`{url}` is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "`{url}`: an http action's URL starts with http:// or https://"
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{url}` names no host"));
+    }
+    Ok(())
+}
+
 impl HttpAction {
     /// Builds the action from its spec, registering its templates under `prefix`. Errors are
     /// `(path below prefix, message)` pairs so the loader can point at the right line.
@@ -102,14 +183,16 @@ impl HttpAction {
         templates: &mut Templates,
     ) -> Result<HttpAction, Vec<(String, String)>> {
         let mut errors = Vec::new();
-        let method = Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| {
-                errors.push((
-                    "method".into(),
-                    format!("`{}` is not an HTTP method", spec.method),
-                ))
-            })
-            .unwrap_or(Method::POST);
+        let method = match check_method(&spec.method) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(("method".into(), e));
+                Method::POST
+            }
+        };
+        if let Err(e) = check_literal_url(&spec.url) {
+            errors.push(("url".into(), e));
+        }
         let mut add = |path: &str, src: &str, errors: &mut Vec<(String, String)>| {
             let name = format!("{prefix}.{path}");
             if let Err(e) = templates.add(name.clone(), src.to_string()) {
@@ -476,4 +559,34 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod checks {
+    use super::*;
+
+    #[test]
+    fn methods_are_real_ones_and_typos_get_a_suggestion() {
+        assert_eq!(check_method("post").unwrap(), Method::POST);
+        assert_eq!(check_method("PROPFIND").unwrap().as_str(), "PROPFIND");
+        let e = check_method("PSOT").unwrap_err();
+        assert!(e.contains("did you mean POST?"), "{e}");
+        assert!(check_method("GETT").unwrap_err().contains("did you mean GET?"));
+        assert!(!check_method("BREW").unwrap_err().contains("did you mean"));
+    }
+
+    #[test]
+    fn literal_urls_must_work_templated_ones_wait_for_their_values() {
+        assert!(check_literal_url("https://api.example.com/orders").is_ok());
+        assert!(check_literal_url("{{ env('BASE') }}/orders").is_ok());
+        for bad in [
+            "htp//example com",
+            "ftp://example.com/x",
+            "https://",
+            "5",
+            "mailto:a@b.c",
+        ] {
+            assert!(check_literal_url(bad).is_err(), "{bad}");
+        }
+    }
 }

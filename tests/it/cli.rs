@@ -410,3 +410,36 @@ fn version_names_the_commit_and_the_build_date() {
         "not a date: {text}"
     );
 }
+
+/// Mistakes a run would only meet after a real event arrived: a method typo, a URL that can
+/// never work, contradictory retry settings — each reported by validate at its own line.
+#[test]
+fn validate_catches_literal_values_no_attempt_could_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(
+        flows.join("broken.yaml"),
+        "on:\n  webhook: {}\nactions:\n  - name: a\n    http:\n      method: PSOT\n      url: \"htp//example com\"\n  \
+         - name: b\n    http: { url: \"https://api.example.com/x\" }\n    retry: { initial_delay: 10m, max_delay: 1s }\n",
+    )
+    .unwrap();
+    let args = ["validate", "flows"];
+    let out = hookflow(&args, dir.path());
+    let text = show(&args, &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (line, says) in [
+        ("broken.yaml:6:", "did you mean POST?"),
+        ("broken.yaml:7:", "is not a URL"),
+        (
+            "broken.yaml:10:",
+            "initial_delay (10m) is longer than max_delay (1s)",
+        ),
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.contains(line) && l.contains(says)),
+            "no `{line} … {says}`:\n{text}"
+        );
+    }
+}
