@@ -177,6 +177,39 @@ fn load(flows_dir: &Path, templates_dir: &Path, current: Option<&FlowSet>) -> (F
             Err(mut e) => errors.append(&mut e),
         }
     }
+    // Flows that trigger each other in a cycle are refused, each naming the whole cycle.
+    for cycle in super::graph::cycles(set.flows.values().map(|f| f.as_ref())) {
+        let names: Vec<&str> = cycle.iter().map(|(n, _)| n.as_str()).collect();
+        for (name, action) in &cycle {
+            let Some(flow) = set.flows.remove(name) else {
+                continue;
+            };
+            let line = std::fs::read_to_string(&flow.file).ok().and_then(|src| {
+                Lines::of(crate::template::strip_bom(src).as_str())
+                    .line(&format!("actions[{action}].emit.type"))
+            });
+            let described = if names.len() == 1 {
+                format!("flow `{name}` is triggered by the event it emits: every event would start it again")
+            } else {
+                format!(
+                    "flows {} trigger each other in a cycle (each emits an event another is triggered by)",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                )
+            };
+            errors.push(LoadError {
+                file: flow.file.clone(),
+                line,
+                message: format!(
+                    "actions[{action}].emit.type: {described}; change an event type or a trigger so the chain ends"
+                ),
+            });
+            templates.remove_flow(name);
+        }
+    }
     for gone in previous.values() {
         if !set.flows.contains_key(&gone.name) {
             templates.remove_flow(&gone.name);

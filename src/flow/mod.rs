@@ -2,6 +2,7 @@
 //! whole directory of them (`load`) with every error reported at once as `file:line: message`.
 
 pub mod compile;
+pub mod graph;
 pub mod load;
 pub mod locate;
 pub mod spec;

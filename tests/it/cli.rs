@@ -443,3 +443,48 @@ fn validate_catches_literal_values_no_attempt_could_use() {
         );
     }
 }
+
+/// Flows that trigger each other in a cycle are refused, naming the whole cycle at each flow's
+/// `emit`; a chain that ends is fine.
+#[test]
+fn validate_refuses_event_cycles_and_names_every_flow_in_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let on_event = |t: &str, emits: &str| {
+        format!("on:\n  event: {{ type: {t} }}\nactions:\n  - name: pass\n    emit:\n      type: {emits}\n")
+    };
+    std::fs::write(flows.join("ping.yaml"), on_event("shop.ping", "shop.pong")).unwrap();
+    std::fs::write(flows.join("pong.yaml"), on_event("shop.pong", "shop.ping")).unwrap();
+    std::fs::write(flows.join("echo.yaml"), on_event("shop.echo", "shop.echo")).unwrap();
+    std::fs::write(
+        flows.join("start.yaml"),
+        "on: { webhook: {} }\nactions:\n  - emit: { type: shop.started }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        flows.join("end.yaml"),
+        "on:\n  event: { type: shop.started }\nactions:\n  - http: { url: \"https://api.example.com/x\" }\n",
+    )
+    .unwrap();
+    let args = ["validate", "flows"];
+    let out = hookflow(&args, dir.path());
+    let text = show(&args, &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for file in ["ping.yaml:6:", "pong.yaml:6:"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(file) && l.contains("`ping` → `pong`") && l.contains("cycle")),
+            "{file}:\n{text}"
+        );
+    }
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("echo.yaml:6:") && l.contains("triggered by the event it emits")),
+        "{text}"
+    );
+    assert!(stderr.contains("3 problem(s); 2 flow(s) valid"), "{text}");
+}

@@ -300,21 +300,21 @@ async fn segments_page_export_and_survive_a_restart() {
 
 #[tokio::test]
 async fn a_self_triggering_flow_stops_at_the_depth_limit() {
+    // A loop `validate` cannot see (an `emit` cycle is a load error): each run adds a new
+    // contact to the segment whose additions trigger it.
     let start = r#"
 on:
   webhook: {}
 actions:
-  - emit:
-      type: ping.pong
-      data: { hop: 0 }
+  - segment: { email: "hop0@example.com", add: loop }
 "#;
     let echo = r#"
 on:
-  event: ping.pong
+  event: segment.added
 actions:
-  - emit:
-      type: ping.pong
-      data: { hop: "{{ body.depth }}" }
+  - segment:
+      email: "hop{{ body.depth }}@example.com"
+      add: loop
 "#;
     let app = spawn_app(&[("start", start.into()), ("echo", echo.into())], &[]).await;
     let id = app.accept("start", json!({})).await;
