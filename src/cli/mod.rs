@@ -224,6 +224,13 @@ fn print_errors(errors: &[LoadError]) {
 
 fn validate_cmd(dir: &std::path::Path, paths: &Paths, run_tests: bool) -> ExitCode {
     let (set, errors) = load_dir(dir, &paths.templates_dir);
+    if errors.is_empty() && set.flows.is_empty() {
+        eprintln!(
+            "{}: no flow files (looked for *.yaml and *.yml, in subfolders too)",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     if errors.is_empty() {
         println!("{} flow(s) OK in {}", set.flows.len(), dir.display());
         if run_tests && fixtures::run_all(&set, dir) > 0 {

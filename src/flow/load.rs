@@ -111,21 +111,14 @@ fn load(flows_dir: &Path, templates_dir: &Path, current: Option<&FlowSet>) -> (F
         }
     };
     let mut set = FlowSet::default();
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(flows_dir) {
-        Ok(rd) => rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-            .collect(),
-        Err(e) => {
-            errors.push(LoadError {
-                file: flows_dir.to_path_buf(),
-                line: None,
-                message: format!("cannot read the flows directory: {e}"),
-            });
-            Vec::new()
-        }
-    };
+    let mut files = Vec::new();
+    if let Err(e) = flow_files(flows_dir, &mut files, &mut errors) {
+        errors.push(LoadError {
+            file: flows_dir.to_path_buf(),
+            line: None,
+            message: format!("cannot read the flows directory: {e}"),
+        });
+    }
     files.sort();
     // The current flows by file, for reuse; those left over at the end were removed.
     let mut previous: BTreeMap<PathBuf, Arc<Flow>> = reuse
@@ -218,6 +211,37 @@ fn load(flows_dir: &Path, templates_dir: &Path, current: Option<&FlowSet>) -> (F
     templates.seal();
     set.templates = templates;
     (set, errors)
+}
+
+/// The flow files under `dir`, in subfolders too (a team may keep `flows/shop/order.yaml`),
+/// but not in a flow's tests (`<flow>.tests/`) or hidden folders. A `.json` file where flows
+/// live is reported rather than ignored: flow files are `.yaml` or `.yml`.
+fn flow_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            if !name.ends_with(".tests") {
+                flow_files(&path, files, errors)?;
+            }
+            continue;
+        }
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => files.push(path),
+            Some("json") => errors.push(LoadError {
+                file: path,
+                line: None,
+                message: "flow files are `.yaml` or `.yml` (YAML reads JSON too: rename it to load it); \
+                          flow tests go in `<flow>.tests/`"
+                    .into(),
+            }),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One flow file: parsed, then compiled into `templates`.

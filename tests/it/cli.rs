@@ -488,3 +488,45 @@ fn validate_refuses_event_cycles_and_names_every_flow_in_them() {
     );
     assert!(stderr.contains("3 problem(s); 2 flow(s) valid"), "{text}");
 }
+
+/// Flows kept in subfolders load; a `.json` file where flows live is named, not skipped; an
+/// empty flows folder is not "OK".
+#[test]
+fn validate_loads_flows_in_subfolders_and_says_when_there_are_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(flows.join("shop/orders")).unwrap();
+    std::fs::create_dir_all(flows.join("order.tests")).unwrap();
+    let flow = "on: { webhook: {} }\nactions:\n  - emit: { type: shop.x }\n";
+    std::fs::write(flows.join("shop/orders/order.yaml"), flow).unwrap();
+    std::fs::write(flows.join("shop/refund.yml"), flow).unwrap();
+    std::fs::write(flows.join("order.tests/sample.json"), "{}").unwrap();
+    let args = ["validate", "flows"];
+    let out = hookflow(&args, dir.path());
+    let text = show(&args, &out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 flow(s) OK"),
+        "{text}"
+    );
+
+    std::fs::write(
+        flows.join("shop/stock.json"),
+        "{\"on\": {\"webhook\": {}}, \"actions\": []}",
+    )
+    .unwrap();
+    let out = hookflow(&args, dir.path());
+    let text = show(&args, &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("stock.json") && text.contains("rename it"),
+        "{text}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(empty.path().join("flows")).unwrap();
+    let out = hookflow(&args, empty.path());
+    let text = show(&args, &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("no flow files"), "{text}");
+}
