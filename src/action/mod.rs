@@ -309,14 +309,49 @@ const REDACTED: &str = "[redacted]";
 /// Headers whose values are never recorded.
 pub const SENSITIVE_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
 
-/// Replaces every secret value in `text`.
+/// Secrets shorter than this are masked only where they stand alone (not inside a word):
+/// a one-letter development value would otherwise turn every `t` of the output into
+/// `[redacted]`. Longer ones are masked wherever they appear.
+pub const SHORT_SECRET: usize = 8;
+
+/// Replaces every secret value in `text` (longest first, so one secret inside another does
+/// not leave a piece of it showing).
 pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let mut out = text.to_string();
-    for s in secrets {
-        if !s.is_empty() && out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), REDACTED);
+    for s in sorted {
+        if !out.contains(s.as_str()) {
+            continue;
         }
+        out = if s.chars().count() >= SHORT_SECRET {
+            out.replace(s.as_str(), REDACTED)
+        } else {
+            replace_standalone(&out, s)
+        };
     }
+    out
+}
+
+/// Replaces the occurrences of `needle` not flanked by a letter or digit.
+fn replace_standalone(text: &str, needle: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut prev: Option<char> = None;
+    while let Some(i) = rest.find(needle) {
+        let before = rest[..i].chars().next_back().or(if i == 0 { prev } else { None });
+        let after = rest[i + needle.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if word(before) || word(after) {
+            out.push_str(needle);
+        } else {
+            out.push_str(REDACTED);
+        }
+        prev = needle.chars().next_back();
+        rest = &rest[i + needle.len()..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -355,6 +390,13 @@ mod tests {
     fn redaction() {
         let secrets = vec!["s3cr3t".to_string()];
         assert_eq!(redact("token=s3cr3t&x=1", &secrets), "token=[redacted]&x=1");
+        // A short secret is masked where it stands alone, not inside every word.
+        let short = vec!["t".to_string()];
+        assert_eq!(redact("test: t", &short), "test: [redacted]");
+        assert_eq!(redact("Bearer t", &short), "Bearer [redacted]");
+        // Longer secrets go first: nothing of one shows around a shorter one inside it.
+        let nested = vec!["abc".to_string(), "xxabcxx-long-secret".to_string()];
+        assert_eq!(redact("k=xxabcxx-long-secret", &nested), "k=[redacted]");
         let h = redact_headers(
             &[
                 ("Authorization".into(), "Bearer abc".into()),

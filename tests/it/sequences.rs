@@ -420,11 +420,11 @@ actions:
             .iter()
             .all(|it| it["status"] == "succeeded")
     );
-    assert_eq!(
-        step["items"][7]["attempts"].as_array().unwrap().len(),
-        3,
-        "{step:#}"
-    );
+    // Item 7 answered 500, 500, 200. Each answer is recorded — unless the kill fell between an
+    // answer and its record, which costs that attempt's record (never an extra send under
+    // another key): so two or three recorded attempts.
+    let attempts = step["items"][7]["attempts"].as_array().unwrap().len();
+    assert!((2..=3).contains(&attempts), "{attempts} attempts: {step:#}");
     let report = arrivals.iter().find(|h| h.path == "/report").unwrap();
     assert_eq!(report.json(), json!({"items": 20}));
 }
