@@ -37,7 +37,17 @@ impl Schedule {
         let tz = match tz {
             None => Tz::UTC,
             Some(name) => Tz::from_str(name).map_err(|_| {
-                format!("unknown time zone `{name}` (use an IANA name such as `Europe/Berlin`)")
+                let wanted = name.trim().to_ascii_lowercase().replace(' ', "_");
+                let near = chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .map(|t| t.name())
+                    .find(|n| {
+                        let n = n.to_ascii_lowercase();
+                        n == wanted || n.rsplit('/').next() == Some(wanted.as_str())
+                    })
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_else(|| " (use an IANA name such as `Europe/Berlin`)".into());
+                format!("unknown time zone `{name}`{near}")
             })?,
         };
         let translated = to_crate_syntax(expr)?;
@@ -184,6 +194,16 @@ mod tests {
 
     fn utc(t: Ts) -> chrono::DateTime<Utc> {
         Utc.timestamp_millis_opt(t.0 as i64).unwrap()
+    }
+
+    #[test]
+    fn an_unknown_time_zone_suggests_the_iana_name() {
+        let e = Schedule::parse("0 8 * * *", Some("berlin"), Missed::Skip).unwrap_err();
+        assert!(e.contains("did you mean `Europe/Berlin`?"), "{e}");
+        let e = Schedule::parse("0 8 * * *", Some("europe/berlin"), Missed::Skip).unwrap_err();
+        assert!(e.contains("did you mean `Europe/Berlin`?"), "{e}");
+        let e = Schedule::parse("0 8 * * *", Some("Mars/Olympus"), Missed::Skip).unwrap_err();
+        assert!(e.contains("IANA name"), "{e}");
     }
 
     #[test]

@@ -530,3 +530,28 @@ fn validate_loads_flows_in_subfolders_and_says_when_there_are_none() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("no flow files"), "{text}");
 }
+
+/// An unknown `timezone:` is reported on its own line, with the IANA name meant.
+#[test]
+fn an_unknown_time_zone_is_reported_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(
+        flows.join("daily.yaml"),
+        "on:\n  schedule:\n    cron: \"0 8 * * 1-5\"\n    timezone: Berlin\nactions:\n  - emit: { type: shop.daily }\n",
+    )
+    .unwrap();
+    let args = ["validate", "flows"];
+    let out = hookflow(&args, dir.path());
+    let text = show(&args, &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .any(|l| l.contains("daily.yaml:4:")
+                && l.contains("on.schedule.timezone")
+                && l.contains("Europe/Berlin")),
+        "{text}"
+    );
+}

@@ -236,7 +236,13 @@ impl Compiler<'_> {
                 match crate::schedule::Schedule::parse(&sc.cron, sc.timezone.as_deref(), sc.missed) {
                     Ok(s) => Some(Trigger::Schedule(s)),
                     Err(e) => {
-                        self.problem("on.schedule.cron", e);
+                        // Said at the key that is wrong.
+                        let key = if e.starts_with("unknown time zone") {
+                            "on.schedule.timezone"
+                        } else {
+                            "on.schedule.cron"
+                        };
+                        self.problem(key, e);
                         None
                     }
                 }
