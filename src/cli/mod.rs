@@ -231,6 +231,23 @@ fn validate_cmd(dir: &std::path::Path, paths: &Paths, run_tests: bool) -> ExitCo
         );
         return ExitCode::FAILURE;
     }
+    // Warnings: what would refuse every request where validate runs, without failing it (CI
+    // rarely holds production secrets).
+    for f in set.flows.values() {
+        if let Some(v) = f.webhook().and_then(|w| w.verify.as_ref())
+            && !v
+                .secret_env
+                .iter()
+                .any(|n| std::env::var(n).is_ok_and(|s| !s.is_empty()))
+        {
+            eprintln!(
+                "{}: warning: verify.secret_env: {} is not set here; a server started like this refuses every request to `{}` (401)",
+                f.file.display(),
+                v.secret_env.join(", "),
+                f.name
+            );
+        }
+    }
     if errors.is_empty() {
         println!("{} flow(s) OK in {}", set.flows.len(), dir.display());
         if run_tests && fixtures::run_all(&set, dir) > 0 {

@@ -555,3 +555,33 @@ fn an_unknown_time_zone_is_reported_at_its_line() {
         "{text}"
     );
 }
+
+/// A signature check whose secret is not set is a warning from validate (exit 0: CI rarely
+/// holds production secrets), naming the variable.
+#[test]
+fn validate_warns_when_a_flows_signing_secret_is_not_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(
+        flows.join("signed.yaml"),
+        "on:\n  webhook:\n    verify: { preset: github, secret_env: [HF_TEST_UNSET_SECRET_42] }\nactions:\n  - emit: { type: gh.push }\n",
+    )
+    .unwrap();
+    let args = ["validate", "flows"];
+    let out = hookflow(&args, dir.path());
+    let text = show(&args, &out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("warning: verify.secret_env: HF_TEST_UNSET_SECRET_42 is not set")
+            && text.contains("(401)"),
+        "{text}"
+    );
+    let set = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .current_dir(dir.path())
+        .env("HF_TEST_UNSET_SECRET_42", "a-long-enough-secret")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&set.stderr).contains("warning"));
+}
