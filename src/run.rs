@@ -240,6 +240,16 @@ impl Run {
         }
     }
 
+    /// Ends the run as exited with `reason` at `now` (an exit condition, or `runs exit`):
+    /// finished, nothing more due.
+    pub fn end_exited(&mut self, reason: &str, now: Ts) {
+        self.status = RunStatus::Exited;
+        self.exit_reason = Some(reason.to_string());
+        self.next_attempt_at = None;
+        self.finished_at = Some(now);
+        self.updated_at = now;
+    }
+
     /// Outputs of finished steps, keyed by action name, for templates.
     pub fn step_outputs(&self) -> Map<String, Value> {
         self.steps

@@ -157,11 +157,7 @@ impl Engine {
                     run_id: run.id.clone(),
                 }),
         );
-        run.status = RunStatus::Exited;
-        run.exit_reason = Some(reason);
-        run.next_attempt_at = None;
-        run.finished_at = Some(Ts::now());
-        run.updated_at = Ts::now();
+        run.end_exited(&reason, Ts::now());
         let effects = Effects {
             waits,
             ..Effects::default()

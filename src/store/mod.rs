@@ -117,6 +117,15 @@ pub enum WaitOp {
     Waiting { flow: String, by: i64 },
 }
 
+/// What ending one run as exited did (each store's `exit_one`).
+pub(crate) enum Exited {
+    /// The run is finished already (or gone).
+    No,
+    Now,
+    /// Held by a worker (or not yet admitted): marked, to end before its next action.
+    Marked,
+}
+
 /// A run an exit reached: ended now, or marked for its worker to end.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExitedRun {

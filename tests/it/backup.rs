@@ -37,14 +37,7 @@ actions:
 }
 
 async fn runs_by_id(http: &reqwest::Client, base: &str) -> BTreeMap<String, String> {
-    let v: serde_json::Value = http
-        .get(format!("{base}/api/runs?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = crate::helpers::get(http, format!("{base}/api/runs?limit=1000")).await;
     v["runs"]
         .as_array()
         .unwrap()
@@ -60,14 +53,7 @@ async fn runs_by_id(http: &reqwest::Client, base: &str) -> BTreeMap<String, Stri
 
 /// When the `tick` schedule last fired, as the API shows it.
 async fn last_fired(http: &reqwest::Client, base: &str) -> Option<u64> {
-    let v: serde_json::Value = http
-        .get(format!("{base}/api/flows"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = crate::helpers::get(http, format!("{base}/api/flows")).await;
     let tick = v["flows"].as_array()?.iter().find(|f| f["name"] == "tick")?;
     let t: Option<hookflow::run::Ts> =
         serde_json::from_value(tick["trigger"]["schedule"]["last_fired"].clone()).ok()?;
@@ -189,14 +175,7 @@ async fn a_backup_under_load_restores_every_acknowledged_run_with_its_state() {
         .await
         .expect("the cron state was restored");
     assert!(fired_after >= fired_before, "{fired_after} < {fired_before}");
-    let segs: serde_json::Value = http
-        .get(format!("{}/api/segments", restored.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let segs: serde_json::Value = crate::helpers::get(&http, format!("{}/api/segments", restored.base)).await;
     assert!(segs.to_string().contains("buyers"), "{segs}");
 }
 

@@ -152,29 +152,16 @@ async fn three_instances_share_the_load_and_lose_nothing_when_one_is_killed_mid_
         "the kill hit no attempt in flight: the drill proved nothing"
     );
     // Every instance took part in the work, each shows up in the list while it lives.
-    let api: serde_json::Value = http
-        .get(format!("{}/api/instances", nodes[0].base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api: serde_json::Value = crate::helpers::get(&http, format!("{}/api/instances", nodes[0].base)).await;
     let live = api["instances"].as_array().unwrap();
     assert!((2..=3).contains(&live.len()), "instances: {api:#}");
     assert!(live.iter().all(|i| i["flows"]["relay"].is_string()), "{api:#}");
     assert_eq!(api["flows_with_mixed_versions"], serde_json::json!([]));
-    let runs: serde_json::Value = http
-        .get(format!(
-            "{}/api/runs?flow=relay&status=succeeded&limit=500",
-            nodes[1].base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runs: serde_json::Value = crate::helpers::get(
+        &http,
+        format!("{}/api/runs?flow=relay&status=succeeded&limit=500", nodes[1].base),
+    )
+    .await;
     assert_eq!(
         runs["runs"].as_array().unwrap().len(),
         accepted.len(),
@@ -319,14 +306,8 @@ async fn a_rate_limit_holds_for_all_instances_together() {
     // When each attempt started, as the instance that made it recorded it.
     let mut starts = Vec::new();
     for id in &ids {
-        let run: serde_json::Value = http
-            .get(format!("{}/api/runs/{id}", nodes[0].base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let run: serde_json::Value =
+            crate::helpers::get(&http, format!("{}/api/runs/{id}", nodes[0].base)).await;
         let at: hookflow::run::Ts =
             serde_json::from_value(run["steps"][0]["attempts"][0]["started_at"].clone()).unwrap();
         starts.push(at.0);

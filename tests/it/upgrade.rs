@@ -38,14 +38,7 @@ async fn a_store_written_by_release_0_1_0_opens_with_everything_in_it() {
     let dir = unpack();
     let app = Binary::start_in(dir, &["--workers", "0"], &[("HOOKFLOW_SECRET", SECRET)]).await;
     let http = reqwest::Client::new();
-    let runs: serde_json::Value = http
-        .get(format!("{}/api/runs", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runs: serde_json::Value = crate::helpers::get(&http, format!("{}/api/runs", app.base)).await;
     let mut states: Vec<&str> = runs["runs"]
         .as_array()
         .unwrap()
@@ -60,14 +53,8 @@ async fn a_store_written_by_release_0_1_0_opens_with_everything_in_it() {
     );
     let failed = &runs["runs"].as_array().unwrap()[4];
     assert_eq!(failed["flow"], "orders");
-    let members: serde_json::Value = http
-        .get(format!("{}/api/segments/buyers/members", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let members: serde_json::Value =
+        crate::helpers::get(&http, format!("{}/api/segments/buyers/members", app.base)).await;
     assert_eq!(members["members"].as_array().unwrap().len(), 3, "{members:#}");
     // Its URLs are the ones it served.
     let r = http

@@ -335,14 +335,7 @@ async fn add_waiting(tx: &mut PgConnection, flow: &str, by: i64) -> Result<()> {
     Ok(())
 }
 
-/// What [`exit_one`] did.
-pub(super) enum Exited {
-    /// The run is finished already (or gone).
-    No,
-    Now,
-    /// Held by a worker: marked, to end before its next action.
-    Marked,
-}
+pub(super) use crate::store::Exited;
 
 /// Ends one unfinished run as exited, or marks it when a worker holds it.
 pub(super) async fn exit_one(tx: &mut PgConnection, id: &str, reason: &str) -> Result<Exited> {
@@ -370,11 +363,7 @@ pub(super) async fn exit_one(tx: &mut PgConnection, id: &str, reason: &str) -> R
     }
     let mut run: Run = parse(id, &record)?;
     let was_waiting = run.status == RunStatus::Waiting;
-    run.status = RunStatus::Exited;
-    run.exit_reason = Some(reason.to_string());
-    run.next_attempt_at = None;
-    run.finished_at = Some(now);
-    run.updated_at = now;
+    run.end_exited(reason, now);
     let keys = std::mem::take(&mut run.exit_keys);
     sqlx::query("DELETE FROM hookflow_exit_index WHERE flow = $1 AND run_id = $2 AND key = ANY($3)")
         .bind(&run.flow)

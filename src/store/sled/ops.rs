@@ -68,14 +68,7 @@ pub(super) fn waiting_key(flow: &str) -> String {
     format!("waiting:{flow}")
 }
 
-/// What [`Inner::exit_one`] did.
-pub(super) enum Exited {
-    /// The run is finished already (or gone).
-    No,
-    Now,
-    /// Held by a worker: marked, to end before its next action.
-    Marked,
-}
+pub(super) use crate::store::Exited;
 
 pub(super) fn lane_prefix(flow: &str, key: &str) -> String {
     use sha2::Digest;
@@ -549,11 +542,7 @@ impl Inner {
             return Ok(Exited::Marked);
         }
         let was_waiting = run.status == RunStatus::Waiting;
-        run.status = RunStatus::Exited;
-        run.exit_reason = Some(reason.to_string());
-        run.next_attempt_at = None;
-        run.finished_at = Some(Ts(now));
-        run.updated_at = Ts(now);
+        run.end_exited(reason, Ts(now));
         for key in std::mem::take(&mut run.exit_keys) {
             view.remove(exit_key(&run.flow, &key, id));
         }
