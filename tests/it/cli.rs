@@ -12,6 +12,25 @@ pub fn hookflow(args: &[&str], cwd: &Path) -> Output {
         .expect("run hookflow")
 }
 
+/// A temp dir whose `flows/` holds `files` (path under flows → text).
+fn flows_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join("flows").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// `hookflow validate flows` in `dir`: its output, and all of it in words for messages.
+fn validate(dir: &Path) -> (Output, String) {
+    let args = ["validate", "flows"];
+    let out = hookflow(&args, dir);
+    let text = show(&args, &out);
+    (out, text)
+}
+
 fn show(args: &[&str], out: &Output) -> String {
     format!(
         "hookflow {}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -415,18 +434,12 @@ fn version_names_the_commit_and_the_build_date() {
 /// never work, contradictory retry settings — each reported by validate at its own line.
 #[test]
 fn validate_catches_literal_values_no_attempt_could_use() {
-    let dir = tempfile::tempdir().unwrap();
-    let flows = dir.path().join("flows");
-    std::fs::create_dir_all(&flows).unwrap();
-    std::fs::write(
-        flows.join("broken.yaml"),
+    let dir = flows_dir(&[(
+        "broken.yaml",
         "on:\n  webhook: {}\nactions:\n  - name: a\n    http:\n      method: PSOT\n      url: \"htp//example com\"\n  \
          - name: b\n    http: { url: \"https://api.example.com/x\" }\n    retry: { initial_delay: 10m, max_delay: 1s }\n",
-    )
-    .unwrap();
-    let args = ["validate", "flows"];
-    let out = hookflow(&args, dir.path());
-    let text = show(&args, &out);
+    )]);
+    let (out, text) = validate(dir.path());
     assert_eq!(out.status.code(), Some(1), "{text}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     for (line, says) in [
@@ -534,17 +547,11 @@ fn validate_loads_flows_in_subfolders_and_says_when_there_are_none() {
 /// An unknown `timezone:` is reported on its own line, with the IANA name meant.
 #[test]
 fn an_unknown_time_zone_is_reported_at_its_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let flows = dir.path().join("flows");
-    std::fs::create_dir_all(&flows).unwrap();
-    std::fs::write(
-        flows.join("daily.yaml"),
+    let dir = flows_dir(&[(
+        "daily.yaml",
         "on:\n  schedule:\n    cron: \"0 8 * * 1-5\"\n    timezone: Berlin\nactions:\n  - emit: { type: shop.daily }\n",
-    )
-    .unwrap();
-    let args = ["validate", "flows"];
-    let out = hookflow(&args, dir.path());
-    let text = show(&args, &out);
+    )]);
+    let (out, text) = validate(dir.path());
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -560,17 +567,11 @@ fn an_unknown_time_zone_is_reported_at_its_line() {
 /// holds production secrets), naming the variable.
 #[test]
 fn validate_warns_when_a_flows_signing_secret_is_not_set() {
-    let dir = tempfile::tempdir().unwrap();
-    let flows = dir.path().join("flows");
-    std::fs::create_dir_all(&flows).unwrap();
-    std::fs::write(
-        flows.join("signed.yaml"),
+    let dir = flows_dir(&[(
+        "signed.yaml",
         "on:\n  webhook:\n    verify: { preset: github, secret_env: [HF_TEST_UNSET_SECRET_42] }\nactions:\n  - emit: { type: gh.push }\n",
-    )
-    .unwrap();
-    let args = ["validate", "flows"];
-    let out = hookflow(&args, dir.path());
-    let text = show(&args, &out);
+    )]);
+    let (out, text) = validate(dir.path());
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
         text.contains("warning: verify.secret_env: HF_TEST_UNSET_SECRET_42 is not set")
@@ -578,7 +579,7 @@ fn validate_warns_when_a_flows_signing_secret_is_not_set() {
         "{text}"
     );
     let set = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .args(args)
+        .args(["validate", "flows"])
         .current_dir(dir.path())
         .env("HF_TEST_UNSET_SECRET_42", "a-long-enough-secret")
         .output()
