@@ -110,17 +110,35 @@ impl Inner {
             out.kv(&k, &v).map_err(&w)?;
             info.entries += 1;
         }
-        let pending = match self.intake.pending.lock() {
-            Ok(p) => p.oldest(usize::MAX),
+        // Every pending run, read from the journal (memory holds only some of them).
+        let (from, until) = match self.intake.pending.lock() {
+            Ok(p) => (p.front(), p.end()),
             Err(_) => return Err(StoreError::Backend("intake state poisoned".into())),
         };
-        for p in pending {
-            if self.db.contains_key(super::ops::run_key(&p.head.id))? {
-                continue;
+        let mut failed = None;
+        journal::read_range(&self.intake.dir, from, until, |_, payload| {
+            let Ok(head) = serde_json::from_slice::<super::intake::Head>(payload) else {
+                return true; // set aside and reported at open
+            };
+            let step = match self.db.contains_key(super::ops::run_key(&head.id)) {
+                Ok(true) => Ok(()),
+                Ok(false) => out
+                    .record(b'R', payload)
+                    .map(|()| info.pending_runs += 1)
+                    .map_err(&w),
+                Err(e) => Err(e.into()),
+            };
+            match step {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
             }
-            let json = journal::read(&self.intake.dir, &p.rec).map_err(io("reading the intake journal"))?;
-            out.record(b'R', &json).map_err(&w)?;
-            info.pending_runs += 1;
+        })
+        .map_err(io("reading the intake journal"))?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         if let Some(s) = secret {
             out.record(b'S', &s).map_err(&w)?;

@@ -103,19 +103,32 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the store in `dir`: sled in `dir`, the intake journal in `dir/intake`.
     pub fn open(dir: &Path, durability: Durability) -> Result<SledStore> {
-        Self::open_in(dir, durability, DEFAULT_CACHE_BYTES, None)
+        Self::open_in(dir, durability, DEFAULT_CACHE_BYTES, None, intake::WINDOW)
     }
 
     /// [`SledStore::open`] with sled's page cache limited to `cache_bytes` (sled's own default
     /// is 1 GiB, which a busy store fills).
     pub fn open_with(dir: &Path, durability: Durability, cache_bytes: u64) -> Result<SledStore> {
-        Self::open_in(dir, durability, cache_bytes, None)
+        Self::open_in(dir, durability, cache_bytes, None, intake::WINDOW)
+    }
+
+    /// [`SledStore::open`] holding at most `window` pending runs in memory (the default is
+    /// 8,192), so tests can reach the journal beyond it with a small backlog.
+    #[doc(hidden)]
+    pub fn open_with_window(dir: &Path, window: usize) -> Result<SledStore> {
+        Self::open_in(dir, Durability::Flush, DEFAULT_CACHE_BYTES, None, window)
     }
 
     /// A store in a fresh temporary directory, deleted when dropped; for tests.
     pub fn temporary() -> Result<SledStore> {
         let dir = std::env::temp_dir().join(format!("hookflow-store-{}", crate::run::new_run_id()));
-        Self::open_in(&dir.clone(), Durability::Flush, DEFAULT_CACHE_BYTES, Some(dir))
+        Self::open_in(
+            &dir.clone(),
+            Durability::Flush,
+            DEFAULT_CACHE_BYTES,
+            Some(dir),
+            intake::WINDOW,
+        )
     }
 
     async fn submit<T: Send + 'static>(
@@ -212,10 +225,7 @@ fn find_run(inner: &Inner, id: &str) -> Result<Option<Run>> {
     if let Some(b) = inner.db.get(&key)? {
         return Ok(Some(from_json::<StoredRun>(&key, &b)?.run));
     }
-    let pending = inner.intake.pending.lock().ok().and_then(|p| p.get(id));
-    if let Some(rec) = pending
-        && let Ok(payload) = journal::read(&inner.intake.dir, &rec)
-    {
+    if let Some((_, payload)) = inner.find_pending(id)? {
         return Ok(Some(from_json(&key, &payload)?));
     }
     // Admitted (and its segment forgotten) while we looked.
@@ -223,6 +233,55 @@ fn find_run(inner: &Inner, id: &str) -> Result<Option<Run>> {
         Some(b) => Ok(Some(from_json::<StoredRun>(&key, &b)?.run)),
         None => Ok(None),
     }
+}
+
+/// Pending runs for a listing, newest first: those memory holds, then — if that is not
+/// `limit` — the journal between the window and the newest runs held (only the segments that
+/// hold runs of the flow asked for), then the window.
+fn newest_pending(inner: &Inner, flow: Option<&str>, before: Option<&str>, limit: usize) -> Result<Vec<Run>> {
+    let listing = match inner.intake.pending.lock() {
+        Ok(p) => p.newest(flow, before, limit),
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut recs = listing.found;
+    let (from, until) = listing.gap;
+    for seg in listing.to_read {
+        if recs.len() >= limit {
+            break;
+        }
+        let mut in_segment = Vec::new();
+        journal::read_range(
+            &inner.intake.dir,
+            from.max(Pos {
+                segment: seg,
+                offset: 0,
+            }),
+            until.min(Pos {
+                segment: seg + 1,
+                offset: 0,
+            }),
+            |rec, payload| {
+                if let Ok(h) = serde_json::from_slice::<Head>(payload)
+                    && flow.is_none_or(|f| h.flow == f)
+                    && before.is_none_or(|b| h.id.as_str() < b)
+                {
+                    in_segment.push(rec);
+                }
+                true
+            },
+        )
+        .map_err(|e| StoreError::Backend(format!("reading the intake journal: {e}")))?;
+        recs.extend(in_segment.into_iter().rev());
+    }
+    recs.extend(listing.older);
+    recs.truncate(limit);
+    let mut out = Vec::with_capacity(recs.len());
+    for rec in recs {
+        if let Ok(payload) = journal::read(&inner.intake.dir, &rec) {
+            out.push(from_json::<Run>("intake record", &payload)?);
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -426,16 +485,9 @@ impl Store for SledStore {
             // raised by events and schedules go straight into sled, so either side may hold
             // the newest.
             if f.status.is_none_or(|s| s == RunStatus::Queued) {
-                let recs = match i.intake.pending.lock() {
-                    Ok(p) => p.newest(f.flow.as_deref(), f.before.as_deref(), limit),
-                    Err(_) => Vec::new(),
-                };
-                for rec in recs {
-                    if let Ok(payload) = journal::read(&i.intake.dir, &rec) {
-                        let run = from_json::<Run>("intake record", &payload)?;
-                        if f.matches(&run) {
-                            out.push(run);
-                        }
+                for run in newest_pending(i, f.flow.as_deref(), f.before.as_deref(), limit)? {
+                    if f.matches(&run) {
+                        out.push(run);
                     }
                 }
             }
@@ -456,8 +508,9 @@ impl Store for SledStore {
                 out.push(run);
                 from_sled += 1;
             }
-            out.sort_by(|a, b| b.id.cmp(&a.id));
-            out.dedup_by(|a, b| a.id == b.id); // admitted while we looked: in both
+            // Admitted while we looked: in both; the later state first, and kept.
+            out.sort_by(|a, b| b.id.cmp(&a.id).then(b.updated_at.cmp(&a.updated_at)));
+            out.dedup_by(|a, b| a.id == b.id);
             out.truncate(limit);
             Ok(out)
         })
@@ -467,7 +520,7 @@ impl Store for SledStore {
     async fn queue_stats(&self, now: Ts) -> Result<(u64, Option<Ts>)> {
         self.read(move |i| {
             let (pending, oldest_pending) = match i.intake.pending.lock() {
-                Ok(p) => (p.len() as u64, p.oldest(1).first().map(|r| r.head.created_at)),
+                Ok(p) => (p.len() as u64, p.oldest_created()),
                 Err(_) => (0, None),
             };
             // Only the entries due by now: runs waiting for a later retry or wake-up (which
@@ -492,26 +545,27 @@ impl Store for SledStore {
     async fn prune(&self, before: Ts, keep: usize, max: usize) -> Result<usize> {
         let doomed = self
             .read(move |i| {
-                let mut finished = Vec::new();
-                let mut total = 0usize;
-                for item in i.db.scan_prefix("run:") {
-                    let (k, v) = item?;
-                    total += 1;
-                    let run = from_json::<StoredRun>(&String::from_utf8_lossy(&k), &v)?.run;
-                    if run.status.is_terminal() {
-                        finished.push((k.to_vec(), run.finished_at.unwrap_or(run.updated_at)));
-                    }
-                }
-                // Oldest first (ids sort by creation): over the count, or past the age.
+                // Two passes, so memory holds at most `max` keys however many runs are kept:
+                // the count (keys only), then the oldest finished runs (ids sort by creation)
+                // over the count or past the age.
+                let total = i.db.scan_prefix("run:").keys().count();
                 let mut over = total.saturating_sub(keep);
                 let mut out = Vec::new();
-                for (k, at) in finished {
+                for item in i.db.scan_prefix("run:") {
                     if out.len() >= max {
                         break;
                     }
-                    if over > 0 || at < before {
+                    let (k, v) = item?;
+                    let run = from_json::<StoredRun>(&String::from_utf8_lossy(&k), &v)?.run;
+                    if over == 0 && run.created_at >= before {
+                        break; // neither over the count nor old enough, nor any after it
+                    }
+                    if !run.status.is_terminal() {
+                        continue;
+                    }
+                    if over > 0 || run.finished_at.unwrap_or(run.updated_at) < before {
                         over = over.saturating_sub(1);
-                        out.push(k);
+                        out.push(k.to_vec());
                     }
                 }
                 Ok(out)

@@ -9,6 +9,7 @@ impl SledStore {
         durability: Durability,
         cache_bytes: u64,
         temp_dir: Option<PathBuf>,
+        window: usize,
     ) -> Result<SledStore> {
         let backend = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", dir.display()));
         crate::private::create_dir(dir).map_err(backend)?;
@@ -44,7 +45,26 @@ impl SledStore {
             },
         };
         let journal_dir = dir.join("intake");
-        let (journal, records, found) = Journal::open(&journal_dir, cursor, fsync).map_err(backend)?;
+        // Every readable record past the cursor is pending again. Memory holds a bounded view
+        // of them (see `Pending`); a record that checks out but does not parse harms only
+        // itself.
+        let mut pending = Pending::with_window(window);
+        let mut unparsed = Vec::new();
+        let mut lookup_failed = None;
+        let (journal, found) = Journal::open(&journal_dir, cursor, fsync, |rec, payload| {
+            match from_json::<Head>("intake record", payload) {
+                Ok(head) => match db.contains_key(run_key(&head.id)) {
+                    Ok(false) => pending.push(PendingRun { head, rec }),
+                    Ok(true) => {}
+                    Err(e) => lookup_failed = Some(e),
+                },
+                Err(e) => unparsed.push((rec, payload.to_vec(), e)),
+            }
+        })
+        .map_err(backend)?;
+        if let Some(e) = lookup_failed {
+            return Err(e.into());
+        }
         let segment_file = |seg: u64| journal_dir.join(format!("{seg:016}.log")).display().to_string();
         let mut damage: Vec<Damage> = found
             .into_iter()
@@ -62,33 +82,22 @@ impl SledStore {
                 },
             })
             .collect();
-        let mut pending = Pending::default();
-        for (rec, payload) in records {
-            // A record that checks out but does not parse harms only itself.
-            let head: Head = match from_json("intake record", &payload) {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::error!(segment = rec.at.segment, offset = rec.at.offset, error = %e, "an intake record does not parse; it was set aside");
-                    let file = journal_dir
-                        .join("quarantine")
-                        .join(format!("{:016}-{}.json", rec.at.segment, rec.at.offset));
-                    let _ = crate::private::create_dir(&journal_dir.join("quarantine"))
-                        .and_then(|()| std::fs::write(&file, &payload));
-                    damage.push(Damage {
-                        file: segment_file(rec.at.segment),
-                        from: rec.at.offset,
-                        to: rec.next.offset,
-                        torn_tail: false,
-                        kept_after: 0,
-                        quarantined: file.display().to_string(),
-                        detail: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            if !db.contains_key(run_key(&head.id))? {
-                pending.push(PendingRun { head, rec });
-            }
+        for (rec, payload, e) in unparsed {
+            tracing::error!(segment = rec.at.segment, offset = rec.at.offset, error = %e, "an intake record does not parse; it was set aside");
+            let file = journal_dir
+                .join("quarantine")
+                .join(format!("{:016}-{}.json", rec.at.segment, rec.at.offset));
+            let _ = crate::private::create_dir(&journal_dir.join("quarantine"))
+                .and_then(|()| std::fs::write(&file, &payload));
+            damage.push(Damage {
+                file: segment_file(rec.at.segment),
+                from: rec.at.offset,
+                to: rec.next.offset,
+                torn_tail: false,
+                kept_after: 0,
+                quarantined: file.display().to_string(),
+                detail: e.to_string(),
+            });
         }
 
         let inner = Arc::new(Inner {

@@ -42,6 +42,9 @@ pub(super) fn writer_loop(inner: Arc<Inner>, rx: mpsc::Receiver<Op>) {
         let mut view = View::new(&inner.db);
         let mut admission = None;
         if ops.iter().any(|o| o.admits) {
+            if let Err(e) = inner.refill_pending() {
+                tracing::error!(error = %e, "reading pending runs from the intake journal failed");
+            }
             view.mark();
             match inner.admit(&mut view, MAX_ADMIT) {
                 Ok(a) => admission = a,

@@ -28,8 +28,10 @@ use std::time::Duration;
 
 use self::format::{Format, HEADER, SEGMENT_MAGIC, scan};
 
-/// Segments are closed at about this size.
-const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Segments are closed at about this size. Reading the journal (at open, and when the engine
+/// fetches the next pending runs) holds one segment's bytes at a time, so this is also the
+/// most memory a read takes.
+const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// With `Flush` durability, the longest time an appended record waits for an `fdatasync`.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -52,9 +54,6 @@ impl Pos {
         })
     }
 }
-
-/// A record read back at open: where it lies, and its payload.
-pub type Record = (Located, Vec<u8>);
 
 /// A record: where it is, its length, and where the next one starts.
 #[derive(Debug, Clone, Copy)]
@@ -217,16 +216,17 @@ pub fn check(dir: &Path, cursor: Pos) -> io::Result<Vec<SegmentCheck>> {
 }
 
 impl Journal {
-    /// Opens the journal in `dir` and returns every readable record from `cursor` on, in
-    /// order, with its payload, and what could not be read (copied to `dir/quarantine`).
+    /// Opens the journal in `dir`, handing every readable record from `cursor` on to
+    /// `on_record` in order (one segment in memory at a time), and returns what could not be
+    /// read (copied to `dir/quarantine`).
     pub fn open(
         dir: &Path,
         cursor: Pos,
         fsync_each: bool,
-    ) -> io::Result<(Journal, Vec<Record>, Vec<Damage>)> {
+        mut on_record: impl FnMut(Located, &[u8]),
+    ) -> io::Result<(Journal, Vec<Damage>)> {
         crate::private::create_dir(dir)?;
         let segs = segments(dir)?;
-        let mut records = Vec::new();
         let mut damage = Vec::new();
         let mut end = Pos {
             segment: cursor.segment,
@@ -253,7 +253,7 @@ impl Journal {
                     len: payload.len() as u32,
                     next: at(payload.end),
                 };
-                records.push((located, bytes[payload.clone()].to_vec()));
+                on_record(located, &bytes[payload.clone()]);
             }
             let torn = scanned.torn_tail();
             for (n, range) in scanned.damaged.iter().enumerate() {
@@ -318,7 +318,7 @@ impl Journal {
             written,
             stop,
         };
-        Ok((journal, records, damage))
+        Ok((journal, damage))
     }
 
     /// Appends a group of records with one write; durable as configured when it returns.
@@ -391,6 +391,58 @@ pub fn forget_before(dir: &Path, cursor: Pos) -> io::Result<()> {
     Ok(())
 }
 
+/// Hands each readable record in `[from, until)` to `f`, in order, one segment's bytes in
+/// memory at a time, until `f` returns `false` (that record is not taken). Returns where to go
+/// on from: the first record not taken, or `until`. Damaged bytes are passed over: they were
+/// reported and set aside when the journal was opened. For reading pending runs that are not
+/// held in memory.
+pub fn read_range(
+    dir: &Path,
+    from: Pos,
+    until: Pos,
+    mut f: impl FnMut(Located, &[u8]) -> bool,
+) -> io::Result<Pos> {
+    for seg in segments(dir)? {
+        if seg < from.segment {
+            continue;
+        }
+        if seg > until.segment || (seg == until.segment && until.offset == 0) {
+            break;
+        }
+        let start = if seg == from.segment {
+            from.offset as usize
+        } else {
+            0
+        };
+        let (bytes, format) = match read_written(&segment_path(dir, seg), start) {
+            Ok(b) => b,
+            // Admitted and deleted while we looked.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for (at, payload) in scan(&bytes, format, start).records {
+            let located = Located {
+                at: Pos {
+                    segment: seg,
+                    offset: at as u64,
+                },
+                len: payload.len() as u32,
+                next: Pos {
+                    segment: seg,
+                    offset: payload.end as u64,
+                },
+            };
+            if located.at >= until {
+                return Ok(until);
+            }
+            if !f(located, &bytes[payload]) {
+                return Ok(located.at);
+            }
+        }
+    }
+    Ok(until)
+}
+
 /// Reads one record's payload (for admission and for showing a pending run).
 pub fn read(dir: &Path, rec: &Located) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
@@ -438,6 +490,14 @@ fn quarantine(dir: &Path, segment: u64, range: &std::ops::Range<usize>, bytes: &
 mod tests {
     use super::*;
 
+    type Record = (Located, Vec<u8>);
+
+    fn open_collect(dir: &Path, cursor: Pos, fsync: bool) -> io::Result<(Journal, Vec<Record>, Vec<Damage>)> {
+        let mut recs = Vec::new();
+        let (j, damage) = Journal::open(dir, cursor, fsync, |at, p| recs.push((at, p.to_vec())))?;
+        Ok((j, recs, damage))
+    }
+
     fn tmp() -> PathBuf {
         let d = std::env::temp_dir().join(format!(
             "hookflow-journal-{}-{:?}",
@@ -455,7 +515,7 @@ mod tests {
             segment: 0,
             offset: 0,
         };
-        let (mut j, recs, damage) = Journal::open(&dir, start, false).unwrap();
+        let (mut j, recs, damage) = open_collect(&dir, start, false).unwrap();
         assert!(recs.is_empty() && damage.is_empty());
         let located = j.append(&[b"one".to_vec(), b"two".to_vec()]).unwrap();
         let three = j.append(&[b"three".to_vec()]).unwrap();
@@ -472,18 +532,18 @@ mod tests {
             torn.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
             f.write_all_at(&torn, three[0].next.offset).unwrap();
         }
-        let (mut j, recs, damage) = Journal::open(&dir, start, false).unwrap();
+        let (mut j, recs, damage) = open_collect(&dir, start, false).unwrap();
         let payloads: Vec<&[u8]> = recs.iter().map(|(_, p)| p.as_slice()).collect();
         assert_eq!(payloads, [b"one".as_slice(), b"two", b"three"]);
         assert_eq!(damage.len(), 1);
         assert!(damage[0].torn_tail);
         assert_eq!(std::fs::read(&damage[0].quarantined).unwrap().len(), 10);
         // From a cursor, only what follows it.
-        let (_, from, _) = Journal::open(&dir, located[1].next, false).unwrap();
+        let (_, from, _) = open_collect(&dir, located[1].next, false).unwrap();
         assert_eq!(from.len(), 1);
         j.append(&[b"four".to_vec()]).unwrap();
         drop(j);
-        let (_, recs, damage) = Journal::open(&dir, start, false).unwrap();
+        let (_, recs, damage) = open_collect(&dir, start, false).unwrap();
         assert_eq!(recs.last().unwrap().1, b"four");
         assert!(damage.is_empty(), "the append went where the torn record began");
         assert_eq!(Pos::decode(&located[0].next.encode()), Some(located[0].next));
@@ -497,7 +557,7 @@ mod tests {
             segment: 0,
             offset: 0,
         };
-        let (mut j, _, _) = Journal::open(&dir, start, false).unwrap();
+        let (mut j, _, _) = open_collect(&dir, start, false).unwrap();
         let recs: Vec<Located> = (0..100u32)
             .flat_map(|i| j.append(&[format!("{{\"run\":{i}}}").into_bytes()]).unwrap())
             .collect();
@@ -510,7 +570,7 @@ mod tests {
                 .unwrap();
             f.write_all_at(&[0xAA], recs[50].at.offset + 14).unwrap();
         }
-        let (mut j, read_back, damage) = Journal::open(&dir, start, false).unwrap();
+        let (mut j, read_back, damage) = open_collect(&dir, start, false).unwrap();
         assert_eq!(read_back.len(), 99);
         assert_eq!(damage.len(), 1);
         let d = &damage[0];
@@ -530,7 +590,7 @@ mod tests {
             segment: 0,
             offset: 0,
         };
-        let (mut j, _, _) = Journal::open(&dir, start, false).unwrap();
+        let (mut j, _, _) = open_collect(&dir, start, false).unwrap();
         j.segment_bytes = 64;
         let mut all = Vec::new();
         for i in 0..20u8 {
@@ -541,7 +601,7 @@ mod tests {
         assert!(segs.len() >= 5, "{segs:?}");
         assert!(all.windows(2).all(|w| w[0].at < w[1].at));
         // Everything reads back in order across segments, and from a cursor in a later one.
-        let (_, recs, _) = Journal::open(&dir, start, false).unwrap();
+        let (_, recs, _) = open_collect(&dir, start, false).unwrap();
         assert_eq!(
             recs.iter().map(|(_, p)| p[0]).collect::<Vec<_>>(),
             (0..20).collect::<Vec<u8>>()
@@ -549,12 +609,50 @@ mod tests {
         let cursor = all[12].next;
         forget_before(&dir, cursor).unwrap();
         assert_eq!(segments(&dir).unwrap()[0], cursor.segment);
-        let (_, recs, _) = Journal::open(&dir, cursor, false).unwrap();
+        let (_, recs, _) = open_collect(&dir, cursor, false).unwrap();
         assert_eq!(
             recs.iter().map(|(_, p)| p[0]).collect::<Vec<_>>(),
             (13..20).collect::<Vec<u8>>()
         );
         assert_eq!(read(&dir, &all[19]).unwrap(), vec![19; 20]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_range_reads_across_segments_stops_where_asked_and_says_where_to_go_on() {
+        let dir = tmp();
+        let start = Pos {
+            segment: 0,
+            offset: 0,
+        };
+        let (mut j, _, _) = open_collect(&dir, start, false).unwrap();
+        j.segment_bytes = 100;
+        let all: Vec<Located> = (0..30u8)
+            .flat_map(|i| j.append(&[vec![i; 20]]).unwrap())
+            .collect();
+        let end = all[29].next;
+        let take = |from: Pos, until: Pos, n: usize| {
+            let mut got = Vec::new();
+            let resume = read_range(&dir, from, until, |_, p| {
+                if got.len() == n {
+                    return false;
+                }
+                got.push(p[0]);
+                true
+            })
+            .unwrap();
+            (got, resume)
+        };
+        let (got, resume) = take(all[3].at, end, 10);
+        assert_eq!(got, (3..13).collect::<Vec<u8>>());
+        assert_eq!(resume, all[13].at);
+        let (got, resume) = take(resume, end, 100);
+        assert_eq!(got, (13..30).collect::<Vec<u8>>());
+        assert_eq!(resume, end);
+        // `until` bounds the read even where more was written.
+        let (got, resume) = take(all[0].at, all[5].at, 100);
+        assert_eq!((got, resume), ((0..5).collect::<Vec<u8>>(), all[5].at));
+        drop(j);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
