@@ -18,6 +18,7 @@ mod holes;
 mod leases;
 mod ordering;
 mod pg;
+mod props;
 mod protect;
 mod reload;
 mod replay;

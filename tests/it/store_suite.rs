@@ -570,6 +570,8 @@ async fn retention_prunes_finished_runs_only(store: Arc<dyn Store>, _pg: bool) {
     let left = runs_cover_everything(Arc::clone(&store)).await;
     assert_eq!(left.len(), 3);
     assert_eq!(left.iter().filter(|r| r.finished_at.is_some()).count(), 1);
+    // The store's count of runs followed the prune: 3 kept, nothing over.
+    assert_eq!(store.prune(Ts(0), 3, 100).await.unwrap(), 0);
     // By age: everything finished before a time in the future.
     let gone = store
         .prune(Ts::now().plus(Duration::from_secs(60)), usize::MAX, 100)

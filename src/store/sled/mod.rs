@@ -548,7 +548,7 @@ impl Store for SledStore {
                 // Two passes, so memory holds at most `max` keys however many runs are kept:
                 // the count (keys only), then the oldest finished runs (ids sort by creation)
                 // over the count or past the age.
-                let total = i.db.scan_prefix("run:").keys().count();
+                let total = i.run_count()? as usize;
                 let mut over = total.saturating_sub(keep);
                 let mut out = Vec::new();
                 for item in i.db.scan_prefix("run:") {
@@ -583,6 +583,7 @@ impl Store for SledStore {
                     n += 1;
                 }
             }
+            Inner::add_signed(v, ops::RUN_COUNT, -(n as i64))?;
             Ok(n)
         })
         .await

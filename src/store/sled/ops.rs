@@ -39,6 +39,11 @@ pub(super) struct LeaseRow {
     until: u64,
 }
 
+/// How many `run:` records the store holds (u64, big-endian): kept as runs are inserted and
+/// pruned, so nothing has to count them by reading every run (in sled 0.34, a page once read
+/// stays in memory until writes evict it).
+pub(super) const RUN_COUNT: &str = "meta:runs";
+
 /// Where admission into sled has reached in the intake journal.
 pub(super) const INTAKE_CURSOR: &str = "meta:intake";
 
@@ -161,6 +166,16 @@ pub(super) fn store(view: &mut View<'_>, id: &str, q: Option<&QEntry>, run_json:
 
 /// The operations, each reading and writing through the group's [`View`].
 impl Inner {
+    /// [`RUN_COUNT`].
+    pub(super) fn run_count(&self) -> Result<u64> {
+        Ok(self
+            .db
+            .get(RUN_COUNT)?
+            .and_then(|b| b.as_ref().try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
     pub(super) fn sync(&self) -> std::result::Result<(), String> {
         self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.db.flush().map_err(|e| e.to_string())?;
@@ -193,6 +208,7 @@ impl Inner {
         if view.contains(rk.as_bytes())? {
             return Err(StoreError::Duplicate(id));
         }
+        Self::add_signed(view, RUN_COUNT, 1)?;
         for key in &exit_keys {
             view.insert(exit_key(&flow, key, &id), id.as_bytes());
         }
@@ -588,7 +604,7 @@ impl Inner {
         Ok(())
     }
 
-    fn add_signed(view: &mut View<'_>, key: &str, by: i64) -> Result<()> {
+    pub(super) fn add_signed(view: &mut View<'_>, key: &str, by: i64) -> Result<()> {
         let n = view
             .get(key.as_bytes())?
             .and_then(|b| b.try_into().ok())
