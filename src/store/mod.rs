@@ -29,7 +29,7 @@ use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp}
 use crate::time::Ts;
 
 pub use self::postgres::{PgSettings, PgStore};
-pub use self::sled::{BackupInfo, Durability, SledStore};
+pub use self::sled::{BackupInfo, Durability, SledStore, sled_config};
 
 /// Proof of a claim: writes for the run must present it.
 #[derive(Debug, Clone, PartialEq, Eq)]

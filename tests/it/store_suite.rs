@@ -820,3 +820,22 @@ async fn drain(store: &dyn Store, upto: usize, claimed: &mut Vec<String>) {
         }
     }
 }
+
+/// sled only: a new store compresses its pages, and stays readable when sled's settings file
+/// (which records that) is lost — the store's own mark says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_a_new_store_is_compressed_and_survives_losing_sleds_settings_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = new_run("f", None);
+    {
+        let store = hookflow::store::SledStore::open(dir.path(), hookflow::store::Durability::Flush).unwrap();
+        store.insert_run(&run).await.unwrap();
+        let c = store.claim(claim(1, Duration::from_secs(30))).await.unwrap();
+        store.save(&c[0].lease, &c[0].run, Next::Done).await.unwrap();
+    }
+    let conf = String::from_utf8_lossy(&std::fs::read(dir.path().join("conf")).unwrap()).into_owned();
+    assert!(conf.contains("use_compression: true"), "{conf}");
+    std::fs::remove_file(dir.path().join("conf")).unwrap();
+    let store = hookflow::store::SledStore::open(dir.path(), hookflow::store::Durability::Flush).unwrap();
+    assert_eq!(store.get_run(&run.id).await.unwrap().unwrap().id, run.id);
+}

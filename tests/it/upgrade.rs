@@ -70,13 +70,19 @@ async fn a_store_written_by_release_0_1_0_opens_with_everything_in_it() {
 }
 
 fn set_layout(data: &Path, layout: &str) {
-    let db = sled::open(data.join("store")).unwrap();
+    let db = hookflow::store::sled_config(&data.join("store"))
+        .unwrap()
+        .open()
+        .unwrap();
     db.insert("meta:layout", layout).unwrap();
     db.flush().unwrap();
 }
 
 fn layout(data: &Path) -> String {
-    let db = sled::open(data.join("store")).unwrap();
+    let db = hookflow::store::sled_config(&data.join("store"))
+        .unwrap()
+        .open()
+        .unwrap();
     String::from_utf8(db.get("meta:layout").unwrap().unwrap().to_vec()).unwrap()
 }
 

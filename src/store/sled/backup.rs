@@ -252,7 +252,9 @@ fn read_into(from: &Path, dir: &Path) -> Result<Read3> {
     crate::private::create_dir(dir).map_err(|e| bad(e.to_string()))?;
     let staged = dir.with_file_name("restore-staging");
     crate::private::create_dir(&staged).map_err(|e| bad(e.to_string()))?;
-    let db = sled::Config::new().path(dir).open()?;
+    let db = super::open::sled_config(dir)
+        .map_err(|e| bad(e.to_string()))?
+        .open()?;
     let (mut records, mut runs, mut secret) = (0u64, Vec::new(), None);
     info.entries = 0;
     loop {

@@ -45,7 +45,8 @@ pub fn check(dir: &Path) -> Result<CheckReport, String> {
     if !dir.join("db").exists() {
         return Err(format!("there is no store in {}", dir.display()));
     }
-    let db = sled::Config::new().path(dir).open().map_err(|e| {
+    let config = super::open::sled_config(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let db = config.open().map_err(|e| {
         if e.to_string().contains("lock") || e.to_string().contains("WouldBlock") {
             format!(
                 "{} is open in a running hookflow: stop it to check the files, or see GET /api/store \

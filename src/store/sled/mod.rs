@@ -40,6 +40,7 @@ mod view;
 mod writer;
 
 pub use self::backup::BackupInfo;
+pub use self::open::sled_config;
 
 use std::collections::BTreeMap;
 use std::fs::File;

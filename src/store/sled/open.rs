@@ -3,6 +3,46 @@
 
 use super::*;
 
+/// zstd level of sled's pages: runs of one flow are much alike, and a page of them compresses
+/// to about a fifth (BENCHMARKS.md, "A compact store"); higher levels cost the writer thread
+/// more than they save.
+const COMPRESSION_LEVEL: i32 = 3;
+
+/// Whether sled compresses this store's pages: always for a new store, which is marked so by a
+/// file `compressed` beside sled's; a store made before (its settings file says
+/// `use_compression: false`, or it has data and no mark) stays as it is, since sled cannot
+/// change this across restarts. The mark also tells when sled's settings file is lost.
+fn compressed(dir: &Path) -> std::io::Result<bool> {
+    let mark = dir.join("compressed");
+    if let Ok(conf) = std::fs::read(dir.join("conf"))
+        && let Some(line) = String::from_utf8_lossy(&conf)
+            .lines()
+            .find(|l| l.starts_with("use_compression:"))
+    {
+        return Ok(line.trim_end().ends_with("true"));
+    }
+    if mark.exists() {
+        return Ok(true);
+    }
+    if dir.join("db").exists() {
+        return Ok(false);
+    }
+    crate::private::write_file(
+        &mark,
+        b"sled compresses this store's pages (zstd); kept so if sled's settings file is lost\n",
+    )?;
+    Ok(true)
+}
+
+/// sled's settings for the store in `dir`, as hookflow opens it (for the store itself, its
+/// checks and restores, and tools and tests that read a store's sled directly).
+pub fn sled_config(dir: &Path) -> std::io::Result<sled::Config> {
+    Ok(sled::Config::new()
+        .path(dir)
+        .use_compression(compressed(dir)?)
+        .compression_factor(COMPRESSION_LEVEL))
+}
+
 impl SledStore {
     pub(super) fn open_in(
         dir: &Path,
@@ -13,8 +53,8 @@ impl SledStore {
     ) -> Result<SledStore> {
         let backend = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", dir.display()));
         crate::private::create_dir(dir).map_err(backend)?;
-        let db = sled::Config::new()
-            .path(dir)
+        let db = sled_config(dir)
+            .map_err(backend)?
             .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| explain_open_error(dir, &e))?;
