@@ -9,6 +9,7 @@ mod contain;
 mod crash;
 mod dashboard;
 mod deploy;
+mod drills;
 mod e2e;
 mod edge;
 mod email;
