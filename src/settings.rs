@@ -165,6 +165,11 @@ pub struct ServeArgs {
     /// Largest request head (request line and headers) in bytes; 431 beyond.
     #[arg(long, env = "HOOKFLOW_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
     pub max_header_bytes: usize,
+    /// Open connections per listener. Beyond, a new connection is answered `503` with
+    /// `Retry-After: 1` and closed; idle keep-alive connections close after
+    /// `--header-timeout`. Each open connection costs about 20 KiB.
+    #[arg(long, env = "HOOKFLOW_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
     /// Webhook requests handled at once over all flows; 429 with Retry-After beyond.
     #[arg(long, env = "HOOKFLOW_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,

@@ -53,6 +53,7 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     let listen_opts = ListenOptions {
         header_timeout: args.header_timeout,
         max_header_bytes: args.max_header_bytes,
+        max_connections: args.max_connections,
         tls,
     };
     let listener = tokio::net::TcpListener::bind(args.urls.listen)

@@ -25,6 +25,11 @@ pub struct ListenOptions {
     pub header_timeout: Duration,
     /// Largest request head (request line and headers); hyper answers 431 beyond.
     pub max_header_bytes: usize,
+    /// Open connections at most; beyond, new ones get a `503` and are closed (see
+    /// [`refuse`]). Idle keep-alive connections end after `header_timeout` (hyper's header
+    /// timer runs while it waits for the next request), so slow or idle clients cannot hold
+    /// the places for long.
+    pub max_connections: usize,
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -33,6 +38,7 @@ impl Default for ListenOptions {
         ListenOptions {
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            max_connections: 1024,
             tls: None,
         }
     }
@@ -69,6 +75,9 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let conns = TaskTracker::new();
     let acceptor = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let places = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+    let refusing = Arc::new(tokio::sync::Semaphore::new(REFUSING));
+    let mut last_warned: Option<std::time::Instant> = None;
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -83,14 +92,26 @@ pub async fn serve_with(
             _ = shutdown.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
+        let Ok(place) = Arc::clone(&places).try_acquire_owned() else {
+            if last_warned.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                last_warned = Some(std::time::Instant::now());
+                tracing::warn!(%peer, limit = opts.max_connections, "connection limit reached: new connections are answered 503 until some close (--max-connections)");
+            }
+            tokio::spawn(refuse(tcp, acceptor.is_none(), Arc::clone(&refusing)));
+            continue;
+        };
         let (app, opts, stop) = (app.clone(), opts.clone(), shutdown.clone());
         match &acceptor {
             None => {
-                conns.spawn(serve_conn(tcp, peer, app, opts, stop));
+                conns.spawn(async move {
+                    serve_conn(tcp, peer, app, opts, stop).await;
+                    drop(place);
+                });
             }
             Some(acc) => {
                 let acc = acc.clone();
                 conns.spawn(async move {
+                    let _place = place;
                     match tokio::time::timeout(opts.header_timeout, acc.accept(tcp)).await {
                         Ok(Ok(tls)) => serve_conn(tls, peer, app, opts, stop).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -104,6 +125,36 @@ pub async fn serve_with(
     conns.wait().await;
     Ok(())
 }
+
+/// Answers a connection over the limit with a `503` and closes it, within a second whatever the
+/// client does: the request head is read first (up to 8 KiB), since a client that gets its
+/// answer before it has sent its request takes it for a broken connection. On a TLS listener
+/// it is closed without a word: over the limit, not even a handshake is spent on it. At most
+/// [`REFUSING`] are answered at once; beyond, connections are closed at once.
+async fn refuse(mut tcp: tokio::net::TcpStream, plain: bool, refusing: Arc<tokio::sync::Semaphore>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    let Ok(_turn) = refusing.try_acquire() else { return };
+    if !plain {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut head = Vec::with_capacity(1024);
+        let mut buf = [0u8; 1024];
+        while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = tcp.write_all(ANSWER).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
+}
+
+/// Connections over the limit answered at once (see [`refuse`]).
+const REFUSING: usize = 64;
 
 async fn serve_conn<I>(io: I, peer: SocketAddr, app: Router, opts: ListenOptions, stop: CancellationToken)
 where

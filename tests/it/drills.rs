@@ -130,3 +130,107 @@ async fn kill_9_under_load_again_and_again_loses_no_acknowledged_event() {
         delivered.len() - acked.len()
     );
 }
+
+/// Slow and idle clients hold every connection the server allows (`--max-connections 40`):
+/// 30 that never send a byte, 10 that send a header a byte at a time. Meanwhile a webhook is
+/// answered `503` with `Retry-After` at once, never left hanging; the header timeout (2 s here)
+/// frees the places, after which webhooks are accepted again; an idle keep-alive connection is
+/// closed by the same timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_at_the_connection_limit_cost_only_their_places() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dest = Receiver::start(Reply::status(200)).await;
+    let flow = format!(
+        "on: {{ webhook: {{}} }}\nactions:\n  - http: {{ url: \"{}/ok\" }}\n",
+        dest.url
+    );
+    let server = Binary::start(
+        &[("drill", &flow)],
+        &["--max-connections", "40", "--header-timeout", "2s"],
+        &[],
+    )
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let url = server.hook_url("drill");
+    let path = url.trim_start_matches(&server.base).to_string();
+    let mut idle = Vec::new();
+    for _ in 0..30 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let slow: Vec<_> = (0..10)
+        .map(|_| {
+            let (addr, path) = (addr.clone(), path.clone());
+            tokio::spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n");
+                for b in head.bytes() {
+                    if s.write_all(&[b]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every place is taken: refused at once, with when to come back.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let r = http.post(&url).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The header timeout frees the places; the idle connections are closed by the server.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http.post(&url).json(&serde_json::json!({})).send().await.unwrap();
+        if r.status() == 202 {
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(Instant::now() < deadline, "the places were never freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for s in &mut idle {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await;
+        assert!(
+            matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle connection was left open: {n:?}"
+        );
+    }
+    for s in slow {
+        s.await.unwrap();
+    }
+    // A keep-alive connection idle after its request is closed by the same timer.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 202"));
+    let idle_from = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        idle_from.elapsed()
+    );
+    assert!(
+        server.log().contains("connection limit reached"),
+        "{}",
+        server.log()
+    );
+}
