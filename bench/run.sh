@@ -12,10 +12,10 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 SECRET=bench-secret-0123456789abcdef
-P_NOOP=19100 P_HOOK=19200 P_SINK=19300
+P_NOOP=19100 P_HOOK=19200 P_SINK=19300 P_PEER=19350
 
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk
+if ! command -v wrk >/dev/null || ! command -v webhook >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq wrk webhook
 fi
 cargo build --release --quiet --bin hookflow --example noop_server
 BIN=target/release/hookflow
@@ -42,6 +42,10 @@ actions:
       url: "http://127.0.0.1:$P_SINK/shipments"
       body: { order: "{{ vars.order_id }}", email: "{{ vars.email }}", skus: "{{ vars.skus }}" }
 YAML
+
+cat > "$work/peer-hooks.json" <<JSON
+[{"id": "bench", "execute-command": "/bin/true", "http-methods": ["POST"], "response-message": "accepted"}]
+JSON
 
 wait_port() { for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
@@ -72,6 +76,12 @@ for round in $(seq "$ROUNDS"); do
   # 1. The ceiling: a no-op axum handler that reads the body and answers 202.
   "$NOOP" "127.0.0.1:$P_NOOP" & p=$!; pids+=("$p"); wait_port $P_NOOP
   echo "noop $(measure "http://127.0.0.1:$P_NOOP$hook_path")" | tee -a "$results"
+  stop $p
+
+  # A peer: adnanh/webhook (Debian's `webhook`), its hook running /bin/true for each request.
+  webhook -hooks "$work/peer-hooks.json" -ip 127.0.0.1 -port $P_PEER -nopanic >/dev/null 2>&1 & p=$!; pids+=("$p")
+  for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$P_PEER/hooks/bench" && break; sleep 0.05; done
+  echo "peer-webhook $(measure "http://127.0.0.1:$P_PEER/hooks/bench")" | tee -a "$results"
   stop $p
 
   for variant in current ${BASE_BIN:+base}; do
@@ -120,12 +130,17 @@ def ratio(kind):
     return statistics.median(m / c for m, c in zip(mine, ceil))
 print("| server | requests/s | p50 ms | p99 ms | vs no-op (same round) |")
 print("|---|---:|---:|---:|---:|")
-kinds = [("noop", "no-op axum handler (202)"), ("accept-flush", "hookflow durable accept (flush)"),
+kinds = [("noop", "no-op axum handler (202)"), ("peer-webhook", "adnanh/webhook 2.8.0, hook runs /bin/true"), ("accept-flush", "hookflow durable accept (flush)"),
          ("accept-fsync", "hookflow durable accept (fsync)"), ("full", "hookflow accept while delivering"),
          ("base-accept-flush", "base build: durable accept (flush)"), ("base-full", "base build: accept while delivering")]
 for kind, label in kinds:
     if any(r[0] == kind for r in rows):
         print(f"| {label} | {med(kind,1):.0f} | {med(kind,2):.2f} | {med(kind,3):.2f} | {ratio(kind):.0%} |")
+if any(r[0] == "peer-webhook" for r in rows):
+    peer = [float(r[1]) for r in rows if r[0] == "peer-webhook"]
+    for kind in ("accept-flush", "full"):
+        mine = [float(r[1]) for r in rows if r[0] == kind]
+        print(f"\nhookflow {kind} against adnanh/webhook in the same round: {statistics.median(m / w for m, w in zip(mine, peer)):.1f}x")
 for kind, label in [("full", "this build"), ("base-full", "base build")]:
     if any(r[0] == kind for r in rows):
         e2e = statistics.median(float(r[6].split("=")[1]) for r in rows if r[0] == kind)

@@ -588,6 +588,11 @@ impl Binary {
         format!("{}/hooks/{flow}/{}", self.base, self.tokens.token(flow))
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident memory of the server process so far, in bytes (`VmHWM`).
     pub fn peak_rss(&self) -> u64 {
         self.proc_status("VmHWM:")
