@@ -24,22 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$work/flows"
-cat > "$work/flows/orders.yaml" <<YAML
-on:
-  webhook:
-    when:
-      - path: \$.status
-        one_of: [processing, completed]
-vars:
-  order_id: { path: \$.id, required: true }
-  email: \$.billing.email
-  skus: \$.line_items[*].sku
-actions:
-  - name: ship
-    http:
-      url: "http://127.0.0.1:$P_SINK/shipments"
-      body: { order: "{{ vars.order_id }}", email: "{{ vars.email }}", skus: "{{ vars.skus }}" }
-YAML
+sed "s/SINK/127.0.0.1:$P_SINK/" bench/orders.yaml > "$work/flows/orders.yaml"
 sed 's/"id": 727,/"id": {i},/' bench/order.json > "$work/body.json"
 grep -q '{i}' "$work/body.json" || { echo "bench/order.json changed: no id to number" >&2; exit 1; }
 

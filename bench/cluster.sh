@@ -30,22 +30,7 @@ cleanup() { for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; 
 trap cleanup EXIT
 
 mkdir -p "$work/flows"
-cat > "$work/flows/bench.yaml" <<YAML
-on:
-  webhook:
-    when:
-      - path: \$.status
-        one_of: [processing, completed]
-vars:
-  order_id: { path: \$.id, required: true }
-  email: \$.billing.email
-  skus: \$.line_items[*].sku
-actions:
-  - name: ship
-    http:
-      url: "http://127.0.0.1:$P_SINK/shipments"
-      body: { order: "{{ vars.order_id }}", email: "{{ vars.email }}", skus: "{{ vars.skus }}" }
-YAML
+sed "s/SINK/127.0.0.1:$P_SINK/" bench/orders.yaml > "$work/flows/bench.yaml"
 
 wait_port() { for _ in $(seq 400); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }

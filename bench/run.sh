@@ -26,22 +26,7 @@ cleanup() { for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; 
 trap cleanup EXIT
 
 mkdir -p "$work/flows"
-cat > "$work/flows/bench.yaml" <<YAML
-on:
-  webhook:
-    when:
-      - path: \$.status
-        one_of: [processing, completed]
-vars:
-  order_id: { path: \$.id, required: true }
-  email: \$.billing.email
-  skus: \$.line_items[*].sku
-actions:
-  - name: ship
-    http:
-      url: "http://127.0.0.1:$P_SINK/shipments"
-      body: { order: "{{ vars.order_id }}", email: "{{ vars.email }}", skus: "{{ vars.skus }}" }
-YAML
+sed "s/SINK/127.0.0.1:$P_SINK/" bench/orders.yaml > "$work/flows/bench.yaml"
 
 cat > "$work/peer-hooks.json" <<JSON
 [{"id": "bench", "execute-command": "/bin/true", "http-methods": ["POST"], "response-message": "accepted"}]
