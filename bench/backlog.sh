@@ -8,14 +8,21 @@
 #   N=200000 SERVE_ARGS="--store-cache 8MiB" bench/backlog.sh
 #   KEEP=1 bench/backlog.sh                     # keep the work dir (its path is printed)
 #   BIN=/path/to/other/hookflow bench/backlog.sh   # another build (the examples come from this tree)
+#   TARGET=/other/target/release bench/backlog.sh  # binaries built already
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-1000000}
 C=${C:-64}
 P_HOOK=19600 P_SINK=19700
 SECRET=bench-secret-0123456789abcdef
-cargo build --release --quiet --bin hookflow --example noop_server --example load
-BIN=${BIN:-target/release/hookflow}
+# TARGET=dir: binaries built already (hookflow, examples/noop_server and examples/load);
+# BIN=path: another hookflow build with this tree's examples.
+TARGET=${TARGET:-}
+if [ -z "$TARGET" ]; then
+  cargo build --release --quiet --bin hookflow --example noop_server --example load
+  TARGET=target/release
+fi
+BIN=${BIN:-$TARGET/hookflow}
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -48,14 +55,14 @@ sample() { # sample PHASE PID T0 — appends one CSV row, prints the RSS
 }
 peak_of() { awk -F, -v ph="$1" '$1 == ph && $3 > m {m = $3} END {print m + 0}' "$csv"; }
 
-target/release/examples/noop_server "127.0.0.1:$P_SINK" & pids+=("$!")
+"$TARGET/examples/noop_server" "127.0.0.1:$P_SINK" & pids+=("$!")
 serve 0; server=$p
 echo "idle, empty store: $(rss $server) MiB"
 url="http://127.0.0.1:$P_HOOK$("$BIN" urls --flows "$work/flows" --templates "$work/none" --data "$work/data" --secret "$SECRET" --public-url "" | awk '{print $2}')"
 
 # 1. Accept N with the workers off, sampling RSS while it runs.
 t0=$(now)
-target/release/examples/load "$url" "$N" "$C" "$work/body.json" > "$work/load.txt" & loader=$!
+"$TARGET/examples/load" "$url" "$N" "$C" "$work/body.json" > "$work/load.txt" & loader=$!
 while kill -0 $loader 2>/dev/null; do sample accept $server "$t0" >/dev/null; sleep 1; done
 wait $loader
 echo "accepted: $(cat "$work/load.txt"); RSS peak $(peak_of accept) MiB, at the end $(rss $server) MiB"

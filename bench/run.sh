@@ -17,9 +17,15 @@ P_NOOP=19100 P_HOOK=19200 P_SINK=19300 P_PEER=19350
 if ! command -v wrk >/dev/null || ! command -v webhook >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk webhook
 fi
-cargo build --release --quiet --bin hookflow --example noop_server
-BIN=target/release/hookflow
-NOOP=target/release/examples/noop_server
+# TARGET=dir: binaries built already (hookflow and examples/noop_server), e.g. another
+# CARGO_TARGET_DIR's release/; otherwise they are built here.
+TARGET=${TARGET:-}
+if [ -z "$TARGET" ]; then
+  cargo build --release --quiet --bin hookflow --example noop_server
+  TARGET=target/release
+fi
+BIN=$TARGET/hookflow
+NOOP=$TARGET/examples/noop_server
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }

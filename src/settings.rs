@@ -116,6 +116,12 @@ pub struct ServeArgs {
     /// history faster, it does not change what is stored.
     #[arg(long, env = "HOOKFLOW_STORE_CACHE", default_value = "16MiB")]
     pub store_cache: bytesize::ByteSize,
+    /// Create the embedded store with its pages compressed (zstd): about a sixth of the disk
+    /// (850 bytes per finished run against 5 KB) for about a third of the delivery rate
+    /// (BENCHMARKS.md). Decided when the store is created; an existing store keeps what it was
+    /// made with.
+    #[arg(long, env = "HOOKFLOW_STORE_COMPRESSION")]
+    pub store_compression: bool,
     /// What a 2xx to a sender guarantees: `flush` (survives the process being killed) or
     /// `fsync` (also survives power loss; slower).
     #[arg(long, env = "HOOKFLOW_DURABILITY", value_enum, default_value_t = Durability::Flush)]

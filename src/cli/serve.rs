@@ -129,6 +129,7 @@ pub(crate) async fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>> {
             dir: &args.store_dir(),
             durability: args.durability,
             cache_bytes: args.store_cache.as_u64(),
+            compress_new: args.store_compression,
         },
     };
     Ok(crate::store::open(backend).await?)

@@ -408,6 +408,8 @@ pub enum Backend<'a> {
         dir: &'a std::path::Path,
         durability: Durability,
         cache_bytes: u64,
+        /// Compress sled's pages, if the store is new.
+        compress_new: bool,
     },
     /// A PostgreSQL database several instances may share.
     Postgres { url: &'a str, settings: &'a PgSettings },
@@ -420,12 +422,14 @@ pub async fn open(backend: Backend<'_>) -> Result<std::sync::Arc<dyn Store>> {
             dir,
             durability,
             cache_bytes,
+            compress_new,
         } => {
             let dir = dir.to_path_buf();
-            let store =
-                tokio::task::spawn_blocking(move || SledStore::open_with(&dir, durability, cache_bytes))
-                    .await
-                    .map_err(|e| StoreError::Backend(e.to_string()))??;
+            let store = tokio::task::spawn_blocking(move || {
+                SledStore::open_with(&dir, durability, cache_bytes, compress_new)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))??;
             std::sync::Arc::new(store)
         }
         Backend::Postgres { url, settings } => std::sync::Arc::new(PgStore::connect(url, settings).await?),

@@ -821,14 +821,21 @@ async fn drain(store: &dyn Store, upto: usize, claimed: &mut Vec<String>) {
     }
 }
 
-/// sled only: a new store compresses its pages, and stays readable when sled's settings file
-/// (which records that) is lost — the store's own mark says so.
+/// sled only: a new store made with compression (`--store-compression`) compresses its pages,
+/// and stays readable when sled's settings file (which records that) is lost — the store's own
+/// mark says so; reopened without the setting, it stays compressed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_a_new_store_is_compressed_and_survives_losing_sleds_settings_file() {
     let dir = tempfile::tempdir().unwrap();
     let run = new_run("f", None);
     {
-        let store = hookflow::store::SledStore::open(dir.path(), hookflow::store::Durability::Flush).unwrap();
+        let store = hookflow::store::SledStore::open_with(
+            dir.path(),
+            hookflow::store::Durability::Flush,
+            1 << 24,
+            true,
+        )
+        .unwrap();
         store.insert_run(&run).await.unwrap();
         let c = store.claim(claim(1, Duration::from_secs(30))).await.unwrap();
         store.save(&c[0].lease, &c[0].run, Next::Done).await.unwrap();

@@ -104,20 +104,26 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the store in `dir`: sled in `dir`, the intake journal in `dir/intake`.
     pub fn open(dir: &Path, durability: Durability) -> Result<SledStore> {
-        Self::open_in(dir, durability, DEFAULT_CACHE_BYTES, None, intake::WINDOW)
+        Self::open_in(dir, durability, DEFAULT_CACHE_BYTES, None, intake::WINDOW, false)
     }
 
     /// [`SledStore::open`] with sled's page cache limited to `cache_bytes` (sled's own default
-    /// is 1 GiB, which a busy store fills).
-    pub fn open_with(dir: &Path, durability: Durability, cache_bytes: u64) -> Result<SledStore> {
-        Self::open_in(dir, durability, cache_bytes, None, intake::WINDOW)
+    /// is 1 GiB, which a busy store fills), compressing sled's pages if `compress_new` and the
+    /// store is new (`--store-compression`; an existing store keeps what it was made with).
+    pub fn open_with(
+        dir: &Path,
+        durability: Durability,
+        cache_bytes: u64,
+        compress_new: bool,
+    ) -> Result<SledStore> {
+        Self::open_in(dir, durability, cache_bytes, None, intake::WINDOW, compress_new)
     }
 
     /// [`SledStore::open`] holding at most `window` pending runs in memory (the default is
     /// 8,192), so tests can reach the journal beyond it with a small backlog.
     #[doc(hidden)]
     pub fn open_with_window(dir: &Path, window: usize) -> Result<SledStore> {
-        Self::open_in(dir, Durability::Flush, DEFAULT_CACHE_BYTES, None, window)
+        Self::open_in(dir, Durability::Flush, DEFAULT_CACHE_BYTES, None, window, false)
     }
 
     /// A store in a fresh temporary directory, deleted when dropped; for tests.
@@ -129,6 +135,7 @@ impl SledStore {
             DEFAULT_CACHE_BYTES,
             Some(dir),
             intake::WINDOW,
+            false,
         )
     }
 

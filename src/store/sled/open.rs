@@ -3,16 +3,16 @@
 
 use super::*;
 
-/// zstd level of sled's pages: runs of one flow are much alike, and a page of them compresses
-/// to about a fifth (BENCHMARKS.md, "A compact store"); higher levels cost the writer thread
-/// more than they save.
+/// zstd level of sled's pages, for a store made with `--store-compression`: runs of one flow
+/// are much alike, and a page of them compresses to about a sixth (BENCHMARKS.md, "A compact
+/// store").
 const COMPRESSION_LEVEL: i32 = 3;
 
-/// Whether sled compresses this store's pages: always for a new store, which is marked so by a
-/// file `compressed` beside sled's; a store made before (its settings file says
-/// `use_compression: false`, or it has data and no mark) stays as it is, since sled cannot
-/// change this across restarts. The mark also tells when sled's settings file is lost.
-fn compressed(dir: &Path) -> std::io::Result<bool> {
+/// Whether sled compresses this store's pages: as its settings file says; a new store as
+/// `compress_new` asks, and then marked so by a file `compressed` beside sled's, which tells
+/// when sled's settings file is lost (a store with data and no mark is not compressed). sled
+/// cannot change this across restarts.
+fn compressed(dir: &Path, compress_new: bool) -> std::io::Result<bool> {
     let mark = dir.join("compressed");
     if let Ok(conf) = std::fs::read(dir.join("conf"))
         && let Some(line) = String::from_utf8_lossy(&conf)
@@ -24,7 +24,7 @@ fn compressed(dir: &Path) -> std::io::Result<bool> {
     if mark.exists() {
         return Ok(true);
     }
-    if dir.join("db").exists() {
+    if dir.join("db").exists() || !compress_new {
         return Ok(false);
     }
     crate::private::write_file(
@@ -37,9 +37,13 @@ fn compressed(dir: &Path) -> std::io::Result<bool> {
 /// sled's settings for the store in `dir`, as hookflow opens it (for the store itself, its
 /// checks and restores, and tools and tests that read a store's sled directly).
 pub fn sled_config(dir: &Path) -> std::io::Result<sled::Config> {
+    config(dir, false)
+}
+
+fn config(dir: &Path, compress_new: bool) -> std::io::Result<sled::Config> {
     Ok(sled::Config::new()
         .path(dir)
-        .use_compression(compressed(dir)?)
+        .use_compression(compressed(dir, compress_new)?)
         .compression_factor(COMPRESSION_LEVEL))
 }
 
@@ -50,10 +54,11 @@ impl SledStore {
         cache_bytes: u64,
         temp_dir: Option<PathBuf>,
         window: usize,
+        compress_new: bool,
     ) -> Result<SledStore> {
         let backend = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", dir.display()));
         crate::private::create_dir(dir).map_err(backend)?;
-        let db = sled_config(dir)
+        let db = config(dir, compress_new)
             .map_err(backend)?
             .cache_capacity(cache_bytes)
             .open()
