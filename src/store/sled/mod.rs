@@ -12,6 +12,8 @@
 //! |----------------------------------|---------------------------------------|
 //! | `meta:layout`                    | `2`                                   |
 //! | `meta:intake`                    | journal cursor: admitted up to here   |
+//! | `meta:runs`                      | how many `run:` records there are (u64) |
+//! | `exitmark:{flow}\0{key}`         | an exit for runs still in the journal beyond memory's window ([`admission`]) |
 //! | `run:{id}`                       | `{"q": QEntry or null, "run": Run}`: the run record and, while unfinished, its queue state |
 //! | `due:{ms as 16 hex}:{id}`        | flow name; the time-ordered due index |
 //! | `lease:{id}`                     | flow and expiry of a held lease       |
@@ -29,6 +31,7 @@
 //! previous process is orphaned and is released at once, and every journal record past the
 //! cursor is pending again.
 
+mod admission;
 mod backup;
 pub mod check;
 mod intake;
