@@ -4,27 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::intake::{Head, PendingRun};
 use super::journal::{self, Located, Pos};
-use super::ops::{INTAKE_CURSOR, Inner, NewRun, exit_note_key, from_json, run_key};
+use super::ops::{
+    EXIT_MARKS, ExitMark, INTAKE_CURSOR, Inner, NewRun, exit_mark_key, exit_note_key, from_json, run_key,
+};
 use super::view::View;
 use crate::store::{Result, StoreError};
-
-/// An exit that reached runs still in the intake journal beyond what memory holds of it:
-/// `exitmark:{flow}\0{key}` → [`ExitMark`]. Runs of `flow` with exit key `key` that lie before
-/// `until` end as exited when they are admitted; the mark goes once the cursor passes it.
-pub(super) fn exit_mark_key(flow: &str, key: &str) -> String {
-    format!("{EXIT_MARKS}{flow}\0{key}")
-}
-pub(super) const EXIT_MARKS: &str = "exitmark:";
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct ExitMark {
-    pub until: String,
-    pub reason: String,
-}
 
 impl Inner {
     /// Moves up to `max` of the oldest pending runs from the journal into sled, recording the

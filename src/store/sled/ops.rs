@@ -6,7 +6,6 @@ use std::fs::File;
 
 use serde::{Deserialize, Serialize};
 
-use super::admission::{ExitMark, exit_mark_key};
 use super::intake::Intake;
 use super::view::View;
 use crate::run::{Run, RunStatus};
@@ -67,6 +66,20 @@ pub(super) fn exit_key(flow: &str, key: &str, run_id: &str) -> String {
 /// run ends as exited when it is admitted.
 pub(super) fn exit_note_key(run_id: &str) -> String {
     format!("exitnote:{run_id}")
+}
+
+/// An exit that reached runs still in the intake journal beyond what memory holds of it:
+/// `exitmark:{flow}\0{key}` → [`ExitMark`]. Runs of `flow` with exit key `key` that lie before
+/// `until` end as exited when they are admitted; the mark goes once the cursor passes it.
+pub(super) fn exit_mark_key(flow: &str, key: &str) -> String {
+    format!("{EXIT_MARKS}{flow}\0{key}")
+}
+pub(super) const EXIT_MARKS: &str = "exitmark:";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct ExitMark {
+    pub until: String,
+    pub reason: String,
 }
 
 /// Runs of a flow waiting at a `wait` step.
