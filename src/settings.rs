@@ -201,7 +201,7 @@ pub struct ServeArgs {
     pub test_clock_offset_file: Option<PathBuf>,
 }
 
-fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+pub(crate) fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
     crate::net::parse_net(s).ok_or_else(|| format!("`{s}` is not an IP address or CIDR range"))
 }
 

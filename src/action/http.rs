@@ -82,6 +82,9 @@ pub struct HttpAction {
     pub sign: Option<Verifier>,
     /// Overrides the server's [`ReadLimits::max_response`](super::ReadLimits).
     pub max_response: Option<usize>,
+    /// The URL when it has no template in it: what validate and the start-up check hold against
+    /// the egress policy.
+    pub literal_url: Option<reqwest::Url>,
 }
 
 /// A request after rendering, before sending.
@@ -277,6 +280,9 @@ impl HttpAction {
             max_response: spec
                 .max_response
                 .map(|b| usize::try_from(b.as_u64()).unwrap_or(usize::MAX)),
+            literal_url: (!spec.url.contains("{{") && !spec.url.contains("{%"))
+                .then(|| reqwest::Url::parse(spec.url.trim()).ok())
+                .flatten(),
         })
     }
 

@@ -71,6 +71,9 @@ pub enum Command {
         /// Also run the flow tests in `<flow>.tests/*.json` beside the flows.
         #[arg(long)]
         run_tests: bool,
+        /// As `serve --egress-allow`: literal action URLs outside it are warned about.
+        #[arg(long = "egress-allow", env = "HOOKFLOW_EGRESS_ALLOW", value_delimiter = ',', value_parser = crate::settings::parse_net)]
+        egress_allow: Vec<ipnet::IpNet>,
         #[command(flatten)]
         paths: Paths,
     },
@@ -179,11 +182,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate {
             dir,
             run_tests,
+            egress_allow,
             paths,
         } => Ok(validate_cmd(
             dir.as_deref().unwrap_or(&paths.flows_dir),
             &paths,
             run_tests,
+            &crate::egress::Policy { allow: egress_allow },
         )),
         Command::Capture {
             id,
@@ -222,7 +227,12 @@ fn print_errors(errors: &[LoadError]) {
     }
 }
 
-fn validate_cmd(dir: &std::path::Path, paths: &Paths, run_tests: bool) -> ExitCode {
+fn validate_cmd(
+    dir: &std::path::Path,
+    paths: &Paths,
+    run_tests: bool,
+    egress: &crate::egress::Policy,
+) -> ExitCode {
     let (set, errors) = load_dir(dir, &paths.templates_dir);
     if errors.is_empty() && set.flows.is_empty() {
         eprintln!(
@@ -247,6 +257,14 @@ fn validate_cmd(dir: &std::path::Path, paths: &Paths, run_tests: bool) -> ExitCo
                 f.name
             );
         }
+    }
+    for (flow, action, why) in crate::egress::refused_literals(&set, egress) {
+        let file = set
+            .flows
+            .get(&flow)
+            .map(|f| f.file.display().to_string())
+            .unwrap_or(flow.clone());
+        eprintln!("{file}: warning: action `{action}`: {why}; every attempt will be refused");
     }
     if errors.is_empty() {
         println!("{} flow(s) OK in {}", set.flows.len(), dir.display());

@@ -35,6 +35,12 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         None => None,
     };
     warn_about(&set, mailer.is_some());
+    let policy = crate::egress::Policy {
+        allow: args.egress_allow.clone(),
+    };
+    for (flow, action, why) in crate::egress::refused_literals(&set, &policy) {
+        tracing::warn!(flow = %flow, action = %action, "{why}: every attempt of this action will be refused");
+    }
     let clients = Clients::new(
         mailer,
         crate::egress::Policy {

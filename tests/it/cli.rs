@@ -586,3 +586,49 @@ fn validate_warns_when_a_flows_signing_secret_is_not_set() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&set.stderr).contains("warning"));
 }
+
+/// An http action whose literal URL the egress policy refuses (an internal address, or
+/// `localhost`, not in `--egress-allow`) is a warning from validate, given the same flag as
+/// serve, and from serve at start: every attempt of it would be refused. Templated URLs and
+/// public names are not judged before they are known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_and_serve_warn_about_literal_urls_the_egress_policy_refuses() {
+    let flow = "on: { webhook: {} }\nvars: { to: $.to }\nactions:\n  - name: inside\n    http: { url: \"http://10.1.2.3/orders\" }\n  - name: local\n    http: { url: \"http://localhost:9/x\" }\n  - name: templated\n    http: { url: \"{{ vars.to }}\" }\n  - name: public\n    http: { url: \"https://api.example.com/x\" }\n";
+    let dir = flows_dir(&[("egress.yaml", flow)]);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["validate", "flows"];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env_remove("HOOKFLOW_EGRESS_ALLOW")
+            .output()
+            .unwrap();
+        let text = show(&args, &out);
+        (out, text)
+    };
+    let (out, text) = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("egress.yaml: warning: action `inside`: refused by the egress policy: 10.1.2.3 is"),
+        "{text}"
+    );
+    assert!(
+        text.contains("action `local`") && text.contains("every attempt will be refused"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("`templated`") && !text.contains("`public`"),
+        "{text}"
+    );
+    let (out, text) = run(&["--egress-allow", "10.0.0.0/8,127.0.0.1"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("warning"), "{text}");
+    // The same at serve start (the test server allows loopback only).
+    let server = crate::helpers::Binary::start(&[("egress", flow)], &[], &[]).await;
+    let log = server.log();
+    assert!(
+        log.contains("every attempt of this action will be refused") && log.contains("10.1.2.3"),
+        "{log}"
+    );
+}
