@@ -202,13 +202,8 @@ impl EmailAction {
             ("text_template", &spec.text_template),
             ("html_template", &spec.html_template),
         ] {
-            if let Some(f) = file
-                && !templates.has(f)
-            {
-                errors.push((
-                    key.into(),
-                    format!("no template `{f}` in the templates directory"),
-                ));
+            if let Some(why) = file.as_ref().and_then(|f| templates.unusable(f)) {
+                errors.push((key.into(), why));
             }
         }
         if text.is_none() && html.is_none() {

@@ -235,17 +235,13 @@ impl HttpAction {
                     Body::None
                 }
             },
-            (None, Some(file)) => {
-                if templates.has(file) {
-                    Body::Text(file.clone())
-                } else {
-                    errors.push((
-                        "body_template".into(),
-                        format!("no template `{file}` in the templates directory"),
-                    ));
+            (None, Some(file)) => match templates.unusable(file) {
+                None => Body::Text(file.clone()),
+                Some(why) => {
+                    errors.push(("body_template".into(), why));
                     Body::None
                 }
-            }
+            },
             (None, None) => Body::None,
         };
         let success = match &spec.success {

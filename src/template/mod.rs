@@ -353,6 +353,21 @@ impl Templates {
         self.inline.contains_key(name) || self.env.get_template(name).is_ok()
     }
 
+    /// Why a flow cannot use the template file `name`, if it cannot: there is no such file, or
+    /// the file is there but did not compile — its own error, at its own line, says why, so the
+    /// flow's message must not claim the file is missing.
+    pub fn unusable(&self, name: &str) -> Option<String> {
+        if self.has(name) {
+            None
+        } else if self.files.contains(name) {
+            Some(format!(
+                "template `{name}` does not compile (its error is reported at the template file)"
+            ))
+        } else {
+            Some(format!("no template `{name}` in the templates directory"))
+        }
+    }
+
     /// Renders a stored template to text.
     pub fn render(&self, name: &str, ctx: &JValue) -> Result<String, RenderError> {
         let fail = |e: Error| {

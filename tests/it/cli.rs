@@ -632,3 +632,33 @@ async fn validate_and_serve_warn_about_literal_urls_the_egress_policy_refuses() 
         "{log}"
     );
 }
+
+/// A template file with a block never closed is reported at the tag that opens it, and the flow
+/// that uses it says the template does not compile — not that there is no such template.
+#[test]
+fn a_broken_template_is_reported_at_its_opening_tag_and_not_as_missing() {
+    let dir = flows_dir(&[(
+        "t.yaml",
+        "on: { webhook: {} }\nactions:\n  - http: { url: \"https://example.com/x\", body_template: helpdesk/ticket.json.j2 }\n",
+    )]);
+    let templates = dir.path().join("templates/helpdesk");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(
+        templates.join("ticket.json.j2"),
+        "Hello\n{% if vars.vip %}\nVIP\n\nmore\ntext\nbye\n",
+    )
+    .unwrap();
+    let (out, text) = validate(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("helpdesk/ticket.json.j2:2: template syntax error"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "t.yaml:3: actions[0].http.body_template: template `helpdesk/ticket.json.j2` does not compile"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("no template"), "{text}");
+}
