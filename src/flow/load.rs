@@ -249,7 +249,7 @@ fn compile_file(file: &Path, source: &str, templates: &mut Templates) -> Result<
     let spec: FlowSpec = serde_yaml::from_str(source).map_err(|e| {
         vec![LoadError {
             line: e.location().map(|l| l.line()),
-            message: yaml_message(&e),
+            message: plain_words(&yaml_message(&e), source, e.location().map(|l| l.line())),
             file: file.to_path_buf(),
         }]
     })?;
@@ -266,11 +266,110 @@ fn compile_file(file: &Path, source: &str, templates: &mut Templates) -> Result<
     })
 }
 
-/// serde_yaml's message without the trailing "at line X column Y" (the line is shown first).
+/// serde_yaml's message without its "at line X column Y"s (the line is shown first).
 fn yaml_message(e: &serde_yaml::Error) -> String {
-    let msg = e.to_string();
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg,
+    static AT: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r" at line \d+ column \d+").expect("a valid regex"));
+    AT.replace_all(&e.to_string(), "").into_owned()
+}
+
+/// The YAML parser's jargon in words a person editing a flow file can act on, with the
+/// parser's own words kept after them (to search for). `line` is 1-based.
+fn plain_words(msg: &str, source: &str, line: Option<usize>) -> String {
+    let text_of = |l: usize| source.lines().nth(l.saturating_sub(1)).unwrap_or("");
+    let indent_has_tab = |l: usize| {
+        let t = text_of(l);
+        t[..t.len() - t.trim_start().len()].contains('\t')
+    };
+    let said = |words: &str| format!("{words} (the YAML parser said: {msg})");
+    if msg.contains("found character that cannot start any token") {
+        if line.is_some_and(indent_has_tab) {
+            return said(
+                "a tab in the indentation: YAML indents with spaces only — replace the tab with spaces",
+            );
+        }
+        return said(
+            "a value starts with a character YAML reserves (`@`, `` ` `` or a tab): put the value in quotes",
+        );
+    }
+    if msg.contains("did not find expected '-' indicator") || msg.contains("did not find expected key") {
+        return said(
+            "the indentation does not line up: this line is indented differently from the list items or keys above it",
+        );
+    }
+    if msg.contains("repetition limit exceeded") || msg.contains("recursion limit exceeded") {
+        return said(
+            "the file expands aliases (`*name`) into more than a flow file may hold: write the values out instead",
+        );
+    }
+    if msg.contains("found unexpected end of stream") || msg.contains("found unknown escape") {
+        return said(
+            "a quoted value is not closed, or holds a backslash YAML does not know (write `\\\\` for one backslash)",
+        );
+    }
+    if msg.starts_with("invalid type: sequence, expected struct FlowSpec") {
+        return said(
+            "a flow file is a mapping at the top (`on:`, `actions:`, …), not a list: remove the `- ` before `on:`",
+        );
+    }
+    for (jargon, words) in [
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        if let Some(at) = msg.find(jargon) {
+            return format!("{}{words}{}", &msg[..at], &msg[at + jargon.len()..]);
+        }
+    }
+    msg.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_error(source: &str) -> LoadError {
+        match load_source("f", source, Path::new("/nonexistent-templates")) {
+            Ok(_) => panic!("loaded: {source}"),
+            Err(mut errors) => errors.remove(0),
+        }
+    }
+
+    #[test]
+    fn parser_jargon_comes_in_plain_words_at_the_line_of_the_mistake() {
+        let tab = first_error("on: { webhook: {} }\nactions:\n\t- emit: { type: x }\n");
+        assert_eq!(tab.line, Some(3));
+        assert!(
+            tab.message.starts_with("a tab in the indentation"),
+            "{}",
+            tab.message
+        );
+        let indent =
+            first_error("on: { webhook: {} }\nactions:\n  - emit: { type: x }\n   - emit: { type: y }\n");
+        assert_eq!(indent.line, Some(4));
+        assert!(
+            indent.message.starts_with("the indentation does not line up"),
+            "{}",
+            indent.message
+        );
+        assert!(!indent.message.contains("at line"), "{}", indent.message);
+        let list = first_error("- on: { webhook: {} }\n  actions: []\n");
+        assert!(list.message.contains("not a list"), "{}", list.message);
+        let reserved = first_error("on: { webhook: {} }\nname: @home\nactions:\n  - emit: { type: x }\n");
+        assert!(
+            reserved.message.contains("put the value in quotes"),
+            "{}",
+            reserved.message
+        );
+    }
+
+    #[test]
+    fn type_names_become_words() {
+        assert_eq!(
+            plain_words("invalid type: string \"abc\", expected u32", "", None),
+            "invalid type: string \"abc\", expected a whole number"
+        );
     }
 }
