@@ -173,7 +173,7 @@ pub struct ServeArgs {
     pub max_header_bytes: usize,
     /// Open connections per listener. Beyond, a new connection is answered `503` with
     /// `Retry-After: 1` and closed; idle keep-alive connections close after
-    /// `--header-timeout`. Each open connection costs about 20 KiB.
+    /// `--header-timeout`. Each open connection holds its read and write buffers.
     #[arg(long, env = "HOOKFLOW_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
     /// Webhook requests handled at once over all flows; 429 with Retry-After beyond.

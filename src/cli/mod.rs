@@ -244,16 +244,11 @@ fn validate_cmd(
     // Warnings: what would refuse every request where validate runs, without failing it (CI
     // rarely holds production secrets).
     for f in set.flows.values() {
-        if let Some(v) = f.webhook().and_then(|w| w.verify.as_ref())
-            && !v
-                .secret_env
-                .iter()
-                .any(|n| std::env::var(n).is_ok_and(|s| !s.is_empty()))
-        {
+        if let Some(vars) = f.unset_secret_env() {
             eprintln!(
                 "{}: warning: verify.secret_env: {} is not set here; a server started like this refuses every request to `{}` (401)",
                 f.file.display(),
-                v.secret_env.join(", "),
+                vars.join(", "),
                 f.name
             );
         }

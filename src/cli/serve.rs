@@ -34,20 +34,11 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
         None => None,
     };
-    warn_about(&set, mailer.is_some());
     let policy = crate::egress::Policy {
         allow: args.egress_allow.clone(),
     };
-    for (flow, action, why) in crate::egress::refused_literals(&set, &policy) {
-        tracing::warn!(flow = %flow, action = %action, "{why}: every attempt of this action will be refused");
-    }
-    let clients = Clients::new(
-        mailer,
-        crate::egress::Policy {
-            allow: args.egress_allow.clone(),
-        },
-    )?
-    .with_limits(ReadLimits {
+    warn_about(&set, mailer.is_some(), &policy);
+    let clients = Clients::new(mailer, policy)?.with_limits(ReadLimits {
         max_response: usize::try_from(args.max_response.as_u64()).unwrap_or(usize::MAX),
     });
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -142,16 +133,15 @@ pub(crate) async fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>> {
 }
 
 /// Start-up warnings about flows that cannot work as set up: a signature check whose secret is
-/// not in the environment, email without an SMTP server.
-fn warn_about(set: &FlowSet, has_mailer: bool) {
+/// not in the environment, email without an SMTP server, a literal URL the egress policy
+/// refuses.
+fn warn_about(set: &FlowSet, has_mailer: bool, egress: &crate::egress::Policy) {
+    for (flow, action, why) in crate::egress::refused_literals(set, egress) {
+        tracing::warn!(flow = %flow, action = %action, "{why}: every attempt of this action will be refused");
+    }
     for f in set.flows.values() {
-        if let Some(v) = f.webhook().and_then(|w| w.verify.as_ref())
-            && !v
-                .secret_env
-                .iter()
-                .any(|n| std::env::var(n).is_ok_and(|s| !s.is_empty()))
-        {
-            tracing::warn!(flow = %f.name, secret_env = %v.secret_env.join(", "), "flow verifies signatures but its secret is not set in the environment: every request to it will be refused (401)");
+        if let Some(vars) = f.unset_secret_env() {
+            tracing::warn!(flow = %f.name, secret_env = %vars.join(", "), "flow verifies signatures but its secret is not set in the environment: every request to it will be refused (401)");
         }
         if !has_mailer
             && f.actions

@@ -67,6 +67,17 @@ pub enum Trigger {
 }
 
 impl Flow {
+    /// The variables a signature check reads its secret from, when none of them is set here:
+    /// every request to this flow would be refused (401). For validate's and serve's warnings.
+    pub fn unset_secret_env(&self) -> Option<&[String]> {
+        let v = self.webhook()?.verify.as_ref()?;
+        let set = v
+            .secret_env
+            .iter()
+            .any(|n| std::env::var(n).is_ok_and(|s| !s.is_empty()));
+        (!set).then_some(v.secret_env.as_slice())
+    }
+
     pub fn webhook(&self) -> Option<&Webhook> {
         match &self.trigger {
             Trigger::Webhook(w) => Some(w),
