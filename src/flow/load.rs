@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::compile::{compile, version_of};
 use super::locate::Lines;
-use super::spec::FlowSpec;
+use super::parse::parse;
 use super::{Flow, FlowSet};
 use crate::template::{TemplateFiles, Templates};
 
@@ -244,86 +244,39 @@ fn flow_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>)
     Ok(())
 }
 
-/// One flow file: parsed, then compiled into `templates`.
+/// One flow file: read (every key mistake collected), then compiled into `templates`; the
+/// compiler's problems are added unless they only follow from a key that could not be read.
 fn compile_file(file: &Path, source: &str, templates: &mut Templates) -> Result<Flow, Vec<LoadError>> {
-    let spec: FlowSpec = serde_yaml::from_str(source).map_err(|e| {
-        vec![LoadError {
-            line: e.location().map(|l| l.line()),
-            message: plain_words(&yaml_message(&e), source, e.location().map(|l| l.line())),
-            file: file.to_path_buf(),
-        }]
-    })?;
-    compile(&spec, file, source, templates).map_err(|problems| {
-        let lines = Lines::of(source);
-        problems
-            .into_iter()
-            .map(|(path, message)| LoadError {
-                file: file.to_path_buf(),
-                line: lines.line(&path),
-                message: format!("{path}: {message}"),
-            })
-            .collect()
-    })
-}
-
-/// serde_yaml's message without its "at line X column Y"s (the line is shown first).
-fn yaml_message(e: &serde_yaml::Error) -> String {
-    static AT: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(r" at line \d+ column \d+").expect("a valid regex"));
-    AT.replace_all(&e.to_string(), "").into_owned()
-}
-
-/// The YAML parser's jargon in words a person editing a flow file can act on, with the
-/// parser's own words kept after them (to search for). `line` is 1-based.
-fn plain_words(msg: &str, source: &str, line: Option<usize>) -> String {
-    let text_of = |l: usize| source.lines().nth(l.saturating_sub(1)).unwrap_or("");
-    let indent_has_tab = |l: usize| {
-        let t = text_of(l);
-        t[..t.len() - t.trim_start().len()].contains('\t')
+    let parsed = parse(source);
+    let error = |line: Option<usize>, message: String| LoadError {
+        file: file.to_path_buf(),
+        line,
+        message,
     };
-    let said = |words: &str| format!("{words} (the YAML parser said: {msg})");
-    if msg.contains("found character that cannot start any token") {
-        if line.is_some_and(indent_has_tab) {
-            return said(
-                "a tab in the indentation: YAML indents with spaces only — replace the tab with spaces",
-            );
-        }
-        return said(
-            "a value starts with a character YAML reserves (`@`, `` ` `` or a tab): put the value in quotes",
-        );
-    }
-    if msg.contains("did not find expected '-' indicator") || msg.contains("did not find expected key") {
-        return said(
-            "the indentation does not line up: this line is indented differently from the list items or keys above it",
-        );
-    }
-    if msg.contains("repetition limit exceeded") || msg.contains("recursion limit exceeded") {
-        return said(
-            "the file expands aliases (`*name`) into more than a flow file may hold: write the values out instead",
-        );
-    }
-    if msg.contains("found unexpected end of stream") || msg.contains("found unknown escape") {
-        return said(
-            "a quoted value is not closed, or holds a backslash YAML does not know (write `\\\\` for one backslash)",
-        );
-    }
-    if msg.starts_with("invalid type: sequence, expected struct FlowSpec") {
-        return said(
-            "a flow file is a mapping at the top (`on:`, `actions:`, …), not a list: remove the `- ` before `on:`",
-        );
-    }
-    for (jargon, words) in [
-        ("expected u32", "expected a whole number"),
-        ("expected u64", "expected a whole number"),
-        ("expected usize", "expected a whole number"),
-        ("expected f64", "expected a number"),
-        ("expected a boolean", "expected true or false"),
-    ] {
-        if let Some(at) = msg.find(jargon) {
-            return format!("{}{words}{}", &msg[..at], &msg[at + jargon.len()..]);
+    let mut errors: Vec<LoadError> = parsed
+        .problems
+        .iter()
+        .map(|p| error(p.line, p.message.clone()))
+        .collect();
+    if let Some(spec) = &parsed.spec {
+        match compile(spec, file, source, templates) {
+            Ok(flow) if errors.is_empty() => return Ok(flow),
+            // Compiled from what was readable, but the file has mistakes: not served.
+            Ok(flow) => templates.remove_flow(&flow.name),
+            Err(problems) => {
+                let lines = Lines::of(source);
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .filter(|(path, _)| !parsed.is_consequence(path))
+                        .map(|(path, message)| error(lines.line(&path), format!("{path}: {message}"))),
+                );
+            }
         }
     }
-    msg.to_string()
+    // In the order of the file, as a compiler lists them.
+    errors.sort_by_key(|e| e.line.unwrap_or(0));
+    Err(errors)
 }
 
 #[cfg(test)]
@@ -362,14 +315,6 @@ mod tests {
             reserved.message.contains("put the value in quotes"),
             "{}",
             reserved.message
-        );
-    }
-
-    #[test]
-    fn type_names_become_words() {
-        assert_eq!(
-            plain_words("invalid type: string \"abc\", expected u32", "", None),
-            "invalid type: string \"abc\", expected a whole number"
         );
     }
 }

@@ -5,6 +5,7 @@ pub mod compile;
 pub mod graph;
 pub mod load;
 pub mod locate;
+pub mod parse;
 pub mod spec;
 
 use std::collections::BTreeMap;

@@ -664,3 +664,44 @@ fn a_broken_template_is_reported_at_its_opening_tag_and_not_as_missing() {
     );
     assert!(!text.contains("no template"), "{text}");
 }
+
+/// Issue 17 item 5: a file with four mistakes (an unknown top key, an operator typo, `method:
+/// PSOT`, `header:` for `headers:`) gets all four in one run of validate, each at its own line
+/// with the fix, in the order of the file — and none of the mistakes it would only cause.
+#[test]
+fn validate_reports_every_mistake_in_a_file_at_once() {
+    let dir = flows_dir(&[(
+        "order.yaml",
+        "on:\n  webhook:\n    when:\n      - path: $.status\n        eqals: paid\ndescripton: a typo at the top\nactions:\n  - name: call\n    http:\n      url: \"https://api.example.com/orders\"\n      method: PSOT\n      header: { X-A: b }\n",
+    )]);
+    let (out, ctx) = validate(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{ctx}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("flows/order.yaml:"))
+        .collect();
+    let expected = [
+        (
+            "flows/order.yaml:5: on.webhook.when[0].eqals:",
+            "did you mean `equals`?",
+        ),
+        ("flows/order.yaml:6: descripton:", "did you mean `description`?"),
+        (
+            "flows/order.yaml:11: actions[0].http.method:",
+            "did you mean POST?",
+        ),
+        (
+            "flows/order.yaml:12: actions[0].http.header:",
+            "did you mean `headers`?",
+        ),
+    ];
+    assert_eq!(problems.len(), expected.len(), "{ctx}");
+    for (line, (at, fix)) in problems.iter().zip(expected) {
+        assert!(
+            line.starts_with(at) && line.contains(fix),
+            "{line}\nwanted {at} … {fix}\n{ctx}"
+        );
+    }
+    assert!(err.contains("4 problem(s)"), "{ctx}");
+}
