@@ -64,6 +64,10 @@ impl App {
         let flows = Flows::new(set);
         let guards = Arc::new(Guards::default());
         let metrics = Arc::new(Metrics::new());
+        let surroundings = crate::flow::warnings::Surroundings {
+            egress: (*clients.egress).clone(),
+            has_mailer: Some(clients.mailer.is_some()),
+        };
         let mut engine_config = config.engine;
         engine_config.templates_dir = Some(config.templates_dir.clone());
         let engine = Arc::new(Engine::new(
@@ -105,6 +109,7 @@ impl App {
             flows_dir: config.flows_dir,
             templates_dir: config.templates_dir,
             metrics,
+            surroundings,
         });
         App {
             flows,
@@ -115,10 +120,12 @@ impl App {
         }
     }
 
-    /// Keeps the flows' sources in the store, reports this instance (and keeps reporting it),
+    /// Logs the flows' warnings, keeps their sources in the store, reports this instance (and
+    /// keeps reporting it),
     /// then starts the reload watcher and — unless
     /// `execute` is false (an accept-only server) — the engine, until `shutdown`.
     pub async fn start(&self, shutdown: &CancellationToken, execute: bool) -> Running {
+        self.reloader.check();
         self.flows.persist_sources(self.store.as_ref()).await;
         self.state.membership.beat().await;
         let heartbeat = tokio::spawn(Arc::clone(&self.state.membership).run(shutdown.clone()));

@@ -62,6 +62,7 @@ pub struct Metrics {
     destination_in_flight: Family<DestinationLabel, Gauge>,
     destination_open: Family<DestinationLabel, Gauge>,
     waiting: Family<FlowLabel, Gauge>,
+    stale_flows: Gauge,
 }
 
 /// What the store and the engine say at scrape time.
@@ -105,6 +106,7 @@ impl Metrics {
             destination_in_flight: Family::default(),
             destination_open: Family::default(),
             waiting: Family::default(),
+            stale_flows: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -136,6 +138,11 @@ impl Metrics {
             "flow_reloads",
             "Flow reloads by result (applied, refused)",
             m.reloads.clone(),
+        );
+        registry.register(
+            "flows_stale",
+            "Flows served from their last good version because their file is broken",
+            m.stale_flows.clone(),
         );
         registry.register(
             "queue_depth",
@@ -218,6 +225,11 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    /// How many flows serve their last good version (their file is broken).
+    pub fn set_stale_flows(&self, n: usize) {
+        self.stale_flows.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The text exposition, with the store's gauges set from its numbers.

@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::flow::warnings::{Surroundings, Warning, warnings};
 use crate::flow::{Flow, FlowSet, reload_dir};
 use crate::metrics::Metrics;
 use crate::time::Ts;
@@ -47,6 +48,8 @@ pub struct Flows {
     /// `(flow, version)` whose source is known to be in the store.
     persisted: Mutex<std::collections::HashSet<(String, String)>>,
     status: Mutex<ReloadStatus>,
+    /// What the current flows cannot do where they run ([`crate::flow::warnings`]).
+    warnings: Mutex<Vec<Warning>>,
     generation: watch::Sender<u64>,
 }
 
@@ -57,6 +60,7 @@ impl Flows {
             history: Mutex::new(Vec::new()),
             persisted: Mutex::new(Default::default()),
             status: Mutex::new(ReloadStatus::default()),
+            warnings: Mutex::new(Vec::new()),
             generation: watch::channel(0).0,
         })
     }
@@ -98,14 +102,22 @@ impl Flows {
         }
     }
 
-    /// Keeps every current flow's text in the store under its version (those not kept yet).
+    /// Keeps every current flow's text in the store under its version (those not kept yet),
+    /// and records each flow that loaded from its own file as its last good version (what a
+    /// later start serves if the file is broken then).
     pub async fn persist_sources(&self, store: &dyn crate::store::Store) {
-        for f in self.load().flows.values() {
+        let set = self.load();
+        for f in set.flows.values() {
             let key = (f.name.clone(), f.version.clone());
             if self.persisted.lock().is_ok_and(|p| p.contains(&key)) {
                 continue;
             }
-            match store.put_flow_source(&f.name, &f.version, &f.source).await {
+            let kept = match store.put_flow_source(&f.name, &f.version, &f.source).await {
+                Ok(()) if set.stale.contains_key(&f.name) => Ok(()),
+                Ok(()) => store.put_last_good(&f.name, &f.version).await,
+                Err(e) => Err(e),
+            };
+            match kept {
                 Ok(()) => {
                     if let Ok(mut p) = self.persisted.lock() {
                         p.insert(key);
@@ -142,6 +154,19 @@ impl Flows {
         self.generation.send_replace(generation);
     }
 
+    /// The current flows' warnings.
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Problems in the flow files found at start: shown as a refused reload's are, since what
+    /// serves is not all of the directory (see [`FlowSet::stale`]).
+    pub fn note_start_problems(&self, errors: Vec<String>) {
+        if !errors.is_empty() {
+            self.refuse(errors);
+        }
+    }
+
     fn refuse(&self, errors: Vec<String>) {
         if let Ok(mut s) = self.status.lock() {
             s.last_refused = Some(Ts::now());
@@ -157,9 +182,28 @@ pub struct Reloader {
     pub flows_dir: PathBuf,
     pub templates_dir: PathBuf,
     pub metrics: Arc<Metrics>,
+    /// What warnings are judged against.
+    pub surroundings: Surroundings,
 }
 
 impl Reloader {
+    /// Works out, logs and keeps the current flows' warnings, and counts the flows served from
+    /// their last good version: at start and after each applied reload.
+    pub fn check(&self) {
+        let set = self.flows.load();
+        let found = warnings(&set, &self.surroundings);
+        for w in &found {
+            tracing::warn!(flow = %w.flow, file = %w.file.display(), line = ?w.line, key = %w.path, "{}", w.message);
+        }
+        for (flow, problems) in &set.stale {
+            tracing::error!(flow = %flow, problems = problems.len(), "the flow's file is broken: its last good version serves until the file is fixed");
+        }
+        self.metrics.set_stale_flows(set.stale.len());
+        if let Ok(mut w) = self.flows.warnings.lock() {
+            *w = found;
+        }
+    }
+
     /// One reload; `true` if applied.
     pub fn reload_now(&self) -> bool {
         let started = std::time::Instant::now();
@@ -176,6 +220,7 @@ impl Reloader {
         let names: Vec<String> = set.flows.keys().cloned().collect();
         self.flows.replace(set);
         self.metrics.reload(true);
+        self.check();
         tracing::info!(
             flows = names.len(),
             ms = started.elapsed().as_millis() as u64,

@@ -74,6 +74,9 @@ pub enum Command {
         /// As `serve --egress-allow`: literal action URLs outside it are warned about.
         #[arg(long = "egress-allow", env = "HOOKFLOW_EGRESS_ALLOW", value_delimiter = ',', value_parser = crate::settings::parse_net)]
         egress_allow: Vec<ipnet::IpNet>,
+        /// Exit 1 on warnings too (for CI): a secret not set, a host the egress policy refuses.
+        #[arg(long)]
+        deny_warnings: bool,
         #[command(flatten)]
         paths: Paths,
     },
@@ -183,11 +186,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             run_tests,
             egress_allow,
+            deny_warnings,
             paths,
         } => Ok(validate_cmd(
             dir.as_deref().unwrap_or(&paths.flows_dir),
             &paths,
             run_tests,
+            deny_warnings,
             &crate::egress::Policy { allow: egress_allow },
         )),
         Command::Capture {
@@ -231,6 +236,7 @@ fn validate_cmd(
     dir: &std::path::Path,
     paths: &Paths,
     run_tests: bool,
+    deny_warnings: bool,
     egress: &crate::egress::Policy,
 ) -> ExitCode {
     let (set, errors) = load_dir(dir, &paths.templates_dir);
@@ -241,35 +247,39 @@ fn validate_cmd(
         );
         return ExitCode::FAILURE;
     }
-    // Warnings: what would refuse every request where validate runs, without failing it (CI
+    // Warnings: what would not work where validate runs, without failing it unless asked (CI
     // rarely holds production secrets).
-    for f in set.flows.values() {
-        if let Some(vars) = f.unset_secret_env() {
-            eprintln!(
-                "{}: warning: verify.secret_env: {} is not set here; a server started like this refuses every request to `{}` (401)",
-                f.file.display(),
-                vars.join(", "),
-                f.name
-            );
-        }
+    let around = crate::flow::warnings::Surroundings {
+        egress: egress.clone(),
+        has_mailer: None,
+    };
+    let warnings = crate::flow::warnings::warnings(&set, &around);
+    for w in &warnings {
+        eprintln!("{w}");
     }
-    for (flow, action, why) in crate::egress::refused_literals(&set, egress) {
-        let file = set
-            .flows
-            .get(&flow)
-            .map(|f| f.file.display().to_string())
-            .unwrap_or(flow.clone());
-        eprintln!("{file}: warning: action `{action}`: {why}; every attempt will be refused");
-    }
-    if errors.is_empty() {
-        println!("{} flow(s) OK in {}", set.flows.len(), dir.display());
+    let denied = if deny_warnings { warnings.len() } else { 0 };
+    if errors.is_empty() && denied == 0 {
+        let noted = match warnings.len() {
+            0 => String::new(),
+            n => format!(", {n} warning(s)"),
+        };
+        println!("{} flow(s) OK in {}{noted}", set.flows.len(), dir.display());
         if run_tests && fixtures::run_all(&set, dir) > 0 {
             return ExitCode::FAILURE;
         }
         ExitCode::SUCCESS
     } else {
         print_errors(&errors);
-        eprintln!("{} problem(s); {} flow(s) valid", errors.len(), set.flows.len());
+        let warned = match (warnings.len(), deny_warnings) {
+            (0, _) => String::new(),
+            (n, true) => format!("; {n} warning(s), denied by --deny-warnings"),
+            (n, false) => format!("; {n} warning(s)"),
+        };
+        eprintln!(
+            "{} problem(s){warned}; {} flow(s) valid",
+            errors.len(),
+            set.flows.len()
+        );
         ExitCode::FAILURE
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use crate::action::email::Mailer;
 use crate::action::{Clients, ReadLimits};
 use crate::app::{App, Config};
-use crate::flow::{FlowSet, load_dir};
+use crate::flow::{FlowSet, load_dir, load_dir_or_last_good};
 use crate::server::listen::{ListenOptions, serve_with};
 use crate::server::{admin_app, app, hooks_app};
 use crate::settings::ServeArgs;
@@ -24,11 +24,11 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     check_exposure(&args)?;
-    let (set, errors) = load_dir(&args.paths.flows_dir, &args.paths.templates_dir);
-    for e in &errors {
-        tracing::error!(problem = %e, "flow not loaded");
-    }
     let store = open_store(&args).await?;
+    let (set, errors) = load_flows(&args, store.as_ref()).await;
+    for e in &errors {
+        tracing::error!(problem = %e, "problem in a flow file");
+    }
     let tokens = super::url_tokens(&args.paths, &args.urls, &args.store, Some(store.as_ref())).await?;
     let mailer = match args.smtp.config() {
         Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
@@ -37,7 +37,6 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     let policy = crate::egress::Policy {
         allow: args.egress_allow.clone(),
     };
-    warn_about(&set, mailer.is_some(), &policy);
     let clients = Clients::new(mailer, policy)?.with_limits(ReadLimits {
         max_response: usize::try_from(args.max_response.as_u64()).unwrap_or(usize::MAX),
     });
@@ -85,6 +84,9 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         listen: args.urls.base_url(),
     };
     let app_parts = App::new(config, set, Arc::clone(&store), tokens, clients);
+    app_parts
+        .flows
+        .note_start_problems(errors.iter().map(ToString::to_string).collect());
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     if args.workers == 0 {
@@ -132,25 +134,41 @@ pub(crate) async fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>> {
     Ok(crate::store::open(backend).await?)
 }
 
-/// Start-up warnings about flows that cannot work as set up: a signature check whose secret is
-/// not in the environment, email without an SMTP server, a literal URL the egress policy
-/// refuses.
-fn warn_about(set: &FlowSet, has_mailer: bool, egress: &crate::egress::Policy) {
-    for (flow, action, why) in crate::egress::refused_literals(set, egress) {
-        tracing::warn!(flow = %flow, action = %action, "{why}: every attempt of this action will be refused");
-    }
-    for f in set.flows.values() {
-        if let Some(vars) = f.unset_secret_env() {
-            tracing::warn!(flow = %f.name, secret_env = %vars.join(", "), "flow verifies signatures but its secret is not set in the environment: every request to it will be refused (401)");
+/// The flows at start. A file with problems whose flow loaded cleanly before (its last good
+/// version is in the store) is served from that version, marked stale, exactly as a refused
+/// hot reload keeps the previous flows serving: a restart must not drop a flow, and 404 its
+/// URL, over an edit that a reload would have refused. A flow never seen good is not served.
+async fn load_flows(args: &ServeArgs, store: &dyn Store) -> (FlowSet, Vec<crate::flow::LoadError>) {
+    let (flows_dir, templates_dir) = (&args.paths.flows_dir, &args.paths.templates_dir);
+    let (set, errors) = load_dir(flows_dir, templates_dir);
+    let mut last_good = std::collections::BTreeMap::new();
+    let broken: std::collections::BTreeSet<&std::path::Path> =
+        errors.iter().map(|e| e.file.as_path()).collect();
+    for file in broken {
+        let Ok(source) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let name = crate::flow::flow_name(file, &crate::template::strip_bom(source));
+        if set.flows.contains_key(&name) {
+            continue;
         }
-        if !has_mailer
-            && f.actions
-                .iter()
-                .any(|a| matches!(a.kind, crate::action::ActionKind::Email(_)))
-        {
-            tracing::warn!(flow = %f.name, "flow sends email but no SMTP server is configured (--smtp-host); its email actions will fail");
+        let good = match store.last_good(&name).await {
+            Ok(Some(version)) => store.flow_source(&name, &version).await,
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match good {
+            Ok(Some(source)) => {
+                last_good.insert(file.to_path_buf(), source);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(flow = %name, error = %e, "cannot read the flow's last good version"),
         }
     }
+    if last_good.is_empty() {
+        return (set, errors);
+    }
+    load_dir_or_last_good(flows_dir, templates_dir, &last_good)
 }
 
 /// Refuses setups that would put the API on the network without a token, and warns about

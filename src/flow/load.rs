@@ -80,17 +80,56 @@ pub fn load_source(name: &str, source: &str, templates_dir: &Path) -> Result<Flo
 
 /// Loads every flow file of `flows_dir` with the templates of `templates_dir`.
 pub fn load_dir(flows_dir: &Path, templates_dir: &Path) -> (FlowSet, Vec<LoadError>) {
-    load(flows_dir, templates_dir, None)
+    load(flows_dir, templates_dir, None, &BTreeMap::new())
+}
+
+/// [`load_dir`] at a server's start: a file with problems is compiled from `last_good`
+/// instead (by file: the text of its flow's last version that loaded cleanly), so the flow
+/// keeps serving as it did before the restart, listed in [`FlowSet::stale`] with the file's
+/// problems — exactly what a refused hot reload does. The problems are returned all the same.
+pub fn load_dir_or_last_good(
+    flows_dir: &Path,
+    templates_dir: &Path,
+    last_good: &BTreeMap<PathBuf, String>,
+) -> (FlowSet, Vec<LoadError>) {
+    load(flows_dir, templates_dir, None, last_good)
+}
+
+/// The name a flow file gives its flow (`name:`, else the file's stem), read as well as a
+/// broken file allows: to find the flow's last good version when the file does not load.
+pub fn flow_name(file: &Path, source: &str) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match serde_yaml::from_str::<serde_yaml::Value>(source) {
+        Ok(serde_yaml::Value::Mapping(m)) => match m.get("name") {
+            Some(serde_yaml::Value::String(n)) => n.clone(),
+            _ => stem,
+        },
+        // Not YAML: a line `name: x` at the top level, if there is one.
+        _ => source
+            .lines()
+            .find_map(|l| l.strip_prefix("name:"))
+            .map(|n| n.trim().trim_matches(['"', '\'']).to_string())
+            .filter(|n| !n.is_empty() && !n.contains(' '))
+            .unwrap_or(stem),
+    }
 }
 
 /// [`load_dir`], reusing from `current` every compiled flow whose file is unchanged, as long as
 /// the template files are unchanged too: a one-file edit compiles one flow. The result is the
 /// same as a full load.
 pub fn reload_dir(current: &FlowSet, flows_dir: &Path, templates_dir: &Path) -> (FlowSet, Vec<LoadError>) {
-    load(flows_dir, templates_dir, Some(current))
+    load(flows_dir, templates_dir, Some(current), &BTreeMap::new())
 }
 
-fn load(flows_dir: &Path, templates_dir: &Path, current: Option<&FlowSet>) -> (FlowSet, Vec<LoadError>) {
+fn load(
+    flows_dir: &Path,
+    templates_dir: &Path,
+    current: Option<&FlowSet>,
+    last_good: &BTreeMap<PathBuf, String>,
+) -> (FlowSet, Vec<LoadError>) {
     let mut errors = Vec::new();
     let files = TemplateFiles::read(templates_dir);
     let fingerprint = files.fingerprint();
@@ -149,6 +188,21 @@ fn load(flows_dir: &Path, templates_dir: &Path, current: Option<&FlowSet>) -> (F
                 }
                 compile_file(&file, &source, &mut templates).map(Arc::new)
             }
+        };
+        // A broken file whose flow loaded cleanly before: that version, marked stale.
+        let flow = match (flow, last_good.get(&file)) {
+            (Err(problems), Some(good)) => match compile_file(&file, good, &mut templates) {
+                Ok(flow) => {
+                    set.stale.insert(
+                        flow.name.clone(),
+                        problems.iter().map(ToString::to_string).collect(),
+                    );
+                    errors.extend(problems);
+                    Ok(Arc::new(flow))
+                }
+                Err(_) => Err(problems),
+            },
+            (flow, _) => flow,
         };
         match flow {
             Ok(flow) => {

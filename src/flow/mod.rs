@@ -7,6 +7,7 @@ pub mod load;
 pub mod locate;
 pub mod parse;
 pub mod spec;
+pub mod warnings;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use crate::matching::Condition;
 use crate::template::Templates;
 
 pub use crate::verify::Verifier;
-pub use load::{LoadError, load_dir, load_source, reload_dir};
+pub use load::{LoadError, flow_name, load_dir, load_dir_or_last_good, load_source, reload_dir};
 pub use spec::BodyMode;
 
 /// The JSON Schema of a flow file, generated from the same types the loader reads.
@@ -159,6 +160,9 @@ pub struct Concurrency {
 pub struct FlowSet {
     pub flows: BTreeMap<String, Arc<Flow>>,
     pub templates: Templates,
+    /// Flows served from their last good version because their file is broken (at a start;
+    /// a refused reload keeps the whole previous set instead): name → the file's problems.
+    pub stale: BTreeMap<String, Vec<String>>,
 }
 
 impl FlowSet {

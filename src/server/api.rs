@@ -136,14 +136,23 @@ pub async fn list_flows(
     authorize(&st, peer, &headers)?;
     let mut out = Vec::new();
     let set = st.flows().load();
+    let warnings = st.flows().warnings();
     for f in set.flows.values() {
         let counters = st.store().counters(&f.name).await.map_err(internal)?;
         let mut entry = json!({
             "name": f.name,
             "description": f.description,
             "version": f.version,
+            "file": f.file,
             "counters": counters,
+            "warnings": warnings.iter().filter(|w| w.flow == f.name).map(|w| json!({
+                "line": w.line, "key": w.path, "message": w.message,
+            })).collect::<Vec<_>>(),
         });
+        // Its file is broken: what serves is the last version that loaded cleanly.
+        if let Some(problems) = set.stale.get(&f.name) {
+            entry["stale"] = json!({ "problems": problems });
+        }
         match &f.trigger {
             Trigger::Webhook(_) => {
                 entry["trigger"] = json!({"webhook": {}});

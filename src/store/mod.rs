@@ -324,6 +324,13 @@ pub trait Store: Send + Sync + 'static {
     /// A flow file's text at a version, if kept.
     async fn flow_source(&self, flow: &str, version: &str) -> Result<Option<String>>;
 
+    /// Records that `version` of `flow` (kept with [`Store::put_flow_source`]) loaded from its
+    /// file without a problem: what a start serves while that file is broken.
+    async fn put_last_good(&self, flow: &str, version: &str) -> Result<()>;
+
+    /// The version of `flow` that last loaded without a problem, if any did.
+    async fn last_good(&self, flow: &str) -> Result<Option<String>>;
+
     /// When a scheduled flow last fired.
     async fn last_firing(&self, flow: &str) -> Result<Option<Ts>>;
 

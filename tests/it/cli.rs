@@ -576,8 +576,19 @@ fn validate_warns_when_a_flows_signing_secret_is_not_set() {
     let (out, text) = validate(dir.path());
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("warning: verify.secret_env: HF_TEST_UNSET_SECRET_42 is not set")
-            && text.contains("(401)"),
+        text.contains(
+            "signed.yaml:3: warning: on.webhook.verify.secret_env: HF_TEST_UNSET_SECRET_42 is not set"
+        ) && text.contains("(401)"),
+        "{text}"
+    );
+    assert!(text.contains("1 warning(s)"), "{text}");
+    // CI that wants warnings to fail the build says so.
+    let args = ["validate", "flows", "--deny-warnings"];
+    let denied = hookflow(&args, dir.path());
+    let text = show(&args, &denied);
+    assert_eq!(denied.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("0 problem(s); 1 warning(s), denied by --deny-warnings"),
         "{text}"
     );
     let set = Command::new(env!("CARGO_BIN_EXE_hookflow"))
@@ -612,11 +623,14 @@ async fn validate_and_serve_warn_about_literal_urls_the_egress_policy_refuses() 
     let (out, text) = run(&[]);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("egress.yaml: warning: action `inside`: refused by the egress policy: 10.1.2.3 is"),
+        text.contains(
+            "egress.yaml:5: warning: actions[0].http.url: refused by the egress policy: 10.1.2.3 is"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("action `local`") && text.contains("every attempt will be refused"),
+        text.contains("egress.yaml:7: warning: actions[1].http.url:")
+            && text.contains("every attempt of `local` is refused"),
         "{text}"
     );
     assert!(
@@ -630,7 +644,7 @@ async fn validate_and_serve_warn_about_literal_urls_the_egress_policy_refuses() 
     let server = crate::helpers::Binary::start(&[("egress", flow)], &[], &[]).await;
     let log = server.log();
     assert!(
-        log.contains("every attempt of this action will be refused") && log.contains("10.1.2.3"),
+        log.contains("every attempt of `inside` is refused") && log.contains("10.1.2.3"),
         "{log}"
     );
 }

@@ -50,7 +50,15 @@ async fn sign_in_see_a_run_and_replay_it() {
         "description: dashboard test\non:\n  webhook: {{}}\nactions:\n  - name: a\n    http: {{ url: \"{0}/a\" }}\n  - name: b\n    http: {{ url: \"{0}/b\" }}\n",
         dest.url
     );
-    let app = spawn_app_with(&[("orders", flow)], &[], fast_engine(), Some("dash-token")).await;
+    // A flow whose signing secret is not set: every request to it would be refused.
+    let unset = "on:\n  webhook:\n    verify: { preset: github, secret_env: [HF_DASH_UNSET_SECRET] }\nactions:\n  - emit: { type: gh.push }\n";
+    let app = spawn_app_with(
+        &[("orders", flow), ("signed", unset.to_string())],
+        &[],
+        fast_engine(),
+        Some("dash-token"),
+    )
+    .await;
     let resp = app
         .http
         .post(app.hook_url("orders"))
@@ -124,6 +132,12 @@ async fn sign_in_see_a_run_and_replay_it() {
     token.send_keys("dash-token").await.unwrap();
     c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
 
+    // The flow that cannot work as set up says so, with the key and the variable.
+    let warning = wait(&c, ".warning".into()).await.text().await.unwrap();
+    assert!(
+        warning.contains("on.webhook.verify.secret_env") && warning.contains("HF_DASH_UNSET_SECRET"),
+        "{warning}"
+    );
     // The run is listed; its detail shows the failed action.
     wait(&c, format!("tr.run[data-id='{id}']"))
         .await

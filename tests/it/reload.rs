@@ -150,3 +150,117 @@ async fn a_retry_after_a_restart_keeps_its_flow_version() {
     );
     app.stop().await;
 }
+
+/// Issue 17 item 8: a restart with a broken flow file serves the flow's last good version,
+/// loudly (log, `/api/flows`, metric), as a refused hot reload does — its URL does not go 404
+/// and its webhooks are not lost. A flow never seen good is not served. Fixing the file applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_a_broken_file_serves_the_flows_last_good_version() {
+    use crate::helpers::{Binary, get};
+    let dest = Receiver::start(Reply::status(200)).await;
+    let http = reqwest::Client::new();
+    let server = Binary::start(&[("orders", &flow(&dest.url, "/v1"))], &[], &[]).await;
+    let url = server.hook_url("orders");
+    assert_eq!(
+        http.post(&url).json(&json!({})).send().await.unwrap().status(),
+        202
+    );
+    dest.wait_hits(1).await;
+    let dir = server.kill9();
+
+    // Edited while it was down: two mistakes, and a new flow that never loaded.
+    std::fs::write(
+        dir.path().join("flows/orders.yaml"),
+        format!(
+            "on:\n  webhook: {{}}\nactions:\n  - http:\n      url: \"{}/v2\"\n      method: PSOT\n      bdy: x\n",
+            dest.url
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("flows/fresh.yaml"),
+        "on: { webhook: {} }\nactions:\n  - emit: { typ: x }\n",
+    )
+    .unwrap();
+    let server = Binary::start_in(dir, &[], &[]).await;
+    let flows = get(&http, format!("{}/api/flows", server.base)).await;
+    let orders = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "orders")
+        .unwrap_or_else(|| panic!("orders is not served: {flows}"));
+    let problems = orders["stale"]["problems"].to_string();
+    assert!(
+        problems.contains("orders.yaml:6: actions[0].http.method")
+            && problems.contains("orders.yaml:7: actions[0].http.bdy"),
+        "{flows}"
+    );
+    assert!(
+        flows["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["name"] != "fresh"),
+        "{flows}"
+    );
+    let reload = flows["reload"]["errors"].to_string();
+    assert!(reload.contains("fresh.yaml:3"), "{flows}");
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("hookflow_flows_stale 1"), "{metrics}");
+    assert!(
+        server
+            .log()
+            .contains("its last good version serves until the file is fixed"),
+        "{}",
+        server.log()
+    );
+    // Its webhook still starts runs, under the version that loaded cleanly.
+    let url = server.hook_url("orders");
+    assert_eq!(
+        http.post(&url).json(&json!({})).send().await.unwrap().status(),
+        202
+    );
+    let hits = dest.wait_hits(2).await;
+    assert_eq!(hits[1].path, "/v1");
+    assert_eq!(
+        http.post(server.hook_url("fresh"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Fixed (and the new flow too): the reload applies, nothing is stale any more.
+    std::fs::write(
+        server.dir.path().join("flows/orders.yaml"),
+        flow(&dest.url, "/v2"),
+    )
+    .unwrap();
+    std::fs::remove_file(server.dir.path().join("flows/fresh.yaml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let flows = get(&http, format!("{}/api/flows", server.base)).await;
+        if flows["reload"]["generation"] == 1 {
+            assert!(flows["flows"][0].get("stale").is_none(), "{flows}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reload: {flows}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        http.post(&url).json(&json!({})).send().await.unwrap().status(),
+        202
+    );
+    let hits = dest.wait_hits(3).await;
+    assert_eq!(hits[2].path, "/v2");
+}

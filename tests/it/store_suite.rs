@@ -600,6 +600,13 @@ async fn counters_sources_settings_and_instances(store: Arc<dyn Store>, pg: bool
         Some("on: {}\n")
     );
     assert!(store.flow_source("f", "v2").await.unwrap().is_none());
+    // The last version that loaded cleanly: the newest recorded, per flow.
+    assert!(store.last_good("f").await.unwrap().is_none());
+    store.put_last_good("f", "v1").await.unwrap();
+    store.put_last_good("f", "v2").await.unwrap();
+    store.put_last_good("g", "v9").await.unwrap();
+    assert_eq!(store.last_good("f").await.unwrap().as_deref(), Some("v2"));
+    assert_eq!(store.last_good("g").await.unwrap().as_deref(), Some("v9"));
 
     let first = store.shared_setting("url_secret", "aaa".into()).await.unwrap();
     let second = store.shared_setting("url_secret", "bbb".into()).await.unwrap();

@@ -309,6 +309,27 @@ impl Store for PgStore {
         Ok(row.map(|r| r.0))
     }
 
+    async fn put_last_good(&self, flow: &str, version: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO hookflow_flow_last_good (flow, version) VALUES ($1, $2)
+             ON CONFLICT (flow) DO UPDATE SET version = EXCLUDED.version, at = now()",
+        )
+        .bind(flow)
+        .bind(version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn last_good(&self, flow: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT version FROM hookflow_flow_last_good WHERE flow = $1")
+                .bind(flow)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(v,)| v))
+    }
+
     async fn last_firing(&self, flow: &str) -> Result<Option<Ts>> {
         let row: Option<(i64,)> = sqlx::query_as("SELECT at FROM hookflow_firings WHERE flow = $1")
             .bind(flow)

@@ -19,6 +19,8 @@
 //! | `lease:{id}`                     | flow and expiry of a held lease       |
 //! | `lane:{flow}:{key hash}:{seq}`   | run id, in arrival order              |
 //! | `ctr:{flow}:{name}`              | u64 counter                           |
+//! | `flowsrc:{flow}\0{version}`      | the flow file's text at that version  |
+//! | `flowgood:{flow}`                | the version that last loaded cleanly  |
 //!
 //! **Group commit.** All sled writes go through one writer thread ([`writer`]); all journal
 //! appends through one intake thread ([`intake`]). Each takes every operation waiting, does them
@@ -465,6 +467,21 @@ impl Store for SledStore {
 
     async fn flow_source(&self, flow: &str, version: &str) -> Result<Option<String>> {
         let key = format!("flowsrc:{flow}\0{version}");
+        self.read(move |i| Ok(i.db.get(key)?.map(|b| String::from_utf8_lossy(&b).into_owned())))
+            .await
+    }
+
+    async fn put_last_good(&self, flow: &str, version: &str) -> Result<()> {
+        let (key, version) = (format!("flowgood:{flow}"), version.to_string());
+        self.submit(true, false, move |_, v| {
+            v.insert(key.into_bytes(), version.into_bytes());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn last_good(&self, flow: &str) -> Result<Option<String>> {
+        let key = format!("flowgood:{flow}");
         self.read(move |i| Ok(i.db.get(key)?.map(|b| String::from_utf8_lossy(&b).into_owned())))
             .await
     }
