@@ -27,10 +27,45 @@ impl fmt::Debug for JsonPath {
     }
 }
 
+/// The JSONPath parser's report (a multi-line picture naming grammar rules such as
+/// `jp_query`) as one line a person can act on: where in the path, and what was expected.
+fn path_error(text: &str, raw: &str) -> String {
+    let t = text.trim();
+    if !t.starts_with('$') {
+        let fixed = if t.starts_with('[') || t.starts_with('.') {
+            format!("${t}")
+        } else {
+            format!("$.{t}")
+        };
+        return format!("a JSONPath starts with `$`, the root of the body: write `{fixed}`");
+    }
+    let column = raw
+        .split(" --> ")
+        .nth(1)
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.split(':').nth(1))
+        .and_then(|c| c.parse::<usize>().ok());
+    let expected = raw.lines().find_map(|l| l.trim().strip_prefix("= ")).map(|e| {
+        e.replace("jp_query", "`$`")
+            .replace(
+                "selector",
+                "a selector (a 'name', `*`, an index, a slice or a `?` filter)",
+            )
+            .replace('_', " ")
+    });
+    match (column, expected) {
+        (Some(c), Some(e)) => format!("at character {c}: {e}"),
+        (None, Some(e)) => e,
+        _ => raw.lines().next().unwrap_or(raw).to_string(),
+    }
+}
+
 impl JsonPath {
-    /// Parses `text`; the error is the parser's message, meant to be shown with file and line.
+    /// Parses `text`; the error says in words what is wrong and where, meant to be shown with
+    /// file and line.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let query = jsonpath_rust::parser::parse_json_path(text).map_err(|e| e.to_string())?;
+        let query =
+            jsonpath_rust::parser::parse_json_path(text).map_err(|e| path_error(text, &e.to_string()))?;
         let singular = query.segments.iter().all(|s| {
             matches!(
                 s,
@@ -260,6 +295,28 @@ mod tests {
     fn invalid_paths_are_refused_at_parse() {
         assert!(JsonPath::parse("$.items[").is_err());
         assert!(JsonPath::parse("items").is_err());
+        assert!(JsonPath::parse("$.a.b").unwrap().is_singular());
+        assert!(!JsonPath::parse("$..b").unwrap().is_singular());
+    }
+
+    #[test]
+    fn path_errors_are_one_line_in_words() {
+        let no_root = JsonPath::parse("email.address").unwrap_err();
+        assert_eq!(
+            no_root,
+            "a JSONPath starts with `$`, the root of the body: write `$.email.address`"
+        );
+        assert!(JsonPath::parse("[0].id").unwrap_err().contains("write `$[0].id`"));
+        let open = JsonPath::parse("$.items[").unwrap_err();
+        assert!(
+            open.starts_with("at character 9: expected a selector") && !open.contains('\n'),
+            "{open}"
+        );
+        assert!(!open.contains("jp_query"), "{open}");
+    }
+
+    #[test]
+    fn singular_paths_are_told_apart() {
         assert!(JsonPath::parse("$.a.b").unwrap().is_singular());
         assert!(!JsonPath::parse("$..b").unwrap().is_singular());
     }

@@ -165,7 +165,9 @@ pub fn check_literal_url(url: &str) -> Result<(), String> {
     if url.contains("{{") || url.contains("{%") {
         return Ok(());
     }
-    let parsed = url::Url::parse(url.trim()).map_err(|e| format!("`{url}` is not a URL ({e})"))?;
+    let parsed = url::Url::parse(url.trim()).map_err(|e| {
+        format!("`{url}` is not a URL ({e}): write a whole one, such as `https://api.example.com/orders`")
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(
             "`{url}`: an http action's URL starts with http:// or https://"

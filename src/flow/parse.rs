@@ -63,30 +63,61 @@ pub fn parse(source: &str) -> Parsed {
         }
         Err(e) => e,
     };
-    let whole_file_problem = |e: &serde_yaml::Error| {
-        let line = e.location().map(|l| l.line());
+    let whole_file = |errors: &[&serde_yaml::Error]| {
+        let mut problems: Vec<SpecProblem> = Vec::new();
+        for e in errors {
+            let p = file_problem(e, source);
+            if !problems.iter().any(|q| q.message == p.message) {
+                problems.push(p);
+            }
+        }
         Parsed {
             spec: None,
-            problems: vec![SpecProblem {
-                path: String::new(),
-                line,
-                message: plain_words(&yaml_message(e), source, line),
-            }],
+            problems,
             dropped: Vec::new(),
         }
     };
     // Not YAML at all (a tab, an unclosed quote, an alias bomb): one problem, where the parser
-    // stopped. Nothing after it can be read with any confidence.
-    let Ok(tree) = serde_yaml::from_str::<Value>(source) else {
-        return whole_file_problem(&first);
+    // stopped — and the first one serde met before it, if that was another.
+    let tree = match serde_yaml::from_str::<Value>(source) {
+        Ok(tree) => tree,
+        Err(e) => return whole_file(&[&first, &e]),
     };
     let recovered = recover(tree, source);
     if recovered.problems.is_empty() {
         // The tree reads where the text did not (a difference between the two readers): the
         // text's own error is the one to show.
-        return whole_file_problem(&first);
+        return whole_file(&[&first]);
     }
     recovered
+}
+
+/// A problem with the file as a whole, at the line a person has to look at: where an
+/// unclosed quote opens rather than where the parser ran out of file, and the first alias
+/// for an alias bomb (the parser gives no line for it).
+fn file_problem(e: &serde_yaml::Error, source: &str) -> SpecProblem {
+    let raw = e.to_string();
+    static OPENED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"while scanning a quoted scalar at line (\d+)").expect("a valid regex")
+    });
+    static ALIAS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?:^|[\s\[,{:])\*[A-Za-z0-9_-]+").expect("a valid regex")
+    });
+    let line = if let Some(c) = OPENED.captures(&raw) {
+        c[1].parse().ok()
+    } else if raw.contains("repetition limit exceeded") || raw.contains("recursion limit exceeded") {
+        source
+            .lines()
+            .position(|l| ALIAS.is_match(l.split(" #").next().unwrap_or(l)))
+            .map(|i| i + 1)
+    } else {
+        e.location().map(|l| l.line())
+    };
+    SpecProblem {
+        path: String::new(),
+        line,
+        message: plain_words(&yaml_message(e), source, line),
+    }
 }
 
 /// Deserialises `tree` again and again, taking out the key each error is about.
@@ -358,6 +389,9 @@ pub(super) fn plain_words(msg: &str, source: &str, line: Option<usize>) -> Strin
             "the file expands aliases (`*name`) into more than a flow file may hold: write the values out instead",
         );
     }
+    if msg.contains("while scanning a quoted scalar") && msg.contains("found unexpected end of stream") {
+        return said("the quoted value that opens on this line is never closed: add the closing quote");
+    }
     if msg.contains("found unexpected end of stream") || msg.contains("found unknown escape") {
         return said(
             "a quoted value is not closed, or holds a backslash YAML does not know (write `\\\\` for one backslash)",
@@ -373,10 +407,10 @@ pub(super) fn plain_words(msg: &str, source: &str, line: Option<usize>) -> Strin
     }
     let mut out = msg.to_string();
     for (jargon, words) in [
-        ("expected u16", "expected a whole number"),
-        ("expected u32", "expected a whole number"),
-        ("expected u64", "expected a whole number"),
-        ("expected usize", "expected a whole number"),
+        ("expected u16", "expected a whole number (0 or more)"),
+        ("expected u32", "expected a whole number (0 or more)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected usize", "expected a whole number (0 or more)"),
         ("expected f64", "expected a number"),
         ("expected a boolean", "expected true or false"),
         ("expected a sequence", "expected a list"),
@@ -523,11 +557,51 @@ mod tests {
     fn type_names_become_words() {
         assert_eq!(
             plain_words("invalid type: string \"abc\", expected u32", "", None),
-            "invalid type: string \"abc\", expected a whole number"
+            "invalid type: string \"abc\", expected a whole number (0 or more)"
         );
         assert_eq!(
             plain_words("invalid type: integer `5`, expected struct RetrySpec", "", None),
             "invalid type: integer `5`, expected a `retry` table"
         );
+    }
+}
+
+#[cfg(test)]
+mod words {
+    use super::*;
+
+    #[test]
+    fn an_unclosed_quote_is_reported_where_it_opens() {
+        let p =
+            parse("on: { webhook: {} }\ndescription: \"unclosed\nactions:\n  - emit: { type: x }\n").problems;
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!(p[0].line, Some(2));
+        assert!(
+            p[0].message
+                .starts_with("the quoted value that opens on this line is never closed"),
+            "{}",
+            p[0].message
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_reported_at_its_first_alias_in_words() {
+        let mut src = String::from(
+            "on: { webhook: {} }\nvars:\n  a: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n",
+        );
+        let mut prev = "a".to_string();
+        for i in 0..8 {
+            src += &format!(
+                "  l{i}: &l{i} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+            );
+            prev = format!("l{i}");
+        }
+        src += "actions:\n  - emit: { type: x }\n";
+        let p = parse(&src).problems;
+        let bomb = p
+            .iter()
+            .find(|p| p.message.contains("expands aliases"))
+            .unwrap_or_else(|| panic!("{p:#?}"));
+        assert_eq!(bomb.line, Some(4));
     }
 }

@@ -719,3 +719,52 @@ fn validate_reports_every_mistake_in_a_file_at_once() {
     }
     assert!(err.contains("4 problem(s)"), "{ctx}");
 }
+
+/// Issue 17 items 2 and 9: a flow file and a template file saved "UTF-8 with BOM" load and
+/// render as without it; `hookflow test` masks a secret's value where it stands, and a
+/// one-letter development value does not mask every such letter of the output.
+#[test]
+fn a_bom_is_accepted_and_short_secrets_mask_only_themselves() {
+    let dir = flows_dir(&[(
+        "bom.yaml",
+        "\u{feff}on: { webhook: {} }\nvars: { name: $.name }\nactions:\n  - name: call\n    http:\n      url: \"http://127.0.0.1:9/x\"\n      headers: { X-Short: \"Bearer {{ secret('HF_SHORT') }}\", X-Long: \"{{ secret('HF_LONG') }}\" }\n      body_template: note.txt\n",
+    )]);
+    std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+    std::fs::write(
+        dir.path().join("templates/note.txt"),
+        "\u{feff}total ticket for {{ vars.name }}",
+    )
+    .unwrap();
+    let (out, ctx) = validate(dir.path());
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    std::fs::write(dir.path().join("sample.json"), r#"{"name": "Tom Twist"}"#).unwrap();
+    let args = ["test", "bom", "--payload", "sample.json", "--json"];
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .current_dir(dir.path())
+        .env("HF_SHORT", "t")
+        .env("HF_LONG", "a-long-secret-value-42")
+        .output()
+        .unwrap();
+    let ctx = show(&args, &out);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sent = &report["actions"][0]["would_send"];
+    // No BOM inside the rendered template; the letters t of the text are left alone.
+    assert_eq!(sent["body"], "total ticket for Tom Twist", "{ctx}");
+    let header = |name: &str| {
+        sent["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == name)
+            .map(|h| h[1].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("x-short"), "Bearer [redacted]", "{ctx}");
+    assert_eq!(header("x-long"), "[redacted]", "{ctx}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("a-long-secret-value-42"),
+        "{ctx}"
+    );
+}
