@@ -110,6 +110,7 @@ impl App {
             templates_dir: config.templates_dir,
             metrics,
             surroundings,
+            checked: Default::default(),
         });
         App {
             flows,

@@ -140,29 +140,16 @@ impl Policy {
     }
 }
 
-/// The `http` actions of `set` whose literal URL the policy refuses — every attempt of theirs
-/// would be refused — as `(flow, action, why)`: for validate's warnings and the start-up log.
-/// `localhost` counts as loopback; other names are only known when they resolve.
-pub fn refused_literals(set: &crate::flow::FlowSet, policy: &Policy) -> Vec<(String, String, Denied)> {
-    let mut out = Vec::new();
-    for f in set.flows.values() {
-        for a in &f.actions {
-            let crate::action::ActionKind::Http(h) = &a.kind else {
-                continue;
-            };
-            let Some(url) = &h.literal_url else { continue };
-            let denied = match url.host() {
-                Some(url::Host::Domain(d)) if d == "localhost" || d.ends_with(".localhost") => {
-                    policy.check(d, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).err()
-                }
-                _ => policy.check_url(url).err(),
-            };
-            if let Some(d) = denied {
-                out.push((f.name.clone(), a.name.clone(), d));
-            }
+/// Why the policy refuses every connection to a literal action URL (one with no template), if
+/// it does: for the warnings of validate and serve. `localhost` counts as loopback; other
+/// names are only known when they resolve.
+pub fn refuses_literal(url: &url::Url, policy: &Policy) -> Option<Denied> {
+    match url.host() {
+        Some(url::Host::Domain(d)) if d == "localhost" || d.ends_with(".localhost") => {
+            policy.check(d, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).err()
         }
+        _ => policy.check_url(url).err(),
     }
-    out
 }
 
 /// reqwest's DNS resolution with the policy applied to every answer.

@@ -30,7 +30,7 @@
 //! segment.rs  context.rs  replay.rs  event.rs        domain records
 //! matching.rs  run.rs  mapping.rs  schedule.rs  request.rs  token.rs
 //! verify.rs  egress.rs  template/  retry.rs  xml.rs  net/  metrics.rs    the pure core
-//! time.rs  secret.rs  yaml.rs  private.rs                               small shared shapes
+//! time.rs  secret.rs  yaml.rs  private.rs  suggest.rs                   small shared shapes
 //! ```
 
 /// `0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-02)`: what `--version` prints and what each
@@ -72,6 +72,7 @@ pub mod sequence;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod suggest;
 pub mod template;
 pub mod time;
 pub mod token;

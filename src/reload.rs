@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::flow::warnings::{Surroundings, Warning, warnings};
+use crate::flow::warnings::{Surroundings, Warning, flow_warnings};
 use crate::flow::{Flow, FlowSet, reload_dir};
 use crate::metrics::Metrics;
 use crate::time::Ts;
@@ -184,6 +184,8 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     /// What warnings are judged against.
     pub surroundings: Surroundings,
+    /// The flow versions whose warnings are known (name → version).
+    pub checked: Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Reloader {
@@ -191,9 +193,24 @@ impl Reloader {
     /// their last good version: at start and after each applied reload.
     pub fn check(&self) {
         let set = self.flows.load();
-        let found = warnings(&set, &self.surroundings);
-        for w in &found {
-            tracing::warn!(flow = %w.flow, file = %w.file.display(), line = ?w.line, key = %w.path, "{}", w.message);
+        let mut seen = self.checked.lock().map(|s| s.clone()).unwrap_or_default();
+        let previous = self.flows.warnings();
+        let mut found = Vec::new();
+        let mut now = std::collections::HashMap::new();
+        for f in set.flows.values() {
+            // A flow the reload did not change keeps its warnings, logged once already.
+            if seen.remove(&f.name).as_deref() == Some(f.version.as_str()) {
+                found.extend(previous.iter().filter(|w| w.flow == f.name).cloned());
+            } else {
+                for w in flow_warnings(f, &self.surroundings) {
+                    tracing::warn!(flow = %w.flow, file = %w.file.display(), line = ?w.line, key = %w.path, "{}", w.message);
+                    found.push(w);
+                }
+            }
+            now.insert(f.name.clone(), f.version.clone());
+        }
+        if let Ok(mut c) = self.checked.lock() {
+            *c = now;
         }
         for (flow, problems) in &set.stale {
             tracing::error!(flow = %flow, problems = problems.len(), "the flow's file is broken: its last good version serves until the file is fixed");
@@ -220,12 +237,12 @@ impl Reloader {
         let names: Vec<String> = set.flows.keys().cloned().collect();
         self.flows.replace(set);
         self.metrics.reload(true);
-        self.check();
         tracing::info!(
             flows = names.len(),
             ms = started.elapsed().as_millis() as u64,
             "flows reloaded"
         );
+        self.check();
         true
     }
 

@@ -51,6 +51,7 @@ pub fn load_source(name: &str, source: &str, templates_dir: &Path) -> Result<Flo
         &file,
         &crate::template::strip_bom(source.to_string()),
         &mut templates,
+        templates_dir,
     ) {
         Ok(flow) if flow.name == name && errors.is_empty() => {
             templates.seal();
@@ -186,12 +187,12 @@ fn load(
                 if let Some(old) = old {
                     templates.remove_flow(&old.name);
                 }
-                compile_file(&file, &source, &mut templates).map(Arc::new)
+                compile_file(&file, &source, &mut templates, templates_dir).map(Arc::new)
             }
         };
         // A broken file whose flow loaded cleanly before: that version, marked stale.
         let flow = match (flow, last_good.get(&file)) {
-            (Err(problems), Some(good)) => match compile_file(&file, good, &mut templates) {
+            (Err(problems), Some(good)) => match compile_file(&file, good, &mut templates, templates_dir) {
                 Ok(flow) => {
                     set.stale.insert(
                         flow.name.clone(),
@@ -300,7 +301,12 @@ fn flow_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>)
 
 /// One flow file: read (every key mistake collected), then compiled into `templates`; the
 /// compiler's problems are added unless they only follow from a key that could not be read.
-fn compile_file(file: &Path, source: &str, templates: &mut Templates) -> Result<Flow, Vec<LoadError>> {
+fn compile_file(
+    file: &Path,
+    source: &str,
+    templates: &mut Templates,
+    templates_dir: &Path,
+) -> Result<Flow, Vec<LoadError>> {
     let parsed = parse(source);
     let error = |line: Option<usize>, message: String| LoadError {
         file: file.to_path_buf(),
@@ -319,17 +325,22 @@ fn compile_file(file: &Path, source: &str, templates: &mut Templates) -> Result<
             Ok(flow) => templates.remove_flow(&flow.name),
             Err(problems) => {
                 let lines = Lines::of(source);
-                errors.extend(
-                    problems
-                        .into_iter()
-                        .filter(|(path, _)| !parsed.is_consequence(path))
-                        .map(|(path, message)| error(lines.line(&path), format!("{path}: {message}"))),
-                );
+                for p in problems.into_iter().filter(|p| !parsed.is_consequence(&p.path)) {
+                    errors.push(match p.template {
+                        // Inside a template file: at its own line, naming the flow that uses it.
+                        Some((name, line)) => LoadError {
+                            file: templates_dir.join(&name),
+                            line: Some(line),
+                            message: format!("{} (used by {}, {})", p.message, file.display(), p.path),
+                        },
+                        None => error(lines.line(&p.path), format!("{}: {}", p.path, p.message)),
+                    });
+                }
             }
         }
     }
-    // In the order of the file, as a compiler lists them.
-    errors.sort_by_key(|e| e.line.unwrap_or(0));
+    // In the order of the file, as a compiler lists them; then those in template files.
+    errors.sort_by_key(|e| (e.file != file, e.line.unwrap_or(0)));
     Err(errors)
 }
 

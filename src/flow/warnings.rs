@@ -8,8 +8,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::FlowSet;
 use super::locate::Lines;
+use super::{Flow, FlowSet};
 
 /// One warning about one flow, at the line of the key it is about when that is known.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -53,51 +53,62 @@ pub struct Surroundings {
 
 /// Every warning about the flows of `set`, in flow order.
 pub fn warnings(set: &FlowSet, around: &Surroundings) -> Vec<Warning> {
-    let mut out = Vec::new();
-    for f in set.flows.values() {
-        let lines = Lines::of(&f.source);
-        let mut warn = |path: String, message: String| {
-            out.push(Warning {
-                flow: f.name.clone(),
-                file: f.file.clone(),
-                line: lines.line(&path),
-                path,
-                message,
-            })
-        };
-        if let Some(vars) = f.unset_secret_env() {
-            warn(
-                "on.webhook.verify.secret_env".into(),
+    set.flows
+        .values()
+        .flat_map(|f| flow_warnings(f, around))
+        .collect()
+}
+
+/// The warnings about one flow (they depend on the flow's version and the surroundings only,
+/// so a reload can keep those of the flows it did not change).
+pub fn flow_warnings(f: &Flow, around: &Surroundings) -> Vec<Warning> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    if let Some(vars) = f.unset_secret_env() {
+        found.push((
+            "on.webhook.verify.secret_env".into(),
+            format!(
+                "{} is not set in the environment: every request to `{}` is refused (401) until it is",
+                vars.join(", "),
+                f.name
+            ),
+        ));
+    }
+    for (i, a) in f.actions.iter().enumerate() {
+        match &a.kind {
+            crate::action::ActionKind::Email(_) if around.has_mailer == Some(false) => found.push((
+                format!("actions[{i}].email"),
                 format!(
-                    "{} is not set in the environment: every request to `{}` is refused (401) until it is",
-                    vars.join(", "),
-                    f.name
+                    "no SMTP server is configured (--smtp-host): every attempt of `{}` fails",
+                    a.name
                 ),
-            );
-        }
-        for (i, a) in f.actions.iter().enumerate() {
-            if around.has_mailer == Some(false) && matches!(a.kind, crate::action::ActionKind::Email(_)) {
-                warn(
-                    format!("actions[{i}].email"),
-                    format!(
-                        "no SMTP server is configured (--smtp-host): every attempt of `{}` fails",
-                        a.name
-                    ),
-                );
+            )),
+            crate::action::ActionKind::Http(h) => {
+                if let Some(why) = h
+                    .literal_url
+                    .as_ref()
+                    .and_then(|u| crate::egress::refuses_literal(u, &around.egress))
+                {
+                    found.push((
+                        format!("actions[{i}].http.url"),
+                        format!("{why}; every attempt of `{}` is refused", a.name),
+                    ));
+                }
             }
+            _ => {}
         }
     }
-    for (flow, action, why) in crate::egress::refused_literals(set, &around.egress) {
-        let Some(f) = set.flows.get(&flow) else { continue };
-        let index = f.actions.iter().position(|a| a.name == action).unwrap_or(0);
-        let path = format!("actions[{index}].http.url");
-        out.push(Warning {
-            line: Lines::of(&f.source).line(&path),
-            flow,
-            file: f.file.clone(),
-            path,
-            message: format!("{why}; every attempt of `{action}` is refused"),
-        });
+    if found.is_empty() {
+        return Vec::new();
     }
-    out
+    let lines = Lines::of(&f.source);
+    found
+        .into_iter()
+        .map(|(path, message)| Warning {
+            flow: f.name.clone(),
+            file: f.file.clone(),
+            line: lines.line(&path),
+            path,
+            message,
+        })
+        .collect()
 }

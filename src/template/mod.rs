@@ -15,6 +15,7 @@ use minijinja::value::Value as JValue;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
 use serde_json::Value;
 
+pub mod check;
 mod inline;
 mod json;
 pub mod strict;
@@ -347,6 +348,39 @@ impl Templates {
                 }
             }
         }
+    }
+
+    /// What rendering the template `name` in `scope` would fail on, found without rendering
+    /// it (see [`check`]); nothing for a template that is not there.
+    pub fn check(&self, name: &str, scope: &check::Scope) -> Vec<check::Finding> {
+        let source = match self.inline.get(name) {
+            Some((flow, i)) => self.groups[flow].pending.get(*i).map(|(_, s)| s.clone()),
+            None => self.env.get_template(name).ok().map(|t| t.source().to_string()),
+        };
+        match source {
+            Some(s) => check::check(&self.env, name, &s, scope),
+            None => Vec::new(),
+        }
+    }
+
+    /// The names of `flow`'s inline templates (`{flow}/{key path}`).
+    pub fn inline_names(&self, flow: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inline
+            .iter()
+            .filter(|(_, (f, _))| f == flow)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if let Some(g) = self.groups.get(flow) {
+            names.extend(g.alone.iter().cloned());
+        }
+        names.sort();
+        names
+    }
+
+    /// Whether `name` is a file of `templates/` (not an inline template).
+    pub fn is_file(&self, name: &str) -> bool {
+        self.files.contains(name)
     }
 
     pub fn has(&self, name: &str) -> bool {

@@ -495,7 +495,8 @@ async fn hookflow_send_delivers_a_signed_sample_to_a_verifying_flow() {
     );
     let bare = Binary::start(&[("woo-order-to-shipping", &shipped)], &[], &[]).await;
     assert!(
-        bare.log().contains("its secret is not set in the environment"),
+        bare.log()
+            .contains("WOO_WEBHOOK_SECRET is not set in the environment"),
         "serve warns at start: {}",
         bare.log()
     );

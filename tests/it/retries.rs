@@ -195,7 +195,7 @@ async fn template_errors_fail_the_run_without_retry() {
         r#"
 on: {{ webhook: {{}} }}
 actions:
-  - http: {{ url: "{}/x", body: "{{{{ vars.nope }}}}" }}
+  - http: {{ url: "{}/x", body: "{{{{ body.nope }}}}" }}
 "#,
         dest.url
     );

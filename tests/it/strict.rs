@@ -1,7 +1,9 @@
-//! Strict rendering over real HTTP and SMTP: a template that reads a name the flow does not
-//! define fails its run — naming the expression and where it is — and sends nothing, in every
+//! Strict rendering over real HTTP and SMTP: a template that reads a name the event does not
+//! hold fails its run — naming the expression and where it is — and sends nothing, in every
 //! place a template renders. Regression for "an undefined var in a JSON body leaf is sent as
-//! `null` and the run succeeds".
+//! `null` and the run succeeds". (A var the flow does not declare at all is refused at load by
+//! the static pass; what only the event can tell — a field missing inside a declared var —
+//! is what these runs meet.)
 
 use serde_json::json;
 
@@ -9,7 +11,7 @@ use crate::email::{smtp, start_smtp};
 use crate::helpers::{Opts, Receiver, Reply, spawn_app_opts};
 use hookflow::run::RunStatus;
 
-const VARS: &str = "vars:\n  email: $.email\n  order_id: $.id\n  tags: $.tags\n";
+const VARS: &str = "vars:\n  email: $.email\n  order_id: $.id\n  tags: $.tags\n  customer: $.customer\n";
 
 /// One flow per place that renders: (flow name, action YAML, where the error must point).
 fn cases(dest: &str) -> Vec<(&'static str, String, &'static str)> {
@@ -17,37 +19,37 @@ fn cases(dest: &str) -> Vec<(&'static str, String, &'static str)> {
     vec![
         (
             "body-map-leaf",
-            http("      body: { email: \"{{ vars.emial }}\", id: \"{{ vars.order_id }}\" }\n"),
+            http("      body: { email: \"{{ vars.customer.emial }}\", id: \"{{ vars.order_id }}\" }\n"),
             "in actions[0].http.body.email",
         ),
         (
             "body-list-leaf",
-            http("      body: { tags: [\"{{ vars.email }}\", \"{{ vars.emial }}\"] }\n"),
+            http("      body: { tags: [\"{{ vars.email }}\", \"{{ vars.customer.emial }}\"] }\n"),
             "in actions[0].http.body.tags[1]",
         ),
         (
             "body-text-leaf",
-            http("      body: { label: \"order for {{ vars.emial }}\" }\n"),
+            http("      body: { label: \"order for {{ vars.customer.emial }}\" }\n"),
             "in actions[0].http.body.label",
         ),
         (
             "body-nested-expr",
-            http("      body: { all: \"{{ {'to': vars.emial} }}\" }\n"),
+            http("      body: { all: \"{{ {'to': vars.customer.emial} }}\" }\n"),
             "in actions[0].http.body.all",
         ),
         (
             "body-text",
-            http("      body: \"email={{ vars.emial | urlencode }}\"\n"),
+            http("      body: \"email={{ vars.customer.emial | urlencode }}\"\n"),
             "in actions[0].http.body",
         ),
         (
             "url",
-            format!("  - http:\n      url: \"{dest}/orders/{{{{ vars.ordr_id }}}}\"\n"),
+            format!("  - http:\n      url: \"{dest}/orders/{{{{ vars.customer.ordr_id }}}}\"\n"),
             "in actions[0].http.url",
         ),
         (
             "header",
-            http("      headers: { X-Order: \"{{ vars.ordr_id | tojson }}\" }\n"),
+            http("      headers: { X-Order: \"{{ vars.customer.ordr_id | tojson }}\" }\n"),
             "in actions[0].http.headers.X-Order",
         ),
         (
@@ -62,12 +64,12 @@ fn cases(dest: &str) -> Vec<(&'static str, String, &'static str)> {
         ),
         (
             "email-subject",
-            "  - email: { to: \"{{ vars.email }}\", subject: \"Order {{ vars.ordr_id }}\", text: hi }\n".into(),
+            "  - email: { to: \"{{ vars.email }}\", subject: \"Order {{ vars.customer.ordr_id }}\", text: hi }\n".into(),
             "in actions[0].email.subject",
         ),
         (
             "email-to",
-            "  - email: { to: \"{{ vars.emial }}\", subject: hi, text: hi }\n".into(),
+            "  - email: { to: \"{{ vars.customer.emial }}\", subject: hi, text: hi }\n".into(),
             "in actions[0].email.to",
         ),
         (
@@ -77,18 +79,18 @@ fn cases(dest: &str) -> Vec<(&'static str, String, &'static str)> {
         ),
         (
             "segment-email",
-            "  - segment: { email: \"{{ vars.emial }}\", add: buyers }\n".into(),
+            "  - segment: { email: \"{{ vars.customer.emial }}\", add: buyers }\n".into(),
             "in actions[0].segment.email",
         ),
         (
             "segment-attribute",
-            "  - segment: { email: \"{{ vars.email }}\", add: buyers, attributes: { id: \"{{ vars.ordr_id }}\" } }\n"
+            "  - segment: { email: \"{{ vars.email }}\", add: buyers, attributes: { id: \"{{ vars.customer.ordr_id }}\" } }\n"
                 .into(),
             "in actions[0].segment.attributes.id",
         ),
         (
             "emit-data",
-            "  - emit: { type: shop.thing, data: { email: \"{{ vars.emial }}\" } }\n".into(),
+            "  - emit: { type: shop.thing, data: { email: \"{{ vars.customer.emial }}\" } }\n".into(),
             "in actions[0].emit.data.email",
         ),
     ]
@@ -111,14 +113,14 @@ async fn an_undefined_name_fails_the_run_naming_it_wherever_it_renders() {
     let templates = [
         (
             "order.json.j2",
-            "{\n  \"id\": {{ vars.order_id }},\n  \"email\": {{ vars.emial | tojson }}\n}\n",
+            "{\n  \"id\": {{ vars.order_id }},\n  \"email\": {{ vars.customer.emial | tojson }}\n}\n",
         ),
         ("outer.json.j2", "{\"x\": {% include 'inner.j2' %}}"),
-        ("inner.j2", "\n{{ vars.ordr_id | tojson }}"),
-        ("mail.txt", "Hello,\n{{ vars.emial }}\n"),
+        ("inner.j2", "\n{{ vars.customer.ordr_id | tojson }}"),
+        ("mail.txt", "Hello,\n{{ vars.customer.emial }}\n"),
     ];
     let app = spawn_app_opts(&flows, &templates, smtp(smtp_port)).await;
-    let order = json!({"id": 42, "email": "ada@example.com", "tags": ["a"]});
+    let order = json!({"id": 42, "email": "ada@example.com", "tags": ["a"], "customer": {"name": "Ada"}});
     let mut ids = Vec::new();
     for (name, _, _) in &cases {
         ids.push(app.accept(name, order.clone()).await);
@@ -126,7 +128,10 @@ async fn an_undefined_name_fails_the_run_naming_it_wherever_it_renders() {
     for ((name, _, place), id) in cases.iter().zip(&ids) {
         let run = app.wait_status(id, RunStatus::Failed).await;
         let err = run.error.clone().unwrap_or_default();
-        let undefined = ["`vars.emial` is undefined", "`vars.ordr_id` is undefined"];
+        let undefined = [
+            "`vars.customer.emial` is undefined",
+            "`vars.customer.ordr_id` is undefined",
+        ];
         assert!(undefined.iter().any(|u| err.contains(u)), "{name}: {err}");
         assert!(err.contains(place), "{name}: expected `{place}` in: {err}");
         let attempts = &run.steps[0].attempts;
@@ -181,9 +186,9 @@ async fn defaults_and_defined_checks_keep_optional_values_working() {
 
 #[tokio::test]
 async fn an_undefined_name_in_the_ordering_key_refuses_the_event_with_a_clear_answer() {
-    let flow = "on: { webhook: {} }\nvars: { id: $.id }\nconcurrency: { key: \"order-{{ vars.idd }}\" }\nactions:\n  - emit: { type: x.y }\n";
+    let flow = "on: { webhook: {} }\nvars: { id: $.id, customer: $.customer }\nconcurrency: { key: \"order-{{ vars.customer.idd }}\" }\nactions:\n  - emit: { type: x.y }\n";
     let app = spawn_app_opts(&[("keyed", flow.to_string())], &[], Opts::default()).await;
-    let resp = app.post_json("keyed", json!({"id": 1})).await;
+    let resp = app.post_json("keyed", json!({"id": 1, "customer": {}})).await;
     assert_eq!(resp.status(), 422);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "ordering_key_error", "{body}");
@@ -192,7 +197,7 @@ async fn an_undefined_name_in_the_ordering_key_refuses_the_event_with_a_clear_an
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(detail.contains("`vars.idd` is undefined"), "{log}");
+    assert!(detail.contains("`vars.customer.idd` is undefined"), "{log}");
     assert!(detail.contains("in concurrency.key"), "{log}");
     assert!(app.all_runs().await.is_empty());
     app.stop().await;

@@ -14,10 +14,17 @@ use crate::template::Templates;
 mod action;
 mod conditions;
 mod exits;
+mod templates;
 mod webhook;
 
-/// A problem at a key path of the flow file.
-pub type Problem = (String, String);
+/// A problem found while compiling a flow: at a key path of its file, or inside a template
+/// file it uses (`template`: the file's name and line), where a person has to fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+    pub template: Option<(String, usize)>,
+}
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
@@ -41,7 +48,11 @@ struct Compiler<'a> {
 
 impl Compiler<'_> {
     fn problem(&mut self, path: impl Into<String>, msg: impl Into<String>) {
-        self.problems.push((path.into(), msg.into()));
+        self.problems.push(Problem {
+            path: path.into(),
+            message: msg.into(),
+            template: None,
+        });
     }
 
     /// Registers an inline template named after the flow and key path.
@@ -142,11 +153,16 @@ pub fn compile(
         );
     }
 
+    c.check_templates(spec, &var_names, &actions);
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
     let Some(trigger) = trigger else {
-        return Err(vec![("on".into(), "no trigger".into())]);
+        return Err(vec![Problem {
+            path: "on".into(),
+            message: "no trigger".into(),
+            template: None,
+        }]);
     };
     let (when, respond_templates) = match &trigger {
         Trigger::Webhook(w) => (
