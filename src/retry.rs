@@ -123,12 +123,13 @@ pub enum StatusClass {
 }
 
 impl RetryPolicy {
-    /// `base` overlaid with the fields `spec` sets.
-    pub fn overlay(base: &RetryPolicy, spec: &RetrySpec) -> Result<RetryPolicy, String> {
+    /// `base` overlaid with the fields `spec` sets. The error names the key it is about
+    /// (`""` for settings that contradict each other).
+    pub fn overlay(base: &RetryPolicy, spec: &RetrySpec) -> Result<RetryPolicy, (&'static str, String)> {
         let mut p = base.clone();
         if let Some(n) = spec.max_attempts {
             if n == 0 {
-                return Err("max_attempts must be at least 1".into());
+                return Err(("max_attempts", "max_attempts must be at least 1".into()));
             }
             p.max_attempts = n;
         }
@@ -137,7 +138,11 @@ impl RetryPolicy {
         }
         if let Some(m) = spec.multiplier {
             if !(1.0..=100.0).contains(&m) {
-                return Err("multiplier must be between 1 and 100".into());
+                return Err((
+                    "multiplier",
+                    "multiplier must be between 1 and 100 (each wait is this many times the one before)"
+                        .into(),
+                ));
             }
             p.multiplier = m;
         }
@@ -148,21 +153,27 @@ impl RetryPolicy {
             p.max_age = d;
         }
         if !spec.retry_on.is_empty() {
-            p.retry_on = StatusSet::parse(&spec.retry_on)?;
+            p.retry_on = StatusSet::parse(&spec.retry_on).map_err(|e| ("retry_on", e))?;
         }
         let show = |d: Duration| humantime::format_duration(d).to_string();
         if p.initial_delay > p.max_delay {
-            return Err(format!(
-                "initial_delay ({}) is longer than max_delay ({}): the first wait could never happen",
-                show(p.initial_delay),
-                show(p.max_delay)
+            return Err((
+                "",
+                format!(
+                    "initial_delay ({}) is longer than max_delay ({}): the first wait could never happen",
+                    show(p.initial_delay),
+                    show(p.max_delay)
+                ),
             ));
         }
         if p.max_attempts > 1 && p.max_age < p.initial_delay {
-            return Err(format!(
-                "max_age ({}) is shorter than initial_delay ({}): the action would never be retried (set max_attempts: 1 for that)",
-                show(p.max_age),
-                show(p.initial_delay)
+            return Err((
+                "",
+                format!(
+                    "max_age ({}) is shorter than initial_delay ({}): the action would never be retried (set max_attempts: 1 for that)",
+                    show(p.max_age),
+                    show(p.initial_delay)
+                ),
             ));
         }
         Ok(p)
@@ -263,7 +274,7 @@ mod tests {
             retry_on: vec![StatusSpec::Code(409), StatusSpec::Text("423-424".into())],
             ..RetrySpec::default()
         };
-        let p = RetryPolicy::overlay(&p, &spec).unwrap();
+        let p = RetryPolicy::overlay(&p, &spec).map_err(|(_, e)| e).unwrap();
         assert_eq!(p.classify(409, &ok), StatusClass::Retry);
         assert_eq!(p.classify(424, &ok), StatusClass::Retry);
         let custom = StatusSet::parse(&[StatusSpec::Text("2xx".into()), StatusSpec::Code(404)]).unwrap();

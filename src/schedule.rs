@@ -45,6 +45,9 @@ impl Schedule {
                         let n = n.to_ascii_lowercase();
                         n == wanted || n.rsplit('/').next() == Some(wanted.as_str())
                     })
+                    .or_else(|| {
+                        crate::suggest::nearest(name.trim(), chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
+                    })
                     .map(|n| format!(" (did you mean `{n}`?)"))
                     .unwrap_or_else(|| " (use an IANA name such as `Europe/Berlin`)".into());
                 format!("unknown time zone `{name}`{near}")

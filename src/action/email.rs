@@ -206,7 +206,9 @@ impl EmailAction {
                 errors.push((key.into(), why));
             }
         }
-        if text.is_none() && html.is_none() {
+        let conflicting = (spec.text.is_some() && spec.text_template.is_some())
+            || (spec.html.is_some() && spec.html_template.is_some());
+        if text.is_none() && html.is_none() && !conflicting {
             errors.push((
                 String::new(),
                 "an email needs a body: `text`, `html` or both".into(),

@@ -67,7 +67,11 @@ pub fn parse(source: &str) -> Parsed {
         let mut problems: Vec<SpecProblem> = Vec::new();
         for e in errors {
             let p = file_problem(e, source);
-            if !problems.iter().any(|q| q.message == p.message) {
+            // Two readers' words for one mistake: said once.
+            if !problems
+                .iter()
+                .any(|q| q.message == p.message || q.line == p.line)
+            {
                 problems.push(p);
             }
         }
@@ -103,21 +107,113 @@ fn file_problem(e: &serde_yaml::Error, source: &str) -> SpecProblem {
     static ALIAS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"(?:^|[\s\[,{:])\*[A-Za-z0-9_-]+").expect("a valid regex")
     });
-    let line = if let Some(c) = OPENED.captures(&raw) {
-        c[1].parse().ok()
+    let at = e.location().map(|l| l.line());
+    let said = plain_words(&yaml_message(e), source, at);
+    let (line, message) = if let Some(c) = OPENED.captures(&raw) {
+        (c[1].parse().ok(), said)
     } else if raw.contains("repetition limit exceeded") || raw.contains("recursion limit exceeded") {
-        source
+        let first_alias = source
             .lines()
             .position(|l| ALIAS.is_match(l.split(" #").next().unwrap_or(l)))
-            .map(|i| i + 1)
+            .map(|i| i + 1);
+        (first_alias, said)
+    } else if let Some(key) =
+        between(&raw, "duplicate field `", "`").or_else(|| between(&raw, "duplicate entry with key \"", "\""))
+    {
+        let again = at.and_then(|l| second_key(source, l, &key)).or(at);
+        (
+            again,
+            format!("`{key}` is given twice in one mapping: keep one (a YAML reader takes only one of them)"),
+        )
+    } else if raw.contains("expected struct FlowSpec") {
+        (first_line(source), said)
+    } else if let Some(open) = at.and_then(|l| unclosed_quote_before(source, l)) {
+        (
+            Some(open),
+            format!(
+                "a quoted value opens on this line and is not closed on it: the parser read on to the next quote and stopped at line {} (the YAML parser said: {})",
+                at.unwrap_or(open),
+                yaml_message(e)
+            ),
+        )
     } else {
-        e.location().map(|l| l.line())
+        (at, said)
     };
     SpecProblem {
         path: String::new(),
         line,
-        message: plain_words(&yaml_message(e), source, line),
+        message,
     }
+}
+
+/// The first line with something on it (not a comment): where a problem with the whole file
+/// is shown.
+fn first_line(source: &str) -> Option<usize> {
+    source
+        .lines()
+        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|i| i + 1)
+}
+
+/// The line of the second `key:` of the mapping that starts at `from` (1-based): where a
+/// duplicate key is, rather than where its mapping starts.
+fn second_key(source: &str, from: usize, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = source.lines().collect();
+    let first = lines.get(from.checked_sub(1)?)?;
+    let item = first.trim_start().strip_prefix("- ").map(str::len);
+    let indent = match item {
+        Some(rest) => first.len() - rest,
+        None => first.len() - first.trim_start().len(),
+    };
+    let mut seen = 0;
+    for (i, l) in lines.iter().enumerate().skip(from - 1) {
+        let body = if i == from - 1 {
+            &first[indent..]
+        } else {
+            l.get(indent..).unwrap_or("")
+        };
+        let this_indent = l.len() - l.trim_start().len();
+        if i > from - 1 && this_indent < indent && !l.trim().is_empty() {
+            break;
+        }
+        if body.starts_with(&format!("{key}:")) || body.starts_with(&format!("\"{key}\":")) {
+            seen += 1;
+            if seen == 2 {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
+/// The first line before `stop` (1-based) with a double quote that is not closed on it — the
+/// usual cause of a YAML error further down: a quoted value runs on to the next quote.
+fn unclosed_quote_before(source: &str, stop: usize) -> Option<usize> {
+    source
+        .lines()
+        .take(stop.saturating_sub(1))
+        .position(|l| {
+            let t = l.trim_start();
+            if t.starts_with('#') {
+                return false;
+            }
+            let mut quotes = 0;
+            let mut escaped = false;
+            for ch in l.chars() {
+                match ch {
+                    '\\' if !escaped => escaped = true,
+                    '"' if !escaped => quotes += 1,
+                    // A comment outside quotes ends what counts.
+                    '#' if quotes % 2 == 0 => break,
+                    _ => escaped = false,
+                }
+                if ch != '\\' {
+                    escaped = false;
+                }
+            }
+            quotes % 2 == 1
+        })
+        .map(|i| i + 1)
 }
 
 /// Deserialises `tree` again and again, taking out the key each error is about.
@@ -175,7 +271,10 @@ fn recover(mut tree: Value, source: &str) -> Parsed {
                 None => path.clone(),
             };
             problems.push(SpecProblem {
-                line: lines.line(&shown).or_else(|| lines.line(&path)),
+                line: lines
+                    .line(&shown)
+                    .or_else(|| lines.line(&path))
+                    .or_else(|| shown.is_empty().then(|| first_line(source)).flatten()),
                 message: format!(
                     "{}{}",
                     if shown.is_empty() {
@@ -329,7 +428,11 @@ pub fn did_you_mean(message: &str) -> String {
         return message.to_string();
     };
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    match crate::suggest::nearest(&unknown, candidates.iter().copied()) {
+    let synonym = crate::suggest::SYNONYMS
+        .iter()
+        .find(|(said, meant)| *said == unknown.to_ascii_lowercase() && candidates.contains(meant))
+        .map(|(_, meant)| *meant);
+    match synonym.or_else(|| crate::suggest::nearest(&unknown, candidates.iter().copied())) {
         Some(near) => message.replacen(
             &format!("`{unknown}`,"),
             &format!("`{unknown}` (did you mean `{near}`?),"),
@@ -402,6 +505,10 @@ pub(super) fn plain_words(msg: &str, source: &str, line: Option<usize>) -> Strin
         ("expected a sequence", "expected a list"),
         ("expected a map", "expected a mapping of keys to values"),
         ("expected a string", "expected text"),
+        (
+            "expected parsable string",
+            "expected a size such as `1MiB` or `500KB`",
+        ),
     ] {
         out = out.replace(jargon, words);
     }
@@ -515,8 +622,13 @@ mod tests {
     fn a_missing_trigger_does_not_hide_the_rest() {
         let p = problems("trigger: { webhook: {} }\nactions:\n  - emit: { typ: x }\n");
         let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, vec!["trigger", "actions[0].emit.typ", "on"], "{p:#?}");
-        assert!(p[2].message.contains("missing field `on`"), "{}", p[1].message);
+        // `trigger` is taken for `on`: its absence is the same mistake, said once.
+        assert_eq!(paths, vec!["trigger", "actions[0].emit.typ"], "{p:#?}");
+        assert!(p[0].message.contains("did you mean `on`?"), "{}", p[0].message);
+        let p = problems("actions:\n  - emit: { typ: x }\n");
+        let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["actions[0].emit.typ", "on"], "{p:#?}");
+        assert!(p[1].message.contains("missing field `on`"), "{}", p[1].message);
     }
 
     #[test]

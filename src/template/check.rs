@@ -441,9 +441,14 @@ impl Checker<'_, '_> {
         if self.is_local(id) || self.is_guarded(id) || self.scope.names.contains(id) || self.is_global(id) {
             return;
         }
-        let near = crate::suggest::nearest(id, self.scope.names.iter().map(String::as_str))
-            .map(|n| format!(" (did you mean `{n}`?)"))
-            .unwrap_or_default();
+        let near = match id {
+            "item" | "item_index" => " (it is defined in an action with `for_each`)".to_string(),
+            "event" => " (an event-triggered run's event is its `body`)".to_string(),
+            "contact" => " (it is defined in the conditions of a `contact` exit)".to_string(),
+            _ => crate::suggest::nearest(id, self.scope.names.iter().map(String::as_str))
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default(),
+        };
         let known = self
             .scope
             .names

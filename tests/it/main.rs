@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod cluster;
 mod contain;
+mod corpus;
 mod crash;
 mod dashboard;
 mod deploy;

@@ -264,3 +264,29 @@ async fn a_restart_with_a_broken_file_serves_the_flows_last_good_version() {
     let hits = dest.wait_hits(3).await;
     assert_eq!(hits[2].path, "/v2");
 }
+
+/// The static checks run on hot reload too: an edit that reads a var the flow does not declare
+/// is refused as a whole, naming it, and the previous version keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_reads_an_undeclared_var_is_refused() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let app = spawn_app(&[("orders", flow(&dest.url, "/v1"))], &[]).await;
+    std::fs::write(
+        app.dir().join("flows/orders.yaml"),
+        format!(
+            "on: {{ webhook: {{}} }}\nvars: {{ order_id: $.id }}\nactions:\n  - http: {{ url: \"{}/v2/{{{{ vars.ordr_id }}}}\" }}\n",
+            dest.url
+        ),
+    )
+    .unwrap();
+    let flows = wait_reload(&app, |r| r["errors"].as_array().is_some_and(|e| !e.is_empty())).await;
+    let err = flows["reload"]["errors"][0].as_str().unwrap();
+    assert!(
+        err.contains("orders.yaml:4: actions[0].http.url: `vars.ordr_id` is not a var of this flow (did you mean `vars.order_id`?)"),
+        "{err}"
+    );
+    let id = app.accept("orders", json!({"id": 7})).await;
+    app.wait_status(&id, RunStatus::Succeeded).await;
+    assert_eq!(dest.hits()[0].path, "/v1");
+    app.stop().await;
+}

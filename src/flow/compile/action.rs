@@ -171,8 +171,8 @@ impl Compiler<'_> {
         }
         let when = self.conditions(&format!("{at}.when"), &spec.when, var_names);
         let retry = match &spec.retry {
-            Some(r) => RetryPolicy::overlay(flow_retry, r).unwrap_or_else(|e| {
-                self.problem(format!("{at}.retry"), e);
+            Some(r) => RetryPolicy::overlay(flow_retry, r).unwrap_or_else(|(key, e)| {
+                self.problem(super::join(&format!("{at}.retry"), key), e);
                 flow_retry.clone()
             }),
             None => flow_retry.clone(),

@@ -101,7 +101,12 @@ impl Compiler<'_> {
             }
         }
         if let Some(e) = bad_regex {
-            self.problem(format!("{at}.matches"), format!("invalid regex: {e}"));
+            // regex's report is a picture over several lines; its last line says what is wrong.
+            let why = e.to_string();
+            let why = why.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&why);
+            let why = why.trim().trim_start_matches("error: ");
+            let re = spec.matches.as_deref().unwrap_or_default();
+            self.problem(format!("{at}.matches"), format!("invalid regex `{re}`: {why}"));
             return None;
         }
         if ops.is_empty() {

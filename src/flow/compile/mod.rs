@@ -26,6 +26,15 @@ pub struct Problem {
     pub template: Option<(String, usize)>,
 }
 
+/// `parent.key`, or `parent` when `key` is empty.
+fn join(parent: &str, key: &str) -> String {
+    if key.is_empty() {
+        parent.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -100,8 +109,8 @@ pub fn compile(
     }
 
     let flow_retry = match &spec.retry {
-        Some(r) => RetryPolicy::overlay(&RetryPolicy::default(), r).unwrap_or_else(|e| {
-            c.problem("retry", e);
+        Some(r) => RetryPolicy::overlay(&RetryPolicy::default(), r).unwrap_or_else(|(key, e)| {
+            c.problem(join("retry", key), e);
             RetryPolicy::default()
         }),
         None => RetryPolicy::default(),

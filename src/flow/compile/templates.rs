@@ -43,7 +43,7 @@ impl Compiler<'_> {
                 keys: BTreeMap::from([("vars".to_string(), vars.clone())]),
             };
             if let Some(i) = action_index(path) {
-                if actions.get(i).is_some_and(|a| a.for_each.is_some()) {
+                if spec.actions.get(i).is_some_and(|a| a.for_each.is_some()) {
                     scope.names.extend(["item".to_string(), "item_index".to_string()]);
                 }
                 if let Some(names) = &names {

@@ -17,13 +17,20 @@ impl Compiler<'_> {
             .iter()
             .enumerate()
         {
+            const ACCEPTED: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
             let up = m.to_ascii_uppercase();
-            if ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].contains(&up.as_str()) {
+            if ACCEPTED.contains(&up.as_str()) {
                 methods.push(up);
             } else {
+                let near = crate::suggest::nearest(&up, ACCEPTED)
+                    .map(|n| format!(" (did you mean {n}?)"))
+                    .unwrap_or_default();
                 self.problem(
                     format!("on.webhook.methods[{i}]"),
-                    format!("`{m}` is not an HTTP method"),
+                    format!(
+                        "`{m}` is not a method webhooks arrive with{near}; use one of {}",
+                        ACCEPTED.join(", ")
+                    ),
                 );
             }
         }
@@ -146,7 +153,8 @@ impl Compiler<'_> {
             );
         }
         let secret_env = v.secret_env.as_ref().map(|s| s.to_vec()).unwrap_or_default();
-        if secret_env.is_empty() {
+        // A secret written into the file is told where it goes, above; not twice.
+        if secret_env.is_empty() && v.secret.is_none() {
             self.problem(
                 at,
                 "`secret_env` names the environment variable(s) holding the secret",
