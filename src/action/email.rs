@@ -219,6 +219,7 @@ impl EmailAction {
                 .map_err(|e| errors.push((key.into(), format!("template syntax error: {}", e.message))))
                 .ok()
         };
+        check_literal_addresses(spec, &mut errors);
         let to = recipients("to", &spec.to, &mut errors);
         let cc = spec.cc.as_ref().and_then(|v| recipients("cc", v, &mut errors));
         let bcc = spec.bcc.as_ref().and_then(|v| recipients("bcc", v, &mut errors));
@@ -402,6 +403,54 @@ impl EmailAction {
             body: truncate_body(&redact(&recorded_body, &cx.secrets), super::RECORDED_BODY_LIMIT),
         };
         Ok((message, sent))
+    }
+}
+
+/// Addresses written out in the flow (no template in them) are checked at load, as each
+/// attempt would parse them: one that cannot be an address would fail every attempt.
+fn check_literal_addresses(spec: &EmailSpec, errors: &mut Vec<(String, String)>) {
+    fn check(errors: &mut Vec<(String, String)>, key: &str, s: &str) {
+        let literal = |s: &str| !s.contains("{{") && !s.contains("{%");
+        for part in s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && literal(p))
+        {
+            if let Err(e) = Mailbox::from_str(part) {
+                errors.push((
+                    key.to_string(),
+                    format!("`{part}` is not an email address ({e}): write `ada@example.com` or `Ada <ada@example.com>`"),
+                ));
+                return;
+            }
+        }
+    }
+    for (key, v) in [
+        ("to", Some(&spec.to)),
+        ("cc", spec.cc.as_ref()),
+        ("bcc", spec.bcc.as_ref()),
+    ] {
+        match v {
+            Some(Value::String(s)) => check(errors, key, s),
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => check(errors, &format!("{key}[{i}]"), s),
+                        _ => errors.push((format!("{key}[{i}]"), "an address is text".into())),
+                    }
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => errors.push((
+                key.to_string(),
+                "give an address, a comma-separated list of them, a list, or a template".into(),
+            )),
+        }
+    }
+    for (key, v) in [("reply_to", &spec.reply_to), ("from", &spec.from)] {
+        if let Some(s) = v {
+            check(errors, key, s);
+        }
     }
 }
 

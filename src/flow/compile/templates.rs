@@ -59,7 +59,13 @@ impl Compiler<'_> {
             scope
         };
         for name in self.templates.inline_names(&self.flow) {
-            let path = name.split_once('/').map_or(name.as_str(), |(_, p)| p).to_string();
+            let path = name.split_once('/').map_or(name.as_str(), |(_, p)| p);
+            // Inline html is registered as `….html.html`, so that it escapes.
+            let path = path
+                .strip_suffix(".html")
+                .filter(|p| p.ends_with(".html"))
+                .unwrap_or(path)
+                .to_string();
             let findings = self.templates.check(&name, &scope_for(&path));
             for f in findings {
                 if f.template == name {
