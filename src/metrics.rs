@@ -63,6 +63,7 @@ pub struct Metrics {
     destination_open: Family<DestinationLabel, Gauge>,
     waiting: Family<FlowLabel, Gauge>,
     stale_flows: Gauge,
+    parked: Gauge,
 }
 
 /// What the store and the engine say at scrape time.
@@ -76,6 +77,8 @@ pub struct Facts {
     pub destinations: Vec<(String, usize, bool)>,
     /// Runs waiting at a `wait` step, per flow.
     pub waiting: Vec<(String, u64)>,
+    /// Of those, the ones parked on disk until shortly before they wake.
+    pub parked: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,6 +110,7 @@ impl Metrics {
             destination_open: Family::default(),
             waiting: Family::default(),
             stale_flows: Gauge::default(),
+            parked: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -143,6 +147,11 @@ impl Metrics {
             "flows_stale",
             "Flows served from their last good version because their file is broken",
             m.stale_flows.clone(),
+        );
+        registry.register(
+            "runs_parked",
+            "Waiting runs kept on disk, not in memory, until shortly before they wake",
+            m.parked.clone(),
         );
         registry.register(
             "queue_depth",
@@ -249,6 +258,7 @@ impl Metrics {
             self.destination_open.get_or_create(&label).set(i64::from(*open));
         }
         self.queue_depth.set(store.queue_depth as i64);
+        self.parked.set(i64::try_from(store.parked).unwrap_or(i64::MAX));
         self.oldest_due_seconds.set(store.oldest_due_seconds as i64);
         for kind in ["damaged", "torn_tail"] {
             let of_kind = store
@@ -289,6 +299,7 @@ mod tests {
             damage: vec![(false, 40), (false, 2), (true, 9)],
             destinations: vec![("api.example.com:443".into(), 4, true)],
             waiting: vec![("nurture".into(), 12)],
+            parked: 10,
         });
         assert!(
             text.contains(r#"hookflow_webhook_requests_total{flow="orders"} 2"#),
@@ -299,6 +310,7 @@ mod tests {
         assert!(text.contains(r#"hookflow_action_attempts_total{kind="http",outcome="succeeded"} 1"#));
         assert!(text.contains(r#"hookflow_action_attempt_duration_seconds_count{kind="http"} 1"#));
         assert!(text.contains("hookflow_queue_depth 3"));
+        assert!(text.contains("hookflow_runs_parked 10"));
         assert!(text.contains("hookflow_oldest_due_run_age_seconds 7"));
         assert!(
             text.contains(r#"hookflow_store_damaged_ranges{kind="damaged"} 2"#),

@@ -115,13 +115,14 @@ pub(super) fn check_cmd(data: &Path, json: bool) -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         println!(
-            "store {}: layout {}, {} runs ({} finished), {} accepted runs still in the intake journal ({} segment file(s))",
+            "store {}: layout {}, {} runs ({} finished), {} accepted runs still in the intake journal ({} segment file(s)), {} waiting runs parked",
             report.store.display(),
             report.layout.as_deref().unwrap_or("none"),
             report.runs,
             report.finished,
             report.pending,
-            report.journal.len()
+            report.journal.len(),
+            report.parked
         );
         for n in &report.notes {
             println!("note: {n}");

@@ -186,6 +186,7 @@ async fn metrics(
             .map_err(api::internal)?
             .into_iter()
             .collect(),
+        parked: st.store().parked(),
     };
     let mut resp = st.intake.metrics.render(&facts).into_response();
     resp.headers_mut().insert(

@@ -261,6 +261,12 @@ pub trait Store: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Waiting runs kept on disk outside the store's memory until shortly before they wake
+    /// (the embedded store's parking); 0 where a store does not park.
+    fn parked(&self) -> u64 {
+        0
+    }
+
     /// Stores a new run and queues it (or places it behind its lane). Durable on return.
     async fn insert_run(&self, run: &Run) -> Result<()>;
 

@@ -13,7 +13,9 @@ use hookflow::event::{Event, Origin};
 use hookflow::request::Request;
 use hookflow::run::{Run, RunStatus, Ts};
 use hookflow::segment::SegmentOp;
-use hookflow::store::{ClaimRequest, Effects, ExitMatch, Instance, Next, Pace, RunFilter, Store, StoreError};
+use hookflow::store::{
+    ClaimRequest, Effects, ExitMatch, Instance, Next, Pace, RunFilter, Store, StoreError, WaitOp,
+};
 
 /// Generates `sled::<case>` and `postgres::<case>` for each case.
 macro_rules! suite {
@@ -53,6 +55,7 @@ suite!(
     retention_prunes_finished_runs_only,
     counters_sources_settings_and_instances,
     retries_and_due_times_are_kept,
+    runs_waiting_days_are_found_listed_exited_and_wake_on_time,
 );
 
 fn new_run(flow: &str, key: Option<&str>) -> Run {
@@ -852,4 +855,188 @@ async fn sled_a_new_store_is_compressed_and_survives_losing_sleds_settings_file(
     std::fs::remove_file(dir.path().join("conf")).unwrap();
     let store = hookflow::store::SledStore::open(dir.path(), hookflow::store::Durability::Flush).unwrap();
     assert_eq!(store.get_run(&run.id).await.unwrap().unwrap().id, run.id);
+}
+
+/// Claims the queued runs, each exit key given to the next run, and saves them all waiting at
+/// a `wait` step until `until`, as the engine does.
+async fn park_waiting(store: &dyn Store, flow: &str, n: usize, keys: &[&str], until: Ts) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut r = new_run(flow, None);
+        if let Some(k) = keys.get(i) {
+            r.exit_keys = vec![k.to_string()];
+        }
+        store.insert_run(&r).await.unwrap();
+        ids.push(r.id);
+    }
+    let claimed = store.claim(claim(n, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(claimed.len(), n);
+    for c in claimed {
+        let mut run = c.run;
+        run.status = RunStatus::Waiting;
+        run.next_attempt_at = Some(until);
+        let mut waits = vec![WaitOp::Waiting {
+            flow: flow.into(),
+            by: 1,
+        }];
+        waits.extend(run.exit_keys.iter().map(|k| WaitOp::IndexExit {
+            flow: flow.into(),
+            key: k.clone(),
+            run_id: run.id.clone(),
+        }));
+        let effects = Effects {
+            waits,
+            ..Effects::default()
+        };
+        store
+            .save_with(&c.lease, &run, Next::RetryAt(until), effects)
+            .await
+            .unwrap();
+    }
+    ids
+}
+
+/// Runs waiting for days behave as any waiting run, whether the store keeps them in memory or
+/// parks them on disk: found, listed (and paged), exited by key or by id, due at their time.
+async fn runs_waiting_days_are_found_listed_exited_and_wake_on_time(store: Arc<dyn Store>, _pg: bool) {
+    let wake = Ts::now().plus(Duration::from_secs(3 * 86_400));
+    let ids = park_waiting(store.as_ref(), "seq", 4, &["k1", "k2"], wake).await;
+    for id in &ids {
+        let run = store.get_run(id).await.unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Waiting, "{id}");
+        assert_eq!(run.next_attempt_at, Some(wake));
+    }
+    let waiting = |before: Option<String>, limit| RunFilter {
+        status: Some(RunStatus::Waiting),
+        flow: Some("seq".into()),
+        before,
+        limit,
+        ..RunFilter::default()
+    };
+    let page = store.list_runs(&waiting(None, 3)).await.unwrap();
+    let listed: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(listed, [&ids[3], &ids[2], &ids[1]].map(String::as_str));
+    let rest = store.list_runs(&waiting(Some(ids[1].clone()), 3)).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [ids[0].as_str()]
+    );
+    assert_eq!(store.waiting_counts().await.unwrap()["seq"], 4);
+    assert_eq!(store.next_due().await.unwrap().map(|t| t <= wake), Some(true));
+
+    // An exit by key, and one by id: shown exited at once; an exited run does not exit again.
+    store
+        .exit_runs(vec![ExitMatch {
+            flow: "seq".into(),
+            key: "k1".into(),
+            reason: "left the list".into(),
+        }])
+        .await
+        .unwrap();
+    let run = store.get_run(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (run.status, run.exit_reason.as_deref()),
+        (RunStatus::Exited, Some("left the list"))
+    );
+    assert!(store.exit_run(&ids[2], "by the operator").await.unwrap());
+    assert!(!store.exit_run(&ids[2], "again").await.unwrap());
+    assert_eq!(
+        store.get_run(&ids[2]).await.unwrap().unwrap().status,
+        RunStatus::Exited
+    );
+    assert_eq!(
+        store.get_run(&ids[1]).await.unwrap().unwrap().status,
+        RunStatus::Waiting
+    );
+
+    // Nothing is due before its time; at its time the others are. Those an exit reached are
+    // ended by the store at once, or (parked on disk) handed to a worker with the exit
+    // requested, to be ended as any run asked to exit — never run on.
+    let early = ClaimRequest {
+        now: Ts(wake.0 - 3_600_000),
+        ..claim(10, Duration::from_secs(30))
+    };
+    let mut claimed = store.claim(early).await.unwrap();
+    let on_time = ClaimRequest {
+        now: Ts(wake.0 + 1),
+        ..claim(10, Duration::from_secs(30))
+    };
+    claimed.extend(store.claim(on_time).await.unwrap());
+    let mut ran: Vec<&str> = Vec::new();
+    for c in &claimed {
+        match c.exit_requested.as_deref() {
+            None => ran.push(&c.run.id),
+            Some(reason) => assert!(
+                (c.run.id == ids[0] && reason == "left the list")
+                    || (c.run.id == ids[2] && reason == "by the operator"),
+                "{c:?}"
+            ),
+        }
+    }
+    ran.sort();
+    assert_eq!(ran, [ids[1].as_str(), ids[3].as_str()]);
+}
+
+/// The embedded store keeps runs waiting beyond a few minutes on disk, not in sled: the count
+/// of parked runs, the files, a restart that reads none of them, and the bucket read back and
+/// its files removed when its hour comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_waiting_runs_are_parked_on_disk_and_read_back_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> Arc<dyn Store> {
+        Arc::new(hookflow::store::SledStore::open(dir.path(), Default::default()).unwrap())
+    };
+    let store = open();
+    let wake = Ts::now().plus(Duration::from_secs(86_400));
+    let soon = Ts::now().plus(Duration::from_secs(60));
+    let ids = park_waiting(store.as_ref(), "seq", 50, &[], wake).await;
+    // A wait of a minute stays in sled.
+    let short = park_waiting(store.as_ref(), "quick", 1, &[], soon).await;
+    assert_eq!(store.parked(), 50);
+    let files: Vec<_> = walk(&dir.path().join("parked"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    drop(store);
+    let store = open();
+    assert_eq!(store.parked(), 50, "known again without reading them");
+    assert_eq!(
+        store.get_run(&ids[17]).await.unwrap().unwrap().status,
+        RunStatus::Waiting
+    );
+    assert_eq!(
+        store.get_run(&short[0]).await.unwrap().unwrap().status,
+        RunStatus::Waiting
+    );
+    let at = ClaimRequest {
+        now: Ts(wake.0 + 1),
+        ..claim(100, Duration::from_secs(30))
+    };
+    let claimed = store.claim(at).await.unwrap();
+    assert_eq!(claimed.len(), 51);
+    assert_eq!(store.parked(), 0);
+    assert!(
+        walk(&dir.path().join("parked")).is_empty(),
+        "the bucket's files are gone"
+    );
+    // Read back once: a restart does not bring them again.
+    drop(store);
+    let store = open();
+    assert_eq!(store.parked(), 0);
+    assert_eq!(
+        store.get_run(&ids[0]).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }

@@ -4,7 +4,8 @@
 //! copies, no write lands in sled, so the copy is one moment of the store's history — every
 //! write acknowledged before the backup began is in it, none is half in it. The runs accepted
 //! but not yet moved out of the intake journal are copied too (their records, read from the
-//! journal). Writes wait while the copy is made (about the time it takes to write the store's
+//! journal), and so are the runs parked outside sled (as the sled entries they become when
+//! read back). Writes wait while the copy is made (about the time it takes to write the store's
 //! size to disk, compressed); accepts do not, they go to the journal. Nothing is held in memory
 //! but one record at a time and the list of pending journal records the store already keeps.
 //!
@@ -104,12 +105,33 @@ impl Inner {
         for item in self.db.iter() {
             let (k, v) = item?;
             // The journal position is this store's own; a restored store starts a new journal.
-            if k.as_ref() == INTAKE_CURSOR.as_bytes() {
+            // So are the parking files' summaries and marks: parked runs are copied below.
+            if k.as_ref() == INTAKE_CURSOR.as_bytes()
+                || [super::parking::SEGS, super::parking::READS, super::parking::MARKS]
+                    .iter()
+                    .any(|p| k.starts_with(p.as_bytes()))
+            {
                 continue;
             }
             out.kv(&k, &v).map_err(&w)?;
             info.entries += 1;
         }
+        // Parked runs, as the sled entries they become when read back: a restored store holds
+        // them in sled, waiting, each ended at once if an exit reached it meanwhile.
+        self.parking.each(|payload| {
+            let Ok(rec) = serde_json::from_slice::<super::parking::Record>(payload) else {
+                return Ok(());
+            };
+            if self.db.contains_key(super::ops::run_key(&rec.id))? {
+                return Ok(());
+            }
+            let exit = super::parking::Parking::exit_of(&self.db, &rec)?.map(|(reason, _)| reason);
+            for (k, v) in super::ops::unparked_entries(&rec, exit)? {
+                out.kv(&k, &v).map_err(&w)?;
+                info.entries += 1;
+            }
+            Ok(())
+        })?;
         // Every pending run, read from the journal (memory holds only some of them).
         let (from, until) = match self.intake.pending.lock() {
             Ok(p) => (p.front(), p.end()),

@@ -1,5 +1,5 @@
-//! `hookflow store check`: reads the intake journal and every stored run of a store that no
-//! server has open, changing nothing, and says what is intact, what is damaged (file, byte
+//! `hookflow store check`: reads the intake journal, every stored run and every parked one of a
+//! store that no server has open, changing nothing, and says what is intact, what is damaged (file, byte
 //! range, which records) and what `serve` will do about it.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +20,8 @@ pub struct CheckReport {
     pub finished: u64,
     /// Runs accepted and still in the journal.
     pub pending: u64,
+    /// Waiting runs parked outside sled until shortly before they wake.
+    pub parked: u64,
     pub journal: Vec<journal::SegmentCheck>,
     /// Keys in sled whose value does not parse.
     pub unreadable: Vec<String>,
@@ -88,6 +90,9 @@ pub fn check(dir: &Path) -> Result<CheckReport, String> {
             Err(e) => r.problems.push(format!("sled could not read a run: {e}")),
         }
     }
+    let (parked, problems) = super::parking::check(&dir.join("parked"), &db);
+    r.parked = parked;
+    r.problems.extend(problems);
     let cursor = match db.get(INTAKE_CURSOR).ok().flatten() {
         Some(v) => match Pos::decode(&String::from_utf8_lossy(&v)) {
             Some(p) => p,

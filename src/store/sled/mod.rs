@@ -40,6 +40,7 @@ mod intake;
 mod journal;
 mod open;
 mod ops;
+mod parking;
 mod segments;
 mod view;
 mod writer;
@@ -241,6 +242,9 @@ fn find_run(inner: &Inner, id: &str) -> Result<Option<Run>> {
     if let Some((_, payload)) = inner.find_pending(id)? {
         return Ok(Some(from_json(&key, &payload)?));
     }
+    if let Some(run) = inner.parking.find(&inner.db, id)? {
+        return Ok(Some(run));
+    }
     // Admitted (and its segment forgotten) while we looked.
     match inner.db.get(&key)? {
         Some(b) => Ok(Some(from_json::<StoredRun>(&key, &b)?.run)),
@@ -366,10 +370,13 @@ impl Store for SledStore {
     }
 
     async fn save_with(&self, lease: &Lease, run: &Run, next: Next, effects: Effects) -> Result<Saved> {
-        let (lease, json) = (lease.clone(), to_json(run)?);
-        self.submit(true, false, move |_, v| {
-            let exit_requested = Inner::save(v, &lease, json, next)?;
+        let (lease, json, run) = (lease.clone(), to_json(run)?, run.clone());
+        self.submit(true, false, move |i, v| {
+            let exit_requested = Inner::save(v, &lease, json.clone(), next)?;
             Inner::apply_waits(v, &effects.waits)?;
+            if let Next::RetryAt(at) = next {
+                i.park(v, &run, &json, at.0)?;
+            }
             let changes = segments::change_segments(v, &effects.segment_ops, effects.origin.as_ref())?;
             for e in &effects.events {
                 segments::put_event(v, e)?;
@@ -499,6 +506,10 @@ impl Store for SledStore {
         .await
     }
 
+    fn parked(&self) -> u64 {
+        self.inner.parking.count().0
+    }
+
     async fn get_run(&self, id: &str) -> Result<Option<Run>> {
         let id = id.to_string();
         self.read(move |i| find_run(i, &id)).await
@@ -536,6 +547,10 @@ impl Store for SledStore {
                 out.push(run);
                 from_sled += 1;
             }
+            // Parked runs newer than the page found so far (all of them if it is not full).
+            out.sort_by(|a, b| b.id.cmp(&a.id));
+            let above = (out.len() >= limit).then(|| out[limit - 1].id.clone());
+            out.extend(i.parking.list(&i.db, &f, limit, above.as_deref())?);
             // Admitted while we looked: in both; the later state first, and kept.
             out.sort_by(|a, b| b.id.cmp(&a.id).then(b.updated_at.cmp(&a.updated_at)));
             out.dedup_by(|a, b| a.id == b.id);
@@ -622,15 +637,17 @@ impl Store for SledStore {
             if i.intake.pending.lock().map(|p| !p.is_empty()).unwrap_or(false) {
                 return Ok(Some(Ts::now()));
             }
+            let parked = i.parking.next_due();
             let Some(item) = i.db.scan_prefix("due:").keys().next() else {
-                return Ok(None);
+                return Ok(parked);
             };
             let k = item?;
             let s = String::from_utf8_lossy(&k);
             let hexpart = s.get(4..20).unwrap_or("");
-            u64::from_str_radix(hexpart, 16)
-                .map(|t| Some(Ts(t)))
-                .map_err(|_| StoreError::Corrupt(format!("bad due key {s}")))
+            let due = u64::from_str_radix(hexpart, 16)
+                .map(Ts)
+                .map_err(|_| StoreError::Corrupt(format!("bad due key {s}")))?;
+            Ok(Some(parked.map_or(due, |p| p.min(due))))
         })
         .await
     }

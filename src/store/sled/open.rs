@@ -150,8 +150,10 @@ impl SledStore {
             });
         }
 
+        let parking = super::parking::Parking::open(dir.join("parked"), &db)?;
         let inner = Arc::new(Inner {
             db,
+            parking,
             data_file,
             flushes: Default::default(),
             intake: Intake {
@@ -162,7 +164,7 @@ impl SledStore {
         });
         let mut view = View::new(&inner.db);
         let released = Inner::release_orphaned_leases(&mut view)?;
-        if let Some(batch) = view.into_batch() {
+        if let (Some(batch), _) = view.into_batch() {
             inner.db.apply_batch(batch)?;
         }
         if released > 0 {

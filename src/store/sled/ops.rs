@@ -104,6 +104,8 @@ pub(super) fn from_json<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -
 
 pub(super) struct Inner {
     pub(super) db: sled::Db,
+    /// Waiting runs kept on disk outside sled ([`super::parking`]).
+    pub(super) parking: super::parking::Parking,
     pub(super) data_file: Option<File>,
     /// Flushes made, for observing group commit.
     pub(super) flushes: std::sync::atomic::AtomicU64,
@@ -162,6 +164,40 @@ pub(super) fn load_q(view: &View<'_>, id: &str) -> Result<Option<(QEntry, Vec<u8
 pub(super) fn store(view: &mut View<'_>, id: &str, q: Option<&QEntry>, run_json: &[u8]) -> Result<()> {
     view.insert(run_key(id), envelope(q, run_json)?);
     Ok(())
+}
+
+/// The sled entries of a parked run read back: its record queued at its wake time, its due
+/// key and its exit index — or, when an exit reached it while parked, due at once with the
+/// exit requested, so the engine ends it (and counts and logs it) as it ends any run asked to
+/// exit. For reading a bucket back, and for backups (which hold parked runs this way).
+pub(super) fn unparked_entries(
+    rec: &super::parking::Record,
+    exit: Option<String>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let due = if exit.is_some() {
+        Ts::now().0.min(rec.due)
+    } else {
+        rec.due
+    };
+    let q = QEntry {
+        flow: rec.flow.clone(),
+        due: Some(due),
+        lease: None,
+        lane: None,
+        exit,
+    };
+    let mut out = vec![(due_key(due, &rec.id).into_bytes(), rec.flow.as_bytes().to_vec())];
+    for key in &rec.exit_keys {
+        out.push((
+            exit_key(&rec.flow, key, &rec.id).into_bytes(),
+            rec.id.as_bytes().to_vec(),
+        ));
+    }
+    out.push((
+        run_key(&rec.id).into_bytes(),
+        envelope(Some(&q), rec.run.get().as_bytes())?,
+    ));
+    Ok(out)
 }
 
 /// The operations, each reading and writing through the group's [`View`].
@@ -249,6 +285,11 @@ impl Inner {
 
     pub(super) fn claim(&self, view: &mut View<'_>, req: &ClaimRequest) -> Result<Vec<Claimed>> {
         let now = req.now.0;
+        // Parked runs whose hour is near come back into sled first, due at their wake time.
+        self.parking
+            .unpark(view, now, super::parking::MAX_UNPARK, |v, rec| {
+                self.unparked(v, rec)
+            })?;
         let mut active = Self::active_leases(view, now)?;
         let mut out = Vec::new();
         let end = format!("due:{:016x}", now + 1);
@@ -444,6 +485,67 @@ impl Inner {
         Ok(ids.len())
     }
 
+    /// Parks a run that has just been saved waiting until `due`, if it wakes far enough ahead
+    /// ([`super::parking`]): its record is staged for the parking files and its keys leave
+    /// sled in the same group. Runs holding an ordering lane, or asked to exit, stay.
+    pub(super) fn park(&self, view: &mut View<'_>, run: &Run, run_json: &[u8], due: u64) -> Result<bool> {
+        let now = Ts::now().0;
+        if run.status != RunStatus::Waiting || !self.parking.parks(due, now) {
+            return Ok(false);
+        }
+        let Some((mut q, _)) = load_q(view, &run.id)? else {
+            return Ok(false);
+        };
+        if q.lane.is_some() || q.lease.is_some() || q.exit.is_some() {
+            return Ok(false);
+        }
+        let id = &run.id;
+        Self::move_due(view, &mut q, id, None);
+        view.remove(run_key(id));
+        for key in &run.exit_keys {
+            view.remove(exit_key(&run.flow, key, id));
+        }
+        let raw = serde_json::value::RawValue::from_string(String::from_utf8_lossy(run_json).into_owned())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let record = super::parking::Record {
+            parked_at: now,
+            due,
+            flow: run.flow.clone(),
+            id: id.clone(),
+            exit_keys: run.exit_keys.clone(),
+            run: raw,
+        };
+        view.parking.parks.push(super::parking::Staged {
+            bucket: due / super::parking::BUCKET_MS,
+            id: id.clone(),
+            flow: run.flow.clone(),
+            parked_at: now,
+            payload: to_json(&record)?,
+        });
+        Ok(true)
+    }
+
+    /// A parked run read back: stored as queued at its wake time, indexed for exits again —
+    /// or ended as exited, if an exit reached it while it was parked.
+    fn unparked(&self, view: &mut View<'_>, rec: super::parking::Record) -> Result<()> {
+        let id = rec.id.clone();
+        if view.contains(run_key(&id).as_bytes())? {
+            return Ok(()); // in sled already: never parked for good, or read back before
+        }
+        let note = exit_note_key(&id);
+        let reached = match view.get(note.as_bytes())? {
+            Some(reason) => {
+                view.remove(note);
+                Some(String::from_utf8_lossy(&reason).into_owned())
+            }
+            None => super::parking::Parking::mark_for(view, &rec)?,
+        };
+        for (k, v) in unparked_entries(&rec, reached)? {
+            view.insert(k, v);
+        }
+        Ok(())
+    }
+
     /// Applies the wait-related effects of a save.
     pub(super) fn apply_waits(view: &mut View<'_>, ops: &[WaitOp]) -> Result<()> {
         for op in ops {
@@ -473,6 +575,14 @@ impl Inner {
     pub(super) fn exit_runs(&self, view: &mut View<'_>, exits: &[ExitMatch]) -> Result<Vec<ExitedRun>> {
         let mut out = Vec::new();
         for e in exits {
+            // Parked runs with this key: ended as they are read back (and shown so at once).
+            if self.parking.has_flow(&e.flow) {
+                let mark = super::parking::Mark {
+                    at: Ts::now().0,
+                    reason: e.reason.clone(),
+                };
+                view.insert(super::parking::mark_key(&e.flow, &e.key), to_json(&mark)?);
+            }
             let prefix = exit_prefix(&e.flow, &e.key);
             let ids: Vec<(Vec<u8>, String)> = view
                 .scan_prefix(prefix.as_bytes())
@@ -528,8 +638,15 @@ impl Inner {
         }) = get::<Stored>(view, &run_key(id))?
         else {
             let pending = self.find_pending(id)?.is_some();
-            if pending && !view.contains(run_key(id).as_bytes())? {
-                // Still in the intake journal: ended as it is admitted.
+            // Parked, and no exit has reached it yet.
+            let parked = !pending
+                && !view.contains(exit_note_key(id).as_bytes())?
+                && self
+                    .parking
+                    .find(&self.db, id)?
+                    .is_some_and(|r| r.status == RunStatus::Waiting);
+            if (pending || parked) && !view.contains(run_key(id).as_bytes())? {
+                // Still in the intake journal, or parked: ended as it is read into sled.
                 view.insert(exit_note_key(id), reason.as_bytes());
                 return Ok(Exited::Marked);
             }

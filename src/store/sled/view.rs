@@ -18,6 +18,11 @@ pub struct View<'a> {
     pending: BTreeMap<Key, Option<Vec<u8>>>,
     /// Previous pending state of each key written since the last `mark`.
     journal: Vec<(Key, Option<Option<Vec<u8>>>)>,
+    /// What the group changes in the parking files ([`super::parking`]), written before the
+    /// batch is applied.
+    pub parking: super::parking::Changes,
+    /// Lengths of `parking`'s lists at the last `mark`.
+    parking_mark: (usize, usize, usize),
 }
 
 impl<'a> View<'a> {
@@ -26,6 +31,8 @@ impl<'a> View<'a> {
             tree,
             pending: BTreeMap::new(),
             journal: Vec::new(),
+            parking: Default::default(),
+            parking_mark: (0, 0, 0),
         }
     }
 
@@ -59,10 +66,16 @@ impl<'a> View<'a> {
     /// Starts a new operation: its writes can be undone by `rollback`.
     pub fn mark(&mut self) {
         self.journal.clear();
+        let p = &self.parking;
+        self.parking_mark = (p.parks.len(), p.done.len(), p.segs.len());
     }
 
     /// Undoes the writes of the current operation.
     pub fn rollback(&mut self) {
+        let (parks, done, segs) = self.parking_mark;
+        self.parking.parks.truncate(parks);
+        self.parking.done.truncate(done);
+        self.parking.segs.truncate(segs);
         while let Some((key, prev)) = self.journal.pop() {
             match prev {
                 Some(v) => self.pending.insert(key, v),
@@ -89,10 +102,11 @@ impl<'a> View<'a> {
         self.range(prefix, &end)
     }
 
-    /// Everything written, as one batch (`None` if nothing was).
-    pub fn into_batch(self) -> Option<sled::Batch> {
+    /// Everything written, as one batch (`None` if nothing was), and the parking changes to
+    /// apply once it is committed.
+    pub fn into_batch(self) -> (Option<sled::Batch>, super::parking::Changes) {
         if self.pending.is_empty() {
-            return None;
+            return (None, self.parking);
         }
         let mut b = sled::Batch::default();
         for (k, v) in self.pending {
@@ -101,7 +115,7 @@ impl<'a> View<'a> {
                 None => b.remove(k),
             }
         }
-        Some(b)
+        (Some(b), self.parking)
     }
 }
 
@@ -201,7 +215,7 @@ mod tests {
         assert_eq!(v.get(b"a:1").unwrap().unwrap(), b"t1");
         assert_eq!(v.get(b"a:2").unwrap().unwrap(), b"p2");
 
-        db.apply_batch(v.into_batch().unwrap()).unwrap();
+        db.apply_batch(v.into_batch().0.unwrap()).unwrap();
         assert_eq!(db.get("a:2").unwrap().unwrap(), "p2");
         assert!(db.get("a:3").unwrap().is_none());
         assert_eq!(prefix_end(b"a:"), b"a;");

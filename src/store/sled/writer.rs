@@ -1,8 +1,8 @@
 //! The writer thread: group commit of every store write. It takes every operation waiting in
 //! its channel, admits pending runs from the intake journal first if a claim is among them,
-//! runs the operations against one overlay ([`View`]), applies the whole group as one atomic
-//! `apply_batch`, flushes once if anything in the group must be durable, and only then answers
-//! the callers.
+//! runs the operations against one overlay ([`View`]), writes the runs they parked to their
+//! files, applies the whole group as one atomic `apply_batch`, flushes once if anything in the
+//! group must be durable, and only then answers the callers.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -61,12 +61,19 @@ pub(super) fn writer_loop(inner: Arc<Inner>, rx: mpsc::Receiver<Op>) {
                 (op.job)(&inner, &mut view)
             })
             .collect();
+        // Runs parked by the group go to their files, synced, before the batch that removes
+        // them from sled (see `parking`); if that fails, nothing of the group is applied.
+        let parked = inner.parking.write(&mut view).map_err(|e| e.to_string());
         // One atomic batch for the group; if anything in it must be durable, everyone waits
         // for the flush (a claim must not hand out a run whose insert could still vanish).
-        let committed = match view.into_batch() {
+        let (batch, parking) = view.into_batch();
+        let committed = parked.and_then(|()| match batch {
             Some(batch) => inner.db.apply_batch(batch).map_err(|e| e.to_string()),
             None => Ok(()),
-        };
+        });
+        if committed.is_ok() {
+            inner.parking.committed(&parking);
+        }
         if committed.is_ok()
             && let Some((n, cursor)) = admission
         {
@@ -75,9 +82,18 @@ pub(super) fn writer_loop(inner: Arc<Inner>, rx: mpsc::Receiver<Op>) {
             }
             admitted = Some((cursor, false));
         }
-        let outcome = committed.and_then(|()| if any_durable { inner.sync() } else { Ok(()) });
-        if any_durable && outcome.is_ok() {
-            forget_admitted(&inner, &mut admitted);
+        let outcome = committed.and_then(|()| {
+            if any_durable || !parking.done.is_empty() {
+                inner.sync()
+            } else {
+                Ok(())
+            }
+        });
+        if outcome.is_ok() {
+            if any_durable {
+                forget_admitted(&inner, &mut admitted);
+            }
+            inner.parking.forget(&parking.done);
         }
         for reply in replies {
             reply(outcome.clone());
