@@ -278,6 +278,7 @@ async fn a_receiver_outage_costs_no_cpu_and_everything_is_delivered_after_it() {
         dest.hits().len() - hits0,
         t0.elapsed(),
     );
+    eprintln!("outage: {cpu:?} of CPU in {waited:?}, {hits} attempts");
     assert!(
         cpu < Duration::from_millis(250),
         "{cpu:?} of CPU in {waited:?} of outage"
