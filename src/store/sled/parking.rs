@@ -25,8 +25,9 @@
 //! **Waking**: a claim reads back the earliest bucket whose hour begins within [`LEAD_MS`],
 //! some runs per group, into sled as ordinary runs due at their wake time, with the read
 //! position in the same batch. Once a bucket is read, its keys go in that batch and its files
-//! once the batch is flushed (a bucket directory without keys, left by a crash, is removed at
-//! open).
+//! once the batch is flushed (segment files without keys, left by a crash, are removed at
+//! open). A bucket whose hour is near is not parked into; a park that still meets a segment
+//! being read back in its own group starts a new one.
 //!
 //! **Exits** cannot find a parked run through sled's exit index (that would be a key per run
 //! again). An exit by key leaves a [`Mark`] for the flow and key; a parked run whose exit keys
@@ -130,9 +131,9 @@ pub(super) struct Staged {
 #[derive(Debug, Default)]
 pub(super) struct Changes {
     pub parks: Vec<Staged>,
-    /// Buckets wholly read back in this group: forgotten after the commit, their files deleted
-    /// after the flush.
-    pub done: Vec<u64>,
+    /// Segments (bucket, segment) wholly read back in this group: forgotten after the commit,
+    /// their files deleted after the flush. A park in the same group never writes into them.
+    pub done: Vec<(u64, u64)>,
     /// Segment summaries as the batch leaves them.
     pub segs: Vec<((u64, u64), SegInfo)>,
 }
@@ -168,15 +169,30 @@ impl Parking {
                 .ok_or_else(|| StoreError::Corrupt(format!("bad parking key {key}")))?;
             segs.insert((b, s), super::ops::from_json(&key, &v)?);
         }
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let named = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok());
-                if let Some(b) = named
-                    && !segs.keys().any(|(bucket, _)| *bucket == b)
-                {
-                    let _ = std::fs::remove_dir_all(e.path());
+        // Segment files sled no longer names: read back before a crash took the chance to
+        // delete them.
+        for bucket_dir in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Some(b) = bucket_dir
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            for file in std::fs::read_dir(bucket_dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let named = file
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".log")?.parse::<u64>().ok());
+                if named.is_some_and(|s| !segs.contains_key(&(b, s))) {
+                    let _ = std::fs::remove_file(file.path());
                 }
             }
+            let _ = std::fs::remove_dir(bucket_dir.path());
         }
         Ok(Parking {
             dir,
@@ -191,9 +207,11 @@ impl Parking {
             .map_err(|_| StoreError::Backend("parking state poisoned".into()))
     }
 
-    /// Whether a run waking at `due` (now `now`) is parked.
+    /// Whether a run waking at `due` (now `now`) is parked: far enough ahead, and in an hour
+    /// whose bucket is not being read back already.
     pub fn parks(&self, due: u64, now: u64) -> bool {
         due >= now.saturating_add(self.park_after_ms.load(Ordering::Relaxed))
+            && (due / BUCKET_MS * BUCKET_MS).saturating_sub(LEAD_MS) > now
     }
 
     /// When the earliest parked bucket is due to be read back.
@@ -251,7 +269,7 @@ impl Parking {
                         .map(|((_, s), i)| (*s, i.clone()))
                 });
             let (mut seg, mut info) = match last {
-                Some((s, i)) if i.end < SEGMENT_BYTES => (s, i),
+                Some((s, i)) if i.end < SEGMENT_BYTES && !view.parking.done.contains(&(bucket, s)) => (s, i),
                 Some((s, _)) => (s + 1, SegInfo::default()),
                 None => (0, SegInfo::default()),
             };
@@ -299,18 +317,20 @@ impl Parking {
             for (k, info) in &changes.segs {
                 segs.insert(*k, info.clone());
             }
-            for b in &changes.done {
-                segs.retain(|(bucket, _), _| bucket != b);
+            for k in &changes.done {
+                segs.remove(k);
             }
         }
     }
 
     /// After the batch that forgot them is flushed: the files of buckets read back.
-    pub fn forget(&self, done: &[u64]) {
-        for b in done {
-            if let Err(e) = std::fs::remove_dir_all(self.dir.join(format!("{b:012}"))) {
-                tracing::warn!(bucket = b, error = %e, "could not delete a parked bucket read back");
+    pub fn forget(&self, done: &[(u64, u64)]) {
+        for (b, s) in done {
+            if let Err(e) = std::fs::remove_file(segment_path(&self.dir, *b, *s)) {
+                tracing::warn!(bucket = b, segment = s, error = %e, "could not delete a parked segment read back");
             }
+            // Gone once its last segment is (a park may have started a new one meanwhile).
+            let _ = std::fs::remove_dir(self.dir.join(format!("{b:012}")));
         }
     }
 
@@ -326,7 +346,7 @@ impl Parking {
     ) -> Result<usize> {
         let (bucket, bucket_segs): (u64, Vec<(u64, SegInfo)>) = {
             let segs = self.segs()?;
-            let Some(&(bucket, _)) = segs.keys().find(|(b, _)| !view.parking.done.contains(b)) else {
+            let Some(&(bucket, _)) = segs.keys().find(|k| !view.parking.done.contains(k)) else {
                 return Ok(0);
             };
             if (bucket * BUCKET_MS).saturating_sub(LEAD_MS) > now {
@@ -334,6 +354,7 @@ impl Parking {
             }
             let of_bucket = segs
                 .range((bucket, 0)..=(bucket, u64::MAX))
+                .filter(|(k, _)| !view.parking.done.contains(k))
                 .map(|((_, s), i)| (*s, i.clone()))
                 .collect();
             (bucket, of_bucket)
@@ -391,7 +412,9 @@ impl Parking {
         for (seg, _) in &bucket_segs {
             view.remove(seg_key(bucket, *seg));
         }
-        view.parking.done.push(bucket);
+        view.parking
+            .done
+            .extend(bucket_segs.iter().map(|(seg, _)| (bucket, *seg)));
         self.forget_old_marks(view)?;
         Ok(taken)
     }
@@ -401,7 +424,7 @@ impl Parking {
         let oldest = self
             .segs()?
             .iter()
-            .filter(|((b, _), _)| !view.parking.done.contains(b))
+            .filter(|(k, _)| !view.parking.done.contains(k))
             .map(|(_, i)| i.first_parked)
             .min();
         let stale: Vec<Vec<u8>> = view
@@ -746,11 +769,14 @@ mod tests {
         // Two at a time, from where the last group stopped.
         let (got, changes) = read_back(&p, &db, 10 * BUCKET_MS - LEAD_MS, 2);
         assert_eq!(
-            (got, changes.done),
-            (vec!["a1".to_string(), "a2".to_string()], vec![])
+            (got, changes.done.len()),
+            (vec!["a1".to_string(), "a2".to_string()], 0)
         );
         let (got, changes) = read_back(&p, &db, 10 * BUCKET_MS, 2);
-        assert_eq!((got, changes.done.clone()), (vec!["a3".to_string()], vec![10]));
+        assert_eq!(
+            (got, changes.done.clone()),
+            (vec!["a3".to_string()], vec![(10, 0)])
+        );
         p.forget(&changes.done);
         assert!(!dir.path().join("parked/000000000010").exists());
         assert_eq!(p.count(), (1, 1));
@@ -758,6 +784,27 @@ mod tests {
         let p = Parking::open(dir.path().join("parked"), &db).unwrap();
         assert_eq!(p.count(), (1, 1));
         assert_eq!(read_back(&p, &db, 11 * BUCKET_MS, 10).0, vec!["b1".to_string()]);
+    }
+
+    /// A group that reads a bucket back to its end and parks into the same hour: the park
+    /// starts a new segment, which outlives the deletion of the ones read.
+    #[test]
+    fn a_park_into_a_bucket_read_back_in_the_same_group_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let p = Parking::open(dir.path().join("parked"), &db).unwrap();
+        park(&p, &db, vec![staged("a1", 10)]);
+        let mut view = View::new(&db);
+        p.unpark(&mut view, 10 * BUCKET_MS, 10, |_, _| Ok(())).unwrap();
+        view.parking.parks = vec![staged("late", 10)];
+        p.write(&mut view).unwrap();
+        let (batch, changes) = view.into_batch();
+        db.apply_batch(batch.unwrap()).unwrap();
+        p.committed(&changes);
+        p.forget(&changes.done);
+        assert_eq!(p.count(), (1, 1));
+        let p = Parking::open(dir.path().join("parked"), &db).unwrap();
+        assert_eq!(read_back(&p, &db, 10 * BUCKET_MS, 10).0, vec!["late".to_string()]);
     }
 
     /// A crash after the records were written but before sled recorded them: the bytes past
