@@ -3,8 +3,13 @@
 # after, a restart with them all waiting (start time, RSS), then the clock moved a day ahead
 # (HOOKFLOW_TEST_CLOCK_OFFSET_FILE) and the time until every run has woken and delivered.
 #
-#   bench/waits.sh                              # N=100000
-#   N=20000 SERVE_ARGS="--store-cache 4MiB" bench/waits.sh
+#   bench/waits.sh                              # N=100000 sent at once, 64 connections
+#   CHUNK=5000 N=300000 bench/waits.sh          # in chunks, each waiting before the next is sent
+#   CHUNK=5000 SERVE_ARGS="--park-after 1000d" bench/waits.sh   # the same, nothing parked
+#
+# Sent at once, the runs arrive several times faster than they are executed up to their wait,
+# so the store holds them all at some point, and sled 0.34 keeps memory for the most it ever
+# held; in chunks, what the waiting itself costs shows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -26,7 +31,7 @@ actions:
 YAML
 echo 0 > "$work/offset"
 rss() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-metric() { curl -s "http://127.0.0.1:$P_HOOK/metrics" | awk -v m="$1" '$0 ~ m {print $2}' | head -1; }
+metric() { curl -s "http://127.0.0.1:$P_HOOK/metrics" | awk -v m="$1" '/^#/ {next} $0 ~ m {print $2}' | head -1; }
 serve() {
   HOOKFLOW_LOG=warn HOOKFLOW_TEST_CLOCK_OFFSET_FILE="$work/offset" "$BIN" serve --flows "$work/flows" \
     --templates "$work/none" --data "$work/data" --secret "$SECRET" --listen "127.0.0.1:$P_HOOK" \
@@ -38,9 +43,19 @@ target/release/examples/noop_server "127.0.0.1:$P_SINK" & pids+=("$!")
 serve; server=$p
 echo "idle, empty store: $(rss $server) MiB"
 url="http://127.0.0.1:$P_HOOK$("$BIN" urls --flows "$work/flows" --templates "$work/none" --data "$work/x" --secret "$SECRET" --public-url "" | awk '{print $2}')"
-target/release/examples/load "$url" "$N" 64
+if [ -n "${CHUNK:-}" ]; then
+  sent=0
+  while [ "$sent" -lt "$N" ]; do
+    target/release/examples/load "$url" "$CHUNK" 16 > /dev/null; sent=$((sent + CHUNK))
+    for _ in $(seq 1200); do [ "$(metric 'hookflow_runs_waiting[{]')" = "$sent" ] && break; sleep 0.1; done
+  done
+  echo "sent $N in chunks of $CHUNK, each waiting before the next"
+else
+  target/release/examples/load "$url" "$N" 64
+fi
 for _ in $(seq 1200); do [ "$(metric 'hookflow_runs_waiting[{]')" = "$N" ] && break; sleep 0.1; done
-echo "$(metric 'hookflow_runs_waiting[{]') runs waiting: $(rss $server) MiB"
+echo "$(metric 'hookflow_runs_waiting[{]') runs waiting ($(metric 'hookflow_runs_parked') parked): $(rss $server) MiB"
+sleep 10; echo "the same, 10 s later: $(rss $server) MiB"
 kill -TERM $server; wait $server 2>/dev/null || true
 start=$(date +%s.%N); serve; server=$p; up=$(date +%s.%N)
 echo "restart with $N waiting: ready in $(python3 -c "print(f'{$up - $start:.2f}')") s at $(rss $server) MiB"

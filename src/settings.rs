@@ -116,6 +116,11 @@ pub struct ServeArgs {
     /// history faster, it does not change what is stored.
     #[arg(long, env = "HOOKFLOW_STORE_CACHE", default_value = "16MiB")]
     pub store_cache: bytesize::ByteSize,
+    /// Waits at least this long are parked on disk (`store/parked/`) until shortly before
+    /// they end, costing no memory however many runs wait; shorter ones wait in the queue.
+    /// Embedded store only.
+    #[arg(long, env = "HOOKFLOW_PARK_AFTER", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub park_after: std::time::Duration,
     /// Create the embedded store with its pages compressed (zstd): about a sixth of the disk
     /// (850 bytes per finished run against 5 KB) for about a third of the delivery rate
     /// (BENCHMARKS.md). Decided when the store is created; an existing store keeps what it was

@@ -129,6 +129,7 @@ pub(crate) async fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>> {
             durability: args.durability,
             cache_bytes: args.store_cache.as_u64(),
             compress_new: args.store_compression,
+            park_after: args.park_after,
         },
     };
     Ok(crate::store::open(backend).await?)

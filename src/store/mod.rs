@@ -423,6 +423,8 @@ pub enum Backend<'a> {
         cache_bytes: u64,
         /// Compress sled's pages, if the store is new.
         compress_new: bool,
+        /// Waits at least this long are parked on disk (see the sled store's `parking`).
+        park_after: std::time::Duration,
     },
     /// A PostgreSQL database several instances may share.
     Postgres { url: &'a str, settings: &'a PgSettings },
@@ -436,6 +438,7 @@ pub async fn open(backend: Backend<'_>) -> Result<std::sync::Arc<dyn Store>> {
             durability,
             cache_bytes,
             compress_new,
+            park_after,
         } => {
             let dir = dir.to_path_buf();
             let store = tokio::task::spawn_blocking(move || {
@@ -443,6 +446,7 @@ pub async fn open(backend: Backend<'_>) -> Result<std::sync::Arc<dyn Store>> {
             })
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??;
+            store.set_park_after(park_after);
             std::sync::Arc::new(store)
         }
         Backend::Postgres { url, settings } => std::sync::Arc::new(PgStore::connect(url, settings).await?),

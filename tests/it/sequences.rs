@@ -128,8 +128,9 @@ async fn a_three_step_sequence_waits_days_on_the_test_clock() {
         metrics.contains(r#"hookflow_runs_waiting{flow="nurture"} 1"#),
         "{metrics}"
     );
-    // A waiting run is not work due: the queue is empty.
+    // A waiting run is not work due: the queue is empty. It waits on disk, not in memory.
     assert!(metrics.contains("hookflow_queue_depth 0\n"), "{metrics}");
+    assert!(metrics.contains("hookflow_runs_parked 1\n"), "{metrics}");
     let listed = get(
         &reqwest::Client::new(),
         format!("{}/api/runs?status=waiting", app.base),
@@ -538,4 +539,36 @@ exit:
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = paths(&dest);
     assert_eq!(sent, ["/first/1"], "nothing after the exit");
+}
+
+/// `--park-after` sets how long a wait must be to be parked on disk: here longer than any wait
+/// of the flow, so the run waits in the queue — and behaves the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_shorter_than_park_after_wait_in_the_queue() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let mut clock = Clock::new();
+    let flow = nurture(&dest.url);
+    let (k, v) = clock.env();
+    let app = Binary::start(
+        &[("nurture", &flow)],
+        &["--poll", "100ms", "--park-after", "30d"],
+        &[(k, v.as_str())],
+    )
+    .await;
+    let id = accept(&app, "nurture", json!({"id": 5, "email": "ida@example.com"})).await;
+    wait_for(&app, &id, |r| r["status"] == "waiting").await;
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("hookflow_runs_parked 0\n"), "{metrics}");
+    assert!(
+        metrics.contains(r#"hookflow_runs_waiting{flow="nurture"} 1"#),
+        "{metrics}"
+    );
+    clock.advance(3 * DAY_MS + 60_000);
+    wait_for(&app, &id, |r| r["steps"][3]["status"] == "waiting").await;
+    assert_eq!(paths(&dest), ["/thanks/5", "/review/5"]);
 }

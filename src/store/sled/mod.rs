@@ -186,6 +186,13 @@ impl SledStore {
             .map_err(|e| StoreError::Backend(e.to_string()))?
     }
 
+    /// Waits at least this long are parked on disk ([`parking`]); the default is
+    /// ten minutes.
+    pub fn set_park_after(&self, after: std::time::Duration) {
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.inner.parking.park_after_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// How many times the store has flushed sled since it was opened.
     pub fn flush_count(&self) -> u64 {
         self.inner.flushes.load(Ordering::Relaxed)
