@@ -245,16 +245,19 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
-/// The receiver is down (every request answered 503) while 200 events arrive, and stays down
-/// for 4 s more: the destination's circuit opens (cool-down 5 s here; 30 s by default), its runs wait in the queue without
-/// attempts, and the server's CPU is idle meanwhile (under 0.25 s of CPU in 3 s of waiting).
-/// Once the receiver is back, every event is delivered, by the runs themselves: no replay.
+/// The receiver is down (every request answered 503) while 200 events arrive, and stays down:
+/// the destination's circuit opens (cool-down 10 s here; 30 s by default), its runs wait in the
+/// queue without attempts, and the server's CPU is idle meanwhile (under 0.25 s of CPU in 3 s of
+/// waiting). The 3 s are measured from the moment the server has settled — circuit open, nothing
+/// due, every run postponed — not after a fixed sleep, so a loaded machine that takes longer to
+/// accept and postpone 200 runs does not count that work as "waiting". Once the receiver is back,
+/// every event is delivered, by the runs themselves: no replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_outage_costs_no_cpu_and_everything_is_delivered_after_it() {
     let dest = Receiver::start(Reply::status(200)).await;
     dest.on_path("/ship", Reply::status(503));
     let flow = format!(
-        "on: {{ webhook: {{}} }}\nretry: {{ max_attempts: 50, initial_delay: 200ms, max_delay: 2s }}\nactions:\n  - name: ship\n    circuit_breaker: {{ failures: 5, cooldown: 5s }}\n    http: {{ url: \"{}/ship\", body: {{ n: \"{{{{ body.n }}}}\" }} }}\n",
+        "on: {{ webhook: {{}} }}\nretry: {{ max_attempts: 50, initial_delay: 200ms, max_delay: 2s }}\nactions:\n  - name: ship\n    circuit_breaker: {{ failures: 5, cooldown: 10s }}\n    http: {{ url: \"{}/ship\", body: {{ n: \"{{{{ body.n }}}}\" }} }}\n",
         dest.url
     );
     let server = Binary::start(&[("outage", &flow)], &["--workers", "8"], &[]).await;
@@ -269,8 +272,8 @@ async fn a_receiver_outage_costs_no_cpu_and_everything_is_delivered_after_it() {
             .unwrap();
         assert_eq!(r.status(), 202);
     }
-    // Let the failures open the circuit, then measure the waiting.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Let the failures open the circuit and every run be postponed, then measure the waiting.
+    settled_behind_open_circuit(&http, &server.base, &dest.url, 200).await;
     let (cpu0, hits0, t0) = (cpu_time(server.pid()), dest.hits().len(), Instant::now());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (cpu, hits, waited) = (
@@ -312,9 +315,42 @@ async fn a_receiver_outage_costs_no_cpu_and_everything_is_delivered_after_it() {
     }
     eprintln!(
         "outage drill: {cpu:?} CPU and {hits} attempts in {waited:?} of outage; 200 of 200 delivered {:?} after it ended \
-         (the circuit's 5 s cool-down, then each run's own retry delay)",
+         (the circuit's 10 s cool-down, then each run's own retry delay)",
         back.elapsed()
     );
+}
+
+/// Waits (up to 60 s) until the destination's circuit is open, no run is due or in flight, and
+/// all `runs` are postponed (`retrying`).
+async fn settled_behind_open_circuit(http: &reqwest::Client, base: &str, dest: &str, runs: usize) {
+    let host = dest.trim_start_matches("http://");
+    let open = format!(r#"hookflow_destination_circuit_open{{destination="{host}"}} 1"#);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let idle = metrics.contains(&open)
+            && metrics.contains("hookflow_queue_depth 0\n")
+            && metrics.contains(&format!(
+                r#"hookflow_destination_in_flight{{destination="{host}"}} 0"#
+            ));
+        let list = crate::helpers::get(http, format!("{base}/api/runs?status=retrying&limit=500")).await;
+        let postponed = list["runs"].as_array().map_or(0, Vec::len);
+        if idle && postponed == runs {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {postponed} of {runs} runs postponed; metrics:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn server_succeeded(http: &reqwest::Client, base: &str) -> usize {
