@@ -29,7 +29,7 @@
 //! store/                                             the Store trait and sled
 //! segment.rs  context.rs  replay.rs  event.rs        domain records
 //! matching.rs  run.rs  mapping.rs  schedule.rs  request.rs  token.rs
-//! verify.rs  egress.rs  template/  retry.rs  xml.rs  net/  metrics.rs    the pure core
+//! verify.rs  egress.rs  template/  retry.rs  xml.rs  net/  metrics.rs  stats.rs   the pure core
 //! time.rs  secret.rs  yaml.rs  private.rs  suggest.rs                   small shared shapes
 //! ```
 
@@ -71,6 +71,7 @@ pub mod segment;
 pub mod sequence;
 pub mod server;
 pub mod settings;
+pub mod stats;
 pub mod store;
 pub mod suggest;
 pub mod template;

@@ -64,6 +64,8 @@ pub struct Metrics {
     waiting: Family<FlowLabel, Gauge>,
     stale_flows: Gauge,
     parked: Gauge,
+    /// The dashboard's per-flow time series, fed by the same calls.
+    pub stats: crate::stats::Stats,
 }
 
 /// What the store and the engine say at scrape time.
@@ -111,6 +113,7 @@ impl Metrics {
             waiting: Family::default(),
             stale_flows: Gauge::default(),
             parked: Gauge::default(),
+            stats: crate::stats::Stats::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -207,6 +210,7 @@ impl Metrics {
     }
 
     pub fn run_finished(&self, flow: &str, status: &str) {
+        self.stats.count(flow, status);
         self.runs
             .get_or_create(&RunLabels {
                 flow: flow.into(),
@@ -215,7 +219,9 @@ impl Metrics {
             .inc();
     }
 
-    pub fn attempt(&self, kind: &str, outcome: &str, seconds: f64) {
+    pub fn attempt(&self, flow: &str, kind: &str, outcome: &str, seconds: f64) {
+        self.stats
+            .attempt(flow, std::time::Duration::from_secs_f64(seconds));
         self.attempts
             .get_or_create(&AttemptLabels {
                 kind: kind.into(),
@@ -292,7 +298,7 @@ mod tests {
         m.request("orders");
         m.refused("orders", "bad_signature");
         m.run_finished("orders", "succeeded");
-        m.attempt("http", "succeeded", 0.02);
+        m.attempt("orders", "http", "succeeded", 0.02);
         let text = m.render(&Facts {
             queue_depth: 3,
             oldest_due_seconds: 7,

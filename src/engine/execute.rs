@@ -252,7 +252,7 @@ impl Engine {
             self.guards.record(d, cfg, ok, finished);
         }
         let mut result = result;
-        let mut record = self.record_attempt(action, attempt, started, finished, &mut result);
+        let mut record = self.record_attempt(&run.flow, action, attempt, started, finished, &mut result);
         let effects = result.effects;
         run.updated_at = finished;
         match result.kind {
@@ -306,6 +306,7 @@ impl Engine {
     /// caller sets the outcome), taking the request and response out of `result`.
     pub(super) fn record_attempt(
         &self,
+        flow: &str,
         action: &Action,
         number: u32,
         started: Ts,
@@ -314,6 +315,7 @@ impl Engine {
     ) -> Attempt {
         let took = finished.since(started);
         self.metrics.attempt(
+            flow,
             action.kind.kind_name(),
             result.kind.outcome_name(),
             took.as_secs_f64(),

@@ -172,7 +172,8 @@ impl Engine {
                 let item = &mut run.steps[i].items[k];
                 let number = item.attempts.len() as u32 + 1;
                 let mut result = result;
-                let mut record = self.record_attempt(action, number, started, finished, &mut result);
+                let mut record =
+                    self.record_attempt(&run.flow, action, number, started, finished, &mut result);
                 match result.kind {
                     ResultKind::Success(output) => {
                         item.status = StepStatus::Succeeded;

@@ -13,6 +13,9 @@ use crate::time::Ts;
 
 /// Entries kept per flow.
 pub const PER_FLOW: usize = 100;
+/// Where requests to no known flow (or with a wrong token) are listed.
+pub const UNKNOWN: &str = "(unknown)";
+
 /// Body bytes kept per entry.
 pub const BODY_BYTES: usize = 16 * 1024;
 
@@ -56,7 +59,9 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    /// Records an entry for a known flow (unknown names are not kept: they are unbounded).
+    /// Records an entry under `flow`: a known flow's name, or [`UNKNOWN`] for every request
+    /// that named no flow or a wrong token (one bounded list: names a sender makes up are not
+    /// kept apart).
     pub fn push(&self, flow: &str, entry: Entry) {
         if let Ok(mut m) = self.flows.lock() {
             let q = m.entry(flow.to_string()).or_default();
@@ -65,6 +70,27 @@ impl RequestLog {
             }
             q.push_back(entry);
         }
+    }
+
+    /// The newest `limit` entries of one flow or all, of one outcome or any, newest first,
+    /// each with its flow's name.
+    pub fn newest(&self, flow: Option<&str>, outcome: Option<&str>, limit: usize) -> Vec<(String, Entry)> {
+        let Ok(m) = self.flows.lock() else {
+            return Vec::new();
+        };
+        let mut found: Vec<(&String, &Entry)> = m
+            .iter()
+            .filter(|(name, _)| flow.is_none_or(|f| f == name.as_str()))
+            .flat_map(|(name, q)| q.iter().map(move |e| (name, e)))
+            .filter(|(_, e)| outcome.is_none_or(|o| o == e.outcome))
+            .collect();
+        // Stable: entries of one flow that share a millisecond keep their order.
+        found.sort_by_key(|e| std::cmp::Reverse(e.1.at));
+        found
+            .into_iter()
+            .take(limit)
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect()
     }
 
     /// Newest first.
@@ -99,6 +125,20 @@ mod tests {
         let recent = log.recent("f", 1000);
         assert_eq!(recent.len(), PER_FLOW);
         assert_eq!(recent[0].status as usize, PER_FLOW + 4);
+        log.push(
+            "g",
+            Entry {
+                at: Ts(u64::MAX),
+                outcome: "refused".into(),
+                ..Entry::default()
+            },
+        );
+        let all = log.newest(None, None, 3);
+        assert_eq!((all[0].0.as_str(), all[0].1.outcome.as_str()), ("g", "refused"));
+        assert_eq!(all[1].1.status as usize, PER_FLOW + 4);
+        assert_eq!(log.newest(None, Some("refused"), 10).len(), 1);
+        assert_eq!(log.newest(Some("f"), None, 1000).len(), PER_FLOW);
+        assert!(log.newest(Some("nope"), None, 10).is_empty());
         let mut e = Entry::default();
         e.keep_body(&vec![b'x'; BODY_BYTES + 10]);
         assert!(e.body.unwrap().ends_with("[10 bytes cut]"));

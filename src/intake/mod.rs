@@ -95,8 +95,11 @@ impl Intake {
         let label = if known {
             arrival.flow.clone()
         } else {
-            "(unknown)".into()
+            log::UNKNOWN.into()
         };
+        // The name asked for, for the log of requests to no known flow (bounded: a sender
+        // chooses it).
+        let asked: String = arrival.flow.chars().take(100).collect();
         self.metrics.request(&label);
         let client = crate::net::client_ip::client_ip(arrival.peer, &arrival.headers, &self.trusted_proxies);
         let mut entry = Entry {
@@ -114,10 +117,14 @@ impl Intake {
             Ok(outcome) => self.answer(&label, peer, outcome, explain, &mut entry),
             Err(refusal) => self.refuse(&label, peer, refusal, explain, &mut entry),
         };
-        if known {
-            entry.status = resp.status().as_u16();
-            self.requests.push(&label, entry);
+        self.metrics.stats.count(&label, &entry.outcome);
+        entry.status = resp.status().as_u16();
+        if !known {
+            // Which name was asked for, without the token.
+            let detail = entry.detail.take().unwrap_or_default();
+            entry.detail = Some(format!("/hooks/{asked}/…: {detail}"));
         }
+        self.requests.push(&label, entry);
         resp
     }
 

@@ -3,8 +3,10 @@
 
 pub mod access;
 pub mod api;
+pub mod assets;
 pub mod hooks;
 pub mod listen;
+pub mod overview;
 pub mod segments;
 
 use std::sync::Arc;
@@ -95,6 +97,9 @@ fn admin_routes() -> Router<AppState> {
         .route("/api/flows/{flow}/replay-failed", post(api::replay_failed))
         .route("/api/flows/{flow}/requests", get(api::recent_requests))
         .route("/api/flows", get(api::list_flows))
+        .route("/api/flows/{flow}", get(overview::show_flow))
+        .route("/api/stats", get(overview::stats))
+        .route("/api/requests", get(overview::requests))
         .route("/api/segments", get(segments::list_segments))
         .route(
             "/api/segments/{name}/members",
@@ -111,21 +116,9 @@ fn admin_routes() -> Router<AppState> {
         .route("/api/store", get(api::store_health))
         .route("/api/instances", get(api::list_instances))
         .route("/api/backup", post(api::backup))
-        .route("/", get(dashboard))
+        .route("/", get(assets::page))
+        .route("/assets/{file}", get(assets::file))
         .route("/metrics", get(metrics))
-}
-
-/// The dashboard: one self-contained page (embedded in the binary) that signs in with the API
-/// token and then uses the JSON API; the page itself holds no data.
-async fn dashboard() -> Response {
-    let mut resp = axum::response::Html(include_str!("../../assets/dashboard.html")).into_response();
-    resp.headers_mut().insert(
-        axum::http::header::CONTENT_SECURITY_POLICY,
-        axum::http::HeaderValue::from_static(
-            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    );
-    resp
 }
 
 /// Ready when the store answers.

@@ -49,7 +49,12 @@ pub async fn list_segments(
 pub struct PageQuery {
     pub after: Option<String>,
     pub limit: Option<usize>,
+    /// Text to find in members' addresses (case-insensitive).
+    pub q: Option<String>,
 }
+
+/// Members a search reads through per request, at most; `next_after` continues from there.
+const SEARCH_SCAN: usize = 10_000;
 
 pub async fn list_members(
     State(st): State<AppState>,
@@ -61,14 +66,47 @@ pub async fn list_members(
     authorize(&st, peer, &headers)?;
     segment_name(&name)?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let members = st
-        .store()
-        .segment_members(&name, q.after.as_deref(), limit)
-        .await
-        .map_err(internal)?;
-    let next = (members.len() == limit)
-        .then(|| members.last().map(|m| m.contact.email.clone()))
-        .flatten();
+    let needle = q.q.as_deref().map(str::to_lowercase).filter(|n| !n.is_empty());
+    let Some(needle) = needle else {
+        let members = st
+            .store()
+            .segment_members(&name, q.after.as_deref(), limit)
+            .await
+            .map_err(internal)?;
+        let next = (members.len() == limit)
+            .then(|| members.last().map(|m| m.contact.email.clone()))
+            .flatten();
+        return Ok(Json(
+            json!({ "segment": name, "members": members, "next_after": next }),
+        ));
+    };
+    // A search reads pages in address order and keeps the matches: bounded per request, and
+    // `next_after` says where the next request goes on (whether or not this one found any).
+    let (mut members, mut after, mut scanned) = (Vec::new(), q.after.clone(), 0);
+    let next = loop {
+        let page = st
+            .store()
+            .segment_members(&name, after.as_deref(), MAX_PAGE)
+            .await
+            .map_err(internal)?;
+        let full = page.len() == MAX_PAGE;
+        for m in page {
+            scanned += 1;
+            after = Some(m.contact.email.clone());
+            if m.contact.email.to_lowercase().contains(&needle) {
+                members.push(m);
+                if members.len() == limit {
+                    break;
+                }
+            }
+        }
+        if members.len() == limit || scanned >= SEARCH_SCAN {
+            break after;
+        }
+        if !full {
+            break None;
+        }
+    };
     Ok(Json(
         json!({ "segment": name, "members": members, "next_after": next }),
     ))

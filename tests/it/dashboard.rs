@@ -1,18 +1,21 @@
-//! The dashboard in a real browser (headless Chromium through chromedriver): sign in with the
-//! API token, see a run the test created, replay it, see the new run.
+//! The dashboard in a real browser (headless Chromium through chromedriver), on real data made
+//! by real webhooks: sign in with the API token; each view (overview, requests, flows, runs,
+//! segments) at desktop and phone widths, light and dark; a refused request's reason; a failed
+//! run retried from the page.
 //!
 //! Needs `chromium` and `chromedriver` (the README's test command installs them). Without
-//! them the test says so and passes, unless HOOKFLOW_BROWSER_TESTS=required (set by that
-//! command), when it fails. Chromium gets a dead proxy for everything but loopback, so it
-//! cannot reach any other address.
+//! them the tests say so and pass, unless HOOKFLOW_BROWSER_TESTS=required (set by that
+//! command), when they fail. Chromium gets a dead proxy for everything but loopback, so it
+//! cannot reach any other address. `HOOKFLOW_SCREENSHOTS=DIR` saves a picture of each view
+//! there (how docs/screenshots/ was made).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::{Receiver, Reply, fast_engine, free_port, spawn_app_with};
+use crate::helpers::{Binary, Receiver, Reply, fast_engine, free_port, spawn_app_with};
 use hookflow::run::RunStatus;
 
 fn find(candidates: &[&str]) -> Option<String> {
@@ -20,6 +23,12 @@ fn find(candidates: &[&str]) -> Option<String> {
         .iter()
         .find(|p| std::path::Path::new(p).exists())
         .map(|p| p.to_string())
+}
+
+/// chromedriver and a browser session; both end when this is dropped.
+struct Browser {
+    c: Client,
+    _driver: Driver,
 }
 
 struct Driver(Child);
@@ -30,18 +39,126 @@ impl Drop for Driver {
     }
 }
 
+impl Browser {
+    /// `None` (the test then passes, saying it skipped) when Chromium is missing and not required.
+    async fn start() -> Option<Browser> {
+        let required = std::env::var("HOOKFLOW_BROWSER_TESTS").is_ok_and(|v| v == "required");
+        let (Some(driver), Some(browser)) = (
+            find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]),
+            find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]),
+        ) else {
+            assert!(
+                !required,
+                "chromium and chromedriver are required (HOOKFLOW_BROWSER_TESTS=required)"
+            );
+            eprintln!("SKIPPED: no chromium/chromedriver; the README's test command installs them");
+            return None;
+        };
+        // fantoccini's rustls client takes the process-wide provider; two are compiled in.
+        let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let port = free_port();
+        let driver = Driver(
+            Command::new(driver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let caps = json!({"goog:chromeOptions": {"binary": browser, "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--disable-default-apps", "--no-pings", "--dns-prefetch-disable",
+            "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1;localhost",
+            "--window-size=1280,900", "--hide-scrollbars",
+        ]}});
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let c = loop {
+            match ClientBuilder::rustls()
+                .unwrap()
+                .capabilities(caps.as_object().unwrap().clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "chromedriver: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        Some(Browser { c, _driver: driver })
+    }
+
+    /// The first element `css` matches, waiting up to 15 s for it.
+    async fn wait(&self, css: &str) -> fantoccini::elements::Element {
+        self.c
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
+    /// Waits until the text of the first element `css` matches satisfies `ok` (the page
+    /// re-renders as it refreshes, so an element can be replaced between finding and reading).
+    async fn wait_text(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(e) = self.c.find(Locator::Css(css)).await
+                && let Ok(t) = e.text().await
+            {
+                if ok(&t) {
+                    return t;
+                }
+                last = t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css}: never as expected; last text: {last:?}");
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.c.find_all(Locator::Css(css)).await.map_or(0, |v| v.len())
+    }
+
+    async fn sign_in(&self, base: &str, token: &str) {
+        self.c.goto(&format!("{base}/")).await.unwrap();
+        let field = self.wait("#token").await;
+        field.clear().await.unwrap();
+        field.send_keys(token).await.unwrap();
+        self.c
+            .find(Locator::Id("login"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn js(&self, script: &str) -> serde_json::Value {
+        self.c.execute(script, vec![]).await.unwrap()
+    }
+
+    async fn go(&self, base: &str, hash: &str) {
+        self.c.goto(&format!("{base}/#/{hash}")).await.unwrap();
+    }
+
+    /// Saves a screenshot as `DIR/name.png` when HOOKFLOW_SCREENSHOTS=DIR is set.
+    async fn shot(&self, name: &str) {
+        if let Ok(dir) = std::env::var("HOOKFLOW_SCREENSHOTS") {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let png = self.c.screenshot().await.unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_see_a_run_and_replay_it() {
-    let required = std::env::var("HOOKFLOW_BROWSER_TESTS").is_ok_and(|v| v == "required");
-    let (Some(driver), Some(browser)) = (
-        find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]),
-        find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]),
-    ) else {
-        assert!(
-            !required,
-            "chromium and chromedriver are required (HOOKFLOW_BROWSER_TESTS=required)"
-        );
-        eprintln!("SKIPPED: no chromium/chromedriver; the README's test command installs them");
+    let Some(b) = Browser::start().await else {
         return;
     };
     let dest = Receiver::start(Reply::status(200)).await;
@@ -73,99 +190,304 @@ async fn sign_in_see_a_run_and_replay_it() {
         .to_string();
     app.wait_status(&id, RunStatus::Failed).await;
 
-    // fantoccini's rustls client takes the process-wide provider; two are compiled in.
-    let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let port = free_port();
-    let _driver = Driver(
-        Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let caps = json!({"goog:chromeOptions": {"binary": browser, "args": [
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--disable-default-apps", "--no-pings", "--dns-prefetch-disable",
-        "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1;localhost",
-    ]}});
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let c = loop {
-        match ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps.as_object().unwrap().clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => break c,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "chromedriver: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    let wait = |c: &fantoccini::Client, css: String| {
-        let c = c.clone();
-        async move {
-            c.wait()
-                .at_most(Duration::from_secs(15))
-                .for_element(Locator::Css(&css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"))
-        }
-    };
-    c.goto(&format!("{}/", app.base)).await.unwrap();
     // A wrong token is refused; the right one signs in.
-    c.find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys("wrong")
-        .await
-        .unwrap();
-    c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
-    let err = wait(&c, "#login-error".into()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(err.text().await.unwrap().contains("Not signed in"));
-    let token = c.find(Locator::Id("token")).await.unwrap();
-    token.clear().await.unwrap();
-    token.send_keys("dash-token").await.unwrap();
-    c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+    b.sign_in(&app.base, "wrong").await;
+    b.wait_text("#login-error", |t| t.contains("Not signed in")).await;
+    b.sign_in(&app.base, "dash-token").await;
 
-    // The flow that cannot work as set up says so, with the key and the variable.
-    let warning = wait(&c, ".warning".into()).await.text().await.unwrap();
+    // The flow that cannot work as set up says so on the overview, with the key and the variable.
+    let warning = b.wait(".warning").await.text().await.unwrap();
     assert!(
         warning.contains("on.webhook.verify.secret_env") && warning.contains("HF_DASH_UNSET_SECRET"),
         "{warning}"
     );
-    // The run is listed; its detail shows the failed action.
-    wait(&c, format!("tr.run[data-id='{id}']"))
+    // The run is listed; its detail shows the failed action, the answer it got, and only the
+    // buttons that fit a failed run.
+    b.go(&app.base, "runs?status=failed").await;
+    b.wait(&format!("tr.run[data-id='{id}']"))
         .await
         .click()
         .await
         .unwrap();
-    let status = wait(&c, "#detail-status".into()).await;
-    assert_eq!(status.text().await.unwrap(), "failed");
+    b.wait_text("#detail-status", |t| t == "failed").await;
+    b.wait_text("li.step:nth-of-type(2) .attempt details summary", |t| {
+        t.contains("/b") && t.contains("400")
+    })
+    .await;
+    assert_eq!(b.count("#retry").await + b.count("#replay").await, 2);
+    assert_eq!(b.count("#exit").await, 0);
     // Fix the destination, retry from the failed action, and see the new run.
     dest.on_path("/b", Reply::status(200));
-    c.find(Locator::Id("retry")).await.unwrap().click().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let new_id = loop {
-        // The page re-renders the detail as it refreshes: an element found just before can be
-        // replaced before its text is read; look again.
-        if let Ok(shown) = wait(&c, "#detail-id".into()).await.text().await
-            && shown != id
-        {
-            break shown;
-        }
-        assert!(Instant::now() < deadline, "the page never showed the new run");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    b.c.find(Locator::Id("retry"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let new_id = b.wait_text("#detail-id", |t| t != id).await;
     let new = app.wait_status(&new_id, RunStatus::Succeeded).await;
     assert_eq!(new.replay_of.as_deref(), Some(id.as_str()));
-    wait(&c, format!("tr.run[data-id='{new_id}']")).await;
-    let page = c.source().await.unwrap();
+    // The page updates itself as the run ends: no reload.
+    b.wait_text("#detail-status", |t| t == "succeeded").await;
+    let page = b.c.source().await.unwrap();
     assert!(page.contains(&format!("replay of <code>{id}</code>")), "{page}");
-    c.close().await.unwrap();
+    // A succeeded run offers a replay from the start, not a retry.
+    assert_eq!(b.count("#retry").await, 0);
+    assert_eq!(b.count("#replay").await, 1);
+    b.c.clone().close().await.unwrap();
     app.stop().await;
+}
+
+/// Every view on real data: signed and badly signed webhooks, an ignored one, a flow whose
+/// destination fails, a schedule, a segment. Checked at desktop and phone widths (nothing
+/// wider than the screen), in light and dark, and by keyboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_shows_real_data_on_a_laptop_and_a_phone() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path("/fail", Reply::status(500));
+    let orders = format!(
+        r#"description: Paid orders go to shipping and the buyers list
+on:
+  webhook:
+    verify: {{ preset: github, secret_env: DASH_GH_SECRET }}
+    when:
+      - path: $.status
+        equals: paid
+vars:
+  email: {{ path: $.email, required: true }}
+  order_id: $.id
+actions:
+  - name: ship
+    http: {{ url: "{0}/ship", body: {{ order: "{{{{ vars.order_id }}}}" }} }}
+  - name: remember
+    segment: {{ email: "{{{{ vars.email }}}}", add: buyers }}
+"#,
+        dest.url
+    );
+    let flaky = format!(
+        "description: A partner that is down\non:\n  webhook: {{}}\nretry: {{ max_attempts: 2, initial_delay: 100ms }}\nactions:\n  - name: notify\n    http: {{ url: \"{}/fail\" }}\n",
+        dest.url
+    );
+    let nightly = "description: Nightly report\non:\n  schedule: { cron: \"0 9 * * *\", timezone: Europe/Berlin }\nactions:\n  - emit: { type: report.due }\n";
+    let secret = "dash-gh-secret";
+    let server = Binary::start(
+        &[("orders", &orders), ("flaky", &flaky), ("nightly", nightly)],
+        &["--api-token", "dash-token"],
+        &[("DASH_GH_SECRET", secret)],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let send = |body: String, sig: Option<String>| {
+        let (http, url) = (http.clone(), server.hook_url("orders"));
+        async move {
+            let sig = sig.unwrap_or_else(|| {
+                format!(
+                    "sha256={}",
+                    hex::encode(crate::security::hmac256(secret.as_bytes(), &[body.as_bytes()]))
+                )
+            });
+            http.post(url)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for (i, who) in ["ada", "grace", "linus"].iter().enumerate() {
+        let body =
+            json!({"id": 100 + i, "status": "paid", "email": format!("{who}@example.com")}).to_string();
+        assert_eq!(send(body, None).await, 202);
+    }
+    let unpaid = json!({"id": 200, "status": "pending", "email": "x@example.com"}).to_string();
+    assert_eq!(send(unpaid, None).await, 200);
+    let forged = json!({"id": 300, "status": "paid", "email": "mallory@example.com"}).to_string();
+    assert_eq!(
+        send(forged, Some(format!("sha256={}", "0".repeat(64)))).await,
+        401
+    );
+    let r = http
+        .post(server.hook_url("flaky"))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let auth = |rb: reqwest::RequestBuilder| rb.bearer_auth("dash-token");
+    // Wait for the runs to end: 3 succeeded, 1 failed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs: serde_json::Value = auth(http.get(format!("{}/api/runs?limit=50", server.base)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ended = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "succeeded" || r["status"] == "failed")
+            .count();
+        if ended == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "runs did not end: {runs:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    b.sign_in(&server.base, "dash-token").await;
+    b.wait("#tiles .tile").await;
+    assert_eq!(
+        b.js("return getComputedStyle(document.getElementById('login-box')).display")
+            .await,
+        "none",
+        "the sign-in form goes away once signed in"
+    );
+    for (width, height, suffix) in [(1280u32, 900u32, "desktop"), (390, 844, "phone")] {
+        b.c.set_window_size(width, height).await.unwrap();
+        // Overview: the counts of the last hour and day, the chart, per flow.
+        b.go(&server.base, "overview").await;
+        b.wait_text("#tile-accepted-hour b", |t| t == "4").await;
+        b.wait_text("#tile-refused-hour b", |t| t == "1").await;
+        b.wait_text("#tile-failed-hour b", |t| t == "1").await;
+        b.wait("#chart canvas").await;
+        b.wait_text("tr.flow-row[data-name='orders'] td[data-kind='accepted']", |t| {
+            t == "3"
+        })
+        .await;
+        b.wait_text("tr.flow-row[data-name='orders'] td[data-kind='ignored']", |t| {
+            t == "1"
+        })
+        .await;
+        b.wait_text("tr.flow-row[data-name='orders'] td[data-kind='succeeded']", |t| {
+            t == "3"
+        })
+        .await;
+        b.wait_text("tr.flow-row[data-name='flaky'] td[data-kind='failed']", |t| {
+            t == "1"
+        })
+        .await;
+        fits(&b, "overview", width).await;
+        b.shot(&format!("overview-{suffix}")).await;
+
+        // Requests: why the forged call started no run.
+        b.go(&server.base, "requests?outcome=refused").await;
+        let reason = b.wait_text("tr.refused-row .reason", |t| !t.is_empty()).await;
+        assert!(reason.contains("bad_signature"), "{reason}");
+        assert_eq!(b.count("tr.request").await, 1, "only the refused one");
+        b.go(&server.base, "requests?flow=orders").await;
+        b.wait("tr.ignored-row").await;
+        assert_eq!(b.count("tr.request").await, 5);
+        fits(&b, "requests", width).await;
+        b.shot(&format!("requests-{suffix}")).await;
+
+        // Flows: the picture, the URL to copy, the source; a schedule's next firings.
+        b.go(&server.base, "flows/orders").await;
+        let url = b.wait_text("#flow-url", |t| !t.is_empty()).await;
+        assert_eq!(url, server.hook_url("orders"));
+        assert!(b.count("button.copy").await == 1);
+        let source = b.wait_text("#flow-source", |t| !t.is_empty()).await;
+        assert!(
+            source.contains("preset: github, secret_env: DASH_GH_SECRET"),
+            "{source}"
+        );
+        assert_eq!(b.count(".picture .box.action").await, 2);
+        let picture = b.wait_text(".picture", |t| t.contains("buyers")).await;
+        assert!(
+            picture.contains("github") && picture.contains("$.status"),
+            "{picture}"
+        );
+        fits(&b, "flow", width).await;
+        b.shot(&format!("flow-{suffix}")).await;
+        b.go(&server.base, "flows/nightly").await;
+        b.wait(".next-firings li").await;
+        assert_eq!(b.count(".next-firings li").await, 5);
+
+        // Runs: search finds one order's run; its timeline shows the request sent and the answer.
+        b.go(&server.base, "runs?q=grace%40example.com").await;
+        b.wait_text("#runs", |t| t.contains("orders")).await;
+        assert_eq!(b.count("tr.run").await, 1);
+        fits(&b, "runs", width).await;
+        b.shot(&format!("runs-{suffix}")).await;
+        b.c.find(Locator::Css("tr.run"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.wait_text("#detail-status", |t| t == "succeeded").await;
+        let first = b.wait_text(".attempt details summary", |t| !t.is_empty()).await;
+        assert!(first.contains("/ship") && first.contains("200"), "{first}");
+        fits(&b, "run", width).await;
+        b.shot(&format!("run-{suffix}")).await;
+
+        // Segments: search, one member.
+        b.go(&server.base, "segments").await;
+        b.wait_text("tr.segment[data-name='buyers']", |t| t.contains('3'))
+            .await;
+        b.go(&server.base, "segments/buyers?q=GRACE").await;
+        b.wait_text("tr.member", |t| t.contains("grace@example.com"))
+            .await;
+        assert_eq!(b.count("tr.member").await, 1);
+        assert_eq!(b.count("#export").await, 1);
+        fits(&b, "segment", width).await;
+        b.shot(&format!("segments-{suffix}")).await;
+    }
+
+    // Keyboard: letters switch views, `/` finds the search box; Enter opens a row.
+    b.c.set_window_size(1280, 900).await.unwrap();
+    b.go(&server.base, "overview").await;
+    b.wait("#chart canvas").await;
+    let body = b.c.find(Locator::Css("body")).await.unwrap();
+    body.send_keys("u").await.unwrap();
+    b.wait("#run-q").await;
+    assert_eq!(b.js("return location.hash").await, "#/runs");
+    body.send_keys("/").await.unwrap();
+    assert_eq!(b.js("return document.activeElement.id").await, "run-q");
+    b.js("document.querySelector('tr.run').focus()").await;
+    b.c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap(); // Enter
+    b.wait("#detail-status").await;
+    // Dark and light.
+    let before = b.js("return document.documentElement.dataset.theme").await;
+    b.c.find(Locator::Id("theme"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let after = b.js("return document.documentElement.dataset.theme").await;
+    assert_ne!(before, after);
+    let bg = b
+        .js("return getComputedStyle(document.body).backgroundColor")
+        .await;
+    let dark = after == "dark";
+    assert_eq!(bg == "rgb(15, 17, 21)", dark, "{bg} in {after}");
+    b.go(&server.base, "overview").await;
+    b.wait("#chart canvas").await;
+    b.shot(&format!("overview-{}", if dark { "dark" } else { "light" }))
+        .await;
+    b.c.clone().close().await.unwrap();
+}
+
+/// Nothing on the page is wider than the window (a phone scrolls tables inside their cards,
+/// never the whole page sideways).
+async fn fits(b: &Browser, view: &str, width: u32) {
+    let wide = b.js("return document.documentElement.scrollWidth").await;
+    assert!(
+        wide.as_u64().unwrap() <= u64::from(width),
+        "{view} is {wide} px wide in a {width} px window"
+    );
 }

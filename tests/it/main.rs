@@ -19,6 +19,7 @@ mod helpers;
 mod holes;
 mod leases;
 mod ordering;
+mod overview;
 mod pg;
 mod props;
 mod protect;

@@ -16,7 +16,7 @@ use sha2::Sha256;
 use crate::helpers::{Opts, Receiver, Reply, SECRET, serve_command, spawn_app, spawn_app_opts, wait_ready};
 use hookflow::run::RunStatus;
 
-fn hmac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+pub fn hmac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
     for p in parts {
         m.update(p);
