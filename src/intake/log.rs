@@ -81,10 +81,11 @@ impl RequestLog {
         let mut found: Vec<(&String, &Entry)> = m
             .iter()
             .filter(|(name, _)| flow.is_none_or(|f| f == name.as_str()))
-            .flat_map(|(name, q)| q.iter().map(move |e| (name, e)))
+            .flat_map(|(name, q)| q.iter().rev().map(move |e| (name, e)))
             .filter(|(_, e)| outcome.is_none_or(|o| o == e.outcome))
             .collect();
-        // Stable: entries of one flow that share a millisecond keep their order.
+        // Each flow newest first, and a stable sort: entries of one flow that share a
+        // millisecond stay newest first.
         found.sort_by_key(|e| std::cmp::Reverse(e.1.at));
         found
             .into_iter()
