@@ -250,6 +250,29 @@ async fn the_dashboard_files_are_served_with_a_strict_policy() {
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
         assert!(r.bytes().await.unwrap().len() > min, "{file}");
     }
+    // Browsers get the embedded gzip as it is; it unpacks to what a client without gzip gets.
+    let plain = app
+        .http
+        .get(format!("{}/assets/uplot.min.js", app.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let gz = app
+        .http
+        .get(format!("{}/assets/uplot.min.js", app.base))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let gz = gz.bytes().await.unwrap();
+    assert!(gz.len() * 2 < plain.len(), "{} of {}", gz.len(), plain.len());
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unpacked).unwrap();
+    assert_eq!(unpacked, plain);
     for path in [
         "/assets/nope.js",
         "/assets/..%2FCargo.toml",
