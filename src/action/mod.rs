@@ -198,6 +198,8 @@ impl Clients {
         egress: crate::egress::Policy,
     ) -> Result<Clients, reqwest::Error> {
         let egress = std::sync::Arc::new(egress);
+        // reqwest is built without a provider of its own: it takes the process default.
+        let _ = crate::net::tls_provider();
         let build = |policy| {
             reqwest::Client::builder()
                 .redirect(policy)

@@ -56,7 +56,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     let key_der = rustls_pemfile::private_key(&mut read(key)?.as_slice())
         .map_err(|e| format!("{}: {e}", key.display()))?
         .ok_or_else(|| format!("{}: no PEM private key found", key.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = crate::net::tls_provider();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
