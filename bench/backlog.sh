@@ -19,7 +19,8 @@ SECRET=bench-secret-0123456789abcdef
 # BIN=path: another hookflow build with this tree's examples.
 TARGET=${TARGET:-}
 if [ -z "$TARGET" ]; then
-  cargo build --release --quiet --bin hookflow --example noop_server --example load
+  cargo build --release --quiet --bin hookflow   # apart from the examples: see bench/run.sh
+  cargo build --release --quiet --example noop_server --example load
   TARGET=target/release
 fi
 BIN=${BIN:-$TARGET/hookflow}

@@ -21,7 +21,8 @@ if ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk
 fi
 command -v psql >/dev/null || { echo "psql is needed (apt-get install postgresql-client)" >&2; exit 1; }
-cargo build --release --quiet --bin hookflow --example noop_server
+cargo build --release --quiet --bin hookflow   # apart from the example: see bench/run.sh
+cargo build --release --quiet --example noop_server
 BIN=target/release/hookflow
 NOOP=target/release/examples/noop_server
 work=$(mktemp -d)

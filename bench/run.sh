@@ -21,7 +21,10 @@ fi
 # CARGO_TARGET_DIR's release/; otherwise they are built here.
 TARGET=${TARGET:-}
 if [ -z "$TARGET" ]; then
-  cargo build --release --quiet --bin hookflow --example noop_server
+  # Apart: built together, the example's dev-dependencies would add their features (a second
+  # TLS provider) to the binary measured.
+  cargo build --release --quiet --bin hookflow
+  cargo build --release --quiet --example noop_server
   TARGET=target/release
 fi
 BIN=$TARGET/hookflow

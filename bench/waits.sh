@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 N=${N:-100000}
 P_HOOK=19400 P_SINK=19500
 SECRET=bench-secret-0123456789abcdef
-cargo build --release --quiet --bin hookflow --example noop_server --example load
+cargo build --release --quiet --bin hookflow   # apart from the examples: see bench/run.sh
+cargo build --release --quiet --example noop_server --example load
 BIN=target/release/hookflow
 work=$(mktemp -d)
 pids=()
