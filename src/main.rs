@@ -11,6 +11,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any TLS client or listener is built (the CLI's commands make HTTP calls too).
+    hookflow::net::tls_provider();
     init_tracing(cli.log_format);
     hookflow::private::restrict_umask(cli.umask);
     match run(cli).await {

@@ -62,7 +62,20 @@ async fn stats_requests_and_flow_detail_answer_from_real_traffic() {
     }
 
     // The time series: this minute and this hour hold what happened.
-    let stats = app.api("/api/stats").await;
+    // A run is counted as it ends, just after its end is stored: wait for the count.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stats = loop {
+        let stats = app.api("/api/stats").await;
+        let done = stats["flows"].as_array().unwrap().iter().any(|f| {
+            f["flow"] == "shop"
+                && f["hour"]["totals"]["succeeded"] == 2
+                && f["day"]["totals"]["succeeded"] == 2
+        });
+        if done || std::time::Instant::now() > deadline {
+            break stats;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let of = |name: &str| {
         stats["flows"]
             .as_array()
