@@ -204,6 +204,13 @@ impl Guards {
         out.sort_by(|a, b| a.destination.cmp(&b.destination));
         out
     }
+
+    /// The circuits that hold attempts back now (open or half open).
+    pub fn open_circuits(&self, now: Ts) -> Vec<CircuitView> {
+        let mut all = self.circuits(now);
+        all.retain(|c| c.state != "closed");
+        all
+    }
 }
 
 #[cfg(test)]

@@ -145,9 +145,7 @@ pub async fn list_flows(
             "version": f.version,
             "file": f.file,
             "counters": counters,
-            "warnings": warnings.iter().filter(|w| w.flow == f.name).map(|w| json!({
-                "line": w.line, "key": w.path, "message": w.message,
-            })).collect::<Vec<_>>(),
+            "warnings": warnings_of(&warnings, &f.name),
         });
         // Its file is broken: what serves is the last version that loaded cleanly.
         if let Some(problems) = set.stale.get(&f.name) {
@@ -525,6 +523,14 @@ pub async fn backup(
         resp.headers_mut().insert("x-hookflow-backup", v);
     }
     Ok(resp)
+}
+
+/// `flow`'s warnings as the API shows them (line, key, message).
+pub(super) fn warnings_of(all: &[crate::flow::warnings::Warning], flow: &str) -> Vec<Value> {
+    all.iter()
+        .filter(|w| w.flow == flow)
+        .map(|w| json!({ "line": w.line, "key": w.path, "message": w.message }))
+        .collect()
 }
 
 pub(super) fn internal(e: crate::store::StoreError) -> ApiError {

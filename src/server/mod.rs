@@ -142,9 +142,8 @@ async fn metrics(
     let age = oldest.map_or(0, |t| now.since(t).as_secs());
     let open: std::collections::BTreeSet<String> = st
         .guards
-        .circuits(now)
+        .open_circuits(now)
         .into_iter()
-        .filter(|c| c.state != "closed")
         .map(|c| c.destination)
         .collect();
     let mut destinations: Vec<(String, usize, bool)> = st

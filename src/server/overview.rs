@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::{authorize, internal};
+use super::api::{authorize, internal, warnings_of};
 use super::{ApiError, AppState};
 use crate::flow::{Flow, Trigger};
 use crate::time::Ts;
@@ -39,12 +39,6 @@ pub async fn stats(
         .into_iter()
         .map(|(flow, hour, day)| json!({ "flow": flow, "hour": hour, "day": day }))
         .collect();
-    let circuits: Vec<_> = st
-        .guards
-        .circuits(now)
-        .into_iter()
-        .filter(|c| c.state != "closed")
-        .collect();
     Ok(Json(json!({
         "now": now,
         "kinds": crate::stats::KINDS,
@@ -55,7 +49,7 @@ pub async fn stats(
             "oldest_due_seconds": oldest.map_or(0, |t| now.since(t).as_secs()),
         },
         "waiting": waiting,
-        "open_circuits": circuits,
+        "open_circuits": st.guards.open_circuits(now),
     })))
 }
 
@@ -108,13 +102,6 @@ pub async fn show_flow(
         .get(&name)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no flow {name}")))?;
     let counters = st.store().counters(&f.name).await.map_err(internal)?;
-    let warnings: Vec<Value> = st
-        .flows()
-        .warnings()
-        .iter()
-        .filter(|w| w.flow == f.name)
-        .map(|w| json!({ "line": w.line, "key": w.path, "message": w.message }))
-        .collect();
     let mut out = json!({
         "name": f.name,
         "description": f.description,
@@ -123,7 +110,7 @@ pub async fn show_flow(
         "source": f.source,
         "spec": spec_of(f),
         "counters": counters,
-        "warnings": warnings,
+        "warnings": warnings_of(&st.flows().warnings(), &f.name),
         "stale": set.stale.get(&f.name).map(|p| json!({ "problems": p })),
     });
     match &f.trigger {

@@ -111,7 +111,6 @@ async fn stats_requests_and_flow_detail_answer_from_real_traffic() {
         24
     );
     assert_eq!(shop_stats["day"]["step_seconds"], 3600);
-    let last = |w: &str, k: &str| shop_stats[w]["counts"][k].as_array().unwrap().last().cloned();
     // The last bucket is now's (a minute turning over between the posts and here moves them
     // to the one before: look at both).
     let recent: u64 = shop_stats["hour"]["counts"]["accepted"].as_array().unwrap()[58..]
@@ -119,7 +118,6 @@ async fn stats_requests_and_flow_detail_answer_from_real_traffic() {
         .map(|n| n.as_u64().unwrap())
         .sum();
     assert_eq!(recent, 2);
-    assert!(last("day", "accepted").is_some());
     assert_eq!(of("(unknown)")["hour"]["totals"]["refused"], 1);
     assert_eq!(stats["queue"]["depth"], 0);
     assert!(stats["open_circuits"].as_array().unwrap().is_empty());
