@@ -1,6 +1,7 @@
 //! Build facts for `hookflow --version`: the git commit (with `-dirty` when tracked files
 //! differ from it) and the build date (UTC; `SOURCE_DATE_EPOCH` for reproducible builds); and
-//! the dashboard's files gzipped for embedding.
+//! the dashboard's files gzipped for embedding. Without git (a source tarball, a vendored
+//! copy) the commit reads "unknown commit" and nothing of git is watched.
 
 use std::process::Command;
 
@@ -25,8 +26,20 @@ fn date(secs: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// Whether this crate is the top of a git work tree: a copy unpacked inside some other
+/// repository must not report that repository's commit, nor watch its files.
+fn own_repository() -> bool {
+    let top = git(&["rev-parse", "--show-toplevel"]).map(std::path::PathBuf::from);
+    let here = std::env::var("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from);
+    match (top, here) {
+        (Some(top), Ok(here)) => top.canonicalize().ok() == here.canonicalize().ok(),
+        _ => false,
+    }
+}
+
 fn main() {
-    let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
+    let own = own_repository();
+    let commit = match git(&["rev-parse", "--short=12", "HEAD"]).filter(|_| own) {
         Some(c) => {
             let dirty =
                 git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
@@ -45,9 +58,17 @@ fn main() {
         });
     println!("cargo:rustc-env=HOOKFLOW_COMMIT={commit}");
     println!("cargo:rustc-env=HOOKFLOW_BUILD_DATE={}", date(secs));
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
-    println!("cargo:rerun-if-changed=.git/packed-refs");
+    // Watch only what exists: cargo takes a declared path that is missing as changed, so a
+    // checkout without packed refs (or a tarball without .git) rebuilt everything every time.
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]).filter(|_| own) {
+        let dir = std::path::PathBuf::from(dir);
+        for name in ["HEAD", "refs/heads", "packed-refs"] {
+            let path = dir.join(name);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     gzip_assets();
 }

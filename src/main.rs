@@ -13,8 +13,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before any TLS client or listener is built (the CLI's commands make HTTP calls too).
     hookflow::net::tls_provider();
-    init_tracing(cli.log_format);
-    hookflow::private::restrict_umask(cli.umask);
+    let process = cli.process();
+    init_tracing(process.log_format);
+    hookflow::private::restrict_umask(process.umask);
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

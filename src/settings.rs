@@ -94,9 +94,49 @@ impl UrlArgs {
     }
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// How the process logs and which permissions what it creates gets: only on the commands that
+/// log or create files (`serve`, `restore`, `backup`, `capture`), so the others' help lists
+/// only what they use.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ProcessArgs {
+    /// Log format: `human`, or `json` for log collectors (`HOOKFLOW_LOG` sets the level).
+    #[arg(long, env = "HOOKFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Permission bits left out of everything hookflow creates (octal), added to the process
+    /// umask: by default the data directory is 0700 and its files 0600. `027` lets the owner's
+    /// group read (e.g. a backup group).
+    #[arg(long, env = "HOOKFLOW_UMASK", default_value = "077", value_parser = parse_octal)]
+    pub umask: u32,
+}
+
+impl Default for ProcessArgs {
+    fn default() -> Self {
+        ProcessArgs {
+            log_format: LogFormat::Human,
+            umask: 0o077,
+        }
+    }
+}
+
+fn parse_octal(s: &str) -> std::result::Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{s}` is not an octal permission mask such as 077"))
+}
+
 /// Settings of `hookflow serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub process: ProcessArgs,
     #[command(flatten)]
     pub paths: Paths,
     #[command(flatten)]
@@ -283,16 +323,24 @@ pub struct ClientArgs {
     /// The server's admin address, when it has one: the API is there.
     #[arg(long = "admin-listen", env = "HOOKFLOW_ADMIN_LISTEN", hide = true)]
     pub admin_listen: Option<SocketAddr>,
+    /// The API's bearer token, when the server has one (`serve --api-token`).
     #[arg(long = "api-token", env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<Secret>,
-    /// Data directory, read directly when no server answers.
-    #[arg(long = "data", env = "HOOKFLOW_DATA", default_value = "data")]
-    pub data_dir: PathBuf,
+    /// Data directory whose store to read directly, not through a server (while a server
+    /// has it open, through that server, saying so). Without it: the running server's API,
+    /// or `./data` when no server answers.
+    #[arg(long = "data", env = "HOOKFLOW_DATA")]
+    pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
 
 impl ClientArgs {
+    /// The data directory read when no server answers.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"))
+    }
+
     pub fn base_url(&self) -> String {
         match &self.server {
             Some(s) => s.trim_end_matches('/').to_string(),

@@ -67,6 +67,20 @@ impl UrlTokens {
         }
     }
 
+    /// `{data_dir}/secret` if it exists; `None` if not. Client commands use this: a secret
+    /// they created would derive URLs no running server knows.
+    pub fn load(data_dir: &Path) -> Result<Option<UrlTokens>, TokenError> {
+        let path = data_dir.join("secret");
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Self::from_secret(s.trim().as_bytes()).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(TokenError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
     /// A fresh secret: 32 random bytes, hex.
     pub fn new_secret() -> String {
         let mut bytes = [0u8; 32];

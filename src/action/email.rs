@@ -342,10 +342,15 @@ impl EmailAction {
                 .ok_or("no sender: set `from` on the action or --smtp-from on the server")?,
         };
         let subject = render(&self.subject, "subject")?;
-        let mut b = Message::builder().from(from.clone()).subject(subject.clone());
+        let message_id = message_id(&cx.idempotency_key, from.email.domain());
+        let mut b = Message::builder()
+            .from(from.clone())
+            .subject(subject.clone())
+            .message_id(Some(message_id.clone()));
         let mut record = vec![
             ("From".to_string(), from.to_string()),
             ("Subject".into(), subject),
+            ("Message-ID".into(), message_id),
         ];
         let to = recipients(&self.to, cx, "to")?;
         if to.is_empty() {
@@ -404,6 +409,18 @@ impl EmailAction {
         };
         Ok((message, sent))
     }
+}
+
+/// The message's `Message-ID` (RFC 5322 3.6.4; spam filters score its absence): made from the
+/// idempotency key, so every attempt at one email carries the same id and a receiver that
+/// got it twice can tell, at the sender's domain.
+fn message_id(idempotency_key: &str, domain: &str) -> String {
+    let left: String = idempotency_key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '.' })
+        .collect();
+    let parts: Vec<&str> = left.split('.').filter(|p| !p.is_empty()).collect();
+    format!("<{}.hookflow@{domain}>", parts.join("."))
 }
 
 /// Addresses written out in the flow (no template in them) are checked at load, as each

@@ -55,7 +55,7 @@ pub(super) async fn backup_cmd(to: &Path, client: &ClientArgs) -> Result<ExitCod
             info.context("the server did not say what the backup holds")?
         }
         Err(e) if e.is_connect() => {
-            let dir = client.data_dir.join("store");
+            let dir = client.data_dir().join("store");
             if !dir.join("db").exists() {
                 bail!(
                     "no server answers at {base} and there is no store at {}",

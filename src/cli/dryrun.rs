@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::action::ExecContext;
-use crate::context::{EventFacts, RunInfo, template_context};
+use crate::context::{EventFacts, RunInfo, item_context, template_context};
 use crate::engine::idempotency_key;
 use crate::event::Origin;
 use crate::flow::{Flow, load_dir};
@@ -41,7 +41,19 @@ pub struct TestArgs {
     pub paths: Paths,
 }
 
-pub fn test_cmd(args: TestArgs) -> Result<ExitCode> {
+/// Exit 0 matched, 1 not matched, 2 anything else (an unknown flow, an unreadable payload, a
+/// body that does not parse, an action that would fail) — as `--help` says.
+pub fn test_cmd(args: TestArgs) -> ExitCode {
+    match test(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn test(args: TestArgs) -> Result<ExitCode> {
     let (set, errors) = load_dir(&args.paths.flows_dir, &args.paths.templates_dir);
     let flow = match set.get(&args.flow) {
         Some(f) => f.clone(),
@@ -103,10 +115,16 @@ pub fn dry_run(
     bytes: &[u8],
 ) -> Value {
     let content_type = headers.get("content-type").cloned().or_else(|| {
-        // A sample file without a declared type: JSON if it parses as JSON.
-        serde_json::from_slice::<Value>(bytes)
-            .ok()
-            .map(|_| "application/json".to_string())
+        // A sample file without a declared type: JSON if it looks like JSON — so a broken
+        // sample is reported with the JSON parser's own words, not as a missing type.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        matches!(first, Some(b'{') | Some(b'['))
+            .then(|| "application/json".to_string())
+            .or_else(|| {
+                serde_json::from_slice::<Value>(bytes)
+                    .ok()
+                    .map(|_| "application/json".to_string())
+            })
     });
     let mode = flow.webhook().map(|w| w.body).unwrap_or_default();
     let body = match parse_body(mode, content_type.as_deref(), bytes) {
@@ -154,15 +172,39 @@ pub fn dry_run(
             }
             Err(e) => json!({"name": action.name, "kind": action.kind.kind_name(), "error": e}),
             Ok(Verdict::Match) => {
-                let cx = ExecContext {
-                    templates,
-                    ctx,
-                    idempotency_key: key,
-                    secrets: secrets.clone(),
-                    origin: Origin::run(&flow.name, &run.id, Some(&action.name)),
-                    event_depth: 1,
+                let info = RunInfo {
+                    flow: &flow.name,
+                    run_id: &run.id,
+                    attempt: 1,
+                    idempotency_key: &key,
                 };
-                match action.preview(&cx) {
+                // A per-item action is rendered once per item, with `item` and `item_index`,
+                // as the engine attempts it.
+                let rendered = match &action.for_each {
+                    None => preview(action, templates, ctx, &key, &secrets, flow, &run.id),
+                    Some(each) => match crate::engine::items_of(templates, flow, &run, each) {
+                        Err(e) => Err(format!("for_each: {e}")),
+                        Ok(items) => items
+                            .iter()
+                            .enumerate()
+                            .map(|(i, item)| {
+                                let ctx = item_context(
+                                    &info,
+                                    &run.request,
+                                    &run.vars,
+                                    &run.step_outputs(),
+                                    item,
+                                    i,
+                                );
+                                let key = format!("{key}.{i}");
+                                preview(action, templates, ctx, &key, &secrets, flow, &run.id)
+                                    .map_err(|e| format!("item {i}: {e}"))
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(|each| json!({ "items": each })),
+                    },
+                };
+                match rendered {
                     Ok(p) => json!({"name": action.name, "kind": action.kind.kind_name(), "would_send": p}),
                     // The outputs of earlier actions are unknown in a dry run: not an error.
                     Err(e) if e.contains("`steps.") => json!({
@@ -192,6 +234,27 @@ pub fn dry_run(
         "vars": vars,
         "actions": actions,
     })
+}
+
+/// One rendering of `action` as it would be sent.
+fn preview(
+    action: &crate::action::Action,
+    templates: &crate::template::Templates,
+    ctx: minijinja::Value,
+    key: &str,
+    secrets: &[String],
+    flow: &Flow,
+    run_id: &str,
+) -> Result<Value, String> {
+    let cx = ExecContext {
+        templates,
+        ctx,
+        idempotency_key: key.to_string(),
+        secrets: secrets.to_vec(),
+        origin: Origin::run(&flow.name, run_id, Some(&action.name)),
+        event_depth: 1,
+    };
+    action.preview(&cx)
 }
 
 fn human(r: &Value) -> String {
@@ -225,35 +288,48 @@ fn human(r: &Value) -> String {
             out.push_str(&format!("  error: {e}\n"));
         } else {
             let w = &a["would_send"];
-            if kind == "http" {
-                out.push_str(&format!(
-                    "  {} {}\n",
-                    w["method"].as_str().unwrap_or(""),
-                    w["url"].as_str().unwrap_or("")
-                ));
-                for h in w["headers"].as_array().into_iter().flatten() {
-                    out.push_str(&format!(
-                        "  {}: {}\n",
-                        h[0].as_str().unwrap_or(""),
-                        h[1].as_str().unwrap_or("")
-                    ));
-                }
-                let body = match &w["body"] {
-                    Value::String(s) => s.clone(),
-                    other => serde_json::to_string_pretty(other).unwrap_or_default(),
-                };
-                if !body.is_empty() {
-                    out.push('\n');
-                    for l in body.lines() {
-                        out.push_str(&format!("  {l}\n"));
+            match w["items"].as_array() {
+                Some(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        out.push_str(&format!("  item {i}:\n"));
+                        would_send(&mut out, kind, item, "    ");
                     }
                 }
-            } else {
-                for l in serde_json::to_string_pretty(w).unwrap_or_default().lines() {
-                    out.push_str(&format!("  {l}\n"));
-                }
+                None => would_send(&mut out, kind, w, "  "),
             }
         }
     }
     out
+}
+
+/// One rendered request or message, indented.
+fn would_send(out: &mut String, kind: &str, w: &Value, indent: &str) {
+    if kind == "http" {
+        out.push_str(&format!(
+            "{indent}{} {}\n",
+            w["method"].as_str().unwrap_or(""),
+            w["url"].as_str().unwrap_or("")
+        ));
+        for h in w["headers"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "{indent}{}: {}\n",
+                h[0].as_str().unwrap_or(""),
+                h[1].as_str().unwrap_or("")
+            ));
+        }
+        let body = match &w["body"] {
+            Value::String(s) => s.clone(),
+            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        };
+        if !body.is_empty() {
+            out.push('\n');
+            for l in body.lines() {
+                out.push_str(&format!("{indent}{l}\n"));
+            }
+        }
+    } else {
+        for l in serde_json::to_string_pretty(w).unwrap_or_default().lines() {
+            out.push_str(&format!("{indent}{l}\n"));
+        }
+    }
 }

@@ -86,7 +86,9 @@ pub fn run_detail(run: &Run) -> String {
     o
 }
 
-/// One line per attempt (what was sent, what came back) and its error, if any.
+/// Each attempt: a line (when, how long, outcome, what was sent, what came back), then the
+/// request and the response as they were recorded — headers and bodies, the same as `--json`
+/// holds (secrets are already masked in the record) — and its error, if any.
 fn attempt_lines(o: &mut String, attempts: &[crate::run::Attempt], indent: &str) {
     for a in attempts {
         let _ = write!(
@@ -101,8 +103,36 @@ fn attempt_lines(o: &mut String, attempts: &[crate::run::Attempt], indent: &str)
             let _ = write!(o, " → {}", resp.status);
         }
         o.push('\n');
+        let inner = format!("{indent}    ");
+        if let Some(req) = &a.request {
+            let _ = writeln!(o, "{indent}  request:");
+            headers_and_body(o, &req.headers, &req.body, &inner);
+        }
+        if let Some(resp) = &a.response {
+            let size = match (resp.truncated, resp.size) {
+                (true, Some(n)) => format!(" (first bytes of {n})"),
+                (true, None) => " (first bytes)".to_string(),
+                _ => String::new(),
+            };
+            let _ = writeln!(o, "{indent}  response {}{size}:", resp.status);
+            headers_and_body(o, &resp.headers, &resp.body, &inner);
+        }
         if let Some(e) = &a.error {
             let _ = writeln!(o, "{indent}  error: {e}");
+        }
+    }
+}
+
+fn headers_and_body(o: &mut String, headers: &[(String, String)], body: &str, indent: &str) {
+    for (k, v) in headers {
+        let _ = writeln!(o, "{indent}{k}: {v}");
+    }
+    if !body.is_empty() {
+        if !headers.is_empty() {
+            let _ = writeln!(o, "{indent}");
+        }
+        for line in body.lines() {
+            let _ = writeln!(o, "{indent}{line}");
         }
     }
 }

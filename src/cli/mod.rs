@@ -13,10 +13,11 @@ mod send;
 mod serve;
 
 use anyhow::{Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::flow::{LoadError, load_dir};
 use crate::settings::{ClientArgs, Paths, ServeArgs, StoreArgs, UrlArgs};
+pub use crate::settings::{LogFormat, ProcessArgs};
 use crate::token::UrlTokens;
 pub use runs::RunsCommand;
 use runs::{Source, capture_cmd, capture_requests_cmd, runs_cmd};
@@ -28,22 +29,21 @@ use runs::{Source, capture_cmd, capture_requests_cmd, runs_cmd};
     about = "Webhook workflows from YAML files: receive, verify, map, act — durably."
 )]
 pub struct Cli {
-    /// Log format.
-    #[arg(long, env = "HOOKFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
-    pub log_format: LogFormat,
-    /// Permission bits left out of everything hookflow creates (octal), added to the process
-    /// umask: by default the data directory is 0700 and its files 0600. `027` lets the owner's
-    /// group read (e.g. a backup group).
-    #[arg(long, env = "HOOKFLOW_UMASK", default_value = "077", value_parser = parse_octal, global = true)]
-    pub umask: u32,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
+impl Cli {
+    /// The process settings of the command given, or the defaults for commands without them.
+    pub fn process(&self) -> ProcessArgs {
+        match &self.command {
+            Command::Serve(args) => args.process,
+            Command::Restore { process, .. }
+            | Command::Backup { process, .. }
+            | Command::Capture { process, .. } => *process,
+            _ => ProcessArgs::default(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +102,8 @@ pub enum Command {
         last: usize,
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        process: ProcessArgs,
     },
     /// Send a test delivery to a flow's webhook on the running server, signed the way the
     /// flow's sender signs (secret from the variable its `verify` names). Exit 0 for a 2xx.
@@ -114,6 +116,8 @@ pub enum Command {
         to: std::path::PathBuf,
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        process: ProcessArgs,
     },
     /// Look after the store's files.
     Store {
@@ -127,8 +131,11 @@ pub enum Command {
         /// Data directory to restore into (must hold no store).
         #[arg(long = "data", env = "HOOKFLOW_DATA", default_value = "data")]
         data_dir: std::path::PathBuf,
+        #[command(flatten)]
+        process: ProcessArgs,
     },
-    /// Print each flow's webhook URL.
+    /// Print each webhook flow's URL (from the server's secret: run it where the server runs,
+    /// or give its --data or --secret).
     Urls {
         #[command(flatten)]
         paths: Paths,
@@ -156,13 +163,6 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         status: u16,
     },
-}
-
-fn parse_octal(s: &str) -> std::result::Result<u32, String> {
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| format!("`{s}` is not an octal permission mask such as 077"))
 }
 
 pub fn init_tracing(format: LogFormat) {
@@ -201,6 +201,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             out,
             last,
             client,
+            ..
         } => match (id, requests, out) {
             (Some(id), None, _) => capture_cmd(&id, &client).await,
             (None, Some(flow), Some(out)) => capture_requests_cmd(&flow, &out, last, &client).await,
@@ -213,11 +214,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store {
             command: StoreCommand::Check { data_dir, json },
         } => Ok(backup::check_cmd(&data_dir, json)),
-        Command::Backup { to, client } => backup::backup_cmd(&to, &client).await,
-        Command::Restore { file, data_dir } => backup::restore_cmd(&file, &data_dir).await,
+        Command::Backup { to, client, .. } => backup::backup_cmd(&to, &client).await,
+        Command::Restore { file, data_dir, .. } => backup::restore_cmd(&file, &data_dir).await,
         Command::Urls { paths, urls, store } => urls_cmd(&paths, &urls, &store).await,
         Command::Send(args) => send::send_cmd(args).await,
-        Command::Test(args) => dryrun::test_cmd(args),
+        Command::Test(args) => Ok(dryrun::test_cmd(args)),
         Command::Runs { command } => runs_cmd(command).await,
         Command::Segments { command } => segments::segments_cmd(command).await,
         Command::Bin { listen, status } => crate::requestbin::run(listen, status)
@@ -284,17 +285,31 @@ fn validate_cmd(
     }
 }
 
-/// The URL tokens every command derives webhook URLs from: `--secret`; else, with a shared
-/// database, the secret the first instance kept in it (so every instance serves the same URLs);
-/// else `{data}/secret`, created on first use. `store` is the open store, when there is one.
+/// Whether a command may create the URL secret: only `serve` does. A client command that
+/// created one (in a data directory the server does not use) would print or call URLs that
+/// no running server knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretFile {
+    Create,
+    ReadOnly,
+}
+
+/// The URL tokens every command derives webhook URLs from, and where the secret came from
+/// (for messages): `--secret`; else, with a shared database, the secret the first instance
+/// kept in it (so every instance serves the same URLs); else `{data}/secret`, created on
+/// first use by `serve` only. `store` is the open store, when there is one.
 pub(crate) async fn url_tokens(
     paths: &Paths,
     urls: &UrlArgs,
     store_args: &StoreArgs,
     store: Option<&dyn crate::store::Store>,
-) -> Result<UrlTokens> {
+    file: SecretFile,
+) -> Result<(UrlTokens, String)> {
     if let Some(s) = &urls.secret {
-        return Ok(UrlTokens::from_secret(s.expose().as_bytes())?);
+        return Ok((
+            UrlTokens::from_secret(s.expose().as_bytes())?,
+            "the secret given with --secret / HOOKFLOW_SECRET".into(),
+        ));
     }
     if let Some(url) = store_args.postgres_url().map_err(|e| anyhow::anyhow!(e))? {
         let opened;
@@ -313,18 +328,40 @@ pub(crate) async fn url_tokens(
         let secret = store
             .shared_setting("url_secret", UrlTokens::new_secret())
             .await?;
-        return Ok(UrlTokens::from_secret(secret.as_bytes())?);
+        return Ok((
+            UrlTokens::from_secret(secret.as_bytes())?,
+            "the secret kept in the shared database".into(),
+        ));
     }
-    Ok(UrlTokens::load_or_create(&paths.data_dir, None)?)
+    let path = paths.data_dir.join("secret");
+    let from = format!("the secret in {}", path.display());
+    if file == SecretFile::Create {
+        return Ok((UrlTokens::load_or_create(&paths.data_dir, None)?, from));
+    }
+    match UrlTokens::load(&paths.data_dir)? {
+        Some(t) => Ok((t, from)),
+        None => bail!(
+            "no URL secret at {}: `hookflow serve` writes it at its first start. Run this in the \
+             directory the server runs in, or give the server's --data DIR (or its --secret)",
+            path.display()
+        ),
+    }
 }
 
 async fn urls_cmd(paths: &Paths, urls: &UrlArgs, store: &StoreArgs) -> Result<ExitCode> {
     let (set, errors) = load_dir(&paths.flows_dir, &paths.templates_dir);
     print_errors(&errors);
-    let tokens = url_tokens(paths, urls, store, None).await?;
+    let (tokens, _) = url_tokens(paths, urls, store, None, SecretFile::ReadOnly).await?;
     let base = urls.base_url();
-    let width = set.flows.keys().map(String::len).max().unwrap_or(0);
-    for name in set.flows.keys() {
+    // Only webhook flows have a URL: schedules and internal events are not reached over HTTP.
+    let hooks: Vec<&String> = set
+        .flows
+        .iter()
+        .filter(|(_, f)| f.webhook().is_some())
+        .map(|(name, _)| name)
+        .collect();
+    let width = hooks.iter().map(|n| n.len()).max().unwrap_or(0);
+    for name in hooks {
         println!("{name:width$}  {base}/hooks/{name}/{}", tokens.token(name));
     }
     Ok(if errors.is_empty() {

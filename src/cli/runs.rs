@@ -19,11 +19,14 @@ use crate::store::{Backend, SledStore, Store};
 pub enum RunsCommand {
     /// List runs, newest first.
     List {
+        /// Only this flow's runs.
         #[arg(long)]
         flow: Option<String>,
-        /// queued, running, retrying, waiting, succeeded, failed (the dead letters) or exited.
-        #[arg(long)]
+        /// Only runs in this state (`failed` are the dead letters).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::run::RunStatus::ALL.map(crate::run::RunStatus::as_str)))]
         status: Option<String>,
+        /// At most this many runs (read page by page from a server); the output says when
+        /// more exist.
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Only runs created this long ago or later, e.g. `2h`.
@@ -32,7 +35,7 @@ pub enum RunsCommand {
         /// Only runs whose request or vars contain this text (case-insensitive).
         #[arg(long)]
         search: Option<String>,
-        /// Print JSON.
+        /// Print JSON: `{"runs": […], "more": true|false}`.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -40,6 +43,7 @@ pub enum RunsCommand {
     },
     /// Replay a finished run (through the running server) as a new run under the current flow.
     Replay {
+        /// The finished run's id.
         id: String,
         /// `start`; `failed` to keep the actions that succeeded and start at the failed one; or
         /// an action's name to start there (e.g. a sequence's second email).
@@ -53,11 +57,14 @@ pub enum RunsCommand {
     },
     /// Replay every failed run of a flow created in a time range (see `--dry-run` first).
     ReplayFailed {
+        /// The flow whose failed runs to replay.
         #[arg(long)]
         flow: String,
         /// Only runs created this long ago or later, e.g. `2h`.
         #[arg(long, value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
+        /// `failed` to keep what succeeded and start at the failed action; `start`; or an
+        /// action's name.
         #[arg(long, default_value = "failed")]
         from: crate::replay::From,
         /// Count what would be replayed; replay nothing.
@@ -73,6 +80,7 @@ pub enum RunsCommand {
         /// A run id; or give --flow.
         #[arg(required_unless_present = "flow", conflicts_with = "flow")]
         id: Option<String>,
+        /// Every waiting run of this flow.
         #[arg(long)]
         flow: Option<String>,
         /// With --flow: only runs whose request or vars contain this text.
@@ -87,9 +95,11 @@ pub enum RunsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Show one run with every attempt.
+    /// Show one run with every attempt, its request and its response.
     Show {
+        /// The run's id (as `runs list` prints it).
         id: String,
+        /// Print the stored run as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -108,15 +118,35 @@ pub(crate) enum Source {
 }
 
 impl Source {
+    /// `--data DIR` reads DIR's store itself (through the server that holds it open, saying
+    /// so); otherwise the server that answers at the base URL; otherwise `./data`'s store.
     pub(crate) async fn connect(args: &ClientArgs) -> Result<Source> {
         let client = reqwest::Client::new();
         let base = args.base_url();
+        let api = || Source::Api {
+            client: client.clone(),
+            base: base.clone(),
+            token: args.api_token.as_ref().map(|t| t.expose().to_string()),
+        };
+        if let (Some(dir), None) = (&args.data_dir, &args.server) {
+            let store = dir.join("store");
+            if !store.exists() {
+                bail!("there is no store at {}", store.display());
+            }
+            return match SledStore::open(&store, Default::default()) {
+                Ok(s) => Ok(Source::Store(Arc::new(s))),
+                Err(e) if client.get(format!("{base}/healthz")).send().await.is_ok() => {
+                    eprintln!(
+                        "note: the store in {} is open in a running server ({e}); reading the server at {base} instead",
+                        dir.display()
+                    );
+                    Ok(api())
+                }
+                Err(e) => Err(e).with_context(|| format!("cannot open the store at {}", store.display())),
+            };
+        }
         match client.get(format!("{base}/healthz")).send().await {
-            Ok(_) => Ok(Source::Api {
-                client,
-                base,
-                token: args.api_token.as_ref().map(|t| t.expose().to_string()),
-            }),
+            Ok(_) => Ok(api()),
             Err(e) if e.is_connect() => {
                 if let Some(url) = args.store.postgres_url().map_err(|e| anyhow::anyhow!(e))? {
                     let settings = args.store.pg_settings();
@@ -130,7 +160,7 @@ impl Source {
                     })?;
                     return Ok(Source::Store(store));
                 }
-                let dir = args.data_dir.join("store");
+                let dir = args.data_dir().join("store");
                 if !dir.exists() {
                     bail!(
                         "no server answers at {base} and there is no store at {}",
@@ -244,9 +274,11 @@ pub(super) async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
             let since_ts =
                 since.map(|d| crate::time::Ts(crate::time::Ts::now().0.saturating_sub(d.as_millis() as u64)));
             let source = Source::connect(&client).await?;
-            let runs: Vec<RunSummary> = match &source {
+            // One more than asked for tells whether more exist.
+            let want = limit.saturating_add(1);
+            let mut runs: Vec<RunSummary> = match &source {
                 Source::Api { .. } => {
-                    let mut q = vec![("limit", limit.to_string())];
+                    let mut q = vec![];
                     if let Some(f) = &flow {
                         q.push(("flow", f.clone()));
                     }
@@ -259,23 +291,34 @@ pub(super) async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
                     if let Some(t) = &search {
                         q.push(("q", t.clone()));
                     }
-                    let qs = serde_urlencoded::to_string(&q)?;
-                    let body = source.get(&format!("/api/runs?{qs}")).await?;
-                    serde_json::from_value(body["runs"].clone())?
+                    // The API answers at most MAX_PAGE runs a page: follow `next_before`.
+                    let mut runs: Vec<RunSummary> = Vec::new();
+                    let mut before: Option<String> = None;
+                    while runs.len() < want {
+                        let mut page_q = q.clone();
+                        let page = (want - runs.len()).min(crate::server::api::MAX_PAGE);
+                        page_q.push(("limit", page.to_string()));
+                        if let Some(b) = &before {
+                            page_q.push(("before", b.clone()));
+                        }
+                        let qs = serde_urlencoded::to_string(&page_q)?;
+                        let body = source.get(&format!("/api/runs?{qs}")).await?;
+                        let got: Vec<RunSummary> = serde_json::from_value(body["runs"].clone())?;
+                        runs.extend(got);
+                        match body["next_before"].as_str() {
+                            Some(next) => before = Some(next.to_string()),
+                            None => break,
+                        }
+                    }
+                    runs
                 }
                 Source::Store(store) => {
-                    let status = match &status {
-                        Some(s) => Some(
-                            crate::run::RunStatus::parse(s)
-                                .with_context(|| format!("unknown status `{s}`"))?,
-                        ),
-                        None => None,
-                    };
+                    let status = status.as_deref().and_then(crate::run::RunStatus::parse);
                     let filter = crate::store::RunFilter {
                         flow,
                         status,
                         before: None,
-                        limit,
+                        limit: want,
                         since: since_ts,
                         until: None,
                         text: search.clone(),
@@ -288,10 +331,18 @@ pub(super) async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
                         .collect()
                 }
             };
+            let more = runs.len() > limit;
+            runs.truncate(limit);
             if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                let out = serde_json::json!({ "runs": runs, "more": more });
+                println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print!("{}", format::runs_table(&runs));
+                if more {
+                    eprintln!(
+                        "(more runs exist: raise --limit, or narrow with --flow, --status, --since or --search)"
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -14,6 +14,7 @@ use crate::settings::ClientArgs;
 pub enum SegmentsCommand {
     /// List segments with their member counts.
     List {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -21,12 +22,15 @@ pub enum SegmentsCommand {
     },
     /// List a segment's members by email.
     Show {
+        /// The segment's name (as `segments list` prints it).
         name: String,
+        /// At most this many members.
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// Start after this email (the last one of the previous page).
         #[arg(long)]
         after: Option<String>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]

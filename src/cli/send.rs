@@ -1,7 +1,10 @@
 //! `hookflow send FLOW --payload FILE`: a test delivery to a flow's webhook on the running
 //! server, signed the way the flow's sender signs (with the secret from the environment
 //! variable the flow's `verify` names), so a flow that verifies can be tried without the real
-//! sender. Prints the server's answer; exit 0 for a 2xx, 1 otherwise.
+//! sender, with the headers that sender adds (a delivery id, its User-Agent). The flow's URL
+//! comes from the running server's API, else from the server's secret (`--secret`, the
+//! shared database, or `{data}/secret` — never created here). Prints the server's answer;
+//! exit 0 for a 2xx, 1 otherwise.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +14,7 @@ use clap::Args;
 
 use crate::flow::load_dir;
 use crate::settings::{Paths, StoreArgs, UrlArgs};
-use crate::verify::{key_bytes, sign};
+use crate::verify::{key_bytes, sender_headers, sign};
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -26,6 +29,9 @@ pub struct SendArgs {
     /// The body's content type.
     #[arg(long, default_value = "application/json")]
     pub content_type: String,
+    /// The API's bearer token, when the server has one: the flow's URL is asked of the server.
+    #[arg(long = "api-token", env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<crate::secret::Secret>,
     #[command(flatten)]
     pub paths: Paths,
     #[command(flatten)]
@@ -50,22 +56,17 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
     } else {
         std::fs::read(&args.payload).with_context(|| format!("cannot read {}", args.payload.display()))?
     };
-    let tokens = super::url_tokens(&args.paths, &args.urls, &args.store, None).await?;
-    let url = format!(
-        "{}/hooks/{}/{}",
-        args.urls.base_url(),
-        args.flow,
-        tokens.token(&args.flow)
-    );
-    let mut req = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", &args.content_type);
-    for h in &args.headers {
-        let (k, v) = h
-            .split_once(':')
-            .with_context(|| format!("`{h}`: a header is `Name: value`"))?;
-        req = req.header(k.trim(), v.trim());
-    }
+    let (url, from) = webhook_url(&args).await?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut set = |k: &str, v: &str| -> Result<()> {
+        let name = reqwest::header::HeaderName::from_bytes(k.trim().as_bytes())
+            .with_context(|| format!("`{k}` is not a header name"))?;
+        let value = reqwest::header::HeaderValue::from_str(v.trim())
+            .with_context(|| format!("`{v}` is not a header value"))?;
+        headers.insert(name, value);
+        Ok(())
+    };
+    set("content-type", &args.content_type)?;
     if let Some(v) = &webhook.verify {
         let secret = v
             .secret_env
@@ -83,10 +84,20 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let id = format!("msg_{}", crate::run::new_run_id());
+        for (k, v) in sender_headers(&v.scheme, &id, now) {
+            set(&k, &v)?;
+        }
         for (k, v) in sign(&v.scheme, &key_bytes(&v.scheme, &secret), &id, now, &body) {
-            req = req.header(k, v);
+            set(&k, &v)?;
         }
     }
+    for h in &args.headers {
+        let (k, v) = h
+            .split_once(':')
+            .with_context(|| format!("`{h}`: a header is `Name: value`"))?;
+        set(k, v)?;
+    }
+    let req = reqwest::Client::new().post(&url).headers(headers);
     let resp = req
         .body(body)
         .send()
@@ -95,9 +106,46 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     println!("{} {text}", status.as_u16());
+    if status == reqwest::StatusCode::NOT_FOUND {
+        eprintln!(
+            "note: the URL came from {from}; a 404 means the server at {} derives its URLs from \
+             another secret (run this where the server runs, or give its --data or --secret)",
+            args.urls.base_url()
+        );
+    }
     Ok(if status.is_success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The flow's webhook URL, and where it came from: asked of the running server (it knows its
+/// own secret), else derived from the secret the server uses.
+async fn webhook_url(args: &SendArgs) -> Result<(String, String)> {
+    let base = args.urls.base_url();
+    let api = format!("http://{}/api/flows/{}", args.urls.listen, args.flow);
+    let mut req = reqwest::Client::new().get(&api);
+    if let Some(t) = &args.api_token {
+        req = req.bearer_auth(t.expose());
+    }
+    if let Ok(resp) = req.send().await
+        && resp.status().is_success()
+        && let Ok(v) = resp.json::<serde_json::Value>().await
+        && let Some(path) = v["path"].as_str()
+    {
+        return Ok((format!("{base}{path}"), format!("the running server ({api})")));
+    }
+    let (tokens, from) = super::url_tokens(
+        &args.paths,
+        &args.urls,
+        &args.store,
+        None,
+        super::SecretFile::ReadOnly,
+    )
+    .await?;
+    Ok((
+        format!("{base}/hooks/{}/{}", args.flow, tokens.token(&args.flow)),
+        from,
+    ))
 }

@@ -29,7 +29,14 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     for e in &errors {
         tracing::error!(problem = %e, "problem in a flow file");
     }
-    let tokens = super::url_tokens(&args.paths, &args.urls, &args.store, Some(store.as_ref())).await?;
+    let (tokens, _) = super::url_tokens(
+        &args.paths,
+        &args.urls,
+        &args.store,
+        Some(store.as_ref()),
+        super::SecretFile::Create,
+    )
+    .await?;
     let mailer = match args.smtp.config() {
         Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
         None => None,

@@ -234,8 +234,8 @@ impl Engine {
     }
 }
 
-/// The items of a `for_each`, within its bound.
-fn items_of(templates: &Templates, flow: &Flow, run: &Run, each: &ForEach) -> Result<Vec<Value>, String> {
+/// The items of a `for_each`, within its bound (also what `hookflow test` renders).
+pub fn items_of(templates: &Templates, flow: &Flow, run: &Run, each: &ForEach) -> Result<Vec<Value>, String> {
     let items: Vec<Value> = match &each.items {
         ItemSource::Path(p) => p.select(&run.request.body).into_iter().cloned().collect(),
         ItemSource::Expr(name) => {

@@ -10,6 +10,7 @@ mod gate;
 mod sequence;
 
 pub use execute::idempotency_key;
+pub use fanout::items_of;
 mod scheduler;
 
 use std::sync::Arc;

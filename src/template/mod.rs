@@ -195,6 +195,10 @@ impl Templates {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // minijinja records where an undefined value came from (`vars.customer.emial`) only
+        // in debug mode, which defaults to on in debug builds alone: the release binary said
+        // just "undefined value". Users run release builds, so it is set here for both.
+        env.set_debug(true);
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".html") || name.ends_with(".htm") {
                 AutoEscape::Html

@@ -28,7 +28,7 @@ mod sign;
 #[cfg(test)]
 mod tests;
 
-pub use sign::sign;
+pub use sign::{sender_headers, sign};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -14,10 +14,17 @@ pub fn sign(scheme: &Scheme, key: &[u8], id: &str, now_secs: i64, body: &[u8]) -
     let sha256 = |parts: &[&[u8]]| mac(Algorithm::Sha256, key, parts);
     let h = |k: &str, v: String| (k.to_string(), v);
     match scheme {
-        Scheme::Github => vec![h(
-            "X-Hub-Signature-256",
-            format!("sha256={}", hex::encode(sha256(&[body]))),
-        )],
+        // GitHub sends both: the SHA-1 header stays for older receivers.
+        Scheme::Github => vec![
+            h(
+                "X-Hub-Signature",
+                format!("sha1={}", hex::encode(mac(Algorithm::Sha1, key, &[body]))),
+            ),
+            h(
+                "X-Hub-Signature-256",
+                format!("sha256={}", hex::encode(sha256(&[body]))),
+            ),
+        ],
         Scheme::Stripe => {
             let sig = hex::encode(sha256(&[ts.as_bytes(), b".", body]));
             vec![h("Stripe-Signature", format!("t={ts},v1={sig}"))]
@@ -58,4 +65,59 @@ pub fn sign(scheme: &Scheme, key: &[u8], id: &str, now_secs: i64, body: &[u8]) -
             out
         }
     }
+}
+
+/// What a preset's sender sends besides its signature, for `hookflow send`: a delivery id
+/// (what the docs suggest deduplicating on, fresh per send, as each real delivery has its
+/// own) and the sender's User-Agent, so a flow tried with `send` sees what it will see from
+/// the sender. Headers given with `-H` replace these. `id` is a fresh random identifier.
+pub fn sender_headers(scheme: &Scheme, id: &str, now_secs: i64) -> Vec<(String, String)> {
+    let h = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let uuid = uuid_of(id);
+    match scheme {
+        Scheme::Github => vec![
+            h("User-Agent", &format!("GitHub-Hookshot/{}", &id_hex(id)[..7])),
+            h("X-GitHub-Delivery", &uuid),
+            h("X-GitHub-Hook-ID", "1"),
+        ],
+        Scheme::Stripe => vec![h("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")],
+        Scheme::Shopify => vec![
+            h("User-Agent", "Shopify-Captain-Hook"),
+            h("X-Shopify-Webhook-Id", &uuid),
+            h("X-Shopify-Event-Id", &uuid),
+            h("X-Shopify-Triggered-At", &rfc3339(now_secs)),
+            h("X-Shopify-API-Version", "2025-07"),
+        ],
+        Scheme::WooCommerce => vec![
+            h("User-Agent", "WooCommerce/9.0.0 Hookshot (WordPress/6.6.0)"),
+            h("X-WC-Webhook-Delivery-ID", &id_digits(id)),
+            h("X-WC-Webhook-ID", "1"),
+        ],
+        Scheme::Slack => vec![h("User-Agent", "Slackbot 1.0 (+https://api.slack.com/robots)")],
+        Scheme::StandardWebhooks => vec![h("User-Agent", "Svix-Webhooks/1.0 (sender-unknown; +https://www.svix.com/http-sender/)")],
+        Scheme::Hmac(_) => vec![h("User-Agent", "hookflow-send")],
+    }
+}
+
+/// 32 hex digits from `id`'s bytes (a SHA-256 of it: any id gives a well-formed value).
+fn id_hex(id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(id.as_bytes()))[..32].to_string()
+}
+
+/// `id` shaped as a version-4 UUID, as GitHub's and Shopify's delivery ids are.
+fn uuid_of(id: &str) -> String {
+    let x = id_hex(id);
+    format!("{}-{}-4{}-a{}-{}", &x[..8], &x[8..12], &x[13..16], &x[17..20], &x[20..32])
+}
+
+/// `id` as a decimal number, as WooCommerce's delivery ids are.
+fn id_digits(id: &str) -> String {
+    (u64::from_str_radix(&id_hex(id)[..12], 16).unwrap_or(0) % 1_000_000_000).to_string()
+}
+
+fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

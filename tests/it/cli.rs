@@ -209,6 +209,12 @@ fn urls_are_stable_and_depend_on_the_secret() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = tempfile::tempdir().unwrap();
     let data_arg = data.path().to_str().unwrap();
+    // `urls` reads the secret the server wrote; it creates none (issue 27).
+    let none = hookflow(&["urls", "--data", data_arg], root);
+    assert_eq!(none.status.code(), Some(1), "{}", show(&["urls"], &none));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("`hookflow serve` writes it at its first start"));
+    assert!(!data.path().join("secret").exists());
+    std::fs::write(data.path().join("secret"), "a-secret-as-serve-writes-it-0123456789").unwrap();
     let a = hookflow(&["urls", "--data", data_arg], root);
     let b = hookflow(&["urls", "--data", data_arg], root);
     assert!(a.status.success(), "{}", show(&["urls"], &a));

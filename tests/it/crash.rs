@@ -184,8 +184,9 @@ async fn sigkill_loses_no_accepted_run_and_repeats_no_recorded_success() {
         dir.path(),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed.len(), N);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["runs"].as_array().unwrap().len(), N);
+    assert_eq!(listed["more"], false);
 
     // …and from the store once the server has stopped gracefully.
     sigterm(&child);

@@ -559,3 +559,144 @@ async fn the_shipped_sequences_and_per_item_flow_do_what_they_say() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Each webhook flow in `flows/` with the sample in `examples/payloads/` it is tried with:
+/// (flow, payload file, extra headers, content type).
+const SAMPLES: &[(&str, &str, &[&str], &str)] = &[
+    ("woo-order-to-shipping", "woo-order.json", &["X-WC-Webhook-Topic: order.created"], "application/json"),
+    ("woo-order-stock", "woo-order.json", &["X-WC-Webhook-Topic: order.created"], "application/json"),
+    ("woo-order-nurture", "woo-order.json", &["X-WC-Webhook-Topic: order.created"], "application/json"),
+    ("form-to-helpdesk", "contact-form.txt", &[], "application/x-www-form-urlencoded"),
+    ("form-to-newsletter", "newsletter-signup.txt", &[], "application/x-www-form-urlencoded"),
+    ("slack-events", "slack-message.json", &[], "application/json"),
+    ("newsletter-unsubscribe", "mail-unsubscribe.json", &[], "application/json"),
+    ("woo-order-refunded", "woo-order-refunded.json", &["X-WC-Webhook-Topic: order.updated"], "application/json"),
+];
+
+/// The run `id` once it has stopped moving: finished, or waiting for a later step.
+async fn settled(http: &reqwest::Client, base: &str, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = get(http, format!("{base}/api/runs/{id}")).await;
+        let status = run["status"].as_str().unwrap_or("");
+        if ["succeeded", "failed", "exited", "waiting"].contains(&status) {
+            return run;
+        }
+        assert!(std::time::Instant::now() < deadline, "run {id} did not settle: {run:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Regression (issue 27): the shipped `woo-order-stock` failed on the shipped order sample,
+/// whose line items had no quantity. Every shipped webhook flow is now sent its shipped
+/// sample with `hookflow send`, as README's quick start does, and every run — and every run
+/// the events it raises start — ends green; the thank-you lists items without blank lines
+/// between them and every email carries a Message-ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shipped_webhook_flow_runs_green_on_its_shipped_sample() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Every webhook flow has a sample (`urls` lists exactly the webhook flows).
+    let urls = crate::cli::hookflow(&["urls", "--secret", SECRET], root);
+    let listed: Vec<String> = String::from_utf8_lossy(&urls.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    let mut sampled: Vec<String> = SAMPLES.iter().map(|s| s.0.to_string()).collect();
+    sampled.sort();
+    let mut hooks = listed.clone();
+    hooks.sort();
+    assert_eq!(hooks, sampled, "every shipped webhook flow needs a sample in SAMPLES");
+
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path("/api/tickets", Reply::json(201, json!({"id": "T-9"})));
+    let (smtp_port, mail) = crate::email::start_smtp(0);
+    let data = tempfile::tempdir().unwrap();
+    let (mut cmd, base) = serve_command(&root.join("flows"), &root.join("templates"), data.path());
+    let mut child = cmd
+        .args(["--smtp-host", "127.0.0.1", "--smtp-port", &smtp_port.to_string()])
+        .args(["--smtp-tls", "none", "--smtp-from", "Shop <shop@example.com>"])
+        .env("SHIPPING_API_URL", &dest.url)
+        .env("HELPDESK_API_URL", &dest.url)
+        .env("SUPPORT_API_URL", &dest.url)
+        .env("WAREHOUSE_API_URL", &dest.url)
+        .env("CRM_WEBHOOK_URL", &dest.url)
+        .env("WOO_WEBHOOK_SECRET", WOO_SECRET)
+        .env("SLACK_SIGNING_SECRET", SLACK_SECRET)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    let mut runs = Vec::new();
+    for (flow, payload, headers, content_type) in SAMPLES {
+        let mut send = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"));
+        send.args(["send", flow, "--content-type", content_type])
+            .arg("--payload")
+            .arg(root.join("examples/payloads").join(payload))
+            .args(["--listen", base.trim_start_matches("http://")])
+            .env("WOO_WEBHOOK_SECRET", WOO_SECRET)
+            .env("SLACK_SIGNING_SECRET", SLACK_SECRET)
+            .current_dir(root);
+        for h in *headers {
+            send.args(["-H", h]);
+        }
+        let out = send.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "send {flow}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: Value = serde_json::from_str(stdout.split_once(' ').unwrap().1).unwrap_or(json!({}));
+        if let Some(id) = answer["run_id"].as_str() {
+            runs.push((flow.to_string(), settled(&http, &base, id).await));
+        } else {
+            // form-to-helpdesk answers with its own body: find its run.
+            let list = get(&http, format!("{base}/api/runs?flow={flow}")).await;
+            let id = list["runs"][0]["id"].as_str().unwrap_or_else(|| panic!("{flow}: {stdout}"));
+            runs.push((flow.to_string(), settled(&http, &base, id).await));
+        }
+    }
+    // The runs the events started: the welcome series (exited by the unsubscribe) and the CRM call.
+    for flow in ["form-welcome-series", "crm-unsubscribed"] {
+        let list = get(&http, format!("{base}/api/runs?flow={flow}")).await;
+        let id = list["runs"][0]["id"].as_str().unwrap_or_else(|| panic!("no run of {flow}"));
+        runs.push((flow.to_string(), settled(&http, &base, id).await));
+    }
+    for (flow, run) in &runs {
+        let status = run["status"].as_str().unwrap();
+        assert!(
+            ["succeeded", "waiting", "exited"].contains(&status),
+            "{flow} did not run green: {run:#}"
+        );
+        for step in run["steps"].as_array().into_iter().flatten() {
+            assert_ne!(step["status"], "failed", "{flow}: {run:#}");
+        }
+    }
+    let stock: Vec<Value> = dest
+        .hits()
+        .iter()
+        .filter(|h| h.path.starts_with("/stock/"))
+        .map(|h| h.json())
+        .collect();
+    let mut deltas: Vec<i64> = stock.iter().map(|b| b["delta"].as_i64().unwrap()).collect();
+    deltas.sort();
+    assert_eq!(deltas, [-2, -1], "each line item's quantity off the stock: {stock:?}");
+
+    let mails = crate::email::wait_mails(&mail, 2).await;
+    for m in &mails {
+        let d = m.data.replace("\r\n", "\n");
+        assert!(d.contains("\nMessage-ID: <"), "every email has a Message-ID: {d}");
+        assert!(d.contains("\nDate: "), "every email has a Date: {d}");
+    }
+    let thanks = mails
+        .iter()
+        .map(|m| m.data.replace("\r\n", "\n"))
+        .find(|d| d.contains("Thank you for your order"))
+        .expect("the thank-you email");
+    assert!(
+        thanks.contains("(49.90 EUR):\n- Book\n- Pen\n\nWe will let you know"),
+        "items one per line, no blank line between: {thanks}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -2,8 +2,10 @@
 //! real `hookflow` binary where a process boundary matters.
 
 mod backup;
+mod build;
 mod bad_input;
 mod cli;
+mod client;
 mod cluster;
 mod contain;
 mod corpus;
