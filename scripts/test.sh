@@ -3,7 +3,7 @@
 # and chromium-driver (the dashboard's browser test) and the Python `svix` library (signatures
 # made by a vendor's own code), nginx and systemd-analyze (the deploy/ files) when they are
 # missing (idempotent), checks that PostgreSQL
-# answers, then runs `cargo test` with those tests required (the PostgreSQL store's included)
+# answers, builds the release binary (for the release smoke tests), then runs `cargo test` with those tests required (the PostgreSQL store's included)
 # — and, when run as root, the drills that mount a file system (a full disk). `cargo test`
 # alone runs everything else and reports those skipped.
 set -euo pipefail
@@ -35,6 +35,10 @@ if ! (exec 3<>"/dev/tcp/$PG_HOST/$PG_PORT") 2>/dev/null; then
   echo "       (start the local server, or set HOOKFLOW_PG_URL=postgres://user@host:port/db)" >&2
   exit 1
 fi
+# The release binary, which users run: the smoke tests in tests/it/release.rs check that it
+# says what the debug build the other tests use says (issue 27: minijinja's debug info).
+cargo build --release --locked --bin hookflow
+export HOOKFLOW_RELEASE_BIN="$PWD/target/release/hookflow" HOOKFLOW_RELEASE_TESTS=required
 ROOT_TESTS=""
 if [ "$(id -u)" -eq 0 ]; then ROOT_TESTS=required; fi
 HOOKFLOW_PG_TESTS=required HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required HOOKFLOW_DEPLOY_TESTS=required HOOKFLOW_ROOT_TESTS=$ROOT_TESTS cargo test "$@"

@@ -3,40 +3,15 @@
 //! the index keys under which a run is found when something that exits it happens.
 //!
 //! A waiting run is a queue entry due at its wake-up time, like a retry — no memory, no worker.
+//! What the flow file says (`wait:`, `exit:`) is read in `flow::spec`; this is what runs.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::time::Ts;
-
-/// `wait:` as written: a duration (`3d`), or a table.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum WaitSpec {
-    /// `wait: 3d`
-    For(String),
-    Table(WaitTable),
-}
-
-/// `wait: { for: 7d, at: "09:00", timezone: Europe/Berlin }` or `wait: { until: "{{ … }}" }`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WaitTable {
-    /// How long, e.g. `3d`, `12h`, `90m`.
-    #[serde(rename = "for")]
-    pub duration: Option<String>,
-    /// A template giving a moment (RFC 3339, `2026-12-24T10:00:00Z`) or a day (`2026-12-24`).
-    pub until: Option<String>,
-    /// Then the next `HH:MM` local time (in `timezone`).
-    pub at: Option<String>,
-    /// IANA time zone for `at` and for days; a template (default UTC).
-    pub timezone: Option<String>,
-}
 
 /// A compiled wait; `until` and `timezone` are template names.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,45 +20,6 @@ pub struct Wait {
     pub until: Option<String>,
     pub at: Option<NaiveTime>,
     pub timezone: Option<String>,
-}
-
-/// One entry of a flow's `exit:` list.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExitSpec {
-    /// The contact left this segment.
-    pub segment_left: Option<SegmentLeftSpec>,
-    /// An internal event of this type whose `data` has these field values.
-    pub event: Option<ExitEventSpec>,
-    /// Checked at each wake-up against the contact as it is then.
-    pub contact: Option<ContactExitSpec>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SegmentLeftSpec {
-    pub segment: String,
-    /// A template of the contact's email address.
-    pub email: String,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExitEventSpec {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Field of the event's `data` → template of the value it must have for this run.
-    #[serde(default, rename = "match")]
-    pub matches: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ContactExitSpec {
-    /// A template of the contact's email address.
-    pub email: String,
-    /// Conditions over `contact.email`, `contact.attributes`, `contact.segments`; all must hold.
-    pub when: Vec<crate::flow::spec::ConditionSpec>,
 }
 
 /// A compiled exit; strings holding values are template names.

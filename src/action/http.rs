@@ -327,15 +327,10 @@ impl HttpAction {
         }
         if let Some(signer) = &self.sign {
             let secret = signer
-                .secret_env
-                .iter()
-                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
-                .ok_or_else(|| {
-                    format!(
-                        "cannot sign: environment variable {} is not set",
-                        signer.secret_env.join(" / ")
-                    )
-                })?;
+                .secrets()
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("cannot sign: no secret in {}", signer.sources()))?;
             let key = crate::verify::key_bytes(&signer.scheme, &secret);
             let now = SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -68,17 +68,13 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
     };
     set("content-type", &args.content_type)?;
     if let Some(v) = &webhook.verify {
-        let secret = v
-            .secret_env
-            .iter()
-            .find_map(|n| std::env::var(n).ok().filter(|s| !s.is_empty()))
-            .with_context(|| {
-                format!(
-                    "flow `{}` verifies signatures: set {} to the secret the server has",
-                    args.flow,
-                    v.secret_env.join(" or ")
-                )
-            })?;
+        let secret = v.secrets().into_iter().next().with_context(|| {
+            format!(
+                "flow `{}` verifies signatures: set {} to the secret the server has",
+                args.flow,
+                v.sources()
+            )
+        })?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)

@@ -69,15 +69,12 @@ pub enum Trigger {
 }
 
 impl Flow {
-    /// The variables a signature check reads its secret from, when none of them is set here:
-    /// every request to this flow would be refused (401). For validate's and serve's warnings.
-    pub fn unset_secret_env(&self) -> Option<&[String]> {
+    /// Where a signature check reads its secret from, when no secret is there (no variable
+    /// or credential set, no readable file): every request to this flow would be refused
+    /// (401). For validate's and serve's warnings.
+    pub fn unset_secret(&self) -> Option<String> {
         let v = self.webhook()?.verify.as_ref()?;
-        let set = v
-            .secret_env
-            .iter()
-            .any(|n| std::env::var(n).is_ok_and(|s| !s.is_empty()));
-        (!set).then_some(v.secret_env.as_slice())
+        v.secrets().is_empty().then(|| v.sources())
     }
 
     pub fn webhook(&self) -> Option<&Webhook> {

@@ -42,7 +42,7 @@ pub struct FlowSpec {
     /// What ends a waiting run early (`exited`, not failed): leaving a segment, an event about
     /// this run, or a condition over the contact checked at each wake-up.
     #[serde(default)]
-    pub exit: Vec<crate::sequence::ExitSpec>,
+    pub exit: Vec<ExitSpec>,
 }
 
 /// `on:` — what starts a run: exactly one of `webhook`, `event` or `schedule`.
@@ -294,5 +294,68 @@ pub struct ActionSpec {
     pub item_concurrency: Option<usize>,
     /// Pause the run: `3d`, `{ for: 7d, at: "09:00", timezone: Europe/Berlin }` or
     /// `{ until: "{{ vars.date }}" }`. A waiting run costs no memory and no worker.
-    pub wait: Option<crate::sequence::WaitSpec>,
+    pub wait: Option<WaitSpec>,
+}
+
+/// `wait:` as written: a duration (`3d`), or a table.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum WaitSpec {
+    /// `wait: 3d`
+    For(String),
+    Table(WaitTable),
+}
+
+/// `wait: { for: 7d, at: "09:00", timezone: Europe/Berlin }` or `wait: { until: "{{ … }}" }`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitTable {
+    /// How long, e.g. `3d`, `12h`, `90m`.
+    #[serde(rename = "for")]
+    pub duration: Option<String>,
+    /// A template giving a moment (RFC 3339, `2026-12-24T10:00:00Z`) or a day (`2026-12-24`).
+    pub until: Option<String>,
+    /// Then the next `HH:MM` local time (in `timezone`).
+    pub at: Option<String>,
+    /// IANA time zone for `at` and for days; a template (default UTC).
+    pub timezone: Option<String>,
+}
+
+/// One entry of a flow's `exit:` list.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExitSpec {
+    /// The contact left this segment.
+    pub segment_left: Option<SegmentLeftSpec>,
+    /// An internal event of this type whose `data` has these field values.
+    pub event: Option<ExitEventSpec>,
+    /// Checked at each wake-up against the contact as it is then.
+    pub contact: Option<ContactExitSpec>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentLeftSpec {
+    pub segment: String,
+    /// A template of the contact's email address.
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExitEventSpec {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Field of the event's `data` → template of the value it must have for this run.
+    #[serde(default, rename = "match")]
+    pub matches: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactExitSpec {
+    /// A template of the contact's email address.
+    pub email: String,
+    /// Conditions over `contact.email`, `contact.attributes`, `contact.segments`; all must hold.
+    pub when: Vec<ConditionSpec>,
 }

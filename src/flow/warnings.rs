@@ -63,12 +63,20 @@ pub fn warnings(set: &FlowSet, around: &Surroundings) -> Vec<Warning> {
 /// so a reload can keep those of the flows it did not change).
 pub fn flow_warnings(f: &Flow, around: &Surroundings) -> Vec<Warning> {
     let mut found: Vec<(String, String)> = Vec::new();
-    if let Some(vars) = f.unset_secret_env() {
+    if let Some(sources) = f.unset_secret() {
+        let by_file = f
+            .webhook()
+            .and_then(|w| w.verify.as_ref())
+            .is_some_and(|v| v.secret_env.is_empty());
+        let (key, what) = if by_file {
+            ("secret_file", format!("{sources} cannot be read"))
+        } else {
+            ("secret_env", format!("{sources} is not set in the environment"))
+        };
         found.push((
-            "on.webhook.verify.secret_env".into(),
+            format!("on.webhook.verify.{key}"),
             format!(
-                "{} is not set in the environment: every request to `{}` is refused (401) until it is",
-                vars.join(", "),
+                "{what}: every request to `{}` is refused (401) until it is",
                 f.name
             ),
         ));

@@ -57,18 +57,17 @@ pub fn single_values(groups: &[Vec<String>], headers: &HeaderMap) -> Result<(), 
     Ok(())
 }
 
-/// Checks the signature with the secrets currently in the environment (read on each request,
-/// so rotating a secret needs no reload).
+/// Checks the signature with the secrets as they are now: secret files and credentials are
+/// read again when they change, so rotating one needs no restart (an environment variable
+/// cannot change in a running process).
 fn check(v: &Verifier, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<Verified, VerifyError> {
     let secrets: Vec<Vec<u8>> = v
-        .secret_env
+        .secrets()
         .iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .filter(|s| !s.is_empty())
-        .map(|s| key_bytes(&v.scheme, &s))
+        .map(|s| key_bytes(&v.scheme, s))
         .collect();
     if secrets.is_empty() {
-        return Err(VerifyError::NoSecret(v.secret_env.join(", ")));
+        return Err(VerifyError::NoSecret(v.sources()));
     }
     verify(&v.scheme, headers, body, now_secs, v.tolerance, &secrets)
 }

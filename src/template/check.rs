@@ -584,7 +584,12 @@ impl Checker<'_, '_> {
             return;
         }
         if !self.is_global(f.id) {
-            let functions: Vec<String> = self.env.globals().map(|(n, _)| n.to_string()).collect();
+            let functions: Vec<String> = self
+                .env
+                .globals()
+                .map(|(n, _)| n.to_string())
+                .filter(|n| !n.starts_with("__"))
+                .collect();
             let near = crate::suggest::nearest(f.id, functions.iter().map(String::as_str))
                 .map(|n| format!(" (did you mean `{n}`?)"))
                 .unwrap_or_default();

@@ -16,6 +16,7 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehav
 use serde_json::Value;
 
 pub mod check;
+mod guard;
 mod inline;
 mod json;
 pub mod strict;
@@ -83,6 +84,12 @@ fn read_env(name: &str) -> Result<Option<String>, Error> {
 /// itself be defined), else an error saying which variable is missing.
 fn lookup(state: &State, name: &str, default: Option<JValue>, missing: &str) -> Result<String, Error> {
     if let Some(v) = read_env(name)? {
+        return Ok(v);
+    }
+    // `secret('NAME')` also reads systemd's credential NAME (`$CREDENTIALS_DIRECTORY`).
+    if missing.starts_with("secret")
+        && let Some(v) = crate::secret::named(name)
+    {
         return Ok(v);
     }
     match default {
@@ -237,6 +244,7 @@ impl Templates {
             base64::engine::general_purpose::STANDARD.encode(v.as_bytes())
         });
         strict::install(&mut env);
+        guard::install(&mut env);
         env.add_filter("json", |state: &State, v: JValue| -> Result<String, Error> {
             strict::defined(state, &v)?;
             serde_json::to_string(&v).map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))
@@ -308,6 +316,8 @@ impl Templates {
                 self.secret_defaults.insert(d.as_str().to_string());
             }
         }
+        // Guarded lookups chain (`a.b.c | default(x)`): see the module.
+        let source = guard::rewrite(&self.env, &name, &source);
         let html = name.ends_with(".html") || name.ends_with(".htm");
         let flow = name.split_once('/').map(|(flow, _)| flow.to_string());
         match flow {
@@ -421,6 +431,16 @@ impl Templates {
             for e in outer.iter().rev() {
                 msg.push_str(&format!(", included {}", self.locate(e, name)));
             }
+            // A field missing from this event (`body.pull_request`): say how to make it optional.
+            let detail = innermost.detail().unwrap_or("");
+            if innermost.kind() == ErrorKind::UndefinedError
+                && detail.starts_with('`')
+                && detail.split('`').nth(1).is_some_and(|n| n.contains('.') || n.contains('['))
+            {
+                msg.push_str(
+                    " (if the event may lack it, guard it: `… | default(…)`, `… is defined` or `{% if … %}`)",
+                );
+            }
             RenderError(msg)
         };
         let Some((flow, branch)) = self.inline.get(name) else {
@@ -511,7 +531,7 @@ impl Templates {
     pub fn secret_values(&self) -> Vec<String> {
         self.secret_names
             .iter()
-            .filter_map(|n| std::env::var(n).ok())
+            .filter_map(|n| crate::secret::named(n))
             .chain(self.secret_defaults.iter().cloned())
             .filter(|v| !v.is_empty())
             .collect()

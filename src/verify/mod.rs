@@ -35,8 +35,12 @@ pub use sign::{sender_headers, sign};
 pub struct VerifySpec {
     /// `github`, `stripe`, `shopify`, `woocommerce`, `slack`, `standard-webhooks` or `hmac`.
     pub preset: String,
-    /// Environment variable(s) holding the secret; several while rotating.
+    /// Environment variable(s) holding the secret; several while rotating. A name not set in
+    /// the environment is read from systemd's `$CREDENTIALS_DIRECTORY` (`LoadCredential=`).
     pub secret_env: Option<OneOrMany>,
+    /// Absolute path(s) of files holding the secret, read again whenever they change (a
+    /// rotation needs no restart); several while rotating.
+    pub secret_file: Option<OneOrMany>,
     /// Only here to be refused with a clear message: secrets never live in flow files.
     pub secret: Option<Value>,
     #[serde(default, with = "humantime_serde")]
@@ -175,9 +179,33 @@ impl Scheme {
 #[derive(Debug)]
 pub struct Verifier {
     pub scheme: Scheme,
-    /// Environment variables, read on each request (so a rotation needs no reload).
+    /// Named secrets: environment variables (fixed for the process's life: a rotation there
+    /// takes a restart), else systemd credentials of that name.
     pub secret_env: Vec<String>,
+    /// Secret files, read again when they change (a rotation needs no restart).
+    pub secret_file: Vec<std::path::PathBuf>,
     pub tolerance: std::time::Duration,
+}
+
+impl Verifier {
+    /// Every secret as it is now (any one of them may sign: several while rotating).
+    pub fn secrets(&self) -> Vec<String> {
+        self.secret_env
+            .iter()
+            .filter_map(|n| crate::secret::named(n))
+            .chain(self.secret_file.iter().filter_map(|p| crate::secret::file(p).ok()))
+            .collect()
+    }
+
+    /// Where the secrets are read from, for messages: `WOO_SECRET or /run/secrets/woo`.
+    pub fn sources(&self) -> String {
+        self.secret_env
+            .iter()
+            .cloned()
+            .chain(self.secret_file.iter().map(|p| p.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
 }
 
 /// Why a request was refused; `reason()` names it for logs and counters. Never carries a

@@ -494,8 +494,18 @@ pub fn serve_command(
     templates: &std::path::Path,
     data: &std::path::Path,
 ) -> (std::process::Command, String) {
+    serve_command_of(env!("CARGO_BIN_EXE_hookflow").as_ref(), flows, templates, data)
+}
+
+/// [`serve_command`] with another build of the binary (the release build's smoke tests).
+pub fn serve_command_of(
+    bin: &std::path::Path,
+    flows: &std::path::Path,
+    templates: &std::path::Path,
+    data: &std::path::Path,
+) -> (std::process::Command, String) {
     let port = free_port();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"));
+    let mut cmd = std::process::Command::new(bin);
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--flows", flows.to_str().unwrap()])
         .args(["--templates", templates.to_str().unwrap()])

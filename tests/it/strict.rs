@@ -202,3 +202,74 @@ async fn an_undefined_name_in_the_ordering_key_refuses_the_event_with_a_clear_an
     assert!(app.all_runs().await.is_empty());
     app.stop().await;
 }
+
+/// Regression (issue 27): one flow serving GitHub's `issues` and `pull_request` events failed
+/// the `issues` run at `{{ body.pull_request.merged | default(none) }}` — `default` and `is
+/// defined` guarded only the last step of a nested lookup. Over the real binary: guarded
+/// lookups are undefined all the way through, an unguarded one still fails, naming the missing
+/// part and saying how to guard it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_nested_lookup_serves_every_event_shape_and_an_unguarded_one_still_fails() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let flow = format!(
+        r#"on: {{ webhook: {{}} }}
+actions:
+  - name: notify
+    http:
+      url: "{}/in"
+      body:
+        kind: "{{{{ 'pull request' if body.pull_request.number is defined else 'issue' }}}}"
+        merged: "{{{{ body.pull_request.merged | default(none) }}}}"
+        has_pr: "{{{{ body.pull_request.merged is defined }}}}"
+        label: "{{{{ body['label']['name'] | default('none') }}}}"
+        title: "{{% if body.pull_request.title %}}{{{{ body.pull_request.title }}}}{{% else %}}{{{{ body.issue.title }}}}{{% endif %}}"
+"#,
+        dest.url
+    );
+    let strict = format!(
+        "on: {{ webhook: {{}} }}\nactions:\n  - name: notify\n    http:\n      url: \"{}/strict\"\n      body:\n        merged: \"{{{{ body.pull_request.merged }}}}\"\n",
+        dest.url
+    );
+    let app = crate::helpers::Binary::start(&[("github", &flow), ("strict", &strict)], &[], &[]).await;
+    let http = reqwest::Client::new();
+    let issue = json!({"action": "opened", "issue": {"number": 7, "title": "Crash on start"}});
+    let pr = json!({"action": "closed", "pull_request": {"number": 8, "merged": true, "title": "Fix crash"},
+                    "label": {"name": "bug"}});
+    for body in [&issue, &pr] {
+        let r = http.post(app.hook_url("github")).json(body).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let hits = dest.wait_hits(2).await;
+    let mut got: Vec<serde_json::Value> = hits.iter().map(|h| h.json()).collect();
+    got.sort_by_key(|v| v["kind"].as_str().unwrap_or("").to_string());
+    assert_eq!(
+        got,
+        [
+            json!({"kind": "issue", "merged": null, "has_pr": false, "label": "none", "title": "Crash on start"}),
+            json!({"kind": "pull request", "merged": true, "has_pr": true, "label": "bug", "title": "Fix crash"}),
+        ]
+    );
+
+    let r = http.post(app.hook_url("strict")).json(&issue).send().await.unwrap();
+    let id = r.json::<serde_json::Value>().await.unwrap()["run_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let run = loop {
+        let run: serde_json::Value = http
+            .get(format!("{}/api/runs/{id}", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if run["status"] == "failed" {
+            break run;
+        }
+        assert!(std::time::Instant::now() < deadline, "{run:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let err = run["error"].as_str().unwrap();
+    assert!(err.contains("`body.pull_request` is undefined"), "{err}");
+    assert!(err.contains("guard it: `… | default(…)`"), "{err}");
+    assert!(dest.hits().iter().all(|h| h.path != "/strict"));
+}

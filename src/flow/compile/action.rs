@@ -13,7 +13,8 @@ use crate::action::{
 };
 use crate::flow::spec::ActionSpec;
 use crate::retry::RetryPolicy;
-use crate::sequence::{Wait, WaitSpec, parse_at, parse_tz};
+use crate::flow::spec::WaitSpec;
+use crate::sequence::{Wait, parse_at, parse_tz};
 use crate::verify::Scheme;
 
 impl Compiler<'_> {

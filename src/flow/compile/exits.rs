@@ -1,7 +1,8 @@
 //! `exit:` — what ends a waiting run early.
 
 use super::Compiler;
-use crate::sequence::{Exit, ExitSpec};
+use crate::flow::spec::ExitSpec;
+use crate::sequence::Exit;
 
 impl Compiler<'_> {
     pub(super) fn exits(&mut self, specs: &[ExitSpec], var_names: &[String]) -> Vec<Exit> {

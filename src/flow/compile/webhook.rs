@@ -153,12 +153,31 @@ impl Compiler<'_> {
             );
         }
         let secret_env = v.secret_env.as_ref().map(|s| s.to_vec()).unwrap_or_default();
+        let secret_file: Vec<std::path::PathBuf> = v
+            .secret_file
+            .as_ref()
+            .map(|s| s.to_vec())
+            .unwrap_or_default()
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .collect();
         // A secret written into the file is told where it goes, above; not twice.
-        if secret_env.is_empty() && v.secret.is_none() {
+        if secret_env.is_empty() && secret_file.is_empty() && v.secret.is_none() {
             self.problem(
                 at,
-                "`secret_env` names the environment variable(s) holding the secret",
+                "`secret_env` names the environment variable(s) holding the secret (or `secret_file` the file)",
             );
+        }
+        for path in &secret_file {
+            if !path.is_absolute() {
+                self.problem(
+                    format!("{at}.secret_file"),
+                    format!(
+                        "`{}` is not an absolute path: give the file's whole path (a systemd credential is named with `secret_env`)",
+                        path.display()
+                    ),
+                );
+            }
         }
         for name in &secret_env {
             let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -237,6 +256,7 @@ impl Compiler<'_> {
         Some(Verifier {
             scheme,
             secret_env,
+            secret_file,
             tolerance: v.tolerance.unwrap_or(crate::verify::DEFAULT_TOLERANCE),
         })
     }
