@@ -417,7 +417,13 @@ impl EmailAction {
 fn message_id(idempotency_key: &str, domain: &str) -> String {
     let left: String = idempotency_key
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '.' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '.'
+            }
+        })
         .collect();
     let parts: Vec<&str> = left.split('.').filter(|p| !p.is_empty()).collect();
     format!("<{}.hookflow@{domain}>", parts.join("."))

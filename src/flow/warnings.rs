@@ -63,6 +63,18 @@ pub fn warnings(set: &FlowSet, around: &Surroundings) -> Vec<Warning> {
 /// so a reload can keep those of the flows it did not change).
 pub fn flow_warnings(f: &Flow, around: &Surroundings) -> Vec<Warning> {
     let mut found: Vec<(String, String)> = Vec::new();
+    // A renamed copy keeps its original's `name:`: its URL is not the one its file name
+    // suggests, and the original and the copy collide.
+    let stem = f.file.file_stem().map(|s| s.to_string_lossy().into_owned());
+    if let Some(stem) = stem.filter(|s| *s != f.name) {
+        found.push((
+            "name".into(),
+            format!(
+                "the flow is named `{}` but its file `{stem}`: its URL is /hooks/{}/…, not /hooks/{stem}/…, and a copy of the file would collide with it. Name the file `{}.yaml`, or leave `name:` out to name the flow after its file",
+                f.name, f.name, f.name
+            ),
+        ));
+    }
     if let Some(sources) = f.unset_secret() {
         let by_file = f
             .webhook()

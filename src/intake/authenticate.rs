@@ -61,11 +61,7 @@ pub fn single_values(groups: &[Vec<String>], headers: &HeaderMap) -> Result<(), 
 /// read again when they change, so rotating one needs no restart (an environment variable
 /// cannot change in a running process).
 fn check(v: &Verifier, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<Verified, VerifyError> {
-    let secrets: Vec<Vec<u8>> = v
-        .secrets()
-        .iter()
-        .map(|s| key_bytes(&v.scheme, s))
-        .collect();
+    let secrets: Vec<Vec<u8>> = v.secrets().iter().map(|s| key_bytes(&v.scheme, s)).collect();
     if secrets.is_empty() {
         return Err(VerifyError::NoSecret(v.sources()));
     }

@@ -25,11 +25,16 @@ pub const CHAIN_IF: &str = "__hookflow_chain_if";
 
 /// Registers [`CHAIN`] and [`CHAIN_IF`].
 pub fn install(env: &mut Environment<'static>) {
-    env.add_function(CHAIN, |base: Value, keys: Rest<Value>| -> Result<Value, Error> { chain(base, &keys) });
-    env.add_function(CHAIN_IF, |base: Value, keys: Rest<Value>| -> Result<Value, Error> {
-        let v = chain(base, &keys)?;
-        Ok(if v.is_undefined() { Value::from(()) } else { v })
+    env.add_function(CHAIN, |base: Value, keys: Rest<Value>| -> Result<Value, Error> {
+        chain(base, &keys)
     });
+    env.add_function(
+        CHAIN_IF,
+        |base: Value, keys: Rest<Value>| -> Result<Value, Error> {
+            let v = chain(base, &keys)?;
+            Ok(if v.is_undefined() { Value::from(()) } else { v })
+        },
+    );
 }
 
 fn chain(mut v: Value, keys: &[Value]) -> Result<Value, Error> {
@@ -79,7 +84,8 @@ struct Walker<'s> {
 
 impl Walker<'_> {
     fn text(&self, span: minijinja::machinery::Span) -> Option<&str> {
-        self.source.get(span.start_offset as usize..span.end_offset as usize)
+        self.source
+            .get(span.start_offset as usize..span.end_offset as usize)
     }
 
     fn body(&mut self, stmts: &[Stmt<'_>]) {
@@ -255,7 +261,9 @@ impl Walker<'_> {
                 _ => return self.expr(e),
             }
         };
-        let Some(whole) = self.source.get(start as usize..end as usize) else { return };
+        let Some(whole) = self.source.get(start as usize..end as usize) else {
+            return;
+        };
         keys.reverse();
         written.reverse();
         // The text must be exactly that lookup (spaces aside), or it is left alone.
@@ -296,10 +304,19 @@ mod tests {
             ("{{ body.issue.number is defined }}", "true"),
             ("{% if body.review.state %}yes{% else %}no{% endif %}", "no"),
             ("{% if not body.review.state %}no review{% endif %}", "no review"),
-            ("{% if body.review.state is defined and body.review.state.x %}a{% else %}b{% endif %}", "b"),
+            (
+                "{% if body.review.state is defined and body.review.state.x %}a{% else %}b{% endif %}",
+                "b",
+            ),
             ("{{ 'pr' if body.pull_request.merged else 'issue' }}", "issue"),
-            ("{% if body.issue.number %}#{{ body.issue.number }}{% endif %}", "#7"),
-            ("{% for l in body.labels | default([]) %}{{ l }}{% endfor %}.", "."),
+            (
+                "{% if body.issue.number %}#{{ body.issue.number }}{% endif %}",
+                "#7",
+            ),
+            (
+                "{% for l in body.labels | default([]) %}{{ l }}{% endfor %}.",
+                ".",
+            ),
             ("{{ body.issue.number | default(0) }}", "7"),
         ];
         for (src, want) in cases {
@@ -312,7 +329,10 @@ mod tests {
         for (src, named) in [
             ("{{ body.review.state }}", "`body.review` is undefined"),
             ("{{ body.review.state | upper }}", "`body.review` is undefined"),
-            ("{% for x in body.review.comments %}{% endfor %}", "`body.review` is undefined"),
+            (
+                "{% for x in body.review.comments %}{% endfor %}",
+                "`body.review` is undefined",
+            ),
             ("{{ vars.nn }}", "`vars.nn` is undefined"),
         ] {
             let err = render(src, issues()).unwrap_err();
@@ -323,7 +343,8 @@ mod tests {
     #[test]
     fn the_rewrite_touches_only_guarded_lookups() {
         let env = minijinja::Environment::new();
-        let src = "{{ a.b }} {{ a.b.c | default(1) }} {% if x.y %}{{ x.y }}{% endif %} {{ a[k].c is defined }}";
+        let src =
+            "{{ a.b }} {{ a.b.c | default(1) }} {% if x.y %}{{ x.y }}{% endif %} {{ a[k].c is defined }}";
         assert_eq!(
             super::rewrite(&env, "t", src),
             "{{ a.b }} {{ __hookflow_chain(a, \"b\", \"c\") | default(1) }} \

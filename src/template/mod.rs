@@ -435,7 +435,10 @@ impl Templates {
             let detail = innermost.detail().unwrap_or("");
             if innermost.kind() == ErrorKind::UndefinedError
                 && detail.starts_with('`')
-                && detail.split('`').nth(1).is_some_and(|n| n.contains('.') || n.contains('['))
+                && detail
+                    .split('`')
+                    .nth(1)
+                    .is_some_and(|n| n.contains('.') || n.contains('['))
             {
                 msg.push_str(
                     " (if the event may lack it, guard it: `… | default(…)`, `… is defined` or `{% if … %}`)",

@@ -193,7 +193,11 @@ impl Verifier {
         self.secret_env
             .iter()
             .filter_map(|n| crate::secret::named(n))
-            .chain(self.secret_file.iter().filter_map(|p| crate::secret::file(p).ok()))
+            .chain(
+                self.secret_file
+                    .iter()
+                    .filter_map(|p| crate::secret::file(p).ok()),
+            )
             .collect()
     }
 

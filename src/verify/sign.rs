@@ -94,7 +94,10 @@ pub fn sender_headers(scheme: &Scheme, id: &str, now_secs: i64) -> Vec<(String, 
             h("X-WC-Webhook-ID", "1"),
         ],
         Scheme::Slack => vec![h("User-Agent", "Slackbot 1.0 (+https://api.slack.com/robots)")],
-        Scheme::StandardWebhooks => vec![h("User-Agent", "Svix-Webhooks/1.0 (sender-unknown; +https://www.svix.com/http-sender/)")],
+        Scheme::StandardWebhooks => vec![h(
+            "User-Agent",
+            "Svix-Webhooks/1.0 (sender-unknown; +https://www.svix.com/http-sender/)",
+        )],
         Scheme::Hmac(_) => vec![h("User-Agent", "hookflow-send")],
     }
 }
@@ -108,7 +111,14 @@ fn id_hex(id: &str) -> String {
 /// `id` shaped as a version-4 UUID, as GitHub's and Shopify's delivery ids are.
 fn uuid_of(id: &str) -> String {
     let x = id_hex(id);
-    format!("{}-{}-4{}-a{}-{}", &x[..8], &x[8..12], &x[13..16], &x[17..20], &x[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[13..16],
+        &x[17..20],
+        &x[20..32]
+    )
 }
 
 /// `id` as a decimal number, as WooCommerce's delivery ids are.

@@ -214,7 +214,11 @@ fn urls_are_stable_and_depend_on_the_secret() {
     assert_eq!(none.status.code(), Some(1), "{}", show(&["urls"], &none));
     assert!(String::from_utf8_lossy(&none.stderr).contains("`hookflow serve` writes it at its first start"));
     assert!(!data.path().join("secret").exists());
-    std::fs::write(data.path().join("secret"), "a-secret-as-serve-writes-it-0123456789").unwrap();
+    std::fs::write(
+        data.path().join("secret"),
+        "a-secret-as-serve-writes-it-0123456789",
+    )
+    .unwrap();
     let a = hookflow(&["urls", "--data", data_arg], root);
     let b = hookflow(&["urls", "--data", data_arg], root);
     assert!(a.status.success(), "{}", show(&["urls"], &a));
@@ -772,5 +776,39 @@ fn a_bom_is_accepted_and_short_secrets_mask_only_themselves() {
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("a-long-secret-value-42"),
         "{ctx}"
+    );
+}
+
+/// Regressions (issue 27): a renamed copy whose `name:` differs from its file name was
+/// accepted without a word; a missing `text_template` file in an email action hid a second
+/// problem of the same file (a later step named in `subject`).
+#[test]
+fn validate_warns_of_a_name_unlike_its_file_and_reports_every_problem_of_an_action() {
+    let dir = flows_dir(&[
+        (
+            "orders-copy.yaml",
+            "name: orders\non: { webhook: {} }\nactions:\n  - emit: { type: a.b }\n",
+        ),
+        (
+            "mail.yaml",
+            "on: { webhook: {} }\nactions:\n  - name: first\n    email:\n      to: a@example.com\n      subject: \"Hi {{ steps.later.body }}\"\n      text_template: email/none.txt\n  - name: later\n    emit: { type: x.y }\n",
+        ),
+    ]);
+    let (out, text) = validate(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "flows/orders-copy.yaml:1: warning: name: the flow is named `orders` but its file `orders-copy`"
+        ),
+        "{text}"
+    );
+    assert!(
+        err.contains("flows/mail.yaml:6: actions[0].email.subject: `steps.later` is not an earlier action"),
+        "{text}"
+    );
+    assert!(
+        err.contains("flows/mail.yaml:7: actions[0].email.text_template: no template `email/none.txt`"),
+        "{text}"
     );
 }

@@ -40,7 +40,12 @@ async fn runs_list_follows_pages_says_when_more_exist_and_reads_the_data_dir_it_
     // A stopped server's store, with one run of its own flow.
     let other = Binary::start(&[("other", PLAIN)], &["--workers", "0"], &[]).await;
     let http = reqwest::Client::new();
-    let r = http.post(other.hook_url("other")).json(&json!({})).send().await.unwrap();
+    let r = http
+        .post(other.hook_url("other"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let other_dir = other.kill9();
     let other_data = other_dir.path().join("data");
@@ -70,14 +75,22 @@ async fn runs_list_follows_pages_says_when_more_exist_and_reads_the_data_dir_it_
 
     let out = list(&["--limit", "505", "--json"]);
     let v = json_of(&out);
-    assert_eq!(v["runs"].as_array().unwrap().len(), 505, "past the API's page of 500");
+    assert_eq!(
+        v["runs"].as_array().unwrap().len(),
+        505,
+        "past the API's page of 500"
+    );
     assert_eq!(v["more"], true);
     let out = list(&["--limit", "5000", "--json"]);
     let v = json_of(&out);
     assert_eq!(v["runs"].as_array().unwrap().len(), total);
     assert_eq!(v["more"], false);
-    let ids: std::collections::HashSet<&str> =
-        v["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let ids: std::collections::HashSet<&str> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), total, "no run listed twice across pages");
     let out = list(&["--limit", "10"]);
     assert!(
@@ -90,8 +103,18 @@ async fn runs_list_follows_pages_says_when_more_exist_and_reads_the_data_dir_it_
     let data_arg = other_data.to_str().unwrap();
     let out = list(&["--data", data_arg, "--json"]);
     let v = json_of(&out);
-    let flows: Vec<&str> = v["runs"].as_array().unwrap().iter().map(|r| r["flow"].as_str().unwrap()).collect();
-    assert_eq!(flows, ["other"], "{}", show(&["runs", "list", "--data", data_arg], &out));
+    let flows: Vec<&str> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["flow"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        flows,
+        ["other"],
+        "{}",
+        show(&["runs", "list", "--data", data_arg], &out)
+    );
     // The server's own directory is open in it: read through it, and say so.
     let own = app.dir.path().join("data");
     let out = list(&["--data", own.to_str().unwrap(), "--limit", "1"]);
@@ -128,13 +151,25 @@ actions:
     let flows = app.dir.path().join("flows");
     let listen = app.base.trim_start_matches("http://");
     let args = [
-        "send", "gh", "--payload", "push.json", "-H", "X-GitHub-Event: push",
-        "--flows", flows.to_str().unwrap(), "--listen", listen,
+        "send",
+        "gh",
+        "--payload",
+        "push.json",
+        "-H",
+        "X-GitHub-Event: push",
+        "--flows",
+        flows.to_str().unwrap(),
+        "--listen",
+        listen,
     ];
     for _ in 0..2 {
         let out = run(&args, cwd.path(), &[("GH_SECRET", "gh-secret")]);
         assert!(out.status.success(), "{}", show(&args, &out));
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("202 "), "{}", show(&args, &out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("202 "),
+            "{}",
+            show(&args, &out)
+        );
     }
     assert!(
         !cwd.path().join("data").exists(),
@@ -147,14 +182,23 @@ actions:
         assert_eq!(b["event"], "push", "-H adds to what the preset sends");
         assert_eq!(b["delivery"].as_str().unwrap().len(), 36, "a GUID: {b}");
     }
-    assert_ne!(bodies[0]["delivery"], bodies[1]["delivery"], "each send is its own delivery");
+    assert_ne!(
+        bodies[0]["delivery"], bodies[1]["delivery"],
+        "each send is its own delivery"
+    );
 
     // With no server to ask and no secret where it looks: a clear error, and still nothing created.
     let dead = crate::helpers::free_port().to_string();
     let listen_dead = format!("127.0.0.1:{dead}");
     let args = [
-        "send", "gh", "--payload", "push.json", "--flows", flows.to_str().unwrap(),
-        "--listen", &listen_dead,
+        "send",
+        "gh",
+        "--payload",
+        "push.json",
+        "--flows",
+        flows.to_str().unwrap(),
+        "--listen",
+        &listen_dead,
     ];
     let out = run(&args, cwd.path(), &[("GH_SECRET", "gh-secret")]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&args, &out));
@@ -187,10 +231,22 @@ fn urls_test_and_arguments_say_what_they_mean() {
         vec!["test", "woo-order-stock", "--payload", "/no/such/file.json"],
     ] {
         let out = run(&args, root, &woo);
-        assert_eq!(out.status.code(), Some(2), "an error, not 'not matched': {}", show(&args, &out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "an error, not 'not matched': {}",
+            show(&args, &out)
+        );
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .args(["test", "woo-order-stock", "--payload", "-", "-H", "X-WC-Webhook-Topic: order.created"])
+        .args([
+            "test",
+            "woo-order-stock",
+            "--payload",
+            "-",
+            "-H",
+            "X-WC-Webhook-Topic: order.created",
+        ])
         .current_dir(root)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -205,12 +261,20 @@ fn urls_test_and_arguments_say_what_they_mean() {
     assert!(text.contains("malformed JSON body"), "{text}");
 
     let args = [
-        "test", "woo-order-stock", "--payload", payload, "-H", "X-WC-Webhook-Topic: order.created",
+        "test",
+        "woo-order-stock",
+        "--payload",
+        payload,
+        "-H",
+        "X-WC-Webhook-Topic: order.created",
     ];
     let out = run(&args, root, &woo);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", show(&args, &out));
-    assert!(text.contains("/stock/BOOK-1/movements") && text.contains("/stock/PEN-2/movements"), "{text}");
+    assert!(
+        text.contains("/stock/BOOK-1/movements") && text.contains("/stock/PEN-2/movements"),
+        "{text}"
+    );
     assert!(text.contains("\"delta\": -2"), "{text}");
     assert!(text.contains("action summary (http):\n  not rendered:"), "{text}");
 
@@ -218,7 +282,10 @@ fn urls_test_and_arguments_say_what_they_mean() {
     let out = run(&args, root, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&args, &out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("succeeded") && err.contains("waiting"), "lists the values: {err}");
+    assert!(
+        err.contains("succeeded") && err.contains("waiting"),
+        "lists the values: {err}"
+    );
 }
 
 /// Regression: help had blank descriptions, and listed `--umask`/`--log-format` on commands
@@ -262,18 +329,27 @@ fn help_describes_every_argument_and_only_what_the_command_uses() {
             .filter(|&i| {
                 let l = lines[i];
                 let t = l.trim();
-                let is_arg = (1..=6).contains(&indent(l)) && (t.starts_with('-') || t.starts_with('<') || t.starts_with('['));
+                let is_arg = (1..=6).contains(&indent(l))
+                    && (t.starts_with('-') || t.starts_with('<') || t.starts_with('['));
                 let same_line = t.contains("  ");
-                let below = lines
-                    .get(i + 1)
-                    .is_some_and(|n| !n.trim().is_empty() && !n.trim().starts_with('[') && indent(n) > indent(l));
+                let below = lines.get(i + 1).is_some_and(|n| {
+                    !n.trim().is_empty() && !n.trim().starts_with('[') && indent(n) > indent(l)
+                });
                 is_arg && !same_line && !below
             })
             .map(|i| lines[i])
             .collect();
-        assert!(blank.is_empty(), "hookflow {} --help: no description for {blank:?}\n{text}", cmd.join(" "));
+        assert!(
+            blank.is_empty(),
+            "hookflow {} --help: no description for {blank:?}\n{text}",
+            cmd.join(" ")
+        );
         if ["schema", "bin", "urls", "test", "validate", "send"].contains(&cmd[0]) || cmd[0] == "runs" {
-            assert!(!text.contains("--umask") && !text.contains("--log-format"), "{}: {text}", cmd.join(" "));
+            assert!(
+                !text.contains("--umask") && !text.contains("--log-format"),
+                "{}: {text}",
+                cmd.join(" ")
+            );
         }
     }
     assert!(help(&["serve"]).contains("--log-format"));

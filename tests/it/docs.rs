@@ -132,7 +132,12 @@ fn every_deploy_file_the_docs_name_exists() {
     let re = regex::Regex::new(r"deploy/[A-Za-z0-9_.-]+[A-Za-z0-9_]").unwrap();
     let mut texts = vec![root.join("README.md")];
     for dir in ["docs", "deploy"] {
-        texts.extend(std::fs::read_dir(root.join(dir)).unwrap().flatten().map(|e| e.path()));
+        texts.extend(
+            std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path()),
+        );
     }
     let mut missing = Vec::new();
     for file in texts.iter().filter(|p| p.is_file()) {
@@ -157,7 +162,10 @@ fn readmes_tree_of_src_matches_the_source() {
     let tree = &readme[start..start + readme[start..].find("\n```\n").unwrap()];
     // Names at the tree's first level under src/ (two spaces in), split at commas.
     let mut named = HashSet::new();
-    for line in tree.lines().filter(|l| l.starts_with("  ") && !l.starts_with("   ")) {
+    for line in tree
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+    {
         let first = line.trim().split("  ").next().unwrap();
         for n in first.split(',') {
             named.insert(n.trim().trim_end_matches('/').to_string());
@@ -171,7 +179,16 @@ fn readmes_tree_of_src_matches_the_source() {
         }
     }
     missing.sort();
-    assert!(missing.is_empty(), "src/ entries README's tree leaves out: {missing:?}");
-    let stale: Vec<&String> = named.iter().filter(|n| !root.join("src").join(n).exists()).collect();
-    assert!(stale.is_empty(), "README's tree names what src/ does not have: {stale:?}");
+    assert!(
+        missing.is_empty(),
+        "src/ entries README's tree leaves out: {missing:?}"
+    );
+    let stale: Vec<&String> = named
+        .iter()
+        .filter(|n| !root.join("src").join(n).exists())
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "README's tree names what src/ does not have: {stale:?}"
+    );
 }

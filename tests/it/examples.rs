@@ -563,14 +563,49 @@ async fn the_shipped_sequences_and_per_item_flow_do_what_they_say() {
 /// Each webhook flow in `flows/` with the sample in `examples/payloads/` it is tried with:
 /// (flow, payload file, extra headers, content type).
 const SAMPLES: &[(&str, &str, &[&str], &str)] = &[
-    ("woo-order-to-shipping", "woo-order.json", &["X-WC-Webhook-Topic: order.created"], "application/json"),
-    ("woo-order-stock", "woo-order.json", &["X-WC-Webhook-Topic: order.created"], "application/json"),
-    ("woo-order-nurture", "woo-order.json", &["X-WC-Webhook-Topic: order.created"], "application/json"),
-    ("form-to-helpdesk", "contact-form.txt", &[], "application/x-www-form-urlencoded"),
-    ("form-to-newsletter", "newsletter-signup.txt", &[], "application/x-www-form-urlencoded"),
+    (
+        "woo-order-to-shipping",
+        "woo-order.json",
+        &["X-WC-Webhook-Topic: order.created"],
+        "application/json",
+    ),
+    (
+        "woo-order-stock",
+        "woo-order.json",
+        &["X-WC-Webhook-Topic: order.created"],
+        "application/json",
+    ),
+    (
+        "woo-order-nurture",
+        "woo-order.json",
+        &["X-WC-Webhook-Topic: order.created"],
+        "application/json",
+    ),
+    (
+        "form-to-helpdesk",
+        "contact-form.txt",
+        &[],
+        "application/x-www-form-urlencoded",
+    ),
+    (
+        "form-to-newsletter",
+        "newsletter-signup.txt",
+        &[],
+        "application/x-www-form-urlencoded",
+    ),
     ("slack-events", "slack-message.json", &[], "application/json"),
-    ("newsletter-unsubscribe", "mail-unsubscribe.json", &[], "application/json"),
-    ("woo-order-refunded", "woo-order-refunded.json", &["X-WC-Webhook-Topic: order.updated"], "application/json"),
+    (
+        "newsletter-unsubscribe",
+        "mail-unsubscribe.json",
+        &[],
+        "application/json",
+    ),
+    (
+        "woo-order-refunded",
+        "woo-order-refunded.json",
+        &["X-WC-Webhook-Topic: order.updated"],
+        "application/json",
+    ),
 ];
 
 /// The run `id` once it has stopped moving: finished, or waiting for a later step.
@@ -582,7 +617,10 @@ async fn settled(http: &reqwest::Client, base: &str, id: &str) -> Value {
         if ["succeeded", "failed", "exited", "waiting"].contains(&status) {
             return run;
         }
-        assert!(std::time::Instant::now() < deadline, "run {id} did not settle: {run:#}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run {id} did not settle: {run:#}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -605,7 +643,10 @@ async fn every_shipped_webhook_flow_runs_green_on_its_shipped_sample() {
     sampled.sort();
     let mut hooks = listed.clone();
     hooks.sort();
-    assert_eq!(hooks, sampled, "every shipped webhook flow needs a sample in SAMPLES");
+    assert_eq!(
+        hooks, sampled,
+        "every shipped webhook flow needs a sample in SAMPLES"
+    );
 
     let dest = Receiver::start(Reply::status(200)).await;
     dest.on_path("/api/tickets", Reply::json(201, json!({"id": "T-9"})));
@@ -652,14 +693,18 @@ async fn every_shipped_webhook_flow_runs_green_on_its_shipped_sample() {
         } else {
             // form-to-helpdesk answers with its own body: find its run.
             let list = get(&http, format!("{base}/api/runs?flow={flow}")).await;
-            let id = list["runs"][0]["id"].as_str().unwrap_or_else(|| panic!("{flow}: {stdout}"));
+            let id = list["runs"][0]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{flow}: {stdout}"));
             runs.push((flow.to_string(), settled(&http, &base, id).await));
         }
     }
     // The runs the events started: the welcome series (exited by the unsubscribe) and the CRM call.
     for flow in ["form-welcome-series", "crm-unsubscribed"] {
         let list = get(&http, format!("{base}/api/runs?flow={flow}")).await;
-        let id = list["runs"][0]["id"].as_str().unwrap_or_else(|| panic!("no run of {flow}"));
+        let id = list["runs"][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no run of {flow}"));
         runs.push((flow.to_string(), settled(&http, &base, id).await));
     }
     for (flow, run) in &runs {
@@ -680,7 +725,11 @@ async fn every_shipped_webhook_flow_runs_green_on_its_shipped_sample() {
         .collect();
     let mut deltas: Vec<i64> = stock.iter().map(|b| b["delta"].as_i64().unwrap()).collect();
     deltas.sort();
-    assert_eq!(deltas, [-2, -1], "each line item's quantity off the stock: {stock:?}");
+    assert_eq!(
+        deltas,
+        [-2, -1],
+        "each line item's quantity off the stock: {stock:?}"
+    );
 
     let mails = crate::email::wait_mails(&mail, 2).await;
     for m in &mails {

@@ -2,8 +2,8 @@
 //! real `hookflow` binary where a process boundary matters.
 
 mod backup;
-mod build;
 mod bad_input;
+mod build;
 mod cli;
 mod client;
 mod cluster;
@@ -26,13 +26,13 @@ mod overview;
 mod pg;
 mod props;
 mod protect;
-mod reload;
 mod release;
+mod reload;
 mod replay;
 mod retries;
-mod secrets;
 mod schedule;
 mod schema;
+mod secrets;
 mod security;
 mod segments;
 mod sequences;

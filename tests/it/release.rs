@@ -24,7 +24,10 @@ fn release_binary() -> Option<PathBuf> {
         }
         None => {
             let required = std::env::var("HOOKFLOW_RELEASE_TESTS").is_ok_and(|v| v == "required");
-            assert!(!required, "HOOKFLOW_RELEASE_TESTS=required, but HOOKFLOW_RELEASE_BIN is not set");
+            assert!(
+                !required,
+                "HOOKFLOW_RELEASE_TESTS=required, but HOOKFLOW_RELEASE_BIN is not set"
+            );
             eprintln!("skipped: HOOKFLOW_RELEASE_BIN is not set (scripts/test.sh builds and sets it)");
             None
         }
@@ -81,7 +84,9 @@ async fn the_release_binary_names_what_is_undefined_and_says_what_the_debug_one_
     let mut child = cmd.spawn().unwrap();
     let http = reqwest::Client::new();
     wait_ready(&http, &base).await;
-    let token = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes()).unwrap().token("strict");
+    let token = hookflow::token::UrlTokens::from_secret(SECRET.as_bytes())
+        .unwrap()
+        .token("strict");
     let r = http
         .post(format!("{base}/hooks/strict/{token}"))
         .json(&json!({"customer": {"email": "ada@example.com"}}))
@@ -89,7 +94,10 @@ async fn the_release_binary_names_what_is_undefined_and_says_what_the_debug_one_
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["run_id"].as_str().unwrap().to_string();
+    let id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let run = loop {
         let run = get(&http, format!("{base}/api/runs/{id}")).await;
@@ -122,15 +130,32 @@ async fn the_release_binary_names_what_is_undefined_and_says_what_the_debug_one_
         vec!["test", "strict", "--payload", "order.json", "--json"],
         validate,
     ] {
-        let (d, r) = (output(&debug, &args, dir.path()), output(&release, &args, dir.path()));
+        let (d, r) = (
+            output(&debug, &args, dir.path()),
+            output(&release, &args, dir.path()),
+        );
         // Run ids and idempotency keys are new each time.
         let stable = |o: &Output| {
-            let text = format!("{:?}\n{}\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            let text = format!(
+                "{:?}\n{}\n{}",
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
             regex_lite(&text)
         };
-        assert_eq!(stable(&d), stable(&r), "hookflow {}: the builds disagree", args.join(" "));
+        assert_eq!(
+            stable(&d),
+            stable(&r),
+            "hookflow {}: the builds disagree",
+            args.join(" ")
+        );
         if args[0] == "test" {
-            assert!(stable(&r).contains("`vars.customer.emial` is undefined"), "{}", stable(&r));
+            assert!(
+                stable(&r).contains("`vars.customer.emial` is undefined"),
+                "{}",
+                stable(&r)
+            );
         }
     }
 }

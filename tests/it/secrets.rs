@@ -56,18 +56,33 @@ actions:
     );
     let http = reqwest::Client::new();
     let url = app.hook_url("by-file");
-    assert_eq!(post_signed(&http, &url, "github", "first-secret-0123456789").await, 202);
+    assert_eq!(
+        post_signed(&http, &url, "github", "first-secret-0123456789").await,
+        202
+    );
     // Rotate: the file now holds the new secret. No restart, no reload.
     std::fs::write(&file, "second-secret-abcdefghijkl\n").unwrap();
-    assert_eq!(post_signed(&http, &url, "github", "first-secret-0123456789").await, 401);
-    assert_eq!(post_signed(&http, &url, "github", "second-secret-abcdefghijkl").await, 202);
+    assert_eq!(
+        post_signed(&http, &url, "github", "first-secret-0123456789").await,
+        401
+    );
+    assert_eq!(
+        post_signed(&http, &url, "github", "second-secret-abcdefghijkl").await,
+        202
+    );
 
     // A systemd credential stands in for an unset variable, for verify and secret() alike,
     // and is masked in the run's record.
     let url = app.hook_url("by-credential");
-    assert_eq!(post_signed(&http, &url, "woocommerce", "woo-credential-0123456789").await, 202);
+    assert_eq!(
+        post_signed(&http, &url, "woocommerce", "woo-credential-0123456789").await,
+        202
+    );
     let hits = dest.wait_hits(1).await;
-    assert_eq!(hits[0].headers["authorization"], "Bearer api-token-from-credential");
+    assert_eq!(
+        hits[0].headers["authorization"],
+        "Bearer api-token-from-credential"
+    );
     let runs: Value = http
         .get(format!("{}/api/runs?flow=by-credential", app.base))
         .send()
@@ -77,12 +92,25 @@ actions:
         .await
         .unwrap();
     let id = runs["runs"][0]["id"].as_str().unwrap();
-    let run = http.get(format!("{}/api/runs/{id}", app.base)).send().await.unwrap().text().await.unwrap();
+    let run = http
+        .get(format!("{}/api/runs/{id}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!run.contains("api-token-from-credential"), "{run}");
     assert!(run.contains("[redacted]"), "{run}");
     std::fs::write(creds.join("WOO_CRED"), "woo-credential-rotated-xyz").unwrap();
-    assert_eq!(post_signed(&http, &url, "woocommerce", "woo-credential-0123456789").await, 401);
-    assert_eq!(post_signed(&http, &url, "woocommerce", "woo-credential-rotated-xyz").await, 202);
+    assert_eq!(
+        post_signed(&http, &url, "woocommerce", "woo-credential-0123456789").await,
+        401
+    );
+    assert_eq!(
+        post_signed(&http, &url, "woocommerce", "woo-credential-rotated-xyz").await,
+        202
+    );
 }
 
 #[test]
@@ -97,5 +125,8 @@ fn a_relative_secret_file_is_refused_at_its_line() {
     let out = crate::cli::hookflow(&["validate", "flows"], dir.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("f.yaml:3:") && err.contains("is not an absolute path"), "{err}");
+    assert!(
+        err.contains("f.yaml:3:") && err.contains("is not an absolute path"),
+        "{err}"
+    );
 }

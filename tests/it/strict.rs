@@ -250,8 +250,16 @@ actions:
         ]
     );
 
-    let r = http.post(app.hook_url("strict")).json(&issue).send().await.unwrap();
-    let id = r.json::<serde_json::Value>().await.unwrap()["run_id"].as_str().unwrap().to_string();
+    let r = http
+        .post(app.hook_url("strict"))
+        .json(&issue)
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<serde_json::Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let run = loop {
         let run: serde_json::Value = http

@@ -12,8 +12,8 @@ use crate::action::{
     MAX_ITEM_CONCURRENCY, MAX_ITEMS_LIMIT,
 };
 use crate::flow::spec::ActionSpec;
-use crate::retry::RetryPolicy;
 use crate::flow::spec::WaitSpec;
+use crate::retry::RetryPolicy;
 use crate::sequence::{Wait, parse_at, parse_tz};
 use crate::verify::Scheme;
 
@@ -133,14 +133,7 @@ impl Compiler<'_> {
         var_names: &[String],
     ) -> Option<Action> {
         let at = format!("actions[{i}]");
-        let kinds = [
-            spec.http.as_ref().map(|_| "http"),
-            spec.email.as_ref().map(|_| "email"),
-            spec.segment.as_ref().map(|_| "segment"),
-            spec.emit.as_ref().map(|_| "emit"),
-            spec.wait.as_ref().map(|_| "wait"),
-        ];
-        let given: Vec<&str> = kinds.into_iter().flatten().collect();
+        let given = kinds_of(spec);
         let kind_name = match given.as_slice() {
             [one] => *one,
             [] => {
@@ -278,5 +271,32 @@ impl Compiler<'_> {
             destination_concurrency: spec.destination_concurrency,
             for_each,
         })
+    }
+}
+
+/// The kinds an action spec names (one, for a valid action).
+fn kinds_of(spec: &ActionSpec) -> Vec<&'static str> {
+    [
+        spec.http.as_ref().map(|_| "http"),
+        spec.email.as_ref().map(|_| "email"),
+        spec.segment.as_ref().map(|_| "segment"),
+        spec.emit.as_ref().map(|_| "emit"),
+        spec.wait.as_ref().map(|_| "wait"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The name an action spec's action has (`steps.<name>`): its `name`, or `<kind>_<n>`; `None`
+/// when its kind is not clear. Known from the spec alone, so that a later action's templates
+/// are checked even when an earlier action has problems of its own.
+pub(super) fn spec_name(i: usize, spec: &ActionSpec) -> Option<String> {
+    if let Some(n) = &spec.name {
+        return Some(n.clone());
+    }
+    match kinds_of(spec).as_slice() {
+        [one] => Some(format!("{one}_{}", i + 1)),
+        _ => None,
     }
 }

@@ -162,7 +162,7 @@ pub fn compile(
         );
     }
 
-    c.check_templates(spec, &var_names, &actions);
+    c.check_templates(spec, &var_names);
     if !c.problems.is_empty() {
         return Err(c.problems);
     }

@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Compiler, Problem};
-use crate::action::Action;
 use crate::flow::spec::FlowSpec;
 use crate::template::check::Scope;
 
@@ -26,11 +25,17 @@ const RUN_NAMES: &[&str] = &[
 ];
 
 impl Compiler<'_> {
-    pub(super) fn check_templates(&mut self, spec: &FlowSpec, var_names: &[String], actions: &[Action]) {
+    pub(super) fn check_templates(&mut self, spec: &FlowSpec, var_names: &[String]) {
         let vars: BTreeSet<String> = var_names.iter().cloned().collect();
-        // Earlier actions are only known for sure when every action compiled.
-        let names: Option<Vec<String>> =
-            (actions.len() == spec.actions.len()).then(|| actions.iter().map(|a| a.name.clone()).collect());
+        // Earlier actions' names come from the spec, so that an action with problems of its
+        // own (a missing template file) does not hide a later one's; unknown only where an
+        // action's kind is not clear.
+        let names: Option<Vec<String>> = spec
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| super::action::spec_name(i, a))
+            .collect();
         let scope_for = |path: &str| -> Scope {
             if path.starts_with("exit[") && path.contains(".contact.when") {
                 return Scope {
