@@ -203,7 +203,7 @@ impl Reloader {
                 found.extend(previous.iter().filter(|w| w.flow == f.name).cloned());
             } else {
                 for w in flow_warnings(f, &self.surroundings) {
-                    tracing::warn!(flow = %w.flow, file = %w.file.display(), line = ?w.line, key = %w.path, "{}", w.message);
+                    tracing::warn!(flow = %w.flow, file = %w.file.display(), line = w.line.map(|l| l as u64), key = %w.path, "{}", w.message);
                     found.push(w);
                 }
             }

@@ -74,7 +74,7 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     for name in set.flows.keys() {
         tracing::info!(flow = %name, "flow loaded (see `hookflow urls` for its webhook URL)");
     }
-    tracing::info!(listen = %args.urls.listen, admin = ?args.admin_listen, flows = set.flows.len(), store = %store.describe(), "hookflow serving");
+    tracing::info!(listen = %args.urls.listen, admin = args.admin_listen.as_ref().map(tracing::field::display), flows = set.flows.len(), store = %store.describe(), "hookflow serving");
 
     let config = Config {
         flows_dir: args.paths.flows_dir.clone(),

@@ -68,6 +68,7 @@ impl Engine {
             mut run,
             lease,
             exit_requested,
+            exit_requested_at,
         } = claimed;
         let mut hold = Holding {
             lease,
@@ -105,7 +106,7 @@ impl Engine {
                 } else {
                     Vec::new()
                 };
-                self.exit(&mut run, &lease, reason, waits).await;
+                self.exit(&mut run, &lease, reason, exit_requested_at, waits).await;
                 return;
             }
             if run.next_step >= flow.actions.len() {
@@ -455,7 +456,7 @@ impl Engine {
                 }
                 if let Some(reason) = saved.exit_requested {
                     let mut run = run.clone();
-                    Box::pin(self.exit(&mut run, lease, reason, Vec::new())).await;
+                    Box::pin(self.exit(&mut run, lease, reason, None, Vec::new())).await;
                     return false;
                 }
                 true

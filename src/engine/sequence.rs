@@ -51,7 +51,7 @@ impl Engine {
                 by: -1,
             };
             if let Some(reason) = self.contact_exit(flow, templates, ctx).await {
-                self.exit(run, &lease, reason, vec![woke]).await;
+                self.exit(run, &lease, reason, None, vec![woke]).await;
                 return Flowing::Stop;
             }
             tracing::info!(step = %run.steps[i].name, "wait over");
@@ -146,7 +146,15 @@ impl Engine {
     }
 
     /// Ends the run as exited with `reason`: not a failure, no `run.failed`.
-    pub(super) async fn exit(&self, run: &mut Run, lease: &Lease, reason: String, mut waits: Vec<WaitOp>) {
+    /// Ends the run as exited, at `at` (when the exit came) or now.
+    pub(super) async fn exit(
+        &self,
+        run: &mut Run,
+        lease: &Lease,
+        reason: String,
+        at: Option<Ts>,
+        mut waits: Vec<WaitOp>,
+    ) {
         tracing::info!(%reason, "run exited");
         waits.extend(
             std::mem::take(&mut run.exit_keys)
@@ -157,7 +165,7 @@ impl Engine {
                     run_id: run.id.clone(),
                 }),
         );
-        run.end_exited(&reason, Ts::now());
+        run.end_exited(&reason, at.unwrap_or_else(Ts::now));
         let effects = Effects {
             waits,
             ..Effects::default()

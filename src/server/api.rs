@@ -424,7 +424,11 @@ pub async fn exit_waiting(
             break;
         }
     }
-    tracing::info!(%flow, matched, exited, "waiting runs exited by the API");
+    if req.dry_run {
+        tracing::info!(%flow, matched, "dry run: waiting runs that would exit (none exited)");
+    } else {
+        tracing::info!(%flow, matched, exited, "waiting runs exited by the API");
+    }
     Ok(Json(json!({"matched": matched, "exited": exited})))
 }
 

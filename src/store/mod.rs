@@ -45,6 +45,9 @@ pub struct Claimed {
     /// Set when an exit condition matched this run while it was held: the reason. The run
     /// should end as exited before its next action.
     pub exit_requested: Option<String>,
+    /// When that exit came, when it came well before this claim (a parked run exited through
+    /// the API): the run's end is recorded at that time, not when it was read back.
+    pub exit_requested_at: Option<crate::time::Ts>,
 }
 
 #[derive(Debug, Clone)]

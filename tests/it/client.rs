@@ -355,3 +355,33 @@ fn help_describes_every_argument_and_only_what_the_command_uses() {
     assert!(help(&["serve"]).contains("--log-format"));
     assert!(help(&["serve"]).contains("--umask"));
 }
+
+/// Regression: log lines carried Rust's debug form of optional values (`line=Some(8)`, and
+/// `"line":"Some(23)"` as a string in JSON, `admin=None`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_hold_plain_values_not_rust_debug_forms() {
+    let flow = "on:\n  webhook:\n    verify: { preset: github, secret_env: UNSET_SECRET_FOR_LOG_TEST }\nactions:\n  - emit: { type: t.x }\n";
+    for format in ["json", "human"] {
+        let app = Binary::start(&[("f", flow)], &["--log-format", format], &[]).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let log = loop {
+            let log = app.log();
+            if log.contains("UNSET_SECRET_FOR_LOG_TEST") {
+                break log;
+            }
+            assert!(std::time::Instant::now() < deadline, "no warning logged: {log}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert!(!log.contains("Some(") && !log.contains("None"), "{format}: {log}");
+        let line = log
+            .lines()
+            .find(|l| l.contains("UNSET_SECRET_FOR_LOG_TEST"))
+            .unwrap();
+        if format == "json" {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["fields"]["line"], json!(3), "{line}");
+        } else {
+            assert!(line.contains("line=3"), "{line}");
+        }
+    }
+}

@@ -572,3 +572,78 @@ async fn waits_shorter_than_park_after_wait_in_the_queue() {
     wait_for(&app, &id, |r| r["steps"][3]["status"] == "waiting").await;
     assert_eq!(paths(&dest), ["/thanks/5", "/review/5"]);
 }
+
+/// Regression (issue 27): a parked waiting run exited through the API showed `finished` a few
+/// ms after its creation instead of the exit's time, went on counting in
+/// `hookflow_runs_waiting`, `hookflow_runs_parked` and `/api/stats` until read back, and a
+/// dry-run exit logged `matched=1 exited=0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_run_exited_through_the_api_ends_at_the_exits_time_in_every_figure() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let mut clock = Clock::new();
+    let flow = nurture(&dest.url);
+    let app = start(&[("nurture", &flow)], &clock).await;
+    let http = reqwest::Client::new();
+    let id = accept(&app, "nurture", json!({"id": 1, "email": "ada@example.com"})).await;
+    let run = wait_for(&app, &id, |r| r["status"] == "waiting").await;
+    let created: chrono::DateTime<chrono::Utc> = run["created_at"].as_str().unwrap().parse().unwrap();
+    let metrics = |app: &Binary| {
+        let url = format!("{}/metrics", app.base);
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    assert!(metrics(&app).await.contains("hookflow_runs_parked 1\n"));
+
+    // A dry run changes nothing and says so.
+    let r = http
+        .post(format!("{}/api/flows/nurture/exit", app.base))
+        .json(&json!({"dry_run": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["matched"], 1);
+    assert!(!app.log().contains("exited=0"), "{}", app.log());
+    assert!(app.log().contains("dry run"), "{}", app.log());
+
+    clock.advance(3_600_000);
+    tokio::time::sleep(Duration::from_millis(200)).await; // the server reads its clock file every 20 ms
+    let r = http
+        .post(format!("{}/api/runs/{id}/exit", app.base))
+        .json(&json!({"reason": "moved to v2"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let run = run_of(&app, &id).await;
+    assert_eq!(run["status"], "exited", "{run:#}");
+    let finished: chrono::DateTime<chrono::Utc> = run["finished_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (finished - created).num_seconds() >= 3600,
+        "finished at the exit, an hour after creation: {created} → {finished}"
+    );
+    let m = metrics(&app).await;
+    assert!(m.contains("hookflow_runs_parked 0\n"), "{m}");
+    assert!(!m.contains(r#"hookflow_runs_waiting{flow="nurture"} 1"#), "{m}");
+    let stats = get(&http, format!("{}/api/stats", app.base)).await;
+    assert_ne!(stats["waiting"]["nurture"], 1, "{stats}");
+
+    // Read back at its wake-up, it ends once, at the same time, and the figures stay right.
+    clock.advance(4 * DAY_MS);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = metrics(&app).await;
+        if m.contains(r#"hookflow_runs_finished_total{flow="nurture",status="exited"} 1"#) {
+            assert!(m.contains("hookflow_runs_parked 0\n"), "{m}");
+            assert!(!m.contains(r#"hookflow_runs_waiting{flow="nurture"} 1"#), "{m}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ended by the engine: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = run_of(&app, &id).await;
+    assert_eq!(again["status"], "exited");
+    assert_eq!(again["finished_at"], run["finished_at"], "{again:#}");
+    assert_eq!(paths(&dest), ["/thanks/1"], "nothing more was sent");
+}

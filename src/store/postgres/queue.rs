@@ -163,6 +163,7 @@ pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<V
                 token: token as u64,
             },
             exit_requested: exit_req,
+            exit_requested_at: None,
         });
     }
     sqlx::query(

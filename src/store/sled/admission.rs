@@ -43,9 +43,10 @@ impl Inner {
                 },
             )?;
             let note = exit_note_key(&h.id);
-            if let Some(reason) = view.get(note.as_bytes())? {
+            if let Some(bytes) = view.get(note.as_bytes())? {
                 view.remove(note);
-                self.exit_one(view, &h.id, &String::from_utf8_lossy(&reason))?;
+                let note = super::ops::ExitNote::read(&bytes);
+                self.exit_one(view, &h.id, &note.reason)?;
             } else if let Some(reason) = h.exit_keys.iter().find_map(|k| {
                 let (until, reason) = marks.get(&exit_mark_key(&h.flow, k))?;
                 (p.rec.at < *until).then_some(reason)

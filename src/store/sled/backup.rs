@@ -125,7 +125,8 @@ impl Inner {
             if self.db.contains_key(super::ops::run_key(&rec.id))? {
                 return Ok(());
             }
-            let exit = super::parking::Parking::exit_of(&self.db, &rec)?.map(|(reason, _)| reason);
+            let exit =
+                super::parking::Parking::exit_of(&self.db, &rec)?.map(|(reason, at)| (reason, Some(at)));
             for (k, v) in super::ops::unparked_entries(&rec, exit)? {
                 out.kv(&k, &v).map_err(&w)?;
                 info.entries += 1;

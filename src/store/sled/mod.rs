@@ -514,7 +514,17 @@ impl Store for SledStore {
     }
 
     fn parked(&self) -> u64 {
-        self.inner.parking.count().0
+        // Less the parked runs an exit has already ended (they leave when read back).
+        let exited = self
+            .inner
+            .db
+            .get(ops::PARKED_EXITS)
+            .ok()
+            .flatten()
+            .and_then(|b| b.as_ref().try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        self.inner.parking.count().0.saturating_sub(exited)
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<Run>> {

@@ -30,6 +30,9 @@ pub(super) struct QEntry {
     /// An exit condition matched while a worker held the run: the reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exit: Option<String>,
+    /// When that exit came, if it came before the run was read into sled (a parked run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exit_at: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,6 +69,40 @@ pub(super) fn exit_key(flow: &str, key: &str, run_id: &str) -> String {
 /// run ends as exited when it is admitted.
 pub(super) fn exit_note_key(run_id: &str) -> String {
     format!("exitnote:{run_id}")
+}
+
+/// Parked runs an exit note has reached (`meta:parkexits`): the waiting and parked figures
+/// leave them out from the exit on, not only from when they are read back.
+pub(super) const PARKED_EXITS: &str = "meta:parkexits";
+
+/// An exit note's value: why, when, and whether the run was parked then (its waiting count was
+/// lowered with the note). Notes of stores written before hold the reason alone.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct ExitNote {
+    pub reason: String,
+    #[serde(default)]
+    pub at: Option<u64>,
+    #[serde(default)]
+    pub parked: bool,
+}
+
+impl ExitNote {
+    pub(super) fn new(reason: &str, at: u64, parked: bool) -> Vec<u8> {
+        serde_json::to_vec(&ExitNote {
+            reason: reason.to_string(),
+            at: Some(at),
+            parked,
+        })
+        .expect("an exit note serialises")
+    }
+
+    pub(super) fn read(bytes: &[u8]) -> ExitNote {
+        serde_json::from_slice(bytes).unwrap_or_else(|_| ExitNote {
+            reason: String::from_utf8_lossy(bytes).into_owned(),
+            at: None,
+            parked: false,
+        })
+    }
 }
 
 /// An exit that reached runs still in the intake journal beyond what memory holds of it:
@@ -172,12 +209,16 @@ pub(super) fn store(view: &mut View<'_>, id: &str, q: Option<&QEntry>, run_json:
 /// exit. For reading a bucket back, and for backups (which hold parked runs this way).
 pub(super) fn unparked_entries(
     rec: &super::parking::Record,
-    exit: Option<String>,
+    exit: Option<(String, Option<u64>)>,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let due = if exit.is_some() {
         Ts::now().0.min(rec.due)
     } else {
         rec.due
+    };
+    let (exit, exit_at) = match exit {
+        Some((reason, at)) => (Some(reason), at),
+        None => (None, None),
     };
     let q = QEntry {
         flow: rec.flow.clone(),
@@ -185,6 +226,7 @@ pub(super) fn unparked_entries(
         lease: None,
         lane: None,
         exit,
+        exit_at,
     };
     let mut out = vec![(due_key(due, &rec.id).into_bytes(), rec.flow.as_bytes().to_vec())];
     for key in &rec.exit_keys {
@@ -254,6 +296,7 @@ impl Inner {
             lease: None,
             lane: None,
             exit: None,
+            exit_at: None,
         };
         if let Some(key) = &order_key {
             let prefix = lane_prefix(&q.flow, key);
@@ -362,6 +405,7 @@ impl Inner {
                 run,
                 lease: Lease { run_id: id, token },
                 exit_requested: q.exit.clone(),
+                exit_requested_at: q.exit_at.map(Ts),
             });
         }
         Ok(out)
@@ -534,11 +578,17 @@ impl Inner {
         }
         let note = exit_note_key(&id);
         let reached = match view.get(note.as_bytes())? {
-            Some(reason) => {
+            Some(bytes) => {
                 view.remove(note);
-                Some(String::from_utf8_lossy(&reason).into_owned())
+                let note = ExitNote::read(&bytes);
+                if note.parked {
+                    // Counted out at the exit; the engine counts it out again as it ends it.
+                    Self::add_signed(view, &waiting_key(&rec.flow), 1)?;
+                    Self::add_signed(view, PARKED_EXITS, -1)?;
+                }
+                Some((note.reason, note.at))
             }
-            None => super::parking::Parking::mark_for(view, &rec)?,
+            None => super::parking::Parking::mark_for(view, &rec)?.map(|r| (r, None)),
         };
         for (k, v) in unparked_entries(&rec, reached)? {
             view.insert(k, v);
@@ -603,7 +653,7 @@ impl Inner {
             }
             for id in pending {
                 if !view.contains(run_key(&id).as_bytes())? {
-                    view.insert(exit_note_key(&id), e.reason.as_bytes());
+                    view.insert(exit_note_key(&id), ExitNote::new(&e.reason, Ts::now().0, false));
                     out.push(ExitedRun {
                         flow: e.flow.clone(),
                         run_id: id,
@@ -639,15 +689,24 @@ impl Inner {
         else {
             let pending = self.find_pending(id)?.is_some();
             // Parked, and no exit has reached it yet.
-            let parked = !pending
-                && !view.contains(exit_note_key(id).as_bytes())?
-                && self
+            let parked = match pending || view.contains(exit_note_key(id).as_bytes())? {
+                true => None,
+                false => self
                     .parking
                     .find(&self.db, id)?
-                    .is_some_and(|r| r.status == RunStatus::Waiting);
-            if (pending || parked) && !view.contains(run_key(id).as_bytes())? {
-                // Still in the intake journal, or parked: ended as it is read into sled.
-                view.insert(exit_note_key(id), reason.as_bytes());
+                    .filter(|r| r.status == RunStatus::Waiting),
+            };
+            if (pending || parked.is_some()) && !view.contains(run_key(id).as_bytes())? {
+                // Still in the intake journal, or parked: ended as it is read into sled. A
+                // parked run stops counting as waiting (and parked) now.
+                if let Some(rec) = &parked {
+                    Self::add_signed(view, &waiting_key(&rec.flow), -1)?;
+                    Self::add_signed(view, PARKED_EXITS, 1)?;
+                }
+                view.insert(
+                    exit_note_key(id),
+                    ExitNote::new(reason, Ts::now().0, parked.is_some()),
+                );
                 return Ok(Exited::Marked);
             }
             return Ok(Exited::No);

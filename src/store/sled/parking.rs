@@ -444,11 +444,9 @@ impl Parking {
     /// The exit that has reached a parked run, if one has: a note for it, or a mark on one of
     /// its exit keys made after it was parked.
     pub fn exit_of(db: &sled::Db, rec: &Record) -> Result<Option<(String, u64)>> {
-        if let Some(reason) = db.get(super::ops::exit_note_key(&rec.id))? {
-            return Ok(Some((
-                String::from_utf8_lossy(&reason).into_owned(),
-                rec.parked_at,
-            )));
+        if let Some(bytes) = db.get(super::ops::exit_note_key(&rec.id))? {
+            let note = super::ops::ExitNote::read(&bytes);
+            return Ok(Some((note.reason, note.at.unwrap_or(rec.parked_at))));
         }
         Self::mark_of(|k| Ok(db.get(k)?.map(|v| v.to_vec())), rec)
     }
