@@ -7,7 +7,7 @@
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const enc = encodeURIComponent;
-const KINDS = ["accepted", "ignored", "duplicate", "refused", "succeeded", "failed"];
+const KINDS = ["accepted", "ignored", "duplicate", "refused", "succeeded", "failed", "exited"];
 const COLORS = {accepted: "#2563eb", ignored: "#d97706", duplicate: "#a855f7", refused: "#dc2626", succeeded: "#16a34a", failed: "#7f1d1d", exited: "#0891b2"};
 const STATUSES = ["queued", "running", "retrying", "waiting", "succeeded", "failed", "exited"];
 
@@ -230,8 +230,8 @@ function flowDetail({arg}) {
         ${actions || `<div class="box muted">no actions</div>`}
       </section>
       <div class="split"><section class="card"><h3 style="margin-top:0">Settings</h3><div class="small">${retry}</div>
-        ${spec.concurrency ? `<div class="small">concurrency ${esc(JSON.stringify(spec.concurrency))}</div>` : ""}${spec.exit ? `<div class="small">exits <code>${esc(JSON.stringify(spec.exit))}</code></div>` : ""}
-        <h3>Counters (all time)</h3><table class="small">${Object.entries(f.counters).map(([k, n]) => `<tr><td>${esc(k)}</td><td class="n">${n}</td></tr>`).join("") || `<tr><td class="muted">none yet</td></tr>`}</table>
+        ${spec.concurrency ? `<div class="small">concurrency ${esc(JSON.stringify(spec.concurrency))}</div>` : ""}${spec.exit ? `<div class="small">ends a waiting run early when:</div><ul class="small exits">${[].concat(spec.exit).map((x) => `<li>${exitWords(x)}</li>`).join("")}</ul>` : ""}
+        <h3>Counters (all time)</h3><table class="small counters">${counterRows(f.counters)}</table>
         <p><a href="#/runs?flow=${enc(f.name)}">runs of this flow</a> · <a href="#/requests?flow=${enc(f.name)}">its requests</a></p></section>
       <section class="card"><h3 style="margin-top:0">Source <span class="muted small">${esc(f.file)} · version <code id="flow-version">${esc(f.version)}</code></span></h3><pre id="flow-source">${esc(f.source)}</pre></section></div>`;
     if (url) $("copy").append(copyButton(url));
@@ -254,6 +254,25 @@ function varWords(x) {
   if (typeof x !== "object" || x === null) return `<code>${esc(JSON.stringify(x))}</code>`;
   const from = x.path || x.header || x.query || x.template || JSON.stringify(x);
   return `<code>${esc(from)}</code>${x.required ? ` <span class="muted">required</span>` : ""}${x.default !== undefined ? ` <span class="muted">default ${esc(JSON.stringify(x.default))}</span>` : ""}`;
+}
+
+// A flow's `exit:` entry in words: what ends one of its waiting runs.
+function exitWords(x) {
+  if (x.segment_left) return `the contact <code>${esc(x.segment_left.email)}</code> leaves the segment <b>${esc(x.segment_left.segment)}</b>`;
+  if (x.event) {
+    const m = Object.entries(x.event.match || {}).map(([k, v]) => `<code>${esc(k)}</code> is <code>${esc(v)}</code>`).join(" and ");
+    return `an event <b>${esc(x.event.type)}</b> arrives${m ? ` whose ${m}` : ""}`;
+  }
+  if (x.contact) return `at a wake-up, the contact <code>${esc(x.contact.email)}</code> has ${[].concat(x.contact.when || []).map(conditionWords).join(", ")}`;
+  return `<code>${esc(JSON.stringify(x))}</code>`;
+}
+
+// The durable counters: accepted, duplicates and ignored first, then each refusal reason.
+function counterRows(c) {
+  const first = ["accepted", "duplicates", "ignored"];
+  const keys = [...first.filter((k) => c[k] !== undefined), ...Object.keys(c).filter((k) => !first.includes(k)).sort()];
+  if (!keys.length) return `<tr><td class="muted">no request has reached this flow yet</td></tr>`;
+  return keys.map((k) => `<tr data-counter="${esc(k)}"><td>${k.startsWith("rejected:") ? `refused: ${esc(k.slice(9).replace(/_/g, " "))}` : esc(k)}</td><td class="n">${c[k]}</td></tr>`).join("");
 }
 
 function actionKind(a) {
@@ -282,7 +301,31 @@ function runsList({q}) {
       <label>since <select id="run-since"><option value="">any time</option><option value="1h">last hour</option><option value="24h">last day</option><option value="7d">last week</option></select></label>
       <input id="run-q" type="search" placeholder="search request and vars (/)" aria-label="Search runs" value="${esc(q.get("q") || "")}">
       <button type="submit">Search</button></form>
+    <div class="row" id="bulk"></div><p id="bulk-done" role="status"></p>
     <section class="card"><table id="runs"></table><div class="row" id="pager"></div></section>`;
+  // Bulk actions, as the API and CLI have them: every failed run of a flow replayed, every
+  // waiting run of a flow exited. Two clicks: the first says what the second will do.
+  const bulk = () => {
+    const flow = q.get("flow"), status = q.get("status");
+    const what = flow && status === "failed" ? {label: "Replay every failed run", path: `/api/flows/${enc(flow)}/replay-failed`, body: {from: "failed"}}
+      : flow && status === "waiting" ? {label: "Exit every waiting run", path: `/api/flows/${enc(flow)}/exit`, body: {reason: "exited from the dashboard"}} : null;
+    $("bulk").innerHTML = what ? `<button id="bulk-action" type="button">${what.label} of ${esc(flow)}…</button>` : "";
+    if (!what) return;
+    $("bulk-action").onclick = async () => {
+      const n = (await api(what.path, {method: "POST", body: JSON.stringify(Object.assign({dry_run: true}, what.body))})).matched;
+      $("bulk").innerHTML = `<button id="bulk-confirm" class="primary" type="button">${what.label.replace("every", `these ${n}`)}</button> <button id="bulk-cancel" type="button">Cancel</button>`;
+      $("bulk-cancel").onclick = bulk;
+      $("bulk-confirm").onclick = async () => {
+        try {
+          const r = await api(what.path, {method: "POST", body: JSON.stringify(what.body)});
+          $("bulk-done").textContent = r.replayed ? `${r.replayed.length} of ${r.matched} run(s) replayed` : `${r.exited} of ${r.matched} run(s) exited`;
+        } catch (e) { $("bulk-done").textContent = "Not done: " + e.message; }
+        bulk();
+        update();
+      };
+    };
+  };
+  bulk();
   const set = (id, key) => { $(id).value = q.get(key) || ""; };
   const update = async () => {
     const flows = await api("/api/flows");

@@ -88,6 +88,7 @@ impl App {
             limits: config.limits,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
             trusted_proxies: config.trusted_proxies,
+            counters: Default::default(),
         };
         let membership = Arc::new(Membership::new(
             Arc::clone(&store),

@@ -170,7 +170,9 @@ impl Engine {
             waits,
             ..Effects::default()
         };
-        if self.save_with(run, lease, Next::Done, effects).await {
+        // An exit with a time of its own was counted when it came (the API's exit of a
+        // parked run, see `Exited::Noted`).
+        if self.save_with(run, lease, Next::Done, effects).await && at.is_none() {
             self.metrics.run_finished(&run.flow, "exited");
         }
     }

@@ -16,6 +16,7 @@
 
 pub mod admit;
 pub mod authenticate;
+mod counters;
 pub mod decode;
 pub mod evaluate;
 pub mod log;
@@ -62,6 +63,8 @@ pub struct Intake {
     pub in_flight: Arc<Semaphore>,
     /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The flows' counters, written once a second.
+    pub counters: Arc<counters::Counters>,
 }
 
 /// How a request that was not refused ended.
@@ -190,6 +193,7 @@ impl Intake {
         match outcome {
             Outcome::Accepted { run_id, answer } => {
                 tracing::info!(flow, %run_id, %peer, "run accepted");
+                self.count(flow, "accepted");
                 entry.outcome = "accepted".into();
                 entry.run_id = Some(run_id);
                 answer
@@ -265,12 +269,7 @@ impl Intake {
 
     /// Adds to one of the flow's counters (`GET /api/flows`), off the request path.
     fn count(&self, flow: &str, what: &str) {
-        let (store, flow, what) = (Arc::clone(&self.store), flow.to_string(), what.to_string());
-        tokio::spawn(async move {
-            if let Err(e) = store.add_counter(&flow, &what, 1).await {
-                tracing::warn!(error = %e, "could not update a flow counter");
-            }
-        });
+        self.counters.add(&self.store, flow, what);
     }
 }
 

@@ -88,14 +88,14 @@ impl Refusal {
         }
     }
 
-    /// The flow's counter this refusal adds to (`GET /api/flows`), if any.
+    /// The flow's counter this refusal adds to (`GET /api/flows`): `rejected:<reason>` for
+    /// every refusal of a request that reached a flow's URL — not for a wrong URL or token
+    /// (or a method refused before the token is checked), whose "flow" is only a name in a
+    /// path anyone can make up.
     pub fn counter(&self) -> Option<String> {
         match self {
-            Refusal::IpNotAllowed(_) => Some("rejected:ip_not_allowed".into()),
-            Refusal::TooBusy(_) => Some("rejected:too_busy".into()),
-            Refusal::RepeatedHeader(_) => Some("rejected:repeated_header".into()),
-            Refusal::Signature(e) => Some(format!("rejected:{}", e.reason())),
-            _ => None,
+            Refusal::NotFound | Refusal::MethodNotAllowed(_) => None,
+            other => Some(format!("rejected:{}", other.status().1)),
         }
     }
 

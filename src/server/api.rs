@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::flow::Trigger;
 use crate::run::{Run, RunStatus};
-use crate::store::RunFilter;
+use crate::store::{Exited, RunFilter};
 use crate::time::Ts;
 
 /// Applies the server's [access rule](super::access) and logs a refusal once.
@@ -369,7 +369,13 @@ pub async fn exit_run(
         .exit_run(&id, &exit_reason(&req))
         .await
         .map_err(internal)?;
-    if !exited {
+    if matches!(exited, Exited::Now | Exited::Noted)
+        && let Some(run) = st.store().get_run(&id).await.map_err(internal)?
+    {
+        // Ended here, not by the engine: counted here (the engine counts the runs it ends).
+        st.intake.metrics.run_finished(&run.flow, "exited");
+    }
+    if exited == Exited::No {
         return Err(match st.store().get_run(&id).await.map_err(internal)? {
             None => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no run {id}")),
             Some(run) => ApiError::new(
@@ -415,8 +421,13 @@ pub async fn exit_waiting(
         matched += page.len();
         if !req.dry_run {
             for run in &page {
-                if st.store().exit_run(&run.id, &reason).await.map_err(internal)? {
-                    exited += 1;
+                match st.store().exit_run(&run.id, &reason).await.map_err(internal)? {
+                    Exited::No => {}
+                    Exited::Marked => exited += 1,
+                    Exited::Now | Exited::Noted => {
+                        st.intake.metrics.run_finished(&run.flow, "exited");
+                        exited += 1;
+                    }
                 }
             }
         }

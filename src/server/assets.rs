@@ -55,6 +55,20 @@ pub async fn page() -> Response {
     resp
 }
 
+/// `GET /favicon.ico` (browsers ask for it whatever the page says) and `/favicon.svg`: the
+/// dashboard's icon, an SVG.
+pub async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../../assets/favicon.svg"),
+    )
+        .into_response()
+}
+
 /// `GET /assets/{file}`: one of the embedded files, gzipped when the client accepts it;
 /// `no-cache` so a new binary's files are picked up at once.
 pub async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {

@@ -117,6 +117,8 @@ fn admin_routes() -> Router<AppState> {
         .route("/api/instances", get(api::list_instances))
         .route("/api/backup", post(api::backup))
         .route("/", get(assets::page))
+        .route("/favicon.ico", get(assets::favicon))
+        .route("/favicon.svg", get(assets::favicon))
         .route("/assets/{file}", get(assets::file))
         .route("/metrics", get(metrics))
 }

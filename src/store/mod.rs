@@ -120,13 +120,19 @@ pub enum WaitOp {
     Waiting { flow: String, by: i64 },
 }
 
-/// What ending one run as exited did (each store's `exit_one`).
-pub(crate) enum Exited {
+/// What ending one run as exited did ([`Store::exit_run`], each store's `exit_one`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exited {
     /// The run is finished already (or gone).
     No,
+    /// Ended now: the caller counts it.
     Now,
-    /// Held by a worker (or not yet admitted): marked, to end before its next action.
+    /// Held by a worker (or not yet admitted): marked, to end before its next action; the
+    /// engine counts it then.
     Marked,
+    /// Parked (embedded store): shown exited from now on and counted by the caller; its record
+    /// is ended when it is read back, at the exit's time, and not counted again.
+    Noted,
 }
 
 /// A run an exit reached: ended now, or marked for its worker to end.
@@ -254,7 +260,7 @@ pub trait Store: Send + Sync + 'static {
     async fn exit_runs(&self, exits: Vec<ExitMatch>) -> Result<Vec<ExitedRun>>;
 
     /// Ends one unfinished run as exited (or marks it, when held): the API's and CLI's exit.
-    async fn exit_run(&self, run_id: &str, reason: &str) -> Result<bool>;
+    async fn exit_run(&self, run_id: &str, reason: &str) -> Result<Exited>;
 
     /// Runs waiting at a `wait` step, per flow.
     async fn waiting_counts(&self) -> Result<BTreeMap<String, u64>>;

@@ -491,3 +491,106 @@ async fn fits(b: &Browser, view: &str, width: u32) {
         "{view} is {wide} px wide in a {width} px window"
     );
 }
+
+/// Regressions (issue 27): the flow picture broke var names mid-word ("orde r_id"); "Counters
+/// (all time)" said "none yet" after accepted runs and left out `missing_var` and
+/// `malformed_body` refusals; exits were raw JSON; the per-flow table had no "exited" column;
+/// the runs view had no bulk replay or bulk exit; `/favicon.ico` was a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_view_counts_every_outcome_and_the_runs_view_acts_in_bulk() {
+    let dest = Receiver::start(Reply::status(400)).await;
+    let orders = format!(
+        "on: {{ webhook: {{}} }}\nvars:\n  order_id: {{ path: $.id, required: true }}\n  customer_email_address: $.email\nretry: {{ max_attempts: 1 }}\nactions:\n  - name: ship\n    http: {{ url: \"{}/ship\" }}\n",
+        dest.url
+    );
+    let nurture = "on: { webhook: {} }\nvars:\n  email: $.email\nactions:\n  - wait: 3d\n  - emit: { type: nurture.done }\nexit:\n  - segment_left: { segment: newsletter, email: \"{{ vars.email }}\" }\n  - event: { type: shop.order_refunded, match: { email: \"{{ vars.email }}\" } }\n";
+    let server = Binary::start(
+        &[("orders", &orders), ("nurture", nurture)],
+        &["--api-token", "dash-token"],
+        &[],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let icon = http
+        .get(format!("{}/favicon.ico", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    let post = |flow: &str, body: &'static str| {
+        let req = http
+            .post(server.hook_url(flow))
+            .header("content-type", "application/json")
+            .body(body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(post("orders", r#"{"id": 1}"#).await, 202);
+    assert_eq!(post("orders", r#"{"id": 2}"#).await, 202);
+    assert_eq!(post("orders", r#"{"email": "no-id@example.com"}"#).await, 422);
+    assert_eq!(post("orders", r#"{"id": "#).await, 400);
+    assert_eq!(post("nurture", r#"{"email": "a@example.com"}"#).await, 202);
+    assert_eq!(post("nurture", r#"{"email": "b@example.com"}"#).await, 202);
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    b.sign_in(&server.base, "dash-token").await;
+    b.wait("#tiles .tile").await;
+
+    for width in [1280u32, 390] {
+        b.c.set_window_size(width, 900).await.unwrap();
+        b.go(&server.base, "flows/orders").await;
+        b.wait_text("tr[data-counter='accepted'] td.n", |t| t == "2")
+            .await;
+        b.wait_text("tr[data-counter='rejected:missing_var']", |t| {
+            t.contains("missing var") && t.ends_with('1')
+        })
+        .await;
+        b.wait_text("tr[data-counter='rejected:malformed_body'] td.n", |t| t == "1")
+            .await;
+        // Every var name on one line: an inline element that wraps has more than one box.
+        let names = b
+            .js("return [...document.querySelectorAll('.picture .vars td:first-child code')].map(e => [e.textContent, e.getClientRects().length])")
+            .await;
+        let names = names.as_array().unwrap();
+        assert_eq!(names.len(), 2, "{names:?}");
+        for n in names {
+            assert_eq!(n[1], 1, "{} broken across lines at {width} px", n[0]);
+        }
+        fits(&b, "flow", width).await;
+    }
+    b.c.set_window_size(1280, 900).await.unwrap();
+    b.go(&server.base, "flows/nurture").await;
+    let exits = b.wait_text("ul.exits", |t| !t.is_empty()).await;
+    assert!(
+        exits.contains("leaves the segment newsletter")
+            && exits.contains("an event shop.order_refunded arrives"),
+        "{exits}"
+    );
+    assert!(
+        !exits.contains("segment_left") && !exits.contains("\""),
+        "no raw JSON: {exits}"
+    );
+
+    // Bulk: every failed run of orders replayed (they fail again), every waiting run of nurture exited.
+    b.go(&server.base, "runs?flow=orders&status=failed").await;
+    b.wait_text("#runs", |t| t.matches("orders").count() == 2).await;
+    b.wait("#bulk-action").await.click().await.unwrap();
+    let confirm = b.wait_text("#bulk-confirm", |t| !t.is_empty()).await;
+    assert!(confirm.contains("these 2"), "{confirm}");
+    b.wait("#bulk-confirm").await.click().await.unwrap();
+    b.wait_text("#bulk-done", |t| t.contains("2 of 2 run(s) replayed"))
+        .await;
+    b.go(&server.base, "runs?flow=nurture&status=waiting").await;
+    b.wait_text("#runs", |t| t.matches("nurture").count() == 2).await;
+    b.wait("#bulk-action").await.click().await.unwrap();
+    b.wait("#bulk-confirm").await.click().await.unwrap();
+    b.wait_text("#bulk-done", |t| t.contains("2 of 2 run(s) exited"))
+        .await;
+    b.go(&server.base, "overview").await;
+    b.wait_text("tr.flow-row[data-name='nurture'] td[data-kind='exited']", |t| {
+        t == "2"
+    })
+    .await;
+    b.c.clone().close().await.unwrap();
+}

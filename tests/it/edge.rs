@@ -164,15 +164,7 @@ async fn caps_on_requests_in_flight_answer_429_with_retry_after() {
     let (a, _) = read_answer(&mut slow2, Duration::from_secs(5)).await;
     assert!(a.starts_with("HTTP/1.1 202"), "{a}");
     assert_eq!(app.post_json("one", json!({})).await.status(), 202);
-    let flows = app.api("/api/flows").await;
-    let one = flows["flows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "one")
-        .unwrap()
-        .clone();
-    assert_eq!(one["counters"]["rejected:too_busy"], 1, "{one}");
+    crate::helpers::flow_with_counter(&app.http, &app.base, "one", "rejected:too_busy", 1).await;
     app.stop().await;
 }
 

@@ -676,3 +676,26 @@ impl TestClock {
         std::fs::write(&self.file, self.offset.to_string()).unwrap();
     }
 }
+
+/// `GET /api/flows/{flow}` once its counter `key` reads `want`: counters are written once a
+/// second (see `intake::counters`), so a test waits for them as for any background write.
+pub async fn flow_with_counter(
+    http: &reqwest::Client,
+    base: &str,
+    flow: &str,
+    key: &str,
+    want: u64,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = get(http, format!("{base}/api/flows/{flow}")).await;
+        if f["counters"][key] == want {
+            return f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counter {key} of {flow} never read {want}: {f}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -279,14 +279,7 @@ async fn every_preset_accepts_good_signatures_and_refuses_bad_ones() {
         "the ping started no run"
     );
     // Refusals are counted per flow and reason.
-    let flows = crate::helpers::get(&http, format!("{base}/api/flows")).await;
-    let gh = flows["flows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "github")
-        .unwrap();
-    assert_eq!(gh["counters"]["rejected:bad_signature"], 2, "{gh}");
+    let gh = crate::helpers::flow_with_counter(&http, &base, "github", "rejected:bad_signature", 2).await;
     assert_eq!(gh["counters"]["rejected:missing_signature"], 1, "{gh}");
     // Run history keeps the request but not its signature.
     let run = &runs["runs"][0];

@@ -550,9 +550,13 @@ async fn exits_end_queued_runs_and_mark_held_ones(store: Arc<dyn Store>, _pg: bo
         .unwrap();
     assert_eq!(saved.exit_requested.as_deref(), Some("unsubscribed"));
     // The API's exit: one run by id; an ended run is not exited twice.
-    assert!(store.exit_run(&other.id, "by the operator").await.unwrap());
-    assert!(!store.exit_run(&other.id, "again").await.unwrap());
-    assert!(!store.exit_run("01nosuchrun", "x").await.unwrap());
+    use hookflow::store::Exited;
+    assert_eq!(
+        store.exit_run(&other.id, "by the operator").await.unwrap(),
+        Exited::Now
+    );
+    assert_eq!(store.exit_run(&other.id, "again").await.unwrap(), Exited::No);
+    assert_eq!(store.exit_run("01nosuchrun", "x").await.unwrap(), Exited::No);
     assert!(store.waiting_counts().await.unwrap().values().all(|n| *n == 0));
 }
 
@@ -938,8 +942,19 @@ async fn runs_waiting_days_are_found_listed_exited_and_wake_on_time(store: Arc<d
         (run.status, run.exit_reason.as_deref()),
         (RunStatus::Exited, Some("left the list"))
     );
-    assert!(store.exit_run(&ids[2], "by the operator").await.unwrap());
-    assert!(!store.exit_run(&ids[2], "again").await.unwrap());
+    // Parked on the embedded store (noted), ended at once on PostgreSQL.
+    let first = store.exit_run(&ids[2], "by the operator").await.unwrap();
+    assert!(
+        matches!(
+            first,
+            hookflow::store::Exited::Noted | hookflow::store::Exited::Now
+        ),
+        "{first:?}"
+    );
+    assert_eq!(
+        store.exit_run(&ids[2], "again").await.unwrap(),
+        hookflow::store::Exited::No
+    );
     assert_eq!(
         store.get_run(&ids[2]).await.unwrap().unwrap().status,
         RunStatus::Exited

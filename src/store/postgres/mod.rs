@@ -177,13 +177,8 @@ impl Store for PgStore {
         in_tx!(self, |tx| queue::exit_runs(&mut tx, &exits))
     }
 
-    async fn exit_run(&self, run_id: &str, reason: &str) -> Result<bool> {
-        in_tx!(self, |tx| async {
-            Ok(!matches!(
-                queue::exit_one(&mut tx, run_id, reason).await?,
-                queue::Exited::No
-            ))
-        })
+    async fn exit_run(&self, run_id: &str, reason: &str) -> Result<crate::store::Exited> {
+        in_tx!(self, |tx| queue::exit_one(&mut tx, run_id, reason))
     }
 
     async fn waiting_counts(&self) -> Result<BTreeMap<String, u64>> {

@@ -407,7 +407,7 @@ pub(super) async fn exit_runs(tx: &mut PgConnection, exits: &[ExitMatch]) -> Res
                     continue;
                 }
                 Exited::Now => true,
-                Exited::Marked => false,
+                Exited::Marked | Exited::Noted => false,
             };
             out.push(ExitedRun {
                 flow: e.flow.clone(),

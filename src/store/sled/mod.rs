@@ -426,12 +426,10 @@ impl Store for SledStore {
         self.submit(true, true, move |i, v| i.exit_runs(v, &exits)).await
     }
 
-    async fn exit_run(&self, run_id: &str, reason: &str) -> Result<bool> {
+    async fn exit_run(&self, run_id: &str, reason: &str) -> Result<crate::store::Exited> {
         let (id, reason) = (run_id.to_string(), reason.to_string());
-        self.submit(true, true, move |i, v| {
-            Ok(!matches!(i.exit_one(v, &id, &reason)?, ops::Exited::No))
-        })
-        .await
+        self.submit(true, true, move |i, v| i.exit_one(v, &id, &reason))
+            .await
     }
 
     async fn waiting_counts(&self) -> Result<BTreeMap<String, u64>> {

@@ -87,7 +87,7 @@ pub(super) struct ExitNote {
 }
 
 impl ExitNote {
-    pub(super) fn new(reason: &str, at: u64, parked: bool) -> Vec<u8> {
+    pub(super) fn encode(reason: &str, at: u64, parked: bool) -> Vec<u8> {
         serde_json::to_vec(&ExitNote {
             reason: reason.to_string(),
             at: Some(at),
@@ -653,7 +653,10 @@ impl Inner {
             }
             for id in pending {
                 if !view.contains(run_key(&id).as_bytes())? {
-                    view.insert(exit_note_key(&id), ExitNote::new(&e.reason, Ts::now().0, false));
+                    view.insert(
+                        exit_note_key(&id),
+                        ExitNote::encode(&e.reason, Ts::now().0, false),
+                    );
                     out.push(ExitedRun {
                         flow: e.flow.clone(),
                         run_id: id,
@@ -668,7 +671,7 @@ impl Inner {
                         continue;
                     }
                     Exited::Now => true,
-                    Exited::Marked => false,
+                    Exited::Marked | Exited::Noted => false,
                 };
                 out.push(ExitedRun {
                     flow: e.flow.clone(),
@@ -705,9 +708,13 @@ impl Inner {
                 }
                 view.insert(
                     exit_note_key(id),
-                    ExitNote::new(reason, Ts::now().0, parked.is_some()),
+                    ExitNote::encode(reason, Ts::now().0, parked.is_some()),
                 );
-                return Ok(Exited::Marked);
+                return Ok(if parked.is_some() {
+                    Exited::Noted
+                } else {
+                    Exited::Marked
+                });
             }
             return Ok(Exited::No);
         };
