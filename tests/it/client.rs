@@ -385,3 +385,36 @@ async fn log_lines_hold_plain_values_not_rust_debug_forms() {
         }
     }
 }
+
+/// Regression: the human `runs show` printed one line per attempt, without the request and
+/// response README promises (`--json` had them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_show_prints_each_attempts_request_and_response() {
+    let dest = Receiver::start(Reply::json(201, json!({"ticket": "T-77"}))).await;
+    let flow = format!(
+        "on: {{ webhook: {{}} }}\nactions:\n  - name: ticket\n    http:\n      url: \"{}/tickets\"\n      body: {{ subject: \"{{{{ body.subject }}}}\" }}\n",
+        dest.url
+    );
+    let app = Binary::start(&[("t", &flow)], &[], &[]).await;
+    let http = reqwest::Client::new();
+    let r = http.post(app.hook_url("t")).json(&json!({"subject": "Broken pen"})).send().await.unwrap();
+    let id = r.json::<Value>().await.unwrap()["run_id"].as_str().unwrap().to_string();
+    dest.wait_hits(1).await;
+    let listen = app.base.trim_start_matches("http://").to_string();
+    let args = ["runs", "show", id.as_str(), "--listen", listen.as_str()];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let out = run(&args, app.dir.path(), &[]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("succeeded") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", show(&args, &out));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(text.contains("  request:\n"), "{text}");
+    assert!(text.contains("content-type: application/json"), "{text}");
+    assert!(text.contains(r#""subject":"Broken pen""#) || text.contains(r#""subject": "Broken pen""#), "{text}");
+    assert!(text.contains("  response 201:\n"), "{text}");
+    assert!(text.contains("T-77"), "the response body: {text}");
+}

@@ -126,8 +126,32 @@ async fn the_release_binary_names_what_is_undefined_and_says_what_the_debug_one_
     ]
     .map(String::from);
     let validate: Vec<&str> = validate.iter().map(String::as_str).collect();
+    // The shipped per-item flow on its shipped sample: its summary, which reads the earlier
+    // action's output, is "not rendered" in both builds (the release one called it an error).
+    let (flows, templates, sample) = (
+        root.join("flows"),
+        root.join("templates"),
+        root.join("examples/payloads/woo-order.json"),
+    );
+    let stock = [
+        "test",
+        "woo-order-stock",
+        "--payload",
+        sample.to_str().unwrap(),
+        "-H",
+        "X-WC-Webhook-Topic: order.created",
+        "--flows",
+        flows.to_str().unwrap(),
+        "--templates",
+        templates.to_str().unwrap(),
+    ];
+    let shipped = output(&release, &stock, dir.path());
+    let text = String::from_utf8_lossy(&shipped.stdout);
+    assert_eq!(shipped.status.code(), Some(0), "{text}");
+    assert!(text.contains("action summary (http):\n  not rendered:"), "{text}");
     for args in [
         vec!["test", "strict", "--payload", "order.json", "--json"],
+        stock.to_vec(),
         validate,
     ] {
         let (d, r) = (
