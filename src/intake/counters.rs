@@ -17,7 +17,8 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub struct Counters {
-    pending: std::sync::Mutex<BTreeMap<(String, String), u64>>,
+    /// flow → counter → count since the last write.
+    pending: std::sync::Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     scheduled: AtomicBool,
 }
 
@@ -26,20 +27,34 @@ impl Counters {
     pub fn add(self: &Arc<Self>, store: &Arc<dyn Store>, flow: &str, what: &str) {
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            *pending.entry((flow.to_string(), what.to_string())).or_default() += 1;
+            // No allocation once the flow's counter is there (the accept path's usual case).
+            match pending.get_mut(flow).and_then(|m| m.get_mut(what)) {
+                Some(n) => *n += 1,
+                None => {
+                    pending
+                        .entry(flow.to_string())
+                        .or_default()
+                        .insert(what.to_string(), 1);
+                }
+            }
         }
         if self.scheduled.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (this, store) = (Arc::clone(self), Arc::clone(store));
+        // The store is not held while the counts gather: a stopped app's store closes (and a
+        // restart can open it again) without waiting for this second to pass.
+        let (this, store) = (Arc::clone(self), Arc::downgrade(store));
         tokio::spawn(async move {
             tokio::time::sleep(FLUSH_EVERY).await;
+            let Some(store) = store.upgrade() else { return };
             // Cleared before the counts are taken: an add after this schedules the next write.
             this.scheduled.store(false, Ordering::Release);
             let counts = std::mem::take(&mut *this.pending.lock().unwrap_or_else(|p| p.into_inner()));
-            for ((flow, what), n) in counts {
-                if let Err(e) = store.add_counter(&flow, &what, n).await {
-                    tracing::warn!(%flow, counter = %what, error = %e, "could not update a flow counter");
+            for (flow, counters) in counts {
+                for (what, n) in counters {
+                    if let Err(e) = store.add_counter(&flow, &what, n).await {
+                        tracing::warn!(%flow, counter = %what, error = %e, "could not update a flow counter");
+                    }
                 }
             }
         });

@@ -435,10 +435,12 @@ impl Templates {
             let detail = innermost.detail().unwrap_or("");
             if innermost.kind() == ErrorKind::UndefinedError
                 && detail.starts_with('`')
-                && detail
-                    .split('`')
-                    .nth(1)
-                    .is_some_and(|n| n.contains('.') || n.contains('['))
+                && detail.split('`').nth(1).is_some_and(|n| {
+                    // What the event carries (not `steps.…`: an earlier action's output).
+                    let root = n.split(['.', '[']).next().unwrap_or("");
+                    (n.contains('.') || n.contains('['))
+                        && matches!(root, "body" | "headers" | "query" | "vars" | "item")
+                })
             {
                 msg.push_str(
                     " (if the event may lack it, guard it: `… | default(…)`, `… is defined` or `{% if … %}`)",

@@ -397,8 +397,16 @@ async fn runs_show_prints_each_attempts_request_and_response() {
     );
     let app = Binary::start(&[("t", &flow)], &[], &[]).await;
     let http = reqwest::Client::new();
-    let r = http.post(app.hook_url("t")).json(&json!({"subject": "Broken pen"})).send().await.unwrap();
-    let id = r.json::<Value>().await.unwrap()["run_id"].as_str().unwrap().to_string();
+    let r = http
+        .post(app.hook_url("t"))
+        .json(&json!({"subject": "Broken pen"}))
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     dest.wait_hits(1).await;
     let listen = app.base.trim_start_matches("http://").to_string();
     let args = ["runs", "show", id.as_str(), "--listen", listen.as_str()];
@@ -414,7 +422,10 @@ async fn runs_show_prints_each_attempts_request_and_response() {
     };
     assert!(text.contains("  request:\n"), "{text}");
     assert!(text.contains("content-type: application/json"), "{text}");
-    assert!(text.contains(r#""subject":"Broken pen""#) || text.contains(r#""subject": "Broken pen""#), "{text}");
+    assert!(
+        text.contains(r#""subject":"Broken pen""#) || text.contains(r#""subject": "Broken pen""#),
+        "{text}"
+    );
     assert!(text.contains("  response 201:\n"), "{text}");
     assert!(text.contains("T-77"), "the response body: {text}");
 }
