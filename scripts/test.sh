@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, the tests that need outside tools included: installs Debian's chromium
 # and chromium-driver (the dashboard's browser test) and the Python `svix` library (signatures
-# made by a vendor's own code), nginx and systemd-analyze (the deploy/ files) when they are
+# made by a vendor's own code), nginx and systemd-analyze (the deploy/ files), promtool (the
+# metrics' format) when they are
 # missing (idempotent), checks that PostgreSQL
 # answers, builds the release binary (for the release smoke tests), then runs `cargo test` with those tests required (the PostgreSQL store's included)
 # — and, when run as root, the drills that mount a file system (a full disk). `cargo test`
@@ -20,6 +21,13 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || ! command -v sys
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx systemd
+fi
+# promtool (Debian's prometheus package) checks /metrics in the classic text format.
+if ! command -v promtool >/dev/null; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
 fi
 if ! python3 -c 'import svix' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'svix==2.9.1'

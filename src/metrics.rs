@@ -1,7 +1,11 @@
-//! Prometheus metrics (`GET /metrics`, text format): requests and refusals by flow and reason,
-//! runs by flow and final state, action attempts and their latency by action kind, flow
-//! reloads, and — read from the store at scrape time — queue depth and the age of the oldest
-//! due run.
+//! Prometheus metrics (`GET /metrics`): requests and refusals by flow and reason, runs by flow
+//! and final state, action attempts and their latency by action kind, flow reloads, and — read
+//! from the store at scrape time — queue depth and the age of the oldest due run; the build
+//! (`hookflow_build_info`) and the process ([`process`]: CPU, memory, file descriptors, start
+//! time). OpenMetrics text, or Prometheus's classic text format (0.0.4) to a client that asks
+//! for it ([`Format::negotiate`]).
+
+mod process;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -191,6 +195,18 @@ impl Metrics {
             "Runs waiting at a wait step, by flow",
             m.waiting.clone(),
         );
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+                commit: env!("HOOKFLOW_COMMIT").into(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The build: its version and the commit it was built from (always 1)",
+            build,
+        );
         Metrics { registry, ..m }
     }
 
@@ -283,6 +299,87 @@ impl Metrics {
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
+        // The process's figures go before OpenMetrics' closing `# EOF`.
+        let body = out.strip_suffix("# EOF\n").unwrap_or(&out).to_string();
+        let mut out = body;
+        process::Readings::now().render(&mut out);
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    commit: String,
+}
+
+/// The exposition format a scrape gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    /// Prometheus's text format 0.0.4, for clients that do not read OpenMetrics.
+    Classic,
+}
+
+impl Format {
+    /// From the `Accept` header: OpenMetrics when it is accepted (or nothing is said), the
+    /// classic text format when only `text/plain` is.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::OpenMetrics;
+        };
+        let accepted = |ty: &str| {
+            accept.split(',').any(|item| {
+                let mut parts = item.split(';').map(str::trim);
+                let media = parts.next().unwrap_or("");
+                let q = parts
+                    .find_map(|p| p.strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                media.eq_ignore_ascii_case(ty) && q > 0.0
+            })
+        };
+        if accepted("application/openmetrics-text") {
+            Format::OpenMetrics
+        } else if accepted("text/plain") {
+            Format::Classic
+        } else {
+            Format::OpenMetrics
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// `openmetrics` (as [`Metrics::render`] writes it) in this format. The classic format
+    /// names a counter's family with its `_total` suffix, has no `# UNIT` lines and no `# EOF`.
+    pub fn convert(self, openmetrics: String) -> String {
+        if self == Format::OpenMetrics {
+            return openmetrics;
+        }
+        let counters: std::collections::HashSet<&str> = openmetrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.strip_suffix(" counter"))
+            .collect();
+        let mut out = String::with_capacity(openmetrics.len());
+        for line in openmetrics.lines() {
+            if line == "# EOF" || line.starts_with("# UNIT ") {
+                continue;
+            }
+            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+                let rest = line.strip_prefix(p)?;
+                let (name, tail) = rest.split_once(' ')?;
+                counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
+            });
+            out.push_str(renamed.as_deref().unwrap_or(line));
+            out.push('\n');
+        }
         out
     }
 }
@@ -290,6 +387,58 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_format_is_negotiated_and_the_classic_one_names_counters_with_total() {
+        use Format::*;
+        for (accept, want) in [
+            (None, OpenMetrics),
+            (Some("*/*"), OpenMetrics),
+            (Some("text/plain; version=0.0.4"), Classic),
+            (Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1"), Classic),
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                ),
+                OpenMetrics,
+            ),
+            (Some("application/openmetrics-text;q=0, text/plain"), Classic),
+        ] {
+            assert_eq!(Format::negotiate(accept), want, "{accept:?}");
+        }
+        let m = Metrics::new();
+        m.run_finished("orders", "succeeded");
+        let om = m.render(&Facts::default());
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(om.contains("hookflow_build_info{version=\""), "{om}");
+        assert!(om.contains("# TYPE hookflow_runs_finished counter\n"), "{om}");
+        let classic = Classic.convert(om.clone());
+        assert!(
+            !classic.contains("# EOF") && !classic.contains("# UNIT"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE hookflow_runs_finished_total counter\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# HELP hookflow_runs_finished_total "),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE process_cpu_seconds_total counter\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("hookflow_runs_finished_total{flow=\"orders\",status=\"succeeded\"} 1\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE process_resident_memory_bytes gauge\n"),
+            "{classic}"
+        );
+        assert_eq!(OpenMetrics.convert(om.clone()), om);
+    }
 
     #[test]
     fn exposition_carries_labels_and_values() {

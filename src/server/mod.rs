@@ -132,7 +132,8 @@ async fn readyz(axum::extract::State(st): axum::extract::State<AppState>) -> Res
     }
 }
 
-/// Prometheus text format. Same access rule as the API.
+/// Prometheus metrics, OpenMetrics or the classic text format by `Accept`. Same access rule
+/// as the API.
 async fn metrics(
     axum::extract::State(st): axum::extract::State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
@@ -182,10 +183,15 @@ async fn metrics(
             .collect(),
         parked: st.store().parked(),
     };
-    let mut resp = st.intake.metrics.render(&facts).into_response();
+    let format = crate::metrics::Format::negotiate(
+        headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut resp = format.convert(st.intake.metrics.render(&facts)).into_response();
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        axum::http::HeaderValue::from_static(format.content_type()),
     );
     Ok(resp)
 }

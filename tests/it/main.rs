@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod cluster;
 mod contain;
+mod contract;
 mod corpus;
 mod crash;
 mod dashboard;
