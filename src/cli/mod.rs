@@ -7,6 +7,7 @@ mod backup;
 mod dryrun;
 mod fixtures;
 mod format;
+mod report;
 mod runs;
 mod segments;
 mod send;
@@ -77,6 +78,10 @@ pub enum Command {
         /// Exit 1 on warnings too (for CI): a secret not set, a host the egress policy refuses.
         #[arg(long)]
         deny_warnings: bool,
+        /// `human` (`file:line: problem`), `json` (one document on standard output), or
+        /// `github` (workflow commands: each problem shown at its line in a pull request).
+        #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
+        format: ReportFormat,
         #[command(flatten)]
         paths: Paths,
     },
@@ -187,12 +192,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             run_tests,
             egress_allow,
             deny_warnings,
+            format,
             paths,
         } => Ok(validate_cmd(
             dir.as_deref().unwrap_or(&paths.flows_dir),
             &paths,
-            run_tests,
-            deny_warnings,
+            Validate {
+                run_tests,
+                deny_warnings,
+                format,
+            },
             &crate::egress::Policy { allow: egress_allow },
         )),
         Command::Capture {
@@ -233,11 +242,25 @@ fn print_errors(errors: &[LoadError]) {
     }
 }
 
+/// How `validate` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Human,
+    Json,
+    Github,
+}
+
+/// `validate`'s choices.
+struct Validate {
+    run_tests: bool,
+    deny_warnings: bool,
+    format: ReportFormat,
+}
+
 fn validate_cmd(
     dir: &std::path::Path,
     paths: &Paths,
-    run_tests: bool,
-    deny_warnings: bool,
+    opts: Validate,
     egress: &crate::egress::Policy,
 ) -> ExitCode {
     let (set, errors) = load_dir(dir, &paths.templates_dir);
@@ -255,34 +278,20 @@ fn validate_cmd(
         has_mailer: None,
     };
     let warnings = crate::flow::warnings::warnings(&set, &around);
-    for w in &warnings {
-        eprintln!("{w}");
+    let denied = if opts.deny_warnings { warnings.len() } else { 0 };
+    let ok = errors.is_empty() && denied == 0;
+    match opts.format {
+        ReportFormat::Human => report::human(dir, &set, &errors, &warnings, opts.deny_warnings),
+        ReportFormat::Json => report::json(&set, &errors, &warnings, ok),
+        ReportFormat::Github => report::github(&errors, &warnings, opts.deny_warnings),
     }
-    let denied = if deny_warnings { warnings.len() } else { 0 };
-    if errors.is_empty() && denied == 0 {
-        let noted = match warnings.len() {
-            0 => String::new(),
-            n => format!(", {n} warning(s)"),
-        };
-        println!("{} flow(s) OK in {}{noted}", set.flows.len(), dir.display());
-        if run_tests && fixtures::run_all(&set, dir) > 0 {
-            return ExitCode::FAILURE;
-        }
-        ExitCode::SUCCESS
-    } else {
-        print_errors(&errors);
-        let warned = match (warnings.len(), deny_warnings) {
-            (0, _) => String::new(),
-            (n, true) => format!("; {n} warning(s), denied by --deny-warnings"),
-            (n, false) => format!("; {n} warning(s)"),
-        };
-        eprintln!(
-            "{} problem(s){warned}; {} flow(s) valid",
-            errors.len(),
-            set.flows.len()
-        );
-        ExitCode::FAILURE
+    if !ok {
+        return ExitCode::FAILURE;
     }
+    if opts.run_tests && fixtures::run_all(&set, dir) > 0 {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 /// Whether a command may create the URL secret: only `serve` does. A client command that

@@ -812,3 +812,60 @@ fn validate_warns_of_a_name_unlike_its_file_and_reports_every_problem_of_an_acti
         "{text}"
     );
 }
+
+/// `validate --format json` and `--format github` (issue 34): the same problems as the human
+/// report, as one JSON document and as workflow commands a pull request shows at their lines.
+#[test]
+fn validate_reports_as_json_and_as_github_annotations() {
+    let dir = flows_dir(&[
+        (
+            "ok.yaml",
+            "on: { webhook: {} }\nactions:\n  - emit: { type: a.b }\n",
+        ),
+        (
+            "bad.yaml",
+            "on: { webhook: {} }\nactions:\n  - http: { url: \"http://x.example/\", methd: POST }\n",
+        ),
+        (
+            "renamed.yaml",
+            "name: other\non: { webhook: {} }\nactions:\n  - emit: { type: a.b }\n",
+        ),
+    ]);
+    let args = ["validate", "flows", "--format", "json"];
+    let out = hookflow(&args, dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", show(&args, &out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    let problems = doc["problems"].as_array().unwrap();
+    let error = problems.iter().find(|p| p["severity"] == "error").unwrap();
+    assert_eq!(error["file"], "flows/bad.yaml");
+    assert_eq!(error["line"], 3);
+    assert!(error["message"].as_str().unwrap().contains("methd"), "{error}");
+    let warning = problems.iter().find(|p| p["severity"] == "warning").unwrap();
+    assert_eq!(
+        (warning["file"].as_str(), warning["key"].as_str()),
+        (Some("flows/renamed.yaml"), Some("name"))
+    );
+
+    let args = ["validate", "flows", "--format", "github"];
+    let out = hookflow(&args, dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", show(&args, &out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("::error file=flows/bad.yaml,line=3,title=hookflow validate::")
+                && l.contains("methd")
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("::warning file=flows/renamed.yaml,line=1,"),
+        "{text}"
+    );
+    let args = ["validate", "flows", "--format", "github", "--deny-warnings"];
+    let text = String::from_utf8_lossy(&hookflow(&args, dir.path()).stdout).into_owned();
+    assert!(
+        text.contains("::error file=flows/renamed.yaml,line=1,"),
+        "denied warnings are errors: {text}"
+    );
+}
