@@ -158,6 +158,15 @@ async fn the_shipped_flows_do_what_they_say() {
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer["ok"], true);
     let form_run = answer["reference"].as_str().unwrap().to_string();
+    // The honeypot: a bot fills it and is ignored; a person's form sends it empty and is not.
+    let bot = http
+        .post(url("form-to-helpdesk"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=bot%40example.com&message=Buy+now&website=http%3A%2F%2Fspam.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bot.json::<Value>().await.unwrap()["status"], "ignored");
     let hits = dest.wait_hits(3).await;
     assert_eq!(
         (hits[1].method.as_str(), hits[1].path.as_str()),
