@@ -82,12 +82,25 @@ fn read_env(name: &str) -> Result<Option<String>, Error> {
 
 /// `env(name, default)` / `secret(name, default)`: the variable, else the default (which must
 /// itself be defined), else an error saying which variable is missing.
-fn lookup(state: &State, name: &str, default: Option<JValue>, missing: &str) -> Result<String, Error> {
+/// Where `env()` and `secret()` read: `secret()` also reads systemd's credential NAME
+/// (`$CREDENTIALS_DIRECTORY`) when the environment does not hold it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Env,
+    Secret,
+}
+
+fn lookup(
+    state: &State,
+    name: &str,
+    default: Option<JValue>,
+    source: Source,
+    missing: &str,
+) -> Result<String, Error> {
     if let Some(v) = read_env(name)? {
         return Ok(v);
     }
-    // `secret('NAME')` also reads systemd's credential NAME (`$CREDENTIALS_DIRECTORY`).
-    if missing.starts_with("secret")
+    if source == Source::Secret
         && let Some(v) = crate::secret::named(name)
     {
         return Ok(v);
@@ -226,7 +239,13 @@ impl Templates {
             }
         });
         env.add_function("env", |state: &State, name: String, default: Option<JValue>| {
-            lookup(state, &name, default, "environment variable {name} is not set")
+            lookup(
+                state,
+                &name,
+                default,
+                Source::Env,
+                "environment variable {name} is not set",
+            )
         });
         env.add_function(
             "secret",
@@ -235,6 +254,7 @@ impl Templates {
                     state,
                     &name,
                     default,
+                    Source::Secret,
                     "secret {name} is not set in the environment",
                 )
             },

@@ -33,7 +33,7 @@ fn validate(dir: &Path) -> (Output, String) {
     (out, text)
 }
 
-fn show(args: &[&str], out: &Output) -> String {
+pub fn show(args: &[&str], out: &Output) -> String {
     format!(
         "hookflow {}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}",
         args.join(" "),

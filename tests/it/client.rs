@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
+use crate::cli::show;
 use crate::helpers::{Binary, Receiver, Reply};
 
 fn run(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
@@ -19,16 +20,6 @@ fn run(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("run hookflow")
-}
-
-fn show(args: &[&str], out: &Output) -> String {
-    format!(
-        "hookflow {}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 const PLAIN: &str = "on: { webhook: {} }\nactions:\n  - name: a\n    emit: { type: t.done }\n";

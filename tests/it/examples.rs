@@ -619,19 +619,11 @@ const SAMPLES: &[(&str, &str, &[&str], &str)] = &[
 
 /// The run `id` once it has stopped moving: finished, or waiting for a later step.
 async fn settled(http: &reqwest::Client, base: &str, id: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let run = get(http, format!("{base}/api/runs/{id}")).await;
+    crate::helpers::wait_run(http, base, id, |run| {
         let status = run["status"].as_str().unwrap_or("");
-        if ["succeeded", "failed", "exited", "waiting"].contains(&status) {
-            return run;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "run {id} did not settle: {run:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ["succeeded", "failed", "exited", "waiting"].contains(&status)
+    })
+    .await
 }
 
 /// Regression (issue 27): the shipped `woo-order-stock` failed on the shipped order sample,

@@ -699,3 +699,22 @@ pub async fn flow_with_counter(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `GET {base}/api/runs/{id}` once `what` holds of it (up to 30 s): for tests against the real
+/// binary, where the engine's queue cannot be drained from the test.
+pub async fn wait_run(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    what: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = get(http, format!("{base}/api/runs/{id}")).await;
+        if what(&run) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run {id}: {run:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

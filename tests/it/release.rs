@@ -9,11 +9,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Receiver, Reply, SECRET, get, serve_command_of, wait_ready};
+use crate::helpers::{Receiver, Reply, SECRET, serve_command_of, wait_ready, wait_run};
 
 fn release_binary() -> Option<PathBuf> {
     match std::env::var_os("HOOKFLOW_RELEASE_BIN") {
@@ -98,15 +97,7 @@ async fn the_release_binary_names_what_is_undefined_and_says_what_the_debug_one_
         .as_str()
         .unwrap()
         .to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let run = loop {
-        let run = get(&http, format!("{base}/api/runs/{id}")).await;
-        if run["status"] == "failed" {
-            break run;
-        }
-        assert!(std::time::Instant::now() < deadline, "{run:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let run = wait_run(&http, &base, &id, |r| r["status"] == "failed").await;
     child.kill().unwrap();
     child.wait().unwrap();
     let err = run["error"].as_str().unwrap_or("");

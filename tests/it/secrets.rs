@@ -2,8 +2,6 @@
 //! again when they change, so a rotation needs no restart (issue 27: the docs promised that
 //! of environment variables, which a running process cannot see change).
 
-use serde_json::Value;
-
 use crate::helpers::{Binary, Receiver, Reply};
 use crate::security::{now, sign};
 
@@ -83,14 +81,7 @@ actions:
         hits[0].headers["authorization"],
         "Bearer api-token-from-credential"
     );
-    let runs: Value = http
-        .get(format!("{}/api/runs?flow=by-credential", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runs = crate::helpers::get(&http, format!("{}/api/runs?flow=by-credential", app.base)).await;
     let id = runs["runs"][0]["id"].as_str().unwrap();
     let run = http
         .get(format!("{}/api/runs/{id}", app.base))

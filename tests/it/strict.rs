@@ -260,22 +260,7 @@ actions:
         .as_str()
         .unwrap()
         .to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let run = loop {
-        let run: serde_json::Value = http
-            .get(format!("{}/api/runs/{id}", app.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if run["status"] == "failed" {
-            break run;
-        }
-        assert!(std::time::Instant::now() < deadline, "{run:#}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let run = crate::helpers::wait_run(&http, &app.base, &id, |r| r["status"] == "failed").await;
     let err = run["error"].as_str().unwrap();
     assert!(err.contains("`body.pull_request` is undefined"), "{err}");
     assert!(err.contains("guard it: `… | default(…)`"), "{err}");
