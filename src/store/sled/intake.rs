@@ -71,6 +71,9 @@ pub struct Pending {
     end: Pos,
     count: usize,
     segments: BTreeMap<u64, SegmentSummary>,
+    /// The highest id among runs that left `recent` while beyond the window: no run in the
+    /// gap has a higher one (a bound, kept until the gap is gone).
+    gap_max: Option<String>,
     limit: usize,
     recent_limit: usize,
 }
@@ -81,16 +84,21 @@ impl Default for Pending {
     }
 }
 
-/// Pending runs a listing found in memory, and the stretch of journal it may still have to read.
+/// Pending runs a listing found in memory, and the journal segments it may still have to read.
+///
+/// A listing is by run id, not by journal position: ids are made when a request arrives, and
+/// concurrent requests reach the journal in another order. A page cut by position once left a
+/// run with a low id on the first page, and the next page (`before` that id) skipped the runs
+/// above it.
 pub struct Newest {
-    /// Newest first.
-    pub found: Vec<Located>,
-    /// Journal segments (newest first) between the window and the newest runs held, that hold
-    /// runs the listing could want, with the stretch of them that is pending.
-    pub to_read: Vec<u64>,
+    /// The best `n` held in memory (the newest and the window), highest id first.
+    pub found: Vec<(String, Located)>,
+    /// Journal segments (newest first) between the window and the newest runs held, with the
+    /// highest id their unheld runs can have: a segment whose bound is below the `n`-th id
+    /// found so far cannot change the page and need not be read.
+    pub to_read: Vec<(u64, String)>,
+    /// The stretch of journal (`[from, until)`) whose runs memory does not hold.
     pub gap: (Pos, Pos),
-    /// The window's matches, newest first: they come after anything read from the gap.
-    pub older: Vec<Located>,
 }
 
 impl Pending {
@@ -107,6 +115,7 @@ impl Pending {
             },
             count: 0,
             segments: BTreeMap::new(),
+            gap_max: None,
             limit: limit.max(2),
             recent_limit: RECENT.min(limit.max(2)),
         }
@@ -141,8 +150,12 @@ impl Pending {
         if !seg.flows.contains(&run.head.flow) {
             seg.flows.insert(run.head.flow.clone());
         }
-        if self.recent.len() == self.recent_limit {
-            self.recent.pop_front();
+        if self.recent.len() == self.recent_limit
+            && let Some(old) = self.recent.pop_front()
+            && self.spill.is_some_and(|s| old.rec.at >= s)
+            && self.gap_max.as_ref().is_none_or(|g| old.head.id > *g)
+        {
+            self.gap_max = Some(old.head.id);
         }
         self.recent.push_back(run.clone());
         if self.spill.is_some() {
@@ -195,6 +208,9 @@ impl Pending {
             self.window.insert(run.rec.at, run);
         }
         self.spill = (resume < self.end).then_some(resume);
+        if self.spill.is_none() {
+            self.gap_max = None;
+        }
     }
 
     /// A pending run held in memory; see [`Pending::segments_for`] for the others.
@@ -252,8 +268,8 @@ impl Pending {
         self.count == 0
     }
 
-    /// Newest first, with ids below `before` when given: what memory holds, and what of the
-    /// journal the caller still has to read if that is not `n`.
+    /// The `n` highest ids (below `before` when given) that memory holds, and which journal
+    /// segments the caller still has to read: those in the gap that may hold a higher one.
     pub fn newest(&self, flow: Option<&str>, before: Option<&str>, n: usize) -> Newest {
         let front = self.front();
         let wanted = |p: &&PendingRun| {
@@ -261,46 +277,51 @@ impl Pending {
                 && before.is_none_or(|b| p.head.id.as_str() < b)
                 && flow.is_none_or(|f| p.head.flow == f)
         };
-        let found: Vec<Located> = self
-            .recent
-            .iter()
-            .rev()
-            .filter(wanted)
-            .take(n)
-            .map(|p| p.rec)
-            .collect();
+        // The newest and the window overlap: keyed by id, each once; at most `n` kept.
+        let mut best: BTreeMap<&str, Located> = BTreeMap::new();
+        for p in self.recent.iter().chain(self.window.values()).filter(wanted) {
+            best.insert(&p.head.id, p.rec);
+            if best.len() > n {
+                best.pop_first();
+            }
+        }
+        let nth = (best.len() >= n)
+            .then(|| best.keys().next().map(|k| k.to_string()))
+            .flatten();
         // The gap: pending runs held neither in the window nor among the newest.
         let gap_end = self.recent.front().map_or(self.end, |p| p.rec.at.max(front));
         let gap = match self.spill {
             Some(s) if s < gap_end => (s, gap_end),
             _ => (gap_end, gap_end),
         };
-        let to_read = if found.len() < n && gap.0 < gap.1 {
+        let to_read = if gap.0 < gap.1 {
+            // (A gap that ends at a segment's start holds nothing of that segment.)
+            let last = gap.1.segment + u64::from(gap.1.offset > 0);
             self.segments
-                .range(gap.0.segment..=gap.1.segment)
+                .range(gap.0.segment..last)
                 .rev()
                 .filter(|(_, s)| flow.is_none_or(|f| s.flows.contains(f)))
                 .filter(|(_, s)| before.is_none_or(|b| s.min.as_str() < b))
-                .map(|(n, _)| *n)
+                .map(|(n, s)| {
+                    let bound = match &self.gap_max {
+                        Some(g) if *g < s.max => g.clone(),
+                        _ => s.max.clone(),
+                    };
+                    (*n, bound)
+                })
+                .filter(|(_, bound)| nth.as_ref().is_none_or(|nth| bound > nth))
                 .collect()
         } else {
             Vec::new()
         };
-        let recent_from = self.recent.front().map(|p| p.rec.at);
-        let older = self
-            .window
-            .values()
-            .rev()
-            .filter(|p| recent_from.is_none_or(|r| p.rec.at < r))
-            .filter(wanted)
-            .take(n)
-            .map(|p| p.rec)
-            .collect();
         Newest {
-            found,
+            found: best
+                .into_iter()
+                .rev()
+                .map(|(id, l)| (id.to_string(), l))
+                .collect(),
             to_read,
             gap,
-            older,
         }
     }
 }
@@ -406,7 +427,53 @@ mod tests {
     }
 
     fn listed(n: Newest) -> Vec<u64> {
-        n.found.iter().chain(&n.older).map(|l| l.at.offset).collect()
+        n.found.iter().map(|(_, l)| l.at.offset).collect()
+    }
+
+    /// Regression: a page cut by journal position held a run with a low id (made first,
+    /// appended last), and the next page — below that id — skipped the runs between.
+    #[test]
+    fn newest_pages_by_id_whatever_the_journal_order() {
+        let mut p = Pending::default();
+        for (i, id) in ["a2", "a3", "a4", "a1"].iter().enumerate() {
+            p.push(run(id, i as u64 * 18));
+        }
+        let page = p.newest(None, None, 2);
+        assert_eq!(
+            page.found.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            ["a4", "a3"]
+        );
+        assert_eq!(listed(p.newest(None, Some("a3"), 2)), [0, 54], "a2 then a1");
+    }
+
+    /// With a gap in memory, a segment is read only when its runs may rank on the page.
+    #[test]
+    fn the_gap_is_read_only_when_it_may_hold_a_higher_id() {
+        let mut p = Pending::with_window(2);
+        let seg = |s: u64, id: &str| {
+            let mut r = run(id, u64::from(id.as_bytes()[1]) * 18);
+            r.rec.at.segment = s;
+            r.rec.next.segment = s;
+            r
+        };
+        // Window: s0; gap: s1 and s2; newest (two of them): s3.
+        for (s, id) in [(0, "b0"), (0, "b1"), (1, "b2"), (2, "b5"), (3, "b3"), (3, "b4")] {
+            p.push(seg(s, id));
+        }
+        let l = p.newest(None, None, 2);
+        assert_eq!(
+            l.found.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            ["b4", "b3"]
+        );
+        // s2 holds b5, above the page: read (and s3 before b3, by its bounds); s1's b2
+        // cannot rank: not read.
+        assert_eq!(l.to_read, vec![(3, "b4".to_string()), (2, "b5".to_string())]);
+        // A page that memory cannot fill reads every segment of the gap with ids below the
+        // cursor (s2's only run is above it).
+        let l = p.newest(None, Some("b3"), 3);
+        assert_eq!(l.to_read.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1]);
+        let l = p.newest(None, Some("b6"), 9);
+        assert_eq!(l.to_read.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 2, 1]);
     }
 
     #[test]
@@ -457,10 +524,21 @@ mod tests {
         assert_eq!(beyond, Some(p.end()));
         // A listing finds the newest in memory and is told which stretch to read for more.
         let l = p.newest(None, None, 6);
-        assert_eq!(l.found.len(), 4);
+        assert_eq!(l.found.len(), 6, "the newest four and two of the window");
         assert_eq!(l.gap, (runs[4].rec.at, runs[16].rec.at));
-        assert_eq!(l.to_read, vec![0]);
-        assert_eq!(l.older.len(), 4);
+        assert_eq!(
+            l.to_read,
+            vec![(0, "15".to_string())],
+            "the gap outranks the window"
+        );
+        let l = p.newest(None, None, 4);
+        assert!(
+            l.to_read.is_empty(),
+            "the gap's ids are all below the newest four"
+        );
+        let l = p.newest(None, Some("16"), 6);
+        assert_eq!(l.found.len(), 4, "the window only");
+        assert_eq!(l.to_read, vec![(0, "15".to_string())]);
         // Admission drains the window; a refill is asked for from the spill on.
         p.pop(2);
         let (from, until, n) = p.needs_refill().unwrap();

@@ -61,7 +61,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use self::intake::{Append, Head, Intake, Pending, PendingRun};
-use self::journal::{Journal, Pos};
+use self::journal::{Journal, Located, Pos};
 use self::ops::{INTAKE_CURSOR, Inner, StoredRun, from_json, run_key, to_json};
 use self::view::View;
 use self::writer::{Job, Op, writer_loop};
@@ -259,21 +259,20 @@ fn find_run(inner: &Inner, id: &str) -> Result<Option<Run>> {
     }
 }
 
-/// Pending runs for a listing, newest first: those memory holds, then — if that is not
-/// `limit` — the journal between the window and the newest runs held (only the segments that
-/// hold runs of the flow asked for), then the window.
+/// The `limit` pending runs with the highest ids (below `before`), highest first: those memory
+/// holds, and from the journal between the window and the newest runs held only the segments
+/// that may hold a higher id (and runs of the flow asked for).
 fn newest_pending(inner: &Inner, flow: Option<&str>, before: Option<&str>, limit: usize) -> Result<Vec<Run>> {
     let listing = match inner.intake.pending.lock() {
         Ok(p) => p.newest(flow, before, limit),
         Err(_) => return Ok(Vec::new()),
     };
-    let mut recs = listing.found;
+    let mut best: BTreeMap<String, Located> = listing.found.into_iter().collect();
     let (from, until) = listing.gap;
-    for seg in listing.to_read {
-        if recs.len() >= limit {
-            break;
+    for (seg, bound) in listing.to_read {
+        if best.len() >= limit && best.keys().next().is_some_and(|nth| bound <= *nth) {
+            continue;
         }
-        let mut in_segment = Vec::new();
         journal::read_range(
             &inner.intake.dir,
             from.max(Pos {
@@ -289,16 +288,17 @@ fn newest_pending(inner: &Inner, flow: Option<&str>, before: Option<&str>, limit
                     && flow.is_none_or(|f| h.flow == f)
                     && before.is_none_or(|b| h.id.as_str() < b)
                 {
-                    in_segment.push(rec);
+                    best.insert(h.id, rec);
+                    if best.len() > limit {
+                        best.pop_first();
+                    }
                 }
                 true
             },
         )
         .map_err(|e| StoreError::Backend(format!("reading the intake journal: {e}")))?;
-        recs.extend(in_segment.into_iter().rev());
     }
-    recs.extend(listing.older);
-    recs.truncate(limit);
+    let recs: Vec<Located> = best.into_values().rev().collect();
     let mut out = Vec::with_capacity(recs.len());
     for rec in recs {
         if let Ok(payload) = journal::read(&inner.intake.dir, &rec) {
