@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::reload::Flows;
 use crate::store::{Instance, Store};
-use crate::time::Ts;
+use crate::time::{self, Ts};
 
 /// How often an instance reports.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -25,6 +25,8 @@ pub struct Membership {
     store: Arc<dyn Store>,
     flows: Arc<Flows>,
     base: Instance,
+    /// The offset last warned about, while this instance's clock is far off the database's.
+    clock_warned: std::sync::Mutex<Option<i64>>,
 }
 
 impl Membership {
@@ -41,7 +43,12 @@ impl Membership {
             seen_at: now,
             flows: Default::default(),
         };
-        Membership { store, flows, base }
+        Membership {
+            store,
+            flows,
+            base,
+            clock_warned: Default::default(),
+        }
     }
 
     /// This instance's id.
@@ -64,9 +71,48 @@ impl Membership {
     }
 
     /// Reports now; a failure is logged (the database may be down) and tried again next time.
+    /// Measures this instance's clock against the database's, too.
     pub async fn beat(&self) {
+        self.measure_clock().await;
         if let Err(e) = self.store.heartbeat(&self.report()).await {
             tracing::warn!(error = %e, "could not record this instance's heartbeat");
+        }
+    }
+
+    /// Follows the database's clock when this instance's is far off it, and says so (see
+    /// `time`): a reading whose round trip took over a second is not trusted.
+    async fn measure_clock(&self) {
+        let before = time::system_ms();
+        let Ok(Some(shared)) = self.store.shared_clock().await else {
+            return;
+        };
+        let after = time::system_ms();
+        if after.saturating_sub(before) > 1000 {
+            return;
+        }
+        let offset = shared as i64 - ((before + after) / 2) as i64;
+        let followed = time::set_reference_offset(offset);
+        let far = offset.unsigned_abs() > time::WARN_ABOVE.as_millis() as u64;
+        let mut warned = self.clock_warned.lock().unwrap_or_else(|e| e.into_inner());
+        // Once when it goes off (or its offset moves by a second), once when it comes back.
+        match (*warned, far) {
+            (Some(w), true) if (w - offset).abs() < 1000 => {}
+            (_, true) => {
+                tracing::warn!(
+                    offset_s = offset as f64 / 1000.0,
+                    followed,
+                    "this instance's clock is far off the database's; it follows the database's clock (leases are always on the database's clock) — fix its time sync (NTP)"
+                );
+                *warned = Some(offset);
+            }
+            (Some(_), false) => {
+                tracing::info!(
+                    offset_s = offset as f64 / 1000.0,
+                    "this instance's clock agrees with the database's again"
+                );
+                *warned = None;
+            }
+            (None, false) => {}
         }
     }
 

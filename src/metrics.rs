@@ -68,6 +68,8 @@ pub struct Metrics {
     waiting: Family<FlowLabel, Gauge>,
     stale_flows: Gauge,
     parked: Gauge,
+    clock_offset: Gauge<f64, std::sync::atomic::AtomicU64>,
+    clock_steps: Counter,
     /// The dashboard's per-flow time series, fed by the same calls.
     pub stats: crate::stats::Stats,
 }
@@ -117,6 +119,8 @@ impl Metrics {
             waiting: Family::default(),
             stale_flows: Gauge::default(),
             parked: Gauge::default(),
+            clock_offset: Gauge::default(),
+            clock_steps: Counter::default(),
             stats: crate::stats::Stats::default(),
             registry: Registry::default(),
         };
@@ -154,6 +158,16 @@ impl Metrics {
             "flows_stale",
             "Flows served from their last good version because their file is broken",
             m.stale_flows.clone(),
+        );
+        registry.register(
+            "clock_offset_seconds",
+            "How far the database's clock is ahead of this instance's (PostgreSQL; 0 on the embedded store); followed when over 1 s",
+            m.clock_offset.clone(),
+        );
+        registry.register(
+            "clock_steps",
+            "Steps of the wall clock this process has seen (NTP after a suspend, a VM migration, a bad RTC)",
+            m.clock_steps.clone(),
         );
         registry.register(
             "runs_parked",
@@ -281,6 +295,12 @@ impl Metrics {
         }
         self.queue_depth.set(store.queue_depth as i64);
         self.parked.set(i64::try_from(store.parked).unwrap_or(i64::MAX));
+        self.clock_offset
+            .set(crate::time::measured_offset_ms() as f64 / 1000.0);
+        let (steps, _) = crate::time::steps_seen();
+        if let Some(more) = steps.checked_sub(self.clock_steps.get()) {
+            self.clock_steps.inc_by(more);
+        }
         self.oldest_due_seconds.set(store.oldest_due_seconds as i64);
         for kind in ["damaged", "torn_tail"] {
             let of_kind = store

@@ -3,10 +3,19 @@
 //! The clock can be moved ahead for a whole process ([`follow_offset_file`]), so drills can
 //! pass the days of a sequence's waits without waiting them: every reading — the engine's
 //! claims, wake-ups, leases, the store's due times — moves together.
+//!
+//! **Which clock decides** (docs/operations.md, "Time"): the wall clock ([`Ts::now`]) for what
+//! users schedule and for timestamps shown; the monotonic clock ([`std::time::Instant`]) for
+//! what runs inside one process — leases, timeouts, attempt durations; on PostgreSQL, the
+//! database's clock for leases between instances, and each instance follows the database's
+//! clock when its own is more than [`FOLLOW_ABOVE`] off ([`set_reference_offset`]). NTP may
+//! step the wall clock by hours (after a suspend, a VM migration, a bad RTC): [`watch_steps`]
+//! notices, says so, and keeps the windows that age stored data (dedupe keys, retention) from
+//! jumping ahead with it ([`Ts::aged_now`]).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,13 +48,91 @@ pub fn follow_offset_file(path: PathBuf) {
         .expect("start the test clock's thread");
 }
 
+/// Milliseconds added to the system clock to follow a reference clock (the database's).
+static REFERENCE_MS: AtomicI64 = AtomicI64::new(0);
+/// Net milliseconds the wall clock has been stepped forward while this process ran.
+static STEPPED_MS: AtomicI64 = AtomicI64::new(0);
+/// How many steps [`watch_steps`] has seen.
+static STEPS: AtomicU64 = AtomicU64::new(0);
+
+/// An instance follows the database's clock only when its own is off by more than this: a
+/// reading's own error (half a round trip) must not make timestamps jitter.
+pub const FOLLOW_ABOVE: Duration = Duration::from_secs(1);
+/// A wall clock this far off the database's is reported loudly (a WARN and a metric).
+pub const WARN_ABOVE: Duration = Duration::from_secs(5);
+
+/// The last measured `reference - system` offset, followed or not (for the metric).
+static MEASURED_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Sets how far the system clock is from the reference clock (`reference - system`, in ms):
+/// followed when more than [`FOLLOW_ABOVE`] (a smaller offset sets it back to zero). Returns
+/// whether it is followed.
+pub fn set_reference_offset(ms: i64) -> bool {
+    MEASURED_MS.store(ms, Ordering::Relaxed);
+    let follow = ms.unsigned_abs() > FOLLOW_ABOVE.as_millis() as u64;
+    REFERENCE_MS.store(if follow { ms } else { 0 }, Ordering::Relaxed);
+    follow
+}
+
+/// The last measured offset of the reference clock from this system's (0 without one).
+pub fn measured_offset_ms() -> i64 {
+    MEASURED_MS.load(Ordering::Relaxed)
+}
+
+/// The wall clock without the test offset nor the reference: what the operating system says.
+pub fn system_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// How many wall-clock steps this process has seen, and their net size in ms.
+pub fn steps_seen() -> (u64, i64) {
+    (STEPS.load(Ordering::Relaxed), STEPPED_MS.load(Ordering::Relaxed))
+}
+
+/// A step is a difference between the wall clock's and the monotonic clock's progress larger
+/// than this over one look (NTP slews small errors; it steps only large ones).
+const STEP_ABOVE: Duration = Duration::from_secs(2);
+
+/// Watches the wall clock against the monotonic clock, once a second: a step is logged (WARN),
+/// counted, and added to the net step that [`Ts::aged_now`] takes out.
+pub fn watch_steps() {
+    std::thread::Builder::new()
+        .name("hookflow-clock-watch".into())
+        .spawn(|| {
+            let (mut wall, mut mono) = (system_ms() as i64, Instant::now());
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let (w, m) = (system_ms() as i64, Instant::now());
+                let step = (w - wall) - m.duration_since(mono).as_millis() as i64;
+                if step.unsigned_abs() > STEP_ABOVE.as_millis() as u64 {
+                    STEPS.fetch_add(1, Ordering::Relaxed);
+                    STEPPED_MS.fetch_add(step, Ordering::Relaxed);
+                    tracing::warn!(
+                        step_s = step as f64 / 1000.0,
+                        "the wall clock was stepped; leases and timeouts are unaffected (monotonic), schedules follow the new time, dedupe and retention windows keep their length"
+                    );
+                }
+                (wall, mono) = (w, m);
+            }
+        })
+        .expect("start the clock watch's thread");
+}
+
 impl Ts {
     pub fn now() -> Ts {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Ts(system + OFFSET_MS.load(Ordering::Relaxed))
+        let adjusted = system_ms() as i64 + REFERENCE_MS.load(Ordering::Relaxed);
+        Ts((adjusted.max(0) as u64).saturating_add(OFFSET_MS.load(Ordering::Relaxed)))
+    }
+
+    /// The time to age stored data by (dedupe keys, retention): [`Ts::now`] less the net
+    /// forward steps of the wall clock seen while this process ran — a step of +1 day must
+    /// not expire a day's dedupe keys in a second. (A backward step only keeps data longer.)
+    pub fn aged_now() -> Ts {
+        let forward = STEPPED_MS.load(Ordering::Relaxed).max(0) as u64;
+        Ts(Ts::now().0.saturating_sub(forward))
     }
     pub fn plus(self, d: Duration) -> Ts {
         Ts(self.0.saturating_add(d.as_millis() as u64))

@@ -20,6 +20,7 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         tracing::warn!(file = %file.display(), "the clock follows a test offset file: for drills only");
         crate::time::follow_offset_file(file.clone());
     }
+    crate::time::watch_steps();
     for warning in crate::private::exposure(&args.paths.data_dir) {
         tracing::warn!("{warning}");
     }

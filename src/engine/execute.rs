@@ -3,7 +3,7 @@
 //! the dead-letter state.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -22,13 +22,30 @@ use crate::time::Ts;
 
 /// Time a lease must outlast an action's timeout when an attempt starts: enough to record the
 /// attempt afterwards.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
+pub(super) const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// A claim and how long it is known to hold, so the lease is extended only when an attempt
-/// could outlast it (each extension is a store write).
+/// could outlast it (each extension is a store write). On the monotonic clock: a step of the
+/// wall clock must not make a held lease look ended, or an ended one held.
 pub(super) struct Holding {
     pub(super) lease: Lease,
-    pub(super) until: Ts,
+    pub(super) until: Instant,
+}
+
+impl Holding {
+    /// Makes sure the lease lasts `needed` from now, extending it if it might not.
+    pub(super) async fn ensure(
+        &mut self,
+        store: &dyn crate::store::Store,
+        needed: Duration,
+    ) -> Result<(), StoreError> {
+        let until = Instant::now() + needed;
+        if until > self.until {
+            store.extend_lease(&self.lease, needed).await?;
+            self.until = until;
+        }
+        Ok(())
+    }
 }
 
 /// Takes the run out of its flow's exit index (it is finishing).
@@ -61,7 +78,7 @@ impl Engine {
     pub(super) async fn execute(
         self: &Arc<Self>,
         claimed: Claimed,
-        held_until: Ts,
+        held_until: Instant,
         shutdown: CancellationToken,
     ) {
         let Claimed {
@@ -223,14 +240,12 @@ impl Engine {
             Err(stop) => return stop,
         };
 
-        let timeout = action.kind.timeout();
-        let needed = Ts::now().plus(timeout + LEASE_MARGIN);
-        if needed > hold.until {
-            if let Err(e) = self.store.extend_lease(lease, needed).await {
-                self.log_store_error(&e);
-                return Flowing::Stop;
-            }
-            hold.until = needed;
+        if let Err(e) = hold
+            .ensure(&*self.store, action.kind.timeout() + LEASE_MARGIN)
+            .await
+        {
+            self.log_store_error(&e);
+            return Flowing::Stop;
         }
 
         let cx = ExecContext {
@@ -241,11 +256,13 @@ impl Engine {
             origin: Origin::run(&run.flow, &run.id, Some(&action.name)),
             event_depth: run.depth + 1,
         };
-        let started = Ts::now();
+        let (started, clock) = (Ts::now(), Instant::now());
         let result = action.attempt(&cx, &self.clients).await;
         // The destination's place is free as soon as its answer is in, before it is recorded.
         drop(place);
-        let finished = Ts::now();
+        // Durations on the monotonic clock; a step of the wall clock mid-attempt once
+        // recorded a 25 s attempt as 3,625,006 ms.
+        let (took, finished) = (clock.elapsed(), Ts::now());
         if let (Some(d), Some(cfg)) = (&destination, &action.breaker)
             && result.request.is_some()
         {
@@ -253,7 +270,7 @@ impl Engine {
             self.guards.record(d, cfg, ok, finished);
         }
         let mut result = result;
-        let mut record = self.record_attempt(&run.flow, action, attempt, started, finished, &mut result);
+        let mut record = self.record_attempt(&run.flow, action, attempt, started, took, &mut result);
         let effects = result.effects;
         run.updated_at = finished;
         match result.kind {
@@ -311,10 +328,9 @@ impl Engine {
         action: &Action,
         number: u32,
         started: Ts,
-        finished: Ts,
+        took: Duration,
         result: &mut crate::action::AttemptResult,
     ) -> Attempt {
-        let took = finished.since(started);
         self.metrics.attempt(
             flow,
             action.kind.kind_name(),
@@ -350,9 +366,10 @@ impl Engine {
             self.succeed(run, &hold.lease, effects).await;
             return Flowing::Stop;
         }
-        let until = Ts::now().plus(self.config.lease);
+        let lease_for = self.config.lease;
+        let until = Instant::now() + lease_for;
         if self
-            .save_with(run, &hold.lease, Next::Continue { lease_until: until }, effects)
+            .save_with(run, &hold.lease, Next::Continue { lease_for }, effects)
             .await
         {
             hold.until = until;

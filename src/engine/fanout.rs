@@ -8,7 +8,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use super::Engine;
-use super::execute::{Flowing, Holding};
+use super::execute::{Flowing, Holding, LEASE_MARGIN};
 use crate::action::{Action, ExecContext, ForEach, ItemSource, ResultKind};
 use crate::context::{RunInfo, item_context, template_context};
 use crate::event::Origin;
@@ -20,7 +20,6 @@ use crate::template::Templates;
 use crate::time::Ts;
 
 /// Time a lease must outlast a batch's timeout: enough to record it afterwards.
-const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Engine {
     pub(super) async fn fan_out(
@@ -76,13 +75,12 @@ impl Engine {
                 self.save(run, &lease, Next::RetryAt(at)).await;
                 return Flowing::Stop;
             }
-            let needed = now.plus(action.kind.timeout() + LEASE_MARGIN);
-            if needed > hold.until {
-                if let Err(e) = self.store.extend_lease(&lease, needed).await {
-                    tracing::warn!(error = %e, "the lease could not be extended; the run is left to its next claim");
-                    return Flowing::Stop;
-                }
-                hold.until = needed;
+            if let Err(e) = hold
+                .ensure(&*self.store, action.kind.timeout() + LEASE_MARGIN)
+                .await
+            {
+                tracing::warn!(error = %e, "the lease could not be extended; the run is left to its next claim");
+                return Flowing::Stop;
             }
             let steps = run.step_outputs();
             let secrets = templates.secret_values();
@@ -152,10 +150,10 @@ impl Engine {
                 batch.iter().filter_map(|(_, n)| all[*n].take()).collect()
             };
             let dests: Vec<Option<String>> = batch.iter().map(|(_, n)| dests[*n].clone()).collect();
-            let started = Ts::now();
+            let (started, clock) = (Ts::now(), std::time::Instant::now());
             let results = join_all(contexts.iter().map(|cx| action.attempt(cx, &self.clients))).await;
             drop(places);
-            let finished = Ts::now();
+            let (took, finished) = (clock.elapsed(), Ts::now());
             if let Some(cfg) = &action.breaker {
                 for (d, r) in dests.iter().zip(&results) {
                     if let Some(d) = d
@@ -172,8 +170,7 @@ impl Engine {
                 let item = &mut run.steps[i].items[k];
                 let number = item.attempts.len() as u32 + 1;
                 let mut result = result;
-                let mut record =
-                    self.record_attempt(&run.flow, action, number, started, finished, &mut result);
+                let mut record = self.record_attempt(&run.flow, action, number, started, took, &mut result);
                 match result.kind {
                     ResultKind::Success(output) => {
                         item.status = StepStatus::Succeeded;
@@ -222,9 +219,10 @@ impl Engine {
                 return Flowing::Stop;
             }
             // Record the batch (and its side effects) before the next one starts.
-            let until = Ts::now().plus(self.config.lease);
+            let lease_for = self.config.lease;
+            let until = std::time::Instant::now() + lease_for;
             if !self
-                .save_with(run, &lease, Next::Continue { lease_until: until }, effects)
+                .save_with(run, &lease, Next::Continue { lease_for }, effects)
                 .await
             {
                 return Flowing::Stop;

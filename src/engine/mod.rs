@@ -152,8 +152,8 @@ impl Engine {
                 match self.store.claim(req).await {
                     Ok(list) => {
                         // The leases were granted just now; trust them for a second less.
-                        let held_until =
-                            Ts::now().plus(self.config.lease.saturating_sub(Duration::from_secs(1)));
+                        let held_until = std::time::Instant::now()
+                            + self.config.lease.saturating_sub(Duration::from_secs(1));
                         for c in list {
                             claimed += 1;
                             let ticket = Arc::clone(&tickets)
@@ -204,7 +204,7 @@ impl Engine {
     /// Periodic clean-up: forgets expired deduplication keys and prunes old finished runs.
     async fn housekeeping(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            let before = Ts(Ts::now()
+            let before = Ts(Ts::aged_now()
                 .0
                 .saturating_sub(self.config.retention.as_millis() as u64));
             match self.store.prune(before, self.config.max_runs, 10_000).await {
@@ -212,7 +212,7 @@ impl Engine {
                 Ok(n) => tracing::info!(runs = n, "old finished runs pruned"),
                 Err(e) => tracing::warn!(error = %e, "pruning old runs failed"),
             }
-            match self.store.expire_dedupe(Ts::now()).await {
+            match self.store.expire_dedupe(Ts::aged_now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(keys = n, "expired deduplication keys forgotten"),
                 Err(e) => tracing::warn!(error = %e, "expiring deduplication keys failed"),

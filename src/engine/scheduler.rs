@@ -16,6 +16,12 @@ use crate::schedule::Missed;
 use crate::time::Ts;
 use crate::trigger::{Cause, Prepared, prepare};
 
+/// Longest sleep between looks at the wall clock while a schedule waits for its next slot.
+const LOOK_AGAIN: Duration = Duration::from_secs(1);
+/// A slot found more than this far in the past when its sleep ends was passed over (a step of
+/// the clock, a stalled process), not merely reached late.
+const STEP_TOLERANCE: Duration = Duration::from_secs(10);
+
 impl Engine {
     /// Runs one task per scheduled flow, restarting them all whenever the flows are reloaded
     /// (the last firing is in the store, so a restart never fires twice).
@@ -69,15 +75,32 @@ impl Engine {
         let mut from = last.map_or(started, |l| l.max(started));
         tracing::info!(flow = %flow.name, cron = %schedule.expr, tz = %schedule.tz, "schedule started");
         while let Some(next) = schedule.next_after(from) {
-            let wait = next.since(Ts::now());
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => return,
+            // Sleep on the monotonic clock in short spans, looking at the wall clock between
+            // them: a slot is a wall-clock time, and the wall clock may be stepped meanwhile.
+            loop {
+                let wait = next.since(Ts::now());
+                if wait.is_zero() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait.min(LOOK_AGAIN)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
             }
-            // The timer may wake a hair early.
-            let early = next.since(Ts::now());
-            if early > Duration::ZERO {
-                tokio::time::sleep(early).await;
+            // Slots passed over by a forward step of the clock (or a stalled process) follow
+            // the flow's `missed` rule, as at start — never a burst of one run per slot.
+            let now = Ts::now();
+            if now.since(next) > STEP_TOLERANCE
+                && let Some((latest, count)) = schedule.latest_between(from, now)
+            {
+                tracing::warn!(flow = %flow.name, missed = count, at = %latest, "firings passed over at once (the wall clock was stepped, or the process stalled)");
+                let run = match schedule.missed {
+                    Missed::Skip => None,
+                    Missed::RunOnce => Some(count),
+                };
+                self.fire(&flow, latest, run).await;
+                from = latest;
+                continue;
             }
             self.fire(&flow, next, Some(0)).await;
             from = next;

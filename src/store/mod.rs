@@ -53,7 +53,7 @@ pub struct Claimed {
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     pub now: Ts,
-    /// How long the claim holds before others may take the run.
+    /// How long the claim holds before others may take the run (see [`Next::Continue`]).
     pub lease_for: Duration,
     pub limit: usize,
     /// Flow name → most runs of that flow leased at once.
@@ -66,8 +66,11 @@ pub struct ClaimRequest {
 /// What happens to the queue entry when a run is saved.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Next {
-    /// Still working on it: keep (and extend) the lease.
-    Continue { lease_until: Ts },
+    /// Still working on it: keep the lease, for this long from now. A lease is a duration,
+    /// not a time: each store anchors it to the clock that decides — the monotonic clock in
+    /// one process (sled), the database's between instances (PostgreSQL) — so a step of a
+    /// wall clock neither ends it early nor keeps it forever.
+    Continue { lease_for: Duration },
     /// Release the lease; due again at this time.
     RetryAt(Ts),
     /// Terminal: remove from the queue and let the next run of its lane go.
@@ -290,8 +293,9 @@ pub trait Store: Send + Sync + 'static {
     /// Leases up to `limit` due runs, oldest due first, respecting caps and lanes.
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>>;
 
-    /// Moves a held lease's expiry (e.g. before a long request).
-    async fn extend_lease(&self, lease: &Lease, until: Ts) -> Result<()>;
+    /// Makes a held lease last `lease_for` from now (e.g. before a long request); see
+    /// [`Next::Continue`] for which clock counts it.
+    async fn extend_lease(&self, lease: &Lease, lease_for: Duration) -> Result<()>;
 
     /// Writes the run's new state and moves its queue entry as `next` says. Durable on return.
     async fn save(&self, lease: &Lease, run: &Run, next: Next) -> Result<()> {
@@ -381,6 +385,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records that `me` is alive (every few seconds).
     async fn heartbeat(&self, me: &Instance) -> Result<()>;
+
+    /// The clock that decides between instances, read now, in ms since the Unix epoch (the
+    /// database's); `None` where one process owns the store.
+    async fn shared_clock(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 
     /// The instances that reported, oldest start first (the caller decides which are live).
     async fn instances(&self) -> Result<Vec<Instance>>;

@@ -6,6 +6,7 @@ mod bad_input;
 mod build;
 mod cli;
 mod client;
+mod clock;
 mod cluster;
 mod contain;
 mod contract;

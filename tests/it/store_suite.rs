@@ -46,6 +46,7 @@ suite!(
     runs_are_stored_listed_newest_first_and_paged,
     a_text_search_finds_runs_by_request_and_vars,
     a_lease_expires_and_a_stale_worker_cannot_write,
+    a_lease_holds_through_a_step_of_the_wall_clock,
     lanes_hold_runs_of_one_key_back_until_the_earlier_one_ends,
     caps_and_fair_share_shape_a_claim,
     a_delivery_key_starts_one_run_even_when_copies_race,
@@ -205,7 +206,7 @@ async fn a_lease_expires_and_a_stale_worker_cannot_write(store: Arc<dyn Store>, 
         .unwrap_err();
     assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
     let err = store
-        .extend_lease(&dead[0].lease, Ts::now().plus(Duration::from_secs(60)))
+        .extend_lease(&dead[0].lease, Duration::from_secs(60))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
@@ -218,7 +219,7 @@ async fn a_lease_expires_and_a_stale_worker_cannot_write(store: Arc<dyn Store>, 
             &taken[0].lease,
             &r,
             Next::Continue {
-                lease_until: Ts::now().plus(Duration::from_secs(30)),
+                lease_for: Duration::from_secs(30),
             },
         )
         .await
@@ -231,6 +232,56 @@ async fn a_lease_expires_and_a_stale_worker_cannot_write(store: Arc<dyn Store>, 
     assert!(store.next_due().await.unwrap().is_none());
     // A finished run's lease is spent.
     assert!(store.save(&taken[0].lease, &r, Next::Done).await.is_err());
+}
+
+/// Regression: an attempt in flight when the wall clock was stepped +1 h lost its lease to the
+/// next claim, and the request went out twice. A lease is counted on the clock that decides
+/// (monotonic in one process, the database's between instances), whatever `now` a claim
+/// brings; on the embedded store a lease whose holder is gone ends on time however far back
+/// the wall clock went.
+async fn a_lease_holds_through_a_step_of_the_wall_clock(store: Arc<dyn Store>, pg: bool) {
+    let run = new_run("f", None);
+    store.insert_run(&run).await.unwrap();
+    let held = store.claim(claim(10, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let stepped = |by: i64, lease: Duration| ClaimRequest {
+        now: Ts((Ts::now().0 as i64 + by) as u64),
+        ..claim(10, lease)
+    };
+    for by in [3_600_000, 86_400_000] {
+        assert!(
+            claim_ids(store.as_ref(), stepped(by, Duration::from_secs(30)))
+                .await
+                .is_empty(),
+            "a claim {by} ms ahead took a held run"
+        );
+    }
+    // Extended and saved under the step: still ours, still held.
+    store
+        .extend_lease(&held[0].lease, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        claim_ids(store.as_ref(), stepped(3_600_000, Duration::from_secs(30)))
+            .await
+            .is_empty()
+    );
+    let mut r = held[0].run.clone();
+    r.status = RunStatus::Succeeded;
+    r.finished_at = Some(Ts::now());
+    store.save(&held[0].lease, &r, Next::Done).await.unwrap();
+
+    if pg {
+        return; // (an instance whose clock went back follows the database's: `cluster`)
+    }
+    // A short lease whose holder is gone, and the wall clock an hour back: taken on time.
+    let run = new_run("f", None);
+    store.insert_run(&run).await.unwrap();
+    let dead = store.claim(claim(10, Duration::from_millis(300))).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let back = stepped(-3_600_000, Duration::from_secs(30));
+    assert_eq!(claim_ids(store.as_ref(), back).await, [run.id.clone()]);
 }
 
 async fn lanes_hold_runs_of_one_key_back_until_the_earlier_one_ends(store: Arc<dyn Store>, _pg: bool) {
@@ -542,7 +593,7 @@ async fn exits_end_queued_runs_and_mark_held_ones(store: Arc<dyn Store>, _pg: bo
             &claimed[0].lease,
             &claimed[0].run,
             Next::Continue {
-                lease_until: Ts::now().plus(Duration::from_secs(30)),
+                lease_for: Duration::from_secs(30),
             },
             Effects::default(),
         )

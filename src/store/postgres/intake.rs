@@ -127,7 +127,7 @@ async fn write_group(tx: &mut PgConnection, group: &[Append]) -> Result<Vec<Opti
 
 /// Claims the dedupe key (new, or its window over) and stores the run; or names the first run.
 async fn insert_once(tx: &mut PgConnection, run: &Run, key: &str, expires: Ts) -> Result<Option<String>> {
-    let now = ms(Ts::now());
+    let now = ms(Ts::aged_now());
     let ours: Option<(String,)> = sqlx::query_as(
         "INSERT INTO hookflow_dedupe (flow, key, run_id, expires) VALUES ($1, $2, $3, $4)
          ON CONFLICT (flow, key) DO UPDATE SET run_id = EXCLUDED.run_id, expires = EXCLUDED.expires

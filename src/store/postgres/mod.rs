@@ -208,8 +208,8 @@ impl Store for PgStore {
         in_tx!(self, |tx| queue::claim(&mut tx, &req))
     }
 
-    async fn extend_lease(&self, lease: &Lease, until: Ts) -> Result<()> {
-        queue::extend_lease(&self.pool, lease, until).await
+    async fn extend_lease(&self, lease: &Lease, lease_for: std::time::Duration) -> Result<()> {
+        queue::extend_lease(&self.pool, lease, lease_for).await
     }
 
     async fn save_with(&self, lease: &Lease, run: &Run, next: Next, effects: Effects) -> Result<Saved> {
@@ -416,6 +416,13 @@ impl Store for PgStore {
 
     async fn heartbeat(&self, me: &Instance) -> Result<()> {
         state::heartbeat(&self.pool, me).await
+    }
+
+    async fn shared_clock(&self) -> Result<Option<u64>> {
+        let (ms,): (i64,) = sqlx::query_as(&format!("SELECT {}", queue::DB_NOW_MS))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(ms).ok())
     }
 
     async fn instances(&self) -> Result<Vec<Instance>> {

@@ -5,6 +5,8 @@
 //! Lock order, the same everywhere so two transactions never wait on each other in a circle:
 //! a lane's advisory lock first, then run rows. Claims take rows only (`SKIP LOCKED`).
 
+use std::time::Duration;
+
 use sqlx::{PgConnection, PgPool};
 
 use super::{json, ms, parse};
@@ -81,14 +83,22 @@ async fn index_exits(tx: &mut PgConnection, flow: &str, id: &str, keys: &[String
     Ok(())
 }
 
+/// The database's clock, in ms since the Unix epoch: leases are written and compared with it,
+/// so instances whose clocks disagree never take each other's runs (docs/operations.md,
+/// "Time"). A run's `due` stays on the instances' clock (which follows the database's when
+/// far off it): it orders the queue, and a leased run is due again only when its lease has
+/// ended on the database's clock.
+pub(super) const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
 /// Runs of flows whose cap is reached are left for later; a flow gets at most its fair share
 /// of the batch while others have due runs (then the batch is filled with those passed over).
 pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<Vec<Claimed>> {
     let now = ms(req.now);
     let look = i64::try_from(req.limit.saturating_mul(4)).unwrap_or(i64::MAX);
-    let candidates: Vec<(String, String)> = sqlx::query_as(
-        "SELECT id, flow FROM hookflow_runs WHERE due <= $1 ORDER BY due LIMIT $2 FOR UPDATE SKIP LOCKED",
-    )
+    let candidates: Vec<(String, String)> = sqlx::query_as(&format!(
+        "SELECT id, flow FROM hookflow_runs WHERE due <= $1 AND (lease_until IS NULL OR lease_until <= {DB_NOW_MS})
+         ORDER BY due LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ))
     .bind(now)
     .bind(look)
     .fetch_all(&mut *tx)
@@ -107,12 +117,12 @@ pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<V
     let mut active = std::collections::BTreeMap::new();
     for flow in capped {
         lock(tx, &format!("cap:{flow}")).await?;
-        let (n,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM hookflow_runs WHERE flow = $1 AND lease_until > $2")
-                .bind(flow)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
+        let (n,): (i64,) = sqlx::query_as(&format!(
+            "SELECT count(*) FROM hookflow_runs WHERE flow = $1 AND lease_until > {DB_NOW_MS}"
+        ))
+        .bind(flow)
+        .fetch_one(&mut *tx)
+        .await?;
         active.insert(flow.clone(), n as u32);
     }
     let mut picked = Vec::new();
@@ -139,7 +149,8 @@ pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<V
     }
     let room = req.limit.saturating_sub(picked.len());
     picked.extend(passed_over.into_iter().take(room));
-    let until = ms(req.now.plus(req.lease_for));
+    let due = ms(req.now.plus(req.lease_for));
+    let lease_ms = req.lease_for.as_millis() as i64;
     let rows: Vec<(String, String, Option<String>)> =
         sqlx::query_as("SELECT id, record, exit_req FROM hookflow_runs WHERE id = ANY($1)")
             .bind(&picked)
@@ -166,28 +177,31 @@ pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<V
             exit_requested_at: None,
         });
     }
-    sqlx::query(
+    sqlx::query(&format!(
         "UPDATE hookflow_runs AS r SET status = 'running', record = c.record, lease_token = c.token,
-                lease_until = $4, due = $4
-         FROM unnest($1::text[], $2::bigint[], $3::text[]) AS c(id, token, record) WHERE r.id = c.id",
-    )
+                lease_until = {DB_NOW_MS} + $5, due = $4
+         FROM unnest($1::text[], $2::bigint[], $3::text[]) AS c(id, token, record) WHERE r.id = c.id"
+    ))
     .bind(&ids)
     .bind(&tokens)
     .bind(&records)
-    .bind(until)
+    .bind(due)
+    .bind(lease_ms)
     .execute(&mut *tx)
     .await?;
     Ok(out)
 }
 
-pub(super) async fn extend_lease(pool: &PgPool, lease: &Lease, until: Ts) -> Result<()> {
-    let done =
-        sqlx::query("UPDATE hookflow_runs SET lease_until = $3, due = $3 WHERE id = $1 AND lease_token = $2")
-            .bind(&lease.run_id)
-            .bind(lease.token as i64)
-            .bind(ms(until))
-            .execute(pool)
-            .await?;
+pub(super) async fn extend_lease(pool: &PgPool, lease: &Lease, lease_for: Duration) -> Result<()> {
+    let done = sqlx::query(&format!(
+        "UPDATE hookflow_runs SET lease_until = {DB_NOW_MS} + $3, due = $4 WHERE id = $1 AND lease_token = $2"
+    ))
+    .bind(&lease.run_id)
+    .bind(lease.token as i64)
+    .bind(lease_for.as_millis() as i64)
+    .bind(ms(Ts::now().plus(lease_for)))
+    .execute(pool)
+    .await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::LeaseLost(lease.run_id.clone()));
     }
@@ -230,14 +244,16 @@ pub(super) async fn save(
     let record = json(run)?;
     let status = run.status.as_str();
     match next {
-        Next::Continue { lease_until } => {
-            sqlx::query(
-                "UPDATE hookflow_runs SET status = $2, record = $3, due = $4, lease_until = $4 WHERE id = $1",
-            )
+        Next::Continue { lease_for } => {
+            sqlx::query(&format!(
+                "UPDATE hookflow_runs SET status = $2, record = $3, due = $4, lease_until = {DB_NOW_MS} + $5
+                 WHERE id = $1"
+            ))
             .bind(&run.id)
             .bind(status)
             .bind(&record)
-            .bind(ms(lease_until))
+            .bind(ms(Ts::now().plus(lease_for)))
+            .bind(lease_for.as_millis() as i64)
             .execute(&mut *tx)
             .await?;
             return Ok(exit);
@@ -344,17 +360,18 @@ pub(super) async fn exit_one(tx: &mut PgConnection, id: &str, reason: &str) -> R
     if let Some(l) = &lane {
         lock(tx, l).await?;
     }
-    let row: Option<(String, Option<i64>)> = sqlx::query_as(
-        "SELECT record, lease_until FROM hookflow_runs WHERE id = $1 AND finished_at IS NULL FOR UPDATE",
-    )
+    let row: Option<(String, bool)> = sqlx::query_as(&format!(
+        "SELECT record, coalesce(lease_until > {DB_NOW_MS}, false) FROM hookflow_runs
+         WHERE id = $1 AND finished_at IS NULL FOR UPDATE"
+    ))
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((record, lease_until)) = row else {
+    let Some((record, leased)) = row else {
         return Ok(Exited::No);
     };
     let now = Ts::now();
-    if lease_until.is_some_and(|u| u > ms(now)) {
+    if leased {
         sqlx::query("UPDATE hookflow_runs SET exit_req = $2 WHERE id = $1")
             .bind(id)
             .bind(reason)

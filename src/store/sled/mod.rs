@@ -55,6 +55,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -370,16 +371,16 @@ impl Store for SledStore {
         self.submit(false, true, move |i, v| i.claim(v, &req)).await
     }
 
-    async fn extend_lease(&self, lease: &Lease, until: Ts) -> Result<()> {
+    async fn extend_lease(&self, lease: &Lease, lease_for: Duration) -> Result<()> {
         let lease = lease.clone();
-        self.submit(false, false, move |_, v| Inner::extend_lease(v, &lease, until))
+        self.submit(false, false, move |i, v| i.extend_lease(v, &lease, lease_for))
             .await
     }
 
     async fn save_with(&self, lease: &Lease, run: &Run, next: Next, effects: Effects) -> Result<Saved> {
         let (lease, json, run) = (lease.clone(), to_json(run)?, run.clone());
         self.submit(true, false, move |i, v| {
-            let exit_requested = Inner::save(v, &lease, json.clone(), next)?;
+            let exit_requested = i.save(v, &lease, json.clone(), next)?;
             Inner::apply_waits(v, &effects.waits)?;
             if let Next::RetryAt(at) = next {
                 i.park(v, &run, &json, at.0)?;

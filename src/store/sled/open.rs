@@ -161,6 +161,7 @@ impl SledStore {
                 pending: Mutex::new(pending),
                 writes: Default::default(),
             },
+            leases: Default::default(),
         });
         let mut view = View::new(&inner.db);
         let released = Inner::release_orphaned_leases(&mut view)?;

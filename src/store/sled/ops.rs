@@ -1,8 +1,9 @@
 //! The store's operations, each reading and writing through its commit group's [`View`], and
 //! the stored forms of runs and queue entries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -147,6 +148,19 @@ pub(super) struct Inner {
     /// Flushes made, for observing group commit.
     pub(super) flushes: std::sync::atomic::AtomicU64,
     pub(super) intake: Intake,
+    /// The leases this process holds, on the monotonic clock: the authority on whether a
+    /// lease holds (one process owns a sled store, and every lease is released when it
+    /// opens). The wall-clock expiry written with each lease only orders the due index; a
+    /// step of the wall clock once let a claim take a run whose attempt was still in flight.
+    pub(super) leases: std::sync::Mutex<HashMap<String, Held>>,
+}
+
+/// A lease held by this process.
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    flow: String,
+    token: u64,
+    deadline: Instant,
 }
 
 pub(super) fn get<T: for<'de> Deserialize<'de>>(view: &View<'_>, key: &str) -> Result<Option<T>> {
@@ -314,16 +328,54 @@ impl Inner {
         Ok(())
     }
 
-    pub(super) fn active_leases(view: &View<'_>, now: u64) -> Result<BTreeMap<String, u32>> {
-        let mut counts = BTreeMap::new();
-        for item in view.scan_prefix(b"lease:") {
-            let (k, v) = item?;
-            let row: LeaseRow = from_json(&String::from_utf8_lossy(&k), &v)?;
-            if row.until > now {
-                *counts.entry(row.flow).or_insert(0) += 1;
+    fn held_leases(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Held>>> {
+        self.leases
+            .lock()
+            .map_err(|_| StoreError::Backend("lease table poisoned".into()))
+    }
+
+    /// Leases whose monotonic deadline has passed (their worker is gone or stuck) are ended:
+    /// their runs are due now, whatever the wall clock says their expiry is.
+    fn end_lapsed_leases(&self, view: &mut View<'_>, now: u64, mono: Instant) -> Result<()> {
+        let lapsed: Vec<(String, u64)> = {
+            let mut held = self.held_leases()?;
+            let ids: Vec<(String, u64)> = held
+                .iter()
+                .filter(|(_, h)| h.deadline <= mono)
+                .map(|(id, h)| (id.clone(), h.token))
+                .collect();
+            for (id, _) in &ids {
+                held.remove(id);
+            }
+            ids
+        };
+        for (id, token) in lapsed {
+            if let Some((mut q, raw)) = load_q(view, &id)?
+                && q.lease.as_ref().is_some_and(|l| l.token == token)
+            {
+                Self::move_due(view, &mut q, &id, Some(now));
+                store(view, &id, Some(&q), &raw)?;
             }
         }
-        Ok(counts)
+        Ok(())
+    }
+
+    /// Records that this process holds `lease` for `lease_for` from now.
+    fn hold(&self, lease: &Lease, flow: &str, lease_for: Duration) -> Result<()> {
+        self.held_leases()?.insert(
+            lease.run_id.clone(),
+            Held {
+                flow: flow.to_string(),
+                token: lease.token,
+                deadline: Instant::now() + lease_for,
+            },
+        );
+        Ok(())
+    }
+
+    fn unhold(&self, id: &str) -> Result<()> {
+        self.held_leases()?.remove(id);
+        Ok(())
     }
 
     pub(super) fn claim(&self, view: &mut View<'_>, req: &ClaimRequest) -> Result<Vec<Claimed>> {
@@ -333,7 +385,18 @@ impl Inner {
             .unpark(view, now, super::parking::MAX_UNPARK, |v, rec| {
                 self.unparked(v, rec)
             })?;
-        let mut active = Self::active_leases(view, now)?;
+        let mono = Instant::now();
+        self.end_lapsed_leases(view, now, mono)?;
+        // Runs held by a live lease are skipped, and counted against their flow's cap.
+        let held: HashMap<String, String> = self
+            .held_leases()?
+            .iter()
+            .map(|(id, h)| (id.clone(), h.flow.clone()))
+            .collect();
+        let mut active: BTreeMap<String, u32> = BTreeMap::new();
+        for flow in held.values() {
+            *active.entry(flow.clone()).or_insert(0) += 1;
+        }
         let mut out = Vec::new();
         let end = format!("due:{:016x}", now + 1);
         // Pick candidates from the due index alone (its values name the flow), so a capped
@@ -351,6 +414,10 @@ impl Inner {
                 break;
             }
             let (key, flow) = item?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if key.rsplit(':').next().is_some_and(|id| held.contains_key(id)) {
+                continue; // leased, with its wall-clock expiry passed by a step of the clock
+            }
             let flow = String::from_utf8_lossy(&flow).into_owned();
             if let Some(cap) = req.caps.get(&flow) {
                 let n = active.entry(flow.clone()).or_insert(0);
@@ -360,7 +427,6 @@ impl Inner {
                 *n += 1;
             }
             let share = in_batch.entry(flow).or_insert(0);
-            let key = String::from_utf8_lossy(&key).into_owned();
             if req.fair_share > 0 && *share >= req.fair_share {
                 if passed_over.len() < req.limit {
                     passed_over.push(key);
@@ -401,9 +467,11 @@ impl Inner {
                 })?,
             );
             store(view, &id, Some(&q), &to_json(&run)?)?;
+            let lease = Lease { run_id: id, token };
+            self.hold(&lease, &q.flow, req.lease_for)?;
             out.push(Claimed {
                 run,
-                lease: Lease { run_id: id, token },
+                lease,
                 exit_requested: q.exit.clone(),
                 exit_requested_at: q.exit_at.map(Ts),
             });
@@ -423,13 +491,16 @@ impl Inner {
     }
 
     pub(super) fn hold_until(
+        &self,
         view: &mut View<'_>,
         mut q: QEntry,
         lease: &Lease,
-        until: u64,
+        lease_for: Duration,
         run_json: &[u8],
     ) -> Result<()> {
         let id = &lease.run_id;
+        self.hold(lease, &q.flow, lease_for)?;
+        let until = Ts::now().plus(lease_for).0;
         Self::move_due(view, &mut q, id, Some(until));
         q.lease = Some(LeaseInfo {
             token: lease.token,
@@ -445,13 +516,14 @@ impl Inner {
         store(view, id, Some(&q), run_json)
     }
 
-    pub(super) fn extend_lease(view: &mut View<'_>, lease: &Lease, until: Ts) -> Result<()> {
+    pub(super) fn extend_lease(&self, view: &mut View<'_>, lease: &Lease, lease_for: Duration) -> Result<()> {
         let (q, raw) = Self::held(view, lease)?;
-        Self::hold_until(view, q, lease, until.0, &raw)
+        self.hold_until(view, q, lease, lease_for, &raw)
     }
 
     /// Records a held run's progress; returns the exit requested for it meanwhile, if any.
     pub(super) fn save(
+        &self,
         view: &mut View<'_>,
         lease: &Lease,
         run_json: Vec<u8>,
@@ -461,8 +533,9 @@ impl Inner {
         let (mut q, _) = Self::held(view, lease)?;
         let exit = q.exit.clone();
         match next {
-            Next::Continue { lease_until } => Self::hold_until(view, q, lease, lease_until.0, &run_json)?,
+            Next::Continue { lease_for } => self.hold_until(view, q, lease, lease_for, &run_json)?,
             Next::RetryAt(at) => {
+                self.unhold(id)?;
                 // A run asked to exit is due at once, so the exit is applied without waiting.
                 let at = if exit.is_some() { Ts::now() } else { at };
                 Self::move_due(view, &mut q, id, Some(at.0));
@@ -471,6 +544,7 @@ impl Inner {
                 store(view, id, Some(&q), &run_json)?;
             }
             Next::Done => {
+                self.unhold(id)?;
                 Self::move_due(view, &mut q, id, None);
                 view.remove(lease_key(id));
                 store(view, id, None, &run_json)?;

@@ -138,7 +138,7 @@ impl Inner {
     ) -> Result<Option<String>> {
         let k = dedupe_key(&run.flow, key);
         if let Some(seen) = get::<Seen>(view, &k)?
-            && seen.expires > Ts::now().0
+            && seen.expires > Ts::aged_now().0
         {
             return Ok(Some(seen.run_id));
         }

@@ -1,0 +1,299 @@
+//! When the wall clock jumps (issue 28): the real binary under libfaketime, its wall clock
+//! stepped by rewriting one file while its monotonic clock runs on — as NTP does after a
+//! suspend, a VM migration or a bad RTC. Nothing is sent twice, nothing is lost, nothing waits
+//! an hour for nothing; and on PostgreSQL an instance whose clock is two minutes ahead neither
+//! takes a run in flight nor stays quiet about its clock.
+//!
+//! Needs Debian's `libfaketime` (scripts/test.sh installs it): skipped without it, unless
+//! `HOOKFLOW_VENDOR_TESTS=required`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Binary, Receiver, Reply, get, wait_run};
+use crate::pg::Schema;
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A process's wall clock, held `offset` seconds from the system's by libfaketime.
+struct FakeClock {
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeClock {
+    /// `None` (the test is skipped) without libfaketime, unless vendor tests are required.
+    fn new(offset_s: i64) -> Option<FakeClock> {
+        if !std::path::Path::new(LIBFAKETIME).exists() {
+            assert_ne!(
+                std::env::var("HOOKFLOW_VENDOR_TESTS").as_deref(),
+                Ok("required"),
+                "libfaketime is missing: apt-get install faketime"
+            );
+            eprintln!("skipped: no {LIBFAKETIME}");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let clock = FakeClock {
+            file: dir.path().join("faketime"),
+            _dir: dir,
+        };
+        clock.set(offset_s);
+        Some(clock)
+    }
+
+    /// Steps the wall clock to `offset_s` seconds from the system's (read at every call).
+    fn set(&self, offset_s: i64) {
+        std::fs::write(&self.file, format!("{offset_s:+}\n")).unwrap();
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LD_PRELOAD", LIBFAKETIME.to_string()),
+            ("FAKETIME_TIMESTAMP_FILE", self.file.display().to_string()),
+            ("FAKETIME_NO_CACHE", "1".to_string()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+        ]
+    }
+}
+
+fn env_of(pairs: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+    pairs.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+fn slow_forward(dest: &str, timeout: &str) -> String {
+    format!(
+        r#"on: {{ webhook: {{}} }}
+actions:
+  - name: deliver
+    http:
+      url: "{dest}/deliver"
+      body: {{ n: "{{{{ body.n }}}}" }}
+      timeout: {timeout}
+"#
+    )
+}
+
+/// Regression: an http attempt in flight when the wall clock was stepped +1 h lost its lease;
+/// the engine sent the same request again while the first was still in flight, and recorded
+/// the first attempt as 3,625,006 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_in_flight_through_a_step_is_sent_once_and_timed_on_the_monotonic_clock() {
+    let Some(clock) = FakeClock::new(0) else { return };
+    let dest = Receiver::start(Reply::status(200).delayed(Duration::from_secs(6))).await;
+    let flow = slow_forward(&dest.url, "30s");
+    let env = clock.env();
+    let app = Binary::start(&[("slow", &flow)], &["--lease", "5s"], &env_of(&env)).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(app.hook_url("slow"))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    dest.wait_hits(1).await;
+    clock.set(3600);
+    let run = wait_run(&http, &app.base, &id, |r| r["status"] == "succeeded").await;
+    // Long enough for a second claim to have happened (poll 1 s, lease 5 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(dest.hits().len(), 1, "the request went out twice:\n{}", app.log());
+    let attempts = run["steps"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{run:#}");
+    let ms = attempts[0]["duration_ms"].as_u64().unwrap();
+    assert!(
+        (5_000..20_000).contains(&ms),
+        "the attempt took {ms} ms by the record"
+    );
+    assert!(app.log().contains("the wall clock was stepped"), "{}", app.log());
+    let metrics = http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("hookflow_clock_steps_total 1"), "{metrics}");
+}
+
+fn ticker(dest: &str) -> String {
+    format!(
+        r#"on:
+  schedule:
+    cron: "* * * * * *"
+    missed: run_once
+actions:
+  - http:
+      url: "{dest}/tick"
+      body: {{ at: "{{{{ body.scheduled_at }}}}", missed: "{{{{ body.missed }}}}" }}
+"#
+    )
+}
+
+/// A per-second schedule through +1 h and back: the hour passed over is one run carrying the
+/// count (the flow's `missed: run_once`), not 3,600 runs at once; after the step back no slot
+/// fires a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_follows_its_missed_rule_over_a_step_and_never_fires_a_slot_twice() {
+    let Some(clock) = FakeClock::new(0) else { return };
+    let dest = Receiver::start(Reply::status(200)).await;
+    let env = clock.env();
+    let app = Binary::start(&[("tick", &ticker(&dest.url))], &[], &env_of(&env)).await;
+    dest.wait_hits(2).await;
+    clock.set(3600);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after_step = dest.hits().len();
+    clock.set(0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let hits = dest.hits();
+    let bodies: Vec<Value> = hits.iter().map(|h| h.json()).collect();
+    let slots: BTreeSet<String> = bodies
+        .iter()
+        .map(|b| b["at"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(slots.len(), hits.len(), "a slot fired twice: {bodies:#?}");
+    assert!(
+        after_step < 15,
+        "{after_step} firings within 4 s of the step:\n{}",
+        app.log()
+    );
+    let caught_up: Vec<u64> = bodies
+        .iter()
+        .filter_map(|b| b["missed"].as_str().and_then(|m| m.parse().ok()))
+        .filter(|m| *m > 0)
+        .collect();
+    assert!(
+        caught_up.len() == 1 && caught_up[0] > 3000,
+        "one run for the hour passed over: {caught_up:?}"
+    );
+    assert_eq!(
+        hits.len(),
+        after_step,
+        "slots of the hour stepped back over fired again"
+    );
+}
+
+/// A dedupe window counts time that passed, not a step: a sender's retry a few seconds after
+/// a step of +1 day is still the same delivery, and a new delivery is still accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_forward_neither_reopens_a_dedupe_window_nor_refuses_new_deliveries() {
+    let Some(clock) = FakeClock::new(0) else { return };
+    let dest = Receiver::start(Reply::status(200)).await;
+    let flow = format!(
+        r#"on:
+  webhook:
+    dedupe: {{ key: "{{{{ headers['x-delivery'] }}}}", window: 1h }}
+actions:
+  - http: {{ url: "{}/d" }}
+"#,
+        dest.url
+    );
+    let env = clock.env();
+    let app = Binary::start(&[("d", &flow)], &[], &env_of(&env)).await;
+    let http = reqwest::Client::new();
+    let send = |key: &'static str| {
+        http.post(app.hook_url("d"))
+            .header("x-delivery", key)
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(send("a").await.unwrap().status(), 202);
+    clock.set(86_400);
+    // The step is seen within a second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let again = send("a").await.unwrap();
+    assert_eq!(again.status(), 200, "the window reopened:\n{}", app.log());
+    assert_eq!(again.json::<Value>().await.unwrap()["status"], "duplicate");
+    assert_eq!(send("b").await.unwrap().status(), 202);
+}
+
+/// Regression: a second instance whose clock was 120 s ahead took over, at once, a run whose
+/// attempt the first instance had in flight, and sent it again. Leases are on the database's
+/// clock; the instance that is off says so (a WARN and `hookflow_clock_offset_seconds`) and
+/// follows the database's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_two_minutes_ahead_takes_no_run_in_flight_and_says_its_clock_is_off() {
+    let Some(ahead) = FakeClock::new(120) else { return };
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let dest = Receiver::start(Reply::status(200)).await;
+    dest.on_path("/deliver", Reply::status(200).delayed(Duration::from_secs(8)));
+    let flow = slow_forward(&dest.url, "30s");
+    let args = ["--store", schema.url.as_str(), "--lease", "5s"];
+    let first = Binary::start(&[("slow", &flow)], &args, &[]).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(first.hook_url("slow"))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    dest.wait_hits(1).await;
+    let env = ahead.env();
+    let second = Binary::start(&[("slow", &flow)], &args, &env_of(&env)).await;
+    wait_run(&http, &first.base, &id, |r| r["status"] == "succeeded").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        dest.hits().len(),
+        1,
+        "sent twice; first:\n{}\nsecond:\n{}",
+        first.log(),
+        second.log()
+    );
+    // Both instances work on: each new event once.
+    for n in 2..12 {
+        let r = http
+            .post(second.hook_url("slow"))
+            .json(&json!({"n": n}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while dest.hits().len() < 11 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered: {:?}",
+            dest.hits().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(dest.hits().len(), 11);
+    let log = second.log();
+    assert!(log.contains("far off the database's"), "{log}");
+    let metrics = http
+        .get(format!("{}/metrics", second.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let offset: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookflow_clock_offset_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!((-125.0..-115.0).contains(&offset), "offset {offset}");
+    // It follows the database's clock: what it records is not two minutes ahead.
+    let runs = get(&http, format!("{}/api/runs?limit=1", second.base)).await;
+    let created: hookflow::run::Ts = serde_json::from_value(runs["runs"][0]["created_at"].clone()).unwrap();
+    let now = hookflow::run::Ts::now();
+    assert!(created.0 < now.0 + 10_000, "recorded at {created}, now {now}");
+}
