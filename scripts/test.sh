@@ -2,8 +2,7 @@
 # The whole test suite, the tests that need outside tools included: installs Debian's chromium
 # and chromium-driver (the dashboard's browser test) and the Python `svix` library (signatures
 # made by a vendor's own code), nginx and systemd-analyze (the deploy/ files), promtool (the
-# metrics' format) when they are
-# missing (idempotent), checks that PostgreSQL
+# metrics' format) and libfaketime (the clock drills) when they are missing (idempotent), checks that PostgreSQL
 # answers, builds the release binary (for the release smoke tests), then runs `cargo test` with those tests required (the PostgreSQL store's included)
 # — and, when run as root, the drills that mount a file system (a full disk). `cargo test`
 # alone runs everything else and reports those skipped.
@@ -28,6 +27,13 @@ if ! command -v promtool >/dev/null; then
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
+fi
+# libfaketime steps a real binary's wall clock in the clock drills (tests/it/clock.rs).
+if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq faketime
 fi
 if ! python3 -c 'import svix' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'svix==2.9.1'

@@ -19,8 +19,6 @@ use crate::store::{Effects, Next};
 use crate::template::Templates;
 use crate::time::Ts;
 
-/// Time a lease must outlast a batch's timeout: enough to record it afterwards.
-
 impl Engine {
     pub(super) async fn fan_out(
         &self,

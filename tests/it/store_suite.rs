@@ -281,7 +281,7 @@ async fn a_lease_holds_through_a_step_of_the_wall_clock(store: Arc<dyn Store>, p
     assert_eq!(dead.len(), 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let back = stepped(-3_600_000, Duration::from_secs(30));
-    assert_eq!(claim_ids(store.as_ref(), back).await, [run.id.clone()]);
+    assert_eq!(claim_ids(store.as_ref(), back).await, [run.id]);
 }
 
 async fn lanes_hold_runs_of_one_key_back_until_the_earlier_one_ends(store: Arc<dyn Store>, _pg: bool) {
