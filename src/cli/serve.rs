@@ -25,7 +25,15 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     check_exposure(&args)?;
-    let store = open_store(&args).await?;
+    let store = match open_store(&args).await {
+        Ok(s) => s,
+        Err(e) if matches!(e.downcast_ref(), Some(crate::store::StoreError::Full(_))) => {
+            // A temporary failure (EX_TEMPFAIL): a supervisor starts it again until there is room.
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(crate::store::EXIT_STORE_FAILED as u8));
+        }
+        Err(e) => return Err(e),
+    };
     let (set, errors) = load_flows(&args, store.as_ref()).await;
     for e in &errors {
         tracing::error!(problem = %e, "problem in a flow file");

@@ -242,11 +242,19 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is closed")]
     Closed,
+    /// The disk holding the store has no room: nothing is wrong with the data, and starting
+    /// again once there is room succeeds.
+    #[error("{0}")]
+    Full(String),
     /// Another transaction got in the way (a deadlock, a serialisation failure); running the
     /// operation again is expected to succeed.
     #[error("conflicting with another instance's write: {0}")]
     Conflict(String),
 }
+
+/// The exit status when the store's disk is full or failed (`EX_TEMPFAIL`): nothing is lost,
+/// and a supervisor starting hookflow again once there is room is the way on.
+pub const EXIT_STORE_FAILED: i32 = 75;
 
 impl From<::sled::Error> for StoreError {
     fn from(e: ::sled::Error) -> Self {

@@ -214,6 +214,14 @@ fn explain_open_error(dir: &Path, e: &sled::Error) -> StoreError {
             d = dir.join("db").display(),
         ));
     }
+    if let sled::Error::Io(io) = e
+        && io.kind() == std::io::ErrorKind::StorageFull
+    {
+        return StoreError::Full(format!(
+            "cannot open the store in {}: the disk is full ({io}). Nothing is damaged: free space on that file system and start hookflow again (it exits with status 75, so a supervisor restarts it)",
+            dir.display()
+        ));
+    }
     let text = e.to_string();
     if text.contains("could not acquire lock") {
         return StoreError::Backend(format!(
