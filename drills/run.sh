@@ -5,8 +5,10 @@
 #
 #   drills/run.sh              # all of them; KILLS=20 kill -9 rounds
 #   KILLS=50 drills/run.sh kill_9     # one drill by name, longer
+#   PARTITION_S=120 drills/run.sh partition   # the silent partition, two minutes long
 #
-# The disk-full drill mounts a 4 MiB tmpfs and runs only as root (skipped otherwise, and said so).
+# The disk-full drill (a tmpfs) and the partition drill (a network namespace, veth, tc) run
+# only as root (skipped otherwise, and said so); the clock drills need libfaketime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT_TESTS=""
@@ -18,7 +20,9 @@ drills=(
   contain::a_damaged_store_settings_file_is_named
   contain::one_hanging_partner_does_not_delay
   contain::a_huge_answer_costs_a_bounded_read
-  holes::a_full_disk_answers_503_with_retry_after
+  holes::a_full_disk_refuses_or_restarts
+  clock::
+  partition::
   edge::slow_clients_are_cut_off
   sequences::kill_9_while_waiting
   cluster::three_instances_share_the_load
@@ -26,6 +30,6 @@ drills=(
 filters=()
 for d in "${drills[@]}"; do filters+=("$d"); done
 if [ $# -gt 0 ]; then filters=("$@"); fi
-HOOKFLOW_DRILL_KILLS="${KILLS:-20}" HOOKFLOW_ROOT_TESTS=$ROOT_TESTS \
+HOOKFLOW_DRILL_KILLS="${KILLS:-20}" HOOKFLOW_DRILL_PARTITION_S="${PARTITION_S:-60}" HOOKFLOW_ROOT_TESTS=$ROOT_TESTS \
   cargo test --test it -- --nocapture --test-threads 2 "${filters[@]}" 2>&1 \
   | grep -E --line-buffered '^test |drill:|^test result|panicked|FAILED|skipped' 

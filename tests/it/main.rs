@@ -25,6 +25,7 @@ mod holes;
 mod leases;
 mod ordering;
 mod overview;
+mod partition;
 mod pg;
 mod props;
 mod protect;

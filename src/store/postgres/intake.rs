@@ -25,9 +25,14 @@ pub(super) struct Append {
     reply: oneshot::Sender<Result<Option<String>>>,
 }
 
-pub(super) fn start(pool: PgPool) -> mpsc::Sender<Append> {
+/// Starts the group-commit task. A group not committed within `deadline` is given up (its
+/// transaction is rolled back when the connection is next heard, unless its `COMMIT` was
+/// already on the wire) and its senders answered `503`:
+/// on a network that black-holes packets without a reset, a query waits for TCP's retries —
+/// minutes — and `statement_timeout` is never heard by the server.
+pub(super) fn start(pool: PgPool, deadline: std::time::Duration) -> mpsc::Sender<Append> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(intake_loop(pool, rx));
+    tokio::spawn(intake_loop(pool, rx, deadline));
     tx
 }
 
@@ -49,7 +54,7 @@ pub(super) async fn submit(
     rx.await.map_err(|_| StoreError::Closed)?
 }
 
-async fn intake_loop(pool: PgPool, mut rx: mpsc::Receiver<Append>) {
+async fn intake_loop(pool: PgPool, mut rx: mpsc::Receiver<Append>, deadline: std::time::Duration) {
     let store = Pool { pool };
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
@@ -59,7 +64,15 @@ async fn intake_loop(pool: PgPool, mut rx: mpsc::Receiver<Append>) {
                 Err(_) => break,
             }
         }
-        let result: Result<Vec<Option<String>>> = in_tx!(store, |tx| write_group(&mut tx, &group));
+        let result: Result<Vec<Option<String>>> = tokio::time::timeout(deadline, async {
+            in_tx!(store, |tx| write_group(&mut tx, &group))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Backend(format!(
+                "the database did not answer within {deadline:?}"
+            )))
+        });
         match result {
             Ok(answers) => {
                 for (a, answer) in group.into_iter().zip(answers) {

@@ -126,7 +126,7 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating {target}: {e}")))?;
-        let intake = intake::start(pool.clone());
+        let intake = intake::start(pool.clone(), settings.statement_timeout + Duration::from_secs(2));
         Ok(PgStore { pool, intake, target })
     }
 
