@@ -96,6 +96,18 @@ pub fn steps_seen() -> (u64, i64) {
 /// than this over one look (NTP slews small errors; it steps only large ones).
 const STEP_ABOVE: Duration = Duration::from_secs(2);
 
+/// The step of the wall clock over one look, if it moved more than [`STEP_ABOVE`] away from
+/// the monotonic clock's progress.
+fn step_between(wall_ms: i64, mono: Duration) -> Option<i64> {
+    let step = wall_ms - mono.as_millis() as i64;
+    (step.unsigned_abs() > STEP_ABOVE.as_millis() as u64).then_some(step)
+}
+
+fn record_step(ms: i64) {
+    STEPS.fetch_add(1, Ordering::Relaxed);
+    STEPPED_MS.fetch_add(ms, Ordering::Relaxed);
+}
+
 /// Watches the wall clock against the monotonic clock, once a second: a step is logged (WARN),
 /// counted, and added to the net step that [`Ts::aged_now`] takes out.
 pub fn watch_steps() {
@@ -106,10 +118,8 @@ pub fn watch_steps() {
             loop {
                 std::thread::sleep(Duration::from_secs(1));
                 let (w, m) = (system_ms() as i64, Instant::now());
-                let step = (w - wall) - m.duration_since(mono).as_millis() as i64;
-                if step.unsigned_abs() > STEP_ABOVE.as_millis() as u64 {
-                    STEPS.fetch_add(1, Ordering::Relaxed);
-                    STEPPED_MS.fetch_add(step, Ordering::Relaxed);
+                if let Some(step) = step_between(w - wall, m.duration_since(mono)) {
+                    record_step(step);
                     tracing::warn!(
                         step_s = step as f64 / 1000.0,
                         "the wall clock was stepped; leases and timeouts are unaffected (monotonic), schedules follow the new time, dedupe and retention windows keep their length"
@@ -131,8 +141,12 @@ impl Ts {
     /// forward steps of the wall clock seen while this process ran — a step of +1 day must
     /// not expire a day's dedupe keys in a second. (A backward step only keeps data longer.)
     pub fn aged_now() -> Ts {
-        let forward = STEPPED_MS.load(Ordering::Relaxed).max(0) as u64;
-        Ts(Ts::now().0.saturating_sub(forward))
+        Ts::now().aged(STEPPED_MS.load(Ordering::Relaxed))
+    }
+
+    /// This time less the net forward steps `stepped_ms` (a net step back counts as none).
+    fn aged(self, stepped_ms: i64) -> Ts {
+        Ts(self.0.saturating_sub(stepped_ms.max(0) as u64))
     }
     pub fn plus(self, d: Duration) -> Ts {
         Ts(self.0.saturating_add(d.as_millis() as u64))
@@ -165,5 +179,27 @@ impl<'de> Deserialize<'de> for Ts {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_told_from_drift_and_aged_time_leaves_out_forward_steps() {
+        assert_eq!(step_between(1_000, Duration::from_millis(1_000)), None);
+        assert_eq!(
+            step_between(2_900, Duration::from_millis(1_000)),
+            None,
+            "within 2 s"
+        );
+        assert_eq!(step_between(3_601_000, Duration::from_secs(1)), Some(3_600_000));
+        assert_eq!(step_between(-3_599_000, Duration::from_secs(1)), Some(-3_600_000));
+        let now = Ts(1_000_000_000_000);
+        assert_eq!(now.aged(86_400_000), Ts(now.0 - 86_400_000));
+        assert_eq!(now.aged(0), now);
+        // A step back only keeps data longer: nothing is added.
+        assert_eq!(now.aged(-3_600_000), now);
     }
 }

@@ -196,6 +196,49 @@ async fn a_schedule_follows_its_missed_rule_over_a_step_and_never_fires_a_slot_t
     );
 }
 
+/// A wait for a wall-clock hour through steps of the clock: a step past the hour wakes it at
+/// once, once; a step back after that sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_an_hour_wakes_once_when_the_clock_steps_past_it() {
+    let Some(clock) = FakeClock::new(0) else { return };
+    let dest = Receiver::start(Reply::status(200)).await;
+    // An hour and five minutes from now (UTC), as the flow writes it.
+    let at = std::time::SystemTime::now() + Duration::from_secs(65 * 60);
+    let at = humantime::format_rfc3339(at).to_string();
+    let hhmm = &at[11..16];
+    let flow = format!(
+        r#"on: {{ webhook: {{}} }}
+actions:
+  - wait: {{ at: "{hhmm}" }}
+  - name: deliver
+    http: {{ url: "{}/woke" }}
+"#,
+        dest.url
+    );
+    let env = clock.env();
+    let app = Binary::start(&[("w", &flow)], &[], &env_of(&env)).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(app.hook_url("w"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_run(&http, &app.base, &id, |r| r["status"] == "waiting").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(dest.arrivals().is_empty(), "woke before its hour");
+    clock.set(2 * 3600);
+    wait_run(&http, &app.base, &id, |r| r["status"] == "succeeded").await;
+    clock.set(0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(dest.arrivals().len(), 1, "{}", app.log());
+}
+
 /// A dedupe window counts time that passed, not a step: a sender's retry a few seconds after
 /// a step of +1 day is still the same delivery, and a new delivery is still accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,15 +279,35 @@ actions:
 /// follows the database's clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_instance_two_minutes_ahead_takes_no_run_in_flight_and_says_its_clock_is_off() {
-    let Some(ahead) = FakeClock::new(120) else { return };
+    two_instances_whose_clocks_disagree(120).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_thirty_seconds_behind_takes_no_run_in_flight() {
+    two_instances_whose_clocks_disagree(-30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_five_minutes_ahead_takes_no_run_in_flight() {
+    two_instances_whose_clocks_disagree(300).await;
+}
+
+/// The second instance's clock is `offset_s` off the first's (and the database's). Both serve
+/// a slow webhook flow and a per-second schedule.
+async fn two_instances_whose_clocks_disagree(offset_s: i64) {
+    let Some(ahead) = FakeClock::new(offset_s) else {
+        return;
+    };
     let Some(schema) = Schema::create().await else {
         return;
     };
     let dest = Receiver::start(Reply::status(200)).await;
     dest.on_path("/deliver", Reply::status(200).delayed(Duration::from_secs(8)));
     let flow = slow_forward(&dest.url, "30s");
+    let tick = ticker(&dest.url);
+    let flows = [("slow", flow.as_str()), ("tick", tick.as_str())];
     let args = ["--store", schema.url.as_str(), "--lease", "5s"];
-    let first = Binary::start(&[("slow", &flow)], &args, &[]).await;
+    let first = Binary::start(&flows, &args, &[]).await;
     let http = reqwest::Client::new();
     let r = http
         .post(first.hook_url("slow"))
@@ -259,11 +322,12 @@ async fn an_instance_two_minutes_ahead_takes_no_run_in_flight_and_says_its_clock
         .to_string();
     arrived(&dest).await;
     let env = ahead.env();
-    let second = Binary::start(&[("slow", &flow)], &args, &env_of(&env)).await;
+    let second = Binary::start(&flows, &args, &env_of(&env)).await;
     wait_run(&http, &first.base, &id, |r| r["status"] == "succeeded").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let delivered = |dest: &Receiver| dest.arrivals().iter().filter(|h| h.path == "/deliver").count();
     assert_eq!(
-        dest.arrivals().len(),
+        delivered(&dest),
         1,
         "sent twice; first:\n{}\nsecond:\n{}",
         first.log(),
@@ -280,16 +344,31 @@ async fn an_instance_two_minutes_ahead_takes_no_run_in_flight_and_says_its_clock
         assert_eq!(r.status(), 202);
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while dest.hits().len() < 11 {
+    while dest.hits().iter().filter(|h| h.path == "/deliver").count() < 11 {
         assert!(
             std::time::Instant::now() < deadline,
             "not delivered: {:?}",
-            dest.hits().len()
+            delivered(&dest)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(dest.arrivals().len(), 11, "an event was sent twice");
+    assert_eq!(delivered(&dest), 11, "an event was sent twice");
+    // One firing per slot, and the schedule kept firing (no slot held back by a clock ahead).
+    let ticks: Vec<String> = dest
+        .hits()
+        .iter()
+        .filter(|h| h.path == "/tick")
+        .map(|h| h.json()["at"].as_str().unwrap().to_string())
+        .collect();
+    let slots: BTreeSet<&String> = ticks.iter().collect();
+    assert_eq!(slots.len(), ticks.len(), "a slot fired twice: {ticks:?}");
+    let last: hookflow::run::Ts = serde_json::from_value(json!(slots.last().unwrap())).unwrap();
+    let now = hookflow::run::Ts::now();
+    assert!(
+        now.0.abs_diff(last.0) < 5_000,
+        "the schedule stopped: last slot {last}, now {now}"
+    );
     let log = second.log();
     assert!(log.contains("far off the database's"), "{log}");
     let metrics = http
@@ -305,10 +384,14 @@ async fn an_instance_two_minutes_ahead_takes_no_run_in_flight_and_says_its_clock
         .find_map(|l| l.strip_prefix("hookflow_clock_offset_seconds "))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{metrics}"));
-    assert!((-125.0..-115.0).contains(&offset), "offset {offset}");
+    let want = -(offset_s as f64);
+    assert!((offset - want).abs() < 5.0, "offset {offset}, want {want}");
     // It follows the database's clock: what it records is not two minutes ahead.
     let runs = get(&http, format!("{}/api/runs?limit=1", second.base)).await;
     let created: hookflow::run::Ts = serde_json::from_value(runs["runs"][0]["created_at"].clone()).unwrap();
     let now = hookflow::run::Ts::now();
-    assert!(created.0 < now.0 + 10_000, "recorded at {created}, now {now}");
+    assert!(
+        created.0.abs_diff(now.0) < 10_000,
+        "recorded at {created}, now {now}"
+    );
 }

@@ -217,8 +217,20 @@ impl SledStore {
         if let Some(s) = secret {
             crate::private::write_file(&data.join("secret"), &s).map_err(io("writing the URL secret"))?;
         }
-        // The pending runs go in as they came: through the journal, in their order.
-        let store = SledStore::open(&store_dir, super::Durability::Flush)?;
+        // The pending runs go in as they came: through the journal, in their order. The sled
+        // that `read_into` wrote is dropped, but its flusher thread lets go of the file lock a
+        // moment later (under load, later than the next open: CI once failed both backup
+        // tests with "another process holds it"), so the lock is waited for, briefly.
+        let mut tries = 0;
+        let store = loop {
+            match SledStore::open(&store_dir, super::Durability::Flush) {
+                Err(e) if tries < 50 && e.to_string().contains("another process holds it") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => break other?,
+            }
+        };
         let mut restored = info;
         restored.pending_runs = 0;
         for path in runs.iter() {
