@@ -149,11 +149,13 @@ impl Engine {
                     caps: self.flows.load().caps(),
                     fair_share: (free / 4).max(1),
                 };
+                // A lease starts when the store grants it, after the request left: counted from
+                // the asking, it is known to hold at least this long (on a slow link to the
+                // database the answer can come seconds later), less a second.
+                let asked = std::time::Instant::now();
                 match self.store.claim(req).await {
                     Ok(list) => {
-                        // The leases were granted just now; trust them for a second less.
-                        let held_until = std::time::Instant::now()
-                            + self.config.lease.saturating_sub(Duration::from_secs(1));
+                        let held_until = asked + self.config.lease.saturating_sub(Duration::from_secs(1));
                         for c in list {
                             claimed += 1;
                             let ticket = Arc::clone(&tickets)

@@ -8,11 +8,14 @@
 //!
 //! Root only (namespaces, veth, tc), skipped otherwise unless HOOKFLOW_ROOT_TESTS=required.
 //! This machine's kernel has no `netem`: the black hole is a token bucket that passes nothing
-//! (`tc … tbf rate 8bit burst 1`); delayed and randomly dropped packets are not drilled here.
+//! (`tc … tbf rate 8bit burst 1`), and delayed and lost packets are shaped by a TCP proxy the
+//! test runs ([`SlowLink`]: delays, and the retransmission stalls that loss causes).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -365,4 +368,207 @@ async fn a_silent_partition_from_the_database_loses_no_accepted_event_and_heals_
         "{} delivered, {twice} of them more than once (same key)",
         keys.len()
     );
+}
+
+/// A TCP proxy that shapes what passes as a bad network does: every chunk held back by a
+/// delay, and — as packet loss looks to TCP — some chunks held back further by a retransmission
+/// timeout (200 ms to 1 s). Order is kept. Needs no privileges, so it runs wherever the
+/// PostgreSQL tests do (the kernel's `netem` is not on every machine).
+struct SlowLink {
+    port: u16,
+    delay_ms: Arc<AtomicU64>,
+    /// Chunks in a thousand held back by a retransmission timeout.
+    loss_per_mille: Arc<AtomicU64>,
+}
+
+impl SlowLink {
+    async fn start(target: String) -> SlowLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let link = SlowLink {
+            port: listener.local_addr().unwrap().port(),
+            delay_ms: Arc::default(),
+            loss_per_mille: Arc::default(),
+        };
+        let (delay, loss) = (link.delay_ms.clone(), link.loss_per_mille.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(shape(ri, wo, delay.clone(), loss.clone()));
+                tokio::spawn(shape(ro, wi, delay.clone(), loss.clone()));
+            }
+        });
+        link
+    }
+
+    fn set(&self, delay_ms: u64, loss_per_mille: u64) {
+        self.delay_ms.store(delay_ms, AtomicOrdering::SeqCst);
+        self.loss_per_mille.store(loss_per_mille, AtomicOrdering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to`, each chunk written when its delay is over, in order.
+async fn shape(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay_ms: Arc<AtomicU64>,
+    loss_per_mille: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut last = tokio::time::Instant::now();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut delay = Duration::from_millis(delay_ms.load(AtomicOrdering::SeqCst));
+        if rand::random_range(0..1000) < loss_per_mille.load(AtomicOrdering::SeqCst) {
+            delay += Duration::from_millis(rand::random_range(200..1000));
+        }
+        let due = (tokio::time::Instant::now() + delay).max(last);
+        last = due;
+        if tx.send((due, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// One of two instances reaches PostgreSQL over a bad link, and both reach the destination over
+/// one: 8 s with every packet 2 s late each way, then 8 s with 30 % of them held back by a
+/// retransmission timeout, then healed — under an event every 50 ms to each instance. Every event answered `202` is delivered (a resend
+/// carries the same key), every webhook is answered (`202`, or `503` with `Retry-After`), and
+/// the slow instance starts no attempt after its lease has ended on the database's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_and_lossy_link_to_the_database_loses_nothing_and_doubles_nothing() {
+    let Some(schema) = crate::pg::Schema::create().await else {
+        return;
+    };
+    let hostport = crate::pg::server_url()
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    let link = SlowLink::start(hostport.clone()).await;
+    let slow_url = schema.url.replace(&hostport, &format!("127.0.0.1:{}", link.port));
+    let dest = Receiver::start(Reply::status(200).delayed(Duration::from_millis(200))).await;
+    // The destination is behind a bad link too, for both instances.
+    let dest_link = SlowLink::start(dest.url.trim_start_matches("http://").to_string()).await;
+    let yaml = flow(&format!("http://127.0.0.1:{}", dest_link.port));
+    let a = Binary::start(&[("f", &yaml)], &["--store", &slow_url, "--lease", "5s"], &[]).await;
+    let b = Binary::start(&[("f", &yaml)], &["--store", &schema.url, "--lease", "5s"], &[]).await;
+    let phases = [
+        (Duration::from_secs(3), 0, 0),
+        (Duration::from_secs(8), 2000, 0),
+        (Duration::from_secs(8), 0, 300),
+        (Duration::from_secs(5), 0, 0),
+    ];
+    let http = reqwest::Client::new();
+    let mut sends = Vec::new();
+    let mut n = 0u64;
+    for (length, delay, loss) in phases {
+        link.set(delay, loss);
+        dest_link.set(delay, loss);
+        let until = Instant::now() + length;
+        while Instant::now() < until {
+            let to_a = n.is_multiple_of(2);
+            let url = if to_a { a.hook_url("f") } else { b.hook_url("f") };
+            let http = http.clone();
+            sends.push(tokio::spawn(async move {
+                let answer = match http
+                    .post(url)
+                    .json(&json!({ "n": n }))
+                    .timeout(Duration::from_secs(40))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 202 => Answer::Accepted,
+                    Ok(r) if r.status() == 503 => {
+                        assert!(r.headers().contains_key("retry-after"), "503 without Retry-After");
+                        Answer::Refused
+                    }
+                    Ok(r) => panic!("event {n} answered {}", r.status()),
+                    Err(_) => Answer::None,
+                };
+                (n, answer)
+            }));
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut accepted = BTreeSet::new();
+    let mut counts = BTreeMap::<String, usize>::new();
+    for s in sends {
+        let (n, answer) = s.await.unwrap();
+        *counts.entry(format!("{answer:?}")).or_default() += 1;
+        assert_ne!(answer, Answer::None, "event {n} got no answer:\n{}", a.log());
+        if answer == Answer::Accepted {
+            accepted.insert(n);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got: BTreeSet<u64> = dest.hits().iter().map(n_of).collect();
+        let missing: Vec<&u64> = accepted.difference(&got).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} accepted event(s) never delivered: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(20)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut per_event: BTreeMap<u64, (usize, BTreeSet<String>)> = BTreeMap::new();
+    for h in dest.arrivals() {
+        let e = per_event.entry(n_of(&h)).or_default();
+        e.0 += 1;
+        e.1.insert(h.headers.get("idempotency-key").cloned().unwrap_or_default());
+    }
+    for (n, (_, keys)) in &per_event {
+        assert_eq!(
+            keys.len(),
+            1,
+            "event {n} was delivered under different keys: {keys:?}"
+        );
+    }
+    let twice = per_event.values().filter(|(c, _)| *c > 1).count();
+    eprintln!(
+        "answers {counts:?}; {} delivered, {twice} more than once (same key)",
+        per_event.len()
+    );
+    // Never in flight at two instances at once: a resend starts after the first attempt ended
+    // (the slow instance starts no attempt once its lease has ended on the database's clock).
+    let hits = dest.hits();
+    for (i, h) in hits.iter().enumerate() {
+        for o in &hits[i + 1..] {
+            if n_of(h) == n_of(o) {
+                assert!(
+                    h.ended <= o.started || o.ended <= h.started,
+                    "event {} was in flight twice at once:\n{}",
+                    n_of(h),
+                    a.log()
+                );
+            }
+        }
+    }
 }
