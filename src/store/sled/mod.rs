@@ -36,6 +36,7 @@
 mod admission;
 mod backup;
 pub mod check;
+mod fatal;
 mod intake;
 mod journal;
 mod open;

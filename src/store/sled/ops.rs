@@ -271,7 +271,7 @@ impl Inner {
     pub(super) fn sync(&self) -> std::result::Result<(), String> {
         self.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.db.flush().map_err(|e| match e {
-            sled::Error::Io(_) => super::writer::give_up("a flush", &e),
+            sled::Error::Io(_) => super::fatal::give_up("a flush", &e),
             e => e.to_string(),
         })?;
         if let Some(f) = &self.data_file {

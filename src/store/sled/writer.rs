@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use super::fatal::give_up;
 use super::journal::{self, Pos};
 use super::ops::Inner;
 use super::view::View;
-use crate::store::EXIT_STORE_FAILED;
 
 /// Answers a caller with the outcome of its group's commit.
 pub(super) type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
@@ -21,21 +21,6 @@ pub(super) struct Op {
     pub(super) durable: bool,
     /// A claim: pending runs are admitted from the journal before the group runs.
     pub(super) admits: bool,
-}
-
-/// sled cannot go on after an I/O error of its own: its next flush waits forever for the write
-/// that failed (seen with a full disk: this thread hung in `Tree::flush`, the engine with it,
-/// while webhooks were still accepted into the journal and never ran — and space coming back
-/// changed nothing). Everything acknowledged is durable (the intake journal; sled as of its
-/// last flush), so the process exits for its supervisor to start it again, which admits the
-/// journal's runs once the disk has room (docs/operations.md, "After a crash or a disk
-/// problem").
-pub(super) fn give_up(what: &str, e: &sled::Error) -> ! {
-    tracing::error!(
-        error = %e,
-        "the store's disk failed ({what}); sled cannot continue after an I/O error, so hookflow exits (status {EXIT_STORE_FAILED}) for its supervisor to start it again: accepted runs are kept in the intake journal and run after the restart"
-    );
-    std::process::exit(EXIT_STORE_FAILED);
 }
 
 /// Largest number of operations committed together.
