@@ -10,8 +10,6 @@
 //!     └──────────── retrying  (waiting for next_attempt_at, a timer in the store)
 //! ```
 
-use std::time::SystemTime;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -263,12 +261,19 @@ impl Run {
 /// so the queue and run listings keep arrival order.
 pub fn new_run_id() -> String {
     static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    // On the clock that decides (`Ts::now`: the database's on PostgreSQL), so ids made by
+    // instances whose clocks disagree still sort by when their runs came.
+    let now = crate::time::Ts::now().to_system();
     let id = GENERATOR
         .lock()
         .ok()
-        .and_then(|mut g| g.get_or_insert_with(ulid::Generator::new).generate().ok())
+        .and_then(|mut g| {
+            g.get_or_insert_with(ulid::Generator::new)
+                .generate_from_datetime(now)
+                .ok()
+        })
         // (`Ulid::default()` is the nil id, so not `unwrap_or_default`.)
-        .unwrap_or_else(|| ulid::Ulid::from_datetime(SystemTime::now()));
+        .unwrap_or_else(|| ulid::Ulid::from_datetime(now));
     id.to_string().to_ascii_lowercase()
 }
 
