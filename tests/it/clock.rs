@@ -60,6 +60,16 @@ impl FakeClock {
     }
 }
 
+/// Posts `body` to `url`, which must accept it; the run's id.
+async fn accepted(http: &reqwest::Client, url: String, body: Value) -> String {
+    let r = http.post(url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Waits until a request has arrived at `dest` (answered or not).
 async fn arrived(dest: &Receiver) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -97,17 +107,7 @@ async fn an_attempt_in_flight_through_a_step_is_sent_once_and_timed_on_the_monot
     let env = clock.env();
     let app = Binary::start(&[("slow", &flow)], &["--lease", "5s"], &env_of(&env)).await;
     let http = reqwest::Client::new();
-    let r = http
-        .post(app.hook_url("slow"))
-        .json(&json!({"n": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = accepted(&http, app.hook_url("slow"), json!({"n": 1})).await;
     arrived(&dest).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     clock.set(3600);
@@ -128,14 +128,7 @@ async fn an_attempt_in_flight_through_a_step_is_sent_once_and_timed_on_the_monot
         "the attempt took {ms} ms by the record"
     );
     assert!(app.log().contains("the wall clock was stepped"), "{}", app.log());
-    let metrics = http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics(&http, &app.base).await;
     assert!(metrics.contains("hookflow_clock_steps_total 1"), "{metrics}");
 }
 
@@ -218,17 +211,7 @@ actions:
     let env = clock.env();
     let app = Binary::start(&[("w", &flow)], &[], &env_of(&env)).await;
     let http = reqwest::Client::new();
-    let r = http
-        .post(app.hook_url("w"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = accepted(&http, app.hook_url("w"), json!({})).await;
     wait_run(&http, &app.base, &id, |r| r["status"] == "waiting").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(dest.arrivals().is_empty(), "woke before its hour");
@@ -309,17 +292,7 @@ async fn two_instances_whose_clocks_disagree(offset_s: i64) {
     let args = ["--store", schema.url.as_str(), "--lease", "5s"];
     let first = Binary::start(&flows, &args, &[]).await;
     let http = reqwest::Client::new();
-    let r = http
-        .post(first.hook_url("slow"))
-        .json(&json!({"n": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = accepted(&http, first.hook_url("slow"), json!({"n": 1})).await;
     arrived(&dest).await;
     let env = ahead.env();
     let second = Binary::start(&flows, &args, &env_of(&env)).await;
@@ -338,17 +311,7 @@ async fn two_instances_whose_clocks_disagree(offset_s: i64) {
     let mut sent_at = hookflow::run::Ts::now();
     for n in 2..12 {
         sent_at = hookflow::run::Ts::now();
-        let r = http
-            .post(second.hook_url("slow"))
-            .json(&json!({"n": n}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-        last_id = r.json::<Value>().await.unwrap()["run_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        last_id = accepted(&http, second.hook_url("slow"), json!({"n": n})).await;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while dest.hits().iter().filter(|h| h.path == "/deliver").count() < 11 {
@@ -378,14 +341,7 @@ async fn two_instances_whose_clocks_disagree(offset_s: i64) {
     );
     let log = second.log();
     assert!(log.contains("far off the database's"), "{log}");
-    let metrics = http
-        .get(format!("{}/metrics", second.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics(&http, &second.base).await;
     let offset: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("hookflow_clock_offset_seconds "))

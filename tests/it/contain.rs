@@ -227,14 +227,7 @@ async fn one_bad_byte_in_the_journal_costs_one_run() {
         quarantined.len() as u64,
         d["to"].as_u64().unwrap() - d["from"].as_u64().unwrap()
     );
-    let metrics = http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics(&http, &app.base).await;
     assert!(
         metrics.contains(r#"hookflow_store_damaged_ranges{kind="damaged"} 1"#),
         "{metrics}"
@@ -248,14 +241,7 @@ async fn one_bad_byte_in_the_journal_costs_one_run() {
             .unwrap_or(0)
     };
     loop {
-        let m = http
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = crate::helpers::metrics(&http, &app.base).await;
         let n = finished(&m);
         if n == 999 {
             break;
@@ -265,14 +251,7 @@ async fn one_bad_byte_in_the_journal_costs_one_run() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let m = http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = crate::helpers::metrics(&http, &app.base).await;
     assert_eq!(finished(&m), 999, "and no more");
 }
 
@@ -405,14 +384,7 @@ async fn one_hanging_partner_does_not_delay_the_other_flows() {
         .unwrap_or_else(|| panic!("{d}"));
     assert_eq!(slow_view["in_flight"], 16, "half of the 32 workers: {slow_view}");
     assert!(slow_view["deferred"].as_u64().unwrap() > 0, "{slow_view}");
-    let metrics = http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics(&http, &app.base).await;
     assert!(
         metrics.contains(&format!(
             r#"hookflow_destination_in_flight{{destination="{host}"}} 16"#
@@ -467,14 +439,7 @@ async fn timeouts_open_the_circuit_and_park_the_destinations_work() {
     );
     assert!(attempts[0]["error"].as_str().unwrap().contains("timed out"));
     assert!(run["error"].as_str().unwrap().contains("circuit open"), "{run:#}");
-    let metrics = http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics(&http, &app.base).await;
     assert!(metrics.contains(&format!(
         r#"hookflow_destination_circuit_open{{destination="{host}"}} 1"#
     )));

@@ -329,14 +329,7 @@ async fn settled_behind_open_circuit(http: &reqwest::Client, base: &str, dest: &
     let open = format!(r#"hookflow_destination_circuit_open{{destination="{host}"}} 1"#);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let metrics = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = crate::helpers::metrics(http, base).await;
         let idle = metrics.contains(&open)
             && metrics.contains("hookflow_queue_depth 0\n")
             && metrics.contains(&format!(

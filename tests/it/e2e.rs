@@ -341,15 +341,7 @@ async fn metrics_follow_known_traffic() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 404);
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::helpers::metrics(&app.http, &app.base).await;
     for line in [
         r#"hookflow_webhook_requests_total{flow="m"} 3"#,
         r#"hookflow_webhook_requests_total{flow="(unknown)"} 1"#,

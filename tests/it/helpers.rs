@@ -700,6 +700,17 @@ pub async fn flow_with_counter(
     }
 }
 
+/// The text of `GET {base}/metrics`.
+pub async fn metrics(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// `GET {base}/api/runs/{id}` once `what` holds of it (up to 30 s): for tests against the real
 /// binary, where the engine's queue cannot be drained from the test.
 pub async fn wait_run(

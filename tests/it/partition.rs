@@ -221,6 +221,46 @@ fn n_of(hit: &Hit) -> u64 {
     hit.json()["n"].as_u64().unwrap()
 }
 
+/// Posts event `n` to `url` and says how it was answered: `202`, `503` (with Retry-After), or
+/// not at all within `within`; any other answer fails the test.
+async fn send(http: reqwest::Client, url: String, n: u64, within: Duration) -> Answer {
+    match http
+        .post(url)
+        .json(&json!({ "n": n }))
+        .timeout(within)
+        .send()
+        .await
+    {
+        Ok(r) if r.status() == 202 => Answer::Accepted,
+        Ok(r) if r.status() == 503 => {
+            assert!(r.headers().contains_key("retry-after"), "503 without Retry-After");
+            Answer::Refused
+        }
+        Ok(r) => panic!("event {n} answered {}", r.status()),
+        Err(_) => Answer::None,
+    }
+}
+
+/// Waits (up to 90 s) until every event in `accepted` has reached `dest`.
+async fn wait_delivered(dest: &Receiver, accepted: &BTreeSet<u64>, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got: BTreeSet<u64> = dest.hits().iter().map(n_of).collect();
+        let missing: Vec<&u64> = accepted.difference(&got).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} accepted event(s) never delivered: {:?}\n{}",
+            missing.len(),
+            &missing[..missing.len().min(20)],
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_partition_from_the_database_loses_no_accepted_event_and_heals_by_itself() {
     let Some(net) = PgBehindVeth::start(2) else { return };
@@ -269,22 +309,7 @@ async fn a_silent_partition_from_the_database_loses_no_accepted_event_and_heals_
         let http = http.clone();
         let at = started.elapsed();
         sends.push(tokio::spawn(async move {
-            let answer = match http
-                .post(url)
-                .json(&json!({ "n": n }))
-                .timeout(Duration::from_secs(20))
-                .send()
-                .await
-            {
-                Ok(r) if r.status() == 202 => Answer::Accepted,
-                Ok(r) if r.status() == 503 => {
-                    assert!(r.headers().contains_key("retry-after"), "503 without Retry-After");
-                    Answer::Refused
-                }
-                Ok(r) => panic!("event {n} answered {}", r.status()),
-                Err(_) => Answer::None,
-            };
-            (n, to_a, at, answer)
+            (n, to_a, at, send(http, url, n, Duration::from_secs(20)).await)
         }));
         n += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -335,22 +360,7 @@ async fn a_silent_partition_from_the_database_loses_no_accepted_event_and_heals_
         a.log()
     );
     // Every event answered 202 is delivered; a resend carries the same key.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let got: BTreeSet<u64> = dest.hits().iter().map(n_of).collect();
-        let missing: Vec<&u64> = accepted.difference(&got).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} accepted event(s) never delivered: {:?}\nA:\n{}",
-            missing.len(),
-            &missing[..missing.len().min(20)],
-            a.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_delivered(&dest, &accepted, || a.log()).await;
     let mut keys: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     for h in dest.arrivals() {
         keys.entry(n_of(&h))
@@ -491,22 +501,7 @@ async fn a_slow_and_lossy_link_to_the_database_loses_nothing_and_doubles_nothing
             let url = if to_a { a.hook_url("f") } else { b.hook_url("f") };
             let http = http.clone();
             sends.push(tokio::spawn(async move {
-                let answer = match http
-                    .post(url)
-                    .json(&json!({ "n": n }))
-                    .timeout(Duration::from_secs(40))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 202 => Answer::Accepted,
-                    Ok(r) if r.status() == 503 => {
-                        assert!(r.headers().contains_key("retry-after"), "503 without Retry-After");
-                        Answer::Refused
-                    }
-                    Ok(r) => panic!("event {n} answered {}", r.status()),
-                    Err(_) => Answer::None,
-                };
-                (n, answer)
+                (n, send(http, url, n, Duration::from_secs(40)).await)
             }));
             n += 1;
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -522,21 +517,7 @@ async fn a_slow_and_lossy_link_to_the_database_loses_nothing_and_doubles_nothing
             accepted.insert(n);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let got: BTreeSet<u64> = dest.hits().iter().map(n_of).collect();
-        let missing: Vec<&u64> = accepted.difference(&got).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} accepted event(s) never delivered: {:?}",
-            missing.len(),
-            &missing[..missing.len().min(20)]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_delivered(&dest, &accepted, || a.log()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut per_event: BTreeMap<u64, (usize, BTreeSet<String>)> = BTreeMap::new();
     for h in dest.arrivals() {

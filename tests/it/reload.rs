@@ -99,15 +99,7 @@ async fn good_changes_apply_bad_ones_are_refused_and_no_request_fails() {
     );
     assert_ne!(after.flow_version, kept_run.flow_version);
     assert!(dest.arrivals().iter().any(|h| h.path == "/v2"));
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics(&app.http, &app.base).await;
     assert!(
         metrics.contains(r#"hookflow_flow_reloads_total{result="applied"} 1"#),
         "{metrics}"
@@ -221,14 +213,7 @@ async fn a_restart_with_a_broken_file_serves_the_flows_last_good_version() {
     );
     let reload = flows["reload"]["errors"].to_string();
     assert!(reload.contains("fresh.yaml:3"), "{flows}");
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics(&http, &server.base).await;
     assert!(metrics.contains("hookflow_flows_stale 1"), "{metrics}");
     assert!(
         server

@@ -419,7 +419,7 @@ impl Store for PgStore {
     }
 
     async fn shared_clock(&self) -> Result<Option<u64>> {
-        let (ms,): (i64,) = sqlx::query_as(&format!("SELECT {}", queue::DB_NOW_MS))
+        let (ms,): (i64,) = sqlx::query_as(concat!("SELECT ", queue::db_now_ms!()))
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(ms).ok())

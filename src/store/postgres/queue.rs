@@ -88,15 +88,24 @@ async fn index_exits(tx: &mut PgConnection, flow: &str, id: &str, keys: &[String
 /// "Time"). A run's `due` stays on the instances' clock (which follows the database's when
 /// far off it): it orders the queue, and a leased run is due again only when its lease has
 /// ended on the database's clock.
-pub(super) const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+///
+/// (A macro, so queries are `concat!`ed at compile time rather than formatted per call.)
+macro_rules! db_now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
+pub(super) use db_now_ms;
 
 /// Runs of flows whose cap is reached are left for later; a flow gets at most its fair share
 /// of the batch while others have due runs (then the batch is filled with those passed over).
 pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<Vec<Claimed>> {
     let now = ms(req.now);
     let look = i64::try_from(req.limit.saturating_mul(4)).unwrap_or(i64::MAX);
-    let candidates: Vec<(String, String)> = sqlx::query_as(&format!(
-        "SELECT id, flow FROM hookflow_runs WHERE due <= $1 AND (lease_until IS NULL OR lease_until <= {DB_NOW_MS})
+    let candidates: Vec<(String, String)> = sqlx::query_as(concat!(
+        "SELECT id, flow FROM hookflow_runs WHERE due <= $1 AND (lease_until IS NULL OR lease_until <= ",
+        db_now_ms!(),
+        ")
          ORDER BY due LIMIT $2 FOR UPDATE SKIP LOCKED"
     ))
     .bind(now)
@@ -117,8 +126,9 @@ pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<V
     let mut active = std::collections::BTreeMap::new();
     for flow in capped {
         lock(tx, &format!("cap:{flow}")).await?;
-        let (n,): (i64,) = sqlx::query_as(&format!(
-            "SELECT count(*) FROM hookflow_runs WHERE flow = $1 AND lease_until > {DB_NOW_MS}"
+        let (n,): (i64,) = sqlx::query_as(concat!(
+            "SELECT count(*) FROM hookflow_runs WHERE flow = $1 AND lease_until > ",
+            db_now_ms!()
         ))
         .bind(flow)
         .fetch_one(&mut *tx)
@@ -177,9 +187,11 @@ pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<V
             exit_requested_at: None,
         });
     }
-    sqlx::query(&format!(
+    sqlx::query(concat!(
         "UPDATE hookflow_runs AS r SET status = 'running', record = c.record, lease_token = c.token,
-                lease_until = {DB_NOW_MS} + $5, due = $4
+                lease_until = ",
+        db_now_ms!(),
+        " + $5, due = $4
          FROM unnest($1::text[], $2::bigint[], $3::text[]) AS c(id, token, record) WHERE r.id = c.id"
     ))
     .bind(&ids)
@@ -193,8 +205,10 @@ pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<V
 }
 
 pub(super) async fn extend_lease(pool: &PgPool, lease: &Lease, lease_for: Duration) -> Result<()> {
-    let done = sqlx::query(&format!(
-        "UPDATE hookflow_runs SET lease_until = {DB_NOW_MS} + $3, due = $4 WHERE id = $1 AND lease_token = $2"
+    let done = sqlx::query(concat!(
+        "UPDATE hookflow_runs SET lease_until = ",
+        db_now_ms!(),
+        " + $3, due = $4 WHERE id = $1 AND lease_token = $2"
     ))
     .bind(&lease.run_id)
     .bind(lease.token as i64)
@@ -245,8 +259,10 @@ pub(super) async fn save(
     let status = run.status.as_str();
     match next {
         Next::Continue { lease_for } => {
-            sqlx::query(&format!(
-                "UPDATE hookflow_runs SET status = $2, record = $3, due = $4, lease_until = {DB_NOW_MS} + $5
+            sqlx::query(concat!(
+                "UPDATE hookflow_runs SET status = $2, record = $3, due = $4, lease_until = ",
+                db_now_ms!(),
+                " + $5
                  WHERE id = $1"
             ))
             .bind(&run.id)
@@ -360,8 +376,10 @@ pub(super) async fn exit_one(tx: &mut PgConnection, id: &str, reason: &str) -> R
     if let Some(l) = &lane {
         lock(tx, l).await?;
     }
-    let row: Option<(String, bool)> = sqlx::query_as(&format!(
-        "SELECT record, coalesce(lease_until > {DB_NOW_MS}, false) FROM hookflow_runs
+    let row: Option<(String, bool)> = sqlx::query_as(concat!(
+        "SELECT record, coalesce(lease_until > ",
+        db_now_ms!(),
+        ", false) FROM hookflow_runs
          WHERE id = $1 AND finished_at IS NULL FOR UPDATE"
     ))
     .bind(id)
