@@ -58,6 +58,7 @@ impl SledStore {
     ) -> Result<SledStore> {
         let backend = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", dir.display()));
         crate::private::create_dir(dir).map_err(backend)?;
+        refuse_a_full_disk(dir)?;
         let db = config(dir, compress_new)
             .map_err(backend)?
             .cache_capacity(cache_bytes)
@@ -203,6 +204,26 @@ impl SledStore {
 }
 
 /// Why sled would not open `dir`, in words a person can act on.
+/// Space sled needs to open a store: it writes a snapshot while opening.
+const ROOM_TO_OPEN: u64 = 4 * 1024 * 1024;
+
+/// sled opened on a full disk leaves an empty snapshot file behind, after which every open
+/// fails with "Read corrupted data", room or not (seen in the full-disk drill): so a full disk
+/// is found before sled touches anything.
+fn refuse_a_full_disk(dir: &Path) -> Result<()> {
+    let Ok(fs) = rustix::fs::statvfs(dir) else {
+        return Ok(());
+    };
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    if free < ROOM_TO_OPEN {
+        return Err(StoreError::Full(format!(
+            "cannot open the store in {}: the disk is full ({free} bytes free; opening needs {ROOM_TO_OPEN}). Nothing is damaged: free space on that file system and start hookflow again (it exits with status 75, so a supervisor restarts it)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 fn explain_open_error(dir: &Path, e: &sled::Error) -> StoreError {
     let conf = dir.join("conf");
     let conf_damaged = std::fs::read(&conf)
