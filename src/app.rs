@@ -35,6 +35,11 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Where webhooks are accepted, as other instances are told (see [`crate::cluster`]).
     pub listen: String,
+    /// The base URL the internet reaches this server at (`--public-url`): links in emails
+    /// (one-click unsubscribe) point there.
+    pub public_url: String,
+    /// An address that also takes unsubscribes, offered as `mailto:` in list emails.
+    pub unsubscribe_mailto: Option<String>,
 }
 
 /// The parts, wired, not yet running.
@@ -59,8 +64,15 @@ impl App {
         set: FlowSet,
         store: Arc<dyn Store>,
         tokens: UrlTokens,
-        clients: Clients,
+        mut clients: Clients,
     ) -> App {
+        let mail = Arc::new(crate::action::email::MailContext {
+            keys: tokens.link_keys(),
+            base_url: config.public_url.trim_end_matches('/').to_string(),
+            unsubscribe_mailto: config.unsubscribe_mailto.clone(),
+            suppressions: Arc::clone(&store) as Arc<dyn crate::store::suppress::Suppressions>,
+        });
+        clients.mail = Some(Arc::clone(&mail));
         let flows = Flows::new(set);
         let guards = Arc::new(Guards::default());
         let metrics = Arc::new(Metrics::new());
@@ -103,6 +115,7 @@ impl App {
             templates_dir: config.templates_dir.clone(),
             max_header_bytes: config.max_header_bytes,
             access: Arc::new(config.access),
+            mail,
         };
         let reloader = Arc::new(Reloader {
             flows: Arc::clone(&flows),

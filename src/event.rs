@@ -34,7 +34,7 @@ pub struct Origin {
     pub run_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
-    /// `run`, `api`.
+    /// `run`, `api`, `unsubscribe` (a recipient's one-click unsubscribe).
     pub via: String,
 }
 
@@ -49,11 +49,16 @@ impl Origin {
     }
 
     pub fn api() -> Origin {
+        Self::via("api")
+    }
+
+    /// Raised outside any run, by `via` (`api`, `unsubscribe`).
+    pub fn via(via: &str) -> Origin {
         Origin {
             flow: None,
             run_id: None,
             action: None,
-            via: "api".into(),
+            via: via.into(),
         }
     }
 }

@@ -269,6 +269,10 @@ pub struct SmtpArgs {
     /// PEM certificate of a private CA to trust for the SMTP server (besides the public roots).
     #[arg(long = "smtp-ca-file", env = "HOOKFLOW_SMTP_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// An address that also takes unsubscribe requests, offered beside the one-click link in
+    /// list emails (`List-Unsubscribe: <https://…>, <mailto:…>`); your mail tool handles them.
+    #[arg(long = "unsubscribe-mailto", env = "HOOKFLOW_UNSUBSCRIBE_MAILTO")]
+    pub unsubscribe_mailto: Option<String>,
 }
 
 impl SmtpArgs {

@@ -98,6 +98,11 @@ impl UrlTokens {
         t
     }
 
+    /// The keys that seal the links emails carry ([`crate::links`]), from the same secret.
+    pub fn link_keys(&self) -> crate::links::LinkKeys {
+        crate::links::LinkKeys::derive(&self.secret)
+    }
+
     /// Constant-time check of a presented token.
     pub fn verify(&self, flow: &str, presented: &str) -> bool {
         let expected = self.token(flow);

@@ -5,6 +5,15 @@
 //! transient; 5xx replies are permanent. The server's reply is kept on the attempt.
 //! HTML parts auto-escape what they interpolate (their templates are registered as `.html`);
 //! text parts do not.
+//!
+//! Every message carries `Message-ID` and `Date`. An email of a **list** (`list: newsletter`,
+//! a segment) goes to one contact and carries `List-Id`, `List-Unsubscribe` (a one-click URL
+//! hookflow serves, sealed for that contact and list, see [`crate::links`]) and
+//! `List-Unsubscribe-Post` (RFC 2369, RFC 8058); its templates see `unsubscribe_url`. Before
+//! sending, every recipient is checked against the suppression list ([`crate::suppression`]):
+//! suppressed ones are left out, and with no `to` left the step is skipped, saying why. A
+//! permanent refusal of a recipient (a hard bounce) suppresses that address for every email,
+//! in the same write that records the failed step.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -43,6 +52,10 @@ pub struct EmailSpec {
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
+    /// The list (a segment name) this email belongs to: it then goes to one contact, carries
+    /// one-click unsubscribe headers, and is not sent to addresses unsubscribed from the list.
+    /// Leave it out for transactional email (receipts, password resets).
+    pub list: Option<String>,
 }
 
 /// Default time allowed for one delivery to the SMTP server.
@@ -116,7 +129,12 @@ impl EmailAction {
     /// sending it; the server's default sender shows as `(--smtp-from)`.
     pub fn preview(&self, cx: &ExecContext<'_>) -> Result<serde_json::Value, String> {
         let placeholder = Mailbox::from_str("(--smtp-from) <default-sender@smtp-from.invalid>").ok();
-        let (_, sent) = self.build(cx, placeholder.as_ref())?;
+        let envelope = self.envelope(cx)?;
+        let unsubscribe = self.list.as_ref().map(|_| Unsubscribe {
+            url: "(--public-url)/u/(a token for this contact and list)".into(),
+            mailto: None,
+        });
+        let (_, sent) = self.build(cx, placeholder.as_ref(), &envelope, unsubscribe.as_ref())?;
         Ok(json!({"headers": sent.headers, "body": sent.body}))
     }
 }
@@ -147,6 +165,55 @@ pub struct EmailAction {
     pub html: Option<String>,
     pub headers: Vec<(HeaderName, String)>,
     pub timeout: Duration,
+    /// The list (segment) the email belongs to.
+    pub list: Option<String>,
+}
+
+/// What emails need from the server besides SMTP: where their links point, the keys that seal
+/// them, and the suppression list to check.
+pub struct MailContext {
+    pub keys: crate::links::LinkKeys,
+    /// The public base URL (`--public-url`), without a trailing slash.
+    pub base_url: String,
+    /// An address that also takes unsubscribes (`mailto:` in `List-Unsubscribe`).
+    pub unsubscribe_mailto: Option<String>,
+    pub suppressions: std::sync::Arc<dyn crate::store::suppress::Suppressions>,
+}
+
+impl MailContext {
+    /// The one-click unsubscribe URL of `email` (normalised) for `list`.
+    pub fn unsubscribe_url(&self, list: &str, email: &str) -> String {
+        let token = self.keys.seal(&crate::links::Link::Unsubscribe {
+            list: list.to_string(),
+            email: email.to_string(),
+        });
+        format!("{}/u/{token}", self.base_url)
+    }
+}
+
+/// Who a message goes to, rendered and parsed.
+struct Envelope {
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    bcc: Vec<Mailbox>,
+}
+
+impl Envelope {
+    fn addresses(&self) -> Vec<String> {
+        self.to
+            .iter()
+            .chain(&self.cc)
+            .chain(&self.bcc)
+            .map(|m| m.email.to_string().to_lowercase())
+            .collect()
+    }
+
+    /// Leaves out the suppressed addresses.
+    fn without(&mut self, suppressed: &[String]) {
+        for list in [&mut self.to, &mut self.cc, &mut self.bcc] {
+            list.retain(|m| !suppressed.contains(&m.email.to_string().to_lowercase()));
+        }
+    }
 }
 
 impl EmailAction {
@@ -242,6 +309,20 @@ impl EmailAction {
                 )),
             }
         }
+        if let Some(list) = &spec.list {
+            if !crate::segment::valid_segment_name(list) {
+                errors.push((
+                    "list".into(),
+                    format!("`{list}` is not a segment name (letters, digits, `-`, `_` and `.`)"),
+                ));
+            }
+            if spec.cc.is_some() || spec.bcc.is_some() {
+                errors.push((
+                    "list".into(),
+                    "an email of a list goes to one contact (its unsubscribe link is theirs): leave out `cc` and `bcc`".into(),
+                ));
+            }
+        }
         match (errors.is_empty(), to) {
             (true, Some(to)) => Ok(EmailAction {
                 to,
@@ -254,18 +335,75 @@ impl EmailAction {
                 html,
                 headers,
                 timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                list: spec.list.clone(),
             }),
             _ => Err(errors),
         }
     }
 
-    pub async fn attempt(&self, cx: &ExecContext<'_>, mailer: Option<&Mailer>) -> AttemptResult {
+    pub async fn attempt(
+        &self,
+        cx: &ExecContext<'_>,
+        mailer: Option<&Mailer>,
+        mail: Option<&MailContext>,
+    ) -> AttemptResult {
         let Some(mailer) = mailer else {
             return AttemptResult::permanent(
                 "no SMTP server is configured (set --smtp-host / HOOKFLOW_SMTP_HOST)".into(),
             );
         };
-        let (message, sent) = match self.build(cx, mailer.from.as_ref()) {
+        let mut envelope = match self.envelope(cx) {
+            Ok(e) => e,
+            Err(e) => return AttemptResult::permanent(e),
+        };
+        // Suppressed recipients are left out; with no `to` left, nothing is sent.
+        let mut left_out: Vec<crate::suppression::Suppression> = Vec::new();
+        if let Some(mail) = mail {
+            match mail
+                .suppressions
+                .suppressed(&envelope.addresses(), self.list.as_deref())
+                .await
+            {
+                Ok(found) => left_out = found,
+                Err(e) => {
+                    return AttemptResult {
+                        request: None,
+                        response: None,
+                        kind: ResultKind::Transient {
+                            error: format!("the suppression list could not be read: {e}"),
+                            retry_after: None,
+                        },
+                        effects: Default::default(),
+                    };
+                }
+            }
+        }
+        let suppressed: Vec<String> = left_out.iter().map(|s| s.email.clone()).collect();
+        envelope.without(&suppressed);
+        if envelope.to.is_empty() {
+            let why: Vec<String> = left_out
+                .iter()
+                .map(|s| format!("{} is suppressed: {}", s.email, s.describe()))
+                .collect();
+            let reason = format!("not sent: {}", why.join("; "));
+            return AttemptResult {
+                request: None,
+                response: None,
+                kind: ResultKind::Skipped {
+                    output: json!({"skipped": reason, "suppressed": left_out}),
+                    reason,
+                },
+                effects: Default::default(),
+            };
+        }
+        let unsubscribe = match (&self.list, mail) {
+            (Some(list), Some(mail)) => Some(Unsubscribe {
+                url: mail.unsubscribe_url(list, &envelope.to[0].email.to_string().to_lowercase()),
+                mailto: mail.unsubscribe_mailto.clone(),
+            }),
+            _ => None,
+        };
+        let (message, sent) = match self.build(cx, mailer.from.as_ref(), &envelope, unsubscribe.as_ref()) {
             Ok(m) => m,
             Err(e) => return AttemptResult::permanent(e),
         };
@@ -297,18 +435,46 @@ impl EmailAction {
             Ok(Ok(resp)) => {
                 let code: u16 = resp.code().to_string().parse().unwrap_or(250);
                 let text = resp.message().collect::<Vec<_>>().join("\n");
+                let mut output = json!({"status": code, "reply": text});
+                if !suppressed.is_empty() {
+                    output["suppressed"] = json!(suppressed);
+                }
                 AttemptResult {
                     request: sent,
                     response: reply(code, text.clone()),
-                    kind: ResultKind::Success(json!({"status": code, "reply": text})),
+                    kind: ResultKind::Success(output),
                     effects: Default::default(),
                 }
             }
             Ok(Err(e)) => {
                 let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
-                let error = redact(&format!("SMTP: {e}"), &cx.secrets);
+                let mut error = redact(&format!("SMTP: {e}"), &cx.secrets);
                 let response = code.and_then(|c| reply(c, e.to_string()));
+                let mut effects = crate::store::Effects::default();
                 let kind = if e.is_permanent() {
+                    let text = e.to_string();
+                    if let Some(code) = code.filter(|c| crate::suppression::is_hard_bounce(*c, &text)) {
+                        let bounced = crate::suppression::bounced_recipients(&envelope.addresses(), &text);
+                        let source = format!("smtp {}", truncate_body(&text, 200));
+                        effects.suppress = bounced
+                            .iter()
+                            .filter_map(|a| {
+                                crate::suppression::Suppression::new(
+                                    a,
+                                    None,
+                                    crate::suppression::Reason::Bounced,
+                                    source.clone(),
+                                )
+                                .ok()
+                            })
+                            .collect();
+                        if !bounced.is_empty() {
+                            error = format!(
+                                "{error} — a hard bounce ({code}): {} suppressed for every email",
+                                bounced.join(", ")
+                            );
+                        }
+                    }
                     ResultKind::Permanent(error)
                 } else {
                     // 4xx replies, refused connections, timeouts, TLS and I/O trouble.
@@ -321,10 +487,35 @@ impl EmailAction {
                     request: sent,
                     response,
                     kind,
-                    effects: Default::default(),
+                    effects,
                 }
             }
         }
+    }
+
+    /// The recipients, rendered and parsed; a list email has exactly one `to`.
+    fn envelope(&self, cx: &ExecContext<'_>) -> Result<Envelope, String> {
+        let to = recipients(&self.to, cx, "to")?;
+        if to.is_empty() {
+            return Err("to: no recipients after rendering".into());
+        }
+        if let Some(list) = &self.list
+            && to.len() != 1
+        {
+            return Err(format!(
+                "to: an email of list `{list}` goes to one contact (its unsubscribe link is theirs); `to` gave {}",
+                to.len()
+            ));
+        }
+        let cc = match &self.cc {
+            Some(cc) => recipients(cc, cx, "cc")?,
+            None => Vec::new(),
+        };
+        let bcc = match &self.bcc {
+            Some(bcc) => recipients(bcc, cx, "bcc")?,
+            None => Vec::new(),
+        };
+        Ok(Envelope { to, cc, bcc })
     }
 
     /// Renders and validates the message; errors are permanent (a template or address problem).
@@ -332,9 +523,19 @@ impl EmailAction {
         &self,
         cx: &ExecContext<'_>,
         default_from: Option<&Mailbox>,
+        envelope: &Envelope,
+        unsubscribe: Option<&Unsubscribe>,
     ) -> Result<(Message, SentRequest), String> {
         let t = cx.templates;
-        let render = |name: &str, what: &str| t.render(name, &cx.ctx).map_err(|e| format!("{what}: {e}"));
+        // A list email's templates also see `unsubscribe_url`.
+        let ctx = match unsubscribe {
+            Some(u) => minijinja::value::merge_maps([
+                minijinja::context! { unsubscribe_url => u.url.clone() },
+                cx.ctx.clone(),
+            ]),
+            None => cx.ctx.clone(),
+        };
+        let render = |name: &str, what: &str| t.render(name, &ctx).map_err(|e| format!("{what}: {e}"));
         let from = match &self.from {
             Some(f) => parse_mailbox(render(f, "from")?.trim(), "from")?,
             None => default_from
@@ -352,37 +553,34 @@ impl EmailAction {
             ("Subject".into(), subject),
             ("Message-ID".into(), message_id),
         ];
-        let to = recipients(&self.to, cx, "to")?;
-        if to.is_empty() {
-            return Err("to: no recipients after rendering".into());
+        record.push(("To".into(), join(&envelope.to)));
+        for m in &envelope.to {
+            b = b.to(m.clone());
         }
-        record.push(("To".into(), join(&to)));
-        for m in to {
-            b = b.to(m);
+        if !envelope.cc.is_empty() {
+            record.push(("Cc".into(), join(&envelope.cc)));
         }
-        if let Some(cc) = &self.cc {
-            let cc = recipients(cc, cx, "cc")?;
-            if !cc.is_empty() {
-                record.push(("Cc".into(), join(&cc)));
-            }
-            for m in cc {
-                b = b.cc(m);
-            }
+        for m in &envelope.cc {
+            b = b.cc(m.clone());
         }
-        if let Some(bcc) = &self.bcc {
-            for m in recipients(bcc, cx, "bcc")? {
-                b = b.bcc(m);
-            }
+        for m in &envelope.bcc {
+            b = b.bcc(m.clone());
         }
         if let Some(r) = &self.reply_to {
             let m = parse_mailbox(render(r, "reply_to")?.trim(), "reply_to")?;
             record.push(("Reply-To".into(), m.to_string()));
             b = b.reply_to(m);
         }
+        let mut raw: Vec<(HeaderName, String)> = Vec::new();
+        if let (Some(list), Some(u)) = (&self.list, unsubscribe) {
+            raw.extend(list_headers(list, from.email.domain(), u));
+        }
         for (name, tpl) in &self.headers {
-            let v = render(tpl, &format!("headers.{name}"))?;
+            raw.push((name.clone(), render(tpl, &format!("headers.{name}"))?));
+        }
+        for (name, v) in raw {
             record.push((name.to_string(), v.clone()));
-            b = b.raw_header(HeaderValue::new(name.clone(), v));
+            b = b.raw_header(HeaderValue::new(name, v));
         }
         let text = self.text.as_ref().map(|n| render(n, "text")).transpose()?;
         let html = self.html.as_ref().map(|n| render(n, "html")).transpose()?;
@@ -409,6 +607,28 @@ impl EmailAction {
         };
         Ok((message, sent))
     }
+}
+
+/// Where a list email's recipient unsubscribes.
+struct Unsubscribe {
+    url: String,
+    mailto: Option<String>,
+}
+
+/// `List-Id` (RFC 2919), `List-Unsubscribe` (RFC 2369) and `List-Unsubscribe-Post` (RFC 8058):
+/// what Gmail and Yahoo require of bulk mail since 2024, and what shows the "Unsubscribe"
+/// button next to the sender.
+fn list_headers(list: &str, domain: &str, u: &Unsubscribe) -> Vec<(HeaderName, String)> {
+    let name = |n: &'static str| HeaderName::new_from_ascii_str(n);
+    let mut targets = vec![format!("<{}>", u.url)];
+    if let Some(m) = &u.mailto {
+        targets.push(format!("<mailto:{m}?subject=unsubscribe>"));
+    }
+    vec![
+        (name("List-Id"), format!("{list} <{list}.{domain}>")),
+        (name("List-Unsubscribe"), targets.join(", ")),
+        (name("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click".into()),
+    ]
 }
 
 /// The message's `Message-ID` (RFC 5322 3.6.4; spam filters score its absence): made from the

@@ -130,6 +130,9 @@ pub enum ResultKind {
     },
     /// Trying again cannot help (a 4xx, a template error, a bad URL).
     Permanent(String),
+    /// Not done, on purpose, and the run goes on: an email whose recipients are all
+    /// suppressed. `output` becomes `steps.<name>`.
+    Skipped { reason: String, output: Value },
 }
 
 impl ResultKind {
@@ -139,6 +142,7 @@ impl ResultKind {
             ResultKind::Success(_) => "succeeded",
             ResultKind::Transient { .. } => "transient_failure",
             ResultKind::Permanent(_) => "permanent_failure",
+            ResultKind::Skipped { .. } => "skipped",
         }
     }
 }
@@ -169,6 +173,8 @@ pub struct Clients {
     pub egress: std::sync::Arc<crate::egress::Policy>,
     /// How much of a destination's answer is read and kept.
     pub limits: ReadLimits,
+    /// Unsubscribe links and the suppression list, for emails (set by [`crate::app::App`]).
+    pub mail: Option<std::sync::Arc<email::MailContext>>,
 }
 
 /// Bounds on what is read from a destination, so one huge answer cannot take the memory or
@@ -228,6 +234,7 @@ impl Clients {
             mailer: mailer.map(std::sync::Arc::new),
             egress,
             limits: ReadLimits::default(),
+            mail: None,
         })
     }
 }
@@ -243,7 +250,10 @@ impl Action {
     pub async fn attempt(&self, cx: &ExecContext<'_>, clients: &Clients) -> AttemptResult {
         match &self.kind {
             ActionKind::Http(h) => h.attempt(cx, &self.retry, clients).await,
-            ActionKind::Email(e) => e.attempt(cx, clients.mailer.as_deref()).await,
+            ActionKind::Email(e) => {
+                e.attempt(cx, clients.mailer.as_deref(), clients.mail.as_deref())
+                    .await
+            }
             ActionKind::Segment(s) => s.attempt(cx),
             ActionKind::Emit(e) => e.attempt(cx),
             ActionKind::Wait(_) => AttemptResult::permanent("a wait is not attempted".into()),

@@ -1,6 +1,8 @@
-//! The `segment` action: add a contact to segments, or remove it, merging attributes. The
-//! change itself is made by the store in the same atomic write that records the step (see
-//! [`crate::store::Effects`]), so a retry after a crash neither loses nor repeats its events.
+//! The `segment` action: add a contact to segments, or remove it, merging attributes, and
+//! suppress the address (`suppress: bounced`, or `unsubscribed` from the lists it is removed
+//! from). The change itself is made by the store in the same atomic write that records the
+//! step (see [`crate::store::Effects`]), so a retry after a crash neither loses nor repeats its
+//! events.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -8,6 +10,7 @@ use serde_json::{Value, json};
 use super::{AttemptResult, ExecContext, ResultKind};
 use crate::segment::{SegmentOp, normalize_email, valid_segment_name};
 use crate::store::Effects;
+use crate::suppression::{Reason, Suppression};
 use crate::template::{JsonTemplate, Templates};
 use crate::yaml::OneOrMany;
 
@@ -20,6 +23,9 @@ pub struct SegmentSpec {
     pub remove: Option<OneOrMany>,
     /// Merged into the contact; string leaves are templates.
     pub attributes: Option<Value>,
+    /// Also put the address on the suppression list: `bounced` or `complained` (no email goes
+    /// to it any more), `unsubscribed` (from each list in `remove`), or `manual`.
+    pub suppress: Option<String>,
 }
 
 #[derive(Debug)]
@@ -29,6 +35,7 @@ pub struct SegmentAction {
     pub add: Vec<String>,
     pub remove: Vec<String>,
     pub attributes: Option<JsonTemplate>,
+    pub suppress: Option<Reason>,
 }
 
 impl SegmentAction {
@@ -44,8 +51,31 @@ impl SegmentAction {
         }
         let add = spec.add.as_ref().map(|a| a.to_vec()).unwrap_or_default();
         let remove = spec.remove.as_ref().map(|a| a.to_vec()).unwrap_or_default();
-        if add.is_empty() && remove.is_empty() {
-            errors.push((String::new(), "a segment action needs `add` or `remove`".into()));
+        let suppress = match spec.suppress.as_deref().map(|r| (r, Reason::parse(r))) {
+            None => None,
+            Some((_, Some(Reason::Imported))) | Some((_, None)) => {
+                errors.push((
+                    "suppress".into(),
+                    format!(
+                        "`{}` is not a reason to suppress: give bounced, complained, unsubscribed or manual",
+                        spec.suppress.as_deref().unwrap_or_default()
+                    ),
+                ));
+                None
+            }
+            Some((_, Some(r))) => Some(r),
+        };
+        if suppress == Some(Reason::Unsubscribed) && remove.is_empty() {
+            errors.push((
+                "suppress".into(),
+                "`suppress: unsubscribed` goes with `remove:`, naming the lists the contact unsubscribed from".into(),
+            ));
+        }
+        if add.is_empty() && remove.is_empty() && spec.suppress.is_none() {
+            errors.push((
+                String::new(),
+                "a segment action needs `add`, `remove` or `suppress`".into(),
+            ));
         }
         for (key, names) in [("add", &add), ("remove", &remove)] {
             for n in names {
@@ -93,6 +123,7 @@ impl SegmentAction {
             add,
             remove,
             attributes,
+            suppress,
         })
     }
 
@@ -100,23 +131,57 @@ impl SegmentAction {
     pub fn attempt(&self, cx: &ExecContext<'_>) -> AttemptResult {
         match self.ops(cx.templates, cx) {
             Ok(ops) => {
-                let output = json!({
+                let suppress = match self.suppressions(cx) {
+                    Ok(s) => s,
+                    Err(e) => return AttemptResult::permanent(e),
+                };
+                let mut output = json!({
                     "email": ops.first().map(|o| o.email.clone()),
                     "added_to": self.add,
                     "removed_from": self.remove,
                 });
+                if let Some(r) = self.suppress {
+                    output["suppressed"] = json!(r.as_str());
+                }
                 AttemptResult {
                     request: None,
                     response: None,
                     kind: ResultKind::Success(output),
                     effects: Effects {
                         segment_ops: ops,
+                        suppress,
                         ..Effects::default()
                     },
                 }
             }
             Err(e) => AttemptResult::permanent(e),
         }
+    }
+
+    /// The suppression entries `suppress` asks for: one per removed list for an unsubscribe,
+    /// else one for every email.
+    fn suppressions(&self, cx: &ExecContext<'_>) -> Result<Vec<Suppression>, String> {
+        let Some(reason) = self.suppress else {
+            return Ok(Vec::new());
+        };
+        let raw = cx
+            .templates
+            .render(&self.email, &cx.ctx)
+            .map_err(|e| format!("email: {e}"))?;
+        let source = match (&cx.origin.flow, &cx.origin.action) {
+            (Some(f), Some(a)) => format!("flow {f}, action {a}"),
+            (Some(f), None) => format!("flow {f}"),
+            _ => cx.origin.via.clone(),
+        };
+        let lists: Vec<Option<&str>> = if reason == Reason::Unsubscribed {
+            self.remove.iter().map(|l| Some(l.as_str())).collect()
+        } else {
+            vec![None]
+        };
+        lists
+            .into_iter()
+            .map(|l| Suppression::new(&raw, l, reason, source.clone()))
+            .collect()
     }
 
     pub fn ops(&self, templates: &Templates, cx: &ExecContext<'_>) -> Result<Vec<SegmentOp>, String> {

@@ -67,7 +67,14 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
         Ok(())
     };
     set("content-type", &args.content_type)?;
+    let mut body = body;
     if let Some(v) = &webhook.verify {
+        if v.scheme == crate::verify::Scheme::SendGrid {
+            anyhow::bail!(
+                "flow `{}` checks SendGrid's signature, which only SendGrid's private key makes: use the \"Test your integration\" button in SendGrid's Mail Settings → Event Webhook, or sign with your own key pair and configure its public key (see docs/flows.md)",
+                args.flow
+            );
+        }
         let secret = v.secrets().into_iter().next().with_context(|| {
             format!(
                 "flow `{}` verifies signatures: set {} to the secret the server has",
@@ -83,7 +90,11 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
         for (k, v) in sender_headers(&v.scheme, &id, now) {
             set(&k, &v)?;
         }
-        for (k, v) in sign(&v.scheme, &key_bytes(&v.scheme, &secret), &id, now, &body) {
+        let key = key_bytes(&v.scheme, &secret);
+        if let Some(signed) = crate::verify::sign_body(&v.scheme, &key, &id, now, &body) {
+            body = signed;
+        }
+        for (k, v) in sign(&v.scheme, &key, &id, now, &body) {
             set(&k, &v)?;
         }
     }

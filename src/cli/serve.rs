@@ -98,6 +98,8 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         access: access_rule(&args),
         max_header_bytes: args.max_header_bytes,
         listen: args.urls.base_url(),
+        public_url: args.urls.base_url(),
+        unsubscribe_mailto: args.smtp.unsubscribe_mailto.clone(),
     };
     let app_parts = App::new(config, set, Arc::clone(&store), tokens, clients);
     app_parts

@@ -288,6 +288,14 @@ impl Engine {
                 }
                 self.advance_with(flow, run, hold, effects).await
             }
+            ResultKind::Skipped { reason, output } => {
+                tracing::info!(action = %action.name, %reason, "action skipped");
+                let step = &mut run.steps[i];
+                step.status = StepStatus::Skipped;
+                step.output = Some(output);
+                run.next_step += 1;
+                self.advance_with(flow, run, hold, effects).await
+            }
             ResultKind::Transient { error, retry_after } => {
                 let jitter = rand::rng().random_range(-1.0..=1.0);
                 // The retry budget's age counts from this action's first attempt (a sequence
@@ -309,13 +317,15 @@ impl Engine {
                     }
                     Decision::GiveUp(reason) => {
                         let summary = format!("{error}; {reason}");
-                        self.fail_step(run, lease, i, record, error, summary).await
+                        self.fail_step(run, lease, i, record, error, summary, effects)
+                            .await
                     }
                 }
             }
             ResultKind::Permanent(error) => {
                 let summary = error.clone();
-                self.fail_step(run, lease, i, record, error, summary).await
+                self.fail_step(run, lease, i, record, error, summary, effects)
+                    .await
             }
         }
     }
@@ -390,7 +400,9 @@ impl Engine {
         }
     }
 
-    /// Records the last attempt of step `i` as failed and ends the run with `summary`.
+    /// Records the last attempt of step `i` as failed and ends the run with `summary`, with
+    /// what the failure itself must record (a hard bounce's suppression).
+    #[allow(clippy::too_many_arguments)]
     async fn fail_step(
         &self,
         run: &mut Run,
@@ -399,6 +411,7 @@ impl Engine {
         mut record: Attempt,
         error: String,
         summary: String,
+        effects: Effects,
     ) -> Flowing {
         record.outcome = AttemptOutcome::Failed;
         record.error = Some(error);
@@ -406,7 +419,7 @@ impl Engine {
         step.attempts.push(record);
         step.status = StepStatus::Failed;
         let message = format!("action `{}`: {summary}", step.name);
-        self.fail(run, lease, message).await;
+        self.fail_with(run, lease, message, effects.suppress).await;
         Flowing::Stop
     }
 
@@ -414,6 +427,17 @@ impl Engine {
     /// runs that handle `run.failed` themselves, so an alerting flow that fails does not
     /// alert about itself.
     pub(super) async fn fail(&self, run: &mut Run, lease: &Lease, error: String) {
+        self.fail_with(run, lease, error, Vec::new()).await
+    }
+
+    /// [`Engine::fail`], suppressing `suppress` in the same write.
+    pub(super) async fn fail_with(
+        &self,
+        run: &mut Run,
+        lease: &Lease,
+        error: String,
+        suppress: Vec<crate::suppression::Suppression>,
+    ) {
         tracing::error!(%error, "run failed");
         run.status = RunStatus::Failed;
         run.error = Some(error.clone());
@@ -422,6 +446,7 @@ impl Engine {
         run.updated_at = Ts::now();
         let mut effects = Effects {
             waits: unindex(run),
+            suppress,
             ..Effects::default()
         };
         if run.trigger_event.as_deref() == Some(RUN_FAILED) {

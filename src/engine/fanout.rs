@@ -53,7 +53,10 @@ impl Engine {
                 .take(each.concurrency)
                 .collect();
             if ready.is_empty() {
-                if state.iter().all(|it| it.status == StepStatus::Succeeded) {
+                if state
+                    .iter()
+                    .all(|it| matches!(it.status, StepStatus::Succeeded | StepStatus::Skipped))
+                {
                     let outputs: Vec<Value> = state
                         .iter()
                         .map(|it| it.output.clone().unwrap_or(Value::Null))
@@ -164,6 +167,7 @@ impl Engine {
             }
             let mut effects = Effects::default();
             let mut failed = None;
+            let mut skipped = Vec::new();
             for ((&k, cx), result) in ready.iter().zip(&contexts).zip(results) {
                 let item = &mut run.steps[i].items[k];
                 let number = item.attempts.len() as u32 + 1;
@@ -176,6 +180,7 @@ impl Engine {
                         item.retry_at = None;
                         effects.segment_ops.extend(result.effects.segment_ops);
                         effects.events.extend(result.effects.events);
+                        effects.suppress.extend(result.effects.suppress);
                         if !effects.segment_ops.is_empty() {
                             effects.origin = Some((cx.origin.clone(), cx.event_depth));
                         }
@@ -205,15 +210,27 @@ impl Engine {
                         item.status = StepStatus::Failed;
                         failed.get_or_insert(format!("item {k}: {error}"));
                         record.error = Some(error);
+                        effects.suppress.extend(result.effects.suppress);
+                    }
+                    ResultKind::Skipped { reason, output } => {
+                        // Nothing was attempted: no attempt is recorded.
+                        item.status = StepStatus::Skipped;
+                        item.output = Some(output);
+                        item.retry_at = None;
+                        skipped.push((k, reason));
+                        continue;
                     }
                 }
                 item.attempts.push(record);
             }
+            for (k, reason) in skipped {
+                tracing::info!(action = %action.name, item = k, %reason, "item skipped");
+            }
             run.updated_at = finished;
             if let Some(error) = failed {
                 run.steps[i].status = StepStatus::Failed;
-                self.fail(run, &lease, format!("action `{}`, {error}", action.name))
-                    .await;
+                let error = format!("action `{}`, {error}", action.name);
+                self.fail_with(run, &lease, error, effects.suppress).await;
                 return Flowing::Stop;
             }
             // Record the batch (and its side effects) before the next one starts.

@@ -8,6 +8,7 @@ pub mod hooks;
 pub mod listen;
 pub mod overview;
 pub mod segments;
+pub mod unsubscribe;
 
 use std::sync::Arc;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub access: Arc<access::Access>,
     /// This instance and the others sharing the store.
     pub membership: Arc<crate::cluster::Membership>,
+    /// Link keys and the public URL, for unsubscribe links.
+    pub mail: Arc<crate::action::email::MailContext>,
 }
 
 impl AppState {
@@ -78,7 +81,9 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
 }
 
 fn hook_routes() -> Router<AppState> {
-    Router::new().route("/hooks/{flow}/{token}", any(hooks::receive))
+    Router::new()
+        .route("/hooks/{flow}/{token}", any(hooks::receive))
+        .route("/u/{token}", get(unsubscribe::show).post(unsubscribe::one_click))
 }
 
 fn health_routes() -> Router<AppState> {

@@ -17,6 +17,7 @@
 
 pub mod postgres;
 pub mod sled;
+pub mod suppress;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -87,6 +88,8 @@ pub struct Effects {
     pub origin: Option<(Origin, u32)>,
     /// Changes to the exit index and the waiting counts (see [`crate::sequence`]).
     pub waits: Vec<WaitOp>,
+    /// Addresses to suppress (a hard bounce at send time, a flow's `suppress`).
+    pub suppress: Vec<crate::suppression::Suppression>,
 }
 
 impl Effects {
@@ -265,7 +268,7 @@ impl From<::sled::Error> for StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: suppress::Suppressions + Send + Sync + 'static {
     /// Ends the waiting runs that `exits` name (as exited, with their reason), and marks
     /// those held by a worker so it ends them before their next action.
     async fn exit_runs(&self, exits: Vec<ExitMatch>) -> Result<Vec<ExitedRun>>;

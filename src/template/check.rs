@@ -445,6 +445,7 @@ impl Checker<'_, '_> {
             "item" | "item_index" => " (it is defined in an action with `for_each`)".to_string(),
             "event" => " (an event-triggered run's event is its `body`)".to_string(),
             "contact" => " (it is defined in the conditions of a `contact` exit)".to_string(),
+            "unsubscribe_url" => " (it is defined in an email with `list`)".to_string(),
             _ => crate::suggest::nearest(id, self.scope.names.iter().map(String::as_str))
                 .map(|n| format!(" (did you mean `{n}`?)"))
                 .unwrap_or_default(),

@@ -12,6 +12,9 @@
 //! | `woocommerce` | `X-WC-Webhook-Signature` | body | base64 |
 //! | `slack` | `X-Slack-Signature: v0=…`, `X-Slack-Request-Timestamp` | `v0:{ts}:{body}` | hex, 300 s |
 //! | `standard-webhooks` | `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,… …` (or the same as `svix-*`) | `{id}.{ts}.{body}` | base64, secret `whsec_<base64>`, 300 s |
+//! | `sendgrid` | `X-Twilio-Email-Event-Webhook-Signature`, `…-Timestamp` | `{ts}{body}`, ECDSA P-256 / SHA-256 | base64 DER; the key is SendGrid's public key, 300 s |
+//! | `mailgun` | none: `signature.{timestamp,token,signature}` in the body (JSON or form) | `{timestamp}{token}` | hex, 300 s |
+//! | `postmark` | `Authorization: Basic …` | the credentials set on the webhook's URL | `user:password` |
 //! | `hmac` | configurable | `{body}` or a template with `{timestamp}` | hex or base64 |
 
 use std::time::Duration;
@@ -28,12 +31,13 @@ mod sign;
 #[cfg(test)]
 mod tests;
 
-pub use sign::{sender_headers, sign};
+pub use sign::{sender_headers, sign, sign_body};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifySpec {
-    /// `github`, `stripe`, `shopify`, `woocommerce`, `slack`, `standard-webhooks` or `hmac`.
+    /// `github`, `stripe`, `shopify`, `woocommerce`, `slack`, `standard-webhooks`, `sendgrid`,
+    /// `mailgun`, `postmark` or `hmac`.
     pub preset: String,
     /// Environment variable(s) holding the secret; several while rotating. A name not set in
     /// the environment is read from systemd's `$CREDENTIALS_DIRECTORY` (`LoadCredential=`).
@@ -92,8 +96,29 @@ pub enum Scheme {
     WooCommerce,
     Slack,
     StandardWebhooks,
+    /// SendGrid's signed Event Webhook: ECDSA over the timestamp and body; the configured
+    /// "secret" is SendGrid's verification key (public, base64 DER or PEM).
+    SendGrid,
+    /// Mailgun: HMAC-SHA256 of `timestamp + token`, both in the body beside the signature.
+    Mailgun,
+    /// Postmark: HTTP basic auth on the webhook URL; the secret is `user:password`.
+    Postmark,
     Hmac(Generic),
 }
+
+/// Every preset's name, for messages and suggestions.
+pub const PRESETS: [&str; 10] = [
+    "github",
+    "stripe",
+    "shopify",
+    "woocommerce",
+    "slack",
+    "standard-webhooks",
+    "sendgrid",
+    "mailgun",
+    "postmark",
+    "hmac",
+];
 
 impl Scheme {
     pub fn preset(name: &str) -> Option<Scheme> {
@@ -104,6 +129,9 @@ impl Scheme {
             "woocommerce" => Scheme::WooCommerce,
             "slack" => Scheme::Slack,
             "standard-webhooks" | "svix" => Scheme::StandardWebhooks,
+            "sendgrid" => Scheme::SendGrid,
+            "mailgun" => Scheme::Mailgun,
+            "postmark" => Scheme::Postmark,
             _ => return None,
         })
     }
@@ -117,6 +145,9 @@ impl Scheme {
             Scheme::WooCommerce => vec!["x-wc-webhook-signature".into()],
             Scheme::Slack => vec!["x-slack-signature".into()],
             Scheme::StandardWebhooks => vec!["webhook-signature".into(), "svix-signature".into()],
+            Scheme::SendGrid => vec![SENDGRID_SIGNATURE.to_ascii_lowercase()],
+            Scheme::Mailgun => Vec::new(),
+            Scheme::Postmark => vec!["authorization".into()],
             Scheme::Hmac(g) => vec![g.header.to_ascii_lowercase()],
         }
     }
@@ -159,6 +190,12 @@ impl Scheme {
                 .iter()
                 .map(|[a, b]| vec![a.to_string(), b.to_string()])
                 .collect(),
+            Scheme::SendGrid => one(&[
+                &SENDGRID_SIGNATURE.to_ascii_lowercase(),
+                &SENDGRID_TIMESTAMP.to_ascii_lowercase(),
+            ]),
+            Scheme::Mailgun => Vec::new(),
+            Scheme::Postmark => one(&["authorization"]),
             Scheme::Hmac(g) => std::iter::once(&g.header)
                 .chain(&g.timestamp_header)
                 .map(|h| vec![h.to_ascii_lowercase()])
@@ -168,7 +205,11 @@ impl Scheme {
 
     fn timestamped(&self) -> bool {
         match self {
-            Scheme::Stripe | Scheme::Slack | Scheme::StandardWebhooks => true,
+            Scheme::Stripe
+            | Scheme::Slack
+            | Scheme::StandardWebhooks
+            | Scheme::SendGrid
+            | Scheme::Mailgun => true,
             Scheme::Hmac(g) => g.timestamp_header.is_some(),
             _ => false,
         }
@@ -272,6 +313,43 @@ fn header_of<'a>(h: &'a dyn Headers, names: &[&'static str]) -> Result<(&'static
         .iter()
         .find_map(|n| h.get(n).map(|v| (*n, v)))
         .ok_or_else(|| VerifyError::MissingHeader(names.join(" or ")))
+}
+
+/// SendGrid's headers.
+pub const SENDGRID_SIGNATURE: &str = "X-Twilio-Email-Event-Webhook-Signature";
+pub const SENDGRID_TIMESTAMP: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
+
+/// The DER header of a P-256 public key (SubjectPublicKeyInfo) before its 65-byte point.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
+    0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The uncompressed point of a P-256 public key given as base64 DER or PEM (as SendGrid's
+/// settings page shows it).
+pub fn p256_point(key: &str) -> Option<Vec<u8>> {
+    let b64: String = key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<String>()
+        .split_whitespace()
+        .collect();
+    let der = B64.decode(b64).ok()?;
+    let point = der.strip_prefix(&P256_SPKI_PREFIX[..])?;
+    (point.len() == 65 && point[0] == 4).then(|| point.to_vec())
+}
+
+/// Mailgun's signature fields, from a JSON body (`signature: {…}`) or a form body (legacy
+/// webhooks): timestamp, token, signature.
+fn mailgun_fields(body: &[u8]) -> Option<(String, String, String)> {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        let s = v.get("signature")?;
+        let f = |k: &str| s.get(k).and_then(Value::as_str).map(str::to_string);
+        return Some((f("timestamp")?, f("token")?, f("signature")?));
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
+    let f = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    Some((f("timestamp")?, f("token")?, f("signature")?))
 }
 
 /// Default tolerance of timestamped schemes.
@@ -417,6 +495,39 @@ pub fn verify(
                 )
             })
         }
+        Scheme::SendGrid => {
+            let ts = header(h, SENDGRID_TIMESTAMP)?;
+            let v = header(h, SENDGRID_SIGNATURE)?;
+            let sig = decode(Encoding::Base64, v, SENDGRID_SIGNATURE)?;
+            check_time(ts, SENDGRID_TIMESTAMP, now_secs, tolerance)?;
+            let signed = [ts.as_bytes(), body].concat();
+            // The keys are public points (see `key_bytes`); any one may have signed.
+            secrets.iter().any(|point| {
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
+                    .verify(&signed, &sig)
+                    .is_ok()
+            })
+        }
+        Scheme::Mailgun => {
+            let name = "signature (in the body)";
+            let (ts, token, hexsig) =
+                mailgun_fields(body).ok_or_else(|| VerifyError::MissingHeader(name.into()))?;
+            let sig = decode(Encoding::Hex, &hexsig, name)?;
+            check_time(&ts, "signature.timestamp", now_secs, tolerance)?;
+            any(&[sig], &|k| {
+                mac(Algorithm::Sha256, k, &[ts.as_bytes(), token.as_bytes()])
+            })
+        }
+        Scheme::Postmark => {
+            let name = "Authorization";
+            let v = header(h, name)?;
+            let b64 = v
+                .strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+                .ok_or_else(|| VerifyError::Malformed(name.into(), "expected Basic credentials".into()))?;
+            let given = decode(Encoding::Base64, b64, name)?;
+            any(&[given], &|k| k.to_vec())
+        }
         Scheme::Hmac(g) => {
             let v = header(h, &g.header)?;
             let raw = v.strip_prefix(g.prefix.as_str()).ok_or_else(|| {
@@ -465,6 +576,10 @@ fn is_woo_ping(body: &[u8]) -> bool {
 /// Turns configured secret strings into HMAC keys: `whsec_<base64>` secrets of the Standard
 /// Webhooks scheme are base64 after the prefix; others are used as UTF-8 bytes.
 pub fn key_bytes(scheme: &Scheme, secret: &str) -> Vec<u8> {
+    if *scheme == Scheme::SendGrid {
+        // A key that is not a P-256 public key verifies nothing (empty is no point).
+        return p256_point(secret).unwrap_or_default();
+    }
     if *scheme == Scheme::StandardWebhooks {
         let b = secret.strip_prefix("whsec_").unwrap_or(secret);
         if let Ok(k) = B64.decode(b) {

@@ -379,3 +379,123 @@ fn generic_hmac() {
         "stale_timestamp"
     );
 }
+
+// Mailgun's and Postmark's expected values were computed with Python (hmac, base64).
+
+#[test]
+fn mailgun_signs_timestamp_and_token_in_the_body() {
+    let s = Scheme::Mailgun;
+    let key = "mg-signing-key-0123";
+    let sig = "85dcc0c16b958b4280c6757d83358dfbee5a3fa35e9b2d8719d70aa0e323131b";
+    let json = format!(
+        r#"{{"signature":{{"timestamp":"1700000000","token":"5f3c9a7e2b1d4c6a8e0f","signature":"{sig}"}},"event-data":{{"event":"failed","severity":"permanent","recipient":"bob@example.com"}}}}"#
+    );
+    assert_eq!(
+        check(&s, &[], json.as_bytes(), 1_700_000_010, &[key]),
+        Ok(Verified::Ok)
+    );
+    // The legacy form body carries the same fields.
+    let form = format!("timestamp=1700000000&token=5f3c9a7e2b1d4c6a8e0f&signature={sig}&event=bounced");
+    assert_eq!(
+        check(&s, &[], form.as_bytes(), 1_700_000_010, &[key]),
+        Ok(Verified::Ok)
+    );
+    assert_eq!(
+        check(&s, &[], json.as_bytes(), 1_700_000_010, &["other-key"]),
+        Err(VerifyError::Mismatch)
+    );
+    assert!(matches!(
+        check(&s, &[], json.as_bytes(), 1_700_009_999, &[key]),
+        Err(VerifyError::Stale(..))
+    ));
+    assert!(matches!(
+        check(&s, &[], b"{\"event-data\":{}}", 1_700_000_010, &[key]),
+        Err(VerifyError::MissingHeader(_))
+    ));
+    // What `hookflow send` makes verifies.
+    let signed = sign_body(
+        &s,
+        key.as_bytes(),
+        "msg_1",
+        1_700_000_000,
+        br#"{"event-data":{"event":"failed"}}"#,
+    )
+    .unwrap();
+    assert_eq!(check(&s, &[], &signed, 1_700_000_001, &[key]), Ok(Verified::Ok));
+}
+
+#[test]
+fn postmark_checks_basic_credentials() {
+    let s = Scheme::Postmark;
+    let good = [("Authorization", "Basic cG9zdG1hcms6aG9vay1wYXNzLTEyMw==")];
+    assert_eq!(
+        check(&s, &good, BODY, 0, &["postmark:hook-pass-123"]),
+        Ok(Verified::Ok)
+    );
+    assert_eq!(
+        check(&s, &good, BODY, 0, &["postmark:other"]),
+        Err(VerifyError::Mismatch)
+    );
+    assert!(matches!(
+        check(&s, &[], BODY, 0, &["postmark:hook-pass-123"]),
+        Err(VerifyError::MissingHeader(_))
+    ));
+    assert!(matches!(
+        check(
+            &s,
+            &[("Authorization", "Bearer x")],
+            BODY,
+            0,
+            &["postmark:hook-pass-123"]
+        ),
+        Err(VerifyError::Malformed(..))
+    ));
+    let signed = sign(&s, b"postmark:hook-pass-123", "m", 0, BODY);
+    assert_eq!(signed[0].1, good[0].1);
+}
+
+#[test]
+fn sendgrid_verifies_ecdsa_over_timestamp_and_body_with_the_public_key() {
+    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let spki = [&P256_SPKI_PREFIX[..], pair.public_key().as_ref()].concat();
+    let public = B64.encode(&spki);
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n{}\n-----END PUBLIC KEY-----\n",
+        &public[..64],
+        &public[64..]
+    );
+    let ts = "1700000000";
+    let body = br#"[{"email":"bob@example.com","event":"bounce","type":"bounce"}]"#;
+    let sig = B64.encode(pair.sign(&rng, &[ts.as_bytes(), body].concat()).unwrap().as_ref());
+    let hs = [(SENDGRID_SIGNATURE, sig.as_str()), (SENDGRID_TIMESTAMP, ts)];
+    let s = Scheme::SendGrid;
+    assert_eq!(check(&s, &hs, body, 1_700_000_030, &[&public]), Ok(Verified::Ok));
+    assert_eq!(
+        check(&s, &hs, body, 1_700_000_030, &[&pem]),
+        Ok(Verified::Ok),
+        "PEM too"
+    );
+    assert_eq!(
+        check(&s, &hs, b"[]", 1_700_000_030, &[&public]),
+        Err(VerifyError::Mismatch)
+    );
+    let moved = [
+        (SENDGRID_SIGNATURE, sig.as_str()),
+        (SENDGRID_TIMESTAMP, "1700000001"),
+    ];
+    assert_eq!(
+        check(&s, &moved, body, 1_700_000_030, &[&public]),
+        Err(VerifyError::Mismatch)
+    );
+    assert_eq!(
+        check(&s, &hs, body, 1_700_000_030, &["not a key"]),
+        Err(VerifyError::Mismatch)
+    );
+    assert!(matches!(
+        check(&s, &hs, body, 1_700_009_000, &[&public]),
+        Err(VerifyError::Stale(..))
+    ));
+}

@@ -236,6 +236,8 @@ pub struct Opts {
     pub body_timeout: Duration,
     pub max_in_flight: usize,
     pub listen: hookflow::server::listen::ListenOptions,
+    /// `--unsubscribe-mailto`.
+    pub unsubscribe_mailto: Option<String>,
 }
 
 impl Default for Opts {
@@ -249,6 +251,7 @@ impl Default for Opts {
             body_timeout: Duration::from_secs(30),
             max_in_flight: 1024,
             listen: Default::default(),
+            unsubscribe_mailto: None,
         }
     }
 }
@@ -333,6 +336,8 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts, pg: Option<Arc<crate::pg::
         },
     )
     .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
     let config = hookflow::app::Config {
         flows_dir: dir.path().join("flows"),
         templates_dir: dir.path().join("templates"),
@@ -350,10 +355,17 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts, pg: Option<Arc<crate::pg::
         },
         max_header_bytes: opts.listen.max_header_bytes,
         listen: "test".into(),
+        public_url: format!(
+            "{}://{addr}",
+            if opts.listen.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            }
+        ),
+        unsubscribe_mailto: opts.unsubscribe_mailto.clone(),
     };
     let parts = App::new(config, set, Arc::clone(&store), tokens.clone(), clients);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let running = parts.start(&shutdown, true).await;
     let serve_task = tokio::spawn(hookflow::server::listen::serve_with(

@@ -51,6 +51,19 @@ impl Compiler<'_> {
                 if spec.actions.get(i).is_some_and(|a| a.for_each.is_some()) {
                     scope.names.extend(["item".to_string(), "item_index".to_string()]);
                 }
+                // A list email's templates (not its recipients: the link is made for them).
+                let recipient = [".email.to", ".email.cc", ".email.bcc"]
+                    .iter()
+                    .any(|k| path.contains(k));
+                if !recipient
+                    && spec
+                        .actions
+                        .get(i)
+                        .and_then(|a| a.email.as_ref())
+                        .is_some_and(|e| e.list.is_some())
+                {
+                    scope.names.insert("unsubscribe_url".to_string());
+                }
                 if let Some(names) = &names {
                     scope.keys.insert(
                         "steps".into(),

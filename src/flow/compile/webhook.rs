@@ -230,24 +230,13 @@ impl Compiler<'_> {
                     s
                 }
                 None => {
-                    const PRESETS: [&str; 7] = [
-                        "github",
-                        "stripe",
-                        "shopify",
-                        "woocommerce",
-                        "slack",
-                        "standard-webhooks",
-                        "hmac",
-                    ];
-                    let near = crate::suggest::nearest(&v.preset, PRESETS)
+                    let presets = crate::verify::PRESETS;
+                    let near = crate::suggest::nearest(&v.preset, presets)
                         .map(|n| format!(" (did you mean `{n}`?)"))
                         .unwrap_or_default();
                     self.problem(
                         format!("{at}.preset"),
-                        format!(
-                            "unknown preset `{}`{near}: github, stripe, shopify, woocommerce, slack, standard-webhooks or hmac",
-                            v.preset
-                        ),
+                        format!("unknown preset `{}`{near}: {}", v.preset, presets.join(", ")),
                     );
                     return None;
                 }

@@ -16,6 +16,7 @@
 mod intake;
 mod queue;
 mod state;
+mod suppress;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -218,6 +219,7 @@ impl Store for PgStore {
             queue::apply_waits(&mut tx, &effects.waits).await?;
             let changes =
                 state::change_segments(&mut tx, &effects.segment_ops, effects.origin.as_ref()).await?;
+            suppress::suppress(&mut tx, &effects.suppress).await?;
             for e in &effects.events {
                 state::put_event(&mut tx, e).await?;
             }

@@ -43,6 +43,7 @@ mod open;
 mod ops;
 mod parking;
 mod segments;
+mod suppress;
 mod view;
 mod writer;
 
@@ -387,6 +388,7 @@ impl Store for SledStore {
                 i.park(v, &run, &json, at.0)?;
             }
             let changes = segments::change_segments(v, &effects.segment_ops, effects.origin.as_ref())?;
+            suppress::suppress(v, &effects.suppress)?;
             for e in &effects.events {
                 segments::put_event(v, e)?;
             }

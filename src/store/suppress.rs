@@ -1,0 +1,64 @@
+//! The suppression list's role in the store: one small trait each backend implements (sled in
+//! `sled/suppress.rs`, PostgreSQL in `postgres/suppress.rs`). Entries are keyed by address and
+//! scope (a list name, or `*` for every email); see [`crate::suppression`] for the rules.
+//! Entries that come from a run (a hard bounce, a flow's `suppress`) are written with the
+//! run's step through [`super::Effects::suppress`], so a crash neither loses nor doubles them.
+
+use async_trait::async_trait;
+
+use super::Result;
+use crate::event::Origin;
+use crate::segment::SegmentChange;
+use crate::suppression::Suppression;
+
+/// A page of the suppression list.
+#[derive(Debug, Clone, Default)]
+pub struct SuppressionQuery {
+    /// Entries after this key (`{email} {list or *}`), for paging.
+    pub after: Option<String>,
+    /// Case-insensitive text the address must contain.
+    pub search: Option<String>,
+    /// Include lifted entries (history).
+    pub include_lifted: bool,
+    pub limit: usize,
+}
+
+impl SuppressionQuery {
+    /// Whether `s` passes the filters other than paging.
+    pub fn matches(&self, s: &Suppression) -> bool {
+        (self.include_lifted || s.lifted.is_none())
+            && self
+                .search
+                .as_ref()
+                .is_none_or(|t| s.email.contains(&t.trim().to_lowercase()))
+    }
+}
+
+/// The paging key of an entry (see [`SuppressionQuery::after`]).
+pub fn page_key(s: &Suppression) -> String {
+    format!("{} {}", s.email, s.scope())
+}
+
+#[async_trait]
+pub trait Suppressions: Send + Sync {
+    /// The active entries that keep an email of `list` (`None`: transactional) from any of
+    /// `emails` (normalised).
+    async fn suppressed(&self, emails: &[String], list: Option<&str>) -> Result<Vec<Suppression>>;
+
+    /// Adds entries, in one durable write. An address already suppressed for that scope keeps
+    /// its first entry; a lifted one is suppressed again. Returns how many took effect.
+    async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize>;
+
+    /// Lifts the active entry of `email` for `list` (`None`: the every-email one), keeping it
+    /// as history with `reason`; `false` if there was none.
+    async fn lift(&self, email: &str, list: Option<&str>, reason: &str) -> Result<bool>;
+
+    /// Entries in address order.
+    async fn suppression_list(&self, query: &SuppressionQuery) -> Result<Vec<Suppression>>;
+
+    /// An unsubscribe: `entry` suppresses the address for its list and the contact leaves the
+    /// segment of that name (raising `segment.removed` from `origin`), in one atomic, durable
+    /// write — so flows that react to the removal and sequences that exit on it see it exactly
+    /// when the suppression holds.
+    async fn unsubscribe(&self, entry: Suppression, origin: Origin) -> Result<Vec<SegmentChange>>;
+}
