@@ -29,6 +29,11 @@ pub struct SendArgs {
     /// The body's content type.
     #[arg(long, default_value = "application/json")]
     pub content_type: String,
+    /// For a flow that checks SendGrid's signature: the private key (PKCS#8 PEM) of a key pair
+    /// whose public key the server has as the verification key; `send` signs with it as
+    /// SendGrid signs with its own.
+    #[arg(long = "signing-key")]
+    pub signing_key: Option<PathBuf>,
     /// The API's bearer token, when the server has one: the flow's URL is asked of the server.
     #[arg(long = "api-token", env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<crate::secret::Secret>,
@@ -70,32 +75,50 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
     let mut body = body;
     if let Some(v) = &webhook.verify {
         if v.scheme == crate::verify::Scheme::SendGrid {
-            anyhow::bail!(
-                "flow `{}` checks SendGrid's signature, which only SendGrid's private key makes: use the \"Test your integration\" button in SendGrid's Mail Settings → Event Webhook, or sign with your own key pair and configure its public key (see docs/flows.md)",
-                args.flow
-            );
-        }
-        let secret = v.secrets().into_iter().next().with_context(|| {
-            format!(
-                "flow `{}` verifies signatures: set {} to the secret the server has",
-                args.flow,
-                v.sources()
-            )
-        })?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let id = format!("msg_{}", crate::run::new_run_id());
-        for (k, v) in sender_headers(&v.scheme, &id, now) {
-            set(&k, &v)?;
-        }
-        let key = key_bytes(&v.scheme, &secret);
-        if let Some(signed) = crate::verify::sign_body(&v.scheme, &key, &id, now, &body) {
-            body = signed;
-        }
-        for (k, v) in sign(&v.scheme, &key, &id, now, &body) {
-            set(&k, &v)?;
+            let Some(path) = &args.signing_key else {
+                bail!(
+                    "flow `{}` checks SendGrid's signature, which needs a private key: give --signing-key with a P-256 key (PKCS#8 PEM) whose public key the server has in {}, or use the \"Test your integration\" button in SendGrid's Event Webhook settings",
+                    args.flow,
+                    v.sources()
+                );
+            };
+            let pem =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            for (k, val) in sender_headers(&v.scheme, "sendgrid", now) {
+                set(&k, &val)?;
+            }
+            for (k, val) in crate::verify::sign_ecdsa(&pem, now, &body)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            {
+                set(&k, &val)?;
+            }
+        } else {
+            let secret = v.secrets().into_iter().next().with_context(|| {
+                format!(
+                    "flow `{}` verifies signatures: set {} to the secret the server has",
+                    args.flow,
+                    v.sources()
+                )
+            })?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let id = format!("msg_{}", crate::run::new_run_id());
+            for (k, v) in sender_headers(&v.scheme, &id, now) {
+                set(&k, &v)?;
+            }
+            let key = key_bytes(&v.scheme, &secret);
+            if let Some(signed) = crate::verify::sign_body(&v.scheme, &key, &id, now, &body) {
+                body = signed;
+            }
+            for (k, v) in sign(&v.scheme, &key, &id, now, &body) {
+                set(&k, &v)?;
+            }
         }
     }
     for h in &args.headers {

@@ -8,6 +8,7 @@ pub mod hooks;
 pub mod listen;
 pub mod overview;
 pub mod segments;
+pub mod suppressions;
 pub mod unsubscribe;
 
 use std::sync::Arc;
@@ -116,6 +117,12 @@ fn admin_routes() -> Router<AppState> {
         )
         .route("/api/segments/{name}/export", get(segments::export_members))
         .route("/api/contacts/{email}", get(segments::show_contact))
+        .route(
+            "/api/suppressions",
+            get(suppressions::list).post(suppressions::add),
+        )
+        .route("/api/suppressions/import", post(suppressions::import))
+        .route("/api/suppressions/{email}", delete(suppressions::lift))
         .route("/api/breakers", get(segments::list_breakers))
         .route("/api/destinations", get(segments::list_destinations))
         .route("/api/store", get(api::store_health))

@@ -31,7 +31,7 @@ mod sign;
 #[cfg(test)]
 mod tests;
 
-pub use sign::{sender_headers, sign, sign_body};
+pub use sign::{sender_headers, sign, sign_body, sign_ecdsa};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

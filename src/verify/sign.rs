@@ -156,3 +156,29 @@ fn rfc3339(secs: i64) -> String {
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// SendGrid's headers for `body`, signed with a P-256 private key (PKCS#8, PEM or base64 DER)
+/// as SendGrid signs: ECDSA-SHA256 over `{timestamp}{body}`, DER, base64.
+pub fn sign_ecdsa(private_key: &str, now_secs: i64, body: &[u8]) -> Result<Vec<(String, String)>, String> {
+    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+    let b64: String = private_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<String>()
+        .split_whitespace()
+        .collect();
+    let der = B64
+        .decode(b64)
+        .map_err(|_| "not a PEM or base64 private key".to_string())?;
+    let rng = ring::rand::SystemRandom::new();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &rng)
+        .map_err(|_| "not a P-256 private key in PKCS#8 form".to_string())?;
+    let ts = now_secs.to_string();
+    let sig = pair
+        .sign(&rng, &[ts.as_bytes(), body].concat())
+        .map_err(|_| "signing failed".to_string())?;
+    Ok(vec![
+        (super::SENDGRID_TIMESTAMP.to_string(), ts),
+        (super::SENDGRID_SIGNATURE.to_string(), B64.encode(sig.as_ref())),
+    ])
+}

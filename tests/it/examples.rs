@@ -615,7 +615,13 @@ const SAMPLES: &[(&str, &str, &[&str], &str)] = &[
         &["X-WC-Webhook-Topic: order.updated"],
         "application/json",
     ),
+    ("sendgrid-events", "sendgrid-events.json", &[], "application/json"),
+    ("mailgun-events", "mailgun-failed.json", &[], "application/json"),
+    ("postmark-events", "postmark-bounce.json", &[], "application/json"),
 ];
+
+const MAILGUN_KEY: &str = "mailgun-example-signing-key";
+const POSTMARK_CREDENTIALS: &str = "postmark:example-password";
 
 /// The run `id` once it has stopped moving: finished, or waiting for a later step.
 async fn settled(http: &reqwest::Client, base: &str, id: &str) -> Value {
@@ -653,8 +659,15 @@ async fn every_shipped_webhook_flow_runs_green_on_its_shipped_sample() {
     dest.on_path("/api/tickets", Reply::json(201, json!({"id": "T-9"})));
     let (smtp_port, mail) = crate::email::start_smtp(0);
     let data = tempfile::tempdir().unwrap();
+    // SendGrid signs with a private key: a key pair of the test's, the public half configured.
+    let (private_pem, public_b64) = crate::email::p256_key_pair();
+    let key_file = data.path().join("sendgrid-test-key.pem");
+    std::fs::write(&key_file, &private_pem).unwrap();
     let (mut cmd, base) = serve_command(&root.join("flows"), &root.join("templates"), data.path());
     let mut child = cmd
+        .env("SENDGRID_VERIFICATION_KEY", &public_b64)
+        .env("MAILGUN_WEBHOOK_SIGNING_KEY", MAILGUN_KEY)
+        .env("POSTMARK_WEBHOOK_CREDENTIALS", POSTMARK_CREDENTIALS)
         .args(["--smtp-host", "127.0.0.1", "--smtp-port", &smtp_port.to_string()])
         .args(["--smtp-tls", "none", "--smtp-from", "Shop <shop@example.com>"])
         .env("SHIPPING_API_URL", &dest.url)
@@ -677,7 +690,13 @@ async fn every_shipped_webhook_flow_runs_green_on_its_shipped_sample() {
             .args(["--listen", base.trim_start_matches("http://")])
             .env("WOO_WEBHOOK_SECRET", WOO_SECRET)
             .env("SLACK_SIGNING_SECRET", SLACK_SECRET)
+            .env("SENDGRID_VERIFICATION_KEY", &public_b64)
+            .env("MAILGUN_WEBHOOK_SIGNING_KEY", MAILGUN_KEY)
+            .env("POSTMARK_WEBHOOK_CREDENTIALS", POSTMARK_CREDENTIALS)
             .current_dir(root);
+        if *flow == "sendgrid-events" {
+            send.arg("--signing-key").arg(&key_file);
+        }
         for h in *headers {
             send.args(["-H", h]);
         }
@@ -747,6 +766,32 @@ async fn every_shipped_webhook_flow_runs_green_on_its_shipped_sample() {
         thanks.contains("(49.90 EUR):\n- Book\n- Pen\n\nWe will let you know"),
         "items one per line, no blank line between: {thanks}"
     );
+    // The email providers' samples reached the suppression list: hard bounces and complaints
+    // for every email, the unsubscribe for `newsletter`; a `blocked` bounce and a delivery
+    // suppress nothing.
+    let listed = get(&http, format!("{base}/api/suppressions?limit=100")).await;
+    let mut got: Vec<(String, String, String)> = listed["suppressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["email"].as_str().unwrap().to_string(),
+                e["reason"].as_str().unwrap().to_string(),
+                e["list"].as_str().unwrap_or("*").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want = [
+        ("annoyed@example.com", "complained", "*"),
+        ("bounced@example.com", "bounced", "*"),
+        ("gone@example.com", "bounced", "*"),
+        ("leaving@example.com", "unsubscribed", "newsletter"),
+        ("nobody@example.com", "bounced", "*"),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(got, want, "{listed:#}");
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -1,0 +1,210 @@
+//! The suppression list API, with the runs API's access rule: page and search it, export it as
+//! CSV, add an address, lift an entry (with a reason, kept as history) and import another
+//! tool's opt-outs from CSV. The dashboard and `hookflow suppressions` use it.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::api::{MAX_PAGE, authorize, internal};
+use super::{ApiError, AppState};
+use crate::store::suppress::{SuppressionQuery, page_key};
+use crate::suppression::{self, Reason, Suppression};
+
+/// Largest CSV an import reads: about 200,000 addresses.
+pub const MAX_IMPORT: usize = 10 * 1024 * 1024;
+/// Entries written per store write during an import, so one import does not hold the store.
+const IMPORT_CHUNK: usize = 500;
+
+fn bad(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, detail)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub search: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+    /// Include lifted entries.
+    #[serde(default)]
+    pub lifted: bool,
+    /// `csv`: every matching entry as a CSV file.
+    pub format: Option<String>,
+}
+
+/// `GET /api/suppressions`: a page (`next` is the `after` of the next one), or all as CSV.
+pub async fn list(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let mut query = SuppressionQuery {
+        after: q.after.clone(),
+        search: q.search.clone().filter(|s| !s.trim().is_empty()),
+        include_lifted: q.lifted,
+        limit: q.limit.unwrap_or(100).clamp(1, MAX_PAGE),
+    };
+    if q.format.as_deref() == Some("csv") {
+        query.limit = MAX_PAGE;
+        let mut all = Vec::new();
+        loop {
+            let page = st.store().suppression_list(&query).await.map_err(internal)?;
+            let done = page.len() < MAX_PAGE;
+            query.after = page.last().map(page_key);
+            all.extend(page);
+            if done {
+                break;
+            }
+        }
+        let mut resp = (StatusCode::OK, suppression::to_csv(&all)).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        resp.headers_mut().insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment; filename=\"suppressions.csv\""),
+        );
+        return Ok(resp);
+    }
+    let page = st.store().suppression_list(&query).await.map_err(internal)?;
+    let next = (page.len() == query.limit)
+        .then(|| page.last().map(page_key))
+        .flatten();
+    Ok(Json(json!({ "suppressions": page, "next": next })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddBody {
+    pub email: String,
+    /// The list it applies to; absent: every email.
+    pub list: Option<String>,
+    /// Default `manual`.
+    pub reason: Option<Reason>,
+    pub note: Option<String>,
+}
+
+/// `POST /api/suppressions`: suppresses an address.
+pub async fn add(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<AddBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let Json(b) = body.map_err(|e| bad("bad_body", e.body_text()))?;
+    let mut entry = Suppression::new(
+        &b.email,
+        b.list.as_deref(),
+        b.reason.unwrap_or(Reason::Manual),
+        "api",
+    )
+    .map_err(|e| bad("bad_suppression", e))?;
+    entry.note = b.note.filter(|n| !n.trim().is_empty());
+    let added = st.store().suppress(vec![entry.clone()]).await.map_err(internal)? > 0;
+    tracing::info!(email = %entry.email, list = %entry.scope(), reason = entry.reason.as_str(), added, "address suppressed through the API");
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({ "added": added, "suppression": entry }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LiftQuery {
+    /// The list of the entry; absent: the every-email entry.
+    pub list: Option<String>,
+    /// Why it is lifted (kept with the entry); required.
+    pub reason: Option<String>,
+}
+
+/// `DELETE /api/suppressions/{email}?list=…&reason=…`: lifts an entry, keeping it as history.
+pub async fn lift(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    Query(q): Query<LiftQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let email = crate::segment::normalize_email(&raw).map_err(|e| bad("bad_email", e))?;
+    let reason = q
+        .reason
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| bad("reason_required", "say why the suppression is lifted: ?reason=…"))?;
+    let list = q.list.filter(|l| !l.is_empty() && l != suppression::EVERY_LIST);
+    if st
+        .store()
+        .lift(&email, list.as_deref(), &reason)
+        .await
+        .map_err(internal)?
+    {
+        tracing::info!(%email, list = list.as_deref().unwrap_or("*"), %reason, "suppression lifted through the API");
+        Ok(Json(json!({ "lifted": true })))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "{email} is not suppressed for {}",
+                list.map_or("every email".to_string(), |l| format!("list {l}"))
+            ),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImportQuery {
+    /// The list for rows that name none; absent: such rows apply to every email.
+    pub list: Option<String>,
+}
+
+/// `POST /api/suppressions/import`: a CSV of opt-outs (see [`suppression::from_csv`]).
+pub async fn import(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<ImportQuery>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, peer, &headers)?;
+    let bytes = to_bytes(body, MAX_IMPORT).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("an import is at most {MAX_IMPORT} bytes; split the file"),
+        )
+    })?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| bad("not_utf8", "the CSV is not UTF-8"))?;
+    let read = suppression::from_csv(&text, q.list.as_deref(), "import").map_err(|e| bad("bad_csv", e))?;
+    let rows = read.entries.len();
+    let mut added = 0;
+    let mut entries = read.entries;
+    while !entries.is_empty() {
+        let rest = entries.split_off(entries.len().min(IMPORT_CHUNK));
+        added += st.store().suppress(entries).await.map_err(internal)?;
+        entries = rest;
+    }
+    tracing::info!(
+        rows,
+        added,
+        rejected = read.rejected.len(),
+        "suppressions imported"
+    );
+    Ok(Json(json!({
+        "rows": rows,
+        "added": added,
+        "already_suppressed": rows - added,
+        "rejected": read.rejected.iter().map(|(line, why)| json!({"line": line, "error": why})).collect::<Vec<_>>(),
+    })))
+}
