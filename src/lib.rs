@@ -3,7 +3,8 @@
 //! Map of the crate, in the order an event travels:
 //! - [`server`] listens, hands webhooks (`/hooks/{flow}/{token}`) to the [`intake`] — admit,
 //!   read, authenticate ([`verify`]), decode, evaluate, persist — and serves the runs API;
-//! - [`token`] derives each flow's unguessable URL token from the server secret;
+//! - [`token`] derives each flow's unguessable URL token from the server secret, [`links`]
+//!   the sealed tokens of the links emails carry (one-click unsubscribe);
 //! - [`request`] decodes the body (JSON, form, XML, text);
 //! - [`flow`] is the flow file format, compiled once at load;
 //! - [`matching`] checks `when` conditions, [`mapping`] evaluates `vars` (JSONPath);
@@ -28,8 +29,8 @@
 //! flow/                                              the flow file: spec → compiled Flow
 //! action/                                            http, email, segment, emit; their guards
 //! store/                                             the Store trait; sled and PostgreSQL
-//! segment.rs  context.rs  replay.rs  event.rs        domain records
-//! matching.rs  run.rs  mapping.rs  schedule.rs  request.rs  token.rs
+//! segment.rs  suppression.rs  context.rs  replay.rs  event.rs   domain records
+//! matching.rs  run.rs  mapping.rs  schedule.rs  request.rs  token.rs  links.rs
 //! verify.rs  egress.rs  template/  retry.rs  xml.rs  net/  metrics.rs  stats.rs   the pure core
 //! time.rs  secret.rs  yaml.rs  private.rs  suggest.rs                   small shared shapes
 //! ```

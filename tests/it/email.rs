@@ -28,9 +28,19 @@ pub struct Shared {
     /// Logins seen (user, password); only `shop` / `s3cret-pass` is accepted.
     logins: Mutex<Vec<(String, String)>>,
     data_end: Mutex<VecDeque<Response>>,
+    /// Addresses this server refuses at `RCPT`, with the reply (a mailbox that does not exist).
+    refuse: Mutex<std::collections::HashMap<String, (u16, String)>>,
 }
 
 impl Shared {
+    /// Refuse `RCPT TO:<address>` with `code text` from now on.
+    pub fn refuse(&self, address: &str, code: u16, text: &str) {
+        self.refuse
+            .lock()
+            .unwrap()
+            .insert(address.to_lowercase(), (code, text.to_string()));
+    }
+
     /// Every message received so far.
     pub fn mails(&self) -> Vec<Mail> {
         self.mails.lock().unwrap().clone()
@@ -57,7 +67,11 @@ impl Handler for Sink {
         }
     }
 
-    fn rcpt(&mut self, _to: &str) -> Response {
+    fn rcpt(&mut self, to: &str) -> Response {
+        let address = to.trim_matches(|c| c == '<' || c == '>').to_lowercase();
+        if let Some((code, text)) = self.shared.refuse.lock().unwrap().get(&address) {
+            return Response::custom(*code, text.clone());
+        }
         self.shared
             .rcpt
             .lock()
@@ -490,8 +504,8 @@ pub fn p256_key_pair() -> (String, String) {
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
     const SPKI_P256: [u8; 26] = [
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-        0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
+        0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
     ];
     let public = b64.encode([&SPKI_P256[..], pair.public_key().as_ref()].concat());
     let private = format!(

@@ -41,4 +41,5 @@ mod segments;
 mod sequences;
 mod store_suite;
 mod strict;
+mod unsubscribe;
 mod upgrade;
