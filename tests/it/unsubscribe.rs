@@ -423,7 +423,12 @@ async fn a_sendgrid_batch_signed_by_sendgrids_library_reaches_the_suppression_li
     };
     let flow = std::fs::read_to_string(root.join("flows/sendgrid-events.yaml")).unwrap();
     let public = signed["public_key"].as_str().unwrap();
-    let app = Binary::start(&[("sendgrid-events", &flow)], &[], &[("SENDGRID_VERIFICATION_KEY", public)]).await;
+    let app = Binary::start(
+        &[("sendgrid-events", &flow)],
+        &[],
+        &[("SENDGRID_VERIFICATION_KEY", public)],
+    )
+    .await;
     let http = reqwest::Client::new();
     let send = |body: String, sig: &str, ts: &str| {
         http.post(app.hook_url("sendgrid-events"))
@@ -433,10 +438,22 @@ async fn a_sendgrid_batch_signed_by_sendgrids_library_reaches_the_suppression_li
             .body(body)
             .send()
     };
-    let (sig, ts) = (signed["signature"].as_str().unwrap(), signed["timestamp"].as_str().unwrap());
+    let (sig, ts) = (
+        signed["signature"].as_str().unwrap(),
+        signed["timestamp"].as_str().unwrap(),
+    );
     // Refused: altered, or signed with a key that is not the configured one.
-    assert_eq!(send(body.replace("bounced@", "victim@"), sig, ts).await.unwrap().status(), 401);
-    let (osig, ots) = (other["signature"].as_str().unwrap(), other["timestamp"].as_str().unwrap());
+    assert_eq!(
+        send(body.replace("bounced@", "victim@"), sig, ts)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let (osig, ots) = (
+        other["signature"].as_str().unwrap(),
+        other["timestamp"].as_str().unwrap(),
+    );
     assert_eq!(send(body.clone(), osig, ots).await.unwrap().status(), 401);
     assert!(suppressions(&http, &app.base).await.is_empty());
 
