@@ -325,16 +325,18 @@ const P256_SPKI_PREFIX: [u8; 26] = [
     0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
+/// The base64 of a PEM block (or of bare base64), without its armour lines and whitespace.
+pub(crate) fn pem_body(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with("-----"))
+        .flat_map(str::split_whitespace)
+        .collect()
+}
+
 /// The uncompressed point of a P-256 public key given as base64 DER or PEM (as SendGrid's
 /// settings page shows it).
 pub fn p256_point(key: &str) -> Option<Vec<u8>> {
-    let b64: String = key
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<String>()
-        .split_whitespace()
-        .collect();
-    let der = B64.decode(b64).ok()?;
+    let der = B64.decode(pem_body(key)).ok()?;
     let point = der.strip_prefix(&P256_SPKI_PREFIX[..])?;
     (point.len() == 65 && point[0] == 4).then(|| point.to_vec())
 }

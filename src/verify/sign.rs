@@ -161,14 +161,8 @@ fn rfc3339(secs: i64) -> String {
 /// as SendGrid signs: ECDSA-SHA256 over `{timestamp}{body}`, DER, base64.
 pub fn sign_ecdsa(private_key: &str, now_secs: i64, body: &[u8]) -> Result<Vec<(String, String)>, String> {
     use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
-    let b64: String = private_key
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<String>()
-        .split_whitespace()
-        .collect();
     let der = B64
-        .decode(b64)
+        .decode(super::pem_body(private_key))
         .map_err(|_| "not a PEM or base64 private key".to_string())?;
     let rng = ring::rand::SystemRandom::new();
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &rng)
