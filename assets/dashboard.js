@@ -1,5 +1,5 @@
 // hookflow dashboard: a page per view behind hash routes (#/overview, #/requests, #/flows[/name],
-// #/runs[/id], #/segments[/name]), each built once and then updated in place from the JSON API
+// #/runs[/id], #/segments[/name], #/suppressions), each built once and then updated in place from the JSON API
 // every few seconds. No framework; charts by uPlot (vendored). Every value from the server goes
 // through esc() before it reaches innerHTML.
 "use strict";
@@ -443,6 +443,93 @@ function segmentDetail({arg, q}) {
   return {update, interval: 10000};
 }
 
+// ---- Suppressions ----------------------------------------------------------------------
+
+const REASONS = ["manual", "unsubscribed", "bounced", "complained", "imported"];
+
+function suppressions({q}) {
+  $("view").innerHTML = `<h2>Suppressions</h2>
+    <p class="muted">Addresses that get no email of a list, or none at all. Entries are lifted with a reason, never deleted.</p>
+    <form class="row card" id="supp-search" role="search"><input id="supp-q" type="search" placeholder="find an address (/)" aria-label="Find suppressed addresses" value="${esc(q.get("q") || "")}">
+      <label><input id="supp-lifted" type="checkbox"${q.get("lifted") ? " checked" : ""}> lifted too</label>
+      <button type="submit">Find</button><span class="spacer"></span><button type="button" id="supp-export">Export CSV</button></form>
+    <section class="card"><table id="supps"></table><div class="row" id="supp-pager"></div></section>
+    <form class="card" id="lift-box" hidden><h3 style="margin-top:0">Lift <code id="lift-what"></code></h3>
+      <div class="row"><input id="lift-reason" required placeholder="why (kept with the entry)" aria-label="Why it is lifted" size="40">
+      <button type="submit" id="lift-go">Lift</button><button type="button" id="lift-cancel">Cancel</button></div></form>
+    <form class="card" id="supp-add"><h3 style="margin-top:0">Suppress an address</h3>
+      <div class="row"><input id="add-email" type="email" required placeholder="address" aria-label="Address">
+      <input id="add-list" placeholder="list (empty: every email)" aria-label="List">
+      <select id="add-reason" aria-label="Reason">${REASONS.map((r) => `<option>${r}</option>`).join("")}</select>
+      <input id="add-note" placeholder="note" aria-label="Note">
+      <button type="submit">Suppress</button></div></form>
+    <p id="supp-said" role="status"></p>`;
+  const said = (text, bad) => { $("supp-said").textContent = text; $("supp-said").className = bad ? "bad" : ""; };
+  const update = async () => {
+    const p = new URLSearchParams({limit: 50});
+    if (q.get("q")) p.set("search", q.get("q"));
+    if (q.get("after")) p.set("after", q.get("after"));
+    if (q.get("lifted")) p.set("lifted", "true");
+    const r = await api("/api/suppressions?" + p);
+    $("supps").innerHTML = `<tr><th>address</th><th>list</th><th>reason</th><th>since</th><th class="hide-narrow">source</th><th></th></tr>` +
+      (r.suppressions.length ? "" : `<tr><td colspan="6" class="muted">No suppressed addresses${q.get("q") ? " match" : ""}.</td></tr>`) +
+      r.suppressions.map((s) => `<tr class="suppression${s.lifted ? " lifted" : ""}" data-email="${esc(s.email)}" data-list="${esc(s.list || "")}">
+        <td><code>${esc(s.email)}</code></td><td>${s.list ? esc(s.list) : `<span class="muted">every email</span>`}</td><td>${pill(s.reason)}</td><td>${when(s.at)}</td>
+        <td class="hide-narrow small">${esc(s.source)}${s.note ? ` <span class="muted">(${esc(s.note)})</span>` : ""}</td>
+        <td>${s.lifted ? `<span class="muted small">lifted ${when(s.lifted.at)}: ${esc(s.lifted.reason)}</span>` : `<button type="button" class="lift">Lift…</button>`}</td></tr>`).join("");
+    for (const b of $("supps").querySelectorAll("button.lift")) {
+      b.onclick = () => {
+        const tr = b.closest("tr");
+        const box = $("lift-box");
+        box.dataset.email = tr.dataset.email; box.dataset.list = tr.dataset.list;
+        $("lift-what").textContent = tr.dataset.email + (tr.dataset.list ? " from " + tr.dataset.list : " (every email)");
+        box.hidden = false; $("lift-reason").value = ""; $("lift-reason").focus();
+      };
+    }
+    const rest = [...q].filter(([k]) => k !== "after");
+    $("supp-pager").innerHTML = (q.get("after") ? `<a href="#/suppressions?${esc(new URLSearchParams(rest))}">first page</a> ` : "") +
+      (r.next ? `<a id="supp-next" href="#/suppressions?${esc(new URLSearchParams([...rest, ["after", r.next]]))}">next →</a>` : "");
+  };
+  $("supp-search").onsubmit = (e) => {
+    e.preventDefault();
+    go("suppressions", null, new URLSearchParams({q: $("supp-q").value, lifted: $("supp-lifted").checked ? "1" : ""}));
+  };
+  $("lift-cancel").onclick = () => { $("lift-box").hidden = true; };
+  $("lift-box").onsubmit = async (e) => {
+    e.preventDefault();
+    const box = $("lift-box");
+    const p = new URLSearchParams({reason: $("lift-reason").value});
+    if (box.dataset.list) p.set("list", box.dataset.list);
+    try {
+      await api(`/api/suppressions/${enc(box.dataset.email)}?` + p, {method: "DELETE"});
+      said(`Lifted: ${box.dataset.email} gets ${box.dataset.list ? box.dataset.list : "every email"} again.`);
+      box.hidden = true;
+      await update();
+    } catch (err) { said("Not lifted: " + err.message, true); }
+  };
+  $("supp-add").onsubmit = async (e) => {
+    e.preventDefault();
+    const body = {email: $("add-email").value, reason: $("add-reason").value};
+    if ($("add-list").value.trim()) body.list = $("add-list").value.trim();
+    if ($("add-note").value.trim()) body.note = $("add-note").value.trim();
+    try {
+      const r = await api("/api/suppressions", {method: "POST", body: JSON.stringify(body)});
+      said(r.added ? `Suppressed: ${r.suppression.email}.` : `${r.suppression.email} was already suppressed there.`);
+      $("add-email").value = ""; $("add-note").value = "";
+      await update();
+    } catch (err) { said("Not suppressed: " + err.message, true); }
+  };
+  $("supp-export").onclick = async () => {
+    // As the segment export: fetched with the token, then saved.
+    const r = await fetch("/api/suppressions?format=csv" + (q.get("lifted") ? "&lifted=true" : ""), {headers: token ? {authorization: "Bearer " + token} : {}});
+    if (!r.ok) return said("Not exported: HTTP " + r.status, true);
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(await r.blob()); a.download = "suppressions.csv"; a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  };
+  return {update, interval: 10000};
+}
+
 // ---- Router, sign-in, theme, keys -------------------------------------------------------
 
 const VIEWS = {
@@ -451,6 +538,7 @@ const VIEWS = {
   flows: (p) => p.arg ? flowDetail(p) : flowsList(),
   runs: (p) => p.arg ? runDetail(p) : runsList(p),
   segments: (p) => p.arg ? segmentDetail(p) : segmentsList(),
+  suppressions: (p) => suppressions(p),
 };
 
 async function route() {
@@ -502,7 +590,7 @@ $("theme").onclick = () => { theme(document.documentElement.dataset.theme === "d
 window.addEventListener("hashchange", route);
 document.addEventListener("keydown", (e) => {
   if (e.target.matches("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
-  const views = {o: "overview", r: "requests", f: "flows", u: "runs", s: "segments"};
+  const views = {o: "overview", r: "requests", f: "flows", u: "runs", s: "segments", x: "suppressions"};
   if (e.key === "/") { const s = document.querySelector("input[type=search]"); if (s) { e.preventDefault(); s.focus(); } }
   else if (e.key === "t") $("theme").click();
   else if (views[e.key] && !$("view").hidden) go(views[e.key]);

@@ -205,10 +205,13 @@ pub fn bounced_recipients(recipients: &[String], text: &str) -> Vec<String> {
 /// Columns of the CSV export (and what an import reads).
 pub const CSV_COLUMNS: [&str; 7] = ["email", "list", "reason", "at", "source", "note", "lifted"];
 
-/// The suppression list as CSV, one row per entry.
-pub fn to_csv(entries: &[Suppression]) -> String {
+/// The suppression list as CSV, one row per entry, after the header row when `header` (an
+/// export is written page by page: the first page has it, the others continue it).
+pub fn to_csv(entries: &[Suppression], header: bool) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(CSV_COLUMNS);
+    if header {
+        let _ = w.write_record(CSV_COLUMNS);
+    }
     for s in entries {
         let _ = w.write_record([
             s.email.as_str(),
@@ -369,7 +372,11 @@ mod tests {
         .unwrap();
         a.note = Some("said so, on the phone".into());
         let b = Suppression::new("bob@example.com", None, Reason::Bounced, "smtp 550 5.1.1").unwrap();
-        let text = to_csv(&[a.clone(), b.clone()]);
+        let text = to_csv(&[a.clone(), b.clone()], true);
+        assert_eq!(
+            text.lines().skip(1).collect::<Vec<_>>(),
+            to_csv(&[a.clone(), b.clone()], false).lines().collect::<Vec<_>>()
+        );
         let back = from_csv(&text, None, "import").unwrap();
         assert!(back.rejected.is_empty(), "{:?}", back.rejected);
         assert_eq!(back.entries.len(), 2);

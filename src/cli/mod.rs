@@ -12,6 +12,7 @@ mod runs;
 mod segments;
 mod send;
 mod serve;
+mod suppressions;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
@@ -159,6 +160,12 @@ pub enum Command {
         #[command(subcommand)]
         command: segments::SegmentsCommand,
     },
+    /// The suppression list: addresses that get no email of a list, or none at all (list,
+    /// add, lift, import, export).
+    Suppressions {
+        #[command(subcommand)]
+        command: suppressions::SuppressionsCommand,
+    },
     /// A local request bin: prints every request it receives and answers it, so an action can
     /// be pointed at it while developing a flow.
     Bin {
@@ -230,6 +237,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test(args) => Ok(dryrun::test_cmd(args)),
         Command::Runs { command } => runs_cmd(command).await,
         Command::Segments { command } => segments::segments_cmd(command).await,
+        Command::Suppressions { command } => suppressions::suppressions_cmd(command).await,
         Command::Bin { listen, status } => crate::requestbin::run(listen, status)
             .await
             .map(|_| ExitCode::SUCCESS),

@@ -177,14 +177,23 @@ impl Source {
     }
 
     pub(crate) async fn get(&self, path: &str) -> Result<serde_json::Value> {
+        Source::answer(self.request(reqwest::Method::GET, path).send().await?).await
+    }
+
+    /// A request to the server's API, with its token. Only for [`Source::Api`].
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let Source::Api { client, base, token } = self else {
             unreachable!("only called for the API")
         };
-        let mut req = client.get(format!("{base}{path}"));
+        let mut req = client.request(method, format!("{base}{path}"));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await?;
+        req
+    }
+
+    /// The JSON of an API answer, or its `detail` as the error.
+    pub(crate) async fn answer(resp: reqwest::Response) -> Result<serde_json::Value> {
         let status = resp.status();
         let bytes = resp.bytes().await?;
         let body: serde_json::Value =

@@ -3,24 +3,27 @@
 //! tool's opt-outs from CSV. The dashboard and `hookflow suppressions` use it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::api::{MAX_PAGE, authorize, internal};
 use super::{ApiError, AppState};
-use crate::store::suppress::{SuppressionQuery, page_key};
+use crate::store::Store;
+use crate::store::suppress::{SuppressionQuery, page_key, suppress_in_chunks};
 use crate::suppression::{self, Reason, Suppression};
 
 /// Largest CSV an import reads: about 200,000 addresses.
 pub const MAX_IMPORT: usize = 10 * 1024 * 1024;
-/// Entries written per store write during an import, so one import does not hold the store.
-const IMPORT_CHUNK: usize = 500;
+/// Rejected rows an import's answer lists (all are counted in `rejected_count`).
+const MAX_REJECTED_SHOWN: usize = 100;
 
 fn bad(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, detail)
@@ -54,32 +57,60 @@ pub async fn list(
     };
     if q.format.as_deref() == Some("csv") {
         query.limit = MAX_PAGE;
-        let mut all = Vec::new();
-        loop {
-            let page = st.store().suppression_list(&query).await.map_err(internal)?;
-            let done = page.len() < MAX_PAGE;
-            query.after = page.last().map(page_key);
-            all.extend(page);
-            if done {
-                break;
-            }
-        }
-        let mut resp = (StatusCode::OK, suppression::to_csv(&all)).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/csv; charset=utf-8"),
-        );
-        resp.headers_mut().insert(
-            header::CONTENT_DISPOSITION,
-            HeaderValue::from_static("attachment; filename=\"suppressions.csv\""),
-        );
-        return Ok(resp);
+        return csv_export(st.store().clone(), query).await;
     }
     let page = st.store().suppression_list(&query).await.map_err(internal)?;
     let next = (page.len() == query.limit)
         .then(|| page.last().map(page_key))
         .flatten();
     Ok(Json(json!({ "suppressions": page, "next": next })).into_response())
+}
+
+/// Every matching entry as CSV, streamed a page at a time: an export of a list of any length
+/// holds one page in memory. A store error on the first page is a 500; on a later one the
+/// download is cut short (the client sees an incomplete body, never a silently short file
+/// that ends cleanly).
+async fn csv_export(store: Arc<dyn Store>, query: SuppressionQuery) -> Result<Response, ApiError> {
+    /// Where the export is: a page to write (and the store to read the next from), a store
+    /// error to end the body with, or the end.
+    enum Export {
+        Page(Arc<dyn Store>, SuppressionQuery, Vec<Suppression>, bool),
+        Failed(String),
+        Done,
+    }
+    let first = store.suppression_list(&query).await.map_err(internal)?;
+    let pages = futures::stream::unfold(Export::Page(store, query, first, true), |state| async move {
+        match state {
+            Export::Done => None,
+            Export::Failed(e) => Some((Err(std::io::Error::other(e)), Export::Done)),
+            Export::Page(store, mut query, page, header) => {
+                let chunk = Bytes::from(suppression::to_csv(&page, header));
+                let next = if page.len() < query.limit {
+                    Export::Done
+                } else {
+                    query.after = page.last().map(page_key);
+                    match store.suppression_list(&query).await {
+                        Ok(next) => Export::Page(store, query, next, false),
+                        Err(e) => {
+                            tracing::error!(error = %e, "the suppression list export was cut short: the store failed");
+                            Export::Failed(e.to_string())
+                        }
+                    }
+                };
+                Some((Ok::<_, std::io::Error>(chunk), next))
+            }
+        }
+    });
+    let mut resp = Body::from_stream(pages).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"suppressions.csv\""),
+    );
+    Ok(resp)
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,13 +219,9 @@ pub async fn import(
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| bad("not_utf8", "the CSV is not UTF-8"))?;
     let read = suppression::from_csv(&text, q.list.as_deref(), "import").map_err(|e| bad("bad_csv", e))?;
     let rows = read.entries.len();
-    let mut added = 0;
-    let mut entries = read.entries;
-    while !entries.is_empty() {
-        let rest = entries.split_off(entries.len().min(IMPORT_CHUNK));
-        added += st.store().suppress(entries).await.map_err(internal)?;
-        entries = rest;
-    }
+    let added = suppress_in_chunks(st.store().as_ref(), read.entries)
+        .await
+        .map_err(internal)?;
     tracing::info!(
         rows,
         added,
@@ -205,6 +232,7 @@ pub async fn import(
         "rows": rows,
         "added": added,
         "already_suppressed": rows - added,
-        "rejected": read.rejected.iter().map(|(line, why)| json!({"line": line, "error": why})).collect::<Vec<_>>(),
+        "rejected_count": read.rejected.len(),
+        "rejected": read.rejected.iter().take(MAX_REJECTED_SHOWN).map(|(line, why)| json!({"line": line, "error": why})).collect::<Vec<_>>(),
     })))
 }

@@ -39,6 +39,22 @@ pub fn page_key(s: &Suppression) -> String {
     format!("{} {}", s.email, s.scope())
 }
 
+/// Entries written per store write by [`suppress_in_chunks`].
+const CHUNK: usize = 500;
+
+/// Adds many entries (an import) a chunk at a time, so one large import neither holds the
+/// store for long nor builds one huge write; returns how many took effect. A failure leaves
+/// the chunks before it written — an import can be repeated, an entry already there is kept.
+pub async fn suppress_in_chunks(store: &dyn Suppressions, mut entries: Vec<Suppression>) -> Result<usize> {
+    let mut added = 0;
+    while !entries.is_empty() {
+        let rest = entries.split_off(entries.len().min(CHUNK));
+        added += store.suppress(entries).await?;
+        entries = rest;
+    }
+    Ok(added)
+}
+
 #[async_trait]
 pub trait Suppressions: Send + Sync {
     /// The active entries that keep an email of `list` (`None`: transactional) from any of

@@ -310,6 +310,11 @@ fn help_describes_every_argument_and_only_what_the_command_uses() {
         vec!["restore"],
         vec!["segments", "list"],
         vec!["store", "check"],
+        vec!["suppressions", "list"],
+        vec!["suppressions", "add"],
+        vec!["suppressions", "lift"],
+        vec!["suppressions", "import"],
+        vec!["suppressions", "export"],
     ] {
         let text = help(&cmd);
         // An argument without a description: nothing after it on its line (clap's compact

@@ -41,5 +41,6 @@ mod segments;
 mod sequences;
 mod store_suite;
 mod strict;
+mod suppressions;
 mod unsubscribe;
 mod upgrade;
