@@ -460,7 +460,7 @@ function suppressions({q}) {
     <form class="card" id="supp-add"><h3 style="margin-top:0">Suppress an address</h3>
       <div class="row"><input id="add-email" type="email" required placeholder="address" aria-label="Address">
       <input id="add-list" placeholder="list (empty: every email)" aria-label="List">
-      <select id="add-reason" aria-label="Reason">${REASONS.map((r) => `<option>${r}</option>`).join("")}</select>
+      <select id="add-reason" aria-label="Reason">${REASONS.map((r) => `<option value="${r}">${r}</option>`).join("")}</select>
       <input id="add-note" placeholder="note" aria-label="Note">
       <button type="submit">Suppress</button></div></form>
     <p id="supp-said" role="status"></p>`;

@@ -79,6 +79,7 @@ impl App {
         let surroundings = crate::flow::warnings::Surroundings {
             egress: (*clients.egress).clone(),
             has_mailer: Some(clients.mailer.is_some()),
+            public_url: Some(config.public_url.clone()),
         };
         let mut engine_config = config.engine;
         engine_config.templates_dir = Some(config.templates_dir.clone());

@@ -78,7 +78,7 @@ pub struct UrlArgs {
     #[arg(long = "secret", env = "HOOKFLOW_SECRET", hide_env_values = true)]
     pub secret: Option<Secret>,
     /// Base URL senders use to reach this server (e.g. behind a proxy); default: from --listen.
-    #[arg(long = "public-url", env = "HOOKFLOW_PUBLIC_URL")]
+    #[arg(long = "public-url", env = "HOOKFLOW_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
     /// Address to listen on.
     #[arg(long = "listen", env = "HOOKFLOW_LISTEN", default_value = "127.0.0.1:8080")]
@@ -123,6 +123,31 @@ impl Default for ProcessArgs {
             umask: 0o077,
         }
     }
+}
+
+/// A base URL webhook and unsubscribe URLs are built on: http(s), a host, no query or fragment.
+fn parse_public_url(s: &str) -> std::result::Result<String, String> {
+    let url = url::Url::parse(s)
+        .map_err(|e| format!("`{s}` is not a URL ({e}); e.g. https://hooks.example.com"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "`{s}` is not an http(s) URL with a host; e.g. https://hooks.example.com"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{s}` has a query or a fragment; give the base URL only (a path prefix is fine)"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+/// An address for `mailto:` unsubscribe requests (a leading `mailto:` is dropped).
+fn parse_mailto(s: &str) -> std::result::Result<String, String> {
+    let addr = s.trim().trim_start_matches("mailto:");
+    addr.parse::<lettre::Address>()
+        .map(|_| addr.to_string())
+        .map_err(|e| format!("`{s}` is not an email address ({e}); e.g. unsubscribe@example.com"))
 }
 
 fn parse_octal(s: &str) -> std::result::Result<u32, String> {
@@ -271,7 +296,7 @@ pub struct SmtpArgs {
     pub ca_file: Option<PathBuf>,
     /// An address that also takes unsubscribe requests, offered beside the one-click link in
     /// list emails (`List-Unsubscribe: <https://…>, <mailto:…>`); your mail tool handles them.
-    #[arg(long = "unsubscribe-mailto", env = "HOOKFLOW_UNSUBSCRIBE_MAILTO")]
+    #[arg(long = "unsubscribe-mailto", env = "HOOKFLOW_UNSUBSCRIBE_MAILTO", value_parser = parse_mailto)]
     pub unsubscribe_mailto: Option<String>,
 }
 

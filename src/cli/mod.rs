@@ -284,6 +284,7 @@ fn validate_cmd(
     let around = crate::flow::warnings::Surroundings {
         egress: egress.clone(),
         has_mailer: None,
+        public_url: None,
     };
     let warnings = crate::flow::warnings::warnings(&set, &around);
     let denied = if opts.deny_warnings { warnings.len() } else { 0 };

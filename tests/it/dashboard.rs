@@ -594,3 +594,161 @@ async fn the_flow_view_counts_every_outcome_and_the_runs_view_acts_in_bulk() {
     .await;
     b.c.clone().close().await.unwrap();
 }
+
+/// The suppression list's view (issue 29) on a phone and a laptop: find an address, suppress
+/// one with the form, lift an entry with a reason that stays as history, and export the list
+/// as the CSV the API gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suppression_list_is_searched_added_to_lifted_with_a_reason_and_exported() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let plain = "on: { webhook: {} }\nactions:\n  - emit: { type: t.done }\n".to_string();
+    let app = spawn_app_with(&[("plain", plain)], &[], fast_engine(), Some("dash-token")).await;
+    let http = reqwest::Client::new();
+    for (email, list) in [("ada@example.com", Some("newsletter")), ("bob@example.com", None)] {
+        let r = http
+            .post(format!("{}/api/suppressions", app.base))
+            .bearer_auth("dash-token")
+            .json(&json!({"email": email, "list": list}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let listed = |lifted: bool| {
+        let (http, base) = (http.clone(), app.base.clone());
+        async move {
+            let v: serde_json::Value = http
+                .get(format!("{base}/api/suppressions?lifted={lifted}"))
+                .bearer_auth("dash-token")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["suppressions"].as_array().unwrap().clone()
+        }
+    };
+    b.sign_in(&app.base, "dash-token").await;
+    b.wait("#chart canvas").await;
+    for (width, suffix) in [(390, "phone"), (1280, "desktop")] {
+        b.c.set_window_size(width, 900).await.unwrap();
+        b.go(&app.base, "suppressions").await;
+        b.wait_text("tr.suppression[data-email='ada@example.com']", |t| {
+            t.contains("newsletter")
+        })
+        .await;
+        b.wait_text("tr.suppression[data-email='bob@example.com']", |t| {
+            t.contains("every email")
+        })
+        .await;
+        b.go(&app.base, "suppressions?q=BOB").await;
+        b.wait("#supp-q").await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while b.count("tr.suppression").await != 1
+            || b.count("tr.suppression[data-email='bob@example.com']").await != 1
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the search still shows other addresses"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        fits(&b, "suppressions", width).await;
+        b.shot(&format!("suppressions-{suffix}")).await;
+    }
+
+    // Suppress an address with the form.
+    b.go(&app.base, "suppressions").await;
+    b.wait("tr.suppression").await;
+    b.wait("#add-email")
+        .await
+        .send_keys("Carol@Example.com")
+        .await
+        .unwrap();
+    b.wait("#add-reason")
+        .await
+        .select_by_value("bounced")
+        .await
+        .unwrap();
+    b.wait("#add-note").await.send_keys("ticket 7").await.unwrap();
+    b.wait("#supp-add button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("#supp-said", |t| t.contains("Suppressed: carol@example.com"))
+        .await;
+    b.wait("tr.suppression[data-email='carol@example.com']").await;
+    let carol = listed(false).await;
+    let carol = carol.iter().find(|s| s["email"] == "carol@example.com").unwrap();
+    assert_eq!(
+        (
+            carol["reason"].as_str(),
+            carol["list"].as_str(),
+            carol["note"].as_str()
+        ),
+        (Some("bounced"), None, Some("ticket 7"))
+    );
+
+    // Lift ada's entry: a reason is asked for and kept.
+    b.wait("tr.suppression[data-email='ada@example.com'] button.lift")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("#lift-what", |t| t.contains("ada@example.com from newsletter"))
+        .await;
+    b.wait("#lift-reason")
+        .await
+        .send_keys("asked to rejoin")
+        .await
+        .unwrap();
+    b.wait("#lift-go").await.click().await.unwrap();
+    b.wait_text("#supp-said", |t| t.contains("Lifted: ada@example.com"))
+        .await;
+    let active: Vec<serde_json::Value> = listed(false).await;
+    assert!(
+        active.iter().all(|s| s["email"] != "ada@example.com"),
+        "{active:?}"
+    );
+    let history = listed(true).await;
+    let ada = history.iter().find(|s| s["email"] == "ada@example.com").unwrap();
+    assert_eq!(ada["lifted"]["reason"], "asked to rejoin");
+    b.go(&app.base, "suppressions?lifted=1").await;
+    b.wait_text("tr.suppression.lifted[data-email='ada@example.com']", |t| {
+        t.contains("asked to rejoin")
+    })
+    .await;
+
+    // Export: the file the page saves is the API's CSV.
+    b.js("window.__saved = []; const make = URL.createObjectURL; URL.createObjectURL = (blob) => { window.__saved.push(blob); return make(blob); };").await;
+    b.wait("#supp-export").await.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.js("return window.__saved.length").await != 1 {
+        assert!(Instant::now() < deadline, "nothing was exported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let saved =
+        b.c.execute_async(
+            "const done = arguments[arguments.length - 1]; window.__saved[0].text().then(done);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let want = http
+        .get(format!("{}/api/suppressions?format=csv&lifted=true", app.base))
+        .bearer_auth("dash-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(saved.as_str(), Some(want.as_str()));
+    assert_eq!(want.lines().count(), 4, "{want}");
+    b.c.clone().close().await.unwrap();
+    app.stop().await;
+}

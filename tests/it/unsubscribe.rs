@@ -472,3 +472,68 @@ async fn a_sendgrid_batch_signed_by_sendgrids_library_reaches_the_suppression_li
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
     assert_eq!(got, want);
 }
+
+/// A list email whose unsubscribe link recipients cannot use is a warning at its line (the
+/// default public URL is this machine; plain http is not what mailbox providers ask for), gone
+/// with an https `--public-url`; a malformed `--public-url` or `--unsubscribe-mailto` stops
+/// `serve` at once, naming the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_emails_warn_about_links_recipients_cannot_use_and_bad_settings_stop_serve() {
+    let flow = "on: { webhook: {} }\nactions:\n  - name: news\n    email:\n      to: a@example.com\n      list: newsletter\n      subject: Hi\n      text: \"{{ unsubscribe_url }}\"\n";
+    let http = reqwest::Client::new();
+    let warnings = |base: String| {
+        let http = http.clone();
+        async move { get(&http, format!("{base}/api/flows/news")).await["warnings"].clone() }
+    };
+    let smtp = [
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        "9",
+        "--smtp-tls",
+        "none",
+    ];
+    let local = Binary::start(&[("news", flow)], &smtp, &[]).await;
+    let w = warnings(local.base.clone()).await;
+    let text = w.to_string();
+    assert!(
+        w[0]["line"] == 6
+            && text.contains("actions[0].email.list")
+            && text.contains("recipients cannot reach")
+            && text.contains("--public-url"),
+        "{w:#}"
+    );
+    for (url, want) in [
+        ("http://hooks.example.com", Some("plain http")),
+        ("https://hooks.example.com/base/", None),
+    ] {
+        let args = [&smtp[..], &["--public-url", url]].concat();
+        let app = Binary::start(&[("news", flow)], &args, &[]).await;
+        let w = warnings(app.base.clone()).await;
+        match want {
+            Some(words) => assert!(w.to_string().contains(words), "{url}: {w:#}"),
+            None => assert_eq!(w, json!([]), "{url}"),
+        }
+    }
+    for (args, words) in [
+        (["--public-url", "hooks.example.com"], "not a URL"),
+        (["--public-url", "https://hooks.example.com/?x=1"], "query"),
+        (
+            ["--unsubscribe-mailto", "unsubscribe at example.com"],
+            "not an email address",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .arg("serve")
+            .args(args)
+            .args(["--data", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .env_remove("HOOKFLOW_PUBLIC_URL")
+            .env_remove("HOOKFLOW_UNSUBSCRIBE_MAILTO")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(args[1]) && err.contains(words), "{args:?}: {err}");
+    }
+}
