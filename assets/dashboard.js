@@ -83,7 +83,7 @@ function overview() {
       <table id="per-flow"></table></section>`;
   let plot = null, shape = "";
   const update = async () => {
-    const [stats, flows, retrying] = await Promise.all([api("/api/stats"), api("/api/flows"), api("/api/runs?status=retrying&limit=200")]);
+    const [stats, flows, retrying, alerts] = await Promise.all([api("/api/stats"), api("/api/flows"), api("/api/runs?status=retrying&limit=200"), api("/api/alerts")]);
     const waiting = Object.values(stats.waiting || {}).reduce((a, b) => a + b, 0);
     const hourTotal = (k) => stats.flows.reduce((a, f) => a + (f.hour.totals[k] || 0), 0);
     $("tiles").innerHTML = [
@@ -95,7 +95,7 @@ function overview() {
       [hourTotal("failed"), "runs failed, last hour", "failed-hour"],
       [stats.open_circuits.length, stats.open_circuits.length ? "circuits open: " + stats.open_circuits.map((c) => c.destination).join(", ") : "circuits open", "circuits"],
     ].map(([n, label, id]) => `<div class="tile" id="tile-${id}"><b>${esc(n)}</b><span>${esc(label)}</span></div>`).join("");
-    problems(flows);
+    problems(flows, alerts);
     const sel = $("chart-flow");
     for (const f of flows.flows) if (![...sel.options].some((o) => o.value === f.name)) sel.add(new Option(f.name, f.name));
     const range = $("chart-range").value, pick = sel.value;
@@ -131,9 +131,11 @@ function overview() {
   return {update, interval: 5000, destroy: () => plot && plot.destroy()};
 }
 
-// Reload refusals, flows serving their last good version, warnings: on the overview, first.
-function problems(flows) {
+// Alerts raised now, reload refusals, flows serving their last good version, warnings: on the
+// overview, first.
+function problems(flows, alerts) {
   const items = [
+    ...((alerts && alerts.active) || []).map((a) => `<div class="bad alert" data-key="${esc(a.key)}">${a.flow ? `<a href="#/flows/${enc(a.flow)}">${esc(a.flow)}</a>` : "server"}: ${esc(a.kind.replace("_", " "))} since ${when(a.raised_at)}: ${esc(a.message)}</div>`),
     ...(flows.reload.errors || []).map((e) => `<div class="bad problem">reload refused: ${esc(e)}</div>`),
     ...flows.flows.filter((f) => f.stale).map((f) => `<div class="bad stale"><a href="#/flows/${enc(f.name)}">${esc(f.name)}</a>: its file is broken; the last good version (${esc(f.version)}) serves</div>`),
     ...flows.flows.flatMap((f) => (f.warnings || []).map((w) => `<div class="warn warning"><a href="#/flows/${enc(f.name)}">${esc(f.name)}</a>: warning: ${esc(w.key)}: ${esc(w.message)}</div>`)),

@@ -113,9 +113,9 @@ pub fn check_custom_type(t: &str) -> Result<(), String> {
             "event type `{t}` must be dot-separated lower-case words (e.g. `order.flagged`)"
         ));
     }
-    if t.starts_with("segment.") || t.starts_with("run.") {
+    if t.starts_with("segment.") || t.starts_with("run.") || t.starts_with("alert.") {
         return Err(format!(
-            "event type `{t}`: `segment.*` and `run.*` are raised by hookflow itself"
+            "event type `{t}`: `segment.*`, `run.*` and `alert.*` are raised by hookflow itself"
         ));
     }
     Ok(())
@@ -123,15 +123,54 @@ pub fn check_custom_type(t: &str) -> Result<(), String> {
 
 /// Event types a flow may be triggered by: hookflow's own or a valid custom one.
 pub fn check_trigger_type(t: &str) -> Result<(), String> {
-    if [SEGMENT_ADDED, SEGMENT_REMOVED, RUN_FAILED].contains(&t) {
+    if [
+        SEGMENT_ADDED,
+        SEGMENT_REMOVED,
+        RUN_FAILED,
+        crate::alert::RAISED,
+        crate::alert::RESOLVED,
+    ]
+    .contains(&t)
+    {
         return Ok(());
     }
-    if t.starts_with("segment.") || t.starts_with("run.") {
+    if t.starts_with("segment.") || t.starts_with("run.") || t.starts_with("alert.") {
         return Err(format!(
-            "unknown event type `{t}`: hookflow raises `segment.added`, `segment.removed` and `run.failed`"
+            "unknown event type `{t}`: hookflow raises `segment.added`, `segment.removed`, `run.failed`, `alert.raised` and `alert.resolved`"
         ));
     }
     check_custom_type(t)
+}
+
+/// An `on: event:` type: one type, or a family ending in `.*` (`alert.*`: `alert.raised`
+/// and `alert.resolved`).
+pub fn check_trigger_pattern(t: &str) -> Result<(), String> {
+    match t.strip_suffix(".*") {
+        Some(family) => {
+            let ok = !family.is_empty()
+                && family.split('.').all(|w| {
+                    !w.is_empty()
+                        && w.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+                });
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "event type `{t}`: a family is dot-separated lower-case words then `.*` (e.g. `alert.*`)"
+                ))
+            }
+        }
+        None => check_trigger_type(t),
+    }
+}
+
+/// Whether an event of type `kind` triggers a flow on `pattern` (see [`check_trigger_pattern`]).
+pub fn type_matches(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with('.') => kind.starts_with(prefix),
+        _ => pattern == kind,
+    }
 }
 
 #[cfg(test)]
@@ -165,5 +204,12 @@ mod tests {
         assert!(check_trigger_type("run.failed").is_ok());
         assert!(check_trigger_type("segment.changed").is_err());
         assert!(check_trigger_type("order.flagged").is_ok());
+        assert!(check_trigger_type("alert.raised").is_ok());
+        assert!(check_trigger_type("alert.fired").is_err());
+        assert!(check_trigger_pattern("alert.*").is_ok());
+        assert!(check_trigger_pattern(".*").is_err());
+        assert!(type_matches("alert.*", "alert.resolved"));
+        assert!(!type_matches("alert.*", "alerts.resolved"));
+        assert!(!type_matches("alert.raised", "alert.resolved"));
     }
 }

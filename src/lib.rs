@@ -29,7 +29,7 @@
 //! flow/                                              the flow file: spec → compiled Flow
 //! action/                                            http, email, segment, emit; their guards
 //! store/                                             the Store trait; sled and PostgreSQL
-//! segment.rs  suppression.rs  context.rs  replay.rs  event.rs   domain records
+//! segment.rs  suppression.rs  context.rs  replay.rs  event.rs  alert.rs   domain records
 //! matching.rs  run.rs  mapping.rs  schedule.rs  request.rs  token.rs  links.rs
 //! verify.rs  egress.rs  template/  retry.rs  xml.rs  net/  metrics.rs  stats.rs   the pure core
 //! time.rs  secret.rs  yaml.rs  private.rs  suggest.rs                   small shared shapes
@@ -47,6 +47,7 @@ pub const BUILD_VERSION: &str = concat!(
 );
 
 pub mod action;
+pub mod alert;
 pub mod app;
 pub mod cli;
 pub mod cluster;

@@ -42,6 +42,13 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// The flow, or `*` for the server's own alerts.
+    pub flow: String,
+    pub alert: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
@@ -70,6 +77,7 @@ pub struct Metrics {
     parked: Gauge,
     clock_offset: Gauge<f64, std::sync::atomic::AtomicU64>,
     clock_steps: Counter,
+    alert_active: Family<AlertLabels, Gauge>,
     /// The dashboard's per-flow time series, fed by the same calls.
     pub stats: crate::stats::Stats,
 }
@@ -121,6 +129,7 @@ impl Metrics {
             parked: Gauge::default(),
             clock_offset: Gauge::default(),
             clock_steps: Counter::default(),
+            alert_active: Family::default(),
             stats: crate::stats::Stats::default(),
             registry: Registry::default(),
         };
@@ -168,6 +177,11 @@ impl Metrics {
             "clock_steps",
             "Steps of the wall clock this process has seen (NTP after a suspend, a VM migration, a bad RTC)",
             m.clock_steps.clone(),
+        );
+        registry.register(
+            "alert_active",
+            "1 while an alert is raised, by flow (`*` for the server's own) and alert; as the last judgement of the alerts read the shared state",
+            m.alert_active.clone(),
         );
         registry.register(
             "runs_parked",
@@ -228,6 +242,22 @@ impl Metrics {
         self.requests
             .get_or_create(&FlowLabel { flow: flow.into() })
             .inc();
+    }
+
+    /// The alerts' states after a judgement (several alerts of one flow and kind, e.g.
+    /// circuits of several destinations, count together).
+    pub fn set_alerts<'a>(&self, states: impl Iterator<Item = &'a crate::store::alerts::AlertState>) {
+        let mut now: std::collections::BTreeMap<AlertLabels, i64> = std::collections::BTreeMap::new();
+        for s in states {
+            *now.entry(AlertLabels {
+                flow: s.flow.clone().unwrap_or_else(|| "*".into()),
+                alert: s.kind.as_str().into(),
+            })
+            .or_default() += i64::from(s.active);
+        }
+        for (labels, n) in now {
+            self.alert_active.get_or_create(&labels).set(n);
+        }
     }
 
     pub fn refused(&self, flow: &str, reason: &str) {

@@ -32,26 +32,29 @@ pub struct Schedule {
     cron: cron::Schedule,
 }
 
+/// An IANA time zone name, with a suggestion when it is near one (`Europe/Berln`, `berlin`).
+pub fn parse_tz(name: &str) -> Result<Tz, String> {
+    Tz::from_str(name).map_err(|_| {
+        let wanted = name.trim().to_ascii_lowercase().replace(' ', "_");
+        let near = chrono_tz::TZ_VARIANTS
+            .iter()
+            .map(|t| t.name())
+            .find(|n| {
+                let n = n.to_ascii_lowercase();
+                n == wanted || n.rsplit('/').next() == Some(wanted.as_str())
+            })
+            .or_else(|| crate::suggest::nearest(name.trim(), chrono_tz::TZ_VARIANTS.iter().map(|t| t.name())))
+            .map(|n| format!(" (did you mean `{n}`?)"))
+            .unwrap_or_else(|| " (use an IANA name such as `Europe/Berlin`)".into());
+        format!("unknown time zone `{name}`{near}")
+    })
+}
+
 impl Schedule {
     pub fn parse(expr: &str, tz: Option<&str>, missed: Missed) -> Result<Schedule, String> {
         let tz = match tz {
             None => Tz::UTC,
-            Some(name) => Tz::from_str(name).map_err(|_| {
-                let wanted = name.trim().to_ascii_lowercase().replace(' ', "_");
-                let near = chrono_tz::TZ_VARIANTS
-                    .iter()
-                    .map(|t| t.name())
-                    .find(|n| {
-                        let n = n.to_ascii_lowercase();
-                        n == wanted || n.rsplit('/').next() == Some(wanted.as_str())
-                    })
-                    .or_else(|| {
-                        crate::suggest::nearest(name.trim(), chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
-                    })
-                    .map(|n| format!(" (did you mean `{n}`?)"))
-                    .unwrap_or_else(|| " (use an IANA name such as `Europe/Berlin`)".into());
-                format!("unknown time zone `{name}`{near}")
-            })?,
+            Some(name) => parse_tz(name)?,
         };
         let translated = to_crate_syntax(expr)?;
         let cron = cron::Schedule::from_str(&translated)

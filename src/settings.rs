@@ -260,6 +260,16 @@ pub struct ServeArgs {
     /// that hangs holds only these workers.
     #[arg(long, env = "HOOKFLOW_DESTINATION_CONCURRENCY", default_value_t = 0)]
     pub destination_concurrency: usize,
+    /// How often alert rules are judged (`0s`: no alerts).
+    #[arg(long, env = "HOOKFLOW_ALERT_EVERY", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub alert_every: Duration,
+    /// Raise the `backlog` alert when the oldest due run has waited longer than this (`0s`: off).
+    #[arg(long, env = "HOOKFLOW_ALERT_BACKLOG", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub alert_backlog: Duration,
+    /// Raise the `circuit_open` alert when a destination's circuit stays open longer than this
+    /// (`0s`: off).
+    #[arg(long, env = "HOOKFLOW_ALERT_CIRCUIT_OPEN", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub alert_circuit_open: Duration,
     /// Largest response body an `http` action reads from a destination (e.g. `1MiB`); a
     /// successful answer beyond it fails the attempt. An action's `max_response` overrides it.
     #[arg(long, env = "HOOKFLOW_MAX_RESPONSE", default_value = "1MiB")]
@@ -328,6 +338,11 @@ impl ServeArgs {
             max_runs: self.max_runs,
             templates_dir: Some(self.paths.templates_dir.clone()),
             destination_concurrency: self.destination_concurrency,
+            alerts: crate::engine::alerts::AlertConfig {
+                every: self.alert_every,
+                backlog: Some(self.alert_backlog).filter(|d| !d.is_zero()),
+                circuit_open: Some(self.alert_circuit_open).filter(|d| !d.is_zero()),
+            },
         }
     }
 

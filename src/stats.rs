@@ -2,9 +2,12 @@
 //! minutes and the last 24 hours — requests by outcome, runs by final state, and a latency
 //! histogram of action attempts. Charts are drawn from these buckets, never by reading runs.
 //!
+//! The same counts answer the alerts' windows ([`Stats::sum`]), with a third ring of the last
+//! 120 seconds for windows of seconds.
+//!
 //! Bounded by design: a flow gets its series the first time something happens to it, and a
-//! series is two fixed rings (60 minute buckets, 24 hour buckets) of fixed-size counters —
-//! about 9 KiB per flow, whatever the traffic. Kept in memory by this instance only: a restart
+//! series is three fixed rings (120 second buckets, 60 minute buckets, 24 hour buckets) of
+//! fixed-size counters — about 14 KiB per flow, whatever the traffic. Kept in memory by this instance only: a restart
 //! starts the charts afresh, and in a cluster each instance counts what it received and ran
 //! (the run counters in `/api/flows` are the shared, durable totals).
 
@@ -48,8 +51,15 @@ pub const LATENCY_MS: [u64; 16] = [
     u64::MAX,
 ];
 
+const SECONDS: usize = 120;
 const MINUTES: usize = 60;
 const HOURS: usize = 24;
+
+/// A ring's bucket: which slot it holds, and how to start an empty one.
+trait Slotted: Copy {
+    fn slot(&self) -> u64;
+    fn empty(slot: u64) -> Self;
+}
 
 #[derive(Clone, Copy, Default)]
 struct Bucket {
@@ -59,65 +69,137 @@ struct Bucket {
     latency: [u32; LATENCY_MS.len()],
 }
 
-struct Ring<const N: usize> {
-    width_ms: u64,
-    buckets: [Bucket; N],
+impl Slotted for Bucket {
+    fn slot(&self) -> u64 {
+        self.slot
+    }
+    fn empty(slot: u64) -> Self {
+        Bucket {
+            slot,
+            ..Bucket::default()
+        }
+    }
 }
 
-impl<const N: usize> Ring<N> {
+/// A second's counts, for alert windows of seconds: no latency histogram.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    slot: u64,
+    counts: [u32; KINDS.len()],
+}
+
+impl Slotted for Counts {
+    fn slot(&self) -> u64 {
+        self.slot
+    }
+    fn empty(slot: u64) -> Self {
+        Counts {
+            slot,
+            counts: [0; KINDS.len()],
+        }
+    }
+}
+
+struct Ring<B, const N: usize> {
+    width_ms: u64,
+    buckets: [B; N],
+}
+
+impl<B: Slotted, const N: usize> Ring<B, N> {
     fn new(width: Duration) -> Self {
         Ring {
             width_ms: width.as_millis() as u64,
-            buckets: [Bucket::default(); N],
+            buckets: [B::empty(u64::MAX); N],
         }
     }
 
     /// The bucket for `now`, emptied first if it still holds an older slot.
-    fn at(&mut self, now: Ts) -> &mut Bucket {
+    fn at(&mut self, now: Ts) -> &mut B {
         let slot = now.0 / self.width_ms;
         let b = &mut self.buckets[(slot % N as u64) as usize];
-        if b.slot != slot {
-            *b = Bucket {
-                slot,
-                ..Bucket::default()
-            };
+        if b.slot() != slot {
+            *b = B::empty(slot);
         }
         b
     }
 
-    /// The last `N` slots up to `now`, oldest first; slots nothing happened in are empty.
-    fn window(&self, now: Ts) -> impl Iterator<Item = Bucket> + '_ {
+    /// The last `n` (at most `N`) slots up to `now`, oldest first; slots nothing happened in
+    /// are empty.
+    fn last(&self, now: Ts, n: usize) -> impl Iterator<Item = B> + '_ {
         let last = now.0 / self.width_ms;
-        (last.saturating_sub(N as u64 - 1)..=last).map(move |slot| {
+        let n = n.clamp(1, N) as u64;
+        (last.saturating_sub(n - 1)..=last).map(move |slot| {
             let b = self.buckets[(slot % N as u64) as usize];
-            if b.slot == slot {
-                b
-            } else {
-                Bucket {
-                    slot,
-                    ..Bucket::default()
-                }
-            }
+            if b.slot() == slot { b } else { B::empty(slot) }
         })
+    }
+
+    /// The last `N` slots up to `now`, oldest first.
+    fn window(&self, now: Ts) -> impl Iterator<Item = B> + '_ {
+        self.last(now, N)
     }
 }
 
 struct Series {
-    minutes: Ring<MINUTES>,
-    hours: Ring<HOURS>,
+    seconds: Ring<Counts, SECONDS>,
+    minutes: Ring<Bucket, MINUTES>,
+    hours: Ring<Bucket, HOURS>,
+    /// The last accepted request's time.
+    last_accepted: Option<Ts>,
+    /// The last refusals: when, from which client, why — so an attack's source shows.
+    refusals: std::collections::VecDeque<Refusal>,
 }
+
+/// One refused request, as the alerts and the flow view show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Refusal {
+    pub at: Ts,
+    pub client: String,
+    pub reason: String,
+}
+
+/// Refusals kept per flow.
+const REFUSALS_KEPT: usize = 32;
 
 impl Series {
     fn new() -> Self {
         Series {
+            seconds: Ring::new(Duration::from_secs(1)),
             minutes: Ring::new(Duration::from_secs(60)),
             hours: Ring::new(Duration::from_secs(3600)),
+            last_accepted: None,
+            refusals: std::collections::VecDeque::new(),
         }
     }
 
-    fn bump(&mut self, now: Ts, f: impl Fn(&mut Bucket)) {
-        f(self.minutes.at(now));
-        f(self.hours.at(now));
+    fn bump(&mut self, now: Ts, f: impl Fn(&mut [u32; KINDS.len()])) {
+        f(&mut self.seconds.at(now).counts);
+        f(&mut self.minutes.at(now).counts);
+        f(&mut self.hours.at(now).counts);
+    }
+
+    /// Counts of `kind` (an index of [`KINDS`]) over the last `window` up to `now`: by the
+    /// second up to two minutes, by the minute up to an hour, by the hour beyond — each
+    /// counting the slot `now` is in whole.
+    fn sum(&self, kind: usize, window: Duration, now: Ts) -> u64 {
+        let ms = window.as_millis() as u64;
+        let slots = |width: u64| ms.div_ceil(width) as usize;
+        if ms <= SECONDS as u64 * 1000 {
+            self.seconds
+                .last(now, slots(1000))
+                .map(|b| u64::from(b.counts[kind]))
+                .sum()
+        } else if ms <= MINUTES as u64 * 60_000 {
+            self.minutes
+                .last(now, slots(60_000))
+                .map(|b| u64::from(b.counts[kind]))
+                .sum()
+        } else {
+            self.hours
+                .last(now, slots(3_600_000))
+                .map(|b| u64::from(b.counts[kind]))
+                .sum()
+        }
     }
 }
 
@@ -154,8 +236,54 @@ impl Stats {
             return;
         };
         self.with(flow, |s| {
-            s.bump(now, |b| b.counts[i] = b.counts[i].saturating_add(1))
+            s.bump(now, |c| c[i] = c[i].saturating_add(1));
+            if kind == "accepted" {
+                s.last_accepted = Some(now);
+            }
         });
+    }
+
+    /// How many `kind` (one of [`KINDS`]) of `flow` in the last `window` (see
+    /// [`Series::sum`] for the resolution); 0 for a flow or kind never counted.
+    pub fn sum(&self, flow: &str, kind: &str, window: Duration, now: Ts) -> u64 {
+        let Some(i) = KINDS.iter().position(|k| *k == kind) else {
+            return 0;
+        };
+        self.flows
+            .lock()
+            .ok()
+            .and_then(|m| m.get(flow).map(|s| s.sum(i, window, now)))
+            .unwrap_or(0)
+    }
+
+    /// Remembers a refused request's client and reason (the last [`REFUSALS_KEPT`] per flow).
+    pub fn refused_by(&self, flow: &str, client: &str, reason: &str) {
+        let r = Refusal {
+            at: Ts::now(),
+            client: client.to_string(),
+            reason: reason.to_string(),
+        };
+        self.with(flow, |s| {
+            if s.refusals.len() == REFUSALS_KEPT {
+                s.refusals.pop_front();
+            }
+            s.refusals.push_back(r);
+        });
+    }
+
+    /// The refusals of `flow` remembered since `since`, oldest first.
+    pub fn refusals_since(&self, flow: &str, since: Ts) -> Vec<Refusal> {
+        let Ok(m) = self.flows.lock() else {
+            return Vec::new();
+        };
+        m.get(flow)
+            .map(|s| s.refusals.iter().filter(|r| r.at >= since).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The last request of `flow` this instance accepted.
+    pub fn last_accepted(&self, flow: &str) -> Option<Ts> {
+        self.flows.lock().ok()?.get(flow)?.last_accepted
     }
 
     /// Counts one action attempt that took `took`.
@@ -171,10 +299,10 @@ impl Stats {
             .unwrap_or(LATENCY_MS.len() - 1);
         let a = KINDS.len() - 1;
         self.with(flow, |s| {
-            s.bump(now, |b| {
+            s.bump(now, |c| c[a] = c[a].saturating_add(1));
+            for b in [s.minutes.at(now), s.hours.at(now)] {
                 b.latency[i] = b.latency[i].saturating_add(1);
-                b.counts[a] = b.counts[a].saturating_add(1);
-            })
+            }
         });
     }
 
@@ -203,7 +331,7 @@ impl Stats {
     }
 }
 
-fn window<const N: usize>(ring: &Ring<N>, now: Ts) -> Window {
+fn window<const N: usize>(ring: &Ring<Bucket, N>, now: Ts) -> Window {
     let buckets: Vec<Bucket> = ring.window(now).collect();
     let mut counts = std::collections::BTreeMap::new();
     let mut totals = std::collections::BTreeMap::new();
@@ -309,8 +437,39 @@ mod tests {
 
     #[test]
     fn a_series_costs_a_fixed_size() {
-        // What the module docs promise: about 9 KiB per flow, whatever the traffic.
+        // What the module docs promise: about 14 KiB per flow, whatever the traffic (plus the
+        // last 32 refusals' client and reason).
         let size = std::mem::size_of::<Series>();
-        assert!(size <= 9 * 1024, "{size}");
+        assert!(size <= 14 * 1024, "{size}");
+        let s = Stats::default();
+        for i in 0..100 {
+            s.refused_by("f", &format!("10.0.0.{i}"), "bad_signature");
+        }
+        let kept = s.refusals_since("f", Ts(0));
+        assert_eq!(kept.len(), REFUSALS_KEPT);
+        assert_eq!(kept.last().unwrap().client, "10.0.0.99");
+    }
+
+    #[test]
+    fn windows_sum_by_the_second_minute_or_hour() {
+        let s = Stats::default();
+        let t0 = Ts(1_700_000_000_000 - 1_700_000_000_000 % 3_600_000);
+        for (at, n) in [(0u64, 3), (30, 2), (59, 1), (61, 4)] {
+            for _ in 0..n {
+                s.count_at("f", "refused", Ts(t0.0 + at * 1000));
+            }
+        }
+        let now = Ts(t0.0 + 61_500);
+        let sum = |secs: u64| s.sum("f", "refused", Duration::from_secs(secs), now);
+        assert_eq!(sum(1), 4, "this second");
+        assert_eq!(sum(3), 5, "seconds 59 to 61");
+        assert_eq!(sum(62), 10, "everything");
+        // Over two minutes: by the minute (minute 0 and minute 1 both counted).
+        assert_eq!(sum(180), 10);
+        assert_eq!(s.sum("f", "accepted", Duration::from_secs(60), now), 0);
+        assert_eq!(s.sum("other", "refused", Duration::from_secs(60), now), 0);
+        assert_eq!(s.last_accepted("f"), None);
+        s.count_at("f", "accepted", now);
+        assert_eq!(s.last_accepted("f"), Some(now));
     }
 }

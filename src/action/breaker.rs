@@ -97,6 +97,9 @@ struct Circuit {
     consecutive: u32,
     open_until: Option<Ts>,
     probing: bool,
+    /// When it opened, kept through half-open probes that fail: how long the destination
+    /// has been given up on (the `circuit_open` alert).
+    opened_at: Option<Ts>,
 }
 
 /// A circuit as the API shows it.
@@ -108,6 +111,9 @@ pub struct CircuitView {
     pub consecutive_failures: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_until: Option<Ts>,
+    /// When it opened (kept while probes fail).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opened_at: Option<Ts>,
 }
 
 /// Rate-limit slots per action, and circuits and bulkheads per destination.
@@ -179,6 +185,7 @@ impl Guards {
         if was_probe || (c.open_until.is_none() && c.consecutive >= cfg.failures) {
             let until = now.plus(cfg.cooldown);
             c.open_until = Some(until);
+            c.opened_at.get_or_insert(now);
             tracing::warn!(%destination, failures = c.consecutive, %until, "circuit open: pausing attempts to this destination");
         }
     }
@@ -199,6 +206,7 @@ impl Guards {
                 },
                 consecutive_failures: c.consecutive,
                 open_until: c.open_until,
+                opened_at: c.opened_at,
             })
             .collect();
         out.sort_by(|a, b| a.destination.cmp(&b.destination));

@@ -653,12 +653,12 @@ fn message_id(idempotency_key: &str, domain: &str) -> String {
 /// attempt would parse them: one that cannot be an address would fail every attempt.
 fn check_literal_addresses(spec: &EmailSpec, errors: &mut Vec<(String, String)>) {
     fn check(errors: &mut Vec<(String, String)>, key: &str, s: &str) {
-        let literal = |s: &str| !s.contains("{{") && !s.contains("{%");
-        for part in s
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty() && literal(p))
-        {
+        // A template is checked when it renders: its text may hold commas that separate
+        // no addresses (`{{ env('TO', 'ops@example.com') }}`).
+        if s.contains("{{") || s.contains("{%") {
+            return;
+        }
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             if let Err(e) = Mailbox::from_str(part) {
                 errors.push((
                     key.to_string(),
@@ -727,5 +727,34 @@ fn collect(v: &Value, out: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
         Value::Null => {}
         other => out.push(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<(String, String)> {
+        let spec: EmailSpec = serde_yaml::from_str(yaml).unwrap();
+        let mut errors = Vec::new();
+        check_literal_addresses(&spec, &mut errors);
+        errors
+    }
+
+    #[test]
+    fn literal_addresses_are_checked_and_templates_left_to_their_rendering() {
+        assert!(problems("to: \"ada@example.com, Bob <bob@example.com>\"\nsubject: s\ntext: t\n").is_empty());
+        let bad = problems("to: \"ada@example.com, not-an-address\"\nsubject: s\ntext: t\n");
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].1.contains("`not-an-address`"), "{bad:?}");
+        // A comma inside a template's expression separates no addresses.
+        assert!(
+            problems("to: \"{{ env('ALERT_EMAIL_TO', 'ops@example.com') }}\"\nsubject: s\ntext: t\n")
+                .is_empty()
+        );
+        assert_eq!(
+            problems("to: [ada@example.com, nope]\nsubject: s\ntext: t\n")[0].0,
+            "to[1]"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+mod alerts;
 mod backup;
 mod dryrun;
 mod fixtures;
@@ -166,6 +167,14 @@ pub enum Command {
         #[command(subcommand)]
         command: suppressions::SuppressionsCommand,
     },
+    /// The alerts raised now and those resolved lately (exit 1 while one is raised).
+    Alerts {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// A local request bin: prints every request it receives and answers it, so an action can
     /// be pointed at it while developing a flow.
     Bin {
@@ -237,6 +246,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test(args) => Ok(dryrun::test_cmd(args)),
         Command::Runs { command } => runs_cmd(command).await,
         Command::Segments { command } => segments::segments_cmd(command).await,
+        Command::Alerts { json, client } => alerts::alerts_cmd(json, &client).await,
         Command::Suppressions { command } => suppressions::suppressions_cmd(command).await,
         Command::Bin { listen, status } => crate::requestbin::run(listen, status)
             .await

@@ -3,6 +3,7 @@
 //! sleeping tasks; the dispatcher sleeps until the next due time or until woken by a new run
 //! or a finished one.
 
+pub mod alerts;
 mod events;
 mod execute;
 mod fanout;
@@ -52,6 +53,8 @@ pub struct EngineConfig {
     /// Attempts in flight at once to one destination, unless an action says otherwise; `0`:
     /// half the workers (at least 2), so one partner that hangs cannot hold them all.
     pub destination_concurrency: usize,
+    /// The alert watcher's pace and the server's own alerts.
+    pub alerts: alerts::AlertConfig,
 }
 
 impl EngineConfig {
@@ -76,6 +79,7 @@ impl Default for EngineConfig {
             max_runs: 1_000_000,
             templates_dir: None,
             destination_concurrency: 0,
+            alerts: alerts::AlertConfig::default(),
         }
     }
 }
@@ -137,6 +141,7 @@ impl Engine {
         background.spawn(Arc::clone(&self).dispatch_events(shutdown.clone()));
         background.spawn(Arc::clone(&self).housekeeping(shutdown.clone()));
         background.spawn(Arc::clone(&self).supervise_schedules(shutdown.clone()));
+        background.spawn(Arc::clone(&self).watch_alerts(shutdown.clone()));
         background.close();
         while !shutdown.is_cancelled() {
             let free = tickets.available_permits();

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::action::ActionKind;
 
-use super::{Flow, Trigger};
+use super::Flow;
 
 /// The event types each flow emits (action index → type), by flow name.
 fn emits(flow: &Flow) -> Vec<(usize, &str)> {
@@ -41,7 +41,7 @@ pub fn cycles<'a>(flows: impl IntoIterator<Item = &'a Flow>) -> Vec<Vec<(String,
             let mut out = Vec::new();
             for (action, kind) in emits(f) {
                 for g in &flows {
-                    if matches!(&g.trigger, Trigger::Event { event_type, .. } if event_type == kind) {
+                    if g.listens_to(kind) {
                         out.push((index[g.name.as_str()], action));
                     }
                 }

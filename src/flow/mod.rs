@@ -54,6 +54,8 @@ pub struct Flow {
     /// Whether accepting an event renders templates (an `expr` condition, a `respond` block
     /// or an ordering key); when not, the webhook edge skips building a template context.
     pub ingress_templates: bool,
+    /// What to watch and raise alerts about (`alerts:`, with defaults).
+    pub alerts: crate::alert::Rules,
 }
 
 /// What starts a flow's runs.
@@ -102,7 +104,7 @@ impl Flow {
 
     /// Whether an event of this type starts this flow (before its conditions).
     pub fn listens_to(&self, event_type: &str) -> bool {
-        matches!(&self.trigger, Trigger::Event { event_type: t, .. } if t == event_type)
+        matches!(&self.trigger, Trigger::Event { event_type: t, .. } if crate::event::type_matches(t, event_type))
     }
 }
 

@@ -43,6 +43,10 @@ pub struct FlowSpec {
     /// this run, or a condition over the contact checked at each wake-up.
     #[serde(default)]
     pub exit: Vec<ExitSpec>,
+    /// Alerts about this flow: silence, failure rate, refusals, dead letters (each a table or
+    /// `off`; left out, the defaults).
+    #[serde(default)]
+    pub alerts: Option<crate::alert::AlertsSpec>,
 }
 
 /// `on:` — what starts a run: exactly one of `webhook`, `event` or `schedule`.

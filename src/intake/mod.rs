@@ -121,6 +121,10 @@ impl Intake {
             Err(refusal) => self.refuse(&label, peer, refusal, explain, &mut entry),
         };
         self.metrics.stats.count(&label, &entry.outcome);
+        if entry.outcome == "refused" {
+            let reason = entry.reason.as_deref().unwrap_or("refused");
+            self.metrics.stats.refused_by(&label, &entry.client, reason);
+        }
         entry.status = resp.status().as_u16();
         if !known {
             // Which name was asked for, without the token.

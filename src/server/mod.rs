@@ -2,6 +2,7 @@
 //! as `{"error": code, "detail": message}` with the cause logged once.
 
 pub mod access;
+pub mod alerts;
 pub mod api;
 pub mod assets;
 pub mod hooks;
@@ -122,6 +123,7 @@ fn admin_routes() -> Router<AppState> {
             get(suppressions::list).post(suppressions::add),
         )
         .route("/api/suppressions/import", post(suppressions::import))
+        .route("/api/alerts", get(alerts::list))
         .route("/api/suppressions/{email}", delete(suppressions::lift))
         .route("/api/breakers", get(segments::list_breakers))
         .route("/api/destinations", get(segments::list_destinations))

@@ -112,6 +112,7 @@ pub async fn show_flow(
         "counters": counters,
         "warnings": warnings_of(&st.flows().warnings(), &f.name),
         "stale": set.stale.get(&f.name).map(|p| json!({ "problems": p })),
+        "recent_refusals": st.intake.metrics.stats.refusals_since(&f.name, Ts(0)),
     });
     match &f.trigger {
         Trigger::Webhook(_) => {

@@ -15,6 +15,7 @@
 //!   can neither lose them nor apply them twice. Raised events wait in an **outbox** until the
 //!   engine turns them into runs ([`Store::dispatch_event`], again one atomic write).
 
+pub mod alerts;
 pub mod postgres;
 pub mod sled;
 pub mod suppress;
@@ -268,7 +269,7 @@ impl From<::sled::Error> for StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: suppress::Suppressions + Send + Sync + 'static {
+pub trait Store: suppress::Suppressions + alerts::Alerts + Send + Sync + 'static {
     /// Ends the waiting runs that `exits` name (as exited, with their reason), and marks
     /// those held by a worker so it ends them before their next action.
     async fn exit_runs(&self, exits: Vec<ExitMatch>) -> Result<Vec<ExitedRun>>;

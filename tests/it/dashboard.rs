@@ -752,3 +752,39 @@ async fn the_suppression_list_is_searched_added_to_lifted_with_a_reason_and_expo
     b.c.clone().close().await.unwrap();
     app.stop().await;
 }
+
+/// An alert raised now (issue 30) is the first thing under "Needs attention", with its words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_alert_is_the_first_thing_that_needs_attention() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let orders =
+        "on: { webhook: {} }\nalerts:\n  silence: { after: 1s }\nactions:\n  - emit: { type: order.seen }\n";
+    let app = Binary::start(
+        &[("orders", orders)],
+        &["--alert-every", "200ms", "--api-token", "dash-token"],
+        &[],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(app.hook_url("orders"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    b.sign_in(&app.base, "dash-token").await;
+    let text = b
+        .wait_text(".alert[data-key='orders/silence']", |t| {
+            t.contains("no accepted request for")
+        })
+        .await;
+    assert!(text.starts_with("orders: silence since"), "{text}");
+    let first = b
+        .js("return document.querySelector('#problems section div').className")
+        .await;
+    assert_eq!(first, "bad alert");
+    b.c.clone().close().await.unwrap();
+}

@@ -1,7 +1,9 @@
 //! The files in `deploy/`, as an operator uses them: the systemd unit passes
 //! `systemd-analyze verify`, and the nginx site, served by a real nginx with TLS in front of
 //! the real binary, passes webhooks with the real client's address, lets no client name its
-//! own address, and keeps the API off the internet. Without `systemd-analyze` or `nginx` these
+//! own address, and keeps the API off the internet; the Prometheus rules pass their
+//! `promtool test rules`, and name only metrics the binary exports. Without `systemd-analyze`,
+//! `nginx` or `promtool` these
 //! tests say so and pass, unless HOOKFLOW_DEPLOY_TESTS=required (set by `scripts/test.sh`,
 //! which installs nginx from Debian's packages).
 
@@ -24,6 +26,48 @@ fn tool(name: &str) -> Option<PathBuf> {
 
 fn repo(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+/// The alerting rules Prometheus users get (issue 30) fire on the series they are meant for and
+/// not on others (`promtool test rules`), and every metric they read is one hookflow exports.
+#[test]
+fn the_prometheus_rules_pass_their_tests_and_read_real_metrics() {
+    let Some(promtool) = tool("promtool") else {
+        assert!(
+            !required(),
+            "promtool is required (HOOKFLOW_DEPLOY_TESTS=required)"
+        );
+        eprintln!("SKIPPED: no promtool");
+        return;
+    };
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let out = std::process::Command::new(&promtool)
+        .args(["test", "rules", "prometheus-rules.test.yml"])
+        .current_dir(&deploy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every hookflow_* name the rules read is one src/metrics.rs registers (a family shows in
+    // /metrics only once it has a sample, so the registrations are what to hold them to).
+    let registered = repo("src/metrics.rs");
+    let rules = repo("deploy/prometheus-rules.yml");
+    let names: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("hookflow_"))
+        .collect();
+    assert!(names.len() >= 7, "{names:?}");
+    for name in names {
+        let base = name.trim_start_matches("hookflow_").trim_end_matches("_total");
+        assert!(
+            registered.contains(&format!("\"{base}\",")),
+            "the rules read {name}, which hookflow does not export"
+        );
+    }
 }
 
 #[test]

@@ -33,6 +33,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Messages received so far.
+    pub fn count(&self) -> usize {
+        self.mails.lock().unwrap().len()
+    }
+
     /// Refuse `RCPT TO:<address>` with `code text` from now on.
     pub fn refuse(&self, address: &str, code: u16, text: &str) {
         self.refuse

@@ -267,6 +267,7 @@ pub fn fast_engine() -> EngineConfig {
         max_runs: 1_000_000,
         templates_dir: None,
         destination_concurrency: 0,
+        alerts: Default::default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One integration-test binary: real HTTP on loopback both ways, sled on temp dirs, and the
 //! real `hookflow` binary where a process boundary matters.
 
+mod alerts;
 mod backup;
 mod bad_input;
 mod build;

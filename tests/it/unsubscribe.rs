@@ -90,7 +90,7 @@ fn smtp_args(port: u16) -> Vec<String> {
 }
 
 /// The message as text: CRLF to LF, quoted-printable soft breaks joined, folded headers unfolded.
-fn text_of(m: &Mail) -> String {
+pub fn text_of(m: &Mail) -> String {
     m.data
         .replace("\r\n", "\n")
         .replace("=\n", "")

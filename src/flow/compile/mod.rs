@@ -162,6 +162,42 @@ pub fn compile(
         );
     }
 
+    let is_webhook = spec.on.webhook.is_some();
+    let alerts = match crate::alert::Rules::compile(spec.alerts.as_ref()) {
+        Ok(mut rules) => {
+            // Silence and refusals watch webhook requests; other flows have none.
+            if !is_webhook {
+                let written = spec.alerts.as_ref();
+                for (key, set) in [
+                    (
+                        "silence",
+                        written.is_some_and(|a| matches!(a.silence, Some(crate::alert::Toggle::On(_)))),
+                    ),
+                    (
+                        "refusals",
+                        written.is_some_and(|a| matches!(a.refusals, Some(crate::alert::Toggle::On(_)))),
+                    ),
+                ] {
+                    if set {
+                        c.problem(
+                            join("alerts", key),
+                            format!(
+                                "`{key}` watches webhook requests, and this flow does not run on a webhook"
+                            ),
+                        );
+                    }
+                }
+                rules.silence = None;
+                rules.refusals = None;
+            }
+            rules
+        }
+        Err((key, e)) => {
+            c.problem(join("alerts", key), e);
+            crate::alert::Rules::default()
+        }
+    };
+
     c.check_templates(spec, &var_names);
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -197,6 +233,7 @@ pub fn compile(
         concurrency,
         actions,
         exits,
+        alerts,
     })
 }
 

@@ -255,7 +255,7 @@ impl Compiler<'_> {
         match (&on.webhook, &on.event, &on.schedule) {
             (Some(wh), None, None) => Some(Trigger::Webhook(self.webhook(wh, var_names))),
             (None, Some(ev), None) => {
-                if let Err(e) = crate::event::check_trigger_type(&ev.kind) {
+                if let Err(e) = crate::event::check_trigger_pattern(&ev.kind) {
                     self.problem("on.event", e);
                 }
                 let when = self.conditions("on.event.when", &ev.when, var_names);

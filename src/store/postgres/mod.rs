@@ -13,6 +13,7 @@
 //! The schema is in `migrations/postgres/`, embedded in the binary and applied at start under
 //! sqlx's advisory lock, so instances starting together migrate once.
 
+mod alerts;
 mod intake;
 mod queue;
 mod state;

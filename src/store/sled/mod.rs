@@ -21,6 +21,8 @@
 //! | `ctr:{flow}:{name}`              | u64 counter                           |
 //! | `flowsrc:{flow}\0{version}`      | the flow file's text at that version  |
 //! | `flowgood:{flow}`                | the version that last loaded cleanly  |
+//! | `supp:{email}\0{list or *}`      | a suppression ([`suppress`])          |
+//! | `alert:{key}`                    | an alert's state ([`alerts`])          |
 //!
 //! **Group commit.** All sled writes go through one writer thread ([`writer`]); all journal
 //! appends through one intake thread ([`intake`]). Each takes every operation waiting, does them
@@ -34,6 +36,7 @@
 //! cursor is pending again.
 
 mod admission;
+mod alerts;
 mod backup;
 pub mod check;
 mod fatal;
