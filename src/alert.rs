@@ -74,11 +74,27 @@ pub struct AlertsSpec {
 }
 
 /// A rule, or `off` (also `false`).
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Toggle<T> {
     Off(OffWord),
     On(T),
+}
+
+/// By hand rather than `untagged`: a mistake inside the table is reported as itself
+/// (`unknown field `windw``), not as "matched no variant".
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Toggle<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match &v {
+            Value::Bool(false) => Ok(Toggle::Off(OffWord)),
+            Value::String(s) if s == "off" => Ok(Toggle::Off(OffWord)),
+            Value::Object(_) => T::deserialize(v)
+                .map(Toggle::On)
+                .map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom("expected a table of settings, or `off`")),
+        }
+    }
 }
 
 /// `off` or `false`.
@@ -157,6 +173,17 @@ pub struct Rules {
     pub failure_rate: Option<FailureRate>,
     pub refusals: Option<Count>,
     pub dead_letters: Option<Count>,
+    /// Which rules the file wrote (a table or `off`); the others take the server's defaults.
+    pub written: Written,
+}
+
+/// Which of a flow's rules its file wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Written {
+    pub silence: bool,
+    pub failure_rate: bool,
+    pub refusals: bool,
+    pub dead_letters: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,6 +229,7 @@ impl Default for Rules {
                 at_least: 1,
                 window: Duration::from_secs(3600),
             }),
+            written: Written::default(),
         }
     }
 }
@@ -223,10 +251,57 @@ fn window_ok(key: &'static str, w: Duration) -> Result<Duration, RuleError> {
 }
 
 impl Rules {
+    /// The rules a flow runs under: those its file wrote, the server's `defaults` for the
+    /// others; silence and refusals only for a webhook flow.
+    pub fn with_defaults(&self, defaults: &Rules, webhook: bool) -> Rules {
+        let w = self.written;
+        let silence = if w.silence {
+            &self.silence
+        } else {
+            &defaults.silence
+        };
+        let failure_rate = if w.failure_rate {
+            &self.failure_rate
+        } else {
+            &defaults.failure_rate
+        };
+        Rules {
+            silence: silence.clone().filter(|_| webhook),
+            failure_rate: failure_rate.clone(),
+            refusals: if w.refusals {
+                self.refusals
+            } else {
+                defaults.refusals
+            }
+            .filter(|_| webhook),
+            dead_letters: if w.dead_letters {
+                self.dead_letters
+            } else {
+                defaults.dead_letters
+            },
+            written: w,
+        }
+    }
+
+    /// These rules as the server's defaults for every flow (`serve --alert-defaults FILE`):
+    /// a silence written there still pages nobody for a flow that never had traffic.
+    pub fn as_defaults(mut self) -> Rules {
+        if let Some(s) = &mut self.silence {
+            s.explicit = false;
+        }
+        self
+    }
+
     /// The rules of a flow's `alerts:` (absent: every default).
     pub fn compile(spec: Option<&AlertsSpec>) -> Result<Rules, RuleError> {
         let mut rules = Rules::default();
         let Some(spec) = spec else { return Ok(rules) };
+        rules.written = Written {
+            silence: spec.silence.is_some(),
+            failure_rate: spec.failure_rate.is_some(),
+            refusals: spec.refusals.is_some(),
+            dead_letters: spec.dead_letters.is_some(),
+        };
         match &spec.silence {
             None => {}
             Some(Toggle::Off(_)) => rules.silence = None,
@@ -694,6 +769,30 @@ mod tests {
             assert!(e.contains(words), "{yaml}: {e}");
         }
         assert!(serde_yaml::from_str::<AlertsSpec>("silence: on").is_err());
+        let typo = serde_yaml::from_str::<AlertsSpec>("refusals: { at_least: 5, windw: 1m }").unwrap_err();
+        assert!(typo.to_string().contains("unknown field `windw`"), "{typo}");
+
+        // The server's defaults fill what the file left out; webhook-only rules stay off
+        // for other flows.
+        let defaults: AlertsSpec = serde_yaml::from_str(
+            "silence: { after: 6h }\nrefusals: off\ndead_letters: { at_least: 3, window: 10m }\n",
+        )
+        .unwrap();
+        let mut defaults = Rules::compile(Some(&defaults)).unwrap();
+        defaults.silence.as_mut().unwrap().explicit = false;
+        let eff = r.with_defaults(&defaults, true);
+        assert_eq!(eff.silence, r.silence, "written in the flow");
+        assert_eq!(eff.failure_rate, None, "written `off` in the flow");
+        assert_eq!(eff.refusals, r.refusals, "written in the flow");
+        assert_eq!(eff.dead_letters.unwrap().at_least, 3, "from the defaults");
+        let bare = Rules::compile(None).unwrap().with_defaults(&defaults, true);
+        assert_eq!(bare.silence.unwrap().after, Duration::from_secs(6 * 3600));
+        assert_eq!(bare.refusals, None);
+        let event_flow = Rules::compile(None)
+            .unwrap()
+            .with_defaults(&Rules::default(), false);
+        assert!(event_flow.silence.is_none() && event_flow.refusals.is_none());
+        assert!(event_flow.failure_rate.is_some());
         assert!(serde_yaml::from_str::<AlertsSpec>("silence: false").is_ok());
     }
 }

@@ -260,6 +260,10 @@ pub struct ServeArgs {
     /// that hangs holds only these workers.
     #[arg(long, env = "HOOKFLOW_DESTINATION_CONCURRENCY", default_value_t = 0)]
     pub destination_concurrency: usize,
+    /// A YAML file of alert rules (the shape of a flow's `alerts:`) for every flow where its
+    /// file does not say; without it, the built-in defaults.
+    #[arg(long, env = "HOOKFLOW_ALERT_DEFAULTS")]
+    pub alert_defaults: Option<PathBuf>,
     /// How often alert rules are judged (`0s`: no alerts).
     #[arg(long, env = "HOOKFLOW_ALERT_EVERY", default_value = "15s", value_parser = humantime::parse_duration)]
     pub alert_every: Duration,
@@ -342,6 +346,7 @@ impl ServeArgs {
                 every: self.alert_every,
                 backlog: Some(self.alert_backlog).filter(|d| !d.is_zero()),
                 circuit_open: Some(self.alert_circuit_open).filter(|d| !d.is_zero()),
+                defaults: crate::alert::Rules::default(),
             },
         }
     }

@@ -25,6 +25,11 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     check_exposure(&args)?;
+    // Settings files are read before anything is opened or bound: a mistake stops here.
+    let alert_defaults = match &args.alert_defaults {
+        Some(path) => alert_defaults(path)?,
+        None => crate::alert::Rules::default(),
+    };
     let store = match open_store(&args).await {
         Ok(s) => s,
         Err(e) if matches!(e.downcast_ref(), Some(crate::store::StoreError::Full(_))) => {
@@ -85,10 +90,12 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     }
     tracing::info!(listen = %args.urls.listen, admin = args.admin_listen.as_ref().map(tracing::field::display), flows = set.flows.len(), store = %store.describe(), "hookflow serving");
 
+    let mut engine = args.engine_config();
+    engine.alerts.defaults = alert_defaults;
     let config = Config {
         flows_dir: args.paths.flows_dir.clone(),
         templates_dir: args.paths.templates_dir.clone(),
-        engine: args.engine_config(),
+        engine,
         limits: crate::intake::Limits {
             max_body: args.max_body,
             body_timeout: args.body_timeout,
@@ -264,4 +271,31 @@ async fn watch_signals(shutdown: tokio_util::sync::CancellationToken) {
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutting down: no new requests, finishing in-flight attempts");
     shutdown.cancel();
+}
+
+/// `--alert-defaults FILE`: an `alerts:` table on its own; a mistake is named with the file,
+/// the line and the key, as in a flow file.
+fn alert_defaults(path: &std::path::Path) -> Result<crate::alert::Rules> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--alert-defaults: cannot read {}", path.display()))?;
+    let at = |key: &str| {
+        let line = crate::flow::locate::Lines::of(&text).line(key);
+        format!(
+            "{}{}",
+            path.display(),
+            line.map(|l| format!(":{l}")).unwrap_or_default()
+        )
+    };
+    let de = serde_yaml::Deserializer::from_str(&text);
+    let spec: crate::alert::AlertsSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+        anyhow::anyhow!(
+            "--alert-defaults: {}: {}: {}",
+            at(&e.path().to_string()),
+            e.path(),
+            e.inner()
+        )
+    })?;
+    let rules = crate::alert::Rules::compile(Some(&spec))
+        .map_err(|(key, e)| anyhow::anyhow!("--alert-defaults: {}: {key}: {e}", at(key)))?;
+    Ok(rules.as_defaults())
 }

@@ -33,6 +33,8 @@ pub struct AlertConfig {
     pub backlog: Option<Duration>,
     /// A destination's circuit open longer than this; `None`: off.
     pub circuit_open: Option<Duration>,
+    /// The rules of every flow where its file does not say (`--alert-defaults`).
+    pub defaults: alert::Rules,
 }
 
 impl Default for AlertConfig {
@@ -41,6 +43,7 @@ impl Default for AlertConfig {
             every: Duration::from_secs(15),
             backlog: Some(Duration::from_secs(15 * 60)),
             circuit_open: Some(Duration::from_secs(30 * 60)),
+            defaults: alert::Rules::default(),
         }
     }
 }
@@ -169,7 +172,9 @@ impl Engine {
         confirmed: &mut HashMap<String, Option<Ts>>,
         stored: &BTreeMap<String, AlertState>,
     ) -> Vec<Judged> {
-        let rules = &flow.alerts;
+        let rules = &flow
+            .alerts
+            .with_defaults(&self.config.alerts.defaults, flow.webhook().is_some());
         let stats = &self.metrics.stats;
         let name = flow.name.as_str();
         let sum = |kind: &str, window: Duration| stats.sum(name, kind, window, now);

@@ -115,6 +115,27 @@ async fn a_silent_sender_raises_once_and_a_request_resolves_once_across_kill_9()
         "{alerts:#}"
     );
 
+    // `hookflow alerts`, as a health check: exit 1 while raised, with the alert in words.
+    let listen = app.base.trim_start_matches("http://").to_string();
+    let cli = |json: bool| {
+        let mut args = vec!["alerts", "--listen", listen.as_str()];
+        if json {
+            args.push("--json");
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(&args)
+            .env_remove("HOOKFLOW_DATA")
+            .output()
+            .unwrap()
+    };
+    let out = cli(false);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("RAISED") && text.contains("orders/silence") && text.contains("no accepted request"),
+        "{text}"
+    );
+
     // A request: resolved, once.
     let r = http
         .post(app.hook_url("orders"))
@@ -148,6 +169,11 @@ async fn a_silent_sender_raises_once_and_a_request_resolves_once_across_kill_9()
     assert_eq!(ok, [t("resolved", "silence", "orders")]);
     let alerts = get(&http, format!("{}/api/alerts", app.base)).await;
     assert_eq!(alerts["active"], json!([]), "{alerts:#}");
+    let out = cli(true);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["recent"][0]["key"], "orders/silence", "{v:#}");
+    assert_eq!(v["recent"][0]["active"], false);
     assert_eq!(alerts["recent"][0]["key"], "orders/silence");
     let metrics = http
         .get(format!("{}/metrics", app.base))
@@ -168,7 +194,35 @@ async fn a_silent_sender_raises_once_and_a_request_resolves_once_across_kill_9()
 async fn forged_signatures_and_failing_runs_raise_their_alerts_at_their_thresholds() {
     let dest = Receiver::start(Reply::status(200)).await;
     dest.on_path("/bad", Reply::status(500));
-    let signed = "on:\n  webhook:\n    verify: { preset: github, secret_env: ALERT_TEST_SECRET }\nalerts:\n  silence: off\n  refusals: { at_least: 50, window: 60s }\nactions:\n  - emit: { type: t.done }\n";
+    // `signed` says nothing of alerts: the server's defaults file decides.
+    let signed = "on:\n  webhook:\n    verify: { preset: github, secret_env: ALERT_TEST_SECRET }\nactions:\n  - emit: { type: t.done }\n";
+    let defaults_dir = tempfile::tempdir().unwrap();
+    let defaults = defaults_dir.path().join("alerts.yaml");
+    std::fs::write(
+        &defaults,
+        "silence: off\nrefusals: { at_least: 50, window: 60s }\n",
+    )
+    .unwrap();
+    // A defaults file with a mistake stops serve, naming the file, the line and the key.
+    let bad = defaults_dir.path().join("bad.yaml");
+    std::fs::write(&bad, "silence: off\nrefusals: { at_least: 50, windw: 60s }\n").unwrap();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--alert-defaults",
+            bad.to_str().unwrap(),
+        ])
+        .current_dir(defaults_dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.yaml:2: refusals") && err.contains("unknown field `windw`"),
+        "{err}"
+    );
     let half = format!(
         "on: {{ webhook: {{}} }}\nretry: {{ max_attempts: 1 }}\nalerts:\n  silence: off\n  dead_letters: off\n  failure_rate: {{ above: 30%, window: 60s, min_runs: 10 }}\nactions:\n  - http: {{ url: \"{}/{{{{ body.to }}}}\" }}\n",
         dest.url
@@ -176,7 +230,12 @@ async fn forged_signatures_and_failing_runs_raise_their_alerts_at_their_threshol
     let out = out(&dest.url);
     let app = Binary::start(
         &[("signed", signed), ("half", &half), ("out", &out)],
-        &["--alert-every", "200ms"],
+        &[
+            "--alert-every",
+            "200ms",
+            "--alert-defaults",
+            defaults.to_str().unwrap(),
+        ],
         &[("ALERT_TEST_SECRET", "a-long-enough-secret")],
     )
     .await;

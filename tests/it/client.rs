@@ -315,6 +315,7 @@ fn help_describes_every_argument_and_only_what_the_command_uses() {
         vec!["suppressions", "lift"],
         vec!["suppressions", "import"],
         vec!["suppressions", "export"],
+        vec!["alerts"],
     ] {
         let text = help(&cmd);
         // An argument without a description: nothing after it on its line (clap's compact
