@@ -421,3 +421,71 @@ async fn the_shipped_alert_flow_emails_the_alert() {
         "{data}"
     );
 }
+
+/// The server's own alert for a destination given up on (its circuit open longer than
+/// `--alert-circuit-open`) and the dead-letters alert for runs failed for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_open_too_long_and_dead_letters_raise_their_alerts() {
+    let dest = Receiver::start(Reply::status(500)).await;
+    let down = format!(
+        "on: {{ webhook: {{}} }}\nretry: {{ max_attempts: 1 }}\nalerts:\n  silence: off\n  failure_rate: off\n  dead_letters: {{ at_least: 2, window: 60s }}\nactions:\n  - name: partner\n    circuit_breaker: {{ failures: 2, cooldown: 60s }}\n    http: {{ url: \"{}/down\" }}\n",
+        dest.url
+    );
+    let app = Binary::start(
+        &[("down", &down)],
+        &["--alert-every", "200ms", "--alert-circuit-open", "1s"],
+        &[],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let active = |base: String| {
+        let http = http.clone();
+        async move {
+            let v = get(&http, format!("{base}/api/alerts")).await;
+            v["active"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["key"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let r = http
+        .post(app.hook_url("down"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // One run failed for good is below the rule's two, and the circuit is not open yet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(active(app.base.clone()).await, Vec::<String>::new());
+    let r = http
+        .post(app.hook_url("down"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let host = dest.url.trim_start_matches("http://").to_string();
+    let circuit = format!("*/circuit_open/{host}");
+    until("the circuit and dead-letter alerts", || async {
+        let a = active(app.base.clone()).await;
+        a.contains(&circuit) && a.contains(&"down/dead_letters".to_string())
+    })
+    .await;
+    let v = get(&http, format!("{}/api/alerts", app.base)).await;
+    let open = v["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == circuit.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(open["subject"], host.as_str());
+    assert_eq!(open["figures"]["consecutive_failures"], 2, "{open:#}");
+    assert!(
+        open["message"].as_str().unwrap().contains("has been open for"),
+        "{open:#}"
+    );
+}
