@@ -221,7 +221,10 @@ impl Engine {
         ) {
             let since = Ts(now.0.saturating_sub(r.window.as_millis() as u64));
             let mut by: BTreeMap<(String, String), u64> = BTreeMap::new();
-            for x in stats.refusals_since(name, since) {
+            let remembered = stats.refusals_since(name, since);
+            // The last few are remembered (not every one of a flood): say of how many.
+            f.figures["clients_of_the_last"] = json!(remembered.len());
+            for x in remembered {
                 *by.entry((x.client, x.reason)).or_default() += 1;
             }
             let mut clients: Vec<_> = by.into_iter().collect();

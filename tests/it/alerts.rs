@@ -280,6 +280,29 @@ async fn forged_signatures_and_failing_runs_raise_their_alerts_at_their_threshol
         hit["message"].as_str().unwrap().contains("50 requests refused"),
         "{hit:#}"
     );
+    // Where they came from: the client and the reason of the last 32, in the alert and on
+    // the flow.
+    assert_eq!(figures["clients_of_the_last"], 32, "{hit:#}");
+    assert_eq!(
+        figures["clients"],
+        json!([{"client": "127.0.0.1", "reason": "bad_signature", "count": 32}]),
+        "{hit:#}"
+    );
+    assert!(
+        hit["message"]
+            .as_str()
+            .unwrap()
+            .contains("most from 127.0.0.1 (bad_signature)"),
+        "{hit:#}"
+    );
+    let flow = get(&http, format!("{}/api/flows/signed", app.base)).await;
+    let last = flow["recent_refusals"].as_array().unwrap();
+    assert_eq!(last.len(), 32, "the last 32 are kept");
+    assert!(
+        last.iter()
+            .all(|r| r["client"] == "127.0.0.1" && r["reason"] == "bad_signature"),
+        "{flow:#}"
+    );
 
     // Half of ten runs fail: above 30 %.
     for i in 0..10 {
@@ -488,4 +511,65 @@ async fn a_circuit_open_too_long_and_dead_letters_raise_their_alerts() {
         open["message"].as_str().unwrap().contains("has been open for"),
         "{open:#}"
     );
+}
+
+/// The backlog alert: runs due faster than one worker takes them (0.7 s each) leave the oldest
+/// due run waiting past `--alert-backlog`; raised once, then resolved once as the queue drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_raises_and_resolves_as_the_queue_drains() {
+    let dest = Receiver::start(Reply::status(200).delayed(Duration::from_millis(700))).await;
+    let slow = format!(
+        "on: {{ webhook: {{}} }}\nalerts: {{ silence: off }}\nactions:\n  - http: {{ url: \"{}/slow\" }}\n",
+        dest.url
+    );
+    let app = Binary::start(
+        &[("slow", &slow)],
+        &[
+            "--workers",
+            "1",
+            "--alert-every",
+            "200ms",
+            "--alert-backlog",
+            "1500ms",
+        ],
+        &[],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    for _ in 0..6 {
+        let r = http
+            .post(app.hook_url("slow"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let recent = |base: String| {
+        let http = http.clone();
+        async move { get(&http, format!("{base}/api/alerts")).await }
+    };
+    until("the backlog raised and resolved", || async {
+        let v = recent(app.base.clone()).await;
+        v["recent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["key"] == "*/backlog")
+    })
+    .await;
+    // Resolved once no due run has waited that long (the last ones are then being taken),
+    // and all six delivered.
+    dest.wait_hits(6).await;
+    let v = recent(app.base.clone()).await;
+    let b = v["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "*/backlog")
+        .unwrap()
+        .clone();
+    assert!(b["message"].as_str().unwrap().contains("has waited"), "{b:#}");
+    assert!(b["figures"]["due"].as_u64().unwrap() >= 1, "{b:#}");
+    assert_eq!(b["changes"], 2, "raised once, resolved once: {b:#}");
 }
