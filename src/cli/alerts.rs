@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::Source;
 use crate::settings::ClientArgs;
-use crate::store::alerts::AlertState;
+use crate::store::alerts::{AlertState, active_and_recent};
 
 /// Prints the alerts; exit 0 when none is raised, 1 when one is (for a health check).
 pub async fn alerts_cmd(json: bool, client: &ClientArgs) -> Result<ExitCode> {
@@ -20,12 +20,7 @@ pub async fn alerts_cmd(json: bool, client: &ClientArgs) -> Result<ExitCode> {
                 serde_json::from_value(v["recent"].clone())?,
             )
         }
-        Source::Store(store) => {
-            let (a, mut r): (Vec<_>, Vec<_>) =
-                store.alert_states().await?.into_iter().partition(|s| s.active);
-            r.sort_by_key(|s| std::cmp::Reverse(s.resolved_at));
-            (a, r)
-        }
+        Source::Store(store) => active_and_recent(store.alert_states().await?),
     };
     if json {
         println!("{}", serde_json::json!({"active": active, "recent": recent}));

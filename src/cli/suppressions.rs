@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::Source;
 use crate::settings::ClientArgs;
-use crate::store::suppress::{SuppressionQuery, page_key, suppress_in_chunks};
+use crate::store::suppress::{self, SuppressionQuery, page_key};
 use crate::suppression::{self, Reason, Suppression};
 
 /// Entries read per page when exporting.
@@ -320,13 +320,7 @@ async fn import(source: &Source, text: &str, list: Option<&str>) -> Result<ExitC
         }
         Source::Store(store) => {
             let read = suppression::from_csv(text, list, "import").map_err(anyhow::Error::msg)?;
-            let rows = read.entries.len();
-            let added = suppress_in_chunks(store.as_ref(), read.entries).await?;
-            json!({
-                "rows": rows, "added": added, "already_suppressed": rows - added,
-                "rejected_count": read.rejected.len(),
-                "rejected": read.rejected.iter().map(|(line, why)| json!({"line": line, "error": why})).collect::<Vec<_>>(),
-            })
+            json!(suppress::import(store.as_ref(), read, usize::MAX).await?)
         }
     };
     let rejected = answer["rejected_count"].as_u64().unwrap_or(0);

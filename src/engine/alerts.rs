@@ -150,7 +150,8 @@ impl Engine {
                 },
             };
             if may {
-                let words = if judged.contains_key(k) {
+                // A circuit that closed is no longer listed: that is its resolution.
+                let words = if judged.contains_key(k) || s.kind == Kind::CircuitOpen {
                     "resolved"
                 } else {
                     "no longer watched"

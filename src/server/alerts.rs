@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::api::{authorize, internal};
 use super::{ApiError, AppState};
+use crate::store::alerts::active_and_recent;
 
 /// Resolved alerts listed, newest first.
 const RECENT: usize = 50;
@@ -22,9 +23,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&st, peer, &headers)?;
     let states = st.store().alert_states().await.map_err(internal)?;
-    let (mut active, mut recent): (Vec<_>, Vec<_>) = states.into_iter().partition(|s| s.active);
-    active.sort_by_key(|s| std::cmp::Reverse(s.raised_at));
-    recent.sort_by_key(|s| std::cmp::Reverse(s.resolved_at));
+    let (active, mut recent) = active_and_recent(states);
     recent.truncate(RECENT);
     Ok(Json(json!({ "active": active, "recent": recent })))
 }

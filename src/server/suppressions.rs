@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::api::{MAX_PAGE, authorize, internal};
 use super::{ApiError, AppState};
 use crate::store::Store;
-use crate::store::suppress::{SuppressionQuery, page_key, suppress_in_chunks};
+use crate::store::suppress::{SuppressionQuery, import as import_csv, page_key};
 use crate::suppression::{self, Reason, Suppression};
 
 /// Largest CSV an import reads: about 200,000 addresses.
@@ -218,21 +218,14 @@ pub async fn import(
     })?;
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| bad("not_utf8", "the CSV is not UTF-8"))?;
     let read = suppression::from_csv(&text, q.list.as_deref(), "import").map_err(|e| bad("bad_csv", e))?;
-    let rows = read.entries.len();
-    let added = suppress_in_chunks(st.store().as_ref(), read.entries)
+    let report = import_csv(st.store().as_ref(), read, MAX_REJECTED_SHOWN)
         .await
         .map_err(internal)?;
     tracing::info!(
-        rows,
-        added,
-        rejected = read.rejected.len(),
+        rows = report.rows,
+        added = report.added,
+        rejected = report.rejected_count,
         "suppressions imported"
     );
-    Ok(Json(json!({
-        "rows": rows,
-        "added": added,
-        "already_suppressed": rows - added,
-        "rejected_count": read.rejected.len(),
-        "rejected": read.rejected.iter().take(MAX_REJECTED_SHOWN).map(|(line, why)| json!({"line": line, "error": why})).collect::<Vec<_>>(),
-    })))
+    Ok(Json(json!(report)))
 }

@@ -47,6 +47,14 @@ pub struct AlertState {
     pub confirmed_at: Ts,
 }
 
+/// The raised alerts (newest raise first) and the resolved ones (newest resolution first).
+pub fn active_and_recent(states: Vec<AlertState>) -> (Vec<AlertState>, Vec<AlertState>) {
+    let (mut active, mut recent): (Vec<_>, Vec<_>) = states.into_iter().partition(|s| s.active);
+    active.sort_by_key(|s| std::cmp::Reverse(s.raised_at));
+    recent.sort_by_key(|s| std::cmp::Reverse(s.resolved_at));
+    (active, recent)
+}
+
 #[async_trait]
 pub trait Alerts: Send + Sync {
     /// Every alert's state.

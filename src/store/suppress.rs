@@ -39,13 +39,54 @@ pub fn page_key(s: &Suppression) -> String {
     format!("{} {}", s.email, s.scope())
 }
 
+/// What an import did, as the API answers and `hookflow suppressions import` prints it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportReport {
+    /// Rows that named an address to suppress.
+    pub rows: usize,
+    pub added: usize,
+    pub already_suppressed: usize,
+    pub rejected_count: usize,
+    /// The first rejected rows, each with its line and why.
+    pub rejected: Vec<RejectedRow>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RejectedRow {
+    pub line: usize,
+    pub error: String,
+}
+
+/// Writes what a CSV import read (see [`crate::suppression::from_csv`]) a chunk at a time, and
+/// reports it, listing at most `show` of the rejected rows.
+pub async fn import(
+    store: &dyn Suppressions,
+    read: crate::suppression::Imported,
+    show: usize,
+) -> Result<ImportReport> {
+    let rows = read.entries.len();
+    let added = suppress_in_chunks(store, read.entries).await?;
+    Ok(ImportReport {
+        rows,
+        added,
+        already_suppressed: rows - added,
+        rejected_count: read.rejected.len(),
+        rejected: read
+            .rejected
+            .into_iter()
+            .take(show)
+            .map(|(line, error)| RejectedRow { line, error })
+            .collect(),
+    })
+}
+
 /// Entries written per store write by [`suppress_in_chunks`].
 const CHUNK: usize = 500;
 
 /// Adds many entries (an import) a chunk at a time, so one large import neither holds the
 /// store for long nor builds one huge write; returns how many took effect. A failure leaves
 /// the chunks before it written — an import can be repeated, an entry already there is kept.
-pub async fn suppress_in_chunks(store: &dyn Suppressions, mut entries: Vec<Suppression>) -> Result<usize> {
+async fn suppress_in_chunks(store: &dyn Suppressions, mut entries: Vec<Suppression>) -> Result<usize> {
     let mut added = 0;
     while !entries.is_empty() {
         let rest = entries.split_off(entries.len().min(CHUNK));
