@@ -28,7 +28,7 @@
 //! reload.rs   trigger.rs                             flow sets swapped; a happening → a run
 //! flow/                                              the flow file: spec → compiled Flow
 //! action/                                            http, email, segment, emit; their guards
-//! store/                                             the Store trait; sled and PostgreSQL
+//! store/                                             a trait per role; sled and PostgreSQL
 //! segment.rs  suppression.rs  context.rs  replay.rs  event.rs  alert.rs   domain records
 //! matching.rs  run.rs  mapping.rs  schedule.rs  request.rs  token.rs  links.rs
 //! verify.rs  egress.rs  template/  retry.rs  xml.rs  net/  metrics.rs  stats.rs   the pure core

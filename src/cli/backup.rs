@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use tokio::io::AsyncWriteExt;
 
 use crate::settings::ClientArgs;
-use crate::store::{BackupInfo, SledStore, Store};
+use crate::store::{BackupInfo, RunQueue, SledStore};
 
 pub(super) async fn backup_cmd(to: &Path, client: &ClientArgs) -> Result<ExitCode> {
     if client

@@ -11,7 +11,7 @@ use hookflow::engine::Engine;
 use hookflow::flow::load_dir;
 use hookflow::request::Request;
 use hookflow::run::{Run, RunStatus, Ts};
-use hookflow::store::{ClaimRequest, Durability, Next, SledStore, Store, StoreError};
+use hookflow::store::{ClaimRequest, Durability, Next, RunQueue, SledStore, Store, StoreError};
 
 fn new_run(flow: &str, key: Option<&str>) -> Run {
     let req = Request {

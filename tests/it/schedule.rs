@@ -108,7 +108,7 @@ async fn missed_firings_are_skipped_by_default_or_run_once() {
 #[tokio::test]
 async fn the_store_records_each_firing_once() {
     use hookflow::request::Request;
-    use hookflow::store::{Durability, SledStore, Store};
+    use hookflow::store::{Coordination, Durability, RunQueue, SledStore};
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path(), Durability::Flush).unwrap();
     let run = |id: &str| {

@@ -406,7 +406,7 @@ async fn duplicates_get_the_first_run_sequential_and_concurrent() {
 async fn expired_dedupe_keys_are_forgotten() {
     use hookflow::request::Request;
     use hookflow::run::{Run, Ts};
-    use hookflow::store::{Durability, SledStore, Store};
+    use hookflow::store::{Durability, RunQueue, SledStore};
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path(), Durability::Flush).unwrap();
     let run = |id: &str| {

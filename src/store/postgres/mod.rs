@@ -28,8 +28,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
 use super::{
-    ClaimRequest, Claimed, Effects, ExitMatch, ExitedRun, Instance, Lease, Next, Result, RunFilter, Saved,
-    Store, StoreError,
+    Backup, BackupInfo, ClaimRequest, Claimed, Contacts, Coordination, Effects, ExitMatch, ExitedRun,
+    FlowSources, Instance, Lease, Next, Result, RunFilter, RunQueue, Saved, Store, StoreError,
 };
 use crate::event::{Event, Origin};
 use crate::run::Run;
@@ -174,7 +174,7 @@ pub(crate) fn parse<T: for<'de> serde::Deserialize<'de>>(what: &str, s: &str) ->
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl RunQueue for PgStore {
     async fn exit_runs(&self, exits: Vec<ExitMatch>) -> Result<Vec<ExitedRun>> {
         in_tx!(self, |tx| queue::exit_runs(&mut tx, &exits))
     }
@@ -228,133 +228,6 @@ impl Store for PgStore {
                 changes,
                 exit_requested,
             })
-        })
-    }
-
-    async fn change_segments(&self, ops: Vec<SegmentOp>, origin: Origin) -> Result<Vec<SegmentChange>> {
-        let origin = (origin, 1);
-        in_tx!(self, |tx| state::change_segments(&mut tx, &ops, Some(&origin)))
-    }
-
-    async fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
-        state::pending_events(&self.pool, limit).await
-    }
-
-    async fn dispatch_event(
-        &self,
-        event_id: &str,
-        runs: Vec<Run>,
-        exits: Vec<ExitMatch>,
-    ) -> Result<Vec<ExitedRun>> {
-        in_tx!(self, |tx| async {
-            // Whoever deletes the event dispatches it; another instance's copy finds nothing.
-            let gone = sqlx::query("DELETE FROM hookflow_events WHERE id = $1")
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?;
-            if gone.rows_affected() == 0 {
-                return Ok(Vec::new());
-            }
-            for run in &runs {
-                queue::insert_run(&mut tx, run).await?;
-            }
-            queue::exit_runs(&mut tx, &exits).await
-        })
-    }
-
-    async fn segments(&self) -> Result<Vec<SegmentInfo>> {
-        state::segments(&self.pool).await
-    }
-
-    async fn segment_members(&self, segment: &str, after: Option<&str>, limit: usize) -> Result<Vec<Member>> {
-        state::segment_members(&self.pool, segment, after, limit).await
-    }
-
-    async fn segment_added_since(&self, segment: &str, since: Ts) -> Result<u64> {
-        let n: (i64,) =
-            sqlx::query_as("SELECT count(*) FROM hookflow_members WHERE segment = $1 AND joined_at >= $2")
-                .bind(segment)
-                .bind(ms(since))
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(n.0 as u64)
-    }
-
-    async fn contact(&self, email: &str) -> Result<Option<ContactView>> {
-        state::contact(&self.pool, email).await
-    }
-
-    async fn put_flow_source(&self, flow: &str, version: &str, source: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO hookflow_flow_sources (flow, version, source) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(flow)
-        .bind(version)
-        .bind(source)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn flow_source(&self, flow: &str, version: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT source FROM hookflow_flow_sources WHERE flow = $1 AND version = $2")
-                .bind(flow)
-                .bind(version)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|r| r.0))
-    }
-
-    async fn put_last_good(&self, flow: &str, version: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO hookflow_flow_last_good (flow, version) VALUES ($1, $2)
-             ON CONFLICT (flow) DO UPDATE SET version = EXCLUDED.version, at = now()",
-        )
-        .bind(flow)
-        .bind(version)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn last_good(&self, flow: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT version FROM hookflow_flow_last_good WHERE flow = $1")
-                .bind(flow)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(v,)| v))
-    }
-
-    async fn last_firing(&self, flow: &str) -> Result<Option<Ts>> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT at FROM hookflow_firings WHERE flow = $1")
-            .bind(flow)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| ts(r.0)))
-    }
-
-    async fn record_firing(&self, flow: &str, at: Ts, run: Option<Run>) -> Result<bool> {
-        in_tx!(self, |tx| async {
-            // One row per flow: only a later firing moves it, so each slot fires once across
-            // every instance.
-            let moved = sqlx::query(
-                "INSERT INTO hookflow_firings (flow, at) VALUES ($1, $2)
-                 ON CONFLICT (flow) DO UPDATE SET at = EXCLUDED.at WHERE hookflow_firings.at < EXCLUDED.at",
-            )
-            .bind(flow)
-            .bind(ms(at))
-            .execute(&mut *tx)
-            .await?;
-            if moved.rows_affected() == 0 {
-                return Ok(false);
-            }
-            if let Some(run) = &run {
-                queue::insert_run(&mut tx, run).await?;
-            }
-            Ok(true)
         })
     }
 
@@ -416,6 +289,95 @@ impl Store for PgStore {
         // Every transaction is durable when it commits.
         Ok(())
     }
+}
+
+#[async_trait]
+impl Contacts for PgStore {
+    async fn change_segments(&self, ops: Vec<SegmentOp>, origin: Origin) -> Result<Vec<SegmentChange>> {
+        let origin = (origin, 1);
+        in_tx!(self, |tx| state::change_segments(&mut tx, &ops, Some(&origin)))
+    }
+
+    async fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
+        state::pending_events(&self.pool, limit).await
+    }
+
+    async fn dispatch_event(
+        &self,
+        event_id: &str,
+        runs: Vec<Run>,
+        exits: Vec<ExitMatch>,
+    ) -> Result<Vec<ExitedRun>> {
+        in_tx!(self, |tx| async {
+            // Whoever deletes the event dispatches it; another instance's copy finds nothing.
+            let gone = sqlx::query("DELETE FROM hookflow_events WHERE id = $1")
+                .bind(event_id)
+                .execute(&mut *tx)
+                .await?;
+            if gone.rows_affected() == 0 {
+                return Ok(Vec::new());
+            }
+            for run in &runs {
+                queue::insert_run(&mut tx, run).await?;
+            }
+            queue::exit_runs(&mut tx, &exits).await
+        })
+    }
+
+    async fn segments(&self) -> Result<Vec<SegmentInfo>> {
+        state::segments(&self.pool).await
+    }
+
+    async fn segment_members(&self, segment: &str, after: Option<&str>, limit: usize) -> Result<Vec<Member>> {
+        state::segment_members(&self.pool, segment, after, limit).await
+    }
+
+    async fn segment_added_since(&self, segment: &str, since: Ts) -> Result<u64> {
+        let n: (i64,) =
+            sqlx::query_as("SELECT count(*) FROM hookflow_members WHERE segment = $1 AND joined_at >= $2")
+                .bind(segment)
+                .bind(ms(since))
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n.0 as u64)
+    }
+
+    async fn contact(&self, email: &str) -> Result<Option<ContactView>> {
+        state::contact(&self.pool, email).await
+    }
+}
+
+#[async_trait]
+impl Coordination for PgStore {
+    async fn last_firing(&self, flow: &str) -> Result<Option<Ts>> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT at FROM hookflow_firings WHERE flow = $1")
+            .bind(flow)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| ts(r.0)))
+    }
+
+    async fn record_firing(&self, flow: &str, at: Ts, run: Option<Run>) -> Result<bool> {
+        in_tx!(self, |tx| async {
+            // One row per flow: only a later firing moves it, so each slot fires once across
+            // every instance.
+            let moved = sqlx::query(
+                "INSERT INTO hookflow_firings (flow, at) VALUES ($1, $2)
+                 ON CONFLICT (flow) DO UPDATE SET at = EXCLUDED.at WHERE hookflow_firings.at < EXCLUDED.at",
+            )
+            .bind(flow)
+            .bind(ms(at))
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() == 0 {
+                return Ok(false);
+            }
+            if let Some(run) = &run {
+                queue::insert_run(&mut tx, run).await?;
+            }
+            Ok(true)
+        })
+    }
 
     async fn heartbeat(&self, me: &Instance) -> Result<()> {
         state::heartbeat(&self.pool, me).await
@@ -432,15 +394,75 @@ impl Store for PgStore {
         state::instances(&self.pool).await
     }
 
-    fn describe(&self) -> String {
-        format!("PostgreSQL at {}", self.target)
-    }
-
     async fn shared_setting(&self, key: &str, value: String) -> Result<String> {
         self.shared_value(key, value).await
     }
 
     async fn pace(&self, key: &str, interval: Duration, now: Ts) -> Result<super::Pace> {
         state::pace(&self.pool, key, interval, now).await
+    }
+}
+
+#[async_trait]
+impl FlowSources for PgStore {
+    async fn put_flow_source(&self, flow: &str, version: &str, source: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO hookflow_flow_sources (flow, version, source) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(flow)
+        .bind(version)
+        .bind(source)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn flow_source(&self, flow: &str, version: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT source FROM hookflow_flow_sources WHERE flow = $1 AND version = $2")
+                .bind(flow)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    async fn put_last_good(&self, flow: &str, version: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO hookflow_flow_last_good (flow, version) VALUES ($1, $2)
+             ON CONFLICT (flow) DO UPDATE SET version = EXCLUDED.version, at = now()",
+        )
+        .bind(flow)
+        .bind(version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn last_good(&self, flow: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT version FROM hookflow_flow_last_good WHERE flow = $1")
+                .bind(flow)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(v,)| v))
+    }
+}
+
+#[async_trait]
+impl Backup for PgStore {
+    async fn backup_file(&self) -> Result<(std::path::PathBuf, BackupInfo)> {
+        Err(StoreError::Backend(
+            "a PostgreSQL store is backed up with the database's own tools (pg_dump, or its \
+             replicas and base backups): hookflow's tables are hookflow_*"
+                .into(),
+        ))
+    }
+}
+
+impl Store for PgStore {
+    fn describe(&self) -> String {
+        format!("PostgreSQL at {}", self.target)
     }
 }

@@ -21,32 +21,14 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-use serde::{Deserialize, Serialize};
 
 use super::ops::{INTAKE_CURSOR, Inner};
 use super::{LAYOUT_VERSION, SledStore, journal};
 use crate::run::Run;
-use crate::store::{Result, Store, StoreError};
+use crate::store::{BackupInfo, Result, RunQueue, StoreError};
 use crate::time::Ts;
 
 const MAGIC: &[u8] = b"HOOKFLOW-BACKUP 1\n";
-
-/// What a backup holds, as its header says.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BackupInfo {
-    /// The store layout version it was taken from.
-    pub layout: String,
-    pub created_at: Ts,
-    /// The hookflow that took it.
-    pub hookflow: String,
-    /// Filled in when it is finished or read back.
-    #[serde(default)]
-    pub entries: u64,
-    #[serde(default)]
-    pub pending_runs: u64,
-    #[serde(default)]
-    pub url_secret: bool,
-}
 
 /// Writes records with a running checksum.
 struct Out<W: Write> {

@@ -50,7 +50,6 @@ mod suppress;
 mod view;
 mod writer;
 
-pub use self::backup::BackupInfo;
 pub use self::open::sled_config;
 
 use std::collections::BTreeMap;
@@ -72,8 +71,8 @@ use self::ops::{INTAKE_CURSOR, Inner, StoredRun, from_json, run_key, to_json};
 use self::view::View;
 use self::writer::{Job, Op, writer_loop};
 use super::{
-    ClaimRequest, Claimed, Damage, Effects, ExitMatch, ExitedRun, Instance, Lease, Next, Result, RunFilter,
-    Saved, Store, StoreError,
+    Backup, BackupInfo, ClaimRequest, Claimed, Contacts, Coordination, Damage, Effects, ExitMatch, ExitedRun,
+    FlowSources, Instance, Lease, Next, Result, RunFilter, RunQueue, Saved, Store, StoreError,
 };
 use crate::event::{Event, Origin};
 use crate::run::{Run, RunStatus};
@@ -314,20 +313,14 @@ fn newest_pending(inner: &Inner, flow: Option<&str>, before: Option<&str>, limit
     Ok(out)
 }
 
-#[async_trait]
-impl Store for SledStore {
-    async fn backup_file(&self) -> Result<(PathBuf, BackupInfo)> {
-        let base = self.dir.parent().unwrap_or(&self.dir);
-        let path = base.join(format!(".backup-{}.partial", crate::run::new_run_id()));
-        match self.backup(&path).await {
-            Ok(info) => Ok((path, info)),
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                Err(e)
-            }
-        }
+impl From<::sled::Error> for StoreError {
+    fn from(e: ::sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
     }
+}
 
+#[async_trait]
+impl RunQueue for SledStore {
     fn damage(&self) -> Vec<Damage> {
         self.damage.clone()
     }
@@ -403,32 +396,6 @@ impl Store for SledStore {
         .await
     }
 
-    async fn change_segments(&self, ops: Vec<SegmentOp>, origin: Origin) -> Result<Vec<SegmentChange>> {
-        self.submit(true, false, move |_, v| {
-            segments::change_segments(v, &ops, Some(&(origin, 1)))
-        })
-        .await
-    }
-
-    async fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
-        self.read(move |i| i.pending_events(limit)).await
-    }
-
-    async fn dispatch_event(
-        &self,
-        event_id: &str,
-        runs: Vec<Run>,
-        exits: Vec<ExitMatch>,
-    ) -> Result<Vec<ExitedRun>> {
-        let id = event_id.to_string();
-        // Exits admit the journal first, so runs accepted a moment ago are found and ended now
-        // (deeper in a backlog they are noted and ended as they are admitted).
-        self.submit(true, !exits.is_empty(), move |i, v| {
-            i.dispatch_event(v, &id, &runs, &exits)
-        })
-        .await
-    }
-
     async fn exit_runs(&self, exits: Vec<ExitMatch>) -> Result<Vec<ExitedRun>> {
         self.submit(true, true, move |i, v| i.exit_runs(v, &exits)).await
     }
@@ -449,71 +416,6 @@ impl Store for SledStore {
                 out.insert(flow, n);
             }
             Ok(out)
-        })
-        .await
-    }
-
-    async fn segments(&self) -> Result<Vec<SegmentInfo>> {
-        self.read(|i| i.segments()).await
-    }
-
-    async fn segment_members(&self, segment: &str, after: Option<&str>, limit: usize) -> Result<Vec<Member>> {
-        let (segment, after) = (segment.to_string(), after.map(str::to_string));
-        self.read(move |i| i.segment_members(&segment, after.as_deref(), limit))
-            .await
-    }
-
-    async fn segment_added_since(&self, segment: &str, since: Ts) -> Result<u64> {
-        let segment = segment.to_string();
-        self.read(move |i| i.segment_added_since(&segment, since)).await
-    }
-
-    async fn contact(&self, email: &str) -> Result<Option<ContactView>> {
-        let email = email.to_string();
-        self.read(move |i| i.contact(&email)).await
-    }
-
-    async fn put_flow_source(&self, flow: &str, version: &str, source: &str) -> Result<()> {
-        let (key, source) = (format!("flowsrc:{flow}\0{version}"), source.to_string());
-        self.submit(true, false, move |_, v| {
-            if !v.contains(key.as_bytes())? {
-                v.insert(key.into_bytes(), source.into_bytes());
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn flow_source(&self, flow: &str, version: &str) -> Result<Option<String>> {
-        let key = format!("flowsrc:{flow}\0{version}");
-        self.read(move |i| Ok(i.db.get(key)?.map(|b| String::from_utf8_lossy(&b).into_owned())))
-            .await
-    }
-
-    async fn put_last_good(&self, flow: &str, version: &str) -> Result<()> {
-        let (key, version) = (format!("flowgood:{flow}"), version.to_string());
-        self.submit(true, false, move |_, v| {
-            v.insert(key.into_bytes(), version.into_bytes());
-            Ok(())
-        })
-        .await
-    }
-
-    async fn last_good(&self, flow: &str) -> Result<Option<String>> {
-        let key = format!("flowgood:{flow}");
-        self.read(move |i| Ok(i.db.get(key)?.map(|b| String::from_utf8_lossy(&b).into_owned())))
-            .await
-    }
-
-    async fn last_firing(&self, flow: &str) -> Result<Option<Ts>> {
-        let flow = flow.to_string();
-        self.read(move |i| i.last_firing(&flow)).await
-    }
-
-    async fn record_firing(&self, flow: &str, at: Ts, run: Option<Run>) -> Result<bool> {
-        let flow = flow.to_string();
-        self.submit(true, false, move |i, v| {
-            i.record_firing(v, &flow, at, run.as_ref())
         })
         .await
     }
@@ -698,6 +600,71 @@ impl Store for SledStore {
     async fn sync(&self) -> Result<()> {
         self.submit(true, false, |_, _| Ok(())).await
     }
+}
+
+#[async_trait]
+impl Contacts for SledStore {
+    async fn change_segments(&self, ops: Vec<SegmentOp>, origin: Origin) -> Result<Vec<SegmentChange>> {
+        self.submit(true, false, move |_, v| {
+            segments::change_segments(v, &ops, Some(&(origin, 1)))
+        })
+        .await
+    }
+
+    async fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
+        self.read(move |i| i.pending_events(limit)).await
+    }
+
+    async fn dispatch_event(
+        &self,
+        event_id: &str,
+        runs: Vec<Run>,
+        exits: Vec<ExitMatch>,
+    ) -> Result<Vec<ExitedRun>> {
+        let id = event_id.to_string();
+        // Exits admit the journal first, so runs accepted a moment ago are found and ended now
+        // (deeper in a backlog they are noted and ended as they are admitted).
+        self.submit(true, !exits.is_empty(), move |i, v| {
+            i.dispatch_event(v, &id, &runs, &exits)
+        })
+        .await
+    }
+
+    async fn segments(&self) -> Result<Vec<SegmentInfo>> {
+        self.read(|i| i.segments()).await
+    }
+
+    async fn segment_members(&self, segment: &str, after: Option<&str>, limit: usize) -> Result<Vec<Member>> {
+        let (segment, after) = (segment.to_string(), after.map(str::to_string));
+        self.read(move |i| i.segment_members(&segment, after.as_deref(), limit))
+            .await
+    }
+
+    async fn segment_added_since(&self, segment: &str, since: Ts) -> Result<u64> {
+        let segment = segment.to_string();
+        self.read(move |i| i.segment_added_since(&segment, since)).await
+    }
+
+    async fn contact(&self, email: &str) -> Result<Option<ContactView>> {
+        let email = email.to_string();
+        self.read(move |i| i.contact(&email)).await
+    }
+}
+
+#[async_trait]
+impl Coordination for SledStore {
+    async fn last_firing(&self, flow: &str) -> Result<Option<Ts>> {
+        let flow = flow.to_string();
+        self.read(move |i| i.last_firing(&flow)).await
+    }
+
+    async fn record_firing(&self, flow: &str, at: Ts, run: Option<Run>) -> Result<bool> {
+        let flow = flow.to_string();
+        self.submit(true, false, move |i, v| {
+            i.record_firing(v, &flow, at, run.as_ref())
+        })
+        .await
+    }
 
     async fn heartbeat(&self, me: &Instance) -> Result<()> {
         if let Ok(mut slot) = self.me.lock() {
@@ -710,10 +677,6 @@ impl Store for SledStore {
         Ok(self.me.lock().ok().and_then(|m| m.clone()).into_iter().collect())
     }
 
-    fn describe(&self) -> String {
-        format!("sled at {}", self.dir.display())
-    }
-
     async fn shared_setting(&self, key: &str, value: String) -> Result<String> {
         let key = format!("meta:shared:{key}");
         self.submit(true, false, move |_, v| match v.get(key.as_bytes())? {
@@ -724,5 +687,61 @@ impl Store for SledStore {
             }
         })
         .await
+    }
+}
+
+#[async_trait]
+impl FlowSources for SledStore {
+    async fn put_flow_source(&self, flow: &str, version: &str, source: &str) -> Result<()> {
+        let (key, source) = (format!("flowsrc:{flow}\0{version}"), source.to_string());
+        self.submit(true, false, move |_, v| {
+            if !v.contains(key.as_bytes())? {
+                v.insert(key.into_bytes(), source.into_bytes());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn flow_source(&self, flow: &str, version: &str) -> Result<Option<String>> {
+        let key = format!("flowsrc:{flow}\0{version}");
+        self.read(move |i| Ok(i.db.get(key)?.map(|b| String::from_utf8_lossy(&b).into_owned())))
+            .await
+    }
+
+    async fn put_last_good(&self, flow: &str, version: &str) -> Result<()> {
+        let (key, version) = (format!("flowgood:{flow}"), version.to_string());
+        self.submit(true, false, move |_, v| {
+            v.insert(key.into_bytes(), version.into_bytes());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn last_good(&self, flow: &str) -> Result<Option<String>> {
+        let key = format!("flowgood:{flow}");
+        self.read(move |i| Ok(i.db.get(key)?.map(|b| String::from_utf8_lossy(&b).into_owned())))
+            .await
+    }
+}
+
+#[async_trait]
+impl Backup for SledStore {
+    async fn backup_file(&self) -> Result<(PathBuf, BackupInfo)> {
+        let base = self.dir.parent().unwrap_or(&self.dir);
+        let path = base.join(format!(".backup-{}.partial", crate::run::new_run_id()));
+        match self.backup(&path).await {
+            Ok(info) => Ok((path, info)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn describe(&self) -> String {
+        format!("sled at {}", self.dir.display())
     }
 }

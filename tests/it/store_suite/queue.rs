@@ -1,46 +1,7 @@
-//! One behaviour suite for the `Store` trait, run against both backends: every case below runs
-//! once on sled (a temp dir) and once on PostgreSQL (a schema of its own, see `pg.rs`). What
-//! the engine relies on — queueing, leases, lanes, caps, dedupe, firings, segments and their
-//! events, exits, retention, paging — must mean the same on both.
+//! The run queue (`RunQueue`): storing and listing runs, leases, lanes, caps, delivery keys,
+//! exits, retention, retries, waits and counters — and, on sled, the intake journal and parking.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use serde_json::{Map, json};
-
-use hookflow::event::{Event, Origin};
-use hookflow::request::Request;
-use hookflow::run::{Run, RunStatus, Ts};
-use hookflow::segment::SegmentOp;
-use hookflow::store::{
-    ClaimRequest, Effects, ExitMatch, Instance, Next, Pace, RunFilter, Store, StoreError, WaitOp,
-};
-
-/// Generates `sled::<case>` and `postgres::<case>` for each case.
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        mod sled {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let store: std::sync::Arc<dyn hookflow::store::Store> =
-                        std::sync::Arc::new(hookflow::store::SledStore::temporary().unwrap());
-                    super::$case(store, false).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(schema) = crate::pg::Schema::create().await else { return };
-                    super::$case(schema.store().await, true).await;
-                }
-            )*
-        }
-    };
-}
+use super::*;
 
 suite!(
     runs_are_stored_listed_newest_first_and_paged,
@@ -50,63 +11,12 @@ suite!(
     lanes_hold_runs_of_one_key_back_until_the_earlier_one_ends,
     caps_and_fair_share_shape_a_claim,
     a_delivery_key_starts_one_run_even_when_copies_race,
-    a_cron_slot_is_recorded_once,
-    segment_changes_raise_events_that_become_runs_once,
     exits_end_queued_runs_and_mark_held_ones,
     retention_prunes_finished_runs_only,
-    counters_sources_settings_and_instances,
     retries_and_due_times_are_kept,
     runs_waiting_days_are_found_listed_exited_and_wake_on_time,
-    suppressions_apply_by_scope_page_lift_and_unsubscribe_atomically,
+    counters_add_up_per_flow,
 );
-
-fn new_run(flow: &str, key: Option<&str>) -> Run {
-    let req = Request {
-        method: "POST".into(),
-        body: json!({"hello": "world"}),
-        ..Request::default()
-    };
-    Run::new(
-        flow,
-        "v1",
-        req,
-        Map::new(),
-        key.map(str::to_string),
-        ["first".to_string(), "second".to_string()],
-    )
-}
-
-fn claim(limit: usize, lease: Duration) -> ClaimRequest {
-    ClaimRequest {
-        now: Ts::now(),
-        lease_for: lease,
-        limit,
-        caps: Default::default(),
-        fair_share: 0,
-    }
-}
-
-async fn claim_ids(store: &dyn Store, req: ClaimRequest) -> Vec<String> {
-    let mut ids: Vec<String> = store
-        .claim(req)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.run.id)
-        .collect();
-    ids.sort();
-    ids
-}
-
-async fn runs_cover_everything(store: Arc<dyn Store>) -> Vec<Run> {
-    store
-        .list_runs(&RunFilter {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-}
 
 async fn runs_are_stored_listed_newest_first_and_paged(store: Arc<dyn Store>, _pg: bool) {
     let mut ids = Vec::new();
@@ -423,139 +333,6 @@ async fn a_delivery_key_starts_one_run_even_when_copies_race(store: Arc<dyn Stor
     );
 }
 
-async fn a_cron_slot_is_recorded_once(store: Arc<dyn Store>, _pg: bool) {
-    assert!(store.last_firing("daily").await.unwrap().is_none());
-    let slot = Ts(1_780_000_000_000);
-    let mut tasks = Vec::new();
-    for _ in 0..6 {
-        let store = Arc::clone(&store);
-        tasks.push(tokio::spawn(async move {
-            store
-                .record_firing("daily", slot, Some(new_run("daily", None)))
-                .await
-                .unwrap()
-        }));
-    }
-    let mut fired = 0;
-    for t in tasks {
-        fired += t.await.unwrap() as usize;
-    }
-    assert_eq!(fired, 1);
-    assert_eq!(runs_cover_everything(Arc::clone(&store)).await.len(), 1);
-    assert_eq!(store.last_firing("daily").await.unwrap(), Some(slot));
-    // An earlier slot is not fired after a later one; the next one is.
-    assert!(!store.record_firing("daily", Ts(slot.0 - 1), None).await.unwrap());
-    assert!(
-        store
-            .record_firing("daily", Ts(slot.0 + 60_000), None)
-            .await
-            .unwrap()
-    );
-}
-
-async fn segment_changes_raise_events_that_become_runs_once(store: Arc<dyn Store>, _pg: bool) {
-    let op = |segment: &str, email: &str, add: bool| SegmentOp {
-        segment: segment.into(),
-        email: email.into(),
-        add,
-        attributes: Map::from_iter([("name".to_string(), json!("Ada"))]),
-    };
-    let changes = store
-        .change_segments(
-            vec![
-                op("buyers", "ada@example.com", true),
-                op("buyers", "bob@example.com", true),
-                op("vip", "ada@example.com", true),
-            ],
-            Origin::api(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(changes.len(), 3);
-    // Adding again changes nothing and raises nothing.
-    store
-        .change_segments(vec![op("buyers", "ada@example.com", true)], Origin::api())
-        .await
-        .unwrap();
-    let segs = store.segments().await.unwrap();
-    let counts: Vec<(String, u64)> = segs.iter().map(|s| (s.name.clone(), s.members)).collect();
-    assert_eq!(counts, [("buyers".to_string(), 2), ("vip".to_string(), 1)]);
-    let members = store.segment_members("buyers", None, 1).await.unwrap();
-    assert_eq!(members[0].contact.email, "ada@example.com");
-    let rest = store
-        .segment_members("buyers", Some("ada@example.com"), 10)
-        .await
-        .unwrap();
-    assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].contact.email, "bob@example.com");
-    assert_eq!(
-        store
-            .segment_added_since("buyers", Ts::now().plus(Duration::from_secs(60)))
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(store.segment_added_since("buyers", Ts(0)).await.unwrap(), 2);
-    let ada = store.contact("ada@example.com").await.unwrap().unwrap();
-    assert_eq!(ada.segments.len(), 2);
-
-    store
-        .change_segments(vec![op("vip", "ada@example.com", false)], Origin::api())
-        .await
-        .unwrap();
-    let events = store.pending_events(100).await.unwrap();
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(
-        kinds,
-        [
-            "segment.added",
-            "segment.added",
-            "segment.added",
-            "segment.removed"
-        ],
-        "one event per change, in order"
-    );
-    // Dispatching an event queues its runs and removes it; a second dispatch of the same
-    // event (another instance that read it too) queues nothing.
-    let e = &events[0];
-    store
-        .dispatch_event(&e.id, vec![new_run("on-added", None)], Vec::new())
-        .await
-        .unwrap();
-    let again = store
-        .dispatch_event(&e.id, vec![new_run("on-added", None)], Vec::new())
-        .await;
-    assert!(again.is_ok(), "{again:?}");
-    assert_eq!(runs_cover_everything(Arc::clone(&store)).await.len(), 1);
-    assert_eq!(store.pending_events(100).await.unwrap().len(), 3);
-
-    // A run's save raises its events with its state, atomically.
-    let run = new_run("f", None);
-    store.insert_run(&run).await.unwrap();
-    let held = store.claim(claim(10, Duration::from_secs(30))).await.unwrap();
-    let held = held.iter().find(|c| c.run.id == run.id).unwrap();
-    let mut done = held.run.clone();
-    done.status = RunStatus::Succeeded;
-    let effects = Effects {
-        events: vec![Event::new(
-            "order.flagged",
-            Origin::run("f", &run.id, Some("first")),
-            1,
-            json!({}),
-        )],
-        segment_ops: vec![op("buyers", "cy@example.com", true)],
-        origin: Some((Origin::run("f", &run.id, Some("first")), 1)),
-        waits: Vec::new(),
-        suppress: Vec::new(),
-    };
-    let saved = store
-        .save_with(&held.lease, &done, Next::Done, effects)
-        .await
-        .unwrap();
-    assert_eq!(saved.changes.len(), 1);
-    assert_eq!(store.pending_events(100).await.unwrap().len(), 5);
-}
-
 async fn exits_end_queued_runs_and_mark_held_ones(store: Arc<dyn Store>, _pg: bool) {
     let mut queued = new_run("seq", None);
     queued.exit_keys = vec!["email:ada@example.com".into()];
@@ -646,77 +423,6 @@ async fn retention_prunes_finished_runs_only(store: Arc<dyn Store>, _pg: bool) {
     );
 }
 
-async fn counters_sources_settings_and_instances(store: Arc<dyn Store>, pg: bool) {
-    store.add_counter("f", "ignored", 2).await.unwrap();
-    store.add_counter("f", "ignored", 3).await.unwrap();
-    store.add_counter("g", "ignored", 1).await.unwrap();
-    store.sync().await.unwrap();
-    assert_eq!(store.counters("f").await.unwrap().get("ignored"), Some(&5));
-
-    store.put_flow_source("f", "v1", "on: {}\n").await.unwrap();
-    store.put_flow_source("f", "v1", "on: {}\n").await.unwrap();
-    assert_eq!(
-        store.flow_source("f", "v1").await.unwrap().as_deref(),
-        Some("on: {}\n")
-    );
-    assert!(store.flow_source("f", "v2").await.unwrap().is_none());
-    // The last version that loaded cleanly: the newest recorded, per flow.
-    assert!(store.last_good("f").await.unwrap().is_none());
-    store.put_last_good("f", "v1").await.unwrap();
-    store.put_last_good("f", "v2").await.unwrap();
-    store.put_last_good("g", "v9").await.unwrap();
-    assert_eq!(store.last_good("f").await.unwrap().as_deref(), Some("v2"));
-    assert_eq!(store.last_good("g").await.unwrap().as_deref(), Some("v9"));
-
-    let first = store.shared_setting("url_secret", "aaa".into()).await.unwrap();
-    let second = store.shared_setting("url_secret", "bbb".into()).await.unwrap();
-    assert_eq!(
-        (first.as_str(), second.as_str()),
-        ("aaa", "aaa"),
-        "the first one decides"
-    );
-
-    let me = Instance {
-        id: "i1".into(),
-        host: "h".into(),
-        pid: 7,
-        version: "0.1.0".into(),
-        listen: "http://127.0.0.1:1".into(),
-        started_at: Ts::now(),
-        seen_at: Ts::now(),
-        flows: BTreeMap::from([("f".to_string(), "v1".to_string())]),
-    };
-    store.heartbeat(&me).await.unwrap();
-    let mut later = me.clone();
-    later.seen_at = me.seen_at.plus(Duration::from_secs(5));
-    store.heartbeat(&later).await.unwrap();
-    assert_eq!(store.instances().await.unwrap(), [later]);
-
-    // Rate-limit slots: shared in the database, kept in memory by the engine otherwise.
-    let now = Ts::now();
-    let pace = store.pace("f/first", Duration::from_secs(10), now).await.unwrap();
-    if pg {
-        assert_eq!(pace, Pace::Go);
-        assert_eq!(
-            store.pace("f/first", Duration::from_secs(10), now).await.unwrap(),
-            Pace::Until(now.plus(Duration::from_secs(10)))
-        );
-        assert_eq!(
-            store
-                .pace(
-                    "f/first",
-                    Duration::from_secs(10),
-                    now.plus(Duration::from_secs(10))
-                )
-                .await
-                .unwrap(),
-            Pace::Go
-        );
-    } else {
-        assert_eq!(pace, Pace::Local);
-    }
-}
-
 async fn retries_and_due_times_are_kept(store: Arc<dyn Store>, _pg: bool) {
     let run = new_run("f", None);
     store.insert_run(&run).await.unwrap();
@@ -731,6 +437,98 @@ async fn retries_and_due_times_are_kept(store: Arc<dyn Store>, _pg: bool) {
     assert_eq!((n, oldest), (0, None), "nothing due yet");
     let got = store.get_run(&run.id).await.unwrap().unwrap();
     assert_eq!((got.status, got.next_attempt_at), (RunStatus::Retrying, Some(at)));
+}
+
+/// Runs waiting for days behave as any waiting run, whether the store keeps them in memory or
+/// parks them on disk: found, listed (and paged), exited by key or by id, due at their time.
+async fn runs_waiting_days_are_found_listed_exited_and_wake_on_time(store: Arc<dyn Store>, _pg: bool) {
+    let wake = Ts::now().plus(Duration::from_secs(3 * 86_400));
+    let ids = park_waiting(store.as_ref(), "seq", 4, &["k1", "k2"], wake).await;
+    for id in &ids {
+        let run = store.get_run(id).await.unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Waiting, "{id}");
+        assert_eq!(run.next_attempt_at, Some(wake));
+    }
+    let waiting = |before: Option<String>, limit| RunFilter {
+        status: Some(RunStatus::Waiting),
+        flow: Some("seq".into()),
+        before,
+        limit,
+        ..RunFilter::default()
+    };
+    let page = store.list_runs(&waiting(None, 3)).await.unwrap();
+    let listed: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(listed, [&ids[3], &ids[2], &ids[1]].map(String::as_str));
+    let rest = store.list_runs(&waiting(Some(ids[1].clone()), 3)).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [ids[0].as_str()]
+    );
+    assert_eq!(store.waiting_counts().await.unwrap()["seq"], 4);
+    assert_eq!(store.next_due().await.unwrap().map(|t| t <= wake), Some(true));
+
+    // An exit by key, and one by id: shown exited at once; an exited run does not exit again.
+    store
+        .exit_runs(vec![ExitMatch {
+            flow: "seq".into(),
+            key: "k1".into(),
+            reason: "left the list".into(),
+        }])
+        .await
+        .unwrap();
+    let run = store.get_run(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (run.status, run.exit_reason.as_deref()),
+        (RunStatus::Exited, Some("left the list"))
+    );
+    // Parked on the embedded store (noted), ended at once on PostgreSQL.
+    let first = store.exit_run(&ids[2], "by the operator").await.unwrap();
+    assert!(
+        matches!(
+            first,
+            hookflow::store::Exited::Noted | hookflow::store::Exited::Now
+        ),
+        "{first:?}"
+    );
+    assert_eq!(
+        store.exit_run(&ids[2], "again").await.unwrap(),
+        hookflow::store::Exited::No
+    );
+    assert_eq!(
+        store.get_run(&ids[2]).await.unwrap().unwrap().status,
+        RunStatus::Exited
+    );
+    assert_eq!(
+        store.get_run(&ids[1]).await.unwrap().unwrap().status,
+        RunStatus::Waiting
+    );
+
+    // Nothing is due before its time; at its time the others are. Those an exit reached are
+    // ended by the store at once, or (parked on disk) handed to a worker with the exit
+    // requested, to be ended as any run asked to exit — never run on.
+    let early = ClaimRequest {
+        now: Ts(wake.0 - 3_600_000),
+        ..claim(10, Duration::from_secs(30))
+    };
+    let mut claimed = store.claim(early).await.unwrap();
+    let on_time = ClaimRequest {
+        now: Ts(wake.0 + 1),
+        ..claim(10, Duration::from_secs(30))
+    };
+    claimed.extend(store.claim(on_time).await.unwrap());
+    let mut ran: Vec<&str> = Vec::new();
+    for c in &claimed {
+        match c.exit_requested.as_deref() {
+            None => ran.push(&c.run.id),
+            Some(reason) => assert!(
+                (c.run.id == ids[0] && reason == "left the list")
+                    || (c.run.id == ids[2] && reason == "by the operator"),
+                "{c:?}"
+            ),
+        }
+    }
+    ran.sort();
+    assert_eq!(ran, [ids[1].as_str(), ids[3].as_str()]);
 }
 
 /// sled only: an exit that reaches a run deep in the intake journal (beyond what one write
@@ -874,20 +672,6 @@ async fn sled_a_backlog_beyond_memory_is_found_listed_exited_and_admitted_once()
     );
 }
 
-/// Claims and finishes runs until `upto` are claimed or none is left.
-async fn drain(store: &dyn Store, upto: usize, claimed: &mut Vec<String>) {
-    while claimed.len() < upto {
-        let got = store.claim(claim(50, Duration::from_secs(30))).await.unwrap();
-        if got.is_empty() {
-            break;
-        }
-        for c in got {
-            store.save(&c.lease, &c.run, Next::Done).await.unwrap();
-            claimed.push(c.run.id);
-        }
-    }
-}
-
 /// sled only: a new store made with compression (`--store-compression`) compresses its pages,
 /// and stays readable when sled's settings file (which records that) is lost — the store's own
 /// mark says so; reopened without the setting, it stays compressed.
@@ -912,137 +696,6 @@ async fn sled_a_new_store_is_compressed_and_survives_losing_sleds_settings_file(
     std::fs::remove_file(dir.path().join("conf")).unwrap();
     let store = hookflow::store::SledStore::open(dir.path(), hookflow::store::Durability::Flush).unwrap();
     assert_eq!(store.get_run(&run.id).await.unwrap().unwrap().id, run.id);
-}
-
-/// Claims the queued runs, each exit key given to the next run, and saves them all waiting at
-/// a `wait` step until `until`, as the engine does.
-async fn park_waiting(store: &dyn Store, flow: &str, n: usize, keys: &[&str], until: Ts) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let mut r = new_run(flow, None);
-        if let Some(k) = keys.get(i) {
-            r.exit_keys = vec![k.to_string()];
-        }
-        store.insert_run(&r).await.unwrap();
-        ids.push(r.id);
-    }
-    let claimed = store.claim(claim(n, Duration::from_secs(30))).await.unwrap();
-    assert_eq!(claimed.len(), n);
-    for c in claimed {
-        let mut run = c.run;
-        run.status = RunStatus::Waiting;
-        run.next_attempt_at = Some(until);
-        let mut waits = vec![WaitOp::Waiting {
-            flow: flow.into(),
-            by: 1,
-        }];
-        waits.extend(run.exit_keys.iter().map(|k| WaitOp::IndexExit {
-            flow: flow.into(),
-            key: k.clone(),
-            run_id: run.id.clone(),
-        }));
-        let effects = Effects {
-            waits,
-            ..Effects::default()
-        };
-        store
-            .save_with(&c.lease, &run, Next::RetryAt(until), effects)
-            .await
-            .unwrap();
-    }
-    ids
-}
-
-/// Runs waiting for days behave as any waiting run, whether the store keeps them in memory or
-/// parks them on disk: found, listed (and paged), exited by key or by id, due at their time.
-async fn runs_waiting_days_are_found_listed_exited_and_wake_on_time(store: Arc<dyn Store>, _pg: bool) {
-    let wake = Ts::now().plus(Duration::from_secs(3 * 86_400));
-    let ids = park_waiting(store.as_ref(), "seq", 4, &["k1", "k2"], wake).await;
-    for id in &ids {
-        let run = store.get_run(id).await.unwrap().unwrap();
-        assert_eq!(run.status, RunStatus::Waiting, "{id}");
-        assert_eq!(run.next_attempt_at, Some(wake));
-    }
-    let waiting = |before: Option<String>, limit| RunFilter {
-        status: Some(RunStatus::Waiting),
-        flow: Some("seq".into()),
-        before,
-        limit,
-        ..RunFilter::default()
-    };
-    let page = store.list_runs(&waiting(None, 3)).await.unwrap();
-    let listed: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(listed, [&ids[3], &ids[2], &ids[1]].map(String::as_str));
-    let rest = store.list_runs(&waiting(Some(ids[1].clone()), 3)).await.unwrap();
-    assert_eq!(
-        rest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        [ids[0].as_str()]
-    );
-    assert_eq!(store.waiting_counts().await.unwrap()["seq"], 4);
-    assert_eq!(store.next_due().await.unwrap().map(|t| t <= wake), Some(true));
-
-    // An exit by key, and one by id: shown exited at once; an exited run does not exit again.
-    store
-        .exit_runs(vec![ExitMatch {
-            flow: "seq".into(),
-            key: "k1".into(),
-            reason: "left the list".into(),
-        }])
-        .await
-        .unwrap();
-    let run = store.get_run(&ids[0]).await.unwrap().unwrap();
-    assert_eq!(
-        (run.status, run.exit_reason.as_deref()),
-        (RunStatus::Exited, Some("left the list"))
-    );
-    // Parked on the embedded store (noted), ended at once on PostgreSQL.
-    let first = store.exit_run(&ids[2], "by the operator").await.unwrap();
-    assert!(
-        matches!(
-            first,
-            hookflow::store::Exited::Noted | hookflow::store::Exited::Now
-        ),
-        "{first:?}"
-    );
-    assert_eq!(
-        store.exit_run(&ids[2], "again").await.unwrap(),
-        hookflow::store::Exited::No
-    );
-    assert_eq!(
-        store.get_run(&ids[2]).await.unwrap().unwrap().status,
-        RunStatus::Exited
-    );
-    assert_eq!(
-        store.get_run(&ids[1]).await.unwrap().unwrap().status,
-        RunStatus::Waiting
-    );
-
-    // Nothing is due before its time; at its time the others are. Those an exit reached are
-    // ended by the store at once, or (parked on disk) handed to a worker with the exit
-    // requested, to be ended as any run asked to exit — never run on.
-    let early = ClaimRequest {
-        now: Ts(wake.0 - 3_600_000),
-        ..claim(10, Duration::from_secs(30))
-    };
-    let mut claimed = store.claim(early).await.unwrap();
-    let on_time = ClaimRequest {
-        now: Ts(wake.0 + 1),
-        ..claim(10, Duration::from_secs(30))
-    };
-    claimed.extend(store.claim(on_time).await.unwrap());
-    let mut ran: Vec<&str> = Vec::new();
-    for c in &claimed {
-        match c.exit_requested.as_deref() {
-            None => ran.push(&c.run.id),
-            Some(reason) => assert!(
-                (c.run.id == ids[0] && reason == "left the list")
-                    || (c.run.id == ids[2] && reason == "by the operator"),
-                "{c:?}"
-            ),
-        }
-    }
-    ran.sort();
-    assert_eq!(ran, [ids[1].as_str(), ids[3].as_str()]);
 }
 
 /// The embedded store keeps runs waiting beyond a few minutes on disk, not in sled: the count
@@ -1095,234 +748,10 @@ async fn sled_waiting_runs_are_parked_on_disk_and_read_back_when_due() {
     );
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                out.extend(walk(&e.path()));
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
-/// Parked runs are in a backup (as the waiting runs they are, an exit that reached one
-/// included) and `store check` counts them: a restored store wakes every one on time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sled_parked_runs_are_backed_up_restored_and_checked() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = hookflow::store::SledStore::open(&dir.path().join("store"), Default::default()).unwrap();
-    let wake = Ts::now().plus(Duration::from_secs(2 * 86_400));
-    let ids = park_waiting(&store, "seq", 5, &["k"], wake).await;
-    assert_eq!(store.parked(), 5);
-    store
-        .exit_runs(vec![ExitMatch {
-            flow: "seq".into(),
-            key: "k".into(),
-            reason: "refunded".into(),
-        }])
-        .await
-        .unwrap();
-    let file = dir.path().join("backup.gz");
-    store.backup(&file).await.unwrap();
-    drop(store);
-    let report = hookflow::store::sled::check::check(&dir.path().join("store")).unwrap();
-    assert_eq!((report.parked, report.problems.len()), (5, 0), "{report:?}");
-
-    let restored = tempfile::tempdir().unwrap();
-    hookflow::store::SledStore::restore(&file, restored.path())
-        .await
-        .unwrap();
-    let store = hookflow::store::SledStore::open(&restored.path().join("store"), Default::default()).unwrap();
-    assert_eq!(
-        store.get_run(&ids[0]).await.unwrap().unwrap().status,
-        RunStatus::Waiting
-    );
-    let claimed = store
-        .claim(ClaimRequest {
-            now: Ts(wake.0 + 1),
-            ..claim(10, Duration::from_secs(30))
-        })
-        .await
-        .unwrap();
-    let mut got: Vec<(String, Option<String>)> = claimed
-        .into_iter()
-        .map(|c| (c.run.id, c.exit_requested))
-        .collect();
-    got.sort();
-    let mut want: Vec<(String, Option<String>)> = ids.iter().map(|id| (id.clone(), None)).collect();
-    want[0].1 = Some("refunded".into());
-    want.sort();
-    assert_eq!(got, want);
-}
-
-async fn suppressions_apply_by_scope_page_lift_and_unsubscribe_atomically(store: Arc<dyn Store>, _pg: bool) {
-    use hookflow::store::suppress::SuppressionQuery;
-    use hookflow::suppression::{Reason, Suppression};
-    let s = |email: &str, list: Option<&str>, r: Reason| Suppression::new(email, list, r, "suite").unwrap();
-    let emails = |v: &[Suppression]| v.iter().map(|s| s.email.clone()).collect::<Vec<_>>();
-    let n = store
-        .suppress(vec![
-            s("ada@example.com", Some("newsletter"), Reason::Unsubscribed),
-            s("bob@example.com", None, Reason::Bounced),
-            s("cy@example.com", Some("offers"), Reason::Manual),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(n, 3);
-    // Suppressing again changes nothing: the first entry stays.
-    assert_eq!(
-        store
-            .suppress(vec![s("bob@example.com", None, Reason::Complained)])
-            .await
-            .unwrap(),
-        0
-    );
-    let all = [
-        "ada@example.com",
-        "bob@example.com",
-        "cy@example.com",
-        "dee@example.com",
-    ]
-    .map(String::from);
-    assert_eq!(
-        emails(&store.suppressed(&all, Some("newsletter")).await.unwrap()),
-        ["ada@example.com", "bob@example.com"],
-        "a list email: the list's unsubscribes and the bounces"
-    );
-    let transactional = store.suppressed(&all, None).await.unwrap();
-    assert_eq!(emails(&transactional), ["bob@example.com"]);
-    assert_eq!(transactional[0].reason, Reason::Bounced);
-
-    // Paging in address order, and a search.
-    let page = |after: Option<String>, search: Option<&str>| SuppressionQuery {
-        after,
-        search: search.map(String::from),
-        include_lifted: false,
-        limit: 2,
-    };
-    let first = store.suppression_list(&page(None, None)).await.unwrap();
-    assert_eq!(emails(&first), ["ada@example.com", "bob@example.com"]);
-    let after = hookflow::store::suppress::page_key(&first[1]);
-    let second = store.suppression_list(&page(Some(after), None)).await.unwrap();
-    assert_eq!(emails(&second), ["cy@example.com"]);
-    assert_eq!(
-        emails(&store.suppression_list(&page(None, Some("BOB"))).await.unwrap()),
-        ["bob@example.com"]
-    );
-
-    // Lifting keeps the entry as history; it no longer applies.
-    assert!(
-        store
-            .lift("bob@example.com", None, "the address works again")
-            .await
-            .unwrap()
-    );
-    assert!(!store.lift("bob@example.com", None, "again").await.unwrap());
-    assert!(store.suppressed(&all, None).await.unwrap().is_empty());
-    let history = store
-        .suppression_list(&SuppressionQuery {
-            search: Some("bob".into()),
-            include_lifted: true,
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        history[0].lifted.as_ref().unwrap().reason,
-        "the address works again"
-    );
-    // A lifted address can be suppressed again.
-    assert_eq!(
-        store
-            .suppress(vec![s("bob@example.com", None, Reason::Complained)])
-            .await
-            .unwrap(),
-        1
-    );
-
-    // An unsubscribe suppresses and removes from the segment in one write, raising
-    // segment.removed; a second one changes nothing and raises nothing.
-    store
-        .change_segments(
-            vec![SegmentOp {
-                segment: "newsletter".into(),
-                email: "dee@example.com".into(),
-                add: true,
-                attributes: Map::new(),
-            }],
-            Origin::api(),
-        )
-        .await
-        .unwrap();
-    for e in store.pending_events(100).await.unwrap() {
-        store.dispatch_event(&e.id, Vec::new(), Vec::new()).await.unwrap();
-    }
-    let changes = store
-        .unsubscribe(
-            s("dee@example.com", Some("newsletter"), Reason::Unsubscribed),
-            Origin::via("unsubscribe"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(changes[0].change, hookflow::segment::Change::Removed);
-    let events = store.pending_events(100).await.unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].kind, "segment.removed");
-    assert_eq!(events[0].source.via, "unsubscribe");
-    assert_eq!(
-        emails(&store.suppressed(&all[3..], Some("newsletter")).await.unwrap()),
-        ["dee@example.com"]
-    );
-    assert!(
-        store
-            .contact("dee@example.com")
-            .await
-            .unwrap()
-            .unwrap()
-            .segments
-            .is_empty()
-    );
-    store
-        .dispatch_event(&events[0].id, Vec::new(), Vec::new())
-        .await
-        .unwrap();
-    let again = store
-        .unsubscribe(
-            s("dee@example.com", Some("newsletter"), Reason::Unsubscribed),
-            Origin::via("unsubscribe"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(again[0].change, hookflow::segment::Change::NotMember);
-    assert!(store.pending_events(100).await.unwrap().is_empty());
-
-    // Suppressions recorded with a run's save come with it.
-    let run = new_run("f", None);
-    store.insert_run(&run).await.unwrap();
-    let held = store.claim(claim(10, Duration::from_secs(30))).await.unwrap();
-    let held = held.iter().find(|c| c.run.id == run.id).unwrap();
-    let mut done = held.run.clone();
-    done.status = RunStatus::Failed;
-    let effects = Effects {
-        suppress: vec![s("eve@example.com", None, Reason::Bounced)],
-        ..Effects::default()
-    };
-    store
-        .save_with(&held.lease, &done, Next::Done, effects)
-        .await
-        .unwrap();
-    assert_eq!(
-        emails(
-            &store
-                .suppressed(&["eve@example.com".to_string()], Some("x"))
-                .await
-                .unwrap()
-        ),
-        ["eve@example.com"]
-    );
+async fn counters_add_up_per_flow(store: Arc<dyn Store>, _pg: bool) {
+    store.add_counter("f", "ignored", 2).await.unwrap();
+    store.add_counter("f", "ignored", 3).await.unwrap();
+    store.add_counter("g", "ignored", 1).await.unwrap();
+    store.sync().await.unwrap();
+    assert_eq!(store.counters("f").await.unwrap().get("ignored"), Some(&5));
 }
