@@ -133,6 +133,13 @@ impl Metrics {
             stats: crate::stats::Stats::default(),
             registry: Registry::default(),
         };
+        m.register_all(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// Names and explains every metric, in the order `/metrics` lists them.
+    fn register_all(&self, registry: &mut Registry) {
+        let m = self;
         registry.register(
             "webhook_requests",
             "Webhook requests received, by flow",
@@ -235,7 +242,6 @@ impl Metrics {
             "The build: its version and the commit it was built from (always 1)",
             build,
         );
-        Metrics { registry, ..m }
     }
 
     pub fn request(&self, flow: &str) {

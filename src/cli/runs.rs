@@ -280,80 +280,18 @@ pub(super) async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
             json,
             client,
         } => {
-            let since_ts =
+            let since =
                 since.map(|d| crate::time::Ts(crate::time::Ts::now().0.saturating_sub(d.as_millis() as u64)));
-            let source = Source::connect(&client).await?;
-            // One more than asked for tells whether more exist.
-            let want = limit.saturating_add(1);
-            let mut runs: Vec<RunSummary> = match &source {
-                Source::Api { .. } => {
-                    let mut q = vec![];
-                    if let Some(f) = &flow {
-                        q.push(("flow", f.clone()));
-                    }
-                    if let Some(s) = &status {
-                        q.push(("status", s.clone()));
-                    }
-                    if let Some(t) = since_ts {
-                        q.push(("since", t.to_string()));
-                    }
-                    if let Some(t) = &search {
-                        q.push(("q", t.clone()));
-                    }
-                    // The API answers at most MAX_PAGE runs a page: follow `next_before`.
-                    let mut runs: Vec<RunSummary> = Vec::new();
-                    let mut before: Option<String> = None;
-                    while runs.len() < want {
-                        let mut page_q = q.clone();
-                        let page = (want - runs.len()).min(crate::server::api::MAX_PAGE);
-                        page_q.push(("limit", page.to_string()));
-                        if let Some(b) = &before {
-                            page_q.push(("before", b.clone()));
-                        }
-                        let qs = serde_urlencoded::to_string(&page_q)?;
-                        let body = source.get(&format!("/api/runs?{qs}")).await?;
-                        let got: Vec<RunSummary> = serde_json::from_value(body["runs"].clone())?;
-                        runs.extend(got);
-                        match body["next_before"].as_str() {
-                            Some(next) => before = Some(next.to_string()),
-                            None => break,
-                        }
-                    }
-                    runs
-                }
-                Source::Store(store) => {
-                    let status = status.as_deref().and_then(crate::run::RunStatus::parse);
-                    let filter = crate::store::RunFilter {
-                        flow,
-                        status,
-                        before: None,
-                        limit: want,
-                        since: since_ts,
-                        until: None,
-                        text: search.clone(),
-                    };
-                    store
-                        .list_runs(&filter)
-                        .await?
-                        .iter()
-                        .map(RunSummary::from)
-                        .collect()
-                }
+            let filter = crate::store::RunFilter {
+                flow,
+                status: None,
+                before: None,
+                limit,
+                since,
+                until: None,
+                text: search,
             };
-            let more = runs.len() > limit;
-            runs.truncate(limit);
-            if json {
-                let out = serde_json::json!({ "runs": runs, "more": more });
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                print!("{}", format::runs_table(&runs));
-                if more {
-                    eprintln!(
-                        "(more runs exist: raise --limit, or narrow with --flow, --status, --since or --search)"
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            list(filter, status, json, &client).await
         }
         RunsCommand::Replay {
             id,
@@ -372,37 +310,7 @@ pub(super) async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
             from,
             dry_run,
             client,
-        } => {
-            let since = since.map(|d| crate::time::Ts::now().0.saturating_sub(d.as_millis() as u64));
-            let body = serde_json::json!({
-                "from": from,
-                "dry_run": dry_run,
-                "since": since.map(crate::time::Ts),
-            });
-            let answer = post_api(&client, &format!("/api/flows/{flow}/replay-failed"), &body).await?;
-            let matched = answer["matched"].as_u64().unwrap_or(0);
-            if dry_run {
-                println!("{matched} failed run(s) of {flow} would be replayed");
-            } else {
-                for r in answer["replayed"].as_array().into_iter().flatten() {
-                    println!(
-                        "{} → {}",
-                        r["replay_of"].as_str().unwrap_or("?"),
-                        r["run_id"].as_str().unwrap_or("?")
-                    );
-                }
-                for e in answer["errors"].as_array().into_iter().flatten() {
-                    eprintln!(
-                        "{}: {}",
-                        e["run_id"].as_str().unwrap_or("?"),
-                        e["error"].as_str().unwrap_or("?")
-                    );
-                }
-                let n = answer["replayed"].as_array().map_or(0, Vec::len);
-                println!("replayed {n} of {matched} failed run(s) of {flow}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => replay_failed(&flow, since, from, dry_run, &client).await,
         RunsCommand::Exit {
             id,
             flow,
@@ -452,4 +360,122 @@ pub(super) async fn runs_cmd(cmd: RunsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `hookflow runs list`: the newest runs that pass `filter` (`status` as written), from the
+/// server's API (page by page) or a stopped server's store.
+async fn list(
+    filter: crate::store::RunFilter,
+    status: Option<String>,
+    json: bool,
+    client: &ClientArgs,
+) -> Result<ExitCode> {
+    let source = Source::connect(client).await?;
+    let limit = filter.limit;
+    // One more than asked for tells whether more exist.
+    let want = limit.saturating_add(1);
+    let mut runs: Vec<RunSummary> = match &source {
+        Source::Api { .. } => {
+            let mut q = vec![];
+            if let Some(f) = &filter.flow {
+                q.push(("flow", f.clone()));
+            }
+            if let Some(s) = &status {
+                q.push(("status", s.clone()));
+            }
+            if let Some(t) = filter.since {
+                q.push(("since", t.to_string()));
+            }
+            if let Some(t) = &filter.text {
+                q.push(("q", t.clone()));
+            }
+            // The API answers at most MAX_PAGE runs a page: follow `next_before`.
+            let mut runs: Vec<RunSummary> = Vec::new();
+            let mut before: Option<String> = None;
+            while runs.len() < want {
+                let mut page_q = q.clone();
+                let page = (want - runs.len()).min(crate::server::api::MAX_PAGE);
+                page_q.push(("limit", page.to_string()));
+                if let Some(b) = &before {
+                    page_q.push(("before", b.clone()));
+                }
+                let qs = serde_urlencoded::to_string(&page_q)?;
+                let body = source.get(&format!("/api/runs?{qs}")).await?;
+                let got: Vec<RunSummary> = serde_json::from_value(body["runs"].clone())?;
+                runs.extend(got);
+                match body["next_before"].as_str() {
+                    Some(next) => before = Some(next.to_string()),
+                    None => break,
+                }
+            }
+            runs
+        }
+        Source::Store(store) => {
+            let filter = crate::store::RunFilter {
+                status: status.as_deref().and_then(crate::run::RunStatus::parse),
+                limit: want,
+                ..filter
+            };
+            store
+                .list_runs(&filter)
+                .await?
+                .iter()
+                .map(RunSummary::from)
+                .collect()
+        }
+    };
+    let more = runs.len() > limit;
+    runs.truncate(limit);
+    if json {
+        let out = serde_json::json!({ "runs": runs, "more": more });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", format::runs_table(&runs));
+        if more {
+            eprintln!(
+                "(more runs exist: raise --limit, or narrow with --flow, --status, --since or --search)"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hookflow runs replay-failed`: the server replays `flow`'s failed runs (since a time ago),
+/// or says how many it would.
+async fn replay_failed(
+    flow: &str,
+    since: Option<std::time::Duration>,
+    from: crate::replay::From,
+    dry_run: bool,
+    client: &ClientArgs,
+) -> Result<ExitCode> {
+    let since = since.map(|d| crate::time::Ts::now().0.saturating_sub(d.as_millis() as u64));
+    let body = serde_json::json!({
+        "from": from,
+        "dry_run": dry_run,
+        "since": since.map(crate::time::Ts),
+    });
+    let answer = post_api(client, &format!("/api/flows/{flow}/replay-failed"), &body).await?;
+    let matched = answer["matched"].as_u64().unwrap_or(0);
+    if dry_run {
+        println!("{matched} failed run(s) of {flow} would be replayed");
+    } else {
+        for r in answer["replayed"].as_array().into_iter().flatten() {
+            println!(
+                "{} → {}",
+                r["replay_of"].as_str().unwrap_or("?"),
+                r["run_id"].as_str().unwrap_or("?")
+            );
+        }
+        for e in answer["errors"].as_array().into_iter().flatten() {
+            eprintln!(
+                "{}: {}",
+                e["run_id"].as_str().unwrap_or("?"),
+                e["error"].as_str().unwrap_or("?")
+            );
+        }
+        let n = answer["replayed"].as_array().map_or(0, Vec::len);
+        println!("replayed {n} of {matched} failed run(s) of {flow}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -51,28 +51,8 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
         super::SecretFile::Create,
     )
     .await?;
-    let mailer = match args.smtp.config() {
-        Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
-        None => None,
-    };
-    let policy = crate::egress::Policy {
-        allow: args.egress_allow.clone(),
-    };
-    let clients = Clients::new(mailer, policy)?.with_limits(ReadLimits {
-        max_response: usize::try_from(args.max_response.as_u64()).unwrap_or(usize::MAX),
-    });
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => {
-            Some(crate::server::listen::tls_config(c, k).map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
-        }
-        _ => None,
-    };
-    let listen_opts = ListenOptions {
-        header_timeout: args.header_timeout,
-        max_header_bytes: args.max_header_bytes,
-        max_connections: args.max_connections,
-        tls,
-    };
+    let clients = clients(&args)?;
+    let listen_opts = listen_options(&args)?;
     let listener = tokio::net::TcpListener::bind(args.urls.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.urls.listen))?;
@@ -90,25 +70,13 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     }
     tracing::info!(listen = %args.urls.listen, admin = args.admin_listen.as_ref().map(tracing::field::display), flows = set.flows.len(), store = %store.describe(), "hookflow serving");
 
-    let mut engine = args.engine_config();
-    engine.alerts.defaults = alert_defaults;
-    let config = Config {
-        flows_dir: args.paths.flows_dir.clone(),
-        templates_dir: args.paths.templates_dir.clone(),
-        engine,
-        limits: crate::intake::Limits {
-            max_body: args.max_body,
-            body_timeout: args.body_timeout,
-        },
-        max_in_flight: args.max_in_flight,
-        trusted_proxies: args.trusted_proxies.clone(),
-        access: access_rule(&args),
-        max_header_bytes: args.max_header_bytes,
-        listen: args.urls.base_url(),
-        public_url: args.urls.base_url(),
-        unsubscribe_mailto: args.smtp.unsubscribe_mailto.clone(),
-    };
-    let app_parts = App::new(config, set, Arc::clone(&store), tokens, clients);
+    let app_parts = App::new(
+        app_config(&args, alert_defaults),
+        set,
+        Arc::clone(&store),
+        tokens,
+        clients,
+    );
     app_parts
         .flows
         .note_start_problems(errors.iter().map(ToString::to_string).collect());
@@ -140,6 +108,59 @@ pub(super) async fn serve_cmd(args: ServeArgs) -> Result<ExitCode> {
     store.sync().await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The outgoing clients: SMTP (when configured) and HTTP, with the egress policy and the
+/// limit on what is read from a partner.
+fn clients(args: &ServeArgs) -> Result<Clients> {
+    let mailer = match args.smtp.config() {
+        Some(cfg) => Some(Mailer::new(&cfg).map_err(|e| anyhow::anyhow!(e))?),
+        None => None,
+    };
+    let policy = crate::egress::Policy {
+        allow: args.egress_allow.clone(),
+    };
+    Ok(Clients::new(mailer, policy)?.with_limits(ReadLimits {
+        max_response: usize::try_from(args.max_response.as_u64()).unwrap_or(usize::MAX),
+    }))
+}
+
+/// How the listeners read requests, with TLS when a certificate and key are given.
+fn listen_options(args: &ServeArgs) -> Result<ListenOptions> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            Some(crate::server::listen::tls_config(c, k).map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
+        }
+        _ => None,
+    };
+    Ok(ListenOptions {
+        header_timeout: args.header_timeout,
+        max_header_bytes: args.max_header_bytes,
+        max_connections: args.max_connections,
+        tls,
+    })
+}
+
+/// The application's settings, each part's own (see `app.rs`).
+fn app_config(args: &ServeArgs, alert_defaults: crate::alert::Rules) -> Config {
+    let mut engine = args.engine_config();
+    engine.alerts.defaults = alert_defaults;
+    Config {
+        flows_dir: args.paths.flows_dir.clone(),
+        templates_dir: args.paths.templates_dir.clone(),
+        engine,
+        limits: crate::intake::Limits {
+            max_body: args.max_body,
+            body_timeout: args.body_timeout,
+        },
+        max_in_flight: args.max_in_flight,
+        trusted_proxies: args.trusted_proxies.clone(),
+        access: access_rule(args),
+        max_header_bytes: args.max_header_bytes,
+        listen: args.urls.base_url(),
+        public_url: args.urls.base_url(),
+        unsubscribe_mailto: args.smtp.unsubscribe_mailto.clone(),
+    }
 }
 
 /// The store the settings name: PostgreSQL for `--store postgres://…`, else the embedded one.

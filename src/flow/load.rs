@@ -225,7 +225,19 @@ fn load(
             Err(mut e) => errors.append(&mut e),
         }
     }
-    // Flows that trigger each other in a cycle are refused, each naming the whole cycle.
+    refuse_cycles(&mut set, &mut templates, &mut errors);
+    for gone in previous.values() {
+        if !set.flows.contains_key(&gone.name) {
+            templates.remove_flow(&gone.name);
+        }
+    }
+    templates.seal();
+    set.templates = templates;
+    (set, errors)
+}
+
+/// Flows that trigger each other in a cycle are refused, each naming the whole cycle.
+fn refuse_cycles(set: &mut FlowSet, templates: &mut Templates, errors: &mut Vec<LoadError>) {
     for cycle in super::graph::cycles(set.flows.values().map(|f| f.as_ref())) {
         let names: Vec<&str> = cycle.iter().map(|(n, _)| n.as_str()).collect();
         for (name, action) in &cycle {
@@ -258,14 +270,6 @@ fn load(
             templates.remove_flow(name);
         }
     }
-    for gone in previous.values() {
-        if !set.flows.contains_key(&gone.name) {
-            templates.remove_flow(&gone.name);
-        }
-    }
-    templates.seal();
-    set.templates = templates;
-    (set, errors)
 }
 
 /// The flow files under `dir`, in subfolders too (a team may keep `flows/shop/order.yaml`),

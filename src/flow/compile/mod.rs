@@ -84,6 +84,47 @@ impl Compiler<'_> {
     }
 }
 
+impl Compiler<'_> {
+    /// The flow's alert rules; silence and refusals only where webhooks arrive.
+    fn alerts(&mut self, spec: &FlowSpec) -> crate::alert::Rules {
+        let is_webhook = spec.on.webhook.is_some();
+        match crate::alert::Rules::compile(spec.alerts.as_ref()) {
+            Ok(mut rules) => {
+                // Silence and refusals watch webhook requests; other flows have none.
+                if !is_webhook {
+                    let written = spec.alerts.as_ref();
+                    for (key, set) in [
+                        (
+                            "silence",
+                            written.is_some_and(|a| matches!(a.silence, Some(crate::alert::Toggle::On(_)))),
+                        ),
+                        (
+                            "refusals",
+                            written.is_some_and(|a| matches!(a.refusals, Some(crate::alert::Toggle::On(_)))),
+                        ),
+                    ] {
+                        if set {
+                            self.problem(
+                                join("alerts", key),
+                                format!(
+                                    "`{key}` watches webhook requests, and this flow does not run on a webhook"
+                                ),
+                            );
+                        }
+                    }
+                    rules.silence = None;
+                    rules.refusals = None;
+                }
+                rules
+            }
+            Err((key, e)) => {
+                self.problem(join("alerts", key), e);
+                crate::alert::Rules::default()
+            }
+        }
+    }
+}
+
 /// Compiles one flow. `stem` names the flow when the file does not.
 pub fn compile(
     spec: &FlowSpec,
@@ -162,41 +203,7 @@ pub fn compile(
         );
     }
 
-    let is_webhook = spec.on.webhook.is_some();
-    let alerts = match crate::alert::Rules::compile(spec.alerts.as_ref()) {
-        Ok(mut rules) => {
-            // Silence and refusals watch webhook requests; other flows have none.
-            if !is_webhook {
-                let written = spec.alerts.as_ref();
-                for (key, set) in [
-                    (
-                        "silence",
-                        written.is_some_and(|a| matches!(a.silence, Some(crate::alert::Toggle::On(_)))),
-                    ),
-                    (
-                        "refusals",
-                        written.is_some_and(|a| matches!(a.refusals, Some(crate::alert::Toggle::On(_)))),
-                    ),
-                ] {
-                    if set {
-                        c.problem(
-                            join("alerts", key),
-                            format!(
-                                "`{key}` watches webhook requests, and this flow does not run on a webhook"
-                            ),
-                        );
-                    }
-                }
-                rules.silence = None;
-                rules.refusals = None;
-            }
-            rules
-        }
-        Err((key, e)) => {
-            c.problem(join("alerts", key), e);
-            crate::alert::Rules::default()
-        }
-    };
+    let alerts = c.alerts(spec);
 
     c.check_templates(spec, &var_names);
     if !c.problems.is_empty() {

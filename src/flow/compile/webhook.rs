@@ -9,69 +9,9 @@ use crate::verify::{Algorithm, Encoding, Generic, Scheme};
 
 impl Compiler<'_> {
     pub(super) fn webhook(&mut self, wh: &WebhookSpec, var_names: &[String]) -> Webhook {
-        let mut methods = Vec::new();
-        for (i, m) in wh
-            .methods
-            .clone()
-            .unwrap_or_else(|| vec!["POST".into()])
-            .iter()
-            .enumerate()
-        {
-            const ACCEPTED: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-            let up = m.to_ascii_uppercase();
-            if ACCEPTED.contains(&up.as_str()) {
-                methods.push(up);
-            } else {
-                let near = crate::suggest::nearest(&up, ACCEPTED)
-                    .map(|n| format!(" (did you mean {n}?)"))
-                    .unwrap_or_default();
-                self.problem(
-                    format!("on.webhook.methods[{i}]"),
-                    format!(
-                        "`{m}` is not a method webhooks arrive with{near}; use one of {}",
-                        ACCEPTED.join(", ")
-                    ),
-                );
-            }
-        }
+        let methods = self.methods(wh);
         let when = self.conditions("on.webhook.when", &wh.when, var_names);
-        let respond = match &wh.respond {
-            None => Respond {
-                status: 202,
-                headers: Vec::new(),
-                body: None,
-                explain: false,
-            },
-            Some(r) => {
-                let status = r.status.unwrap_or(202);
-                if !(200..=299).contains(&status) {
-                    self.problem(
-                        "on.webhook.respond.status",
-                        format!("{status}: the answer to an accepted event must be a 2xx status"),
-                    );
-                }
-                let headers = r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            self.template(&format!("on.webhook.respond.headers.{k}"), v),
-                        )
-                    })
-                    .collect();
-                let body = r
-                    .body
-                    .as_ref()
-                    .map(|b| self.template("on.webhook.respond.body", b));
-                Respond {
-                    status,
-                    headers,
-                    body,
-                    explain: r.explain,
-                }
-            }
-        };
+        let respond = self.respond(wh);
         let verify = wh
             .verify
             .as_ref()
@@ -141,6 +81,77 @@ impl Compiler<'_> {
             in_flight: wh
                 .max_in_flight
                 .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1) as usize))),
+        }
+    }
+
+    /// The methods a webhook may arrive with (`POST` unless listed), upper-cased.
+    fn methods(&mut self, wh: &WebhookSpec) -> Vec<String> {
+        let mut methods = Vec::new();
+        for (i, m) in wh
+            .methods
+            .clone()
+            .unwrap_or_else(|| vec!["POST".into()])
+            .iter()
+            .enumerate()
+        {
+            const ACCEPTED: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+            let up = m.to_ascii_uppercase();
+            if ACCEPTED.contains(&up.as_str()) {
+                methods.push(up);
+            } else {
+                let near = crate::suggest::nearest(&up, ACCEPTED)
+                    .map(|n| format!(" (did you mean {n}?)"))
+                    .unwrap_or_default();
+                self.problem(
+                    format!("on.webhook.methods[{i}]"),
+                    format!(
+                        "`{m}` is not a method webhooks arrive with{near}; use one of {}",
+                        ACCEPTED.join(", ")
+                    ),
+                );
+            }
+        }
+        methods
+    }
+
+    /// The answer to an accepted event: `202` and no body unless `respond:` says otherwise.
+    fn respond(&mut self, wh: &WebhookSpec) -> Respond {
+        match &wh.respond {
+            None => Respond {
+                status: 202,
+                headers: Vec::new(),
+                body: None,
+                explain: false,
+            },
+            Some(r) => {
+                let status = r.status.unwrap_or(202);
+                if !(200..=299).contains(&status) {
+                    self.problem(
+                        "on.webhook.respond.status",
+                        format!("{status}: the answer to an accepted event must be a 2xx status"),
+                    );
+                }
+                let headers = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            self.template(&format!("on.webhook.respond.headers.{k}"), v),
+                        )
+                    })
+                    .collect();
+                let body = r
+                    .body
+                    .as_ref()
+                    .map(|b| self.template("on.webhook.respond.body", b));
+                Respond {
+                    status,
+                    headers,
+                    body,
+                    explain: r.explain,
+                }
+            }
         }
     }
 

@@ -86,70 +86,8 @@ impl SledStore {
                 None
             };
 
-        // Whatever the journal holds past the cursor is pending again.
-        let cursor = match db.get(INTAKE_CURSOR)? {
-            Some(v) => Pos::decode(&String::from_utf8_lossy(&v))
-                .ok_or_else(|| StoreError::Corrupt("bad intake cursor".into()))?,
-            None => Pos {
-                segment: 0,
-                offset: 0,
-            },
-        };
         let journal_dir = dir.join("intake");
-        // Every readable record past the cursor is pending again. Memory holds a bounded view
-        // of them (see `Pending`); a record that checks out but does not parse harms only
-        // itself.
-        let mut pending = Pending::with_window(window);
-        let mut unparsed = Vec::new();
-        let mut lookup_failed = None;
-        let (journal, found) = Journal::open(&journal_dir, cursor, fsync, |rec, payload| {
-            match from_json::<Head>("intake record", payload) {
-                Ok(head) => match db.contains_key(run_key(&head.id)) {
-                    Ok(false) => pending.push(PendingRun { head, rec }),
-                    Ok(true) => {}
-                    Err(e) => lookup_failed = Some(e),
-                },
-                Err(e) => unparsed.push((rec, payload.to_vec(), e)),
-            }
-        })
-        .map_err(backend)?;
-        if let Some(e) = lookup_failed {
-            return Err(e.into());
-        }
-        let segment_file = |seg: u64| journal_dir.join(format!("{seg:016}.log")).display().to_string();
-        let mut damage: Vec<Damage> = found
-            .into_iter()
-            .map(|d| Damage {
-                file: segment_file(d.segment),
-                from: d.from,
-                to: d.to,
-                torn_tail: d.torn_tail,
-                kept_after: d.kept_after,
-                quarantined: d.quarantined.display().to_string(),
-                detail: if d.torn_tail {
-                    "a record cut short at the end of the intake journal (never acknowledged)".into()
-                } else {
-                    "bytes of the intake journal that hold no readable run".into()
-                },
-            })
-            .collect();
-        for (rec, payload, e) in unparsed {
-            tracing::error!(segment = rec.at.segment, offset = rec.at.offset, error = %e, "an intake record does not parse; it was set aside");
-            let file = journal_dir
-                .join("quarantine")
-                .join(format!("{:016}-{}.json", rec.at.segment, rec.at.offset));
-            let _ = crate::private::create_dir(&journal_dir.join("quarantine"))
-                .and_then(|()| std::fs::write(&file, &payload));
-            damage.push(Damage {
-                file: segment_file(rec.at.segment),
-                from: rec.at.offset,
-                to: rec.next.offset,
-                torn_tail: false,
-                kept_after: 0,
-                quarantined: file.display().to_string(),
-                detail: e.to_string(),
-            });
-        }
+        let (journal, pending, damage) = replay_journal(&db, &journal_dir, fsync, window)?;
 
         let parking = super::parking::Parking::open(dir.join("parked"), &db)?;
         let inner = Arc::new(Inner {
@@ -201,6 +139,81 @@ impl SledStore {
             me: Mutex::new(None),
         })
     }
+}
+
+/// Opens the intake journal: every readable record past sled's cursor whose run is not in sled
+/// yet is pending again (memory holds a bounded view of them, see `Pending`); what cannot be
+/// read is set aside and reported as damage, harming only itself.
+fn replay_journal(
+    db: &sled::Db,
+    journal_dir: &Path,
+    fsync: bool,
+    window: usize,
+) -> Result<(Journal, Pending, Vec<Damage>)> {
+    // Whatever the journal holds past the cursor is pending again.
+    let cursor = match db.get(INTAKE_CURSOR)? {
+        Some(v) => Pos::decode(&String::from_utf8_lossy(&v))
+            .ok_or_else(|| StoreError::Corrupt("bad intake cursor".into()))?,
+        None => Pos {
+            segment: 0,
+            offset: 0,
+        },
+    };
+    // Every readable record past the cursor is pending again. Memory holds a bounded view
+    // of them (see `Pending`); a record that checks out but does not parse harms only
+    // itself.
+    let mut pending = Pending::with_window(window);
+    let mut unparsed = Vec::new();
+    let mut lookup_failed = None;
+    let (journal, found) = Journal::open(journal_dir, cursor, fsync, |rec, payload| {
+        match from_json::<Head>("intake record", payload) {
+            Ok(head) => match db.contains_key(run_key(&head.id)) {
+                Ok(false) => pending.push(PendingRun { head, rec }),
+                Ok(true) => {}
+                Err(e) => lookup_failed = Some(e),
+            },
+            Err(e) => unparsed.push((rec, payload.to_vec(), e)),
+        }
+    })
+    .map_err(|e| StoreError::Backend(format!("{}: {e}", journal_dir.display())))?;
+    if let Some(e) = lookup_failed {
+        return Err(e.into());
+    }
+    let segment_file = |seg: u64| journal_dir.join(format!("{seg:016}.log")).display().to_string();
+    let mut damage: Vec<Damage> = found
+        .into_iter()
+        .map(|d| Damage {
+            file: segment_file(d.segment),
+            from: d.from,
+            to: d.to,
+            torn_tail: d.torn_tail,
+            kept_after: d.kept_after,
+            quarantined: d.quarantined.display().to_string(),
+            detail: if d.torn_tail {
+                "a record cut short at the end of the intake journal (never acknowledged)".into()
+            } else {
+                "bytes of the intake journal that hold no readable run".into()
+            },
+        })
+        .collect();
+    for (rec, payload, e) in unparsed {
+        tracing::error!(segment = rec.at.segment, offset = rec.at.offset, error = %e, "an intake record does not parse; it was set aside");
+        let file = journal_dir
+            .join("quarantine")
+            .join(format!("{:016}-{}.json", rec.at.segment, rec.at.offset));
+        let _ = crate::private::create_dir(&journal_dir.join("quarantine"))
+            .and_then(|()| std::fs::write(&file, &payload));
+        damage.push(Damage {
+            file: segment_file(rec.at.segment),
+            from: rec.at.offset,
+            to: rec.next.offset,
+            torn_tail: false,
+            kept_after: 0,
+            quarantined: file.display().to_string(),
+            detail: e.to_string(),
+        });
+    }
+    Ok((journal, pending, damage))
 }
 
 /// Why sled would not open `dir`, in words a person can act on.
