@@ -87,6 +87,13 @@ pub fn system_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The wall clock in whole seconds since the Unix epoch, as the operating system says: what a
+/// signature's timestamp is made from and checked against (senders sign with their own clock,
+/// not with a test offset).
+pub fn unix_secs() -> i64 {
+    (system_ms() / 1000) as i64
+}
+
 /// How many wall-clock steps this process has seen, and their net size in ms.
 pub fn steps_seen() -> (u64, i64) {
     (STEPS.load(Ordering::Relaxed), STEPPED_MS.load(Ordering::Relaxed))

@@ -332,10 +332,7 @@ impl HttpAction {
                 .next()
                 .ok_or_else(|| format!("cannot sign: no secret in {}", signer.sources()))?;
             let key = crate::verify::key_bytes(&signer.scheme, &secret);
-            let now = SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = crate::time::unix_secs();
             // The message id is the idempotency key: the same on every retry.
             let id = format!("msg_{}", cx.idempotency_key);
             headers.extend(crate::verify::sign(&signer.scheme, &key, &id, now, &body));

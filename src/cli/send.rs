@@ -84,10 +84,7 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
             };
             let pem =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = crate::time::unix_secs();
             for (k, val) in sender_headers(&v.scheme, "sendgrid", now) {
                 set(&k, &val)?;
             }
@@ -104,10 +101,7 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
                     v.sources()
                 )
             })?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = crate::time::unix_secs();
             let id = format!("msg_{}", crate::run::new_run_id());
             for (k, v) in sender_headers(&v.scheme, &id, now) {
                 set(&k, &v)?;

@@ -158,7 +158,9 @@ impl Intake {
         entry.headers = recorded_headers(&headers, webhook);
 
         let body = read::read(body, &headers, self.limits).await?;
-        if authenticate::authenticate(webhook, &headers, &body, unix_now())? == Authenticated::WooPing {
+        if authenticate::authenticate(webhook, &headers, &body, crate::time::unix_secs())?
+            == Authenticated::WooPing
+        {
             return Ok(Outcome::WooPing);
         }
         // Authenticated (or nothing to check): the body may be kept in the request log.
@@ -275,13 +277,6 @@ impl Intake {
     fn count(&self, flow: &str, what: &str) {
         self.counters.add(&self.store, flow, what);
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Headers as a run records them: names lower-case, repeated headers joined with `, `,

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -75,11 +75,8 @@ pub const MAX_PAGE: usize = 500;
 
 pub async fn list_runs(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&st, peer, &headers)?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
@@ -111,13 +108,7 @@ pub async fn list_runs(
     Ok(Json(json!({ "runs": summaries, "next_before": next })))
 }
 
-pub async fn show_run(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Run>, ApiError> {
-    authorize(&st, peer, &headers)?;
+pub async fn show_run(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Run>, ApiError> {
     match st.store().get_run(&id).await.map_err(internal)? {
         Some(run) => Ok(Json(run)),
         None => Err(ApiError::new(
@@ -128,12 +119,7 @@ pub async fn show_run(
     }
 }
 
-pub async fn list_flows(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&st, peer, &headers)?;
+pub async fn list_flows(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
     let set = st.flows().load();
     let warnings = st.flows().warnings();
@@ -185,12 +171,9 @@ pub struct ReplayBody {
 /// request under the flow as loaded now.
 pub async fn replay_run(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Option<Json<ReplayBody>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&st, peer, &headers)?;
     let body = body.map(|b| b.0).unwrap_or_default();
     let old = st
         .store()
@@ -289,12 +272,9 @@ pub struct BulkReplay {
 /// range (or just counts them with `dry_run`).
 pub async fn replay_failed(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(flow): Path<String>,
     Json(req): Json<BulkReplay>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&st, peer, &headers)?;
     let mut failed = Vec::new();
     let mut before = None;
     loop {
@@ -357,12 +337,9 @@ fn exit_reason(req: &ExitRequest) -> String {
 /// before its next action).
 pub async fn exit_run(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Option<Json<ExitRequest>>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&st, peer, &headers)?;
     let req = body.map(|b| b.0).unwrap_or_default();
     let exited = st
         .store()
@@ -394,12 +371,9 @@ pub async fn exit_run(
 /// version of its flow.
 pub async fn exit_waiting(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(flow): Path<String>,
     Json(req): Json<ExitRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&st, peer, &headers)?;
     let reason = exit_reason(&req);
     let (mut matched, mut exited) = (0usize, 0usize);
     let mut before = None;
@@ -446,12 +420,9 @@ pub async fn exit_waiting(
 /// `GET /api/flows/{flow}/requests?limit=`: the flow's last requests, newest first.
 pub async fn recent_requests(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(flow): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&st, peer, &headers)?;
     let limit = q.limit.unwrap_or(50).clamp(1, crate::intake::log::PER_FLOW);
     Ok(Json(
         json!({ "flow": flow, "requests": st.intake.requests.recent(&flow, limit) }),
@@ -460,12 +431,7 @@ pub async fn recent_requests(
 
 /// `GET /api/store`: what the store could not read when it was opened (set aside, with where
 /// its bytes went), so an operator learns of damage without reading logs.
-pub async fn store_health(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&st, peer, &headers)?;
+pub async fn store_health(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     let damage = st.store().damage();
     Ok(Json(json!({
         "damaged": damage.iter().any(|d| !d.torn_tail),
@@ -476,12 +442,7 @@ pub async fn store_health(
 /// `GET /api/instances`: the hookflow instances sharing this store that reported within the
 /// last 15 s, each with the version of every flow it serves (`this` is the one answering), and
 /// per flow whether every live instance serves the same version.
-pub async fn list_instances(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&st, peer, &headers)?;
+pub async fn list_instances(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     let live = st
         .membership
         .live(crate::time::Ts::now())
@@ -508,12 +469,7 @@ pub async fn list_instances(
 /// `POST /api/backup`: a consistent backup of the store taken now, while it serves, as a
 /// download (`application/gzip`; what it holds is in the `x-hookflow-backup` header). The
 /// file is written beside the store first and removed once sent. `hookflow backup` uses this.
-pub async fn backup(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<axum::response::Response, ApiError> {
-    authorize(&st, peer, &headers)?;
+pub async fn backup(State(st): State<AppState>) -> Result<axum::response::Response, ApiError> {
     let (path, info) = st.store().backup_file().await.map_err(|e| {
         tracing::error!(error = %e, "backup failed");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backup_failed", e.to_string())

@@ -5,6 +5,7 @@ pub mod access;
 pub mod alerts;
 pub mod api;
 pub mod assets;
+pub mod destinations;
 pub mod hooks;
 pub mod listen;
 pub mod overview;
@@ -58,7 +59,10 @@ impl AppState {
 
 /// Everything on one listener: webhooks, the API, the metrics and the dashboard.
 pub fn app(state: AppState) -> Router {
-    finish(hook_routes().merge(admin_routes()).merge(health_routes()), state)
+    finish(
+        hook_routes().merge(admin_routes(&state)).merge(health_routes()),
+        state,
+    )
 }
 
 /// The webhook listener's routes when the API has a listener of its own (`--admin-listen`):
@@ -70,7 +74,7 @@ pub fn hooks_app(state: AppState) -> Router {
 /// The admin listener's routes (`--admin-listen`): the API, the metrics, the dashboard and
 /// health checks, never `/hooks`.
 pub fn admin_app(state: AppState) -> Router {
-    finish(admin_routes().merge(health_routes()), state)
+    finish(admin_routes(&state).merge(health_routes()), state)
 }
 
 fn finish(routes: Router<AppState>, state: AppState) -> Router {
@@ -94,7 +98,20 @@ fn health_routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
-fn admin_routes() -> Router<AppState> {
+/// The dashboard's page and files (public: they hold no data), then the API and the metrics,
+/// every one of which passes the access rule ([`require_access`]) before its handler runs.
+fn admin_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(assets::page))
+        .route("/favicon.ico", get(assets::favicon))
+        .route("/favicon.svg", get(assets::favicon))
+        .route("/assets/{file}", get(assets::file))
+        .merge(api_routes(state))
+}
+
+/// The API and `/metrics`. Authorised by construction: the access check is a layer over the
+/// whole router, so a route added here cannot forget it.
+fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/runs", get(api::list_runs))
         .route("/api/runs/{id}", get(api::show_run))
@@ -125,16 +142,28 @@ fn admin_routes() -> Router<AppState> {
         .route("/api/suppressions/import", post(suppressions::import))
         .route("/api/alerts", get(alerts::list))
         .route("/api/suppressions/{email}", delete(suppressions::lift))
-        .route("/api/breakers", get(segments::list_breakers))
-        .route("/api/destinations", get(segments::list_destinations))
+        .route("/api/breakers", get(destinations::list_breakers))
+        .route("/api/destinations", get(destinations::list_destinations))
         .route("/api/store", get(api::store_health))
         .route("/api/instances", get(api::list_instances))
         .route("/api/backup", post(api::backup))
-        .route("/", get(assets::page))
-        .route("/favicon.ico", get(assets::favicon))
-        .route("/favicon.svg", get(assets::favicon))
-        .route("/assets/{file}", get(assets::file))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_access,
+        ))
+}
+
+/// The server's [access rule](access) for the API and the metrics; a refusal is logged once
+/// and answered with its status (401, 403) before any handler runs.
+async fn require_access(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    api::authorize(&st, peer, req.headers())?;
+    Ok(next.run(req).await)
 }
 
 /// Ready when the store answers.
@@ -150,10 +179,8 @@ async fn readyz(axum::extract::State(st): axum::extract::State<AppState>) -> Res
 /// as the API.
 async fn metrics(
     axum::extract::State(st): axum::extract::State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    api::authorize(&st, peer, &headers)?;
     let now = crate::time::Ts::now();
     let (depth, oldest) = st.store().queue_stats(now).await.map_err(api::internal)?;
     let age = oldest.map_or(0, |t| now.since(t).as_secs());

@@ -201,3 +201,88 @@ async fn raw_chunked_post(url: &str, size: usize) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+/// Every route of the API and `/metrics` passes the access rule before its handler runs (a
+/// layer over the API's router, so a new route cannot forget it): without the token each
+/// answers 401 and changes nothing; with it, none does. The dashboard's page and files hold
+/// no data and stay public, and so do the health checks.
+#[tokio::test]
+async fn every_api_route_needs_the_token_and_a_refused_write_changes_nothing() {
+    let dest = Receiver::start(Reply::status(200)).await;
+    let app = spawn_app_with(
+        &[("f", flow(&dest.url))],
+        &[],
+        fast_engine(),
+        Some("api-token-123"),
+    )
+    .await;
+    let id = app.accept("f", json!({"x": 1})).await;
+    let routes: Vec<(reqwest::Method, String)> = [
+        ("GET", "/api/runs".to_string()),
+        ("GET", format!("/api/runs/{id}")),
+        ("POST", format!("/api/runs/{id}/replay")),
+        ("POST", format!("/api/runs/{id}/exit")),
+        ("POST", "/api/flows/f/exit".into()),
+        ("POST", "/api/flows/f/replay-failed".into()),
+        ("GET", "/api/flows/f/requests".into()),
+        ("GET", "/api/flows".into()),
+        ("GET", "/api/flows/f".into()),
+        ("GET", "/api/stats".into()),
+        ("GET", "/api/requests".into()),
+        ("GET", "/api/segments".into()),
+        ("GET", "/api/segments/vip/members".into()),
+        ("POST", "/api/segments/vip/members".into()),
+        ("DELETE", "/api/segments/vip/members/a@example.com".into()),
+        ("GET", "/api/segments/vip/export".into()),
+        ("GET", "/api/contacts/a@example.com".into()),
+        ("GET", "/api/suppressions".into()),
+        ("POST", "/api/suppressions".into()),
+        ("POST", "/api/suppressions/import".into()),
+        ("DELETE", "/api/suppressions/a@example.com".into()),
+        ("GET", "/api/alerts".into()),
+        ("GET", "/api/breakers".into()),
+        ("GET", "/api/destinations".into()),
+        ("GET", "/api/store".into()),
+        ("GET", "/api/instances".into()),
+        ("POST", "/api/backup".into()),
+        ("GET", "/metrics".into()),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.parse().unwrap(), p))
+    .collect();
+    let send = |m: &reqwest::Method, p: &str, token: Option<&str>| {
+        let mut r = app
+            .http
+            .request(m.clone(), format!("{}{p}", app.base))
+            .header("content-type", "application/json")
+            .body(r#"{"email":"a@example.com","reason":"x"}"#);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    for (m, p) in &routes {
+        for token in [None, Some("wrong")] {
+            let r = send(m, p, token).await.unwrap();
+            assert_eq!(r.status(), 401, "{m} {p} with {token:?}");
+        }
+    }
+    // Nothing a refused write asked for happened.
+    let list = send(&reqwest::Method::GET, "/api/suppressions", Some("api-token-123"))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(list["suppressions"].as_array().map(Vec::len), Some(0), "{list}");
+    for (m, p) in &routes {
+        let r = send(m, p, Some("api-token-123")).await.unwrap();
+        assert_ne!(r.status(), 401, "{m} {p} refused the token");
+        assert_ne!(r.status(), 403, "{m} {p} refused the token");
+    }
+    for p in ["/", "/favicon.svg", "/assets/dashboard.js", "/healthz", "/readyz"] {
+        let r = send(&reqwest::Method::GET, p, None).await.unwrap();
+        assert_eq!(r.status(), 200, "{p} is public");
+    }
+    app.stop().await;
+}
