@@ -235,10 +235,12 @@ impl Reloader {
             return false;
         }
         let names: Vec<String> = set.flows.keys().cloned().collect();
+        let compiled = set.compiled;
         self.flows.replace(set);
         self.metrics.reload(true);
         tracing::info!(
             flows = names.len(),
+            compiled,
             ms = started.elapsed().as_millis() as u64,
             "flows reloaded"
         );

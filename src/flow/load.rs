@@ -187,6 +187,7 @@ fn load(
                 if let Some(old) = old {
                     templates.remove_flow(&old.name);
                 }
+                set.compiled += 1;
                 compile_file(&file, &source, &mut templates, templates_dir).map(Arc::new)
             }
         };

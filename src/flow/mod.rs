@@ -162,6 +162,9 @@ pub struct FlowSet {
     /// Flows served from their last good version because their file is broken (at a start;
     /// a refused reload keeps the whole previous set instead): name → the file's problems.
     pub stale: BTreeMap<String, Vec<String>>,
+    /// Flow files the load that made this set compiled; the others it reused unchanged from
+    /// the set before (a one-file edit compiles one).
+    pub compiled: usize,
 }
 
 impl FlowSet {
