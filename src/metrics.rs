@@ -139,96 +139,95 @@ impl Metrics {
 
     /// Names and explains every metric, in the order `/metrics` lists them.
     fn register_all(&self, registry: &mut Registry) {
-        let m = self;
         registry.register(
             "webhook_requests",
             "Webhook requests received, by flow",
-            m.requests.clone(),
+            self.requests.clone(),
         );
         registry.register(
             "webhook_refused",
             "Webhook requests refused, by flow and reason",
-            m.refused.clone(),
+            self.refused.clone(),
         );
         registry.register(
             "runs_finished",
             "Runs that reached a final state, by flow and state",
-            m.runs.clone(),
+            self.runs.clone(),
         );
         registry.register(
             "action_attempts",
             "Action attempts by action kind and outcome",
-            m.attempts.clone(),
+            self.attempts.clone(),
         );
         registry.register(
             "action_attempt_duration_seconds",
             "Duration of action attempts, by action kind",
-            m.attempt_seconds.clone(),
+            self.attempt_seconds.clone(),
         );
         registry.register(
             "flow_reloads",
             "Flow reloads by result (applied, refused)",
-            m.reloads.clone(),
+            self.reloads.clone(),
         );
         registry.register(
             "flows_stale",
             "Flows served from their last good version because their file is broken",
-            m.stale_flows.clone(),
+            self.stale_flows.clone(),
         );
         registry.register(
             "clock_offset_seconds",
             "How far the database's clock is ahead of this instance's (PostgreSQL; 0 on the embedded store); followed when over 1 s",
-            m.clock_offset.clone(),
+            self.clock_offset.clone(),
         );
         registry.register(
             "clock_steps",
             "Steps of the wall clock this process has seen (NTP after a suspend, a VM migration, a bad RTC)",
-            m.clock_steps.clone(),
+            self.clock_steps.clone(),
         );
         registry.register(
             "alert_active",
             "1 while an alert is raised, by flow (`*` for the server's own) and alert; as the last judgement of the alerts read the shared state",
-            m.alert_active.clone(),
+            self.alert_active.clone(),
         );
         registry.register(
             "runs_parked",
             "Waiting runs kept on disk, not in memory, until shortly before they wake",
-            m.parked.clone(),
+            self.parked.clone(),
         );
         registry.register(
             "queue_depth",
             "Runs due now and not yet claimed (accepted, or a retry or wake-up whose time has come)",
-            m.queue_depth.clone(),
+            self.queue_depth.clone(),
         );
         registry.register(
             "oldest_due_run_age_seconds",
             "How long the oldest due run has been waiting",
-            m.oldest_due_seconds.clone(),
+            self.oldest_due_seconds.clone(),
         );
         registry.register(
             "store_damaged_ranges",
             "Byte ranges of the store that could not be read at open and were set aside, by kind (damaged, torn_tail)",
-            m.damaged_ranges.clone(),
+            self.damaged_ranges.clone(),
         );
         registry.register(
             "store_damaged_bytes",
             "Bytes of the store that could not be read at open and were set aside, by kind",
-            m.damaged_bytes.clone(),
+            self.damaged_bytes.clone(),
         );
         registry.register(
             "destination_in_flight",
             "Attempts in flight to each destination (its bulkhead)",
-            m.destination_in_flight.clone(),
+            self.destination_in_flight.clone(),
         );
         registry.register(
             "destination_circuit_open",
             "1 while a destination's circuit breaker is open or half open",
-            m.destination_open.clone(),
+            self.destination_open.clone(),
         );
         registry.register(
             "runs_waiting",
             "Runs waiting at a wait step, by flow",
-            m.waiting.clone(),
+            self.waiting.clone(),
         );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build

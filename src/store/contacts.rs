@@ -21,7 +21,7 @@ pub trait Contacts: Send + Sync {
     async fn pending_events(&self, limit: usize) -> Result<Vec<Event>>;
 
     /// Removes an event from the outbox, queues the runs it triggers and applies the exits it
-    /// meets ([`RunQueue::exit_runs`]), atomically.
+    /// meets ([`RunQueue::exit_runs`](super::RunQueue::exit_runs)), atomically.
     async fn dispatch_event(
         &self,
         event_id: &str,

@@ -29,7 +29,7 @@ pub struct Instance {
     pub flows: BTreeMap<String, String>,
 }
 
-/// A shared rate limit's answer (see [`Store::pace`]).
+/// A shared rate limit's answer (see [`Coordination::pace`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
     /// Not kept by the store.

@@ -2,8 +2,9 @@
 //! (`contacts.rs`), coordination between instances (`coordination.rs`), flow sources
 //! (`sources.rs`), online backups (`backup.rs`), the suppression list (`suppress.rs`) and the
 //! alerts' state (`alerts.rs`). Each backend — the embedded `sled/` and the shared `postgres/` —
-//! implements every role; [`Store`] is all of them, what `serve` opens. A consumer names the
-//! roles it uses, which says what it may touch.
+//! implements every role; [`Store`] is all of them, what `serve` opens. A part that needs one
+//! role can take just that (the email action holds `Arc<dyn Suppressions>`); the engine and
+//! the API still hold the whole store.
 
 pub mod alerts;
 pub mod backup;
@@ -73,7 +74,7 @@ pub const EXIT_STORE_FAILED: i32 = 75;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Every role: what `serve` opens and hands out, each consumer taking the roles it uses.
+/// Every role: what `serve` opens and hands out.
 pub trait Store:
     RunQueue
     + Contacts

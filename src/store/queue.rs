@@ -124,7 +124,7 @@ pub enum WaitOp {
     Waiting { flow: String, by: i64 },
 }
 
-/// What ending one run as exited did ([`Store::exit_run`], each store's `exit_one`).
+/// What ending one run as exited did ([`RunQueue::exit_run`], each store's `exit_one`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exited {
     /// The run is finished already (or gone).

@@ -15,7 +15,7 @@ pub trait FlowSources: Send + Sync {
     /// A flow file's text at a version, if kept.
     async fn flow_source(&self, flow: &str, version: &str) -> Result<Option<String>>;
 
-    /// Records that `version` of `flow` (kept with [`RunQueue::put_flow_source`]) loaded from its
+    /// Records that `version` of `flow` (kept with [`FlowSources::put_flow_source`]) loaded from its
     /// file without a problem: what a start serves while that file is broken.
     async fn put_last_good(&self, flow: &str, version: &str) -> Result<()>;
 

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use super::{Algorithm, Encoding, Scheme, mac, split_signed};
 
-/// Headers that sign a request with `scheme` exactly as its sender does: what [`verify`] — or
+/// Headers that sign a request with `scheme` exactly as its sender does: what [`verify`](super::verify()) — or
 /// the scheme's official libraries — accepts. Outgoing `sign:` uses Standard Webhooks or the
 /// generic scheme; `hookflow send` signs test deliveries with any preset. `id` (Standard
 /// Webhooks) must stay the same across retries of one message.

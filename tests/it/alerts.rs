@@ -175,15 +175,7 @@ async fn a_silent_sender_raises_once_and_a_request_resolves_once_across_kill_9()
     assert_eq!(v["recent"][0]["key"], "orders/silence", "{v:#}");
     assert_eq!(v["recent"][0]["active"], false);
     assert_eq!(alerts["recent"][0]["key"], "orders/silence");
-    let metrics = http
-        .get(format!("{}/metrics", app.base))
-        .header("accept", "text/plain")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics(&http, &app.base).await;
     assert!(
         metrics.contains("hookflow_alert_active{flow=\"orders\",alert=\"silence\"} 0"),
         "{metrics}"
