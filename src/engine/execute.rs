@@ -5,24 +5,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Engine;
-use crate::action::{Action, ActionKind, ExecContext, ResultKind};
+use super::attempt::{Attempted, LEASE_MARGIN, Outcome, Try};
+use crate::action::{Action, ActionKind, ExecContext};
 use crate::context::{EventFacts, RunInfo, template_context};
 use crate::event::{Event, Origin, RUN_FAILED};
 use crate::flow::{Flow, FlowSet};
 use crate::matching::{Verdict, check_all};
-use crate::retry::Decision;
-use crate::run::{Attempt, AttemptOutcome, Run, RunStatus, Step, StepStatus};
+use crate::run::{Attempt, Run, RunStatus, Step, StepStatus};
 use crate::store::{Claimed, Effects, Lease, Next, StoreError};
 use crate::time::Ts;
-
-/// Time a lease must outlast an action's timeout when an attempt starts: enough to record the
-/// attempt afterwards.
-pub(super) const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// A claim and how long it is known to hold, so the lease is extended only when an attempt
 /// could outlast it (each extension is a store write). On the monotonic clock: a step of the
@@ -256,25 +251,45 @@ impl Engine {
             origin: Origin::run(&run.flow, &run.id, Some(&action.name)),
             event_depth: run.depth + 1,
         };
-        let (started, clock) = (Ts::now(), Instant::now());
-        let result = action.attempt(&cx, &self.clients).await;
-        // The destination's place is free as soon as its answer is in, before it is recorded.
-        drop(place);
-        // Durations on the monotonic clock; a step of the wall clock mid-attempt once
-        // recorded a 25 s attempt as 3,625,006 ms.
-        let (took, finished) = (clock.elapsed(), Ts::now());
-        if let (Some(d), Some(cfg)) = (&destination, &action.breaker)
-            && result.request.is_some()
-        {
-            let ok = !matches!(result.kind, ResultKind::Transient { .. });
-            self.guards.record(d, cfg, ok, finished);
-        }
-        let mut result = result;
-        let mut record = self.record_attempt(&run.flow, action, attempt, started, took, &mut result);
-        let effects = result.effects;
+        let first_started = run.steps[i].attempts.first().map(|a| a.started_at);
+        let attempted = self
+            .attempt(
+                Try {
+                    flow: &flow.name,
+                    action,
+                    destination: destination.as_deref(),
+                    place,
+                    number: attempt,
+                    first_started,
+                },
+                &cx,
+            )
+            .await;
+        self.settle(flow, run, hold, attempted, &cx).await
+    }
+
+    /// Writes what the step's attempt came to: the run goes on, waits for its retry, or fails.
+    async fn settle(
+        &self,
+        flow: &Flow,
+        run: &mut Run,
+        hold: &mut Holding,
+        attempted: Attempted,
+        cx: &ExecContext<'_>,
+    ) -> Flowing {
+        let lease = &hold.lease.clone();
+        let i = run.next_step;
+        let action = &flow.actions[i];
+        let attempt = attempted.record.number;
+        let Attempted {
+            record,
+            outcome,
+            mut effects,
+            finished,
+        } = attempted;
         run.updated_at = finished;
-        match result.kind {
-            ResultKind::Success(output) => {
+        match outcome {
+            Outcome::Succeeded(output) => {
                 tracing::info!(action = %action.name, attempt, ms = record.duration_ms, "action succeeded");
                 let step = &mut run.steps[i];
                 step.attempts.push(record);
@@ -282,13 +297,12 @@ impl Engine {
                 step.output = Some(output);
                 run.next_step += 1;
                 run.error = None;
-                let mut effects = effects;
                 if !effects.segment_ops.is_empty() {
                     effects.origin = Some((cx.origin.clone(), cx.event_depth));
                 }
                 self.advance_with(flow, run, hold, effects).await
             }
-            ResultKind::Skipped { reason, output } => {
+            Outcome::Skipped { reason, output } => {
                 tracing::info!(action = %action.name, %reason, "action skipped");
                 let step = &mut run.steps[i];
                 step.status = StepStatus::Skipped;
@@ -296,65 +310,16 @@ impl Engine {
                 run.next_step += 1;
                 self.advance_with(flow, run, hold, effects).await
             }
-            ResultKind::Transient { error, retry_after } => {
-                let jitter = rand::rng().random_range(-1.0..=1.0);
-                // The retry budget's age counts from this action's first attempt (a sequence
-                // reaches its later actions days after it was accepted).
-                let first = run.steps[i].attempts.first().map_or(started, |a| a.started_at);
-                let age = finished.since(first);
-                match action.retry.decide(attempt, age, retry_after, jitter) {
-                    Decision::RetryIn(delay) => {
-                        let at = finished.plus(delay);
-                        tracing::warn!(action = %action.name, attempt, %error, retry_in_ms = delay.as_millis() as u64, "attempt failed; will retry");
-                        record.outcome = AttemptOutcome::Retry;
-                        record.error = Some(error.clone());
-                        run.steps[i].attempts.push(record);
-                        run.status = RunStatus::Retrying;
-                        run.next_attempt_at = Some(at);
-                        run.error = Some(format!("action `{}`: {error}", action.name));
-                        self.save(run, lease, Next::RetryAt(at)).await;
-                        Flowing::Stop
-                    }
-                    Decision::GiveUp(reason) => {
-                        let summary = format!("{error}; {reason}");
-                        self.fail_step(run, lease, i, record, error, summary, effects)
-                            .await
-                    }
-                }
+            Outcome::Retry { at, delay, error } => {
+                tracing::warn!(action = %action.name, attempt, %error, retry_in_ms = delay.as_millis() as u64, "attempt failed; will retry");
+                run.steps[i].attempts.push(record);
+                run.status = RunStatus::Retrying;
+                run.next_attempt_at = Some(at);
+                run.error = Some(format!("action `{}`: {error}", action.name));
+                self.save(run, lease, Next::RetryAt(at)).await;
+                Flowing::Stop
             }
-            ResultKind::Permanent(error) => {
-                let summary = error.clone();
-                self.fail_step(run, lease, i, record, error, summary, effects)
-                    .await
-            }
-        }
-    }
-
-    /// Counts an attempt in the metrics and starts its history record (as succeeded; the
-    /// caller sets the outcome), taking the request and response out of `result`.
-    pub(super) fn record_attempt(
-        &self,
-        flow: &str,
-        action: &Action,
-        number: u32,
-        started: Ts,
-        took: Duration,
-        result: &mut crate::action::AttemptResult,
-    ) -> Attempt {
-        self.metrics.attempt(
-            flow,
-            action.kind.kind_name(),
-            result.kind.outcome_name(),
-            took.as_secs_f64(),
-        );
-        Attempt {
-            number,
-            started_at: started,
-            duration_ms: took.as_millis() as u64,
-            outcome: AttemptOutcome::Succeeded,
-            request: result.request.take(),
-            response: result.response.take(),
-            error: None,
+            Outcome::Failed { summary, .. } => self.fail_step(run, lease, i, record, summary, effects).await,
         }
     }
 
@@ -400,21 +365,17 @@ impl Engine {
         }
     }
 
-    /// Records the last attempt of step `i` as failed and ends the run with `summary`, with
+    /// Records the last attempt of step `i` (failed) and ends the run with `summary`, with
     /// what the failure itself must record (a hard bounce's suppression).
-    #[allow(clippy::too_many_arguments)]
     async fn fail_step(
         &self,
         run: &mut Run,
         lease: &Lease,
         i: usize,
-        mut record: Attempt,
-        error: String,
+        record: Attempt,
         summary: String,
         effects: Effects,
     ) -> Flowing {
-        record.outcome = AttemptOutcome::Failed;
-        record.error = Some(error);
         let step = &mut run.steps[i];
         step.attempts.push(record);
         step.status = StepStatus::Failed;

@@ -4,17 +4,16 @@
 //! have not succeeded.
 
 use futures::future::join_all;
-use rand::Rng;
 use serde_json::{Value, json};
 
 use super::Engine;
-use super::execute::{Flowing, Holding, LEASE_MARGIN};
-use crate::action::{Action, ExecContext, ForEach, ItemSource, ResultKind};
+use super::attempt::{Attempted, LEASE_MARGIN, Outcome, Try};
+use super::execute::{Flowing, Holding};
+use crate::action::{Action, ExecContext, ForEach, ItemSource};
 use crate::context::{RunInfo, item_context, template_context};
 use crate::event::Origin;
 use crate::flow::Flow;
-use crate::retry::Decision;
-use crate::run::{AttemptOutcome, Item, Run, RunStatus, StepStatus};
+use crate::run::{Item, Run, RunStatus, StepStatus};
 use crate::store::{Effects, Next};
 use crate::template::Templates;
 use crate::time::Ts;
@@ -83,150 +82,43 @@ impl Engine {
                 tracing::warn!(error = %e, "the lease could not be extended; the run is left to its next claim");
                 return Flowing::Stop;
             }
-            let steps = run.step_outputs();
-            let secrets = templates.secret_values();
-            let contexts: Vec<ExecContext<'_>> = ready
-                .iter()
-                .map(|&k| {
-                    let key = format!("{}.{}.{k}", run.id, action.name);
-                    let attempt = run.steps[i].items[k].attempts.len() as u32 + 1;
-                    let info = RunInfo {
-                        flow: &flow.name,
-                        run_id: &run.id,
-                        attempt,
-                        idempotency_key: &key,
-                    };
-                    ExecContext {
-                        templates,
-                        ctx: item_context(&info, &run.request, &run.vars, &steps, &items[k], k),
-                        idempotency_key: key.clone(),
-                        secrets: secrets.clone(),
-                        origin: Origin::run(&run.flow, &run.id, Some(&action.name)),
-                        event_depth: run.depth + 1,
-                    }
-                })
-                .collect();
+            let contexts = item_contexts(templates, flow, run, action, &items, &ready);
             // The first item goes through the gate like any attempt (rate limit, circuit,
             // bulkhead — it may send the run back to the queue); the others of the batch go
-            // only where their destination has room now, else they wait for the next batch.
-            let dests: Vec<Option<String>> = contexts
-                .iter()
-                .map(|cx| action.destination(&self.clients, templates, &cx.ctx))
-                .collect();
-            let mut places = Vec::new();
-            let mut batch = Vec::new();
-            for (n, (&k, dest)) in ready.iter().zip(&dests).enumerate() {
-                if n == 0 {
+            // only where there is room now, else they wait for the next batch.
+            let mut batch = Vec::with_capacity(contexts.len());
+            for (n, (k, cx)) in ready.iter().copied().zip(contexts).enumerate() {
+                let dest = action.destination(&self.clients, templates, &cx.ctx);
+                let place = if n == 0 {
                     match self.gate(flow, action, dest.as_deref(), run, &lease).await {
-                        Ok(place) => places.push(place),
+                        Ok(place) => place,
                         Err(stop) => return stop,
                     }
-                    batch.push((k, n));
-                    continue;
-                }
-                if let Some(limit) = &action.rate_limit
-                    && !matches!(
-                        self.pace(&format!("{}/{}", flow.name, action.name), limit).await,
-                        crate::action::breaker::Gate::Go
-                    )
-                {
-                    continue;
-                }
-                match dest {
-                    Some(d) => {
-                        let limit = action
-                            .destination_concurrency
-                            .unwrap_or_else(|| self.config.per_destination());
-                        if let Ok(place) = self.guards.bulkheads.enter(d, limit, Ts::now(), 0.0) {
-                            places.push(Some(place));
-                            batch.push((k, n));
-                        }
+                } else {
+                    match self.room_now(flow, action, dest.as_deref()).await {
+                        Some(place) => place,
+                        None => continue,
                     }
-                    None => batch.push((k, n)),
-                }
+                };
+                batch.push((k, cx, dest, place));
             }
-            let ready: Vec<usize> = batch.iter().map(|(k, _)| *k).collect();
-            let contexts: Vec<ExecContext<'_>> = {
-                let mut all: Vec<Option<ExecContext<'_>>> = contexts.into_iter().map(Some).collect();
-                batch.iter().filter_map(|(_, n)| all[*n].take()).collect()
-            };
-            let dests: Vec<Option<String>> = batch.iter().map(|(_, n)| dests[*n].clone()).collect();
-            let (started, clock) = (Ts::now(), std::time::Instant::now());
-            let results = join_all(contexts.iter().map(|cx| action.attempt(cx, &self.clients))).await;
-            drop(places);
-            let (took, finished) = (clock.elapsed(), Ts::now());
-            if let Some(cfg) = &action.breaker {
-                for (d, r) in dests.iter().zip(&results) {
-                    if let Some(d) = d
-                        && r.request.is_some()
-                    {
-                        self.guards
-                            .record(d, cfg, !matches!(r.kind, ResultKind::Transient { .. }), finished);
-                    }
-                }
-            }
-            let mut effects = Effects::default();
-            let mut failed = None;
-            let mut skipped = Vec::new();
-            for ((&k, cx), result) in ready.iter().zip(&contexts).zip(results) {
-                let item = &mut run.steps[i].items[k];
-                let number = item.attempts.len() as u32 + 1;
-                let mut result = result;
-                let mut record = self.record_attempt(&run.flow, action, number, started, took, &mut result);
-                match result.kind {
-                    ResultKind::Success(output) => {
-                        item.status = StepStatus::Succeeded;
-                        item.output = Some(output);
-                        item.retry_at = None;
-                        effects.segment_ops.extend(result.effects.segment_ops);
-                        effects.events.extend(result.effects.events);
-                        effects.suppress.extend(result.effects.suppress);
-                        if !effects.segment_ops.is_empty() {
-                            effects.origin = Some((cx.origin.clone(), cx.event_depth));
-                        }
-                    }
-                    ResultKind::Transient { error, retry_after } => {
-                        let first = item.attempts.first().map_or(started, |a| a.started_at);
-                        let jitter = rand::rng().random_range(-1.0..=1.0);
-                        match action
-                            .retry
-                            .decide(number, finished.since(first), retry_after, jitter)
-                        {
-                            Decision::RetryIn(delay) => {
-                                tracing::warn!(action = %action.name, item = k, attempt = number, %error, "item failed; will retry");
-                                record.outcome = AttemptOutcome::Retry;
-                                item.retry_at = Some(finished.plus(delay));
-                            }
-                            Decision::GiveUp(reason) => {
-                                record.outcome = AttemptOutcome::Failed;
-                                item.status = StepStatus::Failed;
-                                failed.get_or_insert(format!("item {k}: {error}; {reason}"));
-                            }
-                        }
-                        record.error = Some(error);
-                    }
-                    ResultKind::Permanent(error) => {
-                        record.outcome = AttemptOutcome::Failed;
-                        item.status = StepStatus::Failed;
-                        failed.get_or_insert(format!("item {k}: {error}"));
-                        record.error = Some(error);
-                        effects.suppress.extend(result.effects.suppress);
-                    }
-                    ResultKind::Skipped { reason, output } => {
-                        // Nothing was attempted: no attempt is recorded.
-                        item.status = StepStatus::Skipped;
-                        item.output = Some(output);
-                        item.retry_at = None;
-                        skipped.push((k, reason));
-                        continue;
-                    }
-                }
-                item.attempts.push(record);
-            }
-            for (k, reason) in skipped {
-                tracing::info!(action = %action.name, item = k, %reason, "item skipped");
-            }
-            run.updated_at = finished;
+            let state = &run.steps[i].items;
+            let attempts = batch.iter_mut().map(|(k, cx, dest, place)| {
+                let tried = &state[*k].attempts;
+                let t = Try {
+                    flow: &flow.name,
+                    action,
+                    destination: dest.as_deref(),
+                    place: place.take(),
+                    number: tried.len() as u32 + 1,
+                    first_started: tried.first().map(|a| a.started_at),
+                };
+                self.attempt(t, cx)
+            });
+            let results = join_all(attempts).await;
+            let done: Vec<(usize, &ExecContext<'_>)> = batch.iter().map(|(k, cx, _, _)| (*k, cx)).collect();
+            let (effects, failed) = record_items(run, i, action, &done, results);
+            run.updated_at = Ts::now();
             if let Some(error) = failed {
                 run.steps[i].status = StepStatus::Failed;
                 let error = format!("action `{}`, {error}", action.name);
@@ -245,6 +137,89 @@ impl Engine {
             hold.until = until;
         }
     }
+}
+
+/// The contexts the `ready` items are attempted with: each its own item, index and
+/// idempotency key (`<run>.<action>.<index>`).
+fn item_contexts<'t>(
+    templates: &'t Templates,
+    flow: &Flow,
+    run: &Run,
+    action: &Action,
+    items: &[Value],
+    ready: &[usize],
+) -> Vec<ExecContext<'t>> {
+    let steps = run.step_outputs();
+    let secrets = templates.secret_values();
+    ready
+        .iter()
+        .map(|&k| {
+            let key = format!("{}.{}.{k}", run.id, action.name);
+            let attempt = run.steps[run.next_step].items[k].attempts.len() as u32 + 1;
+            let info = RunInfo {
+                flow: &flow.name,
+                run_id: &run.id,
+                attempt,
+                idempotency_key: &key,
+            };
+            ExecContext {
+                templates,
+                ctx: item_context(&info, &run.request, &run.vars, &steps, &items[k], k),
+                idempotency_key: key.clone(),
+                secrets: secrets.clone(),
+                origin: Origin::run(&run.flow, &run.id, Some(&action.name)),
+                event_depth: run.depth + 1,
+            }
+        })
+        .collect()
+}
+
+/// Writes a batch's outcomes into its items: the changes the successes ask for (to be saved
+/// with the batch), and the first item that failed for good, if one did.
+fn record_items(
+    run: &mut Run,
+    i: usize,
+    action: &Action,
+    batch: &[(usize, &ExecContext<'_>)],
+    results: Vec<Attempted>,
+) -> (Effects, Option<String>) {
+    let mut effects = Effects::default();
+    let mut failed = None;
+    for (&(k, cx), done) in batch.iter().zip(results) {
+        let item = &mut run.steps[i].items[k];
+        match done.outcome {
+            Outcome::Succeeded(output) => {
+                item.status = StepStatus::Succeeded;
+                item.output = Some(output);
+                item.retry_at = None;
+                effects.segment_ops.extend(done.effects.segment_ops);
+                effects.events.extend(done.effects.events);
+                effects.suppress.extend(done.effects.suppress);
+                if !effects.segment_ops.is_empty() {
+                    effects.origin = Some((cx.origin.clone(), cx.event_depth));
+                }
+            }
+            Outcome::Retry { at, error, .. } => {
+                tracing::warn!(action = %action.name, item = k, attempt = done.record.number, %error, "item failed; will retry");
+                item.retry_at = Some(at);
+            }
+            Outcome::Failed { summary, .. } => {
+                item.status = StepStatus::Failed;
+                failed.get_or_insert(format!("item {k}: {summary}"));
+                effects.suppress.extend(done.effects.suppress);
+            }
+            Outcome::Skipped { reason, output } => {
+                // Nothing was attempted: no attempt is recorded.
+                tracing::info!(action = %action.name, item = k, %reason, "item skipped");
+                item.status = StepStatus::Skipped;
+                item.output = Some(output);
+                item.retry_at = None;
+                continue;
+            }
+        }
+        item.attempts.push(done.record);
+    }
+    (effects, failed)
 }
 
 /// The items of a `for_each`, within its bound (also what `hookflow test` renders).

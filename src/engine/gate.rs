@@ -78,9 +78,7 @@ impl Engine {
             );
             return Err(self.postpone(run, lease, until, why).await);
         }
-        let limit = action
-            .destination_concurrency
-            .unwrap_or_else(|| self.config.per_destination());
+        let limit = self.destination_limit(action);
         let waited_since = std::time::Instant::now();
         let full = loop {
             let jitter = rand::rng().random_range(-1.0..=1.0);
@@ -103,6 +101,42 @@ impl Engine {
         run.updated_at = Ts::now();
         self.save(run, lease, Next::RetryAt(at)).await;
         Err(Flowing::Stop)
+    }
+
+    /// For the items of a `for_each` batch after its first (which went through [`Engine::gate`]):
+    /// the action's rate-limit slot and a place in the destination's bulkhead if both are free
+    /// now, else `None` — the item waits for the next batch; nothing is slept, nothing
+    /// postponed. `Some(None)`: go, no destination to hold a place at.
+    pub(super) async fn room_now(
+        &self,
+        flow: &Flow,
+        action: &Action,
+        destination: Option<&str>,
+    ) -> Option<Option<Permit>> {
+        if let Some(limit) = &action.rate_limit
+            && !matches!(
+                self.pace(&format!("{}/{}", flow.name, action.name), limit).await,
+                Gate::Go
+            )
+        {
+            return None;
+        }
+        let Some(d) = destination else {
+            return Some(None);
+        };
+        let limit = self.destination_limit(action);
+        self.guards
+            .bulkheads
+            .enter(d, limit, Ts::now(), 0.0)
+            .ok()
+            .map(Some)
+    }
+
+    /// Most attempts of `action` in flight to one destination.
+    fn destination_limit(&self, action: &Action) -> usize {
+        action
+            .destination_concurrency
+            .unwrap_or_else(|| self.config.per_destination())
     }
 
     /// Puts the run back in the queue until `at` without recording an attempt.

@@ -4,6 +4,7 @@
 //! or a finished one.
 
 pub mod alerts;
+mod attempt;
 mod events;
 mod execute;
 mod fanout;
