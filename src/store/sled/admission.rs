@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use super::intake::{Head, PendingRun};
 use super::journal::{self, Located, Pos};
-use super::ops::{
-    EXIT_MARKS, ExitMark, INTAKE_CURSOR, Inner, NewRun, exit_mark_key, exit_note_key, from_json, run_key,
+use super::keys::{
+    EXIT_MARKS, ExitMark, ExitNote, INTAKE_CURSOR, exit_mark_key, exit_note_key, from_json, run_key,
 };
+use super::ops::{Inner, NewRun};
 use super::view::View;
 use crate::store::{Result, StoreError};
 
@@ -45,7 +46,7 @@ impl Inner {
             let note = exit_note_key(&h.id);
             if let Some(bytes) = view.get(note.as_bytes())? {
                 view.remove(note);
-                let note = super::ops::ExitNote::read(&bytes);
+                let note = ExitNote::read(&bytes);
                 self.exit_one(view, &h.id, &note.reason)?;
             } else if let Some(reason) = h.exit_keys.iter().find_map(|k| {
                 let (until, reason) = marks.get(&exit_mark_key(&h.flow, k))?;

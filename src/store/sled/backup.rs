@@ -22,7 +22,8 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
-use super::ops::{INTAKE_CURSOR, Inner};
+use super::keys::{INTAKE_CURSOR, run_key};
+use super::ops::Inner;
 use super::{LAYOUT_VERSION, SledStore, journal};
 use crate::run::Run;
 use crate::store::{BackupInfo, Result, RunQueue, StoreError};
@@ -104,7 +105,7 @@ impl Inner {
             let Ok(rec) = serde_json::from_slice::<super::parking::Record>(payload) else {
                 return Ok(());
             };
-            if self.db.contains_key(super::ops::run_key(&rec.id))? {
+            if self.db.contains_key(run_key(&rec.id))? {
                 return Ok(());
             }
             let exit =
@@ -125,7 +126,7 @@ impl Inner {
             let Ok(head) = serde_json::from_slice::<super::intake::Head>(payload) else {
                 return true; // set aside and reported at open
             };
-            let step = match self.db.contains_key(super::ops::run_key(&head.id)) {
+            let step = match self.db.contains_key(run_key(&head.id)) {
                 Ok(true) => Ok(()),
                 Ok(false) => out
                     .record(b'R', payload)

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::LAYOUT_VERSION;
 use super::journal::{self, Pos};
-use super::ops::{INTAKE_CURSOR, StoredRun};
+use super::keys::INTAKE_CURSOR;
+use super::ops::StoredRun;
 
 /// What the check found.
 #[derive(Debug, Default, Serialize)]

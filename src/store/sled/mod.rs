@@ -6,7 +6,7 @@
 //! and leases due runs from there. Everything after admission lives in sled.
 //!
 //! sled layout (version 2, one tree, string-prefixed keys so every change of a commit group is
-//! a single atomic `apply_batch`):
+//! a single atomic `apply_batch`; the keys and their small records are written in [`keys`]):
 //!
 //! | key                              | value                                 |
 //! |----------------------------------|---------------------------------------|
@@ -42,10 +42,12 @@ pub mod check;
 mod fatal;
 mod intake;
 mod journal;
+mod keys;
 mod open;
 mod ops;
 mod parking;
 mod segments;
+mod staged;
 mod suppress;
 mod view;
 mod writer;
@@ -67,7 +69,8 @@ use tokio::sync::oneshot;
 
 use self::intake::{Append, Head, Intake, Pending, PendingRun};
 use self::journal::{Journal, Located, Pos};
-use self::ops::{INTAKE_CURSOR, Inner, StoredRun, from_json, run_key, to_json};
+use self::keys::{INTAKE_CURSOR, from_json, run_key, to_json};
+use self::ops::{Inner, StoredRun};
 use self::view::View;
 use self::writer::{Job, Op, writer_loop};
 use super::{
@@ -425,7 +428,7 @@ impl RunQueue for SledStore {
         let exited = self
             .inner
             .db
-            .get(ops::PARKED_EXITS)
+            .get(keys::PARKED_EXITS)
             .ok()
             .flatten()
             .and_then(|b| b.as_ref().try_into().ok())
@@ -550,7 +553,7 @@ impl RunQueue for SledStore {
                     n += 1;
                 }
             }
-            Inner::add_signed(v, ops::RUN_COUNT, -(n as i64))?;
+            Inner::add_signed(v, keys::RUN_COUNT, -(n as i64))?;
             Ok(n)
         })
         .await

@@ -71,10 +71,10 @@ impl SledStore {
             Some(v) if v.as_ref() == LAYOUT_VERSION.as_bytes() => {}
             Some(v) => return Err(layout_mismatch(dir, &String::from_utf8_lossy(&v))),
         }
-        if db.get(super::ops::RUN_COUNT)?.is_none() {
+        if db.get(super::keys::RUN_COUNT)?.is_none() {
             // A store from before the count was kept: counted once.
             let n = db.scan_prefix("run:").keys().count() as u64;
-            db.insert(super::ops::RUN_COUNT, &n.to_be_bytes())?;
+            db.insert(super::keys::RUN_COUNT, &n.to_be_bytes())?;
         }
         let fsync = durability == Durability::Fsync;
         let data_file =

@@ -52,6 +52,8 @@ use serde_json::value::RawValue;
 
 use super::journal::Pos;
 use super::journal::format::{self, Format, SEGMENT_MAGIC};
+use super::keys::{ExitNote, exit_note_key, from_json, to_json};
+pub(super) use super::staged::{Changes, SegInfo, Staged};
 use super::view::View;
 use crate::run::Run;
 use crate::store::{Result, RunFilter, StoreError};
@@ -82,20 +84,6 @@ pub(super) fn mark_key(flow: &str, key: &str) -> String {
     format!("{MARKS}{flow}\0{key}")
 }
 
-/// What sled knows of one segment file.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub(super) struct SegInfo {
-    /// Bytes written: the next record goes here, and nothing past it is read.
-    pub end: u64,
-    pub count: u64,
-    pub min_id: String,
-    pub max_id: String,
-    /// Runs per flow.
-    pub flows: BTreeMap<String, u64>,
-    /// When its first run was parked (ms): exits made before that cannot concern it.
-    pub first_parked: u64,
-}
-
 /// An exit that reached parked runs of a flow with this exit key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Mark {
@@ -113,29 +101,6 @@ pub(super) struct Record {
     #[serde(default)]
     pub exit_keys: Vec<String>,
     pub run: Box<RawValue>,
-}
-
-/// A park an operation of a commit group asked for, written by the writer before the group's
-/// batch is applied.
-#[derive(Debug, Clone)]
-pub(super) struct Staged {
-    pub bucket: u64,
-    pub id: String,
-    pub flow: String,
-    pub parked_at: u64,
-    pub payload: Vec<u8>,
-}
-
-/// What a commit group changes in parking, beyond its sled keys: records to write first, and
-/// what to do once the batch is committed.
-#[derive(Debug, Default)]
-pub(super) struct Changes {
-    pub parks: Vec<Staged>,
-    /// Segments (bucket, segment) wholly read back in this group: forgotten after the commit,
-    /// their files deleted after the flush. A park in the same group never writes into them.
-    pub done: Vec<(u64, u64)>,
-    /// Segment summaries as the batch leaves them.
-    pub segs: Vec<((u64, u64), SegInfo)>,
 }
 
 /// The parked runs of a store.
@@ -167,7 +132,7 @@ impl Parking {
                 .split_once(':')
                 .and_then(|(b, s)| Some((b.parse().ok()?, s.parse().ok()?)))
                 .ok_or_else(|| StoreError::Corrupt(format!("bad parking key {key}")))?;
-            segs.insert((b, s), super::ops::from_json(&key, &v)?);
+            segs.insert((b, s), from_json(&key, &v)?);
         }
         // Segment files sled no longer names: read back before a crash took the chance to
         // delete them.
@@ -304,7 +269,7 @@ impl Parking {
             write_at(&bucket_dir, seg, at, &buf).map_err(&io)?;
             touched.push((seg, info));
             for (seg, info) in touched {
-                view.insert(seg_key(bucket, seg), super::ops::to_json(&info)?);
+                view.insert(seg_key(bucket, seg), to_json(&info)?);
                 view.parking.segs.push(((bucket, seg), info));
             }
         }
@@ -444,8 +409,8 @@ impl Parking {
     /// The exit that has reached a parked run, if one has: a note for it, or a mark on one of
     /// its exit keys made after it was parked.
     pub fn exit_of(db: &sled::Db, rec: &Record) -> Result<Option<(String, u64)>> {
-        if let Some(bytes) = db.get(super::ops::exit_note_key(&rec.id))? {
-            let note = super::ops::ExitNote::read(&bytes);
+        if let Some(bytes) = db.get(exit_note_key(&rec.id))? {
+            let note = ExitNote::read(&bytes);
             return Ok(Some((note.reason, note.at.unwrap_or(rec.parked_at))));
         }
         Self::mark_of(|k| Ok(db.get(k)?.map(|v| v.to_vec())), rec)
@@ -462,7 +427,7 @@ impl Parking {
     ) -> Result<Option<(String, u64)>> {
         for k in &rec.exit_keys {
             if let Some(v) = get(mark_key(&rec.flow, k).as_bytes())? {
-                let mark: Mark = super::ops::from_json("parkmark", &v)?;
+                let mark: Mark = from_json("parkmark", &v)?;
                 if mark.at > rec.parked_at {
                     return Ok(Some((mark.reason, mark.at)));
                 }
@@ -473,7 +438,7 @@ impl Parking {
 
     /// A parked run as it should be shown: exited if an exit has reached it.
     pub fn shown(db: &sled::Db, rec: &Record) -> Result<Run> {
-        let mut run: Run = super::ops::from_json(&rec.id, rec.run.get().as_bytes())?;
+        let mut run: Run = from_json(&rec.id, rec.run.get().as_bytes())?;
         if let Some((reason, at)) = Self::exit_of(db, rec)? {
             run.end_exited(&reason, Ts(at));
         }

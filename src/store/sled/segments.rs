@@ -12,7 +12,8 @@
 //! | `fired:{flow}`                | last cron firing (ms, u64 BE)           |
 //! | `dedupe:{flow}\0{key}`        | [`Seen`]: first run id and expiry       |
 
-use super::ops::{Inner, NewRun, from_json, get, to_json};
+use super::keys::{from_json, to_json};
+use super::ops::{Inner, NewRun, get};
 use super::view::View;
 use crate::event::{Event, Origin};
 use crate::run::Run;

@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 
 use super::SledStore;
-use super::ops::{from_json, get, to_json};
+use super::keys::{from_json, to_json};
+use super::ops::get;
 use super::segments;
 use super::view::View;
 use crate::event::Origin;

@@ -20,7 +20,7 @@ pub struct View<'a> {
     journal: Vec<(Key, Option<Option<Vec<u8>>>)>,
     /// What the group changes in the parking files ([`super::parking`]), written before the
     /// batch is applied.
-    pub parking: super::parking::Changes,
+    pub parking: super::staged::Changes,
     /// Lengths of `parking`'s lists at the last `mark`.
     parking_mark: (usize, usize, usize),
 }
@@ -104,7 +104,7 @@ impl<'a> View<'a> {
 
     /// Everything written, as one batch (`None` if nothing was), and the parking changes to
     /// apply once it is committed.
-    pub fn into_batch(self) -> (Option<sled::Batch>, super::parking::Changes) {
+    pub fn into_batch(self) -> (Option<sled::Batch>, super::staged::Changes) {
         if self.pending.is_empty() {
             return (None, self.parking);
         }
