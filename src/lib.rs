@@ -51,6 +51,7 @@ pub mod alert;
 pub mod app;
 pub mod cli;
 pub mod cluster;
+pub mod compiler;
 pub mod context;
 pub mod egress;
 pub mod engine;

@@ -11,6 +11,27 @@ use serde_json::Value;
 
 use crate::mapping::JsonPath;
 
+/// One condition: a source (exactly one of `path`, `header`, `query`, `var`, `expr`) and one or
+/// more operators, all of which must hold.
+#[derive(Debug, serde::Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSpec {
+    pub path: Option<String>,
+    pub header: Option<String>,
+    pub query: Option<String>,
+    pub var: Option<String>,
+    pub expr: Option<String>,
+    pub equals: Option<Value>,
+    pub not_equals: Option<Value>,
+    pub one_of: Option<Vec<Value>>,
+    pub exists: Option<bool>,
+    pub matches: Option<String>,
+    pub gt: Option<f64>,
+    pub gte: Option<f64>,
+    pub lt: Option<f64>,
+    pub lte: Option<f64>,
+}
+
 /// Where a condition takes its values from.
 #[derive(Debug, Clone)]
 pub enum Source {

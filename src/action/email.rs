@@ -16,6 +16,7 @@
 //! in the same write that records the failed step.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,10 +25,13 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use minijinja::value::Value as JValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AttemptResult, ExecContext, ResultKind, redact, truncate_body};
+use super::{AttemptResult, Clients, ExecContext, Kind, ResultKind, Surroundings, redact, truncate_body};
+use crate::compiler::Part;
+use crate::retry::RetryPolicy;
 use crate::run::{ReceivedResponse, SentRequest};
 use crate::template::{JsonTemplate, Templates};
 
@@ -124,10 +128,56 @@ impl Mailer {
     }
 }
 
-impl EmailAction {
+impl Kind for EmailAction {
+    type Spec = EmailSpec;
+    const OUTGOING: bool = true;
+
+    fn compile(spec: &EmailSpec, part: &mut Part<'_, '_>) -> Option<EmailAction> {
+        EmailAction::from_spec(spec, part)
+    }
+
+    fn attempt(
+        &self,
+        cx: &ExecContext<'_>,
+        clients: &Clients,
+        _: &RetryPolicy,
+    ) -> impl Future<Output = AttemptResult> + Send {
+        self.send(cx, clients.mailer.as_deref(), clients.mail.as_deref())
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The SMTP server.
+    fn destination(&self, clients: &Clients, _: &Templates, _: &JValue) -> Option<String> {
+        clients.mailer.as_ref().map(|m| m.endpoint.clone())
+    }
+
+    /// No SMTP server; a list email whose unsubscribe links recipients cannot use.
+    fn warnings(&self, name: &str, around: &Surroundings) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        if around.has_mailer == Some(false) {
+            found.push((
+                String::new(),
+                format!("no SMTP server is configured (--smtp-host): every attempt of `{name}` fails"),
+            ));
+        }
+        let link = around.public_url.as_deref().and_then(unsubscribe_link_problem);
+        if let (Some(_), Some(why)) = (&self.list, link) {
+            found.push((
+                "list".to_string(),
+                format!(
+                    "`{name}` is a list email and {why}: set --public-url (HOOKFLOW_PUBLIC_URL) to the https address this server is reached at"
+                ),
+            ));
+        }
+        found
+    }
+
     /// The message as it would be sent (headers and text body, secrets masked), without
     /// sending it; the server's default sender shows as `(--smtp-from)`.
-    pub fn preview(&self, cx: &ExecContext<'_>) -> Result<serde_json::Value, String> {
+    fn preview(&self, cx: &ExecContext<'_>) -> Result<serde_json::Value, String> {
         let placeholder = Mailbox::from_str("(--smtp-from) <default-sender@smtp-from.invalid>").ok();
         let envelope = self.envelope(cx)?;
         let unsubscribe = self.list.as_ref().map(|_| Unsubscribe {
@@ -217,51 +267,36 @@ impl Envelope {
 }
 
 impl EmailAction {
-    pub fn compile(
-        spec: &EmailSpec,
-        prefix: &str,
-        templates: &mut Templates,
-    ) -> Result<EmailAction, Vec<(String, String)>> {
-        let mut errors: Vec<(String, String)> = Vec::new();
-        let mut add = |path: &str, name: String, src: &str, errors: &mut Vec<(String, String)>| {
-            if let Err(e) = templates.add(name.clone(), src.to_string()) {
-                errors.push((path.to_string(), format!("template syntax error: {}", e.message)));
-            }
-            name
-        };
-        let subject = add("subject", format!("{prefix}.subject"), &spec.subject, &mut errors);
-        let reply_to = spec
-            .reply_to
-            .as_ref()
-            .map(|r| add("reply_to", format!("{prefix}.reply_to"), r, &mut errors));
-        let from = spec
-            .from
-            .as_ref()
-            .map(|f| add("from", format!("{prefix}.from"), f, &mut errors));
+    /// Builds the action from its spec, registering its templates under its key path.
+    fn from_spec(spec: &EmailSpec, part: &mut Part<'_, '_>) -> Option<EmailAction> {
+        let before = part.problems();
+        let subject = part.template("subject", &spec.subject);
+        let reply_to = spec.reply_to.as_ref().map(|r| part.template("reply_to", r));
+        let from = spec.from.as_ref().map(|f| part.template("from", f));
         // Inline HTML is registered under an `.html` name so it auto-escapes.
         let text = match (&spec.text, &spec.text_template) {
-            (Some(t), None) => Some(add("text", format!("{prefix}.text"), t, &mut errors)),
+            (Some(t), None) => Some(part.template("text", t)),
             (None, Some(file)) => Some(file.clone()),
             (None, None) => None,
             (Some(_), Some(_)) => {
-                errors.push(("text".into(), "give `text` or `text_template`, not both".into()));
+                part.problem("text", "give `text` or `text_template`, not both");
                 None
             }
         };
         let html = match (&spec.html, &spec.html_template) {
-            (Some(h), None) => Some(add("html", format!("{prefix}.html.html"), h, &mut errors)),
+            (Some(h), None) => Some(part.template_as("html", "html.html", h)),
             (None, Some(file)) => {
                 if !(file.ends_with(".html") || file.ends_with(".htm")) {
-                    errors.push((
-                        "html_template".into(),
+                    part.problem(
+                        "html_template",
                         format!("`{file}` must be an .html file, so that what it interpolates is escaped"),
-                    ));
+                    );
                 }
                 Some(file.clone())
             }
             (None, None) => None,
             (Some(_), Some(_)) => {
-                errors.push(("html".into(), "give `html` or `html_template`, not both".into()));
+                part.problem("html", "give `html` or `html_template`, not both");
                 None
             }
         };
@@ -269,62 +304,50 @@ impl EmailAction {
             ("text_template", &spec.text_template),
             ("html_template", &spec.html_template),
         ] {
-            if let Some(why) = file.as_ref().and_then(|f| templates.unusable(f)) {
-                errors.push((key.into(), why));
+            if let Some(why) = file.as_ref().and_then(|f| part.templates().unusable(f)) {
+                part.problem(key, why);
             }
         }
         let conflicting = (spec.text.is_some() && spec.text_template.is_some())
             || (spec.html.is_some() && spec.html_template.is_some());
         if text.is_none() && html.is_none() && !conflicting {
-            errors.push((
-                String::new(),
-                "an email needs a body: `text`, `html` or both".into(),
-            ));
+            part.problem("", "an email needs a body: `text`, `html` or both");
         }
-        let mut recipients = |key: &str, v: &Value, errors: &mut Vec<(String, String)>| {
-            JsonTemplate::compile(v, &format!("{prefix}.{key}"), templates)
-                .map_err(|e| errors.push((key.into(), format!("template syntax error: {}", e.message))))
+        let recipients = |part: &mut Part<'_, '_>, key: &str, v: &Value| {
+            let name = part.name(key);
+            JsonTemplate::compile(v, &name, part.templates())
+                .map_err(|e| part.problem(key, format!("template syntax error: {}", e.message)))
                 .ok()
         };
-        check_literal_addresses(spec, &mut errors);
-        let to = recipients("to", &spec.to, &mut errors);
-        let cc = spec.cc.as_ref().and_then(|v| recipients("cc", v, &mut errors));
-        let bcc = spec.bcc.as_ref().and_then(|v| recipients("bcc", v, &mut errors));
+        check_literal_addresses(spec, part);
+        let to = recipients(part, "to", &spec.to);
+        let cc = spec.cc.as_ref().and_then(|v| recipients(part, "cc", v));
+        let bcc = spec.bcc.as_ref().and_then(|v| recipients(part, "bcc", v));
         let mut headers = Vec::new();
         for (k, v) in &spec.headers {
             match HeaderName::new_from_ascii(k.clone()) {
                 Ok(name) => {
-                    let t = format!("{prefix}.headers.{k}");
-                    if let Err(e) = templates.add(t.clone(), v.clone()) {
-                        errors.push((
-                            format!("headers.{k}"),
-                            format!("template syntax error: {}", e.message),
-                        ));
-                    }
-                    headers.push((name, t));
+                    headers.push((name, part.template(&format!("headers.{k}"), v)));
                 }
-                Err(_) => errors.push((
-                    format!("headers.{k}"),
+                Err(_) => part.problem(
+                    &format!("headers.{k}"),
                     format!("`{k}` is not a valid header name"),
-                )),
+                ),
             }
         }
         if let Some(list) = &spec.list {
             if !crate::segment::valid_segment_name(list) {
-                errors.push((
-                    "list".into(),
+                part.problem(
+                    "list",
                     format!("`{list}` is not a segment name (letters, digits, `-`, `_` and `.`)"),
-                ));
+                );
             }
             if spec.cc.is_some() || spec.bcc.is_some() {
-                errors.push((
-                    "list".into(),
-                    "an email of a list goes to one contact (its unsubscribe link is theirs): leave out `cc` and `bcc`".into(),
-                ));
+                part.problem("list", "an email of a list goes to one contact (its unsubscribe link is theirs): leave out `cc` and `bcc`");
             }
         }
-        match (errors.is_empty(), to) {
-            (true, Some(to)) => Ok(EmailAction {
+        match (part.problems() == before, to) {
+            (true, Some(to)) => Some(EmailAction {
                 to,
                 cc,
                 bcc,
@@ -337,11 +360,12 @@ impl EmailAction {
                 timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 list: spec.list.clone(),
             }),
-            _ => Err(errors),
+            _ => None,
         }
     }
 
-    pub async fn attempt(
+    /// Renders, checks against the suppression list and sends the message.
+    async fn send(
         &self,
         cx: &ExecContext<'_>,
         mailer: Option<&Mailer>,
@@ -356,46 +380,10 @@ impl EmailAction {
             Ok(e) => e,
             Err(e) => return AttemptResult::permanent(e),
         };
-        // Suppressed recipients are left out; with no `to` left, nothing is sent.
-        let mut left_out: Vec<crate::suppression::Suppression> = Vec::new();
-        if let Some(mail) = mail {
-            match mail
-                .suppressions
-                .suppressed(&envelope.addresses(), self.list.as_deref())
-                .await
-            {
-                Ok(found) => left_out = found,
-                Err(e) => {
-                    return AttemptResult {
-                        request: None,
-                        response: None,
-                        kind: ResultKind::Transient {
-                            error: format!("the suppression list could not be read: {e}"),
-                            retry_after: None,
-                        },
-                        effects: Default::default(),
-                    };
-                }
-            }
-        }
-        let suppressed: Vec<String> = left_out.iter().map(|s| s.email.clone()).collect();
-        envelope.without(&suppressed);
-        if envelope.to.is_empty() {
-            let why: Vec<String> = left_out
-                .iter()
-                .map(|s| format!("{} is suppressed: {}", s.email, s.describe()))
-                .collect();
-            let reason = format!("not sent: {}", why.join("; "));
-            return AttemptResult {
-                request: None,
-                response: None,
-                kind: ResultKind::Skipped {
-                    output: json!({"skipped": reason, "suppressed": left_out}),
-                    reason,
-                },
-                effects: Default::default(),
-            };
-        }
+        let suppressed = match self.leave_out_suppressed(&mut envelope, mail).await {
+            Ok(left_out) => left_out,
+            Err(not_sent) => return *not_sent,
+        };
         let unsubscribe = match (&self.list, mail) {
             (Some(list), Some(mail)) => Some(Unsubscribe {
                 url: mail.unsubscribe_url(list, &envelope.to[0].email.to_string().to_lowercase()),
@@ -448,48 +436,110 @@ impl EmailAction {
             }
             Ok(Err(e)) => {
                 let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
-                let mut error = redact(&format!("SMTP: {e}"), &cx.secrets);
-                let response = code.and_then(|c| reply(c, e.to_string()));
-                let mut effects = crate::store::Effects::default();
-                let kind = if e.is_permanent() {
-                    let text = e.to_string();
-                    if let Some(code) = code.filter(|c| crate::suppression::is_hard_bounce(*c, &text)) {
-                        let bounced = crate::suppression::bounced_recipients(&envelope.addresses(), &text);
-                        let source = format!("smtp {}", truncate_body(&text, 200));
-                        effects.suppress = bounced
-                            .iter()
-                            .filter_map(|a| {
-                                crate::suppression::Suppression::new(
-                                    a,
-                                    None,
-                                    crate::suppression::Reason::Bounced,
-                                    source.clone(),
-                                )
-                                .ok()
-                            })
-                            .collect();
-                        if !bounced.is_empty() {
-                            error = format!(
-                                "{error} — a hard bounce ({code}): {} suppressed for every email",
-                                bounced.join(", ")
-                            );
-                        }
-                    }
-                    ResultKind::Permanent(error)
-                } else {
-                    // 4xx replies, refused connections, timeouts, TLS and I/O trouble.
-                    ResultKind::Transient {
-                        error,
-                        retry_after: None,
-                    }
-                };
                 AttemptResult {
                     request: sent,
-                    response,
-                    kind,
-                    effects,
+                    response: code.and_then(|c| reply(c, e.to_string())),
+                    ..self.refused(&e, code, &envelope, cx)
                 }
             }
+        }
+    }
+
+    /// Leaves the suppressed recipients out (their addresses are the answer); with no `to`
+    /// left, the step is skipped, saying why. A suppression list that cannot be read is worth
+    /// another try: nothing is sent to an address that may be on it.
+    async fn leave_out_suppressed(
+        &self,
+        envelope: &mut Envelope,
+        mail: Option<&MailContext>,
+    ) -> Result<Vec<String>, Box<AttemptResult>> {
+        let Some(mail) = mail else {
+            return Ok(Vec::new());
+        };
+        let left_out = mail
+            .suppressions
+            .suppressed(&envelope.addresses(), self.list.as_deref())
+            .await
+            .map_err(|e| {
+                Box::new(AttemptResult {
+                    request: None,
+                    response: None,
+                    kind: ResultKind::Transient {
+                        error: format!("the suppression list could not be read: {e}"),
+                        retry_after: None,
+                    },
+                    effects: Default::default(),
+                })
+            })?;
+        let suppressed: Vec<String> = left_out.iter().map(|s| s.email.clone()).collect();
+        envelope.without(&suppressed);
+        if envelope.to.is_empty() {
+            let why: Vec<String> = left_out
+                .iter()
+                .map(|s| format!("{} is suppressed: {}", s.email, s.describe()))
+                .collect();
+            let reason = format!("not sent: {}", why.join("; "));
+            return Err(Box::new(AttemptResult {
+                request: None,
+                response: None,
+                kind: ResultKind::Skipped {
+                    output: json!({"skipped": reason, "suppressed": left_out}),
+                    reason,
+                },
+                effects: Default::default(),
+            }));
+        }
+        Ok(suppressed)
+    }
+
+    /// A refusal by the SMTP server: 5xx is permanent, and a hard bounce suppresses the
+    /// recipients it names for every email, in the write that records the step; 4xx replies,
+    /// refused connections, timeouts, TLS and I/O trouble are worth another try.
+    fn refused(
+        &self,
+        e: &lettre::transport::smtp::Error,
+        code: Option<u16>,
+        envelope: &Envelope,
+        cx: &ExecContext<'_>,
+    ) -> AttemptResult {
+        let mut error = redact(&format!("SMTP: {e}"), &cx.secrets);
+        let mut effects = crate::store::Effects::default();
+        let kind = if e.is_permanent() {
+            let text = e.to_string();
+            if let Some(code) = code.filter(|c| crate::suppression::is_hard_bounce(*c, &text)) {
+                let bounced = crate::suppression::bounced_recipients(&envelope.addresses(), &text);
+                let source = format!("smtp {}", truncate_body(&text, 200));
+                effects.suppress = bounced
+                    .iter()
+                    .filter_map(|a| {
+                        crate::suppression::Suppression::new(
+                            a,
+                            None,
+                            crate::suppression::Reason::Bounced,
+                            source.clone(),
+                        )
+                        .ok()
+                    })
+                    .collect();
+                if !bounced.is_empty() {
+                    error = format!(
+                        "{error} — a hard bounce ({code}): {} suppressed for every email",
+                        bounced.join(", ")
+                    );
+                }
+            }
+            ResultKind::Permanent(error)
+        } else {
+            ResultKind::Transient {
+                error,
+                retry_after: None,
+            }
+        };
+        AttemptResult {
+            request: None,
+            response: None,
+            kind,
+            effects,
         }
     }
 
@@ -651,19 +701,16 @@ fn message_id(idempotency_key: &str, domain: &str) -> String {
 
 /// Addresses written out in the flow (no template in them) are checked at load, as each
 /// attempt would parse them: one that cannot be an address would fail every attempt.
-fn check_literal_addresses(spec: &EmailSpec, errors: &mut Vec<(String, String)>) {
-    fn check(errors: &mut Vec<(String, String)>, key: &str, s: &str) {
+fn check_literal_addresses(spec: &EmailSpec, part: &mut Part<'_, '_>) {
+    fn check(part: &mut Part<'_, '_>, key: &str, s: &str) {
         // A template is checked when it renders: its text may hold commas that separate
         // no addresses (`{{ env('TO', 'ops@example.com') }}`).
         if s.contains("{{") || s.contains("{%") {
             return;
         }
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if let Err(e) = Mailbox::from_str(part) {
-                errors.push((
-                    key.to_string(),
-                    format!("`{part}` is not an email address ({e}): write `ada@example.com` or `Ada <ada@example.com>`"),
-                ));
+        for address in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if let Err(e) = Mailbox::from_str(address) {
+                part.problem(key, format!("`{address}` is not an email address ({e}): write `ada@example.com` or `Ada <ada@example.com>`"));
                 return;
             }
         }
@@ -674,25 +721,25 @@ fn check_literal_addresses(spec: &EmailSpec, errors: &mut Vec<(String, String)>)
         ("bcc", spec.bcc.as_ref()),
     ] {
         match v {
-            Some(Value::String(s)) => check(errors, key, s),
+            Some(Value::String(s)) => check(part, key, s),
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     match item {
-                        Value::String(s) => check(errors, &format!("{key}[{i}]"), s),
-                        _ => errors.push((format!("{key}[{i}]"), "an address is text".into())),
+                        Value::String(s) => check(part, &format!("{key}[{i}]"), s),
+                        _ => part.problem(&format!("{key}[{i}]"), "an address is text"),
                     }
                 }
             }
             Some(Value::Null) | None => {}
-            Some(_) => errors.push((
-                key.to_string(),
-                "give an address, a comma-separated list of them, a list, or a template".into(),
-            )),
+            Some(_) => part.problem(
+                key,
+                "give an address, a comma-separated list of them, a list, or a template",
+            ),
         }
     }
     for (key, v) in [("reply_to", &spec.reply_to), ("from", &spec.from)] {
         if let Some(s) = v {
-            check(errors, key, s);
+            check(part, key, s);
         }
     }
 }
@@ -730,15 +777,39 @@ fn collect(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// Why recipients cannot use one-click unsubscribe links built on `base`, if they cannot: an
+/// address only this machine reaches, or plain http (Gmail's and Yahoo's sender rules ask for
+/// an https one-click link).
+pub fn unsubscribe_link_problem(base: &str) -> Option<String> {
+    let url = url::Url::parse(base).ok()?;
+    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    if local {
+        Some(format!(
+            "its unsubscribe link points at {base}, which recipients cannot reach"
+        ))
+    } else if url.scheme() != "https" {
+        Some(format!(
+            "its unsubscribe link is plain http ({base}); mailbox providers ask for https"
+        ))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn problems(yaml: &str) -> Vec<(String, String)> {
         let spec: EmailSpec = serde_yaml::from_str(yaml).unwrap();
-        let mut errors = Vec::new();
-        check_literal_addresses(&spec, &mut errors);
-        errors
+        let mut templates = Templates::default();
+        let mut cx = crate::compiler::Compiler::new("f".into(), &mut templates);
+        check_literal_addresses(&spec, &mut cx.part(""));
+        cx.problems.into_iter().map(|p| (p.path, p.message)).collect()
     }
 
     #[test]

@@ -4,10 +4,12 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AttemptResult, ExecContext, ResultKind};
+use super::{AttemptResult, Clients, ExecContext, Kind, ResultKind};
+use crate::compiler::Part;
 use crate::event::{Event, check_custom_type};
+use crate::retry::RetryPolicy;
 use crate::store::Effects;
-use crate::template::{JsonTemplate, Templates};
+use crate::template::JsonTemplate;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,52 +26,61 @@ pub struct EmitAction {
     pub data: Option<JsonTemplate>,
 }
 
-impl EmitAction {
-    pub fn compile(
-        spec: &EmitSpec,
-        prefix: &str,
-        templates: &mut Templates,
-    ) -> Result<EmitAction, Vec<(String, String)>> {
-        let mut errors = Vec::new();
+impl Kind for EmitAction {
+    type Spec = EmitSpec;
+    const RAISES_EVENTS: bool = true;
+
+    fn compile(spec: &EmitSpec, part: &mut Part<'_, '_>) -> Option<EmitAction> {
+        let before = part.problems();
         if let Err(e) = check_custom_type(&spec.kind) {
-            errors.push(("type".to_string(), e));
+            part.problem("type", e);
         }
-        let data = match &spec.data {
-            None => None,
-            Some(v) => match JsonTemplate::compile(v, &format!("{prefix}.data"), templates) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    errors.push(("data".into(), format!("template syntax error: {}", e.message)));
-                    None
-                }
-            },
-        };
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(EmitAction {
+        let data = spec.data.as_ref().and_then(|v| {
+            let name = part.name("data");
+            JsonTemplate::compile(v, &name, part.templates())
+                .map_err(|e| part.problem("data", format!("template syntax error: {}", e.message)))
+                .ok()
+        });
+        (part.problems() == before).then(|| EmitAction {
             kind: spec.kind.clone(),
             data,
         })
     }
 
-    pub fn attempt(&self, cx: &ExecContext<'_>) -> AttemptResult {
+    async fn attempt(&self, cx: &ExecContext<'_>, _: &Clients, _: &RetryPolicy) -> AttemptResult {
+        match self.event(cx) {
+            Ok(event) => AttemptResult {
+                request: None,
+                response: None,
+                kind: ResultKind::Success(json!({"event_id": event.id, "type": event.kind})),
+                effects: Effects {
+                    events: vec![event],
+                    ..Effects::default()
+                },
+            },
+            Err(e) => AttemptResult::permanent(e),
+        }
+    }
+
+    fn preview(&self, cx: &ExecContext<'_>) -> Result<Value, String> {
+        let event = self.event(cx)?;
+        Ok(json!({"type": event.kind, "data": event.data}))
+    }
+
+    fn emits(&self) -> Option<&str> {
+        Some(&self.kind)
+    }
+}
+
+impl EmitAction {
+    /// The event this attempt raises.
+    fn event(&self, cx: &ExecContext<'_>) -> Result<Event, String> {
         let data = match &self.data {
             None => Value::Object(Default::default()),
-            Some(t) => match t.render(cx.templates, &cx.ctx) {
-                Ok(v) => v,
-                Err(e) => return AttemptResult::permanent(format!("data: {e}")),
-            },
+            Some(t) => t
+                .render(cx.templates, &cx.ctx)
+                .map_err(|e| format!("data: {e}"))?,
         };
-        let event = Event::new(&self.kind, cx.origin.clone(), cx.event_depth, data);
-        AttemptResult {
-            request: None,
-            response: None,
-            kind: ResultKind::Success(json!({"event_id": event.id, "type": event.kind})),
-            effects: Effects {
-                events: vec![event],
-                ..Effects::default()
-            },
-        }
+        Ok(Event::new(&self.kind, cx.origin.clone(), cx.event_depth, data))
     }
 }

@@ -3,6 +3,7 @@
 //! `steps.<name>.status / .headers / .body`.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Method;
@@ -11,16 +12,18 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use bytesize::ByteSize;
+use minijinja::value::Value as JValue;
 
 use super::read::Capped;
 use super::{
-    AttemptResult, Clients, ExecContext, RECORDED_BODY_LIMIT, ResultKind, redact, redact_headers,
-    truncate_body,
+    AttemptResult, Clients, ExecContext, Kind, RECORDED_BODY_LIMIT, ResultKind, Surroundings, redact,
+    redact_headers, truncate_body,
 };
+use crate::compiler::Part;
 use crate::retry::{RetryPolicy, StatusClass, StatusSet, StatusSpec, parse_retry_after};
 use crate::run::{ReceivedResponse, SentRequest};
 use crate::template::{JsonTemplate, Templates};
-use crate::verify::{Verifier, VerifySpec};
+use crate::verify::{Scheme, Verifier, VerifySpec};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -179,68 +182,128 @@ pub fn check_literal_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl Kind for HttpAction {
+    type Spec = HttpSpec;
+    const OUTGOING: bool = true;
+
+    fn compile(spec: &HttpSpec, part: &mut Part<'_, '_>) -> Option<HttpAction> {
+        let mut action = HttpAction::build(spec, part);
+        if let Some(sign) = &spec.sign {
+            let path = part.path("sign");
+            let signer = crate::verify::compile(part.compiler(), &path, sign);
+            if let Some(s) = &signer
+                && !matches!(s.scheme, Scheme::StandardWebhooks | Scheme::Hmac(_))
+            {
+                part.problem(
+                    "sign",
+                    "outgoing webhooks are signed with `standard-webhooks` or `hmac`",
+                );
+            }
+            if let Some(a) = &mut action {
+                a.sign = signer;
+            }
+        }
+        action
+    }
+
+    fn attempt(
+        &self,
+        cx: &ExecContext<'_>,
+        clients: &Clients,
+        retry: &RetryPolicy,
+    ) -> impl Future<Output = AttemptResult> + Send {
+        self.send(cx, retry, clients)
+    }
+
+    fn preview(&self, cx: &ExecContext<'_>) -> Result<Value, String> {
+        let r = self.render(cx)?;
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        let body = serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body));
+        Ok(serde_json::json!({
+            "method": r.method.as_str(),
+            "url": redact(r.url.as_str(), &cx.secrets),
+            "headers": redact_headers(&r.headers, &cx.secrets),
+            "body": body,
+        }))
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The destination's host and port; `None` when the URL is templated per run and does not
+    /// render here.
+    fn destination(&self, _: &Clients, templates: &Templates, ctx: &JValue) -> Option<String> {
+        let url = templates.render(&self.url, ctx).ok()?;
+        let url = reqwest::Url::parse(url.trim()).ok()?;
+        url.host_str()
+            .map(|h| format!("{h}:{}", url.port_or_known_default().unwrap_or(0)))
+    }
+
+    /// A literal URL the egress policy refuses: every attempt would be refused.
+    fn warnings(&self, name: &str, around: &Surroundings) -> Vec<(String, String)> {
+        self.literal_url
+            .as_ref()
+            .and_then(|u| crate::egress::refuses_literal(u, &around.egress))
+            .map(|why| {
+                vec![(
+                    "url".to_string(),
+                    format!("{why}; every attempt of `{name}` is refused"),
+                )]
+            })
+            .unwrap_or_default()
+    }
+}
+
 impl HttpAction {
-    /// Builds the action from its spec, registering its templates under `prefix`. Errors are
-    /// `(path below prefix, message)` pairs so the loader can point at the right line.
-    pub fn compile(
-        spec: &HttpSpec,
-        prefix: &str,
-        templates: &mut Templates,
-    ) -> Result<HttpAction, Vec<(String, String)>> {
-        let mut errors = Vec::new();
+    /// Builds the action from its spec, registering its templates under its key path.
+    fn build(spec: &HttpSpec, part: &mut Part<'_, '_>) -> Option<HttpAction> {
+        let before = part.problems();
         let method = match check_method(&spec.method) {
             Ok(m) => m,
             Err(e) => {
-                errors.push(("method".into(), e));
+                part.problem("method", e);
                 Method::POST
             }
         };
         if let Err(e) = check_literal_url(&spec.url) {
-            errors.push(("url".into(), e));
+            part.problem("url", e);
         }
-        let mut add = |path: &str, src: &str, errors: &mut Vec<(String, String)>| {
-            let name = format!("{prefix}.{path}");
-            if let Err(e) = templates.add(name.clone(), src.to_string()) {
-                errors.push((path.to_string(), format!("template syntax error: {}", e.message)));
-            }
-            name
-        };
-        let url = add("url", &spec.url, &mut errors);
+        let url = part.template("url", &spec.url);
         let mut headers = Vec::new();
         for (k, v) in &spec.headers {
             match HeaderName::from_bytes(k.as_bytes()) {
-                Ok(h) => headers.push((h, add(&format!("headers.{k}"), v, &mut errors))),
-                Err(_) => errors.push((
-                    format!("headers.{k}"),
+                Ok(h) => headers.push((h, part.template(&format!("headers.{k}"), v))),
+                Err(_) => part.problem(
+                    &format!("headers.{k}"),
                     format!("`{k}` is not a valid header name"),
-                )),
+                ),
             }
         }
         let body = match (&spec.body, &spec.body_template) {
             (Some(_), Some(_)) => {
-                errors.push((
-                    "body_template".into(),
-                    "give either `body` or `body_template`, not both".into(),
-                ));
+                part.problem("body_template", "give either `body` or `body_template`, not both");
                 Body::None
             }
-            (Some(Value::String(s)), None) => Body::Text(add("body", s, &mut errors)),
-            (Some(v), None) => match JsonTemplate::compile(v, &format!("{prefix}.body"), templates) {
+            (Some(Value::String(s)), None) => Body::Text(part.template("body", s)),
+            (Some(v), None) => match JsonTemplate::compile(v, &part.name("body"), part.templates()) {
                 Ok(t) => Body::Json(t),
                 Err(e) => {
+                    // The key inside the body whose template does not parse.
                     let path = e
                         .name
-                        .strip_prefix(&format!("{prefix}."))
+                        .strip_prefix(&part.name(""))
+                        .and_then(|p| p.strip_prefix('.'))
                         .unwrap_or("body")
                         .to_string();
-                    errors.push((path, format!("template syntax error: {}", e.message)));
+                    part.problem(&path, format!("template syntax error: {}", e.message));
                     Body::None
                 }
             },
-            (None, Some(file)) => match templates.unusable(file) {
+            (None, Some(file)) => match part.templates().unusable(file) {
                 None => Body::Text(file.clone()),
                 Some(why) => {
-                    errors.push(("body_template".into(), why));
+                    part.problem("body_template", why);
                     Body::None
                 }
             },
@@ -248,25 +311,22 @@ impl HttpAction {
         };
         let success = match &spec.success {
             Some(list) => StatusSet::parse(list).unwrap_or_else(|e| {
-                errors.push(("success".into(), e));
+                part.problem("success", e);
                 StatusSet::success_default()
             }),
             None => StatusSet::success_default(),
         };
         let timeout = spec.timeout.unwrap_or(DEFAULT_TIMEOUT);
         if timeout.is_zero() {
-            errors.push(("timeout".into(), "timeout must be greater than zero".into()));
+            part.problem("timeout", "timeout must be greater than zero");
         }
         if spec.max_response.is_some_and(|b| b.as_u64() == 0) {
-            errors.push((
-                "max_response".into(),
-                "max_response must be more than 0 bytes".into(),
-            ));
+            part.problem("max_response", "max_response must be more than 0 bytes");
         }
-        if !errors.is_empty() {
-            return Err(errors);
+        if part.problems() != before {
+            return None;
         }
-        Ok(HttpAction {
+        Some(HttpAction {
             method,
             url,
             headers,
@@ -345,55 +405,12 @@ impl HttpAction {
         })
     }
 
-    pub async fn attempt(
-        &self,
-        cx: &ExecContext<'_>,
-        policy: &RetryPolicy,
-        clients: &Clients,
-    ) -> AttemptResult {
-        let rendered = match self.render(cx) {
-            Ok(r) => r,
-            Err(e) => {
-                return AttemptResult {
-                    effects: Default::default(),
-                    request: None,
-                    response: None,
-                    kind: ResultKind::Permanent(redact(&e, &cx.secrets)),
-                };
-            }
+    /// Renders, signs and sends the request; classifies the answer.
+    async fn send(&self, cx: &ExecContext<'_>, policy: &RetryPolicy, clients: &Clients) -> AttemptResult {
+        let (rendered, header_map, sent) = match self.prepare(cx, clients) {
+            Ok(p) => p,
+            Err(refused) => return *refused,
         };
-        let sent = SentRequest {
-            method: rendered.method.to_string(),
-            url: redact(rendered.url.as_str(), &cx.secrets),
-            headers: redact_headers(&rendered.headers, &cx.secrets),
-            body: redact(
-                &truncate_body(&String::from_utf8_lossy(&rendered.body), RECORDED_BODY_LIMIT),
-                &cx.secrets,
-            ),
-        };
-        let mut header_map = HeaderMap::new();
-        for (k, v) in &rendered.headers {
-            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
-            else {
-                return AttemptResult {
-                    effects: Default::default(),
-                    request: Some(sent),
-                    response: None,
-                    kind: ResultKind::Permanent(format!(
-                        "header `{k}` rendered to a value that is not allowed in HTTP"
-                    )),
-                };
-            };
-            header_map.append(name, value);
-        }
-        if let Err(d) = clients.egress.check_url(&rendered.url) {
-            return AttemptResult {
-                effects: Default::default(),
-                request: Some(sent),
-                response: None,
-                kind: ResultKind::Permanent(d.to_string()),
-            };
-        }
         let client = if self.follow_redirects {
             &clients.follow
         } else {
@@ -407,33 +424,74 @@ impl HttpAction {
             .body(rendered.body)
             .send()
             .await;
-        let response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(d) = crate::egress::find_denied(&e) {
-                    return AttemptResult {
-                        effects: Default::default(),
-                        request: Some(sent),
-                        response: None,
-                        kind: ResultKind::Permanent(d.to_string()),
-                    };
-                }
-                let error = if e.is_timeout() {
-                    format!("timed out after {}", humantime::format_duration(self.timeout))
-                } else {
-                    format!("request failed: {}", error_chain(&e))
-                };
-                return AttemptResult {
-                    effects: Default::default(),
-                    request: Some(sent),
-                    response: None,
-                    kind: ResultKind::Transient {
-                        error: redact(&error, &cx.secrets),
-                        retry_after: None,
-                    },
-                };
-            }
+        match result {
+            Ok(response) => self.answer(response, started, sent, cx, policy, clients).await,
+            Err(e) => failed(Some(sent), self.send_error(&e, &cx.secrets)),
+        }
+    }
+
+    /// The request rendered, as recorded (secrets masked) and as sent; refused here for good
+    /// when it cannot be sent at all (a template, a header value, the egress policy).
+    fn prepare(
+        &self,
+        cx: &ExecContext<'_>,
+        clients: &Clients,
+    ) -> Result<(Rendered, HeaderMap, SentRequest), Box<AttemptResult>> {
+        let rendered = self
+            .render(cx)
+            .map_err(|e| Box::new(failed(None, ResultKind::Permanent(redact(&e, &cx.secrets)))))?;
+        let sent = SentRequest {
+            method: rendered.method.to_string(),
+            url: redact(rendered.url.as_str(), &cx.secrets),
+            headers: redact_headers(&rendered.headers, &cx.secrets),
+            body: redact(
+                &truncate_body(&String::from_utf8_lossy(&rendered.body), RECORDED_BODY_LIMIT),
+                &cx.secrets,
+            ),
         };
+        let mut header_map = HeaderMap::new();
+        for (k, v) in &rendered.headers {
+            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
+            else {
+                let why = format!("header `{k}` rendered to a value that is not allowed in HTTP");
+                return Err(Box::new(failed(Some(sent), ResultKind::Permanent(why))));
+            };
+            header_map.append(name, value);
+        }
+        if let Err(d) = clients.egress.check_url(&rendered.url) {
+            return Err(Box::new(failed(Some(sent), ResultKind::Permanent(d.to_string()))));
+        }
+        Ok((rendered, header_map, sent))
+    }
+
+    /// A request that got no answer: refused by the egress policy for good, else worth another
+    /// try (a timeout, a refused connection).
+    fn send_error(&self, e: &reqwest::Error, secrets: &[String]) -> ResultKind {
+        if let Some(d) = crate::egress::find_denied(e) {
+            return ResultKind::Permanent(d.to_string());
+        }
+        let error = if e.is_timeout() {
+            format!("timed out after {}", humantime::format_duration(self.timeout))
+        } else {
+            format!("request failed: {}", error_chain(e))
+        };
+        ResultKind::Transient {
+            error: redact(&error, secrets),
+            retry_after: None,
+        }
+    }
+
+    /// Reads the answer (bounded in size and by what is left of the timeout), records it and
+    /// classifies it by the action's success statuses and retry policy.
+    async fn answer(
+        &self,
+        mut response: reqwest::Response,
+        started: Instant,
+        sent: SentRequest,
+        cx: &ExecContext<'_>,
+        policy: &RetryPolicy,
+        clients: &Clients,
+    ) -> AttemptResult {
         let status = response.status().as_u16();
         let headers: Vec<(String, String)> = response
             .headers()
@@ -451,34 +509,29 @@ impl HttpAction {
             .max(Duration::from_millis(1));
         let declared = response.content_length();
         let cap = self.max_response.unwrap_or(clients.limits.max_response);
-        let mut response = response;
         let read = tokio::time::timeout(remaining, Capped::read(&mut response, cap)).await;
         let body = match read {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
-                return AttemptResult {
-                    effects: Default::default(),
-                    request: Some(sent),
-                    response: None,
-                    kind: ResultKind::Transient {
-                        error: format!("reading the response failed: {}", error_chain(&e)),
+                let error = format!("reading the response failed: {}", error_chain(&e));
+                return failed(
+                    Some(sent),
+                    ResultKind::Transient {
+                        error,
                         retry_after: None,
                     },
-                };
+                );
             }
             Err(_) => {
-                return AttemptResult {
-                    effects: Default::default(),
-                    request: Some(sent),
-                    response: None,
-                    kind: ResultKind::Transient {
-                        error: format!(
-                            "timed out after {} reading the response",
-                            humantime::format_duration(self.timeout)
-                        ),
+                let timeout = humantime::format_duration(self.timeout);
+                let error = format!("timed out after {timeout} reading the response");
+                return failed(
+                    Some(sent),
+                    ResultKind::Transient {
+                        error,
                         retry_after: None,
                     },
-                };
+                );
             }
         };
         // Not read further: hyper drops the connection rather than draining the rest.
@@ -517,6 +570,16 @@ impl HttpAction {
             response: Some(recorded),
             kind,
         }
+    }
+}
+
+/// An attempt that ended without an answer to record.
+fn failed(request: Option<SentRequest>, kind: ResultKind) -> AttemptResult {
+    AttemptResult {
+        effects: Default::default(),
+        request,
+        response: None,
+        kind,
     }
 }
 

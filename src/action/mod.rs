@@ -1,14 +1,18 @@
-//! Actions: what a flow does with an event. Each kind lives in its own file; this module holds
-//! what they share — the compiled [`Action`], the outcome of one attempt and redaction of what
-//! gets recorded.
+//! Actions: what a flow does with an event. Each kind is one module of its own, registered in
+//! [`kinds`] with one line; this module holds what they share — the compiled [`Action`], the
+//! outcome of one attempt, the clients attempts go through and redaction of what gets recorded.
 
 pub mod breaker;
 pub mod bulkhead;
 pub mod email;
 pub mod emit;
 pub mod http;
+mod kinds;
 pub mod read;
 pub mod segment;
+pub mod wait;
+
+pub use kinds::{ActionKind, ActionSpec, KINDS, Kind, Surroundings, traits_of};
 
 use std::time::Duration;
 
@@ -65,37 +69,6 @@ pub const DEFAULT_ITEM_CONCURRENCY: usize = 4;
 pub const MAX_ITEMS_LIMIT: usize = 1000;
 /// The most `item_concurrency` may be (a destination's own limit applies as well).
 pub const MAX_ITEM_CONCURRENCY: usize = 64;
-
-#[derive(Debug)]
-pub enum ActionKind {
-    Http(http::HttpAction),
-    Email(email::EmailAction),
-    Segment(segment::SegmentAction),
-    Emit(emit::EmitAction),
-    /// A pause between actions; the engine handles it (no attempt is made).
-    Wait(crate::sequence::Wait),
-}
-
-impl ActionKind {
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            ActionKind::Http(_) => "http",
-            ActionKind::Email(_) => "email",
-            ActionKind::Segment(_) => "segment",
-            ActionKind::Emit(_) => "emit",
-            ActionKind::Wait(_) => "wait",
-        }
-    }
-
-    /// How long one attempt may take.
-    pub fn timeout(&self) -> Duration {
-        match self {
-            ActionKind::Http(h) => h.timeout,
-            ActionKind::Email(e) => e.timeout,
-            ActionKind::Segment(_) | ActionKind::Emit(_) | ActionKind::Wait(_) => Duration::ZERO,
-        }
-    }
-}
 
 /// What one attempt produced, before the engine applies the retry policy's limits.
 #[derive(Debug)]
@@ -248,68 +221,17 @@ impl Clients {
 
 impl Action {
     pub async fn attempt(&self, cx: &ExecContext<'_>, clients: &Clients) -> AttemptResult {
-        match &self.kind {
-            ActionKind::Http(h) => h.attempt(cx, &self.retry, clients).await,
-            ActionKind::Email(e) => {
-                e.attempt(cx, clients.mailer.as_deref(), clients.mail.as_deref())
-                    .await
-            }
-            ActionKind::Segment(s) => s.attempt(cx),
-            ActionKind::Emit(e) => e.attempt(cx),
-            ActionKind::Wait(_) => AttemptResult::permanent("a wait is not attempted".into()),
-        }
+        self.kind.attempt(cx, clients, &self.retry).await
     }
 
     /// What an attempt would do, rendered but not done (for `hookflow test`).
     pub fn preview(&self, cx: &ExecContext<'_>) -> Result<Value, String> {
-        match &self.kind {
-            ActionKind::Http(h) => {
-                let r = h.render(cx)?;
-                let body = String::from_utf8_lossy(&r.body).into_owned();
-                let body = serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body));
-                Ok(serde_json::json!({
-                    "method": r.method.as_str(),
-                    "url": redact(r.url.as_str(), &cx.secrets),
-                    "headers": redact_headers(&r.headers, &cx.secrets),
-                    "body": body,
-                }))
-            }
-            ActionKind::Email(e) => e.preview(cx),
-            ActionKind::Segment(s) => {
-                Ok(serde_json::to_value(s.ops(cx.templates, cx)?).unwrap_or(Value::Null))
-            }
-            ActionKind::Emit(e) => {
-                let a = e.attempt(cx);
-                match (a.effects.events.first(), a.kind) {
-                    (Some(ev), _) => Ok(serde_json::json!({"type": ev.kind, "data": ev.data})),
-                    (None, ResultKind::Permanent(err)) => Err(err),
-                    (None, _) => Err("nothing to emit".into()),
-                }
-            }
-            ActionKind::Wait(w) => {
-                let until =
-                    crate::sequence::wake_at(crate::time::Ts::now(), &w.resolve(cx.templates, &cx.ctx)?)?;
-                Ok(serde_json::json!({"wait_until": until}))
-            }
-        }
+        self.kind.preview(cx)
     }
 
-    /// What the circuit breaker and rate limit count against: the destination's host for
-    /// http (`None` when the URL is templated per run and cannot be known before rendering),
-    /// the SMTP server for email.
+    /// What the circuit breaker and rate limit count against (see [`Kind::destination`]).
     pub fn destination(&self, clients: &Clients, templates: &Templates, ctx: &JValue) -> Option<String> {
-        match &self.kind {
-            ActionKind::Http(h) => templates
-                .render(&h.url, ctx)
-                .ok()
-                .and_then(|u| reqwest::Url::parse(u.trim()).ok())
-                .and_then(|u| {
-                    u.host_str()
-                        .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
-                }),
-            ActionKind::Email(_) => clients.mailer.as_ref().map(|m| m.endpoint.clone()),
-            ActionKind::Segment(_) | ActionKind::Emit(_) | ActionKind::Wait(_) => None,
-        }
+        self.kind.destination(clients, templates, ctx)
     }
 }
 

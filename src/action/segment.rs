@@ -7,7 +7,9 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AttemptResult, ExecContext, ResultKind};
+use super::{AttemptResult, Clients, ExecContext, Kind, ResultKind};
+use crate::compiler::Part;
+use crate::retry::RetryPolicy;
 use crate::segment::{SegmentOp, normalize_email, valid_segment_name};
 use crate::store::Effects;
 use crate::suppression::{Reason, Suppression};
@@ -38,87 +40,64 @@ pub struct SegmentAction {
     pub suppress: Option<Reason>,
 }
 
-impl SegmentAction {
-    pub fn compile(
-        spec: &SegmentSpec,
-        prefix: &str,
-        templates: &mut Templates,
-    ) -> Result<SegmentAction, Vec<(String, String)>> {
-        let mut errors = Vec::new();
-        let email = format!("{prefix}.email");
-        if let Err(e) = templates.add(email.clone(), spec.email.clone()) {
-            errors.push(("email".into(), format!("template syntax error: {}", e.message)));
-        }
+impl Kind for SegmentAction {
+    type Spec = SegmentSpec;
+    const RAISES_EVENTS: bool = true;
+
+    fn compile(spec: &SegmentSpec, part: &mut Part<'_, '_>) -> Option<SegmentAction> {
+        let before = part.problems();
+        let email = part.template("email", &spec.email);
         let add = spec.add.as_ref().map(|a| a.to_vec()).unwrap_or_default();
         let remove = spec.remove.as_ref().map(|a| a.to_vec()).unwrap_or_default();
-        let suppress = match spec.suppress.as_deref().map(|r| (r, Reason::parse(r))) {
-            None => None,
-            Some((_, Some(Reason::Imported))) | Some((_, None)) => {
-                errors.push((
-                    "suppress".into(),
-                    format!(
+        let suppress =
+            match spec.suppress.as_deref().map(|r| (r, Reason::parse(r))) {
+                None => None,
+                Some((_, Some(Reason::Imported))) | Some((_, None)) => {
+                    part.problem("suppress", format!(
                         "`{}` is not a reason to suppress: give bounced, complained, unsubscribed or manual",
                         spec.suppress.as_deref().unwrap_or_default()
-                    ),
-                ));
-                None
-            }
-            Some((_, Some(r))) => Some(r),
-        };
+                    ));
+                    None
+                }
+                Some((_, Some(r))) => Some(r),
+            };
         if suppress == Some(Reason::Unsubscribed) && remove.is_empty() {
-            errors.push((
-                "suppress".into(),
-                "`suppress: unsubscribed` goes with `remove:`, naming the lists the contact unsubscribed from".into(),
-            ));
+            part.problem("suppress", "`suppress: unsubscribed` goes with `remove:`, naming the lists the contact unsubscribed from");
         }
         if add.is_empty() && remove.is_empty() && spec.suppress.is_none() {
-            errors.push((
-                String::new(),
-                "a segment action needs `add`, `remove` or `suppress`".into(),
-            ));
+            part.problem("", "a segment action needs `add`, `remove` or `suppress`");
         }
         for (key, names) in [("add", &add), ("remove", &remove)] {
             for n in names {
                 if !valid_segment_name(n) {
-                    errors.push((
-                        key.into(),
+                    part.problem(
+                        key,
                         format!("segment name `{n}` may only hold letters, digits, `-`, `_` and `.`"),
-                    ));
+                    );
                 }
                 if key == "remove" && add.contains(n) {
-                    errors.push((
-                        key.into(),
-                        format!("segment `{n}` is both added to and removed from"),
-                    ));
+                    part.problem(key, format!("segment `{n}` is both added to and removed from"));
                 }
             }
         }
         let attributes = match &spec.attributes {
             None => None,
             Some(v @ Value::Object(_)) => {
-                match JsonTemplate::compile(v, &format!("{prefix}.attributes"), templates) {
+                let name = part.name("attributes");
+                match JsonTemplate::compile(v, &name, part.templates()) {
                     Ok(t) => Some(t),
                     Err(e) => {
-                        errors.push((
-                            "attributes".into(),
-                            format!("template syntax error: {}", e.message),
-                        ));
+                        part.problem("attributes", format!("template syntax error: {}", e.message));
                         None
                     }
                 }
             }
             Some(_) => {
-                errors.push((
-                    "attributes".into(),
-                    "attributes must be a table of names and values".into(),
-                ));
+                part.problem("attributes", "attributes must be a table of names and values");
                 None
             }
         };
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(SegmentAction {
+        (part.problems() == before).then_some(SegmentAction {
             email,
             add,
             remove,
@@ -128,7 +107,7 @@ impl SegmentAction {
     }
 
     /// Renders the ops; the store applies them when the step is recorded.
-    pub fn attempt(&self, cx: &ExecContext<'_>) -> AttemptResult {
+    async fn attempt(&self, cx: &ExecContext<'_>, _: &Clients, _: &RetryPolicy) -> AttemptResult {
         match self.ops(cx.templates, cx) {
             Ok(ops) => {
                 let suppress = match self.suppressions(cx) {
@@ -158,6 +137,12 @@ impl SegmentAction {
         }
     }
 
+    fn preview(&self, cx: &ExecContext<'_>) -> Result<Value, String> {
+        Ok(serde_json::to_value(self.ops(cx.templates, cx)?).unwrap_or(Value::Null))
+    }
+}
+
+impl SegmentAction {
     /// The suppression entries `suppress` asks for: one per removed list for an unsubscribe,
     /// else one for every email.
     fn suppressions(&self, cx: &ExecContext<'_>) -> Result<Vec<Suppression>, String> {

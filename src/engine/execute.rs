@@ -216,7 +216,7 @@ impl Engine {
         if let ActionKind::Wait(w) = &action.kind {
             return self.wait_step(templates, flow, run, hold, w, &ctx).await;
         }
-        let raises_events = matches!(action.kind, ActionKind::Segment(_) | ActionKind::Emit(_));
+        let raises_events = action.kind.raises_events();
         if raises_events && run.depth + 1 > self.config.max_chain_depth {
             let error = format!(
                 "action `{}`: event chain too deep: this run is {} events down a chain and the limit is {} (--max-chain-depth); is a flow triggering itself?",

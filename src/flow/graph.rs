@@ -1,15 +1,14 @@
-//! The event graph across all flows: flow A leads to flow B when A has an `emit` action of a
-//! type B is triggered by. A cycle in it (two flows emitting to each other, or a flow
-//! triggered by what it emits) would run until `--max-chain-depth` cut it, failing a run each
-//! time an event arrives; it is a load error that names every flow in the cycle.
+//! The event graph across all flows: flow A leads to flow B when A has an action that emits a
+//! type B is triggered by ([`crate::action::Kind::emits`]: `emit`). A cycle in it (two flows
+//! emitting to each other, or a flow triggered by what it emits) would run until
+//! `--max-chain-depth` cut it, failing a run each time an event arrives; it is a load error that
+//! names every flow in the cycle.
 //!
 //! Only `emit` counts: segment events (`segment.added`/`removed`) carry the segment, and flows
 //! listening to them usually filter by it, which cannot be judged without running the
 //! conditions — so they are left to the chain-depth limit rather than risk a false alarm.
 
 use std::collections::BTreeMap;
-
-use crate::action::ActionKind;
 
 use super::Flow;
 
@@ -18,10 +17,7 @@ fn emits(flow: &Flow) -> Vec<(usize, &str)> {
     flow.actions
         .iter()
         .enumerate()
-        .filter_map(|(i, a)| match &a.kind {
-            ActionKind::Emit(e) => Some((i, e.kind.as_str())),
-            _ => None,
-        })
+        .filter_map(|(i, a)| a.kind.emits().map(|kind| (i, kind)))
         .collect()
 }
 

@@ -11,11 +11,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 // The specs of the parts that compile themselves live with them; the flow file is made of them.
+pub use crate::action::ActionSpec;
 pub use crate::action::breaker::BreakerSpec;
 pub use crate::action::email::EmailSpec;
 pub use crate::action::emit::EmitSpec;
 pub use crate::action::http::HttpSpec;
 pub use crate::action::segment::SegmentSpec;
+pub use crate::action::wait::WaitSpec;
+pub use crate::matching::ConditionSpec;
 pub use crate::request::BodyMode;
 pub use crate::retry::{RetrySpec, StatusSpec};
 pub use crate::verify::VerifySpec;
@@ -173,27 +176,6 @@ pub struct DedupeSpec {
     pub window: Option<Duration>,
 }
 
-/// One condition: a source (exactly one of `path`, `header`, `query`, `var`, `expr`) and one or
-/// more operators, all of which must hold.
-#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConditionSpec {
-    pub path: Option<String>,
-    pub header: Option<String>,
-    pub query: Option<String>,
-    pub var: Option<String>,
-    pub expr: Option<String>,
-    pub equals: Option<Value>,
-    pub not_equals: Option<Value>,
-    pub one_of: Option<Vec<Value>>,
-    pub exists: Option<bool>,
-    pub matches: Option<String>,
-    pub gt: Option<f64>,
-    pub gte: Option<f64>,
-    pub lt: Option<f64>,
-    pub lte: Option<f64>,
-}
-
 /// A var is either a bare JSONPath string or a table with options.
 #[derive(Debug)]
 pub enum VarSpec {
@@ -265,64 +247,6 @@ pub struct ConcurrencySpec {
     pub max_in_flight: Option<u32>,
     /// Runs whose key renders to the same string execute one at a time, in arrival order.
     pub key: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ActionSpec {
-    /// Unique within the flow; defaults to `<kind>_<index>`. Later templates see its output as
-    /// `steps.<name>`.
-    pub name: Option<String>,
-    #[serde(default)]
-    pub when: Vec<ConditionSpec>,
-    pub retry: Option<RetrySpec>,
-    /// Most attempts per second/minute/hour against this action's destination, e.g. `10/s`.
-    /// Runs over the limit wait in the queue; nothing fails for it.
-    pub rate_limit: Option<String>,
-    /// Pause a destination after a run of consecutive failures (`failures: 0` disables).
-    pub circuit_breaker: Option<BreakerSpec>,
-    /// Most attempts in flight at once to this action's destination (host and port, or the SMTP
-    /// server); default the server's `--destination-concurrency`.
-    pub destination_concurrency: Option<usize>,
-    pub http: Option<HttpSpec>,
-    pub email: Option<EmailSpec>,
-    pub segment: Option<SegmentSpec>,
-    pub emit: Option<EmitSpec>,
-    /// Do the action once per item: a JSONPath over the body (`$.line_items[*]`) or one
-    /// template expression giving a list (`"{{ vars.items }}"`). Templates see `item` and
-    /// `item_index`; later actions see `steps.<name>.items`.
-    pub for_each: Option<String>,
-    /// Most items a `for_each` takes; a run with more fails, saying so. Default 100.
-    pub max_items: Option<usize>,
-    /// Items of one run attempted at once. Default 4.
-    pub item_concurrency: Option<usize>,
-    /// Pause the run: `3d`, `{ for: 7d, at: "09:00", timezone: Europe/Berlin }` or
-    /// `{ until: "{{ vars.date }}" }`. A waiting run costs no memory and no worker.
-    pub wait: Option<WaitSpec>,
-}
-
-/// `wait:` as written: a duration (`3d`), or a table.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum WaitSpec {
-    /// `wait: 3d`
-    For(String),
-    Table(WaitTable),
-}
-
-/// `wait: { for: 7d, at: "09:00", timezone: Europe/Berlin }` or `wait: { until: "{{ … }}" }`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WaitTable {
-    /// How long, e.g. `3d`, `12h`, `90m`.
-    #[serde(rename = "for")]
-    pub duration: Option<String>,
-    /// A template giving a moment (RFC 3339, `2026-12-24T10:00:00Z`) or a day (`2026-12-24`).
-    pub until: Option<String>,
-    /// Then the next `HH:MM` local time (in `timezone`).
-    pub at: Option<String>,
-    /// IANA time zone for `at` and for days; a template (default UTC).
-    pub timezone: Option<String>,
 }
 
 /// One entry of a flow's `exit:` list.

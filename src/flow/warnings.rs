@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use super::locate::Lines;
 use super::{Flow, FlowSet};
+pub use crate::action::Surroundings;
+pub use crate::action::email::unsubscribe_link_problem;
 
 /// One warning about one flow, at the line of the key it is about when that is known.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -40,39 +42,6 @@ impl fmt::Display for Warning {
                 self.message
             ),
         }
-    }
-}
-
-/// What the flows will run against.
-#[derive(Debug, Clone, Default)]
-pub struct Surroundings {
-    pub egress: crate::egress::Policy,
-    /// Whether an SMTP server is configured; `None` where that is not known (validate).
-    pub has_mailer: Option<bool>,
-    /// The base URL unsubscribe links are built on; `None` where that is not known (validate).
-    pub public_url: Option<String>,
-}
-
-/// Why recipients cannot use one-click unsubscribe links built on `base`, if they cannot: an
-/// address only this machine reaches, or plain http (Gmail's and Yahoo's sender rules ask for
-/// an https one-click link).
-pub fn unsubscribe_link_problem(base: &str) -> Option<String> {
-    let url = url::Url::parse(base).ok()?;
-    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
-    let local = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
-    if local {
-        Some(format!(
-            "its unsubscribe link points at {base}, which recipients cannot reach"
-        ))
-    } else if url.scheme() != "https" {
-        Some(format!(
-            "its unsubscribe link is plain http ({base}); mailbox providers ask for https"
-        ))
-    } else {
-        None
     }
 }
 
@@ -119,42 +88,7 @@ pub fn flow_warnings(f: &Flow, around: &Surroundings) -> Vec<Warning> {
         ));
     }
     for (i, a) in f.actions.iter().enumerate() {
-        match &a.kind {
-            crate::action::ActionKind::Email(e) => {
-                if around.has_mailer == Some(false) {
-                    found.push((
-                        format!("actions[{i}].email"),
-                        format!(
-                            "no SMTP server is configured (--smtp-host): every attempt of `{}` fails",
-                            a.name
-                        ),
-                    ));
-                }
-                let link = around.public_url.as_deref().and_then(unsubscribe_link_problem);
-                if let (Some(_), Some(why)) = (&e.list, link) {
-                    found.push((
-                        format!("actions[{i}].email.list"),
-                        format!(
-                            "`{}` is a list email and {why}: set --public-url (HOOKFLOW_PUBLIC_URL) to the https address this server is reached at",
-                            a.name
-                        ),
-                    ));
-                }
-            }
-            crate::action::ActionKind::Http(h) => {
-                if let Some(why) = h
-                    .literal_url
-                    .as_ref()
-                    .and_then(|u| crate::egress::refuses_literal(u, &around.egress))
-                {
-                    found.push((
-                        format!("actions[{i}].http.url"),
-                        format!("{why}; every attempt of `{}` is refused", a.name),
-                    ));
-                }
-            }
-            _ => {}
-        }
+        found.extend(a.kind.warnings(&format!("actions[{i}]"), &a.name, around));
     }
     if found.is_empty() {
         return Vec::new();

@@ -31,6 +31,8 @@ mod sign;
 #[cfg(test)]
 mod tests;
 
+mod compile;
+pub use compile::compile;
 pub use sign::{sender_headers, sign, sign_body, sign_ecdsa};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -414,9 +416,7 @@ pub fn verify(
     secrets: &[Vec<u8>],
 ) -> Result<Verified, VerifyError> {
     let any = |candidates: &[Vec<u8>], expected: &dyn Fn(&[u8]) -> Vec<u8>| {
-        secrets
-            .iter()
-            .any(|s| candidates.iter().any(|c| equal(c, &expected(s))))
+        any_secret(secrets, candidates, expected)
     };
     let ok = match scheme {
         Scheme::Github => {
@@ -442,25 +442,7 @@ pub fn verify(
             let sig = decode(Encoding::Base64, v, name)?;
             any(&[sig], &|k| mac(Algorithm::Sha256, k, &[body]))
         }
-        Scheme::Stripe => {
-            let name = "Stripe-Signature";
-            let v = header(h, name)?;
-            let mut t = None;
-            let mut sigs = Vec::new();
-            for part in v.split(',') {
-                match part.trim().split_once('=') {
-                    Some(("t", ts)) => t = Some(ts.to_string()),
-                    Some(("v1", s)) => sigs.push(decode(Encoding::Hex, s, name)?),
-                    _ => {}
-                }
-            }
-            let t = t.ok_or_else(|| VerifyError::Malformed(name.into(), "no t=".into()))?;
-            if sigs.is_empty() {
-                return Err(VerifyError::Malformed(name.into(), "no v1= signature".into()));
-            }
-            check_time(&t, name, now_secs, tolerance)?;
-            any(&sigs, &|k| mac(Algorithm::Sha256, k, &[t.as_bytes(), b".", body]))
-        }
+        Scheme::Stripe => stripe(h, body, now_secs, tolerance, secrets)?,
         Scheme::Slack => {
             let ts = header(h, "X-Slack-Request-Timestamp")?;
             let name = "X-Slack-Signature";
@@ -474,29 +456,7 @@ pub fn verify(
                 mac(Algorithm::Sha256, k, &[b"v0:", ts.as_bytes(), b":", body])
             })
         }
-        Scheme::StandardWebhooks => {
-            let [id, ts, sig] = STANDARD_NAMES.map(|names| header_of(h, &names));
-            let ((_, id), (ts_name, ts), (name, v)) = (id?, ts?, sig?);
-            let sigs: Vec<Vec<u8>> = v
-                .split_whitespace()
-                .filter_map(|s| s.strip_prefix("v1,"))
-                .filter_map(|s| B64.decode(s).ok())
-                .collect();
-            if sigs.is_empty() {
-                return Err(VerifyError::Malformed(
-                    name.into(),
-                    "no v1,<base64> signature".into(),
-                ));
-            }
-            check_time(ts, ts_name, now_secs, tolerance)?;
-            any(&sigs, &|k| {
-                mac(
-                    Algorithm::Sha256,
-                    k,
-                    &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
-                )
-            })
-        }
+        Scheme::StandardWebhooks => standard(h, body, now_secs, tolerance, secrets)?,
         Scheme::SendGrid => {
             let ts = header(h, SENDGRID_TIMESTAMP)?;
             let v = header(h, SENDGRID_SIGNATURE)?;
@@ -530,31 +490,117 @@ pub fn verify(
             let given = decode(Encoding::Base64, b64, name)?;
             any(&[given], &|k| k.to_vec())
         }
-        Scheme::Hmac(g) => {
-            let v = header(h, &g.header)?;
-            let raw = v.strip_prefix(g.prefix.as_str()).ok_or_else(|| {
-                VerifyError::Malformed(g.header.clone(), format!("expected prefix {:?}", g.prefix))
-            })?;
-            let sig = decode(g.encoding, raw, &g.header)?;
-            let ts = match &g.timestamp_header {
-                Some(th) => {
-                    let ts = header(h, th)?;
-                    check_time(ts, th, now_secs, tolerance)?;
-                    ts
-                }
-                None => "",
-            };
-            let (before, after) = split_signed(&g.signed, ts);
-            any(&[sig], &|k| {
-                mac(g.algorithm, k, &[before.as_bytes(), body, after.as_bytes()])
-            })
-        }
+        Scheme::Hmac(g) => generic(g, h, body, now_secs, tolerance, secrets)?,
     };
     if ok {
         Ok(Verified::Ok)
     } else {
         Err(VerifyError::Mismatch)
     }
+}
+
+/// Whether any candidate signature is what any secret gives (rotation: any one is enough).
+fn any_secret(secrets: &[Vec<u8>], candidates: &[Vec<u8>], expected: &dyn Fn(&[u8]) -> Vec<u8>) -> bool {
+    secrets
+        .iter()
+        .any(|s| candidates.iter().any(|c| equal(c, &expected(s))))
+}
+
+/// Stripe: `Stripe-Signature: t=…,v1=…[,v1=…]` over `{t}.{body}`.
+fn stripe(
+    h: &dyn Headers,
+    body: &[u8],
+    now_secs: i64,
+    tolerance: Duration,
+    secrets: &[Vec<u8>],
+) -> Result<bool, VerifyError> {
+    let any = |candidates: &[Vec<u8>], expected: &dyn Fn(&[u8]) -> Vec<u8>| {
+        any_secret(secrets, candidates, expected)
+    };
+    let name = "Stripe-Signature";
+    let v = header(h, name)?;
+    let mut t = None;
+    let mut sigs = Vec::new();
+    for part in v.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", ts)) => t = Some(ts.to_string()),
+            Some(("v1", s)) => sigs.push(decode(Encoding::Hex, s, name)?),
+            _ => {}
+        }
+    }
+    let t = t.ok_or_else(|| VerifyError::Malformed(name.into(), "no t=".into()))?;
+    if sigs.is_empty() {
+        return Err(VerifyError::Malformed(name.into(), "no v1= signature".into()));
+    }
+    check_time(&t, name, now_secs, tolerance)?;
+    Ok(any(&sigs, &|k| {
+        mac(Algorithm::Sha256, k, &[t.as_bytes(), b".", body])
+    }))
+}
+
+/// Standard Webhooks (and Svix's names for its headers): `{id}.{ts}.{body}`, base64.
+fn standard(
+    h: &dyn Headers,
+    body: &[u8],
+    now_secs: i64,
+    tolerance: Duration,
+    secrets: &[Vec<u8>],
+) -> Result<bool, VerifyError> {
+    let any = |candidates: &[Vec<u8>], expected: &dyn Fn(&[u8]) -> Vec<u8>| {
+        any_secret(secrets, candidates, expected)
+    };
+    let [id, ts, sig] = STANDARD_NAMES.map(|names| header_of(h, &names));
+    let ((_, id), (ts_name, ts), (name, v)) = (id?, ts?, sig?);
+    let sigs: Vec<Vec<u8>> = v
+        .split_whitespace()
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .filter_map(|s| B64.decode(s).ok())
+        .collect();
+    if sigs.is_empty() {
+        return Err(VerifyError::Malformed(
+            name.into(),
+            "no v1,<base64> signature".into(),
+        ));
+    }
+    check_time(ts, ts_name, now_secs, tolerance)?;
+    Ok(any(&sigs, &|k| {
+        mac(
+            Algorithm::Sha256,
+            k,
+            &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
+        )
+    }))
+}
+
+/// The `hmac` preset: a configured header, prefix, encoding, digest and signed content.
+fn generic(
+    g: &Generic,
+    h: &dyn Headers,
+    body: &[u8],
+    now_secs: i64,
+    tolerance: Duration,
+    secrets: &[Vec<u8>],
+) -> Result<bool, VerifyError> {
+    let any = |candidates: &[Vec<u8>], expected: &dyn Fn(&[u8]) -> Vec<u8>| {
+        any_secret(secrets, candidates, expected)
+    };
+    let v = header(h, &g.header)?;
+    let raw = v
+        .strip_prefix(g.prefix.as_str())
+        .ok_or_else(|| VerifyError::Malformed(g.header.clone(), format!("expected prefix {:?}", g.prefix)))?;
+    let sig = decode(g.encoding, raw, &g.header)?;
+    let ts = match &g.timestamp_header {
+        Some(th) => {
+            let ts = header(h, th)?;
+            check_time(ts, th, now_secs, tolerance)?;
+            ts
+        }
+        None => "",
+    };
+    let (before, after) = split_signed(&g.signed, ts);
+    Ok(any(&[sig], &|k| {
+        mac(g.algorithm, k, &[before.as_bytes(), body, after.as_bytes()])
+    }))
 }
 
 /// The signed-content template around `{body}`, with `{timestamp}` filled in.

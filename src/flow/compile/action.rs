@@ -1,25 +1,18 @@
-//! One entry of `actions`: its kind compiled by the kind's own module, with its conditions,
-//! retry policy, rate limit, circuit breaker and bulkhead.
+//! One entry of `actions`: what every action has — its name, conditions, retry policy, rate
+//! limit, circuit breaker, bulkhead and `for_each` — with its kind compiled by the kind's own
+//! module ([`crate::action::Kind`]).
 
 use super::{Compiler, is_identifier};
 use crate::action::breaker::{BreakerConfig, RateLimit};
-use crate::action::email::EmailAction;
-use crate::action::emit::EmitAction;
-use crate::action::http::HttpAction;
-use crate::action::segment::SegmentAction;
 use crate::action::{
-    Action, ActionKind, DEFAULT_ITEM_CONCURRENCY, DEFAULT_MAX_ITEMS, ForEach, ItemSource,
-    MAX_ITEM_CONCURRENCY, MAX_ITEMS_LIMIT,
+    Action, ActionSpec, DEFAULT_ITEM_CONCURRENCY, DEFAULT_MAX_ITEMS, ForEach, ItemSource, KINDS,
+    MAX_ITEM_CONCURRENCY, MAX_ITEMS_LIMIT, traits_of,
 };
-use crate::flow::spec::ActionSpec;
-use crate::flow::spec::WaitSpec;
 use crate::retry::RetryPolicy;
-use crate::sequence::{Wait, parse_at, parse_tz};
-use crate::verify::Scheme;
 
 impl Compiler<'_> {
     /// `for_each` with its bounds.
-    fn for_each(&mut self, at: &str, spec: &ActionSpec, kind_name: &str) -> Option<ForEach> {
+    fn for_each(&mut self, at: &str, spec: &ActionSpec, attempted: bool) -> Option<ForEach> {
         let Some(source) = &spec.for_each else {
             for (key, given) in [
                 ("max_items", spec.max_items.is_some()),
@@ -31,7 +24,7 @@ impl Compiler<'_> {
             }
             return None;
         };
-        if kind_name == "wait" {
+        if !attempted {
             self.problem(format!("{at}.for_each"), "a wait cannot be done per item");
             return None;
         }
@@ -68,63 +61,6 @@ impl Compiler<'_> {
         })
     }
 
-    /// `wait:` — a duration, or `for`/`until` with `at` and `timezone`.
-    fn wait(&mut self, at: &str, spec: &WaitSpec) -> Option<Wait> {
-        let duration = |c: &mut Self, path: &str, text: &str| {
-            humantime::parse_duration(text.trim())
-                .map_err(|e| {
-                    c.problem(
-                        path,
-                        format!("`{text}` is not a duration such as 3d, 12h or 90m: {e}"),
-                    )
-                })
-                .ok()
-        };
-        let table = match spec {
-            WaitSpec::For(text) => {
-                return duration(self, at, text).map(|d| Wait {
-                    duration: Some(d),
-                    until: None,
-                    at: None,
-                    timezone: None,
-                });
-            }
-            WaitSpec::Table(t) => t,
-        };
-        let d = table
-            .duration
-            .as_deref()
-            .and_then(|t| duration(self, &format!("{at}.for"), t));
-        let until = table
-            .until
-            .as_deref()
-            .map(|u| self.template(&format!("{at}.until"), u));
-        if table.duration.is_some() && until.is_some() {
-            self.problem(format!("{at}.until"), "give `for` or `until`, not both");
-        }
-        if table.duration.is_none() && until.is_none() && table.at.is_none() {
-            self.problem(at, "a wait needs `for`, `until` or `at`");
-        }
-        let time_of_day = table
-            .at
-            .as_deref()
-            .and_then(|t| parse_at(t).map_err(|e| self.problem(format!("{at}.at"), e)).ok());
-        let timezone = table.timezone.as_deref().map(|tz| {
-            if !tz.contains("{{")
-                && let Err(e) = parse_tz(tz)
-            {
-                self.problem(format!("{at}.timezone"), e);
-            }
-            self.template(&format!("{at}.timezone"), tz)
-        });
-        Some(Wait {
-            duration: d,
-            until,
-            at: time_of_day,
-            timezone,
-        })
-    }
-
     pub(super) fn action(
         &mut self,
         i: usize,
@@ -133,13 +69,14 @@ impl Compiler<'_> {
         var_names: &[String],
     ) -> Option<Action> {
         let at = format!("actions[{i}]");
-        let given = kinds_of(spec);
+        let given = spec.kinds();
         let kind_name = match given.as_slice() {
             [one] => *one,
             [] => {
+                let (last, rest) = KINDS.split_last().expect("kinds are registered");
                 self.problem(
                     &at,
-                    "an action needs a kind: `http`, `email`, `segment`, `emit` or `wait`",
+                    format!("an action needs a kind: `{}` or `{last}`", rest.join("`, `")),
                 );
                 return None;
             }
@@ -176,7 +113,7 @@ impl Compiler<'_> {
                 .map_err(|e| self.problem(format!("{at}.rate_limit"), e))
                 .ok()
         });
-        let outgoing = matches!(kind_name, "http" | "email");
+        let (outgoing, attempted) = traits_of(kind_name);
         if spec.circuit_breaker.is_some() && !outgoing {
             self.problem(
                 format!("{at}.circuit_breaker"),
@@ -202,7 +139,7 @@ impl Compiler<'_> {
             },
             None => BreakerConfig::default(),
         });
-        if kind_name == "wait" {
+        if !attempted {
             for (key, given) in [
                 ("retry", spec.retry.is_some()),
                 ("rate_limit", spec.rate_limit.is_some()),
@@ -215,52 +152,8 @@ impl Compiler<'_> {
                 }
             }
         }
-        let prefix = format!("{}/{at}.{kind_name}", self.flow);
-        let compiled = match (&spec.http, &spec.email, &spec.segment, &spec.emit, &spec.wait) {
-            (Some(h), ..) => HttpAction::compile(h, &prefix, self.templates).map(ActionKind::Http),
-            (_, Some(e), ..) => EmailAction::compile(e, &prefix, self.templates).map(ActionKind::Email),
-            (_, _, Some(s), ..) => {
-                SegmentAction::compile(s, &prefix, self.templates).map(ActionKind::Segment)
-            }
-            (_, _, _, Some(e), _) => EmitAction::compile(e, &prefix, self.templates).map(ActionKind::Emit),
-            (.., Some(w)) => self
-                .wait(&format!("{at}.wait"), w)
-                .map(ActionKind::Wait)
-                .ok_or_else(Vec::new),
-            _ => unreachable!("one kind was found above"),
-        };
-        let compiled = match (compiled, spec.http.as_ref().and_then(|h| h.sign.as_ref())) {
-            (Ok(ActionKind::Http(mut h)), Some(sign)) => {
-                let path = format!("{at}.http.sign");
-                let signer = self.verifier(&path, sign);
-                if let Some(s) = &signer
-                    && !matches!(s.scheme, Scheme::StandardWebhooks | Scheme::Hmac(_))
-                {
-                    self.problem(
-                        &path,
-                        "outgoing webhooks are signed with `standard-webhooks` or `hmac`",
-                    );
-                }
-                h.sign = signer;
-                Ok(ActionKind::Http(h))
-            }
-            (other, _) => other,
-        };
-        let kind = match compiled {
-            Ok(k) => k,
-            Err(errs) => {
-                for (p, m) in errs {
-                    let path = if p.is_empty() {
-                        format!("{at}.{kind_name}")
-                    } else {
-                        format!("{at}.{kind_name}.{p}")
-                    };
-                    self.problem(path, m);
-                }
-                return None;
-            }
-        };
-        let for_each = self.for_each(&at, spec, kind_name);
+        let kind = spec.compile_kind(self, &at)?;
+        let for_each = self.for_each(&at, spec, attempted);
         Some(Action {
             name,
             when,
@@ -274,20 +167,6 @@ impl Compiler<'_> {
     }
 }
 
-/// The kinds an action spec names (one, for a valid action).
-fn kinds_of(spec: &ActionSpec) -> Vec<&'static str> {
-    [
-        spec.http.as_ref().map(|_| "http"),
-        spec.email.as_ref().map(|_| "email"),
-        spec.segment.as_ref().map(|_| "segment"),
-        spec.emit.as_ref().map(|_| "emit"),
-        spec.wait.as_ref().map(|_| "wait"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
 /// The name an action spec's action has (`steps.<name>`): its `name`, or `<kind>_<n>`; `None`
 /// when its kind is not clear. Known from the spec alone, so that a later action's templates
 /// are checked even when an earlier action has problems of its own.
@@ -295,7 +174,7 @@ pub(super) fn spec_name(i: usize, spec: &ActionSpec) -> Option<String> {
     if let Some(n) = &spec.name {
         return Some(n.clone());
     }
-    match kinds_of(spec).as_slice() {
+    match spec.kinds().as_slice() {
         [one] => Some(format!("{one}_{}", i + 1)),
         _ => None,
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::spec::FlowSpec;
 use super::{Concurrency, Flow, Trigger};
 use crate::action::Action;
-use crate::mapping::{JsonPath, Var};
+use crate::mapping::Var;
 use crate::matching::Source;
 use crate::retry::RetryPolicy;
 use crate::template::Templates;
@@ -17,23 +17,8 @@ mod exits;
 mod templates;
 mod webhook;
 
-/// A problem found while compiling a flow: at a key path of its file, or inside a template
-/// file it uses (`template`: the file's name and line), where a person has to fix it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-    pub template: Option<(String, usize)>,
-}
-
-/// `parent.key`, or `parent` when `key` is empty.
-fn join(parent: &str, key: &str) -> String {
-    if key.is_empty() {
-        parent.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
-}
+pub use crate::compiler::Problem;
+use crate::compiler::{Compiler, join};
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
@@ -47,41 +32,6 @@ pub fn valid_flow_name(s: &str) -> bool {
         && s.len() <= 100
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-struct Compiler<'a> {
-    flow: String,
-    templates: &'a mut Templates,
-    problems: Vec<Problem>,
-}
-
-impl Compiler<'_> {
-    fn problem(&mut self, path: impl Into<String>, msg: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.into(),
-            message: msg.into(),
-            template: None,
-        });
-    }
-
-    /// Registers an inline template named after the flow and key path.
-    fn template(&mut self, path: &str, src: &str) -> String {
-        let name = format!("{}/{path}", self.flow);
-        if let Err(e) = self.templates.add(name.clone(), src.to_string()) {
-            self.problem(path, format!("template syntax error: {}", e.message));
-        }
-        name
-    }
-
-    fn path(&mut self, at: &str, text: &str) -> Option<JsonPath> {
-        match JsonPath::parse(text) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                self.problem(at, format!("invalid JSONPath `{text}`: {e}"));
-                None
-            }
-        }
-    }
 }
 
 impl Compiler<'_> {
@@ -137,11 +87,7 @@ pub fn compile(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let name = spec.name.clone().unwrap_or(stem);
-    let mut c = Compiler {
-        flow: name.clone(),
-        templates,
-        problems: Vec::new(),
-    };
+    let mut c = Compiler::new(name.clone(), templates);
     if !valid_flow_name(&name) {
         c.problem(
             "name",

@@ -2,10 +2,9 @@
 //! an internal event, or a schedule.
 
 use super::Compiler;
-use crate::flow::spec::{FlowSpec, VerifySpec, WebhookSpec};
-use crate::flow::{Dedupe, Respond, Trigger, Verifier, Webhook};
+use crate::flow::spec::{FlowSpec, WebhookSpec};
+use crate::flow::{Dedupe, Respond, Trigger, Webhook};
 use crate::net::parse_net;
-use crate::verify::{Algorithm, Encoding, Generic, Scheme};
 
 impl Compiler<'_> {
     pub(super) fn webhook(&mut self, wh: &WebhookSpec, var_names: &[String]) -> Webhook {
@@ -15,7 +14,7 @@ impl Compiler<'_> {
         let verify = wh
             .verify
             .as_ref()
-            .and_then(|v| self.verifier("on.webhook.verify", v));
+            .and_then(|v| crate::verify::compile(self, "on.webhook.verify", v));
         let dedupe = wh.dedupe.as_ref().map(|d| Dedupe {
             key: self.template("on.webhook.dedupe.key", &d.key),
             window: d.window.unwrap_or(std::time::Duration::from_secs(24 * 3600)),
@@ -153,112 +152,6 @@ impl Compiler<'_> {
                 }
             }
         }
-    }
-
-    /// A signature scheme with its secrets (incoming `verify`, outgoing `sign`).
-    pub(super) fn verifier(&mut self, at: &str, v: &VerifySpec) -> Option<Verifier> {
-        if v.secret.is_some() {
-            self.problem(
-                format!("{at}.secret"),
-                "secrets never go in flow files: put the secret in an environment variable and name it with `secret_env`",
-            );
-        }
-        let secret_env = v.secret_env.as_ref().map(|s| s.to_vec()).unwrap_or_default();
-        let secret_file: Vec<std::path::PathBuf> = v
-            .secret_file
-            .as_ref()
-            .map(|s| s.to_vec())
-            .unwrap_or_default()
-            .into_iter()
-            .map(std::path::PathBuf::from)
-            .collect();
-        // A secret written into the file is told where it goes, above; not twice.
-        if secret_env.is_empty() && secret_file.is_empty() && v.secret.is_none() {
-            self.problem(
-                at,
-                "`secret_env` names the environment variable(s) holding the secret (or `secret_file` the file)",
-            );
-        }
-        for path in &secret_file {
-            if !path.is_absolute() {
-                self.problem(
-                    format!("{at}.secret_file"),
-                    format!(
-                        "`{}` is not an absolute path: give the file's whole path (a systemd credential is named with `secret_env`)",
-                        path.display()
-                    ),
-                );
-            }
-        }
-        for name in &secret_env {
-            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                self.problem(
-                    format!("{at}.secret_env"),
-                    format!(
-                        "`{name}` is not an environment variable name (the secret itself never goes here)"
-                    ),
-                );
-            }
-        }
-        let generic_keys = [
-            v.header.is_some(),
-            v.algorithm.is_some(),
-            v.encoding.is_some(),
-            v.prefix.is_some(),
-            v.timestamp_header.is_some(),
-            v.signed.is_some(),
-        ];
-        let scheme = if v.preset == "hmac" {
-            let Some(header) = v.header.clone() else {
-                self.problem(format!("{at}.header"), "the hmac preset needs `header`");
-                return None;
-            };
-            let signed = v.signed.clone().unwrap_or_else(|| "{body}".into());
-            if !signed.contains("{body}") {
-                self.problem(format!("{at}.signed"), "the signed content must include `{body}`");
-            }
-            if signed.contains("{timestamp}") && v.timestamp_header.is_none() {
-                self.problem(format!("{at}.signed"), "`{timestamp}` needs `timestamp_header`");
-            }
-            Scheme::Hmac(Generic {
-                header,
-                algorithm: v.algorithm.unwrap_or(Algorithm::Sha256),
-                encoding: v.encoding.unwrap_or(Encoding::Hex),
-                prefix: v.prefix.clone().unwrap_or_default(),
-                timestamp_header: v.timestamp_header.clone(),
-                signed,
-            })
-        } else {
-            match Scheme::preset(&v.preset) {
-                Some(s) => {
-                    if generic_keys.iter().any(|k| *k) {
-                        self.problem(
-                            at,
-                            format!("`{}` fixes its header and encoding; header/algorithm/encoding/prefix/timestamp_header/signed are for `preset: hmac`", v.preset),
-                        );
-                    }
-                    s
-                }
-                None => {
-                    let presets = crate::verify::PRESETS;
-                    let near = crate::suggest::nearest(&v.preset, presets)
-                        .map(|n| format!(" (did you mean `{n}`?)"))
-                        .unwrap_or_default();
-                    self.problem(
-                        format!("{at}.preset"),
-                        format!("unknown preset `{}`{near}: {}", v.preset, presets.join(", ")),
-                    );
-                    return None;
-                }
-            }
-        };
-        Some(Verifier {
-            scheme,
-            secret_env,
-            secret_file,
-            tolerance: v.tolerance.unwrap_or(crate::verify::DEFAULT_TOLERANCE),
-        })
     }
 
     pub(super) fn trigger(&mut self, spec: &FlowSpec, var_names: &[String]) -> Option<Trigger> {
