@@ -23,7 +23,7 @@ use crate::compiler::Part;
 use crate::retry::{RetryPolicy, StatusClass, StatusSet, StatusSpec, parse_retry_after};
 use crate::run::{ReceivedResponse, SentRequest};
 use crate::template::{JsonTemplate, Templates};
-use crate::verify::{Scheme, Verifier, VerifySpec};
+use crate::verify::{Verifier, VerifySpec};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -192,7 +192,7 @@ impl Kind for HttpAction {
             let path = part.path("sign");
             let signer = crate::verify::compile(part.compiler(), &path, sign);
             if let Some(s) = &signer
-                && !matches!(s.scheme, Scheme::StandardWebhooks | Scheme::Hmac(_))
+                && !matches!(s.scheme.name(), "standard-webhooks" | "hmac")
             {
                 part.problem(
                     "sign",

@@ -7,7 +7,7 @@ pub mod bulkhead;
 pub mod email;
 pub mod emit;
 pub mod http;
-mod kinds;
+pub mod kinds;
 pub mod read;
 pub mod segment;
 pub mod wait;

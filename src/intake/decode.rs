@@ -11,7 +11,6 @@ use serde_json::Value;
 use super::Refusal;
 use crate::flow::Webhook;
 use crate::request::{BodyError, parse_body};
-use crate::verify::Scheme;
 
 pub fn decode(webhook: &Webhook, headers: &HeaderMap, bytes: &[u8]) -> Result<Value, Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -19,7 +18,7 @@ pub fn decode(webhook: &Webhook, headers: &HeaderMap, bytes: &[u8]) -> Result<Va
     let github = webhook
         .verify
         .as_ref()
-        .is_some_and(|v| v.scheme == Scheme::Github);
+        .is_some_and(|v| v.scheme.name() == "github");
     match body {
         Value::Object(form) if github && is_form(content_type) => {
             let payload = form.get("payload").and_then(Value::as_str).ok_or_else(|| {

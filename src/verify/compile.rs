@@ -1,7 +1,7 @@
 //! A flow file's `verify:` (incoming) or `sign:` (outgoing webhooks) compiled: the scheme, with
 //! its secrets named (never written in the file) and its options checked.
 
-use super::{Algorithm, DEFAULT_TOLERANCE, Encoding, Generic, PRESETS, Scheme, Verifier, VerifySpec};
+use super::{Algorithm, DEFAULT_TOLERANCE, Encoding, Generic, Scheme, Verifier, VerifySpec, preset_names};
 use crate::compiler::Compiler;
 
 /// A signature scheme with its secrets (incoming `verify`, outgoing `sign`).
@@ -88,8 +88,8 @@ pub fn compile(cx: &mut Compiler<'_>, at: &str, v: &VerifySpec) -> Option<Verifi
                 s
             }
             None => {
-                let presets = PRESETS;
-                let near = crate::suggest::nearest(&v.preset, presets)
+                let presets = preset_names();
+                let near = crate::suggest::nearest(&v.preset, presets.iter().copied())
                     .map(|n| format!(" (did you mean `{n}`?)"))
                     .unwrap_or_default();
                 cx.problem(

@@ -2,7 +2,10 @@
 //! raw body bytes with constant-time comparison, with timestamp tolerance where the scheme
 //! signs a timestamp. Pure: headers, body, the clock and the secrets come in as arguments.
 //!
-//! Each preset follows its sender's published scheme exactly:
+//! Each preset follows its sender's published scheme exactly. The HMAC senders are rows of one
+//! table ([`presets`]), checked and signed by one piece of code (`signed.rs`); a new HMAC-style
+//! sender is a row and its test vectors. SendGrid (ECDSA), Mailgun (fields in the body) and
+//! Postmark (basic auth) are schemes of their own here.
 //!
 //! | preset | header(s) | signed content | encoding |
 //! |---|---|---|---|
@@ -32,7 +35,10 @@ mod sign;
 mod tests;
 
 mod compile;
+pub mod presets;
+mod signed;
 pub use compile::compile;
+pub use presets::{HMAC_PRESETS, Layout, Names, Preset, Stamp};
 pub use sign::{sender_headers, sign, sign_body, sign_ecdsa};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -77,7 +83,7 @@ pub enum Encoding {
     Base64,
 }
 
-/// The generic scheme's settings.
+/// The generic scheme's settings (`preset: hmac`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generic {
     pub header: String,
@@ -90,14 +96,37 @@ pub struct Generic {
     pub signed: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+impl Generic {
+    /// These settings viewed as a row of the HMAC table, for `f`.
+    pub fn with_row<R>(&self, f: impl FnOnce(&Preset<'_>) -> R) -> R {
+        let signature = [self.header.as_str()];
+        let timestamp = self.timestamp_header.as_deref().map(|t| [t]);
+        f(&Preset {
+            name: "hmac",
+            aliases: &[],
+            signature: &signature,
+            layout: Layout::Plain { prefix: &self.prefix },
+            algorithm: self.algorithm,
+            encoding: self.encoding,
+            timestamp: match &timestamp {
+                Some(t) => Stamp::Header(t),
+                None => Stamp::None,
+            },
+            id: None,
+            signed: &self.signed,
+            whsec: false,
+            delivery: &[],
+            sends: &[("User-Agent", "hookflow-send")],
+            legacy: None,
+            ping: None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
 pub enum Scheme {
-    Github,
-    Stripe,
-    Shopify,
-    WooCommerce,
-    Slack,
-    StandardWebhooks,
+    /// An HMAC sender of the table ([`presets`]).
+    Preset(&'static Preset<'static>),
     /// SendGrid's signed Event Webhook: ECDSA over the timestamp and body; the configured
     /// "secret" is SendGrid's verification key (public, base64 DER or PEM).
     SendGrid,
@@ -108,29 +137,30 @@ pub enum Scheme {
     Hmac(Generic),
 }
 
-/// Every preset's name, for messages and suggestions.
-pub const PRESETS: [&str; 10] = [
-    "github",
-    "stripe",
-    "shopify",
-    "woocommerce",
-    "slack",
-    "standard-webhooks",
-    "sendgrid",
-    "mailgun",
-    "postmark",
-    "hmac",
-];
+/// The schemes that are not rows of the HMAC table, by name.
+const OTHER_SCHEMES: [&str; 4] = ["sendgrid", "mailgun", "postmark", "hmac"];
+
+/// Every preset's name, for messages and suggestions: the table's, then the others.
+pub fn preset_names() -> Vec<&'static str> {
+    HMAC_PRESETS.iter().map(|p| p.name).chain(OTHER_SCHEMES).collect()
+}
+
+impl PartialEq for Scheme {
+    fn eq(&self, other: &Scheme) -> bool {
+        match (self, other) {
+            (Scheme::Hmac(a), Scheme::Hmac(b)) => a == b,
+            _ => self.name() == other.name(),
+        }
+    }
+}
 
 impl Scheme {
+    /// The preset named (or aliased) `name`; not `hmac`, whose settings come from the flow file.
     pub fn preset(name: &str) -> Option<Scheme> {
+        if let Some(row) = presets::row(name) {
+            return Some(Scheme::Preset(row));
+        }
         Some(match name {
-            "github" => Scheme::Github,
-            "stripe" => Scheme::Stripe,
-            "shopify" => Scheme::Shopify,
-            "woocommerce" => Scheme::WooCommerce,
-            "slack" => Scheme::Slack,
-            "standard-webhooks" | "svix" => Scheme::StandardWebhooks,
             "sendgrid" => Scheme::SendGrid,
             "mailgun" => Scheme::Mailgun,
             "postmark" => Scheme::Postmark,
@@ -138,15 +168,31 @@ impl Scheme {
         })
     }
 
+    /// The preset's name (`hmac` for the generic scheme).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scheme::Preset(p) => p.name,
+            Scheme::SendGrid => "sendgrid",
+            Scheme::Mailgun => "mailgun",
+            Scheme::Postmark => "postmark",
+            Scheme::Hmac(_) => "hmac",
+        }
+    }
+
+    /// The HMAC row the scheme signs by (the table's, or the `hmac` preset's settings viewed
+    /// as one); `None` for the schemes of their own.
+    pub fn with_row<R>(&self, f: impl FnOnce(&Preset<'_>) -> R) -> Option<R> {
+        match self {
+            Scheme::Preset(p) => Some(f(p)),
+            Scheme::Hmac(g) => Some(g.with_row(f)),
+            Scheme::SendGrid | Scheme::Mailgun | Scheme::Postmark => None,
+        }
+    }
+
     /// Headers whose values are credentials-like: never recorded in run history.
     pub fn signature_headers(&self) -> Vec<String> {
         match self {
-            Scheme::Github => vec!["x-hub-signature-256".into(), "x-hub-signature".into()],
-            Scheme::Stripe => vec!["stripe-signature".into()],
-            Scheme::Shopify => vec!["x-shopify-hmac-sha256".into()],
-            Scheme::WooCommerce => vec!["x-wc-webhook-signature".into()],
-            Scheme::Slack => vec!["x-slack-signature".into()],
-            Scheme::StandardWebhooks => vec!["webhook-signature".into(), "svix-signature".into()],
+            Scheme::Preset(p) => p.signature_headers(),
             Scheme::SendGrid => vec![SENDGRID_SIGNATURE.to_ascii_lowercase()],
             Scheme::Mailgun => Vec::new(),
             Scheme::Postmark => vec!["authorization".into()],
@@ -162,36 +208,7 @@ impl Scheme {
     pub fn trusted_headers(&self) -> Vec<Vec<String>> {
         let one = |names: &[&str]| names.iter().map(|n| vec![n.to_string()]).collect::<Vec<_>>();
         match self {
-            Scheme::Github => one(&[
-                "x-hub-signature-256",
-                "x-hub-signature",
-                "x-github-event",
-                "x-github-delivery",
-                "x-github-hook-id",
-            ]),
-            Scheme::Stripe => one(&["stripe-signature"]),
-            Scheme::Shopify => one(&[
-                "x-shopify-hmac-sha256",
-                "x-shopify-topic",
-                "x-shopify-webhook-id",
-                "x-shopify-event-id",
-                "x-shopify-shop-domain",
-                "x-shopify-triggered-at",
-            ]),
-            Scheme::WooCommerce => one(&[
-                "x-wc-webhook-signature",
-                "x-wc-webhook-topic",
-                "x-wc-webhook-delivery-id",
-                "x-wc-webhook-id",
-                "x-wc-webhook-resource",
-                "x-wc-webhook-event",
-                "x-wc-webhook-source",
-            ]),
-            Scheme::Slack => one(&["x-slack-signature", "x-slack-request-timestamp"]),
-            Scheme::StandardWebhooks => STANDARD_NAMES
-                .iter()
-                .map(|[a, b]| vec![a.to_string(), b.to_string()])
-                .collect(),
+            Scheme::Preset(p) => p.trusted_headers(),
             Scheme::SendGrid => one(&[
                 &SENDGRID_SIGNATURE.to_ascii_lowercase(),
                 &SENDGRID_TIMESTAMP.to_ascii_lowercase(),
@@ -207,13 +224,10 @@ impl Scheme {
 
     fn timestamped(&self) -> bool {
         match self {
-            Scheme::Stripe
-            | Scheme::Slack
-            | Scheme::StandardWebhooks
-            | Scheme::SendGrid
-            | Scheme::Mailgun => true,
+            Scheme::Preset(p) => p.timestamp != Stamp::None,
+            Scheme::SendGrid | Scheme::Mailgun => true,
+            Scheme::Postmark => false,
             Scheme::Hmac(g) => g.timestamp_header.is_some(),
-            _ => false,
         }
     }
 }
@@ -302,15 +316,8 @@ impl Headers for axum::http::HeaderMap {
     }
 }
 
-/// Standard Webhooks' headers and the names Svix-branded senders give them: the same scheme.
-const STANDARD_NAMES: [[&str; 2]; 3] = [
-    ["webhook-id", "svix-id"],
-    ["webhook-timestamp", "svix-timestamp"],
-    ["webhook-signature", "svix-signature"],
-];
-
 /// The first of a header's alternative names that is present.
-fn header_of<'a>(h: &'a dyn Headers, names: &[&'static str]) -> Result<(&'static str, &'a str), VerifyError> {
+fn header_of<'h, 'n>(h: &'h dyn Headers, names: &[&'n str]) -> Result<(&'n str, &'h str), VerifyError> {
     names
         .iter()
         .find_map(|n| h.get(n).map(|v| (*n, v)))
@@ -419,44 +426,10 @@ pub fn verify(
         any_secret(secrets, candidates, expected)
     };
     let ok = match scheme {
-        Scheme::Github => {
-            let name = "X-Hub-Signature-256";
-            let v = header(h, name)?;
-            let hexsig = v
-                .strip_prefix("sha256=")
-                .ok_or_else(|| VerifyError::Malformed(name.into(), "expected sha256=<hex>".into()))?;
-            let sig = decode(Encoding::Hex, hexsig, name)?;
-            any(&[sig], &|k| mac(Algorithm::Sha256, k, &[body]))
+        Scheme::Preset(row) => return signed::check(row, h, body, now_secs, tolerance, secrets),
+        Scheme::Hmac(g) => {
+            return g.with_row(|row| signed::check(row, h, body, now_secs, tolerance, secrets));
         }
-        Scheme::Shopify | Scheme::WooCommerce => {
-            let name = if *scheme == Scheme::Shopify {
-                "X-Shopify-Hmac-Sha256"
-            } else {
-                "X-WC-Webhook-Signature"
-            };
-            let v = match h.get(name) {
-                Some(v) => v,
-                None if *scheme == Scheme::WooCommerce && is_woo_ping(body) => return Ok(Verified::WooPing),
-                None => return Err(VerifyError::MissingHeader(name.into())),
-            };
-            let sig = decode(Encoding::Base64, v, name)?;
-            any(&[sig], &|k| mac(Algorithm::Sha256, k, &[body]))
-        }
-        Scheme::Stripe => stripe(h, body, now_secs, tolerance, secrets)?,
-        Scheme::Slack => {
-            let ts = header(h, "X-Slack-Request-Timestamp")?;
-            let name = "X-Slack-Signature";
-            let v = header(h, name)?;
-            let hexsig = v
-                .strip_prefix("v0=")
-                .ok_or_else(|| VerifyError::Malformed(name.into(), "expected v0=<hex>".into()))?;
-            let sig = decode(Encoding::Hex, hexsig, name)?;
-            check_time(ts, "X-Slack-Request-Timestamp", now_secs, tolerance)?;
-            any(&[sig], &|k| {
-                mac(Algorithm::Sha256, k, &[b"v0:", ts.as_bytes(), b":", body])
-            })
-        }
-        Scheme::StandardWebhooks => standard(h, body, now_secs, tolerance, secrets)?,
         Scheme::SendGrid => {
             let ts = header(h, SENDGRID_TIMESTAMP)?;
             let v = header(h, SENDGRID_SIGNATURE)?;
@@ -490,7 +463,6 @@ pub fn verify(
             let given = decode(Encoding::Base64, b64, name)?;
             any(&[given], &|k| k.to_vec())
         }
-        Scheme::Hmac(g) => generic(g, h, body, now_secs, tolerance, secrets)?,
     };
     if ok {
         Ok(Verified::Ok)
@@ -506,121 +478,6 @@ fn any_secret(secrets: &[Vec<u8>], candidates: &[Vec<u8>], expected: &dyn Fn(&[u
         .any(|s| candidates.iter().any(|c| equal(c, &expected(s))))
 }
 
-/// Stripe: `Stripe-Signature: t=…,v1=…[,v1=…]` over `{t}.{body}`.
-fn stripe(
-    h: &dyn Headers,
-    body: &[u8],
-    now_secs: i64,
-    tolerance: Duration,
-    secrets: &[Vec<u8>],
-) -> Result<bool, VerifyError> {
-    let any = |candidates: &[Vec<u8>], expected: &dyn Fn(&[u8]) -> Vec<u8>| {
-        any_secret(secrets, candidates, expected)
-    };
-    let name = "Stripe-Signature";
-    let v = header(h, name)?;
-    let mut t = None;
-    let mut sigs = Vec::new();
-    for part in v.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", ts)) => t = Some(ts.to_string()),
-            Some(("v1", s)) => sigs.push(decode(Encoding::Hex, s, name)?),
-            _ => {}
-        }
-    }
-    let t = t.ok_or_else(|| VerifyError::Malformed(name.into(), "no t=".into()))?;
-    if sigs.is_empty() {
-        return Err(VerifyError::Malformed(name.into(), "no v1= signature".into()));
-    }
-    check_time(&t, name, now_secs, tolerance)?;
-    Ok(any(&sigs, &|k| {
-        mac(Algorithm::Sha256, k, &[t.as_bytes(), b".", body])
-    }))
-}
-
-/// Standard Webhooks (and Svix's names for its headers): `{id}.{ts}.{body}`, base64.
-fn standard(
-    h: &dyn Headers,
-    body: &[u8],
-    now_secs: i64,
-    tolerance: Duration,
-    secrets: &[Vec<u8>],
-) -> Result<bool, VerifyError> {
-    let any = |candidates: &[Vec<u8>], expected: &dyn Fn(&[u8]) -> Vec<u8>| {
-        any_secret(secrets, candidates, expected)
-    };
-    let [id, ts, sig] = STANDARD_NAMES.map(|names| header_of(h, &names));
-    let ((_, id), (ts_name, ts), (name, v)) = (id?, ts?, sig?);
-    let sigs: Vec<Vec<u8>> = v
-        .split_whitespace()
-        .filter_map(|s| s.strip_prefix("v1,"))
-        .filter_map(|s| B64.decode(s).ok())
-        .collect();
-    if sigs.is_empty() {
-        return Err(VerifyError::Malformed(
-            name.into(),
-            "no v1,<base64> signature".into(),
-        ));
-    }
-    check_time(ts, ts_name, now_secs, tolerance)?;
-    Ok(any(&sigs, &|k| {
-        mac(
-            Algorithm::Sha256,
-            k,
-            &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
-        )
-    }))
-}
-
-/// The `hmac` preset: a configured header, prefix, encoding, digest and signed content.
-fn generic(
-    g: &Generic,
-    h: &dyn Headers,
-    body: &[u8],
-    now_secs: i64,
-    tolerance: Duration,
-    secrets: &[Vec<u8>],
-) -> Result<bool, VerifyError> {
-    let any = |candidates: &[Vec<u8>], expected: &dyn Fn(&[u8]) -> Vec<u8>| {
-        any_secret(secrets, candidates, expected)
-    };
-    let v = header(h, &g.header)?;
-    let raw = v
-        .strip_prefix(g.prefix.as_str())
-        .ok_or_else(|| VerifyError::Malformed(g.header.clone(), format!("expected prefix {:?}", g.prefix)))?;
-    let sig = decode(g.encoding, raw, &g.header)?;
-    let ts = match &g.timestamp_header {
-        Some(th) => {
-            let ts = header(h, th)?;
-            check_time(ts, th, now_secs, tolerance)?;
-            ts
-        }
-        None => "",
-    };
-    let (before, after) = split_signed(&g.signed, ts);
-    Ok(any(&[sig], &|k| {
-        mac(g.algorithm, k, &[before.as_bytes(), body, after.as_bytes()])
-    }))
-}
-
-/// The signed-content template around `{body}`, with `{timestamp}` filled in.
-pub(crate) fn split_signed(template: &str, ts: &str) -> (String, String) {
-    let t = template.replace("{timestamp}", ts);
-    match t.split_once("{body}") {
-        Some((a, b)) => (a.to_string(), b.to_string()),
-        None => (t, String::new()),
-    }
-}
-
-/// WooCommerce's creation ping: an unsigned form body `webhook_id=<n>` and nothing else.
-fn is_woo_ping(body: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(body) else {
-        return false;
-    };
-    s.strip_prefix("webhook_id=")
-        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-}
-
 /// Turns configured secret strings into HMAC keys: `whsec_<base64>` secrets of the Standard
 /// Webhooks scheme are base64 after the prefix; others are used as UTF-8 bytes.
 pub fn key_bytes(scheme: &Scheme, secret: &str) -> Vec<u8> {
@@ -628,7 +485,7 @@ pub fn key_bytes(scheme: &Scheme, secret: &str) -> Vec<u8> {
         // A key that is not a P-256 public key verifies nothing (empty is no point).
         return p256_point(secret).unwrap_or_default();
     }
-    if *scheme == Scheme::StandardWebhooks {
+    if scheme.with_row(|r| r.whsec) == Some(true) {
         let b = secret.strip_prefix("whsec_").unwrap_or(secret);
         if let Ok(k) = B64.decode(b) {
             return k;

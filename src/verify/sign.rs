@@ -3,71 +3,21 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::{Algorithm, Encoding, Scheme, mac, split_signed};
+use super::{Algorithm, Scheme, mac};
 
 /// Headers that sign a request with `scheme` exactly as its sender does: what [`verify`](super::verify()) — or
 /// the scheme's official libraries — accepts. Outgoing `sign:` uses Standard Webhooks or the
 /// generic scheme; `hookflow send` signs test deliveries with any preset. `id` (Standard
 /// Webhooks) must stay the same across retries of one message.
 pub fn sign(scheme: &Scheme, key: &[u8], id: &str, now_secs: i64, body: &[u8]) -> Vec<(String, String)> {
-    let ts = now_secs.to_string();
-    let sha256 = |parts: &[&[u8]]| mac(Algorithm::Sha256, key, parts);
-    let h = |k: &str, v: String| (k.to_string(), v);
+    if let Some(headers) = scheme.with_row(|row| super::signed::sign(row, key, id, now_secs, body)) {
+        return headers;
+    }
     match scheme {
-        // GitHub sends both: the SHA-1 header stays for older receivers.
-        Scheme::Github => vec![
-            h(
-                "X-Hub-Signature",
-                format!("sha1={}", hex::encode(mac(Algorithm::Sha1, key, &[body]))),
-            ),
-            h(
-                "X-Hub-Signature-256",
-                format!("sha256={}", hex::encode(sha256(&[body]))),
-            ),
-        ],
-        Scheme::Stripe => {
-            let sig = hex::encode(sha256(&[ts.as_bytes(), b".", body]));
-            vec![h("Stripe-Signature", format!("t={ts},v1={sig}"))]
-        }
-        Scheme::Shopify => vec![h("X-Shopify-Hmac-Sha256", B64.encode(sha256(&[body])))],
-        Scheme::WooCommerce => vec![h("X-WC-Webhook-Signature", B64.encode(sha256(&[body])))],
-        Scheme::Slack => {
-            let sig = hex::encode(sha256(&[b"v0:", ts.as_bytes(), b":", body]));
-            vec![
-                h("X-Slack-Request-Timestamp", ts),
-                h("X-Slack-Signature", format!("v0={sig}")),
-            ]
-        }
-        Scheme::StandardWebhooks => {
-            let sig = B64.encode(sha256(&[id.as_bytes(), b".", ts.as_bytes(), b".", body]));
-            vec![
-                h("webhook-id", id.to_string()),
-                h("webhook-timestamp", ts),
-                h("webhook-signature", format!("v1,{sig}")),
-            ]
-        }
+        Scheme::Postmark => vec![("Authorization".to_string(), format!("Basic {}", B64.encode(key)))],
         // SendGrid signs with its private key, which no one else has; Mailgun's signature
         // is in the body (see `sign_body`).
-        Scheme::SendGrid | Scheme::Mailgun => Vec::new(),
-        Scheme::Postmark => vec![h("Authorization", format!("Basic {}", B64.encode(key)))],
-        Scheme::Hmac(g) => {
-            let stamp = if g.timestamp_header.is_some() {
-                ts.as_str()
-            } else {
-                ""
-            };
-            let (before, after) = split_signed(&g.signed, stamp);
-            let raw = mac(g.algorithm, key, &[before.as_bytes(), body, after.as_bytes()]);
-            let enc = match g.encoding {
-                Encoding::Hex => hex::encode(raw),
-                Encoding::Base64 => B64.encode(raw),
-            };
-            let mut out = vec![(g.header.clone(), format!("{}{enc}", g.prefix))];
-            if let Some(th) = &g.timestamp_header {
-                out.push((th.clone(), ts));
-            }
-            out
-        }
+        _ => Vec::new(),
     }
 }
 
@@ -76,36 +26,25 @@ pub fn sign(scheme: &Scheme, key: &[u8], id: &str, now_secs: i64, body: &[u8]) -
 /// own) and the sender's User-Agent, so a flow tried with `send` sees what it will see from
 /// the sender. Headers given with `-H` replace these. `id` is a fresh random identifier.
 pub fn sender_headers(scheme: &Scheme, id: &str, now_secs: i64) -> Vec<(String, String)> {
-    let h = |k: &str, v: &str| (k.to_string(), v.to_string());
-    let uuid = uuid_of(id);
+    let fill = |v: &str| {
+        v.replace("{uuid}", &uuid_of(id))
+            .replace("{digits}", &id_digits(id))
+            .replace("{hex7}", &id_hex(id)[..7])
+            .replace("{now}", &rfc3339(now_secs))
+    };
+    let sends = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), fill(v)))
+            .collect::<Vec<_>>()
+    };
+    if let Some(headers) = scheme.with_row(|row| sends(row.sends)) {
+        return headers;
+    }
     match scheme {
-        Scheme::Github => vec![
-            h("User-Agent", &format!("GitHub-Hookshot/{}", &id_hex(id)[..7])),
-            h("X-GitHub-Delivery", &uuid),
-            h("X-GitHub-Hook-ID", "1"),
-        ],
-        Scheme::Stripe => vec![h("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")],
-        Scheme::Shopify => vec![
-            h("User-Agent", "Shopify-Captain-Hook"),
-            h("X-Shopify-Webhook-Id", &uuid),
-            h("X-Shopify-Event-Id", &uuid),
-            h("X-Shopify-Triggered-At", &rfc3339(now_secs)),
-            h("X-Shopify-API-Version", "2025-07"),
-        ],
-        Scheme::WooCommerce => vec![
-            h("User-Agent", "WooCommerce/9.0.0 Hookshot (WordPress/6.6.0)"),
-            h("X-WC-Webhook-Delivery-ID", &id_digits(id)),
-            h("X-WC-Webhook-ID", "1"),
-        ],
-        Scheme::Slack => vec![h("User-Agent", "Slackbot 1.0 (+https://api.slack.com/robots)")],
-        Scheme::StandardWebhooks => vec![h(
-            "User-Agent",
-            "Svix-Webhooks/1.0 (sender-unknown; +https://www.svix.com/http-sender/)",
-        )],
-        Scheme::SendGrid => vec![h("User-Agent", "SendGrid Event API")],
-        Scheme::Mailgun => vec![h("User-Agent", "mailgun/treq-16.12.0")],
-        Scheme::Postmark => vec![h("User-Agent", "Postmark")],
-        Scheme::Hmac(_) => vec![h("User-Agent", "hookflow-send")],
+        Scheme::SendGrid => sends(&[("User-Agent", "SendGrid Event API")]),
+        Scheme::Mailgun => sends(&[("User-Agent", "mailgun/treq-16.12.0")]),
+        _ => sends(&[("User-Agent", "Postmark")]),
     }
 }
 

@@ -35,7 +35,7 @@ fn check(
 #[test]
 fn github_published_example() {
     let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-    let s = Scheme::Github;
+    let s = Scheme::preset("github").unwrap();
     let secret = "It's a Secret to Everybody";
     assert_eq!(
         check(
@@ -94,7 +94,7 @@ fn github_published_example() {
 
 #[test]
 fn stripe() {
-    let s = Scheme::Stripe;
+    let s = Scheme::preset("stripe").unwrap();
     let sig = "e5ae2d1aaf7191f9c3a98656906ac6e86a39addf55af2c579dc86f4fed2e2ea7";
     let header = format!("t=1700000000,v1=00ff,v1={sig}");
     let hs = [("Stripe-Signature", header.as_str())];
@@ -131,11 +131,17 @@ fn shopify_and_woocommerce() {
         "Nqr6rlmu7OXwDkMkpGde0gRB8KeTuZVeVJxx+jBlBiY=",
     )];
     assert_eq!(
-        check(&Scheme::Shopify, &hs, BODY, 0, &["shpss_secret"]),
+        check(
+            &Scheme::preset("shopify").unwrap(),
+            &hs,
+            BODY,
+            0,
+            &["shpss_secret"]
+        ),
         Ok(Verified::Ok)
     );
     assert_eq!(
-        check(&Scheme::Shopify, &hs, BODY, 0, &["other"]),
+        check(&Scheme::preset("shopify").unwrap(), &hs, BODY, 0, &["other"]),
         Err(VerifyError::Mismatch)
     );
     let hs = [(
@@ -143,17 +149,29 @@ fn shopify_and_woocommerce() {
         "Za2o+r0e8uSyaU93HUgoUj17JbuDUyTlyQIPHbNxvlI=",
     )];
     assert_eq!(
-        check(&Scheme::WooCommerce, &hs, BODY, 0, &["woo-secret"]),
+        check(
+            &Scheme::preset("woocommerce").unwrap(),
+            &hs,
+            BODY,
+            0,
+            &["woo-secret"]
+        ),
         Ok(Verified::Ok)
     );
     // The creation ping is unsigned; anything else unsigned is refused.
     assert_eq!(
-        check(&Scheme::WooCommerce, &[], b"webhook_id=17", 0, &["woo-secret"]),
+        check(
+            &Scheme::preset("woocommerce").unwrap(),
+            &[],
+            b"webhook_id=17",
+            0,
+            &["woo-secret"]
+        ),
         Ok(Verified::WooPing)
     );
     assert_eq!(
         check(
-            &Scheme::WooCommerce,
+            &Scheme::preset("woocommerce").unwrap(),
             &[],
             b"webhook_id=17&x=1",
             0,
@@ -164,9 +182,15 @@ fn shopify_and_woocommerce() {
         "missing_signature"
     );
     assert_eq!(
-        check(&Scheme::WooCommerce, &[], BODY, 0, &["woo-secret"])
-            .unwrap_err()
-            .reason(),
+        check(
+            &Scheme::preset("woocommerce").unwrap(),
+            &[],
+            BODY,
+            0,
+            &["woo-secret"]
+        )
+        .unwrap_err()
+        .reason(),
         "missing_signature"
     );
 }
@@ -183,19 +207,37 @@ fn slack() {
     ];
     let secret = "8f742231b10e8888abcd99yyyzzz85a5";
     assert_eq!(
-        check(&Scheme::Slack, &hs, body, 1_531_420_700, &[secret]),
+        check(
+            &Scheme::preset("slack").unwrap(),
+            &hs,
+            body,
+            1_531_420_700,
+            &[secret]
+        ),
         Ok(Verified::Ok)
     );
     assert_eq!(
-        check(&Scheme::Slack, &hs, body, 1_531_421_000, &[secret])
-            .unwrap_err()
-            .reason(),
+        check(
+            &Scheme::preset("slack").unwrap(),
+            &hs,
+            body,
+            1_531_421_000,
+            &[secret]
+        )
+        .unwrap_err()
+        .reason(),
         "stale_timestamp"
     );
     assert_eq!(
-        check(&Scheme::Slack, &hs[1..], body, 1_531_420_700, &[secret])
-            .unwrap_err()
-            .reason(),
+        check(
+            &Scheme::preset("slack").unwrap(),
+            &hs[1..],
+            body,
+            1_531_420_700,
+            &[secret]
+        )
+        .unwrap_err()
+        .reason(),
         "missing_signature"
     );
 }
@@ -212,7 +254,7 @@ fn standard_webhooks_published_example() {
     ];
     let body = br#"{"test": 2432232314}"#;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let s = Scheme::StandardWebhooks;
+    let s = Scheme::preset("standard-webhooks").unwrap();
     assert_eq!(check(&s, &hs, body, 1_614_265_330, &[secret]), Ok(Verified::Ok));
     assert_eq!(
         check(&s, &hs, body, 1_614_265_330 + 301, &[secret])
@@ -238,7 +280,7 @@ fn svix_branded_headers_are_the_same_scheme() {
     ];
     let body = br#"{"test": 2432232314}"#;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let s = Scheme::StandardWebhooks;
+    let s = Scheme::preset("standard-webhooks").unwrap();
     assert_eq!(check(&s, &hs, body, 1_614_265_330, &[secret]), Ok(Verified::Ok));
     assert_eq!(
         check(&s, &hs[1..], body, 1_614_265_330, &[secret]),
@@ -259,12 +301,12 @@ fn svix_branded_headers_are_the_same_scheme() {
 #[test]
 fn what_we_sign_we_verify() {
     let key = key_bytes(
-        &Scheme::StandardWebhooks,
+        &Scheme::preset("standard-webhooks").unwrap(),
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     );
     let body = br#"{"test": 2432232314}"#;
     let hs = sign(
-        &Scheme::StandardWebhooks,
+        &Scheme::preset("standard-webhooks").unwrap(),
         &key,
         "msg_p5jXN8AQM9LWM0D4loKWxJek",
         1_614_265_330,
@@ -275,7 +317,7 @@ fn what_we_sign_we_verify() {
     let pairs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
         verify(
-            &Scheme::StandardWebhooks,
+            &Scheme::preset("standard-webhooks").unwrap(),
             &h(&pairs),
             body,
             1_614_265_330,
@@ -319,8 +361,9 @@ fn generic_signing_round_trips() {
         signed: "{timestamp}.{body}".into(),
     });
     let hs = sign(&g, b"k", "unused", 1_700_000_000, BODY);
-    assert_eq!(hs[1], ("X-Ts".to_string(), "1700000000".to_string()));
-    assert!(hs[0].1.starts_with("v1="));
+    let value = |name: &str| hs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    assert_eq!(value("X-Ts"), Some("1700000000"));
+    assert!(value("X-Sig").is_some_and(|v| v.starts_with("v1=")), "{hs:?}");
     let pairs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
         verify(&g, &h(&pairs), BODY, 1_700_000_010, T, &[b"k".to_vec()]),
@@ -498,4 +541,68 @@ fn sendgrid_verifies_ecdsa_over_timestamp_and_body_with_the_public_key() {
         check(&s, &hs, body, 1_700_009_000, &[&public]),
         Err(VerifyError::Stale(..))
     ));
+}
+
+#[test]
+fn the_table_writes_each_senders_headers_as_the_sender_documents_them() {
+    let key = b"k";
+    let signed = |name: &str| sign(&Scheme::preset(name).unwrap(), key, "msg_1", 1_700_000_000, BODY);
+    let pairs = |list: &[(&str, String)]| {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let hex256 = |parts: &[&[u8]]| hex::encode(mac(Algorithm::Sha256, key, parts));
+    let b64256 = |parts: &[&[u8]]| B64.encode(mac(Algorithm::Sha256, key, parts));
+    assert_eq!(
+        signed("github"),
+        pairs(&[
+            (
+                "X-Hub-Signature",
+                format!("sha1={}", hex::encode(mac(Algorithm::Sha1, key, &[BODY])))
+            ),
+            ("X-Hub-Signature-256", format!("sha256={}", hex256(&[BODY]))),
+        ])
+    );
+    assert_eq!(
+        signed("stripe"),
+        pairs(&[(
+            "Stripe-Signature",
+            format!("t=1700000000,v1={}", hex256(&[b"1700000000.", BODY]))
+        )])
+    );
+    assert_eq!(
+        signed("shopify"),
+        pairs(&[("X-Shopify-Hmac-Sha256", b64256(&[BODY]))])
+    );
+    assert_eq!(
+        signed("woocommerce"),
+        pairs(&[("X-WC-Webhook-Signature", b64256(&[BODY]))])
+    );
+    assert_eq!(
+        signed("slack"),
+        pairs(&[
+            ("X-Slack-Request-Timestamp", "1700000000".into()),
+            (
+                "X-Slack-Signature",
+                format!("v0={}", hex256(&[b"v0:1700000000:", BODY]))
+            ),
+        ])
+    );
+    assert_eq!(
+        signed("standard-webhooks"),
+        pairs(&[
+            ("webhook-id", "msg_1".into()),
+            ("webhook-timestamp", "1700000000".into()),
+            (
+                "webhook-signature",
+                format!("v1,{}", b64256(&[b"msg_1.1700000000.", BODY]))
+            ),
+        ])
+    );
+    // Every row is reachable by its name, and every name is listed for messages.
+    for row in HMAC_PRESETS {
+        assert_eq!(Scheme::preset(row.name).map(|s| s.name()), Some(row.name));
+        assert!(preset_names().contains(&row.name));
+    }
 }
