@@ -65,3 +65,7 @@ HOOKFLOW_PG_TESTS=required HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS
 # everything that works on the embedded store must work on the shared one.
 echo "== the integration tests again, on PostgreSQL (HOOKFLOW_TEST_STORE=postgres) =="
 HOOKFLOW_TEST_STORE=postgres HOOKFLOW_PG_TESTS=required HOOKFLOW_BROWSER_TESTS=required HOOKFLOW_VENDOR_TESTS=required HOOKFLOW_DEPLOY_TESTS=required HOOKFLOW_ROOT_TESTS=$ROOT_TESTS cargo test --test it "$@"
+# The embedded-only build (`--no-default-features`: no PostgreSQL driver) compiles, and says so
+# plainly when given a postgres:// store (the integration tests need the default features).
+echo "== the build without PostgreSQL (--no-default-features) =="
+cargo test --locked --no-default-features --lib store::tests

@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod backup;
 pub mod contacts;
 pub mod coordination;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
 pub mod sled;
@@ -19,7 +20,8 @@ pub mod suppress;
 pub use self::backup::{Backup, BackupInfo};
 pub use self::contacts::Contacts;
 pub use self::coordination::{Coordination, Instance, Pace};
-pub use self::postgres::{PgSettings, PgStore};
+#[cfg(feature = "postgres")]
+pub use self::postgres::PgStore;
 pub use self::queue::{
     ClaimRequest, Claimed, Effects, ExitMatch, Exited, ExitedRun, Lease, Next, RunFilter, RunQueue, Saved,
     WaitOp,
@@ -107,6 +109,30 @@ pub enum Backend<'a> {
     Postgres { url: &'a str, settings: &'a PgSettings },
 }
 
+/// What a build without the `postgres` feature answers to `--store postgres://…`.
+pub const WITHOUT_POSTGRES: &str = "this hookflow was built without PostgreSQL (cargo build --no-default-features): build it with the default features (the `postgres` Cargo feature) to use --store postgres://…";
+
+/// How the pool reaches the database; see `--store` and the README.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// Connections this instance keeps at most.
+    pub max_connections: u32,
+    /// How long an operation waits for a connection before failing (a webhook then gets 503).
+    pub acquire_timeout: std::time::Duration,
+    /// Server-side limit on one statement.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            max_connections: 16,
+            acquire_timeout: std::time::Duration::from_secs(3),
+            statement_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// Opens the store `backend` names.
 pub async fn open(backend: Backend<'_>) -> Result<std::sync::Arc<dyn Store>> {
     Ok(match backend {
@@ -126,6 +152,35 @@ pub async fn open(backend: Backend<'_>) -> Result<std::sync::Arc<dyn Store>> {
             store.set_park_after(park_after);
             std::sync::Arc::new(store)
         }
+        #[cfg(feature = "postgres")]
         Backend::Postgres { url, settings } => std::sync::Arc::new(PgStore::connect(url, settings).await?),
+        #[cfg(not(feature = "postgres"))]
+        Backend::Postgres { .. } => return Err(StoreError::Backend(WITHOUT_POSTGRES.into())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs in both builds: `scripts/test.sh` also runs it with `--no-default-features`.
+    #[tokio::test]
+    async fn a_postgres_url_opens_postgres_or_says_this_build_has_none() {
+        let settings = PgSettings {
+            acquire_timeout: std::time::Duration::from_millis(500),
+            ..PgSettings::default()
+        };
+        // Port 1 on loopback: nothing answers, so a build with PostgreSQL fails to connect.
+        let opened = open(Backend::Postgres {
+            url: "postgres://nobody@127.0.0.1:1/none",
+            settings: &settings,
+        })
+        .await;
+        let error = opened.err().expect("nothing answers on port 1").to_string();
+        if cfg!(feature = "postgres") {
+            assert!(!error.contains(WITHOUT_POSTGRES), "{error}");
+        } else {
+            assert_eq!(error, format!("storage error: {WITHOUT_POSTGRES}"));
+        }
+    }
 }

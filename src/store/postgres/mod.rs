@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 
+use super::PgSettings;
 use super::{
     Backup, BackupInfo, ClaimRequest, Claimed, Contacts, Coordination, Effects, ExitMatch, ExitedRun,
     FlowSources, Instance, Lease, Next, Result, RunFilter, RunQueue, Saved, Store, StoreError,
@@ -37,27 +38,6 @@ use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp}
 use crate::time::Ts;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
-/// How the pool reaches the database; see `--store` and the README.
-#[derive(Debug, Clone)]
-pub struct PgSettings {
-    /// Connections this instance keeps at most.
-    pub max_connections: u32,
-    /// How long an operation waits for a connection before failing (a webhook then gets 503).
-    pub acquire_timeout: Duration,
-    /// Server-side limit on one statement.
-    pub statement_timeout: Duration,
-}
-
-impl Default for PgSettings {
-    fn default() -> Self {
-        PgSettings {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(3),
-            statement_timeout: Duration::from_secs(10),
-        }
-    }
-}
 
 pub struct PgStore {
     pool: PgPool,
