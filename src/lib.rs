@@ -15,9 +15,8 @@
 //!   flows; [`trigger`] turns a webhook, an event or a cron firing into a run;
 //! - [`app`] wires the parts; [`settings`] and [`cli`] are the edges users touch.
 //!
-//! The layers, top down — a module imports only from layers below it. No two modules import
-//! each other; inside the sled store, `ops.rs`, `parking.rs` and `view.rs` still do (one
-//! circle, to be untied when the store is split into roles):
+//! The layers, top down — a module imports only from layers below it, and no two modules, at
+//! any depth, import each other:
 //!
 //! ```text
 //! main.rs
@@ -27,11 +26,12 @@
 //! intake/   engine/                                  a webhook in; a run executed
 //! reload.rs   trigger.rs                             flow sets swapped; a happening → a run
 //! flow/                                              the flow file: spec → compiled Flow
-//! action/                                            http, email, segment, emit; their guards
+//! action/                                            a module per kind (kinds.rs lists them); guards
 //! store/                                             a trait per role; sled and PostgreSQL
-//! segment.rs  suppression.rs  context.rs  replay.rs  event.rs  alert.rs   domain records
+//! segment.rs  suppression.rs  context.rs  replay.rs  event.rs  alert.rs  verify/   domain records
+//! compiler.rs                                        a flow's compilation: templates, problems
 //! matching.rs  run.rs  mapping.rs  schedule.rs  request.rs  token.rs  links.rs
-//! verify.rs  egress.rs  template/  retry.rs  xml.rs  net/  metrics.rs  stats.rs   the pure core
+//! egress.rs  template/  retry.rs  xml.rs  net/  metrics.rs  stats.rs              the pure core
 //! time.rs  secret.rs  yaml.rs  private.rs  suggest.rs                   small shared shapes
 //! ```
 
