@@ -59,7 +59,7 @@ peak_of() { awk -F, -v ph="$1" '$1 == ph && $3 > m {m = $3} END {print m + 0}' "
 "$TARGET/examples/noop_server" "127.0.0.1:$P_SINK" & pids+=("$!")
 serve 0; server=$p
 echo "idle, empty store: $(rss $server) MiB"
-url="http://127.0.0.1:$P_HOOK$("$BIN" urls --flows "$work/flows" --templates "$work/none" --data "$work/data" --secret "$SECRET" --public-url "" | awk '{print $2}')"
+url="http://127.0.0.1:$P_HOOK$("$BIN" urls --flows "$work/flows" --templates "$work/none" --data "$work/data" --secret "$SECRET" | awk '{print $2}' | sed -E 's#^https?://[^/]+##')"
 
 # 1. Accept N with the workers off, sampling RSS while it runs.
 t0=$(now)

@@ -43,7 +43,7 @@ serve() {
 target/release/examples/noop_server "127.0.0.1:$P_SINK" & pids+=("$!")
 serve; server=$p
 echo "idle, empty store: $(rss $server) MiB"
-url="http://127.0.0.1:$P_HOOK$("$BIN" urls --flows "$work/flows" --templates "$work/none" --data "$work/x" --secret "$SECRET" --public-url "" | awk '{print $2}')"
+url="http://127.0.0.1:$P_HOOK$("$BIN" urls --flows "$work/flows" --templates "$work/none" --data "$work/x" --secret "$SECRET" | awk '{print $2}' | sed -E 's#^https?://[^/]+##')"
 if [ -n "${CHUNK:-}" ]; then
   sent=0
   while [ "$sent" -lt "$N" ]; do

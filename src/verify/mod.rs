@@ -44,8 +44,8 @@ pub use sign::{sender_headers, sign, sign_body, sign_ecdsa};
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifySpec {
-    /// `github`, `stripe`, `shopify`, `woocommerce`, `slack`, `standard-webhooks`, `sendgrid`,
-    /// `mailgun`, `postmark` or `hmac`.
+    /// The sender's scheme: a preset's name (or alias), or `hmac` with its settings below.
+    #[schemars(schema_with = "preset_schema")]
     pub preset: String,
     /// Environment variable(s) holding the secret; several while rotating. A name not set in
     /// the environment is read from systemd's `$CREDENTIALS_DIRECTORY` (`LoadCredential=`).
@@ -65,6 +65,20 @@ pub struct VerifySpec {
     pub prefix: Option<String>,
     pub timestamp_header: Option<String>,
     pub signed: Option<String>,
+}
+
+/// `preset:` in the editor schema: the names hookflow knows, so an editor completes them and
+/// flags a typo while it is typed.
+fn preset_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = preset_names()
+        .into_iter()
+        .chain(HMAC_PRESETS.iter().flat_map(|p| p.aliases.iter().copied()))
+        .collect();
+    schemars::json_schema!({
+        "type": "string",
+        "enum": names,
+        "description": "The sender's scheme: a preset's name (or alias), or `hmac` with its settings below."
+    })
 }
 
 /// Digest of the generic scheme.

@@ -37,7 +37,8 @@ pub struct Preset<'a> {
     /// Other headers the sender identifies a delivery by (event type, delivery id): like the
     /// signature's, refused when a request repeats them, so the value checked is the one seen.
     pub delivery: Names<'a>,
-    /// What `hookflow send` adds to look like the sender (`-H` replaces any):
+    /// What `hookflow send` adds to look like the sender (`-H` replaces any), where the sender
+    /// documents it:
     /// `{uuid}`, `{digits}`, `{hex7}` and `{now}` are a fresh delivery id as a UUID, a number,
     /// seven hex digits, and the time (RFC 3339).
     pub sends: &'a [(&'a str, &'a str)],
@@ -64,6 +65,10 @@ pub enum Layout<'a> {
     /// Space-separated `version,signature` entries (Standard Webhooks' `v1,…`); entries of
     /// other versions are ignored.
     Versioned { version: &'a str },
+    /// No signature: the header carries the secret itself (GitLab's token), compared in
+    /// constant time. Proves the sender knows the secret, not that the body is unchanged —
+    /// use it over TLS only.
+    Secret,
 }
 
 /// Where a signed timestamp is.
@@ -77,19 +82,30 @@ pub enum Stamp<'a> {
     InSignature,
 }
 
+/// What a row leaves out: an HMAC-SHA256 of the body, hex, in a header of its own, untimed.
+const ROW: Preset<'static> = Preset {
+    name: "",
+    aliases: &[],
+    signature: &[],
+    layout: Layout::Plain { prefix: "" },
+    algorithm: Algorithm::Sha256,
+    encoding: Encoding::Hex,
+    timestamp: Stamp::None,
+    id: None,
+    signed: "{body}",
+    whsec: false,
+    delivery: &[],
+    sends: &[],
+    legacy: None,
+    ping: None,
+};
+
 /// The table.
 pub static HMAC_PRESETS: &[Preset<'static>] = &[
     Preset {
         name: "github",
-        aliases: &[],
         signature: &["X-Hub-Signature-256"],
         layout: Layout::Plain { prefix: "sha256=" },
-        algorithm: Algorithm::Sha256,
-        encoding: Encoding::Hex,
-        timestamp: Stamp::None,
-        id: None,
-        signed: "{body}",
-        whsec: false,
         delivery: &["X-GitHub-Event", "X-GitHub-Delivery", "X-GitHub-Hook-ID"],
         sends: &[
             ("User-Agent", "GitHub-Hookshot/{hex7}"),
@@ -97,39 +113,25 @@ pub static HMAC_PRESETS: &[Preset<'static>] = &[
             ("X-GitHub-Hook-ID", "1"),
         ],
         legacy: Some(("X-Hub-Signature", Algorithm::Sha1, "sha1=")),
-        ping: None,
+        ..ROW
     },
     Preset {
         name: "stripe",
-        aliases: &[],
         signature: &["Stripe-Signature"],
         layout: Layout::Fields {
             separator: ',',
             timestamp: "t",
             signature: "v1",
         },
-        algorithm: Algorithm::Sha256,
-        encoding: Encoding::Hex,
         timestamp: Stamp::InSignature,
-        id: None,
         signed: "{timestamp}.{body}",
-        whsec: false,
-        delivery: &[],
         sends: &[("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")],
-        legacy: None,
-        ping: None,
+        ..ROW
     },
     Preset {
         name: "shopify",
-        aliases: &[],
         signature: &["X-Shopify-Hmac-Sha256"],
-        layout: Layout::Plain { prefix: "" },
-        algorithm: Algorithm::Sha256,
         encoding: Encoding::Base64,
-        timestamp: Stamp::None,
-        id: None,
-        signed: "{body}",
-        whsec: false,
         delivery: &[
             "X-Shopify-Topic",
             "X-Shopify-Webhook-Id",
@@ -144,20 +146,12 @@ pub static HMAC_PRESETS: &[Preset<'static>] = &[
             ("X-Shopify-Triggered-At", "{now}"),
             ("X-Shopify-API-Version", "2025-07"),
         ],
-        legacy: None,
-        ping: None,
+        ..ROW
     },
     Preset {
         name: "woocommerce",
-        aliases: &[],
         signature: &["X-WC-Webhook-Signature"],
-        layout: Layout::Plain { prefix: "" },
-        algorithm: Algorithm::Sha256,
         encoding: Encoding::Base64,
-        timestamp: Stamp::None,
-        id: None,
-        signed: "{body}",
-        whsec: false,
         delivery: &[
             "X-WC-Webhook-Topic",
             "X-WC-Webhook-Delivery-ID",
@@ -171,43 +165,90 @@ pub static HMAC_PRESETS: &[Preset<'static>] = &[
             ("X-WC-Webhook-Delivery-ID", "{digits}"),
             ("X-WC-Webhook-ID", "1"),
         ],
-        legacy: None,
         ping: Some(is_woo_ping),
+        ..ROW
     },
     Preset {
         name: "slack",
-        aliases: &[],
         signature: &["X-Slack-Signature"],
         layout: Layout::Plain { prefix: "v0=" },
-        algorithm: Algorithm::Sha256,
-        encoding: Encoding::Hex,
         timestamp: Stamp::Header(&["X-Slack-Request-Timestamp"]),
-        id: None,
         signed: "v0:{timestamp}:{body}",
-        whsec: false,
-        delivery: &[],
         sends: &[("User-Agent", "Slackbot 1.0 (+https://api.slack.com/robots)")],
-        legacy: None,
-        ping: None,
+        ..ROW
     },
     Preset {
         name: "standard-webhooks",
         aliases: &["svix"],
         signature: &["webhook-signature", "svix-signature"],
         layout: Layout::Versioned { version: "v1" },
-        algorithm: Algorithm::Sha256,
         encoding: Encoding::Base64,
         timestamp: Stamp::Header(&["webhook-timestamp", "svix-timestamp"]),
         id: Some(&["webhook-id", "svix-id"]),
         signed: "{id}.{timestamp}.{body}",
         whsec: true,
-        delivery: &[],
         sends: &[(
             "User-Agent",
             "Svix-Webhooks/1.0 (sender-unknown; +https://www.svix.com/http-sender/)",
         )],
-        legacy: None,
-        ping: None,
+        ..ROW
+    },
+    Preset {
+        name: "gitlab",
+        signature: &["X-Gitlab-Token"],
+        layout: Layout::Secret,
+        delivery: &["X-Gitlab-Event", "X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID"],
+        sends: &[
+            ("User-Agent", "GitLab/17.0.0"),
+            ("X-Gitlab-Event-UUID", "{uuid}"),
+            ("X-Gitlab-Webhook-UUID", "{uuid}"),
+        ],
+        ..ROW
+    },
+    Preset {
+        name: "paddle",
+        signature: &["Paddle-Signature"],
+        layout: Layout::Fields {
+            separator: ';',
+            timestamp: "ts",
+            signature: "h1",
+        },
+        timestamp: Stamp::InSignature,
+        signed: "{timestamp}:{body}",
+        ..ROW
+    },
+    Preset {
+        name: "calendly",
+        signature: &["Calendly-Webhook-Signature"],
+        layout: Layout::Fields {
+            separator: ',',
+            timestamp: "t",
+            signature: "v1",
+        },
+        timestamp: Stamp::InSignature,
+        signed: "{timestamp}.{body}",
+        ..ROW
+    },
+    Preset {
+        name: "typeform",
+        signature: &["Typeform-Signature"],
+        layout: Layout::Plain { prefix: "sha256=" },
+        encoding: Encoding::Base64,
+        ..ROW
+    },
+    Preset {
+        name: "intercom",
+        signature: &["X-Hub-Signature"],
+        layout: Layout::Plain { prefix: "sha1=" },
+        algorithm: Algorithm::Sha1,
+        ..ROW
+    },
+    Preset {
+        name: "linear",
+        signature: &["Linear-Signature"],
+        delivery: &["Linear-Delivery", "Linear-Event"],
+        sends: &[("Linear-Delivery", "{uuid}")],
+        ..ROW
     },
 ];
 

@@ -37,7 +37,10 @@ pub(super) fn check(
         None => None,
     };
     let (before, after) = signed_around_body(row.signed, timestamp.map(|(_, t)| t), id);
-    let expected = |key: &[u8]| mac(row.algorithm, key, &[before.as_bytes(), body, after.as_bytes()]);
+    let expected = |key: &[u8]| match row.layout {
+        Layout::Secret => key.to_vec(),
+        _ => mac(row.algorithm, key, &[before.as_bytes(), body, after.as_bytes()]),
+    };
     if any_secret(secrets, &candidates, &expected) {
         Ok(Verified::Ok)
     } else {
@@ -81,6 +84,7 @@ fn signatures<'v>(
             }
             Ok((sigs, ts))
         }
+        Layout::Secret => Ok((vec![value.as_bytes().to_vec()], None)),
         Layout::Versioned { version } => {
             let sigs: Vec<Vec<u8>> = value
                 .split_whitespace()
@@ -133,6 +137,7 @@ pub(super) fn sign(
             signature,
         } => format!("{timestamp}={ts}{separator}{signature}={encoded}"),
         Layout::Versioned { version } => format!("{version},{encoded}"),
+        Layout::Secret => String::from_utf8_lossy(key).into_owned(),
     };
     out.push((row.signature[0].to_string(), value));
     out

@@ -43,6 +43,7 @@ mod schema;
 mod secrets;
 mod security;
 mod segments;
+mod senders;
 mod sequences;
 mod store_suite;
 mod strict;
