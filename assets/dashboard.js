@@ -149,7 +149,7 @@ function requests({q}) {
   const v = $("view");
   v.innerHTML = `<h2>Requests</h2><p class="muted">The last requests each flow received, with what was answered and why — the answer to “why did this call not start a run?”. Requests to an unknown flow or with a wrong token are under <code>(unknown)</code>.</p>
     <div class="row card"><label>flow <select id="req-flow"><option value="">all flows</option><option>(unknown)</option></select></label>
-    <label>outcome <select id="req-outcome"><option value="">any</option>${["accepted", "ignored", "duplicate", "refused", "ping"].map((o) => `<option>${o}</option>`).join("")}</select></label></div>
+    <label>outcome <select id="req-outcome"><option value="">any</option>${["accepted", "ignored", "duplicate", "refused", "ping", "challenge"].map((o) => `<option>${o}</option>`).join("")}</select></label></div>
     <section class="card"><table id="requests"></table></section>`;
   const flowSel = $("req-flow"), outSel = $("req-outcome");
   const open = new Set();

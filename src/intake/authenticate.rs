@@ -16,6 +16,8 @@ pub enum Authenticated {
     Yes,
     /// WooCommerce's unsigned creation ping: answered, nothing started.
     WooPing,
+    /// A signed challenge (Zoom's URL validation): answered with this, nothing started.
+    Challenge(serde_json::Value),
 }
 
 pub fn authenticate(
@@ -37,6 +39,7 @@ pub fn authenticate(
     match outcome? {
         Verified::Ok => Ok(Authenticated::Yes),
         Verified::WooPing => Ok(Authenticated::WooPing),
+        Verified::Challenge(answer) => Ok(Authenticated::Challenge(answer)),
     }
 }
 

@@ -69,10 +69,15 @@ pub struct Intake {
 
 /// How a request that was not refused ended.
 enum Outcome {
-    Accepted { run_id: String, answer: Response },
+    Accepted {
+        run_id: String,
+        answer: Response,
+    },
     Duplicate(String),
     Ignored(String),
     WooPing,
+    /// A sender's challenge answered (Zoom's URL validation).
+    Challenge(serde_json::Value),
 }
 
 /// One request as it arrived.
@@ -158,10 +163,10 @@ impl Intake {
         entry.headers = recorded_headers(&headers, webhook);
 
         let body = read::read(body, &headers, self.limits).await?;
-        if authenticate::authenticate(webhook, &headers, &body, crate::time::unix_secs())?
-            == Authenticated::WooPing
-        {
-            return Ok(Outcome::WooPing);
+        match authenticate::authenticate(webhook, &headers, &body, crate::time::unix_secs())? {
+            Authenticated::WooPing => return Ok(Outcome::WooPing),
+            Authenticated::Challenge(answer) => return Ok(Outcome::Challenge(answer)),
+            Authenticated::Yes => {}
         }
         // Authenticated (or nothing to check): the body may be kept in the request log.
         entry.keep_body(&body.decoded);
@@ -231,6 +236,11 @@ impl Intake {
                 tracing::info!(flow, %peer, "WooCommerce webhook ping answered");
                 entry.outcome = "ping".into();
                 (StatusCode::OK, axum::Json(json!({"status": "ping"}))).into_response()
+            }
+            Outcome::Challenge(answer) => {
+                tracing::info!(flow, %peer, "the sender's validation challenge answered");
+                entry.outcome = "challenge".into();
+                (StatusCode::OK, axum::Json(answer)).into_response()
             }
         }
     }

@@ -133,6 +133,7 @@ impl Generic {
             sends: &[("User-Agent", "hookflow-send")],
             legacy: None,
             ping: None,
+            challenge: None,
         })
     }
 }
@@ -317,6 +318,8 @@ pub enum Verified {
     Ok,
     /// WooCommerce's unsigned creation ping (`webhook_id=N`): answer 200, start nothing.
     WooPing,
+    /// A signed challenge (Zoom's URL validation): answer 200 with this, start nothing.
+    Challenge(Value),
 }
 
 /// Header lookup, case-insensitive.

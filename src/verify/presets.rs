@@ -48,7 +48,15 @@ pub struct Preset<'a> {
     /// An unsigned request the sender makes that is answered 200 and starts nothing
     /// (WooCommerce's ping when a webhook is created).
     pub ping: Option<fn(&[u8]) -> bool>,
+    /// A signed request that asks the receiver to prove it holds the secret (Zoom's URL
+    /// validation): given the body and the secret that verified it, the answer to send (200),
+    /// or `None` for an ordinary delivery. Answered, nothing started.
+    pub challenge: Option<Challenge>,
 }
+
+/// Given a verified body and the secret that verified it, the answer to a sender's challenge,
+/// or `None` for an ordinary delivery.
+pub type Challenge = fn(body: &[u8], key: &[u8]) -> Option<serde_json::Value>;
 
 /// How a signature header's value is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +106,7 @@ const ROW: Preset<'static> = Preset {
     sends: &[],
     legacy: None,
     ping: None,
+    challenge: None,
 };
 
 /// The table.
@@ -244,6 +253,15 @@ pub static HMAC_PRESETS: &[Preset<'static>] = &[
         ..ROW
     },
     Preset {
+        name: "zoom",
+        signature: &["x-zm-signature"],
+        layout: Layout::Plain { prefix: "v0=" },
+        timestamp: Stamp::Header(&["x-zm-request-timestamp"]),
+        signed: "v0:{timestamp}:{body}",
+        challenge: Some(zoom_url_validation),
+        ..ROW
+    },
+    Preset {
         name: "linear",
         signature: &["Linear-Signature"],
         delivery: &["Linear-Delivery", "Linear-Event"],
@@ -257,6 +275,18 @@ pub fn row(name: &str) -> Option<&'static Preset<'static>> {
     HMAC_PRESETS
         .iter()
         .find(|p| p.name == name || p.aliases.contains(&name))
+}
+
+/// Zoom's `endpoint.url_validation`: `{"plainToken", "encryptedToken"}`, the token's
+/// HMAC-SHA256 under the secret in hex — Zoom enables the endpoint only once this comes back.
+fn zoom_url_validation(body: &[u8], key: &[u8]) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if v.get("event")?.as_str()? != "endpoint.url_validation" {
+        return None;
+    }
+    let plain = v.get("payload")?.get("plainToken")?.as_str()?;
+    let encrypted = hex::encode(super::mac(Algorithm::Sha256, key, &[plain.as_bytes()]));
+    Some(serde_json::json!({"plainToken": plain, "encryptedToken": encrypted}))
 }
 
 /// WooCommerce's creation ping: an unsigned form body `webhook_id=<n>` and nothing else.

@@ -41,10 +41,15 @@ pub(super) fn check(
         Layout::Secret => key.to_vec(),
         _ => mac(row.algorithm, key, &[before.as_bytes(), body, after.as_bytes()]),
     };
-    if any_secret(secrets, &candidates, &expected) {
-        Ok(Verified::Ok)
-    } else {
-        Err(VerifyError::Mismatch)
+    let Some(key) = secrets
+        .iter()
+        .find(|k| any_secret(std::slice::from_ref(k), &candidates, &expected))
+    else {
+        return Err(VerifyError::Mismatch);
+    };
+    match row.challenge.and_then(|answer| answer(body, key)) {
+        Some(answer) => Ok(Verified::Challenge(answer)),
+        None => Ok(Verified::Ok),
     }
 }
 

@@ -624,6 +624,16 @@ fn the_table_writes_each_senders_headers_as_the_sender_documents_them() {
         )])
     );
     assert_eq!(signed("linear"), pairs(&[("Linear-Signature", hex256(&[BODY]))]));
+    assert_eq!(
+        signed("zoom"),
+        pairs(&[
+            ("x-zm-request-timestamp", "1700000000".into()),
+            (
+                "x-zm-signature",
+                format!("v0={}", hex256(&[b"v0:1700000000:", BODY]))
+            ),
+        ])
+    );
     // Every row is reachable by its name, and every name is listed for messages.
     for row in HMAC_PRESETS {
         assert_eq!(Scheme::preset(row.name).map(|s| s.name()), Some(row.name));

@@ -113,6 +113,19 @@ const SENDERS: &[(&str, Signer, bool, bool)] = &[
         false,
         true,
     ),
+    // Zoom: x-zm-signature: v0=hex(HMAC-SHA256(key, "v0:{ts}:{body}")), x-zm-request-timestamp.
+    (
+        "zoom",
+        |key, ts, body| {
+            let sig = hex::encode(hmac256(key, &[format!("v0:{ts}:").as_bytes(), body]));
+            vec![
+                ("x-zm-request-timestamp".to_string(), ts.to_string()),
+                ("x-zm-signature".to_string(), format!("v0={sig}")),
+            ]
+        },
+        true,
+        true,
+    ),
     // Linear: Linear-Signature: hex(HMAC-SHA256(key, body)).
     (
         "linear",
@@ -213,4 +226,57 @@ print(Verifier().verify(Request({"Paddle-Signature": header}, body), Secret(secr
     }
     let tampered = verdict(br#"{"event":"order.paid","data":{"id":"o_2"}}"#).unwrap();
     assert_eq!(String::from_utf8_lossy(&tampered.stdout).trim(), "False");
+}
+
+/// Zoom enables an endpoint only once it answers the signed `endpoint.url_validation` request
+/// with the plain token and its HMAC under the secret: answered 200 with both, no run started;
+/// the same request unsigned or signed with another key is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zooms_url_validation_is_answered_with_the_token_hmac_and_starts_nothing() {
+    let app = Binary::start(&[("zoom", &flow("zoom"))], &[], &[("SENDER_SECRET", KEY)]).await;
+    let url = app.hook_url("zoom");
+    let plain = "qgg8vlvZRS6UYooatFL8Aw";
+    let body = format!(
+        r#"{{"payload":{{"plainToken":"{plain}"}},"event_ts":1654503849680,"event":"endpoint.url_validation"}}"#
+    );
+    let sign = |key: &str| {
+        let ts = now();
+        let sig = hex::encode(hmac256(key, &[format!("v0:{ts}:").as_bytes(), body.as_bytes()]));
+        vec![
+            ("x-zm-request-timestamp".to_string(), ts.to_string()),
+            ("x-zm-signature".to_string(), format!("v0={sig}")),
+        ]
+    };
+    let mut req = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.clone());
+    for (k, v) in sign(KEY) {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({
+            "plainToken": plain,
+            "encryptedToken": hex::encode(hmac256(KEY, &[plain.as_bytes()])),
+        })
+    );
+    assert_eq!(
+        post(&url, &sign("another-key-0123456789"), body.as_bytes()).await,
+        (401, Some("bad_signature".into()))
+    );
+    assert_eq!(
+        post(&url, &[], body.as_bytes()).await,
+        (401, Some("missing_signature".into()))
+    );
+    let runs: Value = reqwest::get(format!("{}/api/runs", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(0), "{runs}");
 }
