@@ -572,31 +572,56 @@ impl Binary {
         Binary::start_in(dir, args, env).await
     }
 
-    /// Starts on the flows and data already in `dir`.
+    /// Starts on the flows and data already in `dir`. Ready means *this* process logged that it
+    /// serves: a port from [`free_port`] can be taken by another test's server between the
+    /// probe and the bind (the store opens first), and that server would answer `/healthz` in
+    /// its place. A start that lost its port is started again on another.
     pub async fn start_in(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Binary {
-        let (mut cmd, base) = serve_command(
-            &dir.path().join("flows"),
-            &dir.path().join("templates"),
-            &dir.path().join("data"),
-        );
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("log"))
-            .unwrap();
-        cmd.args(args).stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
+        let mut dir = dir;
+        for _ in 0..3 {
+            let serving = |dir: &tempfile::TempDir| {
+                std::fs::read_to_string(dir.path().join("log"))
+                    .unwrap_or_default()
+                    .matches("hookflow serving")
+                    .count()
+            };
+            let before = serving(&dir);
+            let (mut cmd, base) = serve_command(
+                &dir.path().join("flows"),
+                &dir.path().join("templates"),
+                &dir.path().join("data"),
+            );
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.path().join("log"))
+                .unwrap();
+            cmd.args(args).stderr(log);
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let child = cmd.spawn().unwrap();
+            let mut b = Binary {
+                base,
+                dir,
+                tokens: UrlTokens::from_secret(SECRET.as_bytes()).unwrap(),
+                child,
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while serving(&b.dir) == before && b.child.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "hookflow did not start: {}", b.log());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if serving(&b.dir) > before {
+                wait_ready(&reqwest::Client::new(), &b.base).await;
+                return b;
+            }
+            // It exited before serving: the port was taken, or it cannot start at all.
+            let log = b.log();
+            assert!(log.contains("cannot listen on"), "hookflow exited: {log}");
+            dir = b.kill9();
         }
-        let child = cmd.spawn().unwrap();
-        let b = Binary {
-            base,
-            dir,
-            tokens: UrlTokens::from_secret(SECRET.as_bytes()).unwrap(),
-            child,
-        };
-        wait_ready(&reqwest::Client::new(), &b.base).await;
-        b
+        panic!("hookflow found no free port in three tries");
     }
 
     /// `kill -9`, keeping the directory for [`Binary::start_in`].
