@@ -461,15 +461,14 @@ impl EmailAction {
             .suppressed(&envelope.addresses(), self.list.as_deref())
             .await
             .map_err(|e| {
-                Box::new(AttemptResult {
-                    request: None,
-                    response: None,
-                    kind: ResultKind::Transient {
-                        error: format!("the suppression list could not be read: {e}"),
+                let error = format!("the suppression list could not be read: {e}");
+                Box::new(AttemptResult::unanswered(
+                    None,
+                    ResultKind::Transient {
+                        error,
                         retry_after: None,
                     },
-                    effects: Default::default(),
-                })
+                ))
             })?;
         let suppressed: Vec<String> = left_out.iter().map(|s| s.email.clone()).collect();
         envelope.without(&suppressed);

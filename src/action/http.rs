@@ -426,7 +426,7 @@ impl HttpAction {
             .await;
         match result {
             Ok(response) => self.answer(response, started, sent, cx, policy, clients).await,
-            Err(e) => failed(Some(sent), self.send_error(&e, &cx.secrets)),
+            Err(e) => AttemptResult::unanswered(Some(sent), self.send_error(&e, &cx.secrets)),
         }
     }
 
@@ -439,7 +439,7 @@ impl HttpAction {
     ) -> Result<(Rendered, HeaderMap, SentRequest), Box<AttemptResult>> {
         let rendered = self
             .render(cx)
-            .map_err(|e| Box::new(failed(None, ResultKind::Permanent(redact(&e, &cx.secrets)))))?;
+            .map_err(|e| Box::new(AttemptResult::permanent(redact(&e, &cx.secrets))))?;
         let sent = SentRequest {
             method: rendered.method.to_string(),
             url: redact(rendered.url.as_str(), &cx.secrets),
@@ -454,12 +454,18 @@ impl HttpAction {
             let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
             else {
                 let why = format!("header `{k}` rendered to a value that is not allowed in HTTP");
-                return Err(Box::new(failed(Some(sent), ResultKind::Permanent(why))));
+                return Err(Box::new(AttemptResult::unanswered(
+                    Some(sent),
+                    ResultKind::Permanent(why),
+                )));
             };
             header_map.append(name, value);
         }
         if let Err(d) = clients.egress.check_url(&rendered.url) {
-            return Err(Box::new(failed(Some(sent), ResultKind::Permanent(d.to_string()))));
+            return Err(Box::new(AttemptResult::unanswered(
+                Some(sent),
+                ResultKind::Permanent(d.to_string()),
+            )));
         }
         Ok((rendered, header_map, sent))
     }
@@ -514,7 +520,7 @@ impl HttpAction {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 let error = format!("reading the response failed: {}", error_chain(&e));
-                return failed(
+                return AttemptResult::unanswered(
                     Some(sent),
                     ResultKind::Transient {
                         error,
@@ -525,7 +531,7 @@ impl HttpAction {
             Err(_) => {
                 let timeout = humantime::format_duration(self.timeout);
                 let error = format!("timed out after {timeout} reading the response");
-                return failed(
+                return AttemptResult::unanswered(
                     Some(sent),
                     ResultKind::Transient {
                         error,
@@ -570,16 +576,6 @@ impl HttpAction {
             response: Some(recorded),
             kind,
         }
-    }
-}
-
-/// An attempt that ended without an answer to record.
-fn failed(request: Option<SentRequest>, kind: ResultKind) -> AttemptResult {
-    AttemptResult {
-        effects: Default::default(),
-        request,
-        response: None,
-        kind,
     }
 }
 

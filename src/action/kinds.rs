@@ -40,7 +40,9 @@ pub trait Kind: Sized {
     /// `retry`, `rate_limit` or `for_each`.
     const ATTEMPTED: bool = true;
 
-    /// Compiles the spec, registering its templates; `None` when `part` got a problem.
+    /// Compiles the spec, registering its templates and reporting every problem through
+    /// `part`; `None` when the kind could not be built (a kind that can still stand, like a
+    /// `wait` with a bad `at`, is returned, so the flow's other checks see it).
     fn compile(spec: &Self::Spec, part: &mut Part<'_, '_>) -> Option<Self>;
 
     /// One attempt. `retry` is the action's policy (which answers are worth another try).
@@ -166,19 +168,9 @@ macro_rules! kinds {
                 match self { $( ActionKind::$variant(_) => stringify!($key), )* }
             }
 
-            /// See [`Kind::OUTGOING`].
-            pub fn outgoing(&self) -> bool {
-                match self { $( ActionKind::$variant(_) => <$ty as Kind>::OUTGOING, )* }
-            }
-
             /// See [`Kind::RAISES_EVENTS`].
             pub fn raises_events(&self) -> bool {
                 match self { $( ActionKind::$variant(_) => <$ty as Kind>::RAISES_EVENTS, )* }
-            }
-
-            /// See [`Kind::ATTEMPTED`].
-            pub fn attempted(&self) -> bool {
-                match self { $( ActionKind::$variant(_) => <$ty as Kind>::ATTEMPTED, )* }
             }
 
             pub fn timeout(&self) -> Duration {

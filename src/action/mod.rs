@@ -83,10 +83,16 @@ pub struct AttemptResult {
 impl AttemptResult {
     /// A failure found before anything was sent (a template or address problem).
     pub fn permanent(error: String) -> AttemptResult {
+        AttemptResult::unanswered(None, ResultKind::Permanent(error))
+    }
+
+    /// An attempt that ended without an answer to record: refused before sending, or sent
+    /// (`request`) and never answered.
+    pub fn unanswered(request: Option<SentRequest>, kind: ResultKind) -> AttemptResult {
         AttemptResult {
-            request: None,
+            request,
             response: None,
-            kind: ResultKind::Permanent(error),
+            kind,
             effects: Effects::default(),
         }
     }

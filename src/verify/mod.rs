@@ -7,14 +7,11 @@
 //! sender is a row and its test vectors. SendGrid (ECDSA), Mailgun (fields in the body) and
 //! Postmark (basic auth) are schemes of their own here.
 //!
+//! The table's rows say what each HMAC sender sends (and docs/flows.md lists them for users);
+//! the schemes here:
+//!
 //! | preset | header(s) | signed content | encoding |
 //! |---|---|---|---|
-//! | `github` | `X-Hub-Signature-256: sha256=…` | body | hex |
-//! | `stripe` | `Stripe-Signature: t=…,v1=…[,v1=…]` | `{t}.{body}` | hex, 300 s |
-//! | `shopify` | `X-Shopify-Hmac-Sha256` | body | base64 |
-//! | `woocommerce` | `X-WC-Webhook-Signature` | body | base64 |
-//! | `slack` | `X-Slack-Signature: v0=…`, `X-Slack-Request-Timestamp` | `v0:{ts}:{body}` | hex, 300 s |
-//! | `standard-webhooks` | `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,… …` (or the same as `svix-*`) | `{id}.{ts}.{body}` | base64, secret `whsec_<base64>`, 300 s |
 //! | `sendgrid` | `X-Twilio-Email-Event-Webhook-Signature`, `…-Timestamp` | `{ts}{body}`, ECDSA P-256 / SHA-256 | base64 DER; the key is SendGrid's public key, 300 s |
 //! | `mailgun` | none: `signature.{timestamp,token,signature}` in the body (JSON or form) | `{timestamp}{token}` | hex, 300 s |
 //! | `postmark` | `Authorization: Basic …` | the credentials set on the webhook's URL | `user:password` |
@@ -117,7 +114,6 @@ impl Generic {
         let timestamp = self.timestamp_header.as_deref().map(|t| [t]);
         f(&Preset {
             name: "hmac",
-            aliases: &[],
             signature: &signature,
             layout: Layout::Plain { prefix: &self.prefix },
             algorithm: self.algorithm,
@@ -126,14 +122,9 @@ impl Generic {
                 Some(t) => Stamp::Header(t),
                 None => Stamp::None,
             },
-            id: None,
             signed: &self.signed,
-            whsec: false,
-            delivery: &[],
             sends: &[("User-Agent", "hookflow-send")],
-            legacy: None,
-            ping: None,
-            challenge: None,
+            ..presets::ROW
         })
     }
 }

@@ -91,7 +91,7 @@ pub enum Stamp<'a> {
 }
 
 /// What a row leaves out: an HMAC-SHA256 of the body, hex, in a header of its own, untimed.
-const ROW: Preset<'static> = Preset {
+pub(super) const ROW: Preset<'static> = Preset {
     name: "",
     aliases: &[],
     signature: &[],

@@ -450,7 +450,8 @@ async fn timeouts_open_the_circuit_and_park_the_destinations_work() {
 /// edits leave memory where it was — a reload keeps nothing of the previous set. Memory is
 /// judged by its plateau: the first reloads settle the allocator (30–53 MiB over the start
 /// here, in builds before and after issue 31 alike), and the next ones must add nothing — a
-/// set of 2,000 flows kept per reload would add ~100 MiB each.
+/// reload that kept the previous set of 2,000 flows (most of the ~150 MiB at start) would add
+/// that much each time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_flows_start_small_and_edits_cost_nothing() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
