@@ -234,6 +234,7 @@ function flowDetail({arg}) {
       <div class="split"><section class="card"><h3 style="margin-top:0">Settings</h3><div class="small">${retry}</div>
         ${spec.concurrency ? `<div class="small">concurrency ${esc(JSON.stringify(spec.concurrency))}</div>` : ""}${spec.exit ? `<div class="small">ends a waiting run early when:</div><ul class="small exits">${[].concat(spec.exit).map((x) => `<li>${exitWords(x)}</li>`).join("")}</ul>` : ""}
         <h3>Counters (all time)</h3><table class="small counters">${counterRows(f.counters)}</table>
+        ${(f.link_clicks || []).length ? `<h3>Clicks per link</h3><table class="small link-clicks"><tr><th>link</th><th class="n">clicks</th><th class="n">first clicks</th><th class="n">mail scanners</th></tr>${f.link_clicks.map((l) => `<tr><td><code>${esc(l.link)}</code></td><td class="n">${l.clicks}</td><td class="n">${l.first_clicks}</td><td class="n muted">${l.scanner_clicks}</td></tr>`).join("")}</table>` : ""}
         <p><a href="#/runs?flow=${enc(f.name)}">runs of this flow</a> · <a href="#/requests?flow=${enc(f.name)}">its requests</a></p></section>
       <section class="card"><h3 style="margin-top:0">Source <span class="muted small">${esc(f.file)} · version <code id="flow-version">${esc(f.version)}</code></span></h3><pre id="flow-source">${esc(f.source)}</pre></section></div>`;
     if (url) $("copy").append(copyButton(url));
@@ -365,12 +366,22 @@ function attemptHtml(a) {
       ${res ? `<div>response headers<pre>${esc(res.headers.map(([k, x]) => `${k}: ${x}`).join("\n"))}</pre>body${res.truncated ? ` <span class="muted">(first bytes of ${esc(res.size)})</span>` : ""}<pre class="response-body">${esc(res.body)}</pre></div>` : ""}</div></details>` : ""}</li>`;
 }
 
+// The clicks on a step's tracked links: when, which link, and whether a person or a mail
+// scanner (left out of the counts) clicked.
+function clicksHtml(clicks) {
+  if (!clicks.length) return "";
+  const judged = (j) => j.kind === "person" ? `<span class="pill succeeded">person${j.first ? ", first click" : ""}</span>`
+    : j.kind === "scanner" ? `<span class="pill exited" title="${esc(j.why)}">mail scanner</span> <span class="muted small">${esc(j.why)}</span>`
+    : `<span class="pill waiting">being judged</span>`;
+  return `<div class="small">clicks:</div><ul class="clicks">${clicks.map((k) => `<li class="click">${when(k.at)} · <code>${esc(k.name || k.url)}</code> ${judged(k.judged)}</li>`).join("")}</ul>`;
+}
+
 function runDetail({arg}) {
   $("view").innerHTML = `<p><a href="#/runs">← all runs</a></p><div id="run"></div><p id="replayed" class="bad" role="alert"></p>`;
   let last = "";
   const update = async () => {
-    const r = await api("/api/runs/" + enc(arg));
-    const text = JSON.stringify(r);
+    const [r, c] = await Promise.all([api("/api/runs/" + enc(arg)), api(`/api/runs/${enc(arg)}/clicks`).catch(() => ({clicks: []}))]);
+    const text = JSON.stringify([r, c]);
     if (text === last) return; // nothing new: leave open details as they are
     last = text;
     const finished = ["succeeded", "failed", "exited"].includes(r.status);
@@ -381,7 +392,8 @@ function runDetail({arg}) {
     ].join(" ");
     const steps = r.steps.map((s) => `<li class="step"><b>${esc(s.name)}</b> ${pill(s.status)}
       <ol>${s.attempts.map(attemptHtml).join("")}</ol>
-      ${(s.items || []).length ? `<div class="small">items:</div><ol start="0">${s.items.map((it) => `<li>${pill(it.status)}<ol>${it.attempts.map(attemptHtml).join("")}</ol></li>`).join("")}</ol>` : ""}</li>`).join("");
+      ${(s.items || []).length ? `<div class="small">items:</div><ol start="0">${s.items.map((it) => `<li>${pill(it.status)}<ol>${it.attempts.map(attemptHtml).join("")}</ol></li>`).join("")}</ol>` : ""}
+      ${clicksHtml(c.clicks.filter((k) => k.action === s.name))}</li>`).join("");
     $("run").innerHTML = `<h2><code id="detail-id">${esc(r.id)}</code> <span class="pill ${esc(r.status)}" id="detail-status">${esc(r.status)}</span></h2>
       <p>flow <a href="#/flows/${enc(r.flow)}">${esc(r.flow)}</a> (version <code>${esc(r.flow_version)}</code>) · created ${when(r.created_at)}
         ${r.finished_at ? ` · took ${dur(r.created_at, r.finished_at)}` : ""}${r.next_attempt_at ? ` · next ${r.status === "waiting" ? "step" : "attempt"} ${when(r.next_attempt_at)}` : ""}</p>

@@ -40,6 +40,8 @@ pub struct Config {
     pub public_url: String,
     /// An address that also takes unsubscribes, offered as `mailto:` in list emails.
     pub unsubscribe_mailto: Option<String>,
+    /// Earlier server secrets whose email links still open (a rotation).
+    pub previous_secrets: Vec<crate::secret::Secret>,
 }
 
 /// The parts, wired, not yet running.
@@ -67,10 +69,13 @@ impl App {
         mut clients: Clients,
     ) -> App {
         let mail = Arc::new(crate::action::email::MailContext {
-            keys: tokens.link_keys(),
+            keys: tokens
+                .link_keys()
+                .with_previous(config.previous_secrets.iter().map(|s| s.expose().as_bytes())),
             base_url: config.public_url.trim_end_matches('/').to_string(),
             unsubscribe_mailto: config.unsubscribe_mailto.clone(),
             suppressions: Arc::clone(&store) as Arc<dyn crate::store::suppress::Suppressions>,
+            clicks: Arc::clone(&store) as Arc<dyn crate::store::clicks::Clicks>,
         });
         clients.mail = Some(Arc::clone(&mail));
         let flows = Flows::new(set);

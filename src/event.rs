@@ -113,9 +113,12 @@ pub fn check_custom_type(t: &str) -> Result<(), String> {
             "event type `{t}` must be dot-separated lower-case words (e.g. `order.flagged`)"
         ));
     }
-    if t.starts_with("segment.") || t.starts_with("run.") || t.starts_with("alert.") {
+    if ["segment.", "run.", "alert.", "email."]
+        .iter()
+        .any(|family| t.starts_with(family))
+    {
         return Err(format!(
-            "event type `{t}`: `segment.*`, `run.*` and `alert.*` are raised by hookflow itself"
+            "event type `{t}`: `segment.*`, `run.*`, `alert.*` and `email.*` are raised by hookflow itself"
         ));
     }
     Ok(())
@@ -129,14 +132,18 @@ pub fn check_trigger_type(t: &str) -> Result<(), String> {
         RUN_FAILED,
         crate::alert::RAISED,
         crate::alert::RESOLVED,
+        crate::clicks::CLICKED,
     ]
     .contains(&t)
     {
         return Ok(());
     }
-    if t.starts_with("segment.") || t.starts_with("run.") || t.starts_with("alert.") {
+    if ["segment.", "run.", "alert.", "email."]
+        .iter()
+        .any(|family| t.starts_with(family))
+    {
         return Err(format!(
-            "unknown event type `{t}`: hookflow raises `segment.added`, `segment.removed`, `run.failed`, `alert.raised` and `alert.resolved`"
+            "unknown event type `{t}`: hookflow raises `segment.added`, `segment.removed`, `run.failed`, `alert.raised`, `alert.resolved` and `email.clicked`"
         ));
     }
     check_custom_type(t)
@@ -206,6 +213,9 @@ mod tests {
         assert!(check_trigger_type("order.flagged").is_ok());
         assert!(check_trigger_type("alert.raised").is_ok());
         assert!(check_trigger_type("alert.fired").is_err());
+        assert!(check_trigger_type("email.clicked").is_ok());
+        assert!(check_trigger_type("email.opened").is_err());
+        assert!(check_custom_type("email.clicked").is_err());
         assert!(check_trigger_pattern("alert.*").is_ok());
         assert!(check_trigger_pattern(".*").is_err());
         assert!(type_matches("alert.*", "alert.resolved"));

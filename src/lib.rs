@@ -4,7 +4,8 @@
 //! - [`server`] listens, hands webhooks (`/hooks/{flow}/{token}`) to the [`intake`] — admit,
 //!   read, authenticate ([`verify`]), decode, evaluate, persist — and serves the runs API;
 //! - [`token`] derives each flow's unguessable URL token from the server secret, [`links`]
-//!   the sealed tokens of the links emails carry (one-click unsubscribe);
+//!   the sealed tokens of the links emails carry (one-click unsubscribe, tracked links);
+//!   [`clicks`] rewrites an email's links to tracked ones and judges the clicks on them;
 //! - [`request`] decodes the body (JSON, form, XML, text);
 //! - [`flow`] is the flow file format, compiled once at load;
 //! - [`matching`] checks `when` conditions, [`mapping`] evaluates `vars` (JSONPath);
@@ -28,7 +29,8 @@
 //! flow/                                              the flow file: spec → compiled Flow
 //! action/                                            a module per kind (kinds.rs lists them); guards
 //! store/                                             a trait per role; sled and PostgreSQL
-//! segment.rs  suppression.rs  context.rs  replay.rs  event.rs  alert.rs  verify/   domain records
+//! segment.rs  suppression.rs  context.rs  replay.rs  event.rs  alert.rs  clicks/  verify/
+//!                                                    domain records
 //! compiler.rs                                        a flow's compilation: templates, problems
 //! matching.rs  run.rs  mapping.rs  schedule.rs  request.rs  token.rs  links.rs
 //! egress.rs  template/  retry.rs  xml.rs  net/  metrics.rs  stats.rs              the pure core
@@ -50,6 +52,7 @@ pub mod action;
 pub mod alert;
 pub mod app;
 pub mod cli;
+pub mod clicks;
 pub mod cluster;
 pub mod compiler;
 pub mod context;

@@ -1,6 +1,7 @@
-//! Links in emails that hookflow serves itself: `{public-url}/u/{token}`, where the token is
-//! the link's meaning (today: "unsubscribe this contact from this list") sealed with a key
-//! derived from the server secret.
+//! Links in emails that hookflow serves itself: `{public-url}/u/{token}` ("unsubscribe this
+//! contact from this list") and `{public-url}/c/{token}` ("this link of this message", a
+//! tracked link, see [`crate::clicks`]), where the token is the link's meaning sealed with a
+//! key derived from the server secret.
 //!
 //! Why sealed, not looked up: a token must reveal neither the address nor anything
 //! enumerable, survive restarts and work on every instance sharing the secret, without a
@@ -10,8 +11,10 @@
 //! content, where it gives the same token and nothing more. A token that was altered, forged
 //! or sealed under another secret does not open: the caller answers it as any unknown URL.
 //!
-//! Rotating the server secret (`HOOKFLOW_SECRET`) changes every webhook URL and ends the links
-//! in emails already sent; docs/flows.md says so.
+//! Rotating the server secret (`HOOKFLOW_SECRET`) changes every webhook URL. Links in emails
+//! already sent keep working while the old secret is given as a previous one
+//! (`HOOKFLOW_PREVIOUS_SECRETS`): tokens are sealed under the current secret and opened under
+//! any of them; docs/operations.md says how.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -33,6 +36,11 @@ pub const MAX_TOKEN_LEN: usize = 600;
 pub enum Link {
     /// One-click unsubscribe of `email` (normalised) from `list` (a segment name).
     Unsubscribe { list: String, email: String },
+    /// A tracked link: the message (its idempotency key) and which of its links, by the
+    /// link's id ([`crate::clicks::link_id`]). The target itself is not in the token: it is
+    /// looked up in what the message was sent with, so a token can only ever lead to a link
+    /// that was in that email.
+    Click { message: String, link: [u8; 8] },
 }
 
 impl Link {
@@ -45,11 +53,25 @@ impl Link {
                 v.extend_from_slice(email.as_bytes());
                 v
             }
+            Link::Click { message, link } => {
+                let mut v = vec![b'c'];
+                v.extend_from_slice(link);
+                v.extend_from_slice(message.as_bytes());
+                v
+            }
         }
     }
 
     fn decode(bytes: &[u8]) -> Option<Link> {
         let (&kind, rest) = bytes.split_first()?;
+        if kind == b'c' {
+            let link: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+            let message = std::str::from_utf8(&rest[8..]).ok()?;
+            return Some(Link::Click {
+                message: message.to_string(),
+                link,
+            });
+        }
         let text = std::str::from_utf8(rest).ok()?;
         match kind {
             b'u' => {
@@ -64,8 +86,14 @@ impl Link {
     }
 }
 
-/// Seals and opens link tokens.
+/// Seals and opens link tokens: seals under the current secret, opens under it or any
+/// previous one.
 pub struct LinkKeys {
+    current: KeyPair,
+    previous: Vec<KeyPair>,
+}
+
+struct KeyPair {
     aead: LessSafeKey,
     nonce_key: [u8; 32],
 }
@@ -86,11 +114,17 @@ impl LinkKeys {
     /// Keys for links, derived from the server secret (the one webhook URLs come from), each
     /// under a label of its own so neither can stand in for the other.
     pub fn derive(server_secret: &[u8]) -> LinkKeys {
-        let enc = derive(server_secret, b"hookflow-links-v1:aead");
         LinkKeys {
-            aead: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &enc).expect("a 32-byte AES-256 key")),
-            nonce_key: derive(server_secret, b"hookflow-links-v1:nonce"),
+            current: KeyPair::derive(server_secret),
+            previous: Vec::new(),
         }
+    }
+
+    /// These keys, also opening tokens sealed under `previous` secrets (a rotation: links in
+    /// emails sent before it keep working while the old secret is listed).
+    pub fn with_previous<'a>(mut self, previous: impl IntoIterator<Item = &'a [u8]>) -> LinkKeys {
+        self.previous.extend(previous.into_iter().map(KeyPair::derive));
+        self
     }
 
     /// The token for `link`: URL-safe base64, the same for the same link.
@@ -101,10 +135,11 @@ impl LinkKeys {
         while !plain.len().is_multiple_of(PAD_TO) {
             plain.push(0);
         }
-        let tag = derive(&self.nonce_key, &plain);
+        let tag = derive(&self.current.nonce_key, &plain);
         let nonce: [u8; NONCE_LEN] = tag[..NONCE_LEN].try_into().expect("12 bytes");
         let mut sealed = plain;
-        self.aead
+        self.current
+            .aead
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from([VERSION]),
@@ -130,6 +165,22 @@ impl LinkKeys {
         }
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find_map(|keys| keys.open(nonce, sealed))
+    }
+}
+
+impl KeyPair {
+    fn derive(secret: &[u8]) -> KeyPair {
+        let enc = derive(secret, b"hookflow-links-v1:aead");
+        KeyPair {
+            aead: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &enc).expect("a 32-byte AES-256 key")),
+            nonce_key: derive(secret, b"hookflow-links-v1:nonce"),
+        }
+    }
+
+    fn open(&self, nonce: [u8; NONCE_LEN], sealed: &[u8]) -> Option<Link> {
         let mut buf = sealed.to_vec();
         let plain = self
             .aead
@@ -202,5 +253,24 @@ mod tests {
         ] {
             assert_eq!(k.open(junk), None, "{junk}");
         }
+    }
+
+    #[test]
+    fn a_click_token_round_trips_and_previous_secrets_still_open() {
+        let old = LinkKeys::derive(b"the-old-secret-0123456789");
+        let click = Link::Click {
+            message: "01JD5X0000000000000000000A.recovery".into(),
+            link: *b"\x00\x01\x02\x03\x04\x05\x06\x07",
+        };
+        let t = old.seal(&click);
+        assert_eq!(old.open(&t), Some(click.clone()));
+        let new = LinkKeys::derive(b"the-new-secret-0123456789");
+        assert_eq!(new.open(&t), None);
+        let rotated = LinkKeys::derive(b"the-new-secret-0123456789")
+            .with_previous([b"the-old-secret-0123456789".as_slice()]);
+        assert_eq!(rotated.open(&t), Some(click.clone()));
+        // New links are sealed under the current secret only.
+        assert_eq!(old.open(&rotated.seal(&click)), None);
+        assert!(t.len() < 140, "{}", t.len());
     }
 }

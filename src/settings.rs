@@ -218,6 +218,14 @@ pub struct ServeArgs {
     /// Most runs kept; beyond, the oldest finished runs are pruned.
     #[arg(long, env = "HOOKFLOW_MAX_RUNS", default_value_t = 1_000_000)]
     pub max_runs: usize,
+    /// How long the links of tracked emails keep working after sending, e.g. `400d`; then the
+    /// message and its clicks are forgotten and its links answer 404 (counts are kept).
+    #[arg(long, env = "HOOKFLOW_LINK_RETENTION", default_value = "400d", value_parser = humantime::parse_duration)]
+    pub link_retention: Duration,
+    /// Earlier server secrets (comma-separated) whose email links — unsubscribe and tracked
+    /// links — still open after a rotation of `--secret`. New links use the current secret.
+    #[arg(long = "previous-secret", env = "HOOKFLOW_PREVIOUS_SECRETS", value_delimiter = ',', hide_env_values = true)]
+    pub previous_secrets: Vec<Secret>,
     /// Longest chain of event-triggered runs (a flow triggered by an event that another
     /// flow's run raised, and so on); a run that would go deeper fails. Catches loops.
     #[arg(long, env = "HOOKFLOW_MAX_CHAIN_DEPTH", default_value_t = crate::event::DEFAULT_MAX_CHAIN_DEPTH)]
@@ -340,6 +348,7 @@ impl ServeArgs {
             max_chain_depth: self.max_chain_depth,
             retention: self.retention,
             max_runs: self.max_runs,
+            link_retention: self.link_retention,
             templates_dir: Some(self.paths.templates_dir.clone()),
             destination_concurrency: self.destination_concurrency,
             alerts: crate::engine::alerts::AlertConfig {

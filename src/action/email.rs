@@ -60,6 +60,10 @@ pub struct EmailSpec {
     /// one-click unsubscribe headers, and is not sent to addresses unsubscribed from the list.
     /// Leave it out for transactional email (receipts, password resets).
     pub list: Option<String>,
+    /// Track clicks on the email's links: `all` of them, or only the `marked` ones (`<a
+    /// data-track="name">`). Tracked links point at this server, which redirects to the
+    /// original address and raises `email.clicked`. A tracked email goes to one contact.
+    pub track_links: Option<crate::clicks::TrackLinks>,
 }
 
 /// Default time allowed for one delivery to the SMTP server.
@@ -184,8 +188,24 @@ impl Kind for EmailAction {
             url: "(--public-url)/u/(a token for this contact and list)".into(),
             mailto: None,
         });
-        let (_, sent) = self.build(cx, placeholder.as_ref(), &envelope, unsubscribe.as_ref())?;
-        Ok(json!({"headers": sent.headers, "body": sent.body}))
+        let placeholder_url = |_: &crate::clicks::SentLink| "(--public-url)/c/(a token for this link)".to_string();
+        let tracking = self.track_links.map(|mode| Tracking {
+            mode,
+            own: "",
+            url: &placeholder_url,
+        });
+        let (_, sent, links) = self.build(
+            cx,
+            placeholder.as_ref(),
+            &envelope,
+            unsubscribe.as_ref(),
+            tracking.as_ref(),
+        )?;
+        let mut preview = json!({"headers": sent.headers, "body": sent.body});
+        if self.track_links.is_some() {
+            preview["tracked_links"] = json!(links);
+        }
+        Ok(preview)
     }
 }
 
@@ -217,6 +237,8 @@ pub struct EmailAction {
     pub timeout: Duration,
     /// The list (segment) the email belongs to.
     pub list: Option<String>,
+    /// Which links are tracked, if any.
+    pub track_links: Option<crate::clicks::TrackLinks>,
 }
 
 /// What emails need from the server besides SMTP: where their links point, the keys that seal
@@ -228,6 +250,8 @@ pub struct MailContext {
     /// An address that also takes unsubscribes (`mailto:` in `List-Unsubscribe`).
     pub unsubscribe_mailto: Option<String>,
     pub suppressions: std::sync::Arc<dyn crate::store::suppress::Suppressions>,
+    /// Where tracked messages' links are kept.
+    pub clicks: std::sync::Arc<dyn crate::store::clicks::Clicks>,
 }
 
 impl MailContext {
@@ -239,6 +263,23 @@ impl MailContext {
         });
         format!("{}/u/{token}", self.base_url)
     }
+
+    /// The tracked address of `link` in `message`.
+    pub fn click_url(&self, message: &str, link: &crate::clicks::SentLink) -> String {
+        let token = self.keys.seal(&crate::links::Link::Click {
+            message: message.to_string(),
+            link: link.id(),
+        });
+        format!("{}/c/{token}", self.base_url)
+    }
+}
+
+/// How a tracked email's links are rewritten: which, and to what.
+struct Tracking<'a> {
+    mode: crate::clicks::TrackLinks,
+    /// This server's public URL: links under it (unsubscribe) are not tracked.
+    own: &'a str,
+    url: &'a (dyn Fn(&crate::clicks::SentLink) -> String + Sync),
 }
 
 /// Who a message goes to, rendered and parsed.
@@ -346,6 +387,12 @@ impl EmailAction {
                 part.problem("list", "an email of a list goes to one contact (its unsubscribe link is theirs): leave out `cc` and `bcc`");
             }
         }
+        if spec.track_links.is_some() && (spec.cc.is_some() || spec.bcc.is_some()) {
+            part.problem(
+                "track_links",
+                "a tracked email goes to one contact (its clicks are theirs): leave out `cc` and `bcc`",
+            );
+        }
         match (part.problems() == before, to) {
             (true, Some(to)) => Some(EmailAction {
                 to,
@@ -359,6 +406,7 @@ impl EmailAction {
                 headers,
                 timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 list: spec.list.clone(),
+                track_links: spec.track_links,
             }),
             _ => None,
         }
@@ -391,10 +439,29 @@ impl EmailAction {
             }),
             _ => None,
         };
-        let (message, sent) = match self.build(cx, mailer.from.as_ref(), &envelope, unsubscribe.as_ref()) {
+        let key = cx.idempotency_key.clone();
+        let click_url = |l: &crate::clicks::SentLink| mail.map(|m| m.click_url(&key, l)).unwrap_or_default();
+        let tracking = match (self.track_links, mail) {
+            (Some(mode), Some(m)) => Some(Tracking {
+                mode,
+                own: &m.base_url,
+                url: &click_url,
+            }),
+            _ => None,
+        };
+        let (message, sent, links) = match self.build(
+            cx,
+            mailer.from.as_ref(),
+            &envelope,
+            unsubscribe.as_ref(),
+            tracking.as_ref(),
+        ) {
             Ok(m) => m,
             Err(e) => return AttemptResult::permanent(e),
         };
+        if let Err(not_sent) = remember_links(cx, mail, &envelope, links.clone()).await {
+            return *not_sent;
+        }
         let sent = Some(SentRequest {
             method: "SMTP".into(),
             url: mailer.endpoint.clone(),
@@ -426,6 +493,9 @@ impl EmailAction {
                 let mut output = json!({"status": code, "reply": text});
                 if !suppressed.is_empty() {
                     output["suppressed"] = json!(suppressed);
+                }
+                if self.track_links.is_some() {
+                    output["tracked_links"] = json!(links);
                 }
                 AttemptResult {
                     request: sent,
@@ -556,6 +626,12 @@ impl EmailAction {
                 to.len()
             ));
         }
+        if self.track_links.is_some() && to.len() != 1 {
+            return Err(format!(
+                "to: a tracked email goes to one contact (its clicks are theirs); `to` gave {}",
+                to.len()
+            ));
+        }
         let cc = match &self.cc {
             Some(cc) => recipients(cc, cx, "cc")?,
             None => Vec::new(),
@@ -574,7 +650,8 @@ impl EmailAction {
         default_from: Option<&Mailbox>,
         envelope: &Envelope,
         unsubscribe: Option<&Unsubscribe>,
-    ) -> Result<(Message, SentRequest), String> {
+        tracking: Option<&Tracking<'_>>,
+    ) -> Result<(Message, SentRequest, Vec<crate::clicks::SentLink>), String> {
         let t = cx.templates;
         // A list email's templates also see `unsubscribe_url`.
         let ctx = match unsubscribe {
@@ -631,8 +708,13 @@ impl EmailAction {
             record.push((name.to_string(), v.clone()));
             b = b.raw_header(HeaderValue::new(name, v));
         }
-        let text = self.text.as_ref().map(|n| render(n, "text")).transpose()?;
-        let html = self.html.as_ref().map(|n| render(n, "html")).transpose()?;
+        let mut text = self.text.as_ref().map(|n| render(n, "text")).transpose()?;
+        let mut html = self.html.as_ref().map(|n| render(n, "html")).transpose()?;
+        let mut links = Vec::new();
+        if let Some(t) = tracking {
+            let r = crate::clicks::rewrite(html.as_deref(), text.as_deref(), t.mode, t.own, t.url);
+            (html, text, links) = (r.html, r.text, r.links);
+        }
         let recorded_body = text.clone().or_else(|| html.clone()).unwrap_or_default();
         let message = match (text, html) {
             (Some(text), Some(html)) => b.multipart(MultiPart::alternative_plain_html(text, html)),
@@ -654,8 +736,41 @@ impl EmailAction {
                 .collect(),
             body: truncate_body(&redact(&recorded_body, &cx.secrets), super::RECORDED_BODY_LIMIT),
         };
-        Ok((message, sent))
+        Ok((message, sent, links))
     }
+}
+
+/// Keeps what a tracked message is sent with, before it is sent, so that every click on it
+/// finds its target. A store that cannot take it is worth another try: an email whose links
+/// would lead nowhere is not sent.
+async fn remember_links(
+    cx: &ExecContext<'_>,
+    mail: Option<&MailContext>,
+    envelope: &Envelope,
+    links: Vec<crate::clicks::SentLink>,
+) -> Result<(), Box<AttemptResult>> {
+    let (Some(mail), false) = (mail, links.is_empty()) else {
+        return Ok(());
+    };
+    let message = crate::clicks::Message {
+        key: cx.idempotency_key.clone(),
+        flow: cx.origin.flow.clone().unwrap_or_default(),
+        run_id: cx.origin.run_id.clone().unwrap_or_default(),
+        action: cx.origin.action.clone().unwrap_or_default(),
+        contact: envelope.to[0].email.to_string().to_lowercase(),
+        sent_at: crate::time::Ts::now(),
+        depth: cx.event_depth,
+        links,
+    };
+    mail.clicks.remember_message(message).await.map_err(|e| {
+        Box::new(AttemptResult::unanswered(
+            None,
+            ResultKind::Transient {
+                error: format!("the tracked links could not be stored: {e}"),
+                retry_after: None,
+            },
+        ))
+    })
 }
 
 /// Where a list email's recipient unsubscribes.

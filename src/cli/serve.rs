@@ -160,6 +160,7 @@ fn app_config(args: &ServeArgs, alert_defaults: crate::alert::Rules) -> Config {
         listen: args.urls.base_url(),
         public_url: args.urls.base_url(),
         unsubscribe_mailto: args.smtp.unsubscribe_mailto.clone(),
+        previous_secrets: args.previous_secrets.clone(),
     }
 }
 

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::Engine;
+use crate::clicks::{Judged, SETTLE};
+use crate::time::Ts;
 use crate::event::Event;
 use crate::request::Request;
 use crate::run::Run;
@@ -19,6 +21,7 @@ const BATCH: usize = 64;
 impl Engine {
     pub(super) async fn dispatch_events(self: Arc<Self>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
+            let settled = self.settle_clicks().await;
             let events = match self.store.pending_events(BATCH).await {
                 Ok(e) => e,
                 Err(e) => {
@@ -26,7 +29,7 @@ impl Engine {
                     Vec::new()
                 }
             };
-            let full = events.len() == BATCH;
+            let full = events.len() == BATCH || settled == BATCH;
             for event in events {
                 let runs = self.runs_for(&event);
                 let exits = self.exits_for(&event);
@@ -54,6 +57,31 @@ impl Engine {
                 _ = self.events_wake.notified() => {}
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
                 _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// Judges the clicks on tracked links that have settled (see [`crate::clicks::SETTLE`]):
+    /// a person's click puts `email.clicked` in the outbox, which this loop dispatches next.
+    async fn settle_clicks(&self) -> usize {
+        let before = Ts(Ts::now().0.saturating_sub(SETTLE.as_millis() as u64));
+        match self.store.settle_clicks(before, BATCH).await {
+            Ok(clicks) => {
+                for c in &clicks {
+                    match &c.judged {
+                        Judged::Scanner { why } => {
+                            tracing::info!(flow = %c.flow, run_id = %c.run_id, link = %c.label(), %why, "click judged a mail scanner's: no event")
+                        }
+                        judged => {
+                            tracing::info!(flow = %c.flow, run_id = %c.run_id, link = %c.label(), ?judged, "click judged a person's: email.clicked raised")
+                        }
+                    }
+                }
+                clicks.len()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "judging clicks failed; will retry");
+                0
             }
         }
     }

@@ -49,6 +49,9 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// At most this many runs are kept; the oldest finished ones go first.
     pub max_runs: usize,
+    /// Tracked emails' links work this long after sending; then the message and its clicks
+    /// are forgotten (the counts per link are kept).
+    pub link_retention: Duration,
     /// For compiling an earlier flow version kept in the store (a run accepted under it).
     pub templates_dir: Option<std::path::PathBuf>,
     /// Attempts in flight at once to one destination, unless an action says otherwise; `0`:
@@ -78,12 +81,16 @@ impl Default for EngineConfig {
             max_chain_depth: crate::event::DEFAULT_MAX_CHAIN_DEPTH,
             retention: Duration::from_secs(30 * 24 * 3600),
             max_runs: 1_000_000,
+            link_retention: DEFAULT_LINK_RETENTION,
             templates_dir: None,
             destination_concurrency: 0,
             alerts: alerts::AlertConfig::default(),
         }
     }
 }
+
+/// How long tracked links work unless configured otherwise: about a year.
+pub const DEFAULT_LINK_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -224,6 +231,14 @@ impl Engine {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(keys = n, "expired deduplication keys forgotten"),
                 Err(e) => tracing::warn!(error = %e, "expiring deduplication keys failed"),
+            }
+            let sent_before = Ts(Ts::aged_now()
+                .0
+                .saturating_sub(self.config.link_retention.as_millis() as u64));
+            match self.store.prune_messages(sent_before, 10_000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(messages = n, "tracked messages past --link-retention forgotten; their links answer 404"),
+                Err(e) => tracing::warn!(error = %e, "pruning tracked messages failed"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(HOUSEKEEPING_INTERVAL) => {}

@@ -119,6 +119,13 @@ pub async fn show_run(State(st): State<AppState>, Path(id): Path<String>) -> Res
     }
 }
 
+/// `GET /api/runs/{id}/clicks`: the clicks on the tracked links of a run's emails, oldest
+/// first, each with how it was judged (`pending`, `person`, `scanner`).
+pub async fn run_clicks(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let clicks = st.store().clicks_of_run(&id).await.map_err(internal)?;
+    Ok(Json(json!({ "clicks": clicks })))
+}
+
 pub async fn list_flows(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
     let set = st.flows().load();

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod alerts;
 pub mod api;
+pub mod clicks;
 pub mod assets;
 pub mod destinations;
 pub mod hooks;
@@ -90,6 +91,7 @@ fn hook_routes() -> Router<AppState> {
     Router::new()
         .route("/hooks/{flow}/{token}", any(hooks::receive))
         .route("/u/{token}", get(unsubscribe::show).post(unsubscribe::one_click))
+        .route("/c/{token}", get(clicks::follow))
 }
 
 fn health_routes() -> Router<AppState> {
@@ -115,6 +117,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/runs", get(api::list_runs))
         .route("/api/runs/{id}", get(api::show_run))
+        .route("/api/runs/{id}/clicks", get(api::run_clicks))
         .route("/api/runs/{id}/replay", post(api::replay_run))
         .route("/api/runs/{id}/exit", post(api::exit_run))
         .route("/api/flows/{flow}/exit", post(api::exit_waiting))

@@ -89,6 +89,7 @@ pub async fn show_flow(
         .get(&name)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no flow {name}")))?;
     let counters = st.store().counters(&f.name).await.map_err(internal)?;
+    let link_clicks = st.store().link_counts(&f.name).await.map_err(internal)?;
     let mut out = json!({
         "name": f.name,
         "description": f.description,
@@ -97,6 +98,7 @@ pub async fn show_flow(
         "source": f.source,
         "spec": spec_of(f),
         "counters": counters,
+        "link_clicks": link_clicks,
         "warnings": warnings_of(&st.flows().warnings(), &f.name),
         "stale": set.stale.get(&f.name).map(|p| json!({ "problems": p })),
         "recent_refusals": st.intake.metrics.stats.refusals_since(&f.name, Ts(0)),

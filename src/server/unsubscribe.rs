@@ -77,6 +77,7 @@ fn escape(s: &str) -> String {
 fn open(st: &AppState, token: &str) -> Option<(String, String)> {
     match st.mail.keys.open(token)? {
         Link::Unsubscribe { list, email } => Some((list, email)),
+        Link::Click { .. } => None,
     }
 }
 

@@ -1,13 +1,14 @@
 //! Storage behind traits, one per role: the run queue (`queue.rs`), contacts and the outbox
 //! (`contacts.rs`), coordination between instances (`coordination.rs`), flow sources
-//! (`sources.rs`), online backups (`backup.rs`), the suppression list (`suppress.rs`) and the
-//! alerts' state (`alerts.rs`). Each backend — the embedded `sled/` and the shared `postgres/` —
-//! implements every role; [`Store`] is all of them, what `serve` opens. A part that needs one
+//! (`sources.rs`), online backups (`backup.rs`), the suppression list (`suppress.rs`), the
+//! alerts' state (`alerts.rs`) and tracked links' clicks (`clicks.rs`). Each backend — the
+//! embedded `sled/` and the shared `postgres/` — implements every role; [`Store`] is all of them, what `serve` opens. A part that needs one
 //! role can take just that (the email action holds `Arc<dyn Suppressions>`); the engine and
 //! the API still hold the whole store.
 
 pub mod alerts;
 pub mod backup;
+pub mod clicks;
 pub mod contacts;
 pub mod coordination;
 #[cfg(feature = "postgres")]
@@ -85,6 +86,7 @@ pub trait Store:
     + Backup
     + suppress::Suppressions
     + alerts::Alerts
+    + clicks::Clicks
     + Send
     + Sync
     + 'static

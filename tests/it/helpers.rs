@@ -265,6 +265,7 @@ pub fn fast_engine() -> EngineConfig {
         max_chain_depth: 8,
         retention: Duration::from_secs(3600),
         max_runs: 1_000_000,
+        link_retention: hookflow::engine::DEFAULT_LINK_RETENTION,
         templates_dir: None,
         destination_concurrency: 0,
         alerts: Default::default(),
@@ -365,6 +366,7 @@ async fn start_in(dir: tempfile::TempDir, opts: Opts, pg: Option<Arc<crate::pg::
             }
         ),
         unsubscribe_mailto: opts.unsubscribe_mailto.clone(),
+        previous_secrets: Vec::new(),
     };
     let parts = App::new(config, set, Arc::clone(&store), tokens.clone(), clients);
     let shutdown = CancellationToken::new();

@@ -14,6 +14,7 @@
 //! sqlx's advisory lock, so instances starting together migrate once.
 
 mod alerts;
+mod clicks;
 mod intake;
 mod queue;
 mod state;

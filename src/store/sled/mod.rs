@@ -39,6 +39,7 @@ mod admission;
 mod alerts;
 mod backup;
 pub mod check;
+mod clicks;
 mod fatal;
 mod intake;
 mod journal;
