@@ -326,7 +326,10 @@ mod tests {
             panic!("a burst is a scanner")
         };
         assert!(why.contains("2 links"), "{why}");
-        assert!(matches!(judge(&b, &[a.clone()], false), Judged::Scanner { .. }));
+        assert!(matches!(
+            judge(&b, std::slice::from_ref(&a), false),
+            Judged::Scanner { .. }
+        ));
         // A second apart or more: a person reading on.
         let later = click(1, 2_001_000, "GET");
         assert_eq!(judge(&later, &[a], false), Judged::Person { first: true });
@@ -370,6 +373,9 @@ mod tests {
         count.add(&c.judged);
         count.add(&Judged::Person { first: false });
         count.add(&Judged::Scanner { why: "x".into() });
-        assert_eq!((count.clicks, count.first_clicks, count.scanner_clicks), (2, 1, 1));
+        assert_eq!(
+            (count.clicks, count.first_clicks, count.scanner_clicks),
+            (2, 1, 1)
+        );
     }
 }

@@ -224,7 +224,12 @@ pub struct ServeArgs {
     pub link_retention: Duration,
     /// Earlier server secrets (comma-separated) whose email links — unsubscribe and tracked
     /// links — still open after a rotation of `--secret`. New links use the current secret.
-    #[arg(long = "previous-secret", env = "HOOKFLOW_PREVIOUS_SECRETS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "previous-secret",
+        env = "HOOKFLOW_PREVIOUS_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub previous_secrets: Vec<Secret>,
     /// Longest chain of event-triggered runs (a flow triggered by an event that another
     /// flow's run raised, and so on); a run that would go deeper fails. Catches loops.

@@ -182,13 +182,14 @@ impl Kind for EmailAction {
     /// The message as it would be sent (headers and text body, secrets masked), without
     /// sending it; the server's default sender shows as `(--smtp-from)`.
     fn preview(&self, cx: &ExecContext<'_>) -> Result<serde_json::Value, String> {
-        let placeholder = Mailbox::from_str("(--smtp-from) <default-sender@smtp-from.invalid>").ok();
+        let placeholder = Mailbox::from_str("\"(--smtp-from)\" <default-sender@smtp-from.invalid>").ok();
         let envelope = self.envelope(cx)?;
         let unsubscribe = self.list.as_ref().map(|_| Unsubscribe {
             url: "(--public-url)/u/(a token for this contact and list)".into(),
             mailto: None,
         });
-        let placeholder_url = |_: &crate::clicks::SentLink| "(--public-url)/c/(a token for this link)".to_string();
+        let placeholder_url =
+            |_: &crate::clicks::SentLink| "(--public-url)/c/(a token for this link)".to_string();
         let tracking = self.track_links.map(|mode| Tracking {
             mode,
             own: "",

@@ -57,7 +57,7 @@ impl Links<'_> {
             && url.len() <= MAX_URL
             && !url.chars().any(|c| c.is_whitespace() || c.is_control())
             && !url.contains("{{")
-            && !(!self.own.is_empty() && url.starts_with(self.own))
+            && (self.own.is_empty() || !url.starts_with(self.own))
             && url::Url::parse(url).is_ok()
     }
 
@@ -302,16 +302,18 @@ fn rewrite_text(
         let url = &text[start..end];
         out.push_str(&text[i..start]);
         let link = match mode {
-            TrackLinks::All => Some(
-                marked
-                    .iter()
-                    .find(|l| l.url == url)
-                    .cloned()
-                    .unwrap_or_else(|| SentLink {
-                        url: url.to_string(),
-                        name: None,
-                    }),
-            ),
+            TrackLinks::All => {
+                Some(
+                    marked
+                        .iter()
+                        .find(|l| l.url == url)
+                        .cloned()
+                        .unwrap_or_else(|| SentLink {
+                            url: url.to_string(),
+                            name: None,
+                        }),
+                )
+            }
             TrackLinks::Marked => marked.iter().find(|l| l.url == url).cloned(),
         };
         match link {
@@ -346,10 +348,7 @@ fn address_end(text: &str, start: usize) -> usize {
     let mut end = rest
         .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '`'))
         .unwrap_or(rest.len());
-    loop {
-        let Some(last) = rest[..end].chars().last() else {
-            break;
-        };
+    while let Some(last) = rest[..end].chars().last() {
         let unbalanced = |open: char| rest[..end].matches(open).count() < rest[..end].matches(last).count();
         let trim = matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '\'')
             || (last == ')' && unbalanced('('))
@@ -401,7 +400,10 @@ mod tests {
             out.contains(r#"<A class=btn HREF="https://hooks.example/c/cart">Your cart</A>"#),
             "{out}"
         );
-        assert!(out.contains(r#"<a href="https://hooks.example/c/x">shop</a>"#), "{out}");
+        assert!(
+            out.contains(r#"<a href="https://hooks.example/c/x">shop</a>"#),
+            "{out}"
+        );
         for kept in [
             "mailto:help@shop.example",
             "#top",
@@ -437,7 +439,11 @@ mod tests {
         let urls: Vec<&str> = r.links.iter().map(|l| l.url.as_str()).collect();
         assert_eq!(
             urls,
-            ["https://a.example/x?y=1", "https://b.example/(c)", "https://c.example"]
+            [
+                "https://a.example/x?y=1",
+                "https://b.example/(c)",
+                "https://c.example"
+            ]
         );
         assert!(r.text.unwrap().contains("xhttps://no.example"));
     }
@@ -456,7 +462,11 @@ mod tests {
             .collect();
         let r = run(Some(&many), None, TrackLinks::All);
         assert_eq!(r.links.len(), MAX_LINKS);
-        assert!(r.html.unwrap().contains(&format!("https://m.example/{}", MAX_LINKS + 1)));
+        assert!(
+            r.html
+                .unwrap()
+                .contains(&format!("https://m.example/{}", MAX_LINKS + 1))
+        );
     }
 
     #[test]

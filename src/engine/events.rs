@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::Engine;
 use crate::clicks::{Judged, SETTLE};
-use crate::time::Ts;
 use crate::event::Event;
 use crate::request::Request;
 use crate::run::Run;
+use crate::time::Ts;
 use crate::trigger::{Cause, Prepared, prepare};
 
 /// Events taken from the outbox per round.

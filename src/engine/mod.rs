@@ -237,7 +237,10 @@ impl Engine {
                 .saturating_sub(self.config.link_retention.as_millis() as u64));
             match self.store.prune_messages(sent_before, 10_000).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(messages = n, "tracked messages past --link-retention forgotten; their links answer 404"),
+                Ok(n) => tracing::info!(
+                    messages = n,
+                    "tracked messages past --link-retention forgotten; their links answer 404"
+                ),
                 Err(e) => tracing::warn!(error = %e, "pruning tracked messages failed"),
             }
             tokio::select! {

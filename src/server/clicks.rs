@@ -58,7 +58,11 @@ pub async fn follow(
     };
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let click = Click::new(&sent, target, method.as_str(), user_agent);
-    let (flow, run_id, label) = (click.flow.clone(), click.run_id.clone(), click.label().to_string());
+    let (flow, run_id, label) = (
+        click.flow.clone(),
+        click.run_id.clone(),
+        click.label().to_string(),
+    );
     match st.store().record_click(click).await {
         Ok(()) => tracing::info!(%flow, %run_id, link = %label, %method, "click recorded"),
         // The reader still gets where they were going; the click is lost, and said so.

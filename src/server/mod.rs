@@ -4,8 +4,8 @@
 pub mod access;
 pub mod alerts;
 pub mod api;
-pub mod clicks;
 pub mod assets;
+pub mod clicks;
 pub mod destinations;
 pub mod hooks;
 pub mod listen;

@@ -618,6 +618,7 @@ const SAMPLES: &[(&str, &str, &[&str], &str)] = &[
     ("sendgrid-events", "sendgrid-events.json", &[], "application/json"),
     ("mailgun-events", "mailgun-failed.json", &[], "application/json"),
     ("postmark-events", "postmark-bounce.json", &[], "application/json"),
+    ("woo-abandoned-cart", "woo-cart.json", &[], "application/json"),
 ];
 
 const MAILGUN_KEY: &str = "mailgun-example-signing-key";

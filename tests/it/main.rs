@@ -10,6 +10,7 @@ mod backup;
 mod bad_input;
 mod build;
 mod cli;
+mod clicks;
 mod client;
 mod clock;
 mod cluster;

@@ -74,7 +74,8 @@ actions:
     ]
 }
 
-fn smtp_args(port: u16) -> Vec<String> {
+/// The arguments that send a binary's email to the test's SMTP server on `port`.
+pub fn smtp_args(port: u16) -> Vec<String> {
     [
         "--smtp-host",
         "127.0.0.1",

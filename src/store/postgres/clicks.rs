@@ -36,10 +36,7 @@ async fn settle_one(tx: &mut PgConnection, mut click: Click) -> Result<Click> {
     .bind(window)
     .fetch_all(&mut *tx)
     .await?;
-    let around: Vec<Click> = around
-        .iter()
-        .filter_map(|(id, r)| parse(id, r).ok())
-        .collect();
+    let around: Vec<Click> = around.iter().filter_map(|(id, r)| parse(id, r).ok()).collect();
     let (clicked_before,): (bool,) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM hookflow_first_clicks WHERE message = $1 AND link = $2)",
     )
@@ -49,11 +46,13 @@ async fn settle_one(tx: &mut PgConnection, mut click: Click) -> Result<Click> {
     .await?;
     if let Some(e) = settle(&mut click, &around, clicked_before, depth) {
         state::put_event(tx, &e).await?;
-        sqlx::query("INSERT INTO hookflow_first_clicks (message, link) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(&click.message)
-            .bind(&click.link)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO hookflow_first_clicks (message, link) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(&click.message)
+        .bind(&click.link)
+        .execute(&mut *tx)
+        .await?;
     }
     let mut n = LinkCount::default();
     n.add(&click.judged);

@@ -46,6 +46,7 @@ macro_rules! suite {
 
 mod alerts;
 mod backup;
+mod clicks;
 mod contacts;
 mod coordination;
 mod queue;
