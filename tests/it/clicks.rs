@@ -435,3 +435,32 @@ async fn links_survive_a_secret_rotation_while_the_old_secret_is_listed() {
         (302, Some("https://shop.example/blog".to_string()))
     );
 }
+
+/// The shipped `email-hot-lead` on its shipped sample event: `hookflow test` (the dry run)
+/// matches it and shows the tag and the CRM task it would make.
+#[test]
+fn the_hot_lead_flow_matches_its_sample_click() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args([
+            "test",
+            "email-hot-lead",
+            "--payload",
+            "examples/payloads/email-clicked.json",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("MATCHED"), "{text}");
+    assert!(text.contains("\"segment\": \"hot-leads\""), "{text}");
+    assert!(
+        text.contains("Follow up: ada@example.com clicked pricing"),
+        "{text}"
+    );
+}

@@ -788,3 +788,78 @@ async fn a_raised_alert_is_the_first_thing_that_needs_attention() {
     assert_eq!(first, "bad alert");
     b.c.clone().close().await.unwrap();
 }
+
+/// A run's clicks on its tracked links show under the email step on the run's timeline — a
+/// person's first click and a scanner's burst told apart — and the flow's page counts them per
+/// link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_clicks_show_on_its_timeline_and_the_flow_counts_them_per_link() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let (smtp_port, mail) = crate::email::start_smtp(0);
+    let opts = crate::helpers::Opts {
+        api_token: Some("dash-token".into()),
+        ..crate::email::smtp(smtp_port)
+    };
+    let flow = r#"
+on: { webhook: {} }
+actions:
+  - name: promo
+    email:
+      to: "{{ body.email }}"
+      subject: Plans
+      html: '<a href="https://shop.example/pricing" data-track="pricing">Plans</a> <a href="https://shop.example/blog">Blog</a>'
+      track_links: all
+"#;
+    let app = crate::helpers::spawn_app_opts(&[("promo", flow.to_string())], &[], opts).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut runs = Vec::new();
+    for who in ["ada", "bob"] {
+        let r = app
+            .http
+            .post(app.hook_url("promo"))
+            .json(&json!({"email": format!("{who}@example.com")}))
+            .send()
+            .await
+            .unwrap();
+        let id = r.json::<serde_json::Value>().await.unwrap()["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        app.wait_status(&id, RunStatus::Succeeded).await;
+        runs.push(id);
+    }
+    let mails = crate::email::wait_mails(&mail, 2).await;
+    let links = |m: &crate::email::Mail| -> Vec<String> {
+        let text = crate::unsubscribe::text_of(m);
+        let re = regex::Regex::new(&format!("{}/c/[A-Za-z0-9_-]+", regex::escape(&app.base))).unwrap();
+        re.find_iter(&text).map(|f| f.as_str().to_string()).collect()
+    };
+    let find = |who: &str| mails.iter().find(|m| m.to[0].starts_with(who)).unwrap();
+    // Ada clicks "pricing"; a scanner opens both of Bob's links at once.
+    let ada = links(find("ada"));
+    assert_eq!(http.get(&ada[0]).send().await.unwrap().status(), 302);
+    for l in links(find("bob")) {
+        assert_eq!(http.get(&l).send().await.unwrap().status(), 302);
+    }
+    b.sign_in(&app.base, "dash-token").await;
+    b.go(&app.base, &format!("runs/{}", runs[0])).await;
+    b.wait_text("li.step .clicks", |t| {
+        t.contains("pricing") && t.contains("person, first click")
+    })
+    .await;
+    b.go(&app.base, &format!("runs/{}", runs[1])).await;
+    let bob = b
+        .wait_text("li.step .clicks", |t| t.matches("mail scanner").count() >= 2)
+        .await;
+    assert!(bob.contains("within a second"), "{bob}");
+    b.go(&app.base, "flows/promo").await;
+    let counts = b.wait_text("table.link-clicks", |t| t.contains("pricing")).await;
+    assert!(counts.contains("https://shop.example/blog"), "{counts}");
+    b.c.clone().close().await.unwrap();
+    app.stop().await;
+}

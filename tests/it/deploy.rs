@@ -264,6 +264,15 @@ async fn behind_nginx_webhooks_see_the_real_client_and_the_api_stays_private() {
     // Health checks pass; the API, the metrics and the dashboard do not exist out there.
     let health = two.get(format!("{public}/readyz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    // The links in emails reach hookflow: a one-click unsubscribe page (tracked links, `/c/`,
+    // share its location).
+    let token = app.tokens.link_keys().seal(&hookflow::links::Link::Unsubscribe {
+        list: "newsletter".into(),
+        email: "ada@example.com".into(),
+    });
+    let page = two.get(format!("{public}/u/{token}")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "/u/ through nginx");
+    assert!(page.text().await.unwrap().contains("Unsubscribe"));
     for p in [
         "/api/runs",
         "/metrics",
