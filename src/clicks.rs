@@ -42,6 +42,10 @@ pub const MAX_LINKS: usize = 100;
 /// Longest link name (`data-track="…"`) kept; longer ones are cut.
 pub const MAX_NAME: usize = 100;
 
+/// Most clicks kept per message: one reader (or a script with one of their links) clicking
+/// on and on costs no more disk than this; later clicks still redirect, unrecorded.
+pub const MAX_CLICKS_PER_MESSAGE: usize = 200;
+
 /// Longest User-Agent kept with a click.
 pub const MAX_USER_AGENT: usize = 200;
 

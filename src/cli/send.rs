@@ -29,9 +29,10 @@ pub struct SendArgs {
     /// The body's content type.
     #[arg(long, default_value = "application/json")]
     pub content_type: String,
-    /// For a flow that checks SendGrid's signature: the private key (PKCS#8 PEM) of a key pair
-    /// whose public key the server has as the verification key; `send` signs with it as
-    /// SendGrid signs with its own.
+    /// For a flow that checks a public-key signature — SendGrid's (a P-256 key, PKCS#8 PEM) or
+    /// Discord's (an Ed25519 key: a 32-byte seed in hex, or PKCS#8 PEM) — the private key of a
+    /// key pair whose public key the server has; `send` signs with it as the sender signs with
+    /// its own.
     #[arg(long = "signing-key")]
     pub signing_key: Option<PathBuf>,
     /// The API's bearer token, when the server has one: the flow's URL is asked of the server.
@@ -74,10 +75,23 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
     set("content-type", &args.content_type)?;
     let mut body = body;
     if let Some(v) = &webhook.verify {
-        if v.scheme == crate::verify::Scheme::SendGrid {
+        let public_key = match v.scheme {
+            crate::verify::Scheme::SendGrid => Some((
+                "SendGrid",
+                "a P-256 key (PKCS#8 PEM)",
+                "or use the \"Test your integration\" button in SendGrid's Event Webhook settings",
+            )),
+            crate::verify::Scheme::Discord => Some((
+                "Discord",
+                "an Ed25519 key (a 32-byte seed in hex, or PKCS#8 PEM)",
+                "or let Discord send its PING by saving the Interactions Endpoint URL",
+            )),
+            _ => None,
+        };
+        if let Some((sender, kind, otherwise)) = public_key {
             let Some(path) = &args.signing_key else {
                 bail!(
-                    "flow `{}` checks SendGrid's signature, which needs a private key: give --signing-key with a P-256 key (PKCS#8 PEM) whose public key the server has in {}, or use the \"Test your integration\" button in SendGrid's Event Webhook settings",
+                    "flow `{}` checks {sender}'s signature, which needs a private key: give --signing-key with {kind} whose public key the server has in {}, {otherwise}",
                     args.flow,
                     v.sources()
                 );
@@ -85,12 +99,14 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
             let pem =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             let now = crate::time::unix_secs();
-            for (k, val) in sender_headers(&v.scheme, "sendgrid", now) {
+            for (k, val) in sender_headers(&v.scheme, "public-key", now) {
                 set(&k, &val)?;
             }
-            for (k, val) in crate::verify::sign_ecdsa(&pem, now, &body)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            {
+            let signed = match v.scheme {
+                crate::verify::Scheme::Discord => crate::verify::discord::sign(&pem, now, &body),
+                _ => crate::verify::sign_ecdsa(&pem, now, &body),
+            };
+            for (k, val) in signed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))? {
                 set(&k, &val)?;
             }
         } else {

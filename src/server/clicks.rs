@@ -64,7 +64,10 @@ pub async fn follow(
         click.label().to_string(),
     );
     match st.store().record_click(click).await {
-        Ok(()) => tracing::info!(%flow, %run_id, link = %label, %method, "click recorded"),
+        Ok(true) => tracing::info!(%flow, %run_id, link = %label, %method, "click recorded"),
+        Ok(false) => {
+            tracing::info!(%flow, %run_id, link = %label, "click not recorded: its message has the most clicks kept (200); redirected")
+        }
         // The reader still gets where they were going; the click is lost, and said so.
         Err(e) => {
             tracing::error!(error = %e, %flow, %run_id, link = %label, "a click could not be recorded; redirected all the same")

@@ -7,8 +7,9 @@
 //! the event nor raises it twice. On PostgreSQL the message's row is locked while one of its
 //! clicks is judged, so two instances settling clicks of one message agree on which was first.
 //!
-//! Disk: one record per tracked message (its links) and one per click, pruned with the
-//! message ([`Clicks::prune_messages`]); counts are one record per flow and link.
+//! Disk: one record per tracked message (its links) and at most 200 per message for its
+//! clicks, pruned with the message ([`Clicks::prune_messages`]); counts are one record per
+//! flow and link.
 
 use async_trait::async_trait;
 
@@ -29,8 +30,10 @@ pub trait Clicks: Send + Sync {
     /// A tracked message by its key.
     async fn message(&self, key: &str) -> Result<Option<Message>>;
 
-    /// Records a click, pending. Durable on return.
-    async fn record_click(&self, click: Click) -> Result<()>;
+    /// Records a click, pending. Durable on return. `false`: its message has
+    /// [`MAX_CLICKS_PER_MESSAGE`](crate::clicks::MAX_CLICKS_PER_MESSAGE) clicks already, and
+    /// this one was not recorded.
+    async fn record_click(&self, click: Click) -> Result<bool>;
 
     /// Judges the pending clicks that arrived before `before`, oldest first, at most `limit`,
     /// each in one write with its count and (a person's) `email.clicked` event. Returns them,

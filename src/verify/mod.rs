@@ -4,8 +4,8 @@
 //!
 //! Each preset follows its sender's published scheme exactly. The HMAC senders are rows of one
 //! table ([`presets`]), checked and signed by one piece of code (`signed.rs`); a new HMAC-style
-//! sender is a row and its test vectors. SendGrid (ECDSA), Mailgun (fields in the body) and
-//! Postmark (basic auth) are schemes of their own here.
+//! sender is a row and its test vectors. SendGrid (ECDSA), Discord (Ed25519, `discord.rs`),
+//! Mailgun (fields in the body) and Postmark (basic auth) are schemes of their own here.
 //!
 //! The table's rows say what each HMAC sender sends (and docs/flows.md lists them for users);
 //! the schemes here:
@@ -13,6 +13,7 @@
 //! | preset | header(s) | signed content | encoding |
 //! |---|---|---|---|
 //! | `sendgrid` | `X-Twilio-Email-Event-Webhook-Signature`, `…-Timestamp` | `{ts}{body}`, ECDSA P-256 / SHA-256 | base64 DER; the key is SendGrid's public key, 300 s |
+//! | `discord` | `X-Signature-Ed25519`, `X-Signature-Timestamp` | `{ts}{body}`, Ed25519 | hex; the key is the application's public key, 300 s; its PING is answered |
 //! | `mailgun` | none: `signature.{timestamp,token,signature}` in the body (JSON or form) | `{timestamp}{token}` | hex, 300 s |
 //! | `postmark` | `Authorization: Basic …` | the credentials set on the webhook's URL | `user:password` |
 //! | `hmac` | configurable | `{body}` or a template with `{timestamp}` | hex or base64 |
@@ -32,6 +33,7 @@ mod sign;
 mod tests;
 
 mod compile;
+pub mod discord;
 pub mod presets;
 mod signed;
 pub use compile::compile;
@@ -136,6 +138,9 @@ pub enum Scheme {
     /// SendGrid's signed Event Webhook: ECDSA over the timestamp and body; the configured
     /// "secret" is SendGrid's verification key (public, base64 DER or PEM).
     SendGrid,
+    /// Discord's interactions: Ed25519 over the timestamp and body; the configured "secret" is
+    /// the application's public key (hex). Its PING is answered.
+    Discord,
     /// Mailgun: HMAC-SHA256 of `timestamp + token`, both in the body beside the signature.
     Mailgun,
     /// Postmark: HTTP basic auth on the webhook URL; the secret is `user:password`.
@@ -144,7 +149,7 @@ pub enum Scheme {
 }
 
 /// The schemes that are not rows of the HMAC table, by name.
-const OTHER_SCHEMES: [&str; 4] = ["sendgrid", "mailgun", "postmark", "hmac"];
+const OTHER_SCHEMES: [&str; 5] = ["sendgrid", "discord", "mailgun", "postmark", "hmac"];
 
 /// Every preset's name, for messages and suggestions: the table's, then the others.
 pub fn preset_names() -> Vec<&'static str> {
@@ -168,6 +173,7 @@ impl Scheme {
         }
         Some(match name {
             "sendgrid" => Scheme::SendGrid,
+            "discord" => Scheme::Discord,
             "mailgun" => Scheme::Mailgun,
             "postmark" => Scheme::Postmark,
             _ => return None,
@@ -179,6 +185,7 @@ impl Scheme {
         match self {
             Scheme::Preset(p) => p.name,
             Scheme::SendGrid => "sendgrid",
+            Scheme::Discord => "discord",
             Scheme::Mailgun => "mailgun",
             Scheme::Postmark => "postmark",
             Scheme::Hmac(_) => "hmac",
@@ -191,7 +198,7 @@ impl Scheme {
         match self {
             Scheme::Preset(p) => Some(f(p)),
             Scheme::Hmac(g) => Some(g.with_row(f)),
-            Scheme::SendGrid | Scheme::Mailgun | Scheme::Postmark => None,
+            Scheme::SendGrid | Scheme::Discord | Scheme::Mailgun | Scheme::Postmark => None,
         }
     }
 
@@ -200,6 +207,7 @@ impl Scheme {
         match self {
             Scheme::Preset(p) => p.signature_headers(),
             Scheme::SendGrid => vec![SENDGRID_SIGNATURE.to_ascii_lowercase()],
+            Scheme::Discord => vec![discord::SIGNATURE.to_ascii_lowercase()],
             Scheme::Mailgun => Vec::new(),
             Scheme::Postmark => vec!["authorization".into()],
             Scheme::Hmac(g) => vec![g.header.to_ascii_lowercase()],
@@ -219,6 +227,10 @@ impl Scheme {
                 &SENDGRID_SIGNATURE.to_ascii_lowercase(),
                 &SENDGRID_TIMESTAMP.to_ascii_lowercase(),
             ]),
+            Scheme::Discord => one(&[
+                &discord::SIGNATURE.to_ascii_lowercase(),
+                &discord::TIMESTAMP.to_ascii_lowercase(),
+            ]),
             Scheme::Mailgun => Vec::new(),
             Scheme::Postmark => one(&["authorization"]),
             Scheme::Hmac(g) => std::iter::once(&g.header)
@@ -231,7 +243,7 @@ impl Scheme {
     fn timestamped(&self) -> bool {
         match self {
             Scheme::Preset(p) => p.timestamp != Stamp::None,
-            Scheme::SendGrid | Scheme::Mailgun => true,
+            Scheme::SendGrid | Scheme::Discord | Scheme::Mailgun => true,
             Scheme::Postmark => false,
             Scheme::Hmac(g) => g.timestamp_header.is_some(),
         }
@@ -438,6 +450,7 @@ pub fn verify(
         Scheme::Hmac(g) => {
             return g.with_row(|row| signed::check(row, h, body, now_secs, tolerance, secrets));
         }
+        Scheme::Discord => return discord::check(h, body, now_secs, tolerance, secrets),
         Scheme::SendGrid => {
             let ts = header(h, SENDGRID_TIMESTAMP)?;
             let v = header(h, SENDGRID_SIGNATURE)?;
@@ -492,6 +505,9 @@ pub fn key_bytes(scheme: &Scheme, secret: &str) -> Vec<u8> {
     if *scheme == Scheme::SendGrid {
         // A key that is not a P-256 public key verifies nothing (empty is no point).
         return p256_point(secret).unwrap_or_default();
+    }
+    if *scheme == Scheme::Discord {
+        return discord::public_key(secret);
     }
     if scheme.with_row(|r| r.whsec) == Some(true) {
         let b = secret.strip_prefix("whsec_").unwrap_or(secret);

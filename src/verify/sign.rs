@@ -15,8 +15,8 @@ pub fn sign(scheme: &Scheme, key: &[u8], id: &str, now_secs: i64, body: &[u8]) -
     }
     match scheme {
         Scheme::Postmark => vec![("Authorization".to_string(), format!("Basic {}", B64.encode(key)))],
-        // SendGrid signs with its private key, which no one else has; Mailgun's signature
-        // is in the body (see `sign_body`).
+        // SendGrid and Discord sign with private keys, which no one else has (`hookflow send`
+        // takes one with --signing-key); Mailgun's signature is in the body (see `sign_body`).
         _ => Vec::new(),
     }
 }
@@ -43,6 +43,7 @@ pub fn sender_headers(scheme: &Scheme, id: &str, now_secs: i64) -> Vec<(String, 
     }
     match scheme {
         Scheme::SendGrid => sends(&[("User-Agent", "SendGrid Event API")]),
+        Scheme::Discord => sends(&[("User-Agent", "Discord-Interactions/1.0 (+https://discord.com)")]),
         Scheme::Mailgun => sends(&[("User-Agent", "mailgun/treq-16.12.0")]),
         _ => sends(&[("User-Agent", "Postmark")]),
     }

@@ -619,6 +619,12 @@ const SAMPLES: &[(&str, &str, &[&str], &str)] = &[
     ("mailgun-events", "mailgun-failed.json", &[], "application/json"),
     ("postmark-events", "postmark-bounce.json", &[], "application/json"),
     ("woo-abandoned-cart", "woo-cart.json", &[], "application/json"),
+    (
+        "mailchimp-audience",
+        "mailchimp-unsubscribe.txt",
+        &[],
+        "application/x-www-form-urlencoded",
+    ),
 ];
 
 const MAILGUN_KEY: &str = "mailgun-example-signing-key";
@@ -768,12 +774,13 @@ async fn every_shipped_webhook_flow_runs_green_on_its_shipped_sample() {
         "items one per line, no blank line between: {thanks}"
     );
     // The email providers' samples reached the suppression list: hard bounces and complaints
-    // for every email, the unsubscribe for `newsletter`; a `blocked` bounce and a delivery
-    // suppress nothing.
+    // for every email, the unsubscribes (SendGrid's, Mailchimp's) for `newsletter`; a `blocked`
+    // bounce and a delivery suppress nothing.
     let mut got = crate::unsubscribe::suppressions(&http, &base).await;
     got.sort();
     let want = [
         ("annoyed@example.com", "complained", "*"),
+        ("bea@example.com", "unsubscribed", "newsletter"),
         ("bounced@example.com", "bounced", "*"),
         ("gone@example.com", "bounced", "*"),
         ("leaving@example.com", "unsubscribed", "newsletter"),

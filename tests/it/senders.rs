@@ -2,7 +2,8 @@
 //! the real binary, signed as the sender's documentation says — computed here, apart from
 //! hookflow's table — and refused with the right reason when a byte is changed, the key is
 //! wrong, the timestamp is old or the signature is missing. Paddle's own library (the
-//! `paddle-python-sdk` Verifier) also checks what hookflow signs as Paddle.
+//! `paddle-python-sdk` Verifier) also checks what hookflow signs as Paddle; Discord's
+//! interactions are signed with PyNaCl, and `hookflow send --signing-key` signs as Discord.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -279,4 +280,203 @@ async fn zooms_url_validation_is_answered_with_the_token_hmac_and_starts_nothing
         .await
         .unwrap();
     assert_eq!(runs["runs"].as_array().map(Vec::len), Some(0), "{runs}");
+}
+
+/// Discord's interactions endpoint, signed by PyNaCl (the Ed25519 library Discord's own
+/// examples use) with a key of the test's: a signed PING is answered `{"type": 1}` and starts
+/// nothing; an interaction is accepted; a changed byte, another key, an hour-old timestamp and
+/// no signature are refused with their reasons. Needs python3 with PyNaCl (the README's test
+/// command installs it); without it the test says so and passes, unless
+/// HOOKFLOW_VENDOR_TESTS=required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_interactions_signed_by_pynacl_are_verified_and_the_ping_answered() {
+    let required = std::env::var("HOOKFLOW_VENDOR_TESTS").is_ok_and(|v| v == "required");
+    let script = r#"
+import sys
+from nacl.signing import SigningKey
+key = SigningKey(bytes.fromhex(sys.argv[1]))
+signed = key.sign(sys.argv[2].encode() + sys.argv[3].encode())
+print(key.verify_key.encode().hex())
+print(signed.signature.hex())
+"#;
+    // (public key, signature) as PyNaCl makes them for `seed` over `ts` and `body`.
+    let nacl = |seed: &str, ts: i64, body: &[u8]| {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                script,
+                seed,
+                &ts.to_string(),
+                std::str::from_utf8(body).unwrap(),
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        Some((lines.next()?.to_string(), lines.next()?.to_string()))
+    };
+    let seed = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    let ping = br#"{"type":1,"id":"1","application_id":"2","version":1}"#;
+    let ts = now();
+    let Some((public, ping_sig)) = nacl(seed, ts, ping) else {
+        assert!(!required, "python3 with PyNaCl is required");
+        eprintln!("SKIPPED: python3 with PyNaCl is not installed; the README's test command installs it");
+        return;
+    };
+    // RFC 8032's first test key: PyNaCl derives its published public key.
+    assert_eq!(
+        public,
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    );
+    let app = Binary::start(
+        &[("discord", &flow("discord"))],
+        &[],
+        &[("SENDER_SECRET", public.as_str())],
+    )
+    .await;
+    let url = app.hook_url("discord");
+    let signed = |ts: i64, sig: &str| {
+        vec![
+            ("X-Signature-Timestamp".to_string(), ts.to_string()),
+            ("X-Signature-Ed25519".to_string(), sig.to_string()),
+        ]
+    };
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .headers(
+            signed(ts, &ping_sig)
+                .into_iter()
+                .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+                .collect(),
+        )
+        .body(ping.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        serde_json::json!({"type": 1})
+    );
+
+    let body = br#"{"type":2,"id":"3","data":{"name":"order","options":[{"name":"id","value":"o_1"}]}}"#;
+    let (_, sig) = nacl(seed, ts, body).unwrap();
+    assert_eq!(post(&url, &signed(ts, &sig), body).await, (202, None));
+    let mut tampered = body.to_vec();
+    tampered[20] ^= 1;
+    assert_eq!(
+        post(&url, &signed(ts, &sig), &tampered).await,
+        (401, Some("bad_signature".into()))
+    );
+    let (_, other) = nacl(&"42".repeat(32), ts, body).unwrap();
+    assert_eq!(
+        post(&url, &signed(ts, &other), body).await,
+        (401, Some("bad_signature".into()))
+    );
+    let (_, old) = nacl(seed, ts - 3600, body).unwrap();
+    assert_eq!(
+        post(&url, &signed(ts - 3600, &old), body).await,
+        (401, Some("stale_timestamp".into()))
+    );
+    assert_eq!(
+        post(&url, &[], body).await,
+        (401, Some("missing_signature".into()))
+    );
+    // Only the interaction started a run; the PING and the refusals did not.
+    let runs = crate::helpers::get(
+        &reqwest::Client::new(),
+        format!("{}/api/runs?flow=discord", app.base),
+    )
+    .await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs:#}");
+
+    // `hookflow send` signs a test interaction as Discord, with the private key given.
+    let dir = tempfile::tempdir().unwrap();
+    let (key, payload) = (
+        dir.path().join("discord.key"),
+        dir.path().join("interaction.json"),
+    );
+    std::fs::write(&key, seed).unwrap();
+    std::fs::write(&payload, br#"{"type":2,"id":"4","data":{"name":"order"}}"#).unwrap();
+    let send = |with_key: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"));
+        cmd.args(["send", "discord", "--payload"])
+            .arg(&payload)
+            .args(["--listen", app.base.trim_start_matches("http://")])
+            .args(["--flows", app.dir.path().join("flows").to_str().unwrap()])
+            .env("HOOKFLOW_SECRET", crate::helpers::SECRET)
+            .env("SENDER_SECRET", &public);
+        if with_key {
+            cmd.arg("--signing-key").arg(&key);
+        }
+        cmd.output().unwrap()
+    };
+    let sent = send(true);
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let unsigned = send(false);
+    assert!(!unsigned.status.success());
+    assert!(
+        String::from_utf8_lossy(&unsigned.stderr).contains("--signing-key"),
+        "{}",
+        String::from_utf8_lossy(&unsigned.stderr)
+    );
+    let runs = crate::helpers::get(
+        &reqwest::Client::new(),
+        format!("{}/api/runs?flow=discord", app.base),
+    )
+    .await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2, "{runs:#}");
+}
+
+/// Mailchimp does not sign: the shipped `mailchimp-audience` flow answers Mailchimp's `GET`
+/// check of the URL with 200 and starts nothing; its form-encoded unsubscribe (the shipped
+/// sample) removes and suppresses the address; an event it does not expect is ignored; a
+/// wrong token is a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailchimps_unsigned_audience_webhook_is_handled_as_docs_say() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let yaml = std::fs::read_to_string(root.join("flows/mailchimp-audience.yaml")).unwrap();
+    let app = Binary::start(&[("mailchimp-audience", &yaml)], &[], &[]).await;
+    let url = app.hook_url("mailchimp-audience");
+    let http = reqwest::Client::new();
+    let check = http.get(&url).send().await.unwrap();
+    assert_eq!(check.status(), 200);
+    let form = |body: Vec<u8>| {
+        http.post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let sample = std::fs::read(root.join("examples/payloads/mailchimp-unsubscribe.txt")).unwrap();
+    let r = form(sample).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = crate::helpers::wait_run(&http, &app.base, &id, |r| r["status"] == "succeeded").await;
+    assert_eq!(run["vars"]["email"], "bea@example.com");
+    let s = crate::unsubscribe::suppressions(&http, &app.base).await;
+    assert_eq!(
+        s,
+        [(
+            "bea@example.com".into(),
+            "unsubscribed".into(),
+            "newsletter".into()
+        )]
+    );
+    let subscribe = form(b"type=subscribe&data%5Bemail%5D=cy%40example.com".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(subscribe.status(), 200);
+    let wrong = http
+        .get(url.replace(&app.tokens.token("mailchimp-audience"), &"0".repeat(32)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 404);
+    let runs = crate::helpers::get(&http, format!("{}/api/runs?flow=mailchimp-audience", app.base)).await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs:#}");
 }

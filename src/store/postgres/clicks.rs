@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 
 use super::{PgStore, in_tx, json, ms, parse, state};
-use crate::clicks::{BURST, Click, Judged, LinkCount, Message};
+use crate::clicks::{BURST, Click, Judged, LinkCount, MAX_CLICKS_PER_MESSAGE, Message};
 use crate::store::clicks::{Clicks, MAX_LISTED, settle};
 use crate::store::{Result, StoreError};
 use crate::time::Ts;
@@ -111,18 +111,23 @@ impl Clicks for PgStore {
         row.map(|(r,)| parse(key, &r)).transpose()
     }
 
-    async fn record_click(&self, click: Click) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO hookflow_clicks (id, message, run_id, at, pending, record) VALUES ($1, $2, $3, $4, TRUE, $5)",
+    async fn record_click(&self, click: Click) -> Result<bool> {
+        // One statement: the count and the insert see the same snapshot, so two instances
+        // may each add one past the cap at the same moment, no more.
+        let done = sqlx::query(
+            "INSERT INTO hookflow_clicks (id, message, run_id, at, pending, record)
+             SELECT $1, $2, $3, $4, TRUE, $5
+             WHERE (SELECT count(*) FROM (SELECT 1 FROM hookflow_clicks WHERE message = $2 LIMIT $6) seen) < $6",
         )
         .bind(&click.id)
         .bind(&click.message)
         .bind(&click.run_id)
         .bind(ms(click.at))
         .bind(json(&click)?)
+        .bind(limit(MAX_CLICKS_PER_MESSAGE))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn settle_clicks(&self, before: Ts, max: usize) -> Result<Vec<Click>> {

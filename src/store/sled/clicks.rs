@@ -15,7 +15,7 @@ use super::keys::{from_json, to_json};
 use super::ops::get;
 use super::segments;
 use super::view::View;
-use crate::clicks::{BURST, Click, Judged, LinkCount, Message};
+use crate::clicks::{BURST, Click, Judged, LinkCount, MAX_CLICKS_PER_MESSAGE, Message};
 use crate::store::Result;
 use crate::store::clicks::{Clicks, MAX_LISTED, settle};
 use crate::time::Ts;
@@ -122,12 +122,19 @@ impl Clicks for SledStore {
         .await
     }
 
-    async fn record_click(&self, click: Click) -> Result<()> {
+    async fn record_click(&self, click: Click) -> Result<bool> {
         self.submit(true, false, move |_, v| {
+            let recorded = v
+                .scan_prefix(format!("clk:{}\0", click.message).as_bytes())
+                .take(MAX_CLICKS_PER_MESSAGE)
+                .count();
+            if recorded >= MAX_CLICKS_PER_MESSAGE {
+                return Ok(false);
+            }
             let k = click_key(&click.message, click.at, &click.id);
             v.insert(pending_key(click.at, &click.id), k.clone());
             v.insert(k, to_json(&click)?);
-            Ok(())
+            Ok(true)
         })
         .await
     }

@@ -69,7 +69,7 @@ async fn clicks_are_judged_once_counted_and_raise_one_event_each(store: Arc<dyn 
     let scan_b = click(&m, 1, 200_300, "GET");
     let head = click(&m, 1, 300_000, "HEAD");
     for c in [&person, &again, &scan_a, &scan_b, &head] {
-        store.record_click(c.clone()).await.unwrap();
+        assert!(store.record_click(c.clone()).await.unwrap());
     }
     // Nothing is judged before its time.
     assert!(store.settle_clicks(Ts(100_000), 10).await.unwrap().is_empty());
@@ -131,9 +131,30 @@ async fn clicks_are_judged_once_counted_and_raise_one_event_each(store: Arc<dyn 
             .is_empty()
     );
 
+    // A message keeps at most MAX_CLICKS_PER_MESSAGE clicks: the rest are not recorded.
+    let busy = message("01JBUSY0000000000000000000", &[("https://shop.example/", None)]);
+    store.remember_message(busy.clone()).await.unwrap();
+    for i in 0..hookflow::clicks::MAX_CLICKS_PER_MESSAGE as u64 {
+        assert!(
+            store
+                .record_click(click(&busy, 0, 10_000 + i, "GET"))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(!store.record_click(click(&busy, 0, 900_000, "GET")).await.unwrap());
+    assert_eq!(
+        store
+            .clicks_of_run("01JBUSY0000000000000000000")
+            .await
+            .unwrap()
+            .len(),
+        hookflow::clicks::MAX_CLICKS_PER_MESSAGE
+    );
+
     // Pruning forgets the message and its clicks; the counts stay.
     assert_eq!(store.prune_messages(Ts(500), 10).await.unwrap(), 0);
-    assert_eq!(store.prune_messages(Ts(2_000), 10).await.unwrap(), 1);
+    assert_eq!(store.prune_messages(Ts(2_000), 10).await.unwrap(), 2);
     assert!(store.message(&first.key).await.unwrap().is_none());
     assert!(store.clicks_of_run(run).await.unwrap().is_empty());
     assert_eq!(store.link_counts("cart").await.unwrap().len(), 2);
