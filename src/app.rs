@@ -107,6 +107,7 @@ impl App {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
             trusted_proxies: config.trusted_proxies,
             counters: Default::default(),
+            public_url: config.public_url.trim_end_matches('/').to_string(),
         };
         let membership = Arc::new(Membership::new(
             Arc::clone(&store),

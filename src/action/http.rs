@@ -395,7 +395,19 @@ impl HttpAction {
             let now = crate::time::unix_secs();
             // The message id is the idempotency key: the same on every retry.
             let id = format!("msg_{}", cx.idempotency_key);
-            headers.extend(crate::verify::sign(&signer.scheme, &key, &id, now, &body));
+            let method = self.method.to_string();
+            let target = crate::verify::Target {
+                method: &method,
+                url: url.as_str(),
+            };
+            headers.extend(crate::verify::sign(
+                &signer.scheme,
+                &target,
+                &key,
+                &id,
+                now,
+                &body,
+            ));
         }
         Ok(Rendered {
             method: self.method.clone(),

@@ -126,7 +126,11 @@ pub async fn send_cmd(args: SendArgs) -> Result<ExitCode> {
             if let Some(signed) = crate::verify::sign_body(&v.scheme, &key, &id, now, &body) {
                 body = signed;
             }
-            for (k, v) in sign(&v.scheme, &key, &id, now, &body) {
+            let target = crate::verify::Target {
+                method: "POST",
+                url: &url,
+            };
+            for (k, v) in sign(&v.scheme, &target, &key, &id, now, &body) {
                 set(&k, &v)?;
             }
         }

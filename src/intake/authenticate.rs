@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use super::Refusal;
 use super::read::ReadBody;
 use crate::flow::{Verifier, Webhook};
-use crate::verify::{Verified, VerifyError, key_bytes, verify};
+use crate::verify::{Target, Verified, VerifyError, key_bytes, verify};
 
 /// What authentication concluded for a request that may go on.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,6 +22,7 @@ pub enum Authenticated {
 
 pub fn authenticate(
     webhook: &Webhook,
+    target: &Target<'_>,
     headers: &HeaderMap,
     body: &ReadBody,
     now_secs: i64,
@@ -30,9 +31,9 @@ pub fn authenticate(
     let Some(v) = &webhook.verify else {
         return Ok(Authenticated::Yes);
     };
-    let outcome = match check(v, headers, &body.raw, now_secs) {
+    let outcome = match check(v, target, headers, &body.raw, now_secs) {
         Err(VerifyError::Mismatch) if body.decoded[..] != body.raw[..] => {
-            check(v, headers, &body.decoded, now_secs)
+            check(v, target, headers, &body.decoded, now_secs)
         }
         other => other,
     };
@@ -63,12 +64,18 @@ pub fn single_values(groups: &[Vec<String>], headers: &HeaderMap) -> Result<(), 
 /// Checks the signature with the secrets as they are now: secret files and credentials are
 /// read again when they change, so rotating one needs no restart (an environment variable
 /// cannot change in a running process).
-fn check(v: &Verifier, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<Verified, VerifyError> {
+fn check(
+    v: &Verifier,
+    target: &Target<'_>,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_secs: i64,
+) -> Result<Verified, VerifyError> {
     let secrets: Vec<Vec<u8>> = v.secrets().iter().map(|s| key_bytes(&v.scheme, s)).collect();
     if secrets.is_empty() {
         return Err(VerifyError::NoSecret(v.sources()));
     }
-    verify(&v.scheme, headers, body, now_secs, v.tolerance, &secrets)
+    verify(&v.scheme, target, headers, body, now_secs, v.tolerance, &secrets)
 }
 
 /// Headers as a run records them: a header sent under one of its alternative names is also

@@ -65,6 +65,9 @@ pub struct Intake {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The flows' counters, written once a second.
     pub counters: Arc<counters::Counters>,
+    /// The base URL senders reach this server at (`--public-url`, no trailing slash): with a
+    /// request's path and query, the URL senders that sign it (Square, HubSpot, Twilio) signed.
+    pub public_url: String,
 }
 
 /// How a request that was not refused ended.
@@ -163,7 +166,16 @@ impl Intake {
         entry.headers = recorded_headers(&headers, webhook);
 
         let body = read::read(body, &headers, self.limits).await?;
-        match authenticate::authenticate(webhook, &headers, &body, crate::time::unix_secs())? {
+        let url = format!(
+            "{}{}",
+            self.public_url,
+            uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+        );
+        let target = crate::verify::Target {
+            method: method.as_str(),
+            url: &url,
+        };
+        match authenticate::authenticate(webhook, &target, &headers, &body, crate::time::unix_secs())? {
             Authenticated::WooPing => return Ok(Outcome::WooPing),
             Authenticated::Challenge(answer) => return Ok(Outcome::Challenge(answer)),
             Authenticated::Yes => {}

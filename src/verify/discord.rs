@@ -25,7 +25,7 @@ pub(super) fn check(
     let sig = header(h, SIGNATURE)?;
     let ts = header(h, TIMESTAMP)?;
     let sig = decode(Encoding::Hex, sig, SIGNATURE)?;
-    check_time(ts, TIMESTAMP, now_secs, tolerance)?;
+    check_time(ts, TIMESTAMP, now_secs, tolerance, 1)?;
     if !verifies(keys, &[ts.as_bytes(), body].concat(), &sig) {
         return Err(VerifyError::Mismatch);
     }

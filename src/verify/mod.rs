@@ -14,6 +14,7 @@
 //! |---|---|---|---|
 //! | `sendgrid` | `X-Twilio-Email-Event-Webhook-Signature`, `…-Timestamp` | `{ts}{body}`, ECDSA P-256 / SHA-256 | base64 DER; the key is SendGrid's public key, 300 s |
 //! | `discord` | `X-Signature-Ed25519`, `X-Signature-Timestamp` | `{ts}{body}`, Ed25519 | hex; the key is the application's public key, 300 s; its PING is answered |
+//! | `twilio` | `X-Twilio-Signature` | the URL, then the form's parameters sorted (`{name}{value}`…), HMAC-SHA1; a JSON body by `bodySHA256` in the URL | base64 |
 //! | `mailgun` | none: `signature.{timestamp,token,signature}` in the body (JSON or form) | `{timestamp}{token}` | hex, 300 s |
 //! | `postmark` | `Authorization: Basic …` | the credentials set on the webhook's URL | `user:password` |
 //! | `hmac` | configurable | `{body}` or a template with `{timestamp}` | hex or base64 |
@@ -36,6 +37,7 @@ mod compile;
 pub mod discord;
 pub mod presets;
 mod signed;
+pub mod twilio;
 pub use compile::compile;
 pub use presets::{HMAC_PRESETS, Layout, Names, Preset, Stamp};
 pub use sign::{sender_headers, sign, sign_body, sign_ecdsa};
@@ -141,6 +143,9 @@ pub enum Scheme {
     /// Discord's interactions: Ed25519 over the timestamp and body; the configured "secret" is
     /// the application's public key (hex). Its PING is answered.
     Discord,
+    /// Twilio: HMAC-SHA1 over the URL and the sorted form parameters (a JSON body by its hash
+    /// in the URL); the secret is the account's auth token.
+    Twilio,
     /// Mailgun: HMAC-SHA256 of `timestamp + token`, both in the body beside the signature.
     Mailgun,
     /// Postmark: HTTP basic auth on the webhook URL; the secret is `user:password`.
@@ -149,7 +154,7 @@ pub enum Scheme {
 }
 
 /// The schemes that are not rows of the HMAC table, by name.
-const OTHER_SCHEMES: [&str; 5] = ["sendgrid", "discord", "mailgun", "postmark", "hmac"];
+const OTHER_SCHEMES: [&str; 6] = ["sendgrid", "discord", "twilio", "mailgun", "postmark", "hmac"];
 
 /// Every preset's name, for messages and suggestions: the table's, then the others.
 pub fn preset_names() -> Vec<&'static str> {
@@ -174,6 +179,7 @@ impl Scheme {
         Some(match name {
             "sendgrid" => Scheme::SendGrid,
             "discord" => Scheme::Discord,
+            "twilio" => Scheme::Twilio,
             "mailgun" => Scheme::Mailgun,
             "postmark" => Scheme::Postmark,
             _ => return None,
@@ -186,6 +192,7 @@ impl Scheme {
             Scheme::Preset(p) => p.name,
             Scheme::SendGrid => "sendgrid",
             Scheme::Discord => "discord",
+            Scheme::Twilio => "twilio",
             Scheme::Mailgun => "mailgun",
             Scheme::Postmark => "postmark",
             Scheme::Hmac(_) => "hmac",
@@ -198,7 +205,7 @@ impl Scheme {
         match self {
             Scheme::Preset(p) => Some(f(p)),
             Scheme::Hmac(g) => Some(g.with_row(f)),
-            Scheme::SendGrid | Scheme::Discord | Scheme::Mailgun | Scheme::Postmark => None,
+            Scheme::SendGrid | Scheme::Discord | Scheme::Twilio | Scheme::Mailgun | Scheme::Postmark => None,
         }
     }
 
@@ -208,6 +215,7 @@ impl Scheme {
             Scheme::Preset(p) => p.signature_headers(),
             Scheme::SendGrid => vec![SENDGRID_SIGNATURE.to_ascii_lowercase()],
             Scheme::Discord => vec![discord::SIGNATURE.to_ascii_lowercase()],
+            Scheme::Twilio => vec![twilio::SIGNATURE.to_ascii_lowercase()],
             Scheme::Mailgun => Vec::new(),
             Scheme::Postmark => vec!["authorization".into()],
             Scheme::Hmac(g) => vec![g.header.to_ascii_lowercase()],
@@ -231,6 +239,10 @@ impl Scheme {
                 &discord::SIGNATURE.to_ascii_lowercase(),
                 &discord::TIMESTAMP.to_ascii_lowercase(),
             ]),
+            Scheme::Twilio => one(&[
+                &twilio::SIGNATURE.to_ascii_lowercase(),
+                "i-twilio-idempotency-token",
+            ]),
             Scheme::Mailgun => Vec::new(),
             Scheme::Postmark => one(&["authorization"]),
             Scheme::Hmac(g) => std::iter::once(&g.header)
@@ -244,7 +256,7 @@ impl Scheme {
         match self {
             Scheme::Preset(p) => p.timestamp != Stamp::None,
             Scheme::SendGrid | Scheme::Discord | Scheme::Mailgun => true,
-            Scheme::Postmark => false,
+            Scheme::Postmark | Scheme::Twilio => false,
             Scheme::Hmac(g) => g.timestamp_header.is_some(),
         }
     }
@@ -422,11 +434,20 @@ fn decode(enc: Encoding, s: &str, header: &str) -> Result<Vec<u8>, VerifyError> 
     .map_err(|_| VerifyError::Malformed(header.to_string(), format!("not {enc:?}").to_lowercase()))
 }
 
-fn check_time(ts: &str, header: &str, now_secs: i64, tolerance: Duration) -> Result<(), VerifyError> {
+/// Checks a timestamp counting `per_second` units a second (1, or 1000 for milliseconds)
+/// against the tolerance.
+fn check_time(
+    ts: &str,
+    header: &str,
+    now_secs: i64,
+    tolerance: Duration,
+    per_second: i64,
+) -> Result<(), VerifyError> {
     let t: i64 = ts
         .trim()
-        .parse()
-        .map_err(|_| VerifyError::Malformed(header.to_string(), "timestamp is not a number".into()))?;
+        .parse::<i64>()
+        .map_err(|_| VerifyError::Malformed(header.to_string(), "timestamp is not a number".into()))?
+        / per_second;
     if (now_secs - t).unsigned_abs() > tolerance.as_secs() {
         return Err(VerifyError::Stale(t, tolerance));
     }
@@ -434,8 +455,19 @@ fn check_time(ts: &str, header: &str, now_secs: i64, tolerance: Duration) -> Res
 }
 
 /// Checks a request against every secret (rotation: any one matching is enough).
+/// The request as its sender addressed it, for the senders that sign it (Square and HubSpot
+/// the URL, HubSpot the method, Twilio the URL and form): the method, and the URL — the
+/// server's `--public-url` followed by the path and query as received, which is what the
+/// sender was given (behind a proxy, the proxy must pass the path unchanged).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+}
+
 pub fn verify(
     scheme: &Scheme,
+    target: &Target<'_>,
     h: &dyn Headers,
     body: &[u8],
     now_secs: i64,
@@ -446,16 +478,17 @@ pub fn verify(
         any_secret(secrets, candidates, expected)
     };
     let ok = match scheme {
-        Scheme::Preset(row) => return signed::check(row, h, body, now_secs, tolerance, secrets),
+        Scheme::Preset(row) => return signed::check(row, target, h, body, now_secs, tolerance, secrets),
         Scheme::Hmac(g) => {
-            return g.with_row(|row| signed::check(row, h, body, now_secs, tolerance, secrets));
+            return g.with_row(|row| signed::check(row, target, h, body, now_secs, tolerance, secrets));
         }
         Scheme::Discord => return discord::check(h, body, now_secs, tolerance, secrets),
+        Scheme::Twilio => return twilio::check(target, h, body, secrets),
         Scheme::SendGrid => {
             let ts = header(h, SENDGRID_TIMESTAMP)?;
             let v = header(h, SENDGRID_SIGNATURE)?;
             let sig = decode(Encoding::Base64, v, SENDGRID_SIGNATURE)?;
-            check_time(ts, SENDGRID_TIMESTAMP, now_secs, tolerance)?;
+            check_time(ts, SENDGRID_TIMESTAMP, now_secs, tolerance, 1)?;
             let signed = [ts.as_bytes(), body].concat();
             // The keys are public points (see `key_bytes`); any one may have signed.
             secrets.iter().any(|point| {
@@ -469,7 +502,7 @@ pub fn verify(
             let (ts, token, hexsig) =
                 mailgun_fields(body).ok_or_else(|| VerifyError::MissingHeader(name.into()))?;
             let sig = decode(Encoding::Hex, &hexsig, name)?;
-            check_time(&ts, "signature.timestamp", now_secs, tolerance)?;
+            check_time(&ts, "signature.timestamp", now_secs, tolerance, 1)?;
             any(&[sig], &|k| {
                 mac(Algorithm::Sha256, k, &[ts.as_bytes(), token.as_bytes()])
             })

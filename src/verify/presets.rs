@@ -30,8 +30,12 @@ pub struct Preset<'a> {
     pub timestamp: Stamp<'a>,
     /// The header carrying the message id that is signed (`{id}`), if one is.
     pub id: Option<Names<'a>>,
-    /// The signed content: `{body}`, with `{timestamp}` and `{id}` where the sender puts them.
+    /// The signed content: `{body}`, with `{timestamp}` and `{id}` where the sender puts them,
+    /// and `{method}` and `{url}` (the request's method and its URL as the sender addressed
+    /// it: the server's `--public-url` and the path and query, see [`super::Target`]).
     pub signed: &'a str,
+    /// The timestamp counts milliseconds, not seconds (HubSpot's).
+    pub millis: bool,
     /// The secret may be given as `whsec_<base64>` (its bytes are the key).
     pub whsec: bool,
     /// Other headers the sender identifies a delivery by (event type, delivery id): like the
@@ -101,6 +105,7 @@ pub(super) const ROW: Preset<'static> = Preset {
     timestamp: Stamp::None,
     id: None,
     signed: "{body}",
+    millis: false,
     whsec: false,
     delivery: &[],
     sends: &[],
@@ -259,6 +264,28 @@ pub static HMAC_PRESETS: &[Preset<'static>] = &[
         timestamp: Stamp::Header(&["x-zm-request-timestamp"]),
         signed: "v0:{timestamp}:{body}",
         challenge: Some(zoom_url_validation),
+        ..ROW
+    },
+    Preset {
+        name: "square",
+        signature: &["x-square-hmacsha256-signature"],
+        encoding: Encoding::Base64,
+        signed: "{url}{body}",
+        delivery: &["square-version", "square-environment"],
+        sends: &[
+            ("User-Agent", "Square Connect v2"),
+            ("square-environment", "Sandbox"),
+        ],
+        ..ROW
+    },
+    Preset {
+        name: "hubspot",
+        signature: &["X-HubSpot-Signature-v3"],
+        encoding: Encoding::Base64,
+        timestamp: Stamp::Header(&["X-HubSpot-Request-Timestamp"]),
+        millis: true,
+        signed: "{method}{url}{body}{timestamp}",
+        sends: &[("User-Agent", "HubSpot Connect 2.0 (http://dev.hubspot.com/)")],
         ..ROW
     },
     Preset {

@@ -3,18 +3,27 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::{Algorithm, Scheme, mac};
+use super::{Algorithm, Scheme, Target, mac};
 
 /// Headers that sign a request with `scheme` exactly as its sender does: what [`verify`](super::verify()) — or
 /// the scheme's official libraries — accepts. Outgoing `sign:` uses Standard Webhooks or the
 /// generic scheme; `hookflow send` signs test deliveries with any preset. `id` (Standard
-/// Webhooks) must stay the same across retries of one message.
-pub fn sign(scheme: &Scheme, key: &[u8], id: &str, now_secs: i64, body: &[u8]) -> Vec<(String, String)> {
-    if let Some(headers) = scheme.with_row(|row| super::signed::sign(row, key, id, now_secs, body)) {
+/// Webhooks) must stay the same across retries of one message; `target` is the request as
+/// sent (its method and URL), which some senders sign.
+pub fn sign(
+    scheme: &Scheme,
+    target: &Target<'_>,
+    key: &[u8],
+    id: &str,
+    now_secs: i64,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    if let Some(headers) = scheme.with_row(|row| super::signed::sign(row, target, key, id, now_secs, body)) {
         return headers;
     }
     match scheme {
         Scheme::Postmark => vec![("Authorization".to_string(), format!("Basic {}", B64.encode(key)))],
+        Scheme::Twilio => super::twilio::sign(target, key, body),
         // SendGrid and Discord sign with private keys, which no one else has (`hookflow send`
         // takes one with --signing-key); Mailgun's signature is in the body (see `sign_body`).
         _ => Vec::new(),
@@ -44,6 +53,10 @@ pub fn sender_headers(scheme: &Scheme, id: &str, now_secs: i64) -> Vec<(String, 
     match scheme {
         Scheme::SendGrid => sends(&[("User-Agent", "SendGrid Event API")]),
         Scheme::Discord => sends(&[("User-Agent", "Discord-Interactions/1.0 (+https://discord.com)")]),
+        Scheme::Twilio => sends(&[
+            ("User-Agent", "TwilioProxy/1.1"),
+            ("I-Twilio-Idempotency-Token", "{uuid}"),
+        ]),
         Scheme::Mailgun => sends(&[("User-Agent", "mailgun/treq-16.12.0")]),
         _ => sends(&[("User-Agent", "Postmark")]),
     }

@@ -7,11 +7,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::presets::{Layout, Preset, Stamp};
-use super::{Encoding, Headers, Verified, VerifyError, any_secret, check_time, decode, header_of, mac};
+use super::{
+    Encoding, Headers, Target, Verified, VerifyError, any_secret, check_time, decode, header_of, mac,
+};
 
 /// Checks a request signed as `row` says, against every secret.
 pub(super) fn check(
     row: &Preset<'_>,
+    target: &Target<'_>,
     h: &dyn Headers,
     body: &[u8],
     now_secs: i64,
@@ -30,13 +33,14 @@ pub(super) fn check(
         Stamp::InSignature => fields_ts.map(|t| (name, t)),
     };
     if let Some((ts_name, ts)) = timestamp {
-        check_time(ts, ts_name, now_secs, tolerance)?;
+        let per_second = if row.millis { 1000 } else { 1 };
+        check_time(ts, ts_name, now_secs, tolerance, per_second)?;
     }
     let id = match row.id {
         Some(names) => Some(header_of(h, names)?.1),
         None => None,
     };
-    let (before, after) = signed_around_body(row.signed, timestamp.map(|(_, t)| t), id);
+    let (before, after) = signed_around_body(row.signed, target, timestamp.map(|(_, t)| t), id);
     let expected = |key: &[u8]| match row.layout {
         Layout::Secret => key.to_vec(),
         _ => mac(row.algorithm, key, &[before.as_bytes(), body, after.as_bytes()]),
@@ -111,14 +115,20 @@ fn signatures<'v>(
 /// timestamp, then the signature.
 pub(super) fn sign(
     row: &Preset<'_>,
+    target: &Target<'_>,
     key: &[u8],
     id: &str,
     now_secs: i64,
     body: &[u8],
 ) -> Vec<(String, String)> {
-    let ts = now_secs.to_string();
+    let ts = if row.millis { now_secs * 1000 } else { now_secs }.to_string();
     let timed = row.timestamp != Stamp::None;
-    let (before, after) = signed_around_body(row.signed, timed.then_some(ts.as_str()), row.id.map(|_| id));
+    let (before, after) = signed_around_body(
+        row.signed,
+        target,
+        timed.then_some(ts.as_str()),
+        row.id.map(|_| id),
+    );
     let encoded = encode(
         row.encoding,
         &mac(row.algorithm, key, &[before.as_bytes(), body, after.as_bytes()]),
@@ -148,10 +158,17 @@ pub(super) fn sign(
     out
 }
 
-/// The signed content before and after the body, with the timestamp and id filled in. A
-/// placeholder the row does not sign stays as written.
-fn signed_around_body(template: &str, ts: Option<&str>, id: Option<&str>) -> (String, String) {
-    let mut t = template.to_string();
+/// The signed content before and after the body, with the timestamp, id, method and URL filled
+/// in. A placeholder the row does not sign stays as written.
+fn signed_around_body(
+    template: &str,
+    target: &Target<'_>,
+    ts: Option<&str>,
+    id: Option<&str>,
+) -> (String, String) {
+    let mut t = template
+        .replace("{method}", target.method)
+        .replace("{url}", target.url);
     if let Some(ts) = ts {
         t = t.replace("{timestamp}", ts);
     }

@@ -26,7 +26,7 @@ fn check(
     secrets: &[&str],
 ) -> Result<Verified, VerifyError> {
     let keys: Vec<Vec<u8>> = secrets.iter().map(|s| key_bytes(scheme, s)).collect();
-    verify(scheme, &h(hs), body, now, T, &keys)
+    verify(scheme, &Target::default(), &h(hs), body, now, T, &keys)
 }
 
 // Expected signatures below were computed with Python's hmac module, not this code; the
@@ -307,6 +307,7 @@ fn what_we_sign_we_verify() {
     let body = br#"{"test": 2432232314}"#;
     let hs = sign(
         &Scheme::preset("standard-webhooks").unwrap(),
+        &Target::default(),
         &key,
         "msg_p5jXN8AQM9LWM0D4loKWxJek",
         1_614_265_330,
@@ -318,6 +319,7 @@ fn what_we_sign_we_verify() {
     assert_eq!(
         verify(
             &Scheme::preset("standard-webhooks").unwrap(),
+            &Target::default(),
             &h(&pairs),
             body,
             1_614_265_330,
@@ -334,10 +336,19 @@ fn every_preset_verifies_what_it_signs() {
         let name = row.name;
         let scheme = Scheme::preset(name).unwrap();
         let key = key_bytes(&scheme, "whsec_c2lnbmVkLWJ5LXVz");
-        let hs = sign(&scheme, &key, "msg_1", 1_700_000_000, BODY);
+        let hs = sign(&scheme, &Target::default(), &key, "msg_1", 1_700_000_000, BODY);
         let pairs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let check =
-            |body: &[u8], key: &[u8]| verify(&scheme, &h(&pairs), body, 1_700_000_005, T, &[key.to_vec()]);
+        let check = |body: &[u8], key: &[u8]| {
+            verify(
+                &scheme,
+                &Target::default(),
+                &h(&pairs),
+                body,
+                1_700_000_005,
+                T,
+                &[key.to_vec()],
+            )
+        };
         assert_eq!(check(BODY, &key), Ok(Verified::Ok), "{name}");
         // A token (GitLab's) proves who sent, not what: it does not cover the body.
         if row.layout != Layout::Secret {
@@ -357,17 +368,33 @@ fn generic_signing_round_trips() {
         timestamp_header: Some("X-Ts".into()),
         signed: "{timestamp}.{body}".into(),
     });
-    let hs = sign(&g, b"k", "unused", 1_700_000_000, BODY);
+    let hs = sign(&g, &Target::default(), b"k", "unused", 1_700_000_000, BODY);
     let value = |name: &str| hs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     assert_eq!(value("X-Ts"), Some("1700000000"));
     assert!(value("X-Sig").is_some_and(|v| v.starts_with("v1=")), "{hs:?}");
     let pairs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
-        verify(&g, &h(&pairs), BODY, 1_700_000_010, T, &[b"k".to_vec()]),
+        verify(
+            &g,
+            &Target::default(),
+            &h(&pairs),
+            BODY,
+            1_700_000_010,
+            T,
+            &[b"k".to_vec()]
+        ),
         Ok(Verified::Ok)
     );
     assert_eq!(
-        verify(&g, &h(&pairs), b"other", 1_700_000_010, T, &[b"k".to_vec()]),
+        verify(
+            &g,
+            &Target::default(),
+            &h(&pairs),
+            b"other",
+            1_700_000_010,
+            T,
+            &[b"k".to_vec()]
+        ),
         Err(VerifyError::Mismatch)
     );
 }
@@ -490,7 +517,7 @@ fn postmark_checks_basic_credentials() {
         ),
         Err(VerifyError::Malformed(..))
     ));
-    let signed = sign(&s, b"postmark:hook-pass-123", "m", 0, BODY);
+    let signed = sign(&s, &Target::default(), b"postmark:hook-pass-123", "m", 0, BODY);
     assert_eq!(signed[0].1, good[0].1);
 }
 
@@ -543,7 +570,16 @@ fn sendgrid_verifies_ecdsa_over_timestamp_and_body_with_the_public_key() {
 #[test]
 fn the_table_writes_each_senders_headers_as_the_sender_documents_them() {
     let key = b"k";
-    let signed = |name: &str| sign(&Scheme::preset(name).unwrap(), key, "msg_1", 1_700_000_000, BODY);
+    let signed = |name: &str| {
+        sign(
+            &Scheme::preset(name).unwrap(),
+            &Target::default(),
+            key,
+            "msg_1",
+            1_700_000_000,
+            BODY,
+        )
+    };
     let pairs = |list: &[(&str, String)]| {
         list.iter()
             .map(|(k, v)| (k.to_string(), v.clone()))

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use hookflow::matching::loose_eq;
 use hookflow::request::{BodyMode, parse_body};
 use hookflow::template::{Templates, to_value};
-use hookflow::verify::{self, Headers, Scheme};
+use hookflow::verify::{self, Headers, Scheme, Target};
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -110,20 +110,20 @@ proptest! {
         for name in PRESETS {
             let scheme = Scheme::preset(name).unwrap();
             let key = verify::key_bytes(&scheme, &secret);
-            let headers = H(verify::sign(&scheme, &key, "msg_1", now, &body)
+            let headers = H(verify::sign(&scheme, &Target::default(), &key, "msg_1", now, &body)
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect());
             let tolerance = Duration::from_secs(300);
-            prop_assert!(verify::verify(&scheme, &headers, &body, now, tolerance, std::slice::from_ref(&key)).is_ok(), "{name}");
+            prop_assert!(verify::verify(&scheme, &Target::default(), &headers, &body, now, tolerance, std::slice::from_ref(&key)).is_ok(), "{name}");
             if !body.is_empty() {
                 let mut changed = body.clone();
                 changed[flip.index(body.len())] ^= 0x01;
-                prop_assert!(verify::verify(&scheme, &headers, &changed, now, tolerance, std::slice::from_ref(&key)).is_err(), "{name}: changed body");
+                prop_assert!(verify::verify(&scheme, &Target::default(), &headers, &changed, now, tolerance, std::slice::from_ref(&key)).is_err(), "{name}: changed body");
             }
             if other != secret {
                 let wrong = verify::key_bytes(&scheme, &other);
-                prop_assert!(verify::verify(&scheme, &headers, &body, now, tolerance, &[wrong]).is_err(), "{name}: other secret");
+                prop_assert!(verify::verify(&scheme, &Target::default(), &headers, &body, now, tolerance, &[wrong]).is_err(), "{name}: other secret");
             }
         }
     }
@@ -138,7 +138,7 @@ proptest! {
             names.extend(["x-slack-request-timestamp", "stripe-signature", "webhook-timestamp", "webhook-id", "svix-timestamp"].map(String::from));
             let headers = H(names.into_iter().zip(values.iter().cycle()).map(|(n, v)| (n, v.clone())).collect());
             let key = verify::key_bytes(&scheme, "a-secret-0123456789");
-            prop_assert!(verify::verify(&scheme, &headers, &body, 1_790_000_000, Duration::from_secs(300), &[key]).is_err(), "{name}");
+            prop_assert!(verify::verify(&scheme, &Target::default(), &headers, &body, 1_790_000_000, Duration::from_secs(300), &[key]).is_err(), "{name}");
         }
     }
 

@@ -202,7 +202,14 @@ secret, header, body = sys.argv[1], sys.argv[2], sys.argv[3].encode()
 print(Verifier().verify(Request({"Paddle-Signature": header}, body), Secret(secret)))
 "#;
     let scheme = hookflow::verify::Scheme::preset("paddle").unwrap();
-    let headers = hookflow::verify::sign(&scheme, KEY.as_bytes(), "unused", now(), BODY);
+    let headers = hookflow::verify::sign(
+        &scheme,
+        &hookflow::verify::Target::default(),
+        KEY.as_bytes(),
+        "unused",
+        now(),
+        BODY,
+    );
     let signature = headers
         .iter()
         .find(|(k, _)| k == "Paddle-Signature")
@@ -401,17 +408,11 @@ print(signed.signature.hex())
     std::fs::write(&key, seed).unwrap();
     std::fs::write(&payload, br#"{"type":2,"id":"4","data":{"name":"order"}}"#).unwrap();
     let send = |with_key: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"));
-        cmd.args(["send", "discord", "--payload"])
-            .arg(&payload)
-            .args(["--listen", app.base.trim_start_matches("http://")])
-            .args(["--flows", app.dir.path().join("flows").to_str().unwrap()])
-            .env("HOOKFLOW_SECRET", crate::helpers::SECRET)
-            .env("SENDER_SECRET", &public);
-        if with_key {
-            cmd.arg("--signing-key").arg(&key);
-        }
-        cmd.output().unwrap()
+        let key_args: Vec<&std::ffi::OsStr> = match with_key {
+            true => vec!["--signing-key".as_ref(), key.as_os_str()],
+            false => Vec::new(),
+        };
+        hookflow_send(&app, "discord", &payload, "application/json", &public, &key_args)
     };
     let sent = send(true);
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
@@ -479,4 +480,283 @@ async fn mailchimps_unsigned_audience_webhook_is_handled_as_docs_say() {
     assert_eq!(wrong.status(), 404);
     let runs = crate::helpers::get(&http, format!("{}/api/runs?flow=mailchimp-audience", app.base)).await;
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs:#}");
+}
+
+/// `hookflow send` of `payload` to `flow` on `app`, as a user runs it, the sender's secret (or
+/// public key) in SENDER_SECRET as the flow reads it.
+fn hookflow_send(
+    app: &Binary,
+    flow: &str,
+    payload: &std::path::Path,
+    content_type: &str,
+    secret: &str,
+    extra: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["send", flow, "--content-type", content_type, "--payload"])
+        .arg(payload)
+        .args(["--listen", app.base.trim_start_matches("http://")])
+        .args(["--flows", app.dir.path().join("flows").to_str().unwrap()])
+        .args(extra)
+        .env("HOOKFLOW_SECRET", crate::helpers::SECRET)
+        .env("SENDER_SECRET", secret)
+        .output()
+        .unwrap()
+}
+
+/// What one vendor library makes of `args` (see the script): signature headers, or a verdict.
+fn vendor(args: &Value) -> Option<Value> {
+    use std::io::Write;
+    let script = r#"
+import sys, json
+a = json.load(sys.stdin)
+if a["vendor"] == "twilio":
+    from twilio.request_validator import RequestValidator
+    from urllib.parse import parse_qsl
+    params = dict(parse_qsl(a["body"], keep_blank_values=True))
+    print(json.dumps({"X-Twilio-Signature": RequestValidator(a["key"]).compute_signature(a["url"], params)}))
+elif a["vendor"] == "hubspot":
+    from hubspot.utils.signature import Signature
+    sig = Signature.get_signature(a["key"], a["body"], "v3", a["url"], a["method"], str(a["ts"]))
+    print(json.dumps({"X-HubSpot-Signature-v3": sig, "X-HubSpot-Request-Timestamp": str(a["ts"])}))
+elif a["vendor"] == "square":
+    from square.utils.webhooks_helper import verify_signature
+    print(json.dumps({"ok": verify_signature(request_body=a["body"], signature_header=a["sig"], signature_key=a["key"], notification_url=a["url"])}))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(args.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn pairs(v: &Value) -> Vec<(String, String)> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+async fn post_as(
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    content_type: &str,
+) -> (u16, Option<String>) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let answer: Value = resp.json().await.unwrap_or(Value::Null);
+    (status, answer["error"].as_str().map(str::to_string))
+}
+
+/// The senders that sign the URL they were given — Twilio (URL and sorted form parameters),
+/// HubSpot v3 (method, URL, body and a millisecond timestamp), Square (URL and body) — over
+/// real HTTP, their requests signed by their own libraries (`twilio`'s RequestValidator,
+/// `hubspot-api-client`'s Signature; Square's SDK only verifies, so its `verify_signature`
+/// checks the test's signature and hookflow's alike); a changed byte, another key, another URL,
+/// an old timestamp and no signature refused with their reasons; and `hookflow send` signs as
+/// each. Needs python3 with `twilio`, `hubspot-api-client` and `squareup` (the README's test
+/// command installs them); without them the test says so and passes, unless
+/// HOOKFLOW_VENDOR_TESTS=required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_signing_senders_are_verified_as_their_own_libraries_sign() {
+    let required = std::env::var("HOOKFLOW_VENDOR_TESTS").is_ok_and(|v| v == "required");
+    let probe = vendor(
+        &serde_json::json!({"vendor": "hubspot", "key": "k", "body": "", "url": "u", "method": "POST", "ts": 0}),
+    );
+    if probe.is_none() {
+        assert!(
+            !required,
+            "python3 with twilio, hubspot-api-client and squareup is required"
+        );
+        eprintln!(
+            "SKIPPED: python3 with twilio, hubspot-api-client and squareup is not installed; the README's test command installs them"
+        );
+        return;
+    }
+    let flows = [
+        ("twilio", flow("twilio")),
+        ("hubspot", flow("hubspot")),
+        ("square", flow("square")),
+    ];
+    let named: Vec<(&str, &str)> = flows.iter().map(|(n, f)| (*n, f.as_str())).collect();
+    let app = Binary::start(&named, &[], &[("SENDER_SECRET", KEY)]).await;
+    const FORM: &str = "To=%2B15005550006&From=%2B14155551212&Body=Hello+%26+bye&MessageSid=SM1&NumMedia=0";
+    const JSON: &str = r#"[{"eventId":1,"subscriptionType":"contact.creation","objectId":7}]"#;
+
+    // Twilio: the library signs the URL (with its query) and the form.
+    let url = format!("{}?source=sms", app.hook_url("twilio"));
+    let sign = |key: &str, url: &str, body: &str| {
+        pairs(
+            &vendor(&serde_json::json!({"vendor": "twilio", "key": key, "url": url, "body": body})).unwrap(),
+        )
+    };
+    let form = "application/x-www-form-urlencoded";
+    assert_eq!(
+        post_as(&url, &sign(KEY, &url, FORM), FORM.as_bytes(), form).await,
+        (202, None)
+    );
+    let changed = FORM.replace("Hello", "Hallo");
+    let bad = Some("bad_signature".to_string());
+    assert_eq!(
+        post_as(&url, &sign(KEY, &url, FORM), changed.as_bytes(), form).await,
+        (401, bad.clone())
+    );
+    assert_eq!(
+        post_as(
+            &url,
+            &sign("another-key-0123456789", &url, FORM),
+            FORM.as_bytes(),
+            form
+        )
+        .await,
+        (401, bad.clone())
+    );
+    let elsewhere = format!("{}?source=other", app.hook_url("twilio"));
+    assert_eq!(
+        post_as(&url, &sign(KEY, &elsewhere, FORM), FORM.as_bytes(), form).await,
+        (401, bad.clone())
+    );
+    assert_eq!(
+        post_as(&url, &[], FORM.as_bytes(), form).await,
+        (401, Some("missing_signature".into()))
+    );
+
+    // HubSpot v3: the library signs method, URL, body and the timestamp in milliseconds.
+    let url = app.hook_url("hubspot");
+    let sign = |key: &str, ts: i64, body: &str| {
+        pairs(&vendor(&serde_json::json!({"vendor": "hubspot", "key": key, "url": url, "body": body, "method": "POST", "ts": ts})).unwrap())
+    };
+    let ms = now() * 1000;
+    let json = "application/json";
+    assert_eq!(
+        post_as(&url, &sign(KEY, ms, JSON), JSON.as_bytes(), json).await,
+        (202, None)
+    );
+    let changed = JSON.replace("7}", "8}");
+    assert_eq!(
+        post_as(&url, &sign(KEY, ms, JSON), changed.as_bytes(), json).await,
+        (401, bad.clone())
+    );
+    assert_eq!(
+        post_as(
+            &url,
+            &sign("another-key-0123456789", ms, JSON),
+            JSON.as_bytes(),
+            json
+        )
+        .await,
+        (401, bad.clone())
+    );
+    assert_eq!(
+        post_as(&url, &sign(KEY, ms - 3_600_000, JSON), JSON.as_bytes(), json).await,
+        (401, Some("stale_timestamp".into()))
+    );
+    assert_eq!(
+        post_as(&url, &[], JSON.as_bytes(), json).await,
+        (401, Some("missing_signature".into()))
+    );
+
+    // Square: base64 HMAC-SHA256 of the notification URL and the body — Square's SDK accepts
+    // the test's signature and hookflow's.
+    let url = app.hook_url("square");
+    let square = |key: &str, url: &str, body: &str| {
+        base64::engine::general_purpose::STANDARD.encode(hmac256(key, &[url.as_bytes(), body.as_bytes()]))
+    };
+    let sig = square(KEY, &url, JSON);
+    let ours = hookflow::verify::sign(
+        &hookflow::verify::Scheme::preset("square").unwrap(),
+        &hookflow::verify::Target {
+            method: "POST",
+            url: &url,
+        },
+        KEY.as_bytes(),
+        "unused",
+        now(),
+        JSON.as_bytes(),
+    );
+    assert_eq!(ours, [("x-square-hmacsha256-signature".to_string(), sig.clone())]);
+    let verdict =
+        vendor(&serde_json::json!({"vendor": "square", "key": KEY, "url": url, "body": JSON, "sig": sig}))
+            .unwrap();
+    assert_eq!(verdict["ok"], true, "Square's SDK accepts the signature");
+    let header = |s: String| vec![("x-square-hmacsha256-signature".to_string(), s)];
+    assert_eq!(
+        post_as(&url, &header(sig.clone()), JSON.as_bytes(), json).await,
+        (202, None)
+    );
+    assert_eq!(
+        post_as(&url, &header(sig.clone()), changed.as_bytes(), json).await,
+        (401, bad.clone())
+    );
+    assert_eq!(
+        post_as(
+            &url,
+            &header(square("another-key-0123456789", &url, JSON)),
+            JSON.as_bytes(),
+            json
+        )
+        .await,
+        (401, bad.clone())
+    );
+    let other_url = url.replace("/hooks/", "/other/");
+    assert_eq!(
+        post_as(
+            &url,
+            &header(square(KEY, &other_url, JSON)),
+            JSON.as_bytes(),
+            json
+        )
+        .await,
+        (401, bad)
+    );
+
+    // `hookflow send` signs as each of them.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body, content_type) in [
+        ("twilio", FORM, form),
+        ("hubspot", JSON, json),
+        ("square", JSON, json),
+    ] {
+        let payload = dir.path().join(name);
+        std::fs::write(&payload, body).unwrap();
+        let out = hookflow_send(&app, name, &payload, content_type, KEY, &[]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let runs = crate::helpers::get(
+        &reqwest::Client::new(),
+        format!("{}/api/runs?limit=100", app.base),
+    )
+    .await;
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        6,
+        "one per accepted request"
+    );
 }
