@@ -1,7 +1,8 @@
 //! The senders added as rows of the preset table (verify/presets.rs): each over real HTTP to
 //! the real binary, signed as the sender's documentation says — computed here, apart from
 //! hookflow's table — and refused with the right reason when a byte is changed, the key is
-//! wrong, the timestamp is old or the signature is missing. Paddle's own library (the
+//! wrong, the timestamp is old or the signature is missing; a replay of a signed request is
+//! answered as a duplicate of its first run. Paddle's own library (the
 //! `paddle-python-sdk` Verifier) also checks what hookflow signs as Paddle; Discord's
 //! interactions are signed with PyNaCl, and `hookflow send --signing-key` signs as Discord.
 
@@ -33,6 +34,14 @@ fn hmac1(key: &str, body: &[u8]) -> Vec<u8> {
 
 const KEY: &str = "sender-secret-0123456789";
 const BODY: &[u8] = br#"{"event":"order.paid","data":{"id":"o_1"}}"#;
+
+/// A flow verifying with `preset` and deduplicating on the body's `data.id` (the delivery's
+/// id in the test's bodies), its secret in SENDER_SECRET.
+fn deduped_flow(preset: &str) -> String {
+    format!(
+        "on:\n  webhook:\n    verify: {{ preset: {preset}, secret_env: SENDER_SECRET }}\n    dedupe: {{ key: \"{{{{ body.data.id }}}}\" }}\nactions:\n  - emit: {{ type: sender.seen }}\n"
+    )
+}
 
 /// A flow verifying with `preset`, its secret in SENDER_SECRET.
 fn flow(preset: &str) -> String {
@@ -140,7 +149,7 @@ const SENDERS: &[(&str, Signer, bool, bool)] = &[
 async fn each_new_sender_is_accepted_as_it_signs_and_refused_for_each_fault() {
     let flows: Vec<(String, String)> = SENDERS
         .iter()
-        .map(|(name, ..)| (name.to_string(), flow(name)))
+        .map(|(name, ..)| (name.to_string(), deduped_flow(name)))
         .collect();
     let named: Vec<(&str, &str)> = flows.iter().map(|(n, f)| (n.as_str(), f.as_str())).collect();
     let app = Binary::start(&named, &[], &[("SENDER_SECRET", KEY)]).await;
@@ -152,6 +161,27 @@ async fn each_new_sender_is_accepted_as_it_signs_and_refused_for_each_fault() {
             post(&url, &signed, BODY).await,
             (202, None),
             "{name}: as the sender signs"
+        );
+        // The same signed request again (a replay, or the sender's retry): answered with the
+        // first run, nothing new started.
+        let again = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .headers(
+                signed
+                    .iter()
+                    .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+                    .collect(),
+            )
+            .body(BODY.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 200, "{name}: a replay");
+        assert_eq!(
+            again.json::<Value>().await.unwrap()["status"],
+            "duplicate",
+            "{name}: a replay"
         );
         let tampered = br#"{"event":"order.paid","data":{"id":"o_2"}}"#;
         let expected = if *covers_body {
