@@ -92,6 +92,15 @@ pub enum Command {
     Test(dryrun::TestArgs),
     /// Print the JSON Schema of the flow file format (for editors: see README).
     Schema,
+    /// Print a shell completion script: `hookflow completions bash >
+    /// /etc/bash_completion.d/hookflow` (zsh: into a directory on `$fpath` as `_hookflow`;
+    /// fish: `~/.config/fish/completions/hookflow.fish`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `hookflow man > /usr/local/share/man/man1/hookflow.1`.
+    Man,
     /// Print a stored run as a flow test (`hookflow capture ID > flows/<flow>.tests/x.json`),
     /// or with `--requests FLOW --out DIR` write the flow's recent requests (from the server's
     /// request log, matched or not) as flow tests.
@@ -186,6 +195,16 @@ pub enum Command {
     },
 }
 
+/// Writes generated text to standard output; a reader that stops early (`| head`) is not an
+/// error.
+fn print_all(bytes: &[u8]) -> Result<ExitCode> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
@@ -235,6 +254,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&crate::flow::schema())?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "hookflow", &mut script);
+            print_all(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page)?;
+            print_all(&page)
         }
         Command::Store {
             command: StoreCommand::Check { data_dir, json },

@@ -869,3 +869,89 @@ fn validate_reports_as_json_and_as_github_annotations() {
         "denied warnings are errors: {text}"
     );
 }
+
+/// Shell completions and the man page come from the same definitions as `--help`: the bash
+/// script is valid bash (`bash -n`) and, loaded, completes `hookflow se` to the commands and a
+/// flag of `serve`; zsh and fish scripts name the commands; the man page is roff that `man`
+/// renders, listing every command. Cut off by `| head`, neither is an error.
+#[test]
+fn completions_and_the_man_page_are_generated_from_the_cli() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bash = hookflow(&["completions", "bash"], root);
+    assert!(bash.status.success(), "{}", show(&["completions", "bash"], &bash));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hookflow.bash");
+    std::fs::write(&script, &bash.stdout).unwrap();
+    let syntax = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    // Ask the loaded completion what it offers, as bash does on <TAB>.
+    let ask = |words: &str| {
+        let probe = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _hookflow hookflow \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let out = Command::new("bash").args(["-c", &probe]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let offered = ask("hookflow se");
+    assert!(
+        offered.lines().any(|l| l == "serve")
+            && offered.lines().any(|l| l == "send")
+            && offered.lines().any(|l| l == "segments"),
+        "{offered}"
+    );
+    let flags = ask("hookflow serve --public");
+    assert!(flags.lines().any(|l| l == "--public-url"), "{flags}");
+    for shell in ["zsh", "fish"] {
+        let out = hookflow(&["completions", shell], root);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("suppressions") && text.contains("link-retention"),
+            "{shell}: {text}"
+        );
+    }
+    let refused = hookflow(&["completions", "tcsh"], root);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{}",
+        show(&["completions", "tcsh"], &refused)
+    );
+
+    let man = hookflow(&["man"], root);
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH hookflow 1"),
+        "{page}"
+    );
+    let file = dir.path().join("hookflow.1");
+    std::fs::write(&file, &man.stdout).unwrap();
+    let rendered = Command::new("man")
+        .args(["-l", "-P", "cat"])
+        .arg(&file)
+        .env("MANWIDTH", "100")
+        .output();
+    if let Some(out) = rendered.ok().filter(|o| o.status.success()) {
+        let text = String::from_utf8_lossy(&out.stdout);
+        for command in ["serve", "validate", "send", "suppressions", "completions", "man"] {
+            assert!(text.contains(command), "{command} in {text}");
+        }
+    } else {
+        for command in ["serve", "validate", "send", "suppressions", "completions"] {
+            assert!(page.contains(command), "{command} in {page}");
+        }
+    }
+    // Cut off early, as `| head` does: a clean exit.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert!(child.wait().unwrap().success());
+}
