@@ -43,6 +43,32 @@ fn deduped_flow(preset: &str) -> String {
     )
 }
 
+/// A flow verifying with `preset` and deduplicating on `key` (a template), its secret in
+/// SENDER_SECRET.
+fn flow_deduped_on(preset: &str, key: &str) -> String {
+    format!(
+        "on:\n  webhook:\n    verify: {{ preset: {preset}, secret_env: SENDER_SECRET }}\n    dedupe: {{ key: \"{key}\" }}\nactions:\n  - emit: {{ type: sender.seen }}\n"
+    )
+}
+
+/// Posts the same signed request again: it must be answered as a duplicate of its first run.
+async fn replayed(url: &str, headers: &[(String, String)], body: &[u8], content_type: &str) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{url}: a replay");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["status"],
+        "duplicate",
+        "{url}: a replay"
+    );
+}
+
 /// A flow verifying with `preset`, its secret in SENDER_SECRET.
 fn flow(preset: &str) -> String {
     format!(
@@ -367,7 +393,7 @@ print(signed.signature.hex())
         "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
     );
     let app = Binary::start(
-        &[("discord", &flow("discord"))],
+        &[("discord", &flow_deduped_on("discord", "{{ body.id }}"))],
         &[],
         &[("SENDER_SECRET", public.as_str())],
     )
@@ -401,6 +427,7 @@ print(signed.signature.hex())
     let body = br#"{"type":2,"id":"3","data":{"name":"order","options":[{"name":"id","value":"o_1"}]}}"#;
     let (_, sig) = nacl(seed, ts, body).unwrap();
     assert_eq!(post(&url, &signed(ts, &sig), body).await, (202, None));
+    replayed(&url, &signed(ts, &sig), body, "application/json").await;
     let mut tampered = body.to_vec();
     tampered[20] ^= 1;
     assert_eq!(
@@ -606,8 +633,8 @@ async fn post_as(
 /// real HTTP, their requests signed by their own libraries (`twilio`'s RequestValidator,
 /// `hubspot-api-client`'s Signature; Square's SDK only verifies, so its `verify_signature`
 /// checks the test's signature and hookflow's alike); a changed byte, another key, another URL,
-/// an old timestamp and no signature refused with their reasons; and `hookflow send` signs as
-/// each. Needs python3 with `twilio`, `hubspot-api-client` and `squareup` (the README's test
+/// an old timestamp and no signature refused with their reasons, a replay answered as a
+/// duplicate; and `hookflow send` signs as each. Needs python3 with `twilio`, `hubspot-api-client` and `squareup` (the README's test
 /// command installs them); without them the test says so and passes, unless
 /// HOOKFLOW_VENDOR_TESTS=required.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -627,9 +654,9 @@ async fn url_signing_senders_are_verified_as_their_own_libraries_sign() {
         return;
     }
     let flows = [
-        ("twilio", flow("twilio")),
-        ("hubspot", flow("hubspot")),
-        ("square", flow("square")),
+        ("twilio", flow_deduped_on("twilio", "{{ body.MessageSid }}")),
+        ("hubspot", flow_deduped_on("hubspot", "{{ body[0].eventId }}")),
+        ("square", flow_deduped_on("square", "{{ body[0].eventId }}")),
     ];
     let named: Vec<(&str, &str)> = flows.iter().map(|(n, f)| (*n, f.as_str())).collect();
     let app = Binary::start(&named, &[], &[("SENDER_SECRET", KEY)]).await;
@@ -648,6 +675,7 @@ async fn url_signing_senders_are_verified_as_their_own_libraries_sign() {
         post_as(&url, &sign(KEY, &url, FORM), FORM.as_bytes(), form).await,
         (202, None)
     );
+    replayed(&url, &sign(KEY, &url, FORM), FORM.as_bytes(), form).await;
     let changed = FORM.replace("Hello", "Hallo");
     let bad = Some("bad_signature".to_string());
     assert_eq!(
@@ -685,6 +713,7 @@ async fn url_signing_senders_are_verified_as_their_own_libraries_sign() {
         post_as(&url, &sign(KEY, ms, JSON), JSON.as_bytes(), json).await,
         (202, None)
     );
+    replayed(&url, &sign(KEY, ms, JSON), JSON.as_bytes(), json).await;
     let changed = JSON.replace("7}", "8}");
     assert_eq!(
         post_as(&url, &sign(KEY, ms, JSON), changed.as_bytes(), json).await,
@@ -737,6 +766,7 @@ async fn url_signing_senders_are_verified_as_their_own_libraries_sign() {
         post_as(&url, &header(sig.clone()), JSON.as_bytes(), json).await,
         (202, None)
     );
+    replayed(&url, &header(sig.clone()), JSON.as_bytes(), json).await;
     assert_eq!(
         post_as(&url, &header(sig.clone()), changed.as_bytes(), json).await,
         (401, bad.clone())
@@ -779,14 +809,11 @@ async fn url_signing_senders_are_verified_as_their_own_libraries_sign() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // `send` delivered the same events again: verified, and answered as duplicates.
     let runs = crate::helpers::get(
         &reqwest::Client::new(),
         format!("{}/api/runs?limit=100", app.base),
     )
     .await;
-    assert_eq!(
-        runs["runs"].as_array().unwrap().len(),
-        6,
-        "one per accepted request"
-    );
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 3, "one per delivery");
 }
