@@ -21,6 +21,10 @@ pub const SEGMENT_REMOVED: &str = "segment.removed";
 /// A run ended failed (retries exhausted or a permanent error).
 pub const RUN_FAILED: &str = "run.failed";
 
+/// The type prefixes hookflow raises events under: `emit` may not use them, and a trigger on
+/// one must name an event hookflow raises.
+const RESERVED_FAMILIES: [&str; 4] = ["segment.", "run.", "alert.", "email."];
+
 /// Longest chain of event-triggered runs, unless configured otherwise.
 pub const DEFAULT_MAX_CHAIN_DEPTH: u32 = 8;
 
@@ -113,10 +117,7 @@ pub fn check_custom_type(t: &str) -> Result<(), String> {
             "event type `{t}` must be dot-separated lower-case words (e.g. `order.flagged`)"
         ));
     }
-    if ["segment.", "run.", "alert.", "email."]
-        .iter()
-        .any(|family| t.starts_with(family))
-    {
+    if RESERVED_FAMILIES.iter().any(|family| t.starts_with(family)) {
         return Err(format!(
             "event type `{t}`: `segment.*`, `run.*`, `alert.*` and `email.*` are raised by hookflow itself"
         ));
@@ -138,10 +139,7 @@ pub fn check_trigger_type(t: &str) -> Result<(), String> {
     {
         return Ok(());
     }
-    if ["segment.", "run.", "alert.", "email."]
-        .iter()
-        .any(|family| t.starts_with(family))
-    {
+    if RESERVED_FAMILIES.iter().any(|family| t.starts_with(family)) {
         return Err(format!(
             "unknown event type `{t}`: hookflow raises `segment.added`, `segment.removed`, `run.failed`, `alert.raised`, `alert.resolved` and `email.clicked`"
         ));

@@ -166,11 +166,16 @@ impl Intake {
         entry.headers = recorded_headers(&headers, webhook);
 
         let body = read::read(body, &headers, self.limits).await?;
-        let url = format!(
-            "{}{}",
-            self.public_url,
-            uri.path_and_query().map_or(uri.path(), |p| p.as_str())
-        );
+        // Built only for the senders that sign it: nothing added to other requests' path.
+        let signs_url = webhook.verify.as_ref().is_some_and(|v| v.scheme.signs_url());
+        let url = match signs_url {
+            true => format!(
+                "{}{}",
+                self.public_url,
+                uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+            ),
+            false => String::new(),
+        };
         let target = crate::verify::Target {
             method: method.as_str(),
             url: &url,

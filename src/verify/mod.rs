@@ -252,6 +252,12 @@ impl Scheme {
         }
     }
 
+    /// Whether the sender signs the URL it was given ([`Target`]), which the receiver must
+    /// then rebuild for each request.
+    pub fn signs_url(&self) -> bool {
+        *self == Scheme::Twilio || self.with_row(|r| r.signed.contains("{url}")) == Some(true)
+    }
+
     fn timestamped(&self) -> bool {
         match self {
             Scheme::Preset(p) => p.timestamp != Stamp::None,

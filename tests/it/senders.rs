@@ -190,25 +190,7 @@ async fn each_new_sender_is_accepted_as_it_signs_and_refused_for_each_fault() {
         );
         // The same signed request again (a replay, or the sender's retry): answered with the
         // first run, nothing new started.
-        let again = reqwest::Client::new()
-            .post(&url)
-            .header("content-type", "application/json")
-            .headers(
-                signed
-                    .iter()
-                    .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
-                    .collect(),
-            )
-            .body(BODY.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(again.status(), 200, "{name}: a replay");
-        assert_eq!(
-            again.json::<Value>().await.unwrap()["status"],
-            "duplicate",
-            "{name}: a replay"
-        );
+        replayed(&url, &signed, BODY, "application/json").await;
         let tampered = br#"{"event":"order.paid","data":{"id":"o_2"}}"#;
         let expected = if *covers_body {
             (401, Some("bad_signature".to_string()))
