@@ -248,6 +248,7 @@ pub static HMAC_PRESETS: &[Preset<'static>] = &[
         signature: &["Typeform-Signature"],
         layout: Layout::Plain { prefix: "sha256=" },
         encoding: Encoding::Base64,
+        sends: &[("User-Agent", "Typeform Webhooks")],
         ..ROW
     },
     Preset {
@@ -264,6 +265,11 @@ pub static HMAC_PRESETS: &[Preset<'static>] = &[
         timestamp: Stamp::Header(&["x-zm-request-timestamp"]),
         signed: "v0:{timestamp}:{body}",
         challenge: Some(zoom_url_validation),
+        delivery: &["x-zm-request-id", "x-zm-trackingid"],
+        sends: &[
+            ("User-Agent", "Zoom Marketplace/1.0a"),
+            ("x-zm-request-id", "{uuid}"),
+        ],
         ..ROW
     },
     Preset {
@@ -292,7 +298,7 @@ pub static HMAC_PRESETS: &[Preset<'static>] = &[
         name: "linear",
         signature: &["Linear-Signature"],
         delivery: &["Linear-Delivery", "Linear-Event"],
-        sends: &[("Linear-Delivery", "{uuid}")],
+        sends: &[("User-Agent", "Linear-Webhook"), ("Linear-Delivery", "{uuid}")],
         ..ROW
     },
 ];

@@ -676,3 +676,95 @@ fn the_table_writes_each_senders_headers_as_the_sender_documents_them() {
         assert!(preset_names().contains(&row.name));
     }
 }
+
+/// Square's own example (developer.squareup.com, "Validate notifications", and the test of
+/// its SDKs' webhooks helper): key `asdf1234`, notification URL `https://example.com/webhook`,
+/// body `{"hello":"world"}`.
+#[test]
+fn square_published_example() {
+    let square = Scheme::preset("square").unwrap();
+    let body = br#"{"hello":"world"}"#;
+    let hs = [(
+        "x-square-hmacsha256-signature",
+        "2kRE5qRU2tR+tBGlDwMEw2avJ7QM4ikPYD/PJ3bd9Og=",
+    )];
+    let at = |url: &str, body: &[u8], secret: &str| {
+        let target = Target { method: "POST", url };
+        verify(
+            &square,
+            &target,
+            &h(&hs),
+            body,
+            0,
+            T,
+            &[key_bytes(&square, secret)],
+        )
+    };
+    assert_eq!(
+        at("https://example.com/webhook", body, "asdf1234"),
+        Ok(Verified::Ok)
+    );
+    for (url, body, secret) in [
+        ("https://example.com/webhook/", &body[..], "asdf1234"),
+        (
+            "https://example.com/webhook",
+            br#"{"hello":"world"} "#,
+            "asdf1234",
+        ),
+        ("https://example.com/webhook", &body[..], "asdf1235"),
+    ] {
+        assert_eq!(at(url, body, secret).unwrap_err().reason(), "bad_signature");
+    }
+    // And what we sign for that URL is Square's signature.
+    let target = Target {
+        method: "POST",
+        url: "https://example.com/webhook",
+    };
+    assert_eq!(
+        sign(&square, &target, b"asdf1234", "id", 0, body),
+        vec![(hs[0].0.to_string(), hs[0].1.to_string())]
+    );
+}
+
+/// `hookflow send` looks like the sender: the User-Agent each sender's documentation or
+/// published request samples show, and its delivery id. Paddle, Calendly and Intercom publish
+/// neither — their delivery id is in the body (`notification_id`, the payload's `uri`, `id`)
+/// — so `send` adds nothing for them rather than invent a value.
+#[test]
+fn send_adds_each_senders_user_agent_and_delivery_id() {
+    let sent = |name: &str| -> BTreeMap<String, String> {
+        sender_headers(&Scheme::preset(name).unwrap(), "delivery-1", 1_700_000_000)
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect()
+    };
+    let undocumented = ["paddle", "calendly", "intercom"];
+    for row in HMAC_PRESETS {
+        let ua = sent(row.name).get("user-agent").cloned();
+        assert_eq!(
+            ua.is_none(),
+            undocumented.contains(&row.name),
+            "{}: {ua:?}",
+            row.name
+        );
+    }
+    for (name, ua) in [
+        ("typeform", "Typeform Webhooks"),
+        ("zoom", "Zoom Marketplace/1.0a"),
+        ("linear", "Linear-Webhook"),
+        ("github", "GitHub-Hookshot/"),
+    ] {
+        assert!(sent(name)["user-agent"].starts_with(ua), "{name}");
+    }
+    // Delivery ids are fresh per send and shaped as the sender's.
+    let uuid = |s: &str| s.len() == 36 && s.matches('-').count() == 4;
+    assert!(uuid(&sent("zoom")["x-zm-request-id"]));
+    assert!(uuid(&sent("linear")["linear-delivery"]));
+    assert!(uuid(&sent("github")["x-github-delivery"]));
+    let other = sender_headers(&Scheme::preset("zoom").unwrap(), "delivery-2", 1_700_000_000);
+    assert!(
+        !other
+            .iter()
+            .any(|(k, v)| k == "x-zm-request-id" && *v == sent("zoom")["x-zm-request-id"])
+    );
+}

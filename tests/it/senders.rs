@@ -799,3 +799,81 @@ async fn url_signing_senders_are_verified_as_their_own_libraries_sign() {
     .await;
     assert_eq!(runs["runs"].as_array().unwrap().len(), 3, "one per delivery");
 }
+
+/// `hookflow send` looks like each sender to the flow: the sender's User-Agent and a fresh
+/// delivery id arrive as headers (forwarded here by an HTTP action to a receiver the test
+/// runs), each send its own id; for a sender that documents none (Paddle) nothing is invented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_sends_each_senders_user_agent_and_delivery_id() {
+    use crate::helpers::{Receiver, Reply};
+    let dest = Receiver::start(Reply::status(200)).await;
+    let senders = [
+        ("typeform", "Typeform Webhooks", ""),
+        ("zoom", "Zoom Marketplace/1.0a", "x-zm-request-id"),
+        ("linear", "Linear-Webhook", "linear-delivery"),
+        ("gitlab", "GitLab/", "x-gitlab-event-uuid"),
+        ("paddle", "", ""),
+    ];
+    let flows: Vec<(String, String)> = senders
+        .iter()
+        .map(|(preset, _, id)| {
+            let id = if id.is_empty() { "none" } else { id };
+            let flow = format!(
+                "on:\n  webhook:\n    verify: {{ preset: {preset}, secret_env: SENDER_SECRET }}\nactions:\n  - name: forward\n    http:\n      url: \"{}/{preset}\"\n      body:\n        ua: \"{{{{ headers['user-agent'] | default('') }}}}\"\n        id: \"{{{{ headers['{id}'] | default('') }}}}\"\n",
+                dest.url
+            );
+            (format!("send-{preset}"), flow)
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = flows.iter().map(|(n, f)| (n.as_str(), f.as_str())).collect();
+    let app = Binary::start(&refs, &[], &[("SENDER_SECRET", "send-secret")]).await;
+    let payload = app.dir.path().join("payload.json");
+    std::fs::write(&payload, BODY).unwrap();
+    for (preset, ..) in &senders {
+        for _ in 0..2 {
+            let out = hookflow_send(
+                &app,
+                &format!("send-{preset}"),
+                &payload,
+                "application/json",
+                "send-secret",
+                &[],
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stdout).starts_with("202 "),
+                "{preset}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let hits = dest.wait_hits(2 * senders.len()).await;
+    for (preset, ua, id) in senders {
+        let seen: Vec<Value> = hits
+            .iter()
+            .filter(|h| h.path == format!("/{preset}"))
+            .map(|h| h.json())
+            .collect();
+        assert_eq!(seen.len(), 2, "{preset}");
+        for b in &seen {
+            let got = b["ua"].as_str().unwrap();
+            if ua.is_empty() {
+                // reqwest's default, not a vendor's made-up name.
+                assert!(got.is_empty() || got.starts_with("hookflow"), "{preset}: {b}");
+            } else {
+                assert!(got.starts_with(ua), "{preset}: {b}");
+            }
+            assert_eq!(
+                b["id"].as_str().unwrap().len(),
+                if id.is_empty() { 0 } else { 36 },
+                "{preset}: {b}"
+            );
+        }
+        if !id.is_empty() {
+            assert_ne!(
+                seen[0]["id"], seen[1]["id"],
+                "{preset}: each send is its own delivery"
+            );
+        }
+    }
+}
