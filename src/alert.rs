@@ -134,12 +134,13 @@ impl<'de> Deserialize<'de> for OffWord {
 pub struct SilenceSpec {
     /// How long without an accepted request, e.g. `2h`.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", transform = crate::flow::schema::duration)]
     pub after: Duration,
     /// Count only this weekly window, e.g. `Mon-Fri 08:00-20:00` (days: Mon…Sun, a range or a
     /// comma list; times in 24 h). Silence outside it is not counted.
     pub during: Option<String>,
-    /// IANA time zone of `during`; default UTC.
+    /// IANA time zone of `during`, e.g. `Europe/Berlin`; default UTC.
+    #[schemars(transform = crate::flow::schema::timezone)]
     pub timezone: Option<String>,
 }
 
@@ -147,20 +148,25 @@ pub struct SilenceSpec {
 #[serde(deny_unknown_fields)]
 pub struct FailureRateSpec {
     /// A percentage, e.g. `20%`.
+    #[schemars(transform = crate::flow::schema::percent)]
     pub above: String,
+    /// The window the rate is over, e.g. `15m`.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", transform = crate::flow::schema::duration)]
     pub window: Duration,
-    /// Runs that must have ended in the window before the rate counts; default 10.
+    /// Runs that must have ended in the window before the rate counts, e.g. `20`; default 10.
     pub min_runs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountSpec {
+    /// How many in the window raise the alert, e.g. `10`.
+    #[schemars(range(min = 1))]
     pub at_least: u64,
+    /// The window they are counted in, e.g. `5m`.
     #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", transform = crate::flow::schema::duration)]
     pub window: Duration,
 }
 
@@ -362,7 +368,7 @@ impl Rules {
 }
 
 /// `20%` (or `0.2`) as a fraction strictly between 0 and 1.
-fn parse_percent(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_percent(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let v = match t.strip_suffix('%') {
         Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),

@@ -15,20 +15,39 @@ use crate::mapping::JsonPath;
 /// more operators, all of which must hold.
 #[derive(Debug, serde::Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "oneOf" = [{"required": ["path"]}, {"required": ["header"]}, {"required": ["query"]}, {"required": ["var"]}, {"required": ["expr"]}],
+    "anyOf" = [{"required": ["expr"]}, {"required": ["equals"]}, {"required": ["not_equals"]}, {"required": ["one_of"]}, {"required": ["exists"]}, {"required": ["matches"]}, {"required": ["gt"]}, {"required": ["gte"]}, {"required": ["lt"]}, {"required": ["lte"]}]
+))]
 pub struct ConditionSpec {
+    /// A JSONPath into the body, e.g. `$.order.status`.
+    #[schemars(transform = crate::flow::schema::jsonpath)]
     pub path: Option<String>,
+    /// A request header's name, e.g. `X-GitHub-Event`.
     pub header: Option<String>,
+    /// A query parameter's name, e.g. `source`.
     pub query: Option<String>,
+    /// A var of the flow's `vars`, e.g. `total`.
     pub var: Option<String>,
+    /// A template expression, true or compared, e.g. `vars.total > 100 and vars.country == "DE"`.
     pub expr: Option<String>,
+    /// The value must be this, e.g. `completed`.
     pub equals: Option<Value>,
+    /// The value must not be this, e.g. `test`.
     pub not_equals: Option<Value>,
+    /// The value must be one of these, e.g. `[completed, processing]`.
     pub one_of: Option<Vec<Value>>,
+    /// The value must be present (`true`) or absent (`false`).
     pub exists: Option<bool>,
+    /// A regular expression the value must match, e.g. `"@example\\.com$"`.
     pub matches: Option<String>,
+    /// The value must be a number greater than this, e.g. `100`.
     pub gt: Option<f64>,
+    /// The value must be a number at least this, e.g. `100`.
     pub gte: Option<f64>,
+    /// The value must be a number less than this, e.g. `10`.
     pub lt: Option<f64>,
+    /// The value must be a number at most this, e.g. `10`.
     pub lte: Option<f64>,
 }
 

@@ -11,18 +11,25 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize, Default, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
+    /// Attempts in all, the first included, e.g. `8`.
+    #[schemars(range(min = 1))]
     pub max_attempts: Option<u32>,
+    /// The wait before the second attempt, e.g. `30s`.
     #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", transform = crate::flow::schema::duration)]
     pub initial_delay: Option<Duration>,
+    /// Each wait is this many times the one before, e.g. `2`.
+    #[schemars(range(min = 1, max = 100))]
     pub multiplier: Option<f64>,
+    /// The longest wait between attempts, e.g. `1h`.
     #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", transform = crate::flow::schema::duration)]
     pub max_delay: Option<Duration>,
+    /// No attempt starts later than this after the run's first, e.g. `3d`.
     #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", transform = crate::flow::schema::duration)]
     pub max_age: Option<Duration>,
-    /// Extra statuses to retry besides 5xx, 408 and 429.
+    /// Extra statuses to retry besides 5xx, 408 and 429, e.g. `[409, "4xx"]`.
     #[serde(default)]
     pub retry_on: Vec<StatusSpec>,
 }
@@ -31,8 +38,8 @@ pub struct RetrySpec {
 #[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum StatusSpec {
-    Code(u16),
-    Text(String),
+    Code(#[schemars(range(min = 100, max = 599))] u16),
+    Text(#[schemars(transform = crate::flow::schema::status_text)] String),
 }
 
 /// A set of HTTP statuses as inclusive ranges.

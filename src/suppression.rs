@@ -28,6 +28,22 @@ pub enum Reason {
     Imported,
 }
 
+/// The words a segment action's `suppress:` takes (any case): what [`Reason::parse`] reads,
+/// but `imported`, which only an import sets.
+pub const REASON_WORDS: &[&str] = &[
+    "unsubscribed",
+    "unsubscribe",
+    "bounced",
+    "bounce",
+    "hard_bounce",
+    "hardbounce",
+    "complained",
+    "complaint",
+    "spam",
+    "spamreport",
+    "manual",
+];
+
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +55,7 @@ impl Reason {
         }
     }
 
+    /// Reads a reason as written (any case), with the other words senders use for it.
     pub fn parse(s: &str) -> Option<Reason> {
         Some(match s.trim().to_ascii_lowercase().as_str() {
             "unsubscribed" | "unsubscribe" => Reason::Unsubscribed,

@@ -21,10 +21,13 @@ use crate::time::Ts;
 #[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerSpec {
+    /// Consecutive failures that open the circuit, e.g. `5` (the default); `0` disables it.
     #[serde(default = "default_breaker_failures")]
     pub failures: u32,
+    /// How long the circuit stays open before one attempt probes the destination, e.g. `1m`;
+    /// default 30s.
     #[serde(default = "default_breaker_cooldown", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", transform = crate::flow::schema::duration)]
     pub cooldown: Duration,
 }
 

@@ -37,28 +37,47 @@ use crate::template::{JsonTemplate, Templates};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "allOf" = [
+        {"not": {"required": ["text", "text_template"]}},
+        {"not": {"required": ["html", "html_template"]}},
+        {"anyOf": [{"required": ["text"]}, {"required": ["text_template"]}, {"required": ["html"]}, {"required": ["html_template"]}]}
+    ]
+))]
 pub struct EmailSpec {
-    /// Each a template, or a list of them; one rendering to a list or to comma-separated
-    /// addresses gives several recipients.
+    /// The recipients, e.g. `"{{ vars.email }}"`: each a template, or a list of them; one
+    /// rendering to a list or to comma-separated addresses gives several recipients.
     pub to: Value,
+    /// Copies, like `to`, e.g. `orders@example.com`.
     pub cc: Option<Value>,
+    /// Blind copies, like `to`, e.g. `archive@example.com`.
     pub bcc: Option<Value>,
+    /// A template of the reply address, e.g. `support@example.com`.
     pub reply_to: Option<String>,
-    /// Overrides the server's default sender.
+    /// The sender, e.g. `Shop <shop@example.com>`; overrides the server's default sender.
     pub from: Option<String>,
+    /// A template of the subject, e.g. `"Thanks for order {{ vars.order_id }}"`.
     pub subject: String,
+    /// A template of the plain-text body, e.g. `"Hi {{ vars.name }}, …"`.
     pub text: Option<String>,
+    /// A template file under `templates/` of the plain-text body, e.g. `welcome.txt`.
     pub text_template: Option<String>,
+    /// A template of the HTML body, e.g. `"<p>Hi {{ vars.name }}</p>"`.
     pub html: Option<String>,
+    /// A template file under `templates/` of the HTML body, e.g. `welcome.html`.
     pub html_template: Option<String>,
+    /// Extra header templates, e.g. `{ X-Campaign: spring }`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How long one attempt may take, e.g. `20s`; default 30s.
     #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", transform = crate::flow::schema::duration)]
     pub timeout: Option<Duration>,
-    /// The list (a segment name) this email belongs to: it then goes to one contact, carries
-    /// one-click unsubscribe headers, and is not sent to addresses unsubscribed from the list.
-    /// Leave it out for transactional email (receipts, password resets).
+    /// The list (a segment name) this email belongs to, e.g. `newsletter`: it then goes to one
+    /// contact, carries one-click unsubscribe headers, and is not sent to addresses
+    /// unsubscribed from the list. Leave it out for transactional email (receipts, password
+    /// resets).
+    #[schemars(transform = crate::flow::schema::segment_name)]
     pub list: Option<String>,
     /// Track clicks on the email's links: `all` of them, or only the `marked` ones (`<a
     /// data-track="name">`). Tracked links point at this server, which redirects to the

@@ -14,9 +14,11 @@ use crate::template::JsonTemplate;
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmitSpec {
+    /// The event's type: dot-separated lower-case words, e.g. `order.flagged`.
     #[serde(rename = "type")]
+    #[schemars(transform = crate::flow::schema::custom_event_type)]
     pub kind: String,
-    /// The event's `data`; string leaves are templates.
+    /// The event's `data`; string leaves are templates, e.g. `{ email: "{{ vars.email }}" }`.
     pub data: Option<Value>,
 }
 

@@ -27,28 +27,36 @@ use crate::verify::{Verifier, VerifySpec};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("not" = {"required": ["body", "body_template"]}))]
 pub struct HttpSpec {
+    /// The request's method, e.g. `PUT`; default `POST`.
     #[serde(default = "default_method")]
+    #[schemars(transform = crate::flow::schema::http_method)]
     pub method: String,
+    /// A template of the URL, e.g. `"https://crm.example.com/contacts/{{ vars.id }}"`.
     pub url: String,
+    /// Header templates, e.g. `{ Authorization: "Bearer {{ secret('CRM_TOKEN') }}" }`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// A template string (sent as is) or a YAML structure (sent as JSON, string leaves rendered).
+    /// A template string (sent as is) or a YAML structure (sent as JSON, string leaves
+    /// rendered), e.g. `{ email: "{{ vars.email }}" }`.
     pub body: Option<Value>,
-    /// A template file under `templates/` rendered as the body.
+    /// A template file under `templates/` rendered as the body, e.g. `crm-contact.json`.
     pub body_template: Option<String>,
+    /// How long one attempt may take, e.g. `10s`; default 30s.
     #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", transform = crate::flow::schema::duration)]
     pub timeout: Option<Duration>,
-    /// Statuses that count as success; default `["2xx"]`.
+    /// Statuses that count as success, e.g. `["2xx", 404]`; default `["2xx"]`.
     pub success: Option<Vec<StatusSpec>>,
+    /// Follow redirects (3xx) instead of treating them as the answer, e.g. `true`.
     #[serde(default)]
     pub follow_redirects: bool,
     /// Sign the request: `{ preset: standard-webhooks, secret_env: NAME }` or the `hmac` preset.
     pub sign: Option<VerifySpec>,
     /// Largest response body read (e.g. `4MiB`); default the server's `--max-response` (1 MiB).
     /// A successful answer with a larger body fails the attempt.
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", transform = crate::flow::schema::size)]
     pub max_response: Option<bytesize::ByteSize>,
 }
 
@@ -101,7 +109,7 @@ pub struct Rendered {
 
 /// The methods an `http` action may use: HTTP's own (RFC 9110, PATCH) and WebDAV's. Anything
 /// else is almost always a typo (`PSOT`) that every attempt would send.
-const METHODS: &[&str] = &[
+pub const METHODS: &[&str] = &[
     "GET",
     "POST",
     "PUT",

@@ -98,28 +98,40 @@ macro_rules! kinds {
         /// one kind.
         #[derive(Debug, Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
+        #[schemars(extend("oneOf" = [$( {"required": [stringify!($key)]} ),*]))]
         pub struct ActionSpec {
-            /// Unique within the flow; defaults to `<kind>_<index>`. Later templates see its
-            /// output as `steps.<name>`.
+            /// Unique within the flow, e.g. `notify_shop`; defaults to `<kind>_<index>`. Later
+            /// templates see its output as `steps.<name>`.
             pub name: Option<String>,
+            /// Conditions for doing this action (else it is skipped), e.g.
+            /// `- { var: total, gt: 100 }`.
             #[serde(default)]
             pub when: Vec<ConditionSpec>,
+            /// This action's retry policy over the flow's, e.g. `{ max_attempts: 10 }`.
             pub retry: Option<RetrySpec>,
             /// Most attempts per second/minute/hour against this action's destination, e.g.
             /// `10/s`. Runs over the limit wait in the queue; nothing fails for it.
+            #[schemars(transform = crate::flow::schema::rate)]
             pub rate_limit: Option<String>,
-            /// Pause a destination after a run of consecutive failures (`failures: 0` disables).
+            /// Pause a destination after a run of consecutive failures, e.g. `{ failures: 5,
+            /// cooldown: 1m }` (`failures: 0` disables).
             pub circuit_breaker: Option<BreakerSpec>,
             /// Most attempts in flight at once to this action's destination (host and port, or
-            /// the SMTP server); default the server's `--destination-concurrency`.
+            /// the SMTP server), e.g. `4`; default the server's `--destination-concurrency`.
+            #[schemars(range(min = 1))]
             pub destination_concurrency: Option<usize>,
             /// Do the action once per item: a JSONPath over the body (`$.line_items[*]`) or one
             /// template expression giving a list (`"{{ vars.items }}"`). Templates see `item`
             /// and `item_index`; later actions see `steps.<name>.items`.
+            #[serde(default)]
+            #[schemars(schema_with = "crate::flow::schema::jsonpath_or_template")]
             pub for_each: Option<String>,
-            /// Most items a `for_each` takes; a run with more fails, saying so. Default 100.
+            /// Most items a `for_each` takes, e.g. `500`; a run with more fails, saying so.
+            /// Default 100.
+            #[schemars(range(min = 1, max = 1000))]
             pub max_items: Option<usize>,
-            /// Items of one run attempted at once. Default 4.
+            /// Items of one run attempted at once, e.g. `8`. Default 4.
+            #[schemars(range(min = 1, max = 64))]
             pub item_concurrency: Option<usize>,
             $( $(#[$doc])* pub $key: Option<<$ty as Kind>::Spec>, )*
         }

@@ -18,15 +18,23 @@ use crate::yaml::OneOrMany;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["add"]}, {"required": ["remove"]}, {"required": ["suppress"]}]))]
 pub struct SegmentSpec {
-    /// Template of the contact's email address.
+    /// Template of the contact's email address, e.g. `"{{ vars.email }}"`.
     pub email: String,
+    /// Segments the contact joins, e.g. `customers` or `[customers, vip]`.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::flow::schema::segment_names")]
     pub add: Option<OneOrMany>,
+    /// Segments the contact leaves, e.g. `trial`.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::flow::schema::segment_names")]
     pub remove: Option<OneOrMany>,
-    /// Merged into the contact; string leaves are templates.
+    /// Merged into the contact; string leaves are templates, e.g. `{ plan: "{{ vars.plan }}" }`.
     pub attributes: Option<Value>,
     /// Also put the address on the suppression list: `bounced` or `complained` (no email goes
     /// to it any more), `unsubscribed` (from each list in `remove`), or `manual`.
+    #[schemars(transform = crate::flow::schema::suppress_reason)]
     pub suppress: Option<String>,
 }
 

@@ -15,22 +15,30 @@ use crate::sequence::{Wait, parse_at, parse_tz, wake_at};
 #[serde(untagged)]
 pub enum WaitSpec {
     /// `wait: 3d`
-    For(String),
+    For(#[schemars(transform = crate::flow::schema::duration)] String),
     Table(WaitTable),
 }
 
 /// `wait: { for: 7d, at: "09:00", timezone: Europe/Berlin }` or `wait: { until: "{{ … }}" }`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "not" = {"required": ["for", "until"]},
+    "anyOf" = [{"required": ["for"]}, {"required": ["until"]}, {"required": ["at"]}]
+))]
 pub struct WaitTable {
     /// How long, e.g. `3d`, `12h`, `90m`.
     #[serde(rename = "for")]
+    #[schemars(transform = crate::flow::schema::duration)]
     pub duration: Option<String>,
     /// A template giving a moment (RFC 3339, `2026-12-24T10:00:00Z`) or a day (`2026-12-24`).
     pub until: Option<String>,
-    /// Then the next `HH:MM` local time (in `timezone`).
+    /// Then the next `HH:MM` local time (in `timezone`), e.g. `09:00`.
+    #[schemars(transform = crate::flow::schema::time_of_day)]
     pub at: Option<String>,
     /// IANA time zone for `at` and for days; a template (default UTC).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::flow::schema::timezone_or_template")]
     pub timezone: Option<String>,
 }
 

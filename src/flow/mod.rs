@@ -6,6 +6,7 @@ pub mod graph;
 pub mod load;
 pub mod locate;
 pub mod parse;
+pub mod schema;
 pub mod spec;
 pub mod warnings;
 
@@ -22,18 +23,7 @@ pub use crate::verify::Verifier;
 pub use load::{LoadError, flow_name, load_dir, load_dir_or_last_good, load_source, reload_dir};
 pub use spec::BodyMode;
 
-/// The JSON Schema of a flow file, generated from the same types the loader reads.
-pub fn schema() -> serde_json::Value {
-    let mut s = schemars::schema_for!(spec::FlowSpec).to_value();
-    if let Some(o) = s.as_object_mut() {
-        o.insert("title".into(), "hookflow flow".into());
-        o.insert(
-            "description".into(),
-            "A hookflow flow file (flows/*.yaml). See docs/flows.md.".into(),
-        );
-    }
-    s
-}
+pub use schema::schema;
 
 /// A flow ready to run: every path, regex and template compiled.
 #[derive(Debug)]

@@ -55,16 +55,25 @@ pub struct VerifySpec {
     /// rotation needs no restart); several while rotating.
     pub secret_file: Option<OneOrMany>,
     /// Only here to be refused with a clear message: secrets never live in flow files.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::flow::schema::refused_secret")]
     pub secret: Option<Value>,
+    /// How far a signed timestamp may be from now, e.g. `10m`; default 5m.
     #[serde(default, with = "humantime_serde")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", transform = crate::flow::schema::duration)]
     pub tolerance: Option<Duration>,
     // The `hmac` preset's settings.
+    /// `hmac` preset: the header carrying the signature, e.g. `X-Signature`.
     pub header: Option<String>,
+    /// `hmac` preset: the digest, e.g. `sha256` (the default).
     pub algorithm: Option<crate::verify::Algorithm>,
+    /// `hmac` preset: how the signature is written, e.g. `hex` (the default) or `base64`.
     pub encoding: Option<crate::verify::Encoding>,
+    /// `hmac` preset: text before the signature in its header, e.g. `sha256=`.
     pub prefix: Option<String>,
+    /// `hmac` preset: the header carrying a signed timestamp, e.g. `X-Timestamp`.
     pub timestamp_header: Option<String>,
+    /// `hmac` preset: what is signed, e.g. `"{timestamp}.{body}"`; default `{body}`.
     pub signed: Option<String>,
 }
 

@@ -26,6 +26,9 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The methods a webhook may arrive with.
+pub const WEBHOOK_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
 /// Flow names appear in URLs: letters, digits, `-` and `_`.
 pub fn valid_flow_name(s: &str) -> bool {
     !s.is_empty()

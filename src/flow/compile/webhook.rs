@@ -93,19 +93,18 @@ impl Compiler<'_> {
             .iter()
             .enumerate()
         {
-            const ACCEPTED: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
             let up = m.to_ascii_uppercase();
-            if ACCEPTED.contains(&up.as_str()) {
+            if super::WEBHOOK_METHODS.contains(&up.as_str()) {
                 methods.push(up);
             } else {
-                let near = crate::suggest::nearest(&up, ACCEPTED)
+                let near = crate::suggest::nearest(&up, super::WEBHOOK_METHODS.iter().copied())
                     .map(|n| format!(" (did you mean {n}?)"))
                     .unwrap_or_default();
                 self.problem(
                     format!("on.webhook.methods[{i}]"),
                     format!(
                         "`{m}` is not a method webhooks arrive with{near}; use one of {}",
-                        ACCEPTED.join(", ")
+                        super::WEBHOOK_METHODS.join(", ")
                     ),
                 );
             }
