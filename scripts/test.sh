@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, the tests that need outside tools included: installs Debian's chromium
-# and chromium-driver (the dashboard's browser test) and the Python `svix`, `sendgrid`, `paddle-python-sdk`, `PyNaCl`, `twilio`, `hubspot-api-client` and `squareup` libraries (signatures
+# and chromium-driver (the dashboard's browser test), yaml-language-server from npm (the editor
+# schema's test) and the Python `svix`, `sendgrid`, `paddle-python-sdk`, `PyNaCl`, `twilio`, `hubspot-api-client` and `squareup` libraries (signatures
 # made by a vendor's own code), nginx and systemd-analyze (the deploy/ files), promtool (the
 # metrics' format) and libfaketime (the clock drills) when they are missing (idempotent), checks that PostgreSQL
 # answers, builds the release binary (for the release smoke tests), then runs `cargo test` with those tests required (the PostgreSQL store's included)
@@ -55,6 +56,11 @@ fi
 # requests in tests/it/senders.rs.
 if ! python3 -c 'import twilio.request_validator, hubspot.utils.signature, square.utils.webhooks_helper' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'twilio==9.13.0' 'hubspot-api-client==12.0.0' 'squareup==46.0.0.20260916'
+fi
+# yaml-language-server (npm), the language server editors run, checks the editor schema against
+# broken and shipped flows over LSP (tests/it/editor.rs); pinned by its package-lock.json.
+if [ ! -x tests/tools/yaml-ls/node_modules/.bin/yaml-language-server ]; then
+  (cd tests/tools/yaml-ls && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # The PostgreSQL store's tests need a server: the local one (trust auth, database `test`), or
 # the one HOOKFLOW_PG_URL names. Say so plainly rather than fail a hundred tests.

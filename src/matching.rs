@@ -15,10 +15,7 @@ use crate::mapping::JsonPath;
 /// more operators, all of which must hold.
 #[derive(Debug, serde::Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend(
-    "oneOf" = [{"required": ["path"]}, {"required": ["header"]}, {"required": ["query"]}, {"required": ["var"]}, {"required": ["expr"]}],
-    "anyOf" = [{"required": ["expr"]}, {"required": ["equals"]}, {"required": ["not_equals"]}, {"required": ["one_of"]}, {"required": ["exists"]}, {"required": ["matches"]}, {"required": ["gt"]}, {"required": ["gte"]}, {"required": ["lt"]}, {"required": ["lte"]}]
-))]
+#[schemars(transform = crate::flow::schema::condition)]
 pub struct ConditionSpec {
     /// A JSONPath into the body, e.g. `$.order.status`.
     #[schemars(transform = crate::flow::schema::jsonpath)]

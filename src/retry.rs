@@ -37,9 +37,10 @@ pub struct RetrySpec {
 /// A status code (`404`), a class (`"4xx"`) or a range (`"200-299"`).
 #[derive(Debug, Deserialize, Clone, schemars::JsonSchema)]
 #[serde(untagged)]
+#[schemars(transform = crate::flow::schema::status)]
 pub enum StatusSpec {
-    Code(#[schemars(range(min = 100, max = 599))] u16),
-    Text(#[schemars(transform = crate::flow::schema::status_text)] String),
+    Code(u16),
+    Text(String),
 }
 
 /// A set of HTTP statuses as inclusive ranges.

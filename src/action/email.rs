@@ -37,13 +37,7 @@ use crate::template::{JsonTemplate, Templates};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend(
-    "allOf" = [
-        {"not": {"required": ["text", "text_template"]}},
-        {"not": {"required": ["html", "html_template"]}},
-        {"anyOf": [{"required": ["text"]}, {"required": ["text_template"]}, {"required": ["html"]}, {"required": ["html_template"]}]}
-    ]
-))]
+#[schemars(transform = crate::flow::schema::email_body)]
 pub struct EmailSpec {
     /// The recipients, e.g. `"{{ vars.email }}"`: each a template, or a list of them; one
     /// rendering to a list or to comma-separated addresses gives several recipients.

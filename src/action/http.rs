@@ -27,7 +27,7 @@ use crate::verify::{Verifier, VerifySpec};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("not" = {"required": ["body", "body_template"]}))]
+#[schemars(transform = crate::flow::schema::http_body)]
 pub struct HttpSpec {
     /// The request's method, e.g. `PUT`; default `POST`.
     #[serde(default = "default_method")]

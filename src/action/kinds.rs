@@ -98,7 +98,7 @@ macro_rules! kinds {
         /// one kind.
         #[derive(Debug, Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
-        #[schemars(extend("oneOf" = [$( {"required": [stringify!($key)]} ),*]))]
+        #[schemars(transform = crate::flow::schema::action_kind)]
         pub struct ActionSpec {
             /// Unique within the flow, e.g. `notify_shop`; defaults to `<kind>_<index>`. Later
             /// templates see its output as `steps.<name>`.
@@ -218,11 +218,14 @@ macro_rules! kinds {
 }
 
 kinds! {
-    /// Call an HTTP endpoint (optionally a signed outgoing webhook).
+    /// Call an HTTP endpoint (optionally a signed outgoing webhook), e.g. `{ url:
+    /// "https://crm.example.com/hooks", body: { email: "{{ vars.email }}" } }`.
     http => Http(super::http::HttpAction),
-    /// Send an email over SMTP.
+    /// Send an email over SMTP, e.g. `{ to: "{{ vars.email }}", subject: Thanks,
+    /// text_template: thanks.txt }`.
     email => Email(super::email::EmailAction),
-    /// Add a contact to named lists, or remove it.
+    /// Add a contact to named lists, or remove it, e.g. `{ email: "{{ vars.email }}", add:
+    /// customers }`.
     segment => Segment(super::segment::SegmentAction),
     /// Raise an internal event that flows with `on: event` pick up.
     emit => Emit(super::emit::EmitAction),

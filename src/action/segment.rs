@@ -18,7 +18,7 @@ use crate::yaml::OneOrMany;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("anyOf" = [{"required": ["add"]}, {"required": ["remove"]}, {"required": ["suppress"]}]))]
+#[schemars(transform = crate::flow::schema::segment_change)]
 pub struct SegmentSpec {
     /// Template of the contact's email address, e.g. `"{{ vars.email }}"`.
     pub email: String,

@@ -11,21 +11,51 @@ use crate::retry::RetryPolicy;
 use crate::sequence::{Wait, parse_at, parse_tz, wake_at};
 
 /// `wait:` as written: a duration (`3d`), or a table.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum WaitSpec {
     /// `wait: 3d`
-    For(#[schemars(transform = crate::flow::schema::duration)] String),
+    For(String),
     Table(WaitTable),
+}
+
+// Hand-written rather than `#[serde(untagged)]` so a typo inside the table reports the unknown
+// key and its line instead of "did not match any variant".
+impl<'de> Deserialize<'de> for WaitSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = WaitSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as 3d, or a table with `for`, `until`, `at` or `timezone`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WaitSpec, E> {
+                Ok(WaitSpec::For(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<WaitSpec, A::Error> {
+                WaitTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(WaitSpec::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl schemars::JsonSchema for WaitSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WaitSpec".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::flow::schema::string_or_table(
+            <WaitTable as schemars::JsonSchema>::json_schema(g),
+            crate::flow::schema::duration,
+            "A duration (`3d`), or a table: `{ for: 7d, at: \"09:00\", timezone: Europe/Berlin }` or `{ until: \"{{ vars.date }}\" }`",
+        )
+    }
 }
 
 /// `wait: { for: 7d, at: "09:00", timezone: Europe/Berlin }` or `wait: { until: "{{ … }}" }`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend(
-    "not" = {"required": ["for", "until"]},
-    "anyOf" = [{"required": ["for"]}, {"required": ["until"]}, {"required": ["at"]}]
-))]
+#[schemars(transform = crate::flow::schema::wait_table)]
 pub struct WaitTable {
     /// How long, e.g. `3d`, `12h`, `90m`.
     #[serde(rename = "for")]

@@ -38,6 +38,9 @@ pub const EVENT_TYPE: &str = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$";
 pub const EVENT_PATTERN: &str = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*(\.\*)?$";
 /// The event families hookflow raises itself, refused in `emit`.
 pub const RESERVED_EVENT: &str = r"^(segment|run|alert|email)\.";
+/// What `emit` takes: [`EVENT_TYPE`] but not [`RESERVED_EVENT`] (a look-ahead, which editors
+/// and the schema tests' validator run; the unit tests check its two halves).
+pub const CUSTOM_EVENT_TYPE: &str = r"^(?!(segment|run|alert|email)\.)[a-z0-9_-]+(\.[a-z0-9_-]+)*$";
 /// An RFC 9535 JSONPath query starts at the root.
 pub const JSONPATH: &str = r"^\s*\$";
 /// A template, where one is allowed in place of a literal.
@@ -56,7 +59,12 @@ pub fn schema() -> Value {
     if let Some(defs) = s.get_mut("$defs").and_then(Value::as_object_mut) {
         defs.insert(
             "TimeZone".into(),
-            json!({"type": "string", "enum": tz_names(), "description": "An IANA time zone name, e.g. `Europe/Berlin`."}),
+            json!({
+                "type": "string",
+                "enum": tz_names(),
+                "description": "An IANA time zone name, e.g. `Europe/Berlin`.",
+                "errorMessage": "an IANA time zone such as Europe/Berlin or America/New_York"
+            }),
         );
     }
     if let Some(o) = s.as_object_mut() {
@@ -109,6 +117,28 @@ fn with_pattern(s: &mut Schema, pattern: &str, message: &str, examples: &[&str])
     if !examples.is_empty() && s.get("examples").is_none() {
         s.insert("examples".into(), json!(examples));
     }
+}
+
+/// A value written as a string or as a table (`wait: 3d` or `wait: { for: 3d, at: "09:00" }`):
+/// one schema of both types rather than `anyOf` the two, so an editor reports a mistake inside
+/// the table (an unknown key) rather than "expected a string". `string` adds the string's rules
+/// (a pattern), which apply to strings only, as the table's apply to tables only.
+pub fn string_or_table(mut table: Schema, string: fn(&mut Schema), description: &str) -> Schema {
+    table.insert("type".into(), json!(["string", "object"]));
+    string(&mut table);
+    table.insert("description".into(), description.into());
+    table
+}
+
+/// A status: a code (`404`), or as text a code, a class (`"4xx"`) or a range (`"200-299"`).
+pub fn status(s: &mut Schema) {
+    *s = object(json!({
+        "description": "A status code (`404`), a class (`\"4xx\"`) or a range (`\"200-299\"`), within 100-599.",
+        "type": ["integer", "string"],
+        "minimum": 100,
+        "maximum": 599,
+    }));
+    status_text(s);
 }
 
 /// A string schema: `pattern`, else a template.
@@ -213,13 +243,9 @@ pub fn jsonpaths(s: &mut Schema) {
 pub fn custom_event_type(s: &mut Schema) {
     with_pattern(
         s,
-        EVENT_TYPE,
-        "dot-separated lower-case words, such as order.flagged",
+        CUSTOM_EVENT_TYPE,
+        "dot-separated lower-case words such as order.flagged; segment.*, run.*, alert.* and email.* are raised by hookflow itself",
         &["order.flagged"],
-    );
-    s.insert(
-        "not".into(),
-        json!({"pattern": RESERVED_EVENT, "errorMessage": "segment.*, run.*, alert.* and email.* are raised by hookflow itself"}),
     );
 }
 
@@ -274,13 +300,137 @@ pub fn suppress_reason(s: &mut Schema) {
     );
 }
 
-/// `secret:` — refused: secrets never live in flow files.
-pub fn refused_secret(_: &mut schemars::SchemaGenerator) -> Schema {
-    object(json!({
-        "description": "Not allowed: secrets never live in flow files. Use `secret_env` (an environment variable's name) or `secret_file`.",
-        "not": {},
-        "errorMessage": "secrets never live in flow files: use secret_env (an environment variable's name) or secret_file"
-    }))
+/// `verify:` — `secret:` is refused: secrets never live in flow files.
+pub fn verify_table(s: &mut Schema) {
+    not_both(
+        s,
+        "secret",
+        "secret",
+        "secrets never live in flow files: use secret_env (an environment variable's name) or secret_file",
+    );
+}
+
+// The loader's "exactly one of", "at least one of" and "not both" rules, written so that
+// yaml-language-server gives the loader's own message at the key concerned (it ignores a
+// message on a missing `required` key): "if none of the keys is there, then the table must be
+// something it cannot be (null)", and `dependencies` whose schema forbids the other key (draft
+// 7, which editors read) mirrored as `dependentSchemas` (2020-12).
+
+/// At least one of `keys`.
+fn at_least_one(s: &mut Schema, keys: &[&str], message: &str) {
+    let none: serde_json::Map<String, Value> = keys.iter().map(|k| (k.to_string(), false.into())).collect();
+    let rule = json!({
+        "if": {"type": "object", "properties": none},
+        "then": {"type": "null", "errorMessage": message}
+    });
+    let all = s.ensure_object().entry("allOf").or_insert_with(|| json!([]));
+    if let Some(all) = all.as_array_mut() {
+        all.push(rule);
+    }
+}
+
+/// Where `key` is, `other` may not be (`key == other`: `key` may not be at all).
+fn not_both(s: &mut Schema, key: &str, other: &str, message: &str) {
+    for keyword in ["dependencies", "dependentSchemas"] {
+        let dep = &mut s.ensure_object().entry(keyword).or_insert_with(|| json!({}))[key];
+        dep["errorMessage"] = message.into();
+        dep["properties"][other] = false.into();
+    }
+}
+
+/// Exactly one of `keys`.
+fn exactly_one(s: &mut Schema, keys: &[&str], message: &str) {
+    at_least_one(s, keys, message);
+    for k in keys {
+        for other in keys.iter().filter(|o| *o != k) {
+            not_both(s, k, other, message);
+        }
+    }
+}
+
+pub fn one_trigger(s: &mut Schema) {
+    exactly_one(
+        s,
+        &["webhook", "event", "schedule"],
+        "a flow has one trigger: webhook, event or schedule",
+    );
+}
+
+pub fn action_kind(s: &mut Schema) {
+    let message = format!("an action has one kind: {}", crate::action::KINDS.join(", "));
+    exactly_one(s, crate::action::KINDS, &message);
+}
+
+pub fn var_source(s: &mut Schema) {
+    exactly_one(
+        s,
+        &["path", "header", "query"],
+        "a var takes exactly one of path, header or query",
+    );
+}
+
+pub fn exit_kind(s: &mut Schema) {
+    exactly_one(
+        s,
+        &["segment_left", "event", "contact"],
+        "an exit is one of segment_left, event or contact",
+    );
+}
+
+pub fn condition(s: &mut Schema) {
+    exactly_one(
+        s,
+        &["path", "header", "query", "var", "expr"],
+        "a condition reads exactly one of path, header, query, var or expr",
+    );
+    at_least_one(
+        s,
+        &[
+            "expr",
+            "equals",
+            "not_equals",
+            "one_of",
+            "exists",
+            "matches",
+            "gt",
+            "gte",
+            "lt",
+            "lte",
+        ],
+        "a condition needs an operator: equals, not_equals, one_of, exists, matches, gt, gte, lt or lte",
+    );
+}
+
+pub fn http_body(s: &mut Schema) {
+    not_both(
+        s,
+        "body_template",
+        "body",
+        "give either body or body_template, not both",
+    );
+}
+
+pub fn email_body(s: &mut Schema) {
+    not_both(s, "text_template", "text", "give text or text_template, not both");
+    not_both(s, "html_template", "html", "give html or html_template, not both");
+    at_least_one(
+        s,
+        &["text", "text_template", "html", "html_template"],
+        "an email needs a body: text, html or both (or their _template files)",
+    );
+}
+
+pub fn segment_change(s: &mut Schema) {
+    at_least_one(
+        s,
+        &["add", "remove", "suppress"],
+        "a segment action needs add, remove or suppress",
+    );
+}
+
+pub fn wait_table(s: &mut Schema) {
+    not_both(s, "until", "for", "give for or until, not both");
+    at_least_one(s, &["for", "until", "at"], "a wait needs for, until or at");
 }
 
 /// An IANA time zone name (one list in `$defs`, however many keys take one).

@@ -65,7 +65,7 @@ pub struct FlowSpec {
 /// `on:` — what starts a run: exactly one of `webhook`, `event` or `schedule`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+#[schemars(transform = crate::flow::schema::one_trigger)]
 pub struct TriggerSpec {
     /// A request to the flow's webhook URL, e.g. `webhook: { verify: { preset: github,
     /// secret_env: GH_SECRET } }`. `webhook:` with nothing after it is a webhook with every
@@ -111,14 +111,11 @@ impl schemars::JsonSchema for EventTriggerSpec {
         "EventTrigger".into()
     }
     fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "An event type (`segment.added`), or a table with `type` and `when`",
-            "anyOf": [
-                {"type": "string", "pattern": crate::flow::schema::EVENT_PATTERN,
-                 "patternErrorMessage": "dot-separated lower-case words, such as order.flagged, or a family such as alert.*"},
-                g.subschema_for::<EventTriggerTable>()
-            ]
-        })
+        crate::flow::schema::string_or_table(
+            EventTriggerTable::json_schema(g),
+            crate::flow::schema::event_type,
+            "An event type (`segment.added`), a family (`alert.*`), or a table with `type` and `when`",
+        )
     }
 }
 
@@ -187,7 +184,8 @@ pub struct WebhookSpec {
     /// Answer repeats of one delivery with the first run instead of starting another, e.g.
     /// `{ key: "{{ headers['x-github-delivery'] }}" }`.
     pub dedupe: Option<DedupeSpec>,
-    /// Only these client addresses (CIDR, IPv4 or IPv6) may call this webhook.
+    /// Only these client addresses (CIDR, IPv4 or IPv6) may call this webhook, e.g.
+    /// `[192.0.2.0/24, "2001:db8::/32"]`.
     #[serde(default)]
     #[schemars(schema_with = "crate::flow::schema::nets")]
     pub allow_ips: Option<Vec<String>>,
@@ -225,10 +223,11 @@ impl schemars::JsonSchema for VarSpec {
         "Var".into()
     }
     fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "A JSONPath string, or a table with `path`, `header` or `query`",
-            "anyOf": [{"type": "string"}, g.subschema_for::<VarTable>()]
-        })
+        crate::flow::schema::string_or_table(
+            VarTable::json_schema(g),
+            crate::flow::schema::jsonpath,
+            "A JSONPath string (`$.billing.email`), or a table with `path`, `header` or `query`",
+        )
     }
 }
 
@@ -256,7 +255,7 @@ impl<'de> Deserialize<'de> for VarSpec {
 /// A var from exactly one of the body (`path`), a header or the query string.
 #[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("oneOf" = [{"required": ["path"]}, {"required": ["header"]}, {"required": ["query"]}]))]
+#[schemars(transform = crate::flow::schema::var_source)]
 pub struct VarTable {
     /// A JSONPath into the body, e.g. `$.billing.email`.
     #[schemars(transform = crate::flow::schema::jsonpath)]
@@ -275,8 +274,8 @@ pub struct VarTable {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RespondSpec {
-    /// The status of the answer, e.g. `200`; default 202.
-    #[schemars(range(min = 100, max = 599))]
+    /// The status of the answer to an accepted event (2xx), e.g. `200`; default 202.
+    #[schemars(range(min = 200, max = 299))]
     pub status: Option<u16>,
     /// Headers of the answer, e.g. `{ Content-Type: text/plain }`.
     #[serde(default)]
@@ -303,13 +302,14 @@ pub struct ConcurrencySpec {
 /// One entry of a flow's `exit:` list: one of `segment_left`, `event` or `contact`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("oneOf" = [{"required": ["segment_left"]}, {"required": ["event"]}, {"required": ["contact"]}]))]
+#[schemars(transform = crate::flow::schema::exit_kind)]
 pub struct ExitSpec {
-    /// The contact left this segment.
+    /// The contact left this segment, e.g. `{ segment: newsletter, email: "{{ vars.email }}" }`.
     pub segment_left: Option<SegmentLeftSpec>,
     /// An internal event of this type whose `data` has these field values.
     pub event: Option<ExitEventSpec>,
-    /// Checked at each wake-up against the contact as it is then.
+    /// Checked at each wake-up against the contact as it is then, e.g. `{ email: "{{
+    /// vars.email }}", when: [{ path: $.attributes.plan, equals: paid }] }`.
     pub contact: Option<ContactExitSpec>,
 }
 

@@ -45,6 +45,46 @@ impl fmt::Display for Warning {
     }
 }
 
+/// Keys written with nothing after them (`timezone:`), which YAML reads as null and the loader
+/// as left out: nearly always an unfinished line, and the editor schema flags them too. Not
+/// `on.webhook` (an empty `webhook:` is a webhook with every default) and not the keys whose
+/// value may be anything, null included (`equals:`, `default:`, a body or data).
+fn empty_keys(source: &str) -> Vec<String> {
+    const ANY_VALUE: [&str; 6] = ["equals", "not_equals", "default", "body", "data", "attributes"];
+    fn walk(v: &serde_yaml::Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            serde_yaml::Value::Mapping(m) => {
+                for (k, v) in m {
+                    let Some(k) = k.as_str() else { continue };
+                    let here = if path.is_empty() {
+                        k.to_string()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    if v.is_null() {
+                        if here != "on.webhook" && !ANY_VALUE.contains(&k) {
+                            out.push(here);
+                        }
+                    } else if !ANY_VALUE.contains(&k) {
+                        walk(v, &here, out);
+                    }
+                }
+            }
+            serde_yaml::Value::Sequence(s) => {
+                for (i, v) in s.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(source) {
+        walk(&doc, "", &mut out);
+    }
+    out
+}
+
 /// Every warning about the flows of `set`, in flow order.
 pub fn warnings(set: &FlowSet, around: &Surroundings) -> Vec<Warning> {
     set.flows
@@ -90,6 +130,13 @@ pub fn flow_warnings(f: &Flow, around: &Surroundings) -> Vec<Warning> {
     for (i, a) in f.actions.iter().enumerate() {
         found.extend(a.kind.warnings(&format!("actions[{i}]"), &a.name, around));
     }
+    found.extend(empty_keys(&f.source).into_iter().map(|path| {
+        let key = path.rsplit('.').next().unwrap_or(&path).to_string();
+        (
+            path,
+            format!("`{key}:` has no value, so it is read as left out; give it a value or remove the line"),
+        )
+    }));
     if found.is_empty() {
         return Vec::new();
     }
@@ -104,4 +151,16 @@ pub fn flow_warnings(f: &Flow, around: &Surroundings) -> Vec<Warning> {
             message,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_left_empty_are_found_but_not_an_empty_webhook_or_a_null_value() {
+        let src = "on:\n  webhook:\nvars:\n  tz:\n    header: X-Tz\n    default:\nactions:\n  - http:\n      url: http://x\n      timeout:\n    when:\n      - path: $.a\n        equals:\n  - wait:\n      for: 1d\n      at:\n";
+        assert_eq!(
+            super::empty_keys(src),
+            ["actions[0].http.timeout", "actions[1].wait.at"]
+        );
+    }
 }

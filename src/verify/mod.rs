@@ -44,6 +44,7 @@ pub use sign::{sender_headers, sign, sign_body, sign_ecdsa};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::flow::schema::verify_table)]
 pub struct VerifySpec {
     /// The sender's scheme: a preset's name (or alias), or `hmac` with its settings below.
     #[schemars(schema_with = "preset_schema")]
@@ -52,11 +53,10 @@ pub struct VerifySpec {
     /// the environment is read from systemd's `$CREDENTIALS_DIRECTORY` (`LoadCredential=`).
     pub secret_env: Option<OneOrMany>,
     /// Absolute path(s) of files holding the secret, read again whenever they change (a
-    /// rotation needs no restart); several while rotating.
+    /// rotation needs no restart); several while rotating. E.g. `/run/secrets/shop_hook`.
     pub secret_file: Option<OneOrMany>,
-    /// Only here to be refused with a clear message: secrets never live in flow files.
-    #[serde(default)]
-    #[schemars(schema_with = "crate::flow::schema::refused_secret")]
+    /// Not allowed: secrets never live in flow files (use `secret_env`, e.g.
+    /// `secret_env: SHOP_SECRET`). Only here to be refused with a clear message.
     pub secret: Option<Value>,
     /// How far a signed timestamp may be from now, e.g. `10m`; default 5m.
     #[serde(default, with = "humantime_serde")]

@@ -24,6 +24,7 @@ mod docs;
 mod drills;
 mod e2e;
 mod edge;
+mod editor;
 mod email;
 mod examples;
 mod helpers;
