@@ -18,24 +18,15 @@ pub enum WaitSpec {
     Table(WaitTable),
 }
 
-// Hand-written rather than `#[serde(untagged)]` so a typo inside the table reports the unknown
-// key and its line instead of "did not match any variant".
+// Not `#[serde(untagged)]`: see [`crate::yaml::string_or_table`].
 impl<'de> Deserialize<'de> for WaitSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = WaitSpec;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a duration such as 3d, or a table with `for`, `until`, `at` or `timezone`")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WaitSpec, E> {
-                Ok(WaitSpec::For(v.to_string()))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<WaitSpec, A::Error> {
-                WaitTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(WaitSpec::Table)
-            }
-        }
-        d.deserialize_any(V)
+        crate::yaml::string_or_table(
+            d,
+            "a duration such as 3d, or a table with `for`, `until`, `at` or `timezone`",
+            WaitSpec::For,
+            WaitSpec::Table,
+        )
     }
 }
 

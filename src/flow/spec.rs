@@ -121,27 +121,18 @@ impl schemars::JsonSchema for EventTriggerSpec {
 
 impl<'de> Deserialize<'de> for EventTriggerSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = EventTriggerSpec;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an event type or a table with `type` and `when`")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EventTriggerSpec, E> {
-                Ok(EventTriggerSpec {
-                    kind: v.to_string(),
-                    when: Vec::new(),
-                })
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EventTriggerSpec, A::Error> {
-                let t = EventTriggerTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(EventTriggerSpec {
-                    kind: t.kind,
-                    when: t.when,
-                })
-            }
-        }
-        d.deserialize_any(V)
+        crate::yaml::string_or_table(
+            d,
+            "an event type or a table with `type` and `when`",
+            |kind| EventTriggerSpec {
+                kind,
+                when: Vec::new(),
+            },
+            |t: EventTriggerTable| EventTriggerSpec {
+                kind: t.kind,
+                when: t.when,
+            },
+        )
     }
 }
 
@@ -231,24 +222,15 @@ impl schemars::JsonSchema for VarSpec {
     }
 }
 
-// Hand-written rather than `#[serde(untagged)]` so a typo inside the table still reports the
-// unknown key and its line instead of "did not match any variant".
+// Not `#[serde(untagged)]`: see [`crate::yaml::string_or_table`].
 impl<'de> Deserialize<'de> for VarSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = VarSpec;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSONPath string or a table with `path`, `header` or `query`")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VarSpec, E> {
-                Ok(VarSpec::Path(v.to_string()))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<VarSpec, A::Error> {
-                VarTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(VarSpec::Full)
-            }
-        }
-        d.deserialize_any(V)
+        crate::yaml::string_or_table(
+            d,
+            "a JSONPath string or a table with `path`, `header` or `query`",
+            VarSpec::Path,
+            VarSpec::Full,
+        )
     }
 }
 
