@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, the tests that need outside tools included: installs Debian's chromium
 # and chromium-driver (the dashboard's browser test), yaml-language-server from npm (the editor
-# schema's test) and the Python `svix`, `sendgrid`, `paddle-python-sdk`, `PyNaCl`, `twilio`, `hubspot-api-client` and `squareup` libraries (signatures
+# schema's test), schemathesis from PyPI (the API's OpenAPI fuzzer) and the Python `svix`, `sendgrid`, `paddle-python-sdk`, `PyNaCl`, `twilio`, `hubspot-api-client` and `squareup` libraries (signatures
 # made by a vendor's own code), nginx and systemd-analyze (the deploy/ files), promtool (the
 # metrics' format) and libfaketime (the clock drills) when they are missing (idempotent), checks that PostgreSQL
 # answers, builds the release binary (for the release smoke tests), then runs `cargo test` with those tests required (the PostgreSQL store's included)
@@ -61,6 +61,12 @@ fi
 # broken and shipped flows over LSP (tests/it/editor.rs); pinned by its package-lock.json.
 if [ ! -x tests/tools/yaml-ls/node_modules/.bin/yaml-language-server ]; then
   (cd tests/tools/yaml-ls && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# schemathesis (PyPI), the OpenAPI fuzzer, runs against the release binary in
+# tests/it/openapi.rs; in a virtual environment of its own, pinned by its requirements.txt.
+if [ ! -x tests/tools/schemathesis/.venv/bin/schemathesis ]; then
+  python3 -m venv tests/tools/schemathesis/.venv
+  tests/tools/schemathesis/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/tools/schemathesis/requirements.txt
 fi
 # The PostgreSQL store's tests need a server: the local one (trust auth, database `test`), or
 # the one HOOKFLOW_PG_URL names. Say so plainly rather than fail a hundred tests.

@@ -44,6 +44,19 @@ impl serde::Serialize for From {
     }
 }
 
+impl schemars::JsonSchema for From {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ReplayFrom".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Where the new run starts: `start` (the default), `failed` (the first step that did not succeed), or an action's name.",
+            "examples": ["start", "failed", "notify_shop"]
+        })
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for From {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<From, D::Error> {
         let s = String::deserialize(d)?;
@@ -53,7 +66,16 @@ impl<'de> serde::Deserialize<'de> for From {
 
 /// Which flow version a replay runs under.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum, Default,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+    Default,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Version {

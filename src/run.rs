@@ -17,7 +17,7 @@ use crate::request::Request;
 
 pub use crate::time::Ts;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Queued,
@@ -64,7 +64,7 @@ impl RunStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
     #[default]
@@ -77,7 +77,7 @@ pub enum StepStatus {
 }
 
 /// What an outgoing request looked like, secrets redacted, body truncated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SentRequest {
     pub method: String,
     pub url: String,
@@ -85,7 +85,7 @@ pub struct SentRequest {
     pub body: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReceivedResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -99,7 +99,7 @@ pub struct ReceivedResponse {
     pub truncated: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AttemptOutcome {
     Succeeded,
@@ -110,7 +110,7 @@ pub enum AttemptOutcome {
 }
 
 /// One try of one action.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Attempt {
     pub number: u32,
     pub started_at: Ts,
@@ -124,7 +124,7 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Step {
     pub name: String,
     pub status: StepStatus,
@@ -138,7 +138,7 @@ pub struct Step {
 }
 
 /// One item of a `for_each` action.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct Item {
     pub status: StepStatus,
     pub attempts: Vec<Attempt>,
@@ -149,7 +149,7 @@ pub struct Item {
     pub retry_at: Option<Ts>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Run {
     pub id: String,
     pub flow: String,

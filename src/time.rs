@@ -172,6 +172,20 @@ impl std::fmt::Display for Ts {
     }
 }
 
+impl schemars::JsonSchema for Ts {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date-time",
+            "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-",
+            "description": "RFC 3339, from 1970 on: `2026-12-07T09:30:00.123Z` (hookflow writes UTC with milliseconds; it reads any offset)."
+        })
+    }
+}
+
 impl Serialize for Ts {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -181,11 +195,12 @@ impl Serialize for Ts {
 impl<'de> Deserialize<'de> for Ts {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let t = humantime::parse_rfc3339(&s).map_err(serde::de::Error::custom)?;
-        Ok(Ts(t
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)))
+        // Any RFC 3339 time, with its offset (`2026-12-07T10:30:00+01:00`), from 1970 on.
+        let t = chrono::DateTime::parse_from_rfc3339(s.trim())
+            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not an RFC 3339 time: {e}")))?;
+        u64::try_from(t.timestamp_millis())
+            .map(Ts)
+            .map_err(|_| serde::de::Error::custom(format!("`{s}` is before 1970")))
     }
 }
 

@@ -92,6 +92,8 @@ pub enum Command {
     Test(dryrun::TestArgs),
     /// Print the JSON Schema of the flow file format (for editors: see README).
     Schema,
+    /// Print the API's OpenAPI 3.1 description (what `GET /api/openapi.json` serves).
+    Openapi,
     /// Print a shell completion script: `hookflow completions bash >
     /// /etc/bash_completion.d/hookflow` (zsh: into a directory on `$fpath` as `_hookflow`;
     /// fish: `~/.config/fish/completions/hookflow.fish`).
@@ -253,6 +255,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         },
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&crate::flow::schema())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::server::openapi::document())?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {

@@ -25,11 +25,16 @@ pub(super) fn authorize(st: &AppState, peer: SocketAddr, headers: &HeaderMap) ->
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
+    /// Only runs of this flow.
     pub flow: Option<String>,
+    /// Only runs in this status (empty: any).
+    #[schemars(extend("enum" = status_filter_values()))]
     pub status: Option<String>,
+    /// The page after this run id (the previous page's `next_before`).
     pub before: Option<String>,
+    /// Runs per page, 1 to 500; default 50.
     pub limit: Option<usize>,
     /// RFC 3339 bounds on creation time.
     pub since: Option<Ts>,
@@ -38,8 +43,15 @@ pub struct ListQuery {
     pub q: Option<String>,
 }
 
+/// What `status=` takes: a status's name, or nothing.
+fn status_filter_values() -> Vec<&'static str> {
+    std::iter::once("")
+        .chain(RunStatus::ALL.map(RunStatus::as_str))
+        .collect()
+}
+
 /// A run without its request body and attempt details, for lists.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunSummary {
     pub id: String,
     pub flow: String,
@@ -73,10 +85,56 @@ impl From<&Run> for RunSummary {
 
 pub const MAX_PAGE: usize = 500;
 
+/// `GET /api/runs`: a page of runs, newest first.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct RunPage {
+    pub runs: Vec<RunSummary>,
+    /// The `before` of the next page; null on the last page.
+    pub next_before: Option<String>,
+}
+
+/// A run started again from a finished one.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Replayed {
+    /// The new run.
+    pub run_id: String,
+    /// The run it replays.
+    pub replay_of: String,
+}
+
+/// A run that could not be replayed, and why.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct NotReplayed {
+    pub run_id: String,
+    pub error: String,
+}
+
+/// `POST /api/flows/{flow}/replay-failed`: how many failed runs matched, and each replay.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct BulkReplayed {
+    pub matched: usize,
+    pub replayed: Vec<Replayed>,
+    pub errors: Vec<NotReplayed>,
+}
+
+/// `POST /api/runs/{id}/exit`: the run ended as exited.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct RunExited {
+    pub run_id: String,
+    pub exited: bool,
+}
+
+/// `POST /api/flows/{flow}/exit`: how many waiting runs matched, and how many were ended.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct BulkExited {
+    pub matched: usize,
+    pub exited: usize,
+}
+
 pub async fn list_runs(
     State(st): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunPage>, ApiError> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
@@ -104,8 +162,10 @@ pub async fn list_runs(
     let next = (runs.len() == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
-    let summaries: Vec<RunSummary> = runs.iter().map(RunSummary::from).collect();
-    Ok(Json(json!({ "runs": summaries, "next_before": next })))
+    Ok(Json(RunPage {
+        runs: runs.iter().map(RunSummary::from).collect(),
+        next_before: next,
+    }))
 }
 
 pub async fn show_run(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Run>, ApiError> {
@@ -165,7 +225,7 @@ pub async fn list_flows(State(st): State<AppState>) -> Result<Json<Value>, ApiEr
     Ok(Json(json!({ "flows": out, "reload": st.flows().status() })))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
     #[serde(default)]
@@ -179,8 +239,8 @@ pub struct ReplayBody {
 pub async fn replay_run(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    body: Option<Json<ReplayBody>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    body: Option<super::body::JsonObject<ReplayBody>>,
+) -> Result<(StatusCode, Json<Replayed>), ApiError> {
     let body = body.map(|b| b.0).unwrap_or_default();
     let old = st
         .store()
@@ -191,7 +251,10 @@ pub async fn replay_run(
     let new = replay_one(&st, &old, body.from, body.version).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"run_id": new, "replay_of": id})),
+        Json(Replayed {
+            run_id: new,
+            replay_of: id,
+        }),
     ))
 }
 
@@ -260,7 +323,7 @@ async fn original_flow(st: &AppState, old: &Run) -> Result<std::sync::Arc<crate:
     Ok(flow)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkReplay {
     /// RFC 3339 bounds on when the runs were created.
@@ -280,8 +343,8 @@ pub struct BulkReplay {
 pub async fn replay_failed(
     State(st): State<AppState>,
     Path(flow): Path<String>,
-    Json(req): Json<BulkReplay>,
-) -> Result<Json<Value>, ApiError> {
+    super::body::JsonObject(req): super::body::JsonObject<BulkReplay>,
+) -> Result<Json<BulkReplayed>, ApiError> {
     let mut failed = Vec::new();
     let mut before = None;
     loop {
@@ -307,22 +370,34 @@ pub async fn replay_failed(
     }
     failed.reverse(); // oldest first
     if req.dry_run {
-        return Ok(Json(json!({"matched": failed.len(), "replayed": []})));
+        return Ok(Json(BulkReplayed {
+            matched: failed.len(),
+            replayed: Vec::new(),
+            errors: Vec::new(),
+        }));
     }
     let mut replayed = Vec::new();
     let mut errors = Vec::new();
     for old in &failed {
         match replay_one(&st, old, req.from.clone(), req.version).await {
-            Ok(id) => replayed.push(json!({"run_id": id, "replay_of": old.id})),
-            Err(e) => errors.push(json!({"run_id": old.id, "error": e.detail})),
+            Ok(id) => replayed.push(Replayed {
+                run_id: id,
+                replay_of: old.id.clone(),
+            }),
+            Err(e) => errors.push(NotReplayed {
+                run_id: old.id.clone(),
+                error: e.detail,
+            }),
         }
     }
-    Ok(Json(
-        json!({"matched": failed.len(), "replayed": replayed, "errors": errors}),
-    ))
+    Ok(Json(BulkReplayed {
+        matched: failed.len(),
+        replayed,
+        errors,
+    }))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExitRequest {
     /// Recorded as the runs' exit reason.
@@ -345,8 +420,8 @@ fn exit_reason(req: &ExitRequest) -> String {
 pub async fn exit_run(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    body: Option<Json<ExitRequest>>,
-) -> Result<Json<Value>, ApiError> {
+    body: Option<super::body::JsonObject<ExitRequest>>,
+) -> Result<Json<RunExited>, ApiError> {
     let req = body.map(|b| b.0).unwrap_or_default();
     let exited = st
         .store()
@@ -370,7 +445,10 @@ pub async fn exit_run(
         });
     }
     tracing::info!(run_id = %id, "run exited by the API");
-    Ok(Json(json!({"run_id": id, "exited": true})))
+    Ok(Json(RunExited {
+        run_id: id,
+        exited: true,
+    }))
 }
 
 /// `POST /api/flows/{flow}/exit`: ends every waiting run of the flow (optionally only those
@@ -379,8 +457,8 @@ pub async fn exit_run(
 pub async fn exit_waiting(
     State(st): State<AppState>,
     Path(flow): Path<String>,
-    Json(req): Json<ExitRequest>,
-) -> Result<Json<Value>, ApiError> {
+    super::body::JsonObject(req): super::body::JsonObject<ExitRequest>,
+) -> Result<Json<BulkExited>, ApiError> {
     let reason = exit_reason(&req);
     let (mut matched, mut exited) = (0usize, 0usize);
     let mut before = None;
@@ -421,7 +499,7 @@ pub async fn exit_waiting(
     } else {
         tracing::info!(%flow, matched, exited, "waiting runs exited by the API");
     }
-    Ok(Json(json!({"matched": matched, "exited": exited})))
+    Ok(Json(BulkExited { matched, exited }))
 }
 
 /// `GET /api/flows/{flow}/requests?limit=`: the flow's last requests, newest first.

@@ -5,10 +5,12 @@ pub mod access;
 pub mod alerts;
 pub mod api;
 pub mod assets;
+pub mod body;
 pub mod clicks;
 pub mod destinations;
 pub mod hooks;
 pub mod listen;
+pub mod openapi;
 pub mod overview;
 pub mod segments;
 pub mod suppressions;
@@ -20,7 +22,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -108,6 +109,7 @@ fn admin_routes(state: &AppState) -> Router<AppState> {
         .route("/favicon.ico", get(assets::favicon))
         .route("/favicon.svg", get(assets::favicon))
         .route("/assets/{file}", get(assets::file))
+        .route("/api/openapi.json", get(openapi_document))
         .merge(api_routes(state))
 }
 
@@ -151,10 +153,62 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/api/instances", get(api::list_instances))
         .route("/api/backup", post(api::backup))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::map_response(json_errors))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_access,
         ))
+}
+
+/// The API's description ([`openapi`]), built once. Public, as the dashboard's files are: it
+/// describes the routes and holds no data.
+async fn openapi_document() -> axum::Json<&'static serde_json::Value> {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    axum::Json(DOC.get_or_init(openapi::document))
+}
+
+/// The API's error code for a status whose handler gave none (an extractor's refusal).
+fn error_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        s if s >= 500 => "internal",
+        _ => "refused",
+    }
+}
+
+/// Every failure of the API answers JSON ([`ErrorBody`]), also those axum's extractors make
+/// (a query or body it cannot read: plain text by default), so a client reads one shape; the
+/// headers that say what to do next (`Allow`, `Retry-After`) are kept.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&text).trim().to_string();
+    let code = error_code(status);
+    let detail = if detail.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        detail
+    };
+    let mut out = ApiError::new(status, code, detail).into_response();
+    for name in [axum::http::header::ALLOW, axum::http::header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 /// The server's [access rule](access) for the API and the metrics; a refusal is logged once
@@ -288,11 +342,23 @@ impl ApiError {
     }
 }
 
+/// What every refusal and failure of the API answers with.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    /// A stable code for programs, e.g. `not_found`, `bad_status`, `unauthorized`.
+    pub error: String,
+    /// What went wrong, for people.
+    pub detail: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            axum::Json(json!({ "error": self.code, "detail": self.detail })),
+            axum::Json(ErrorBody {
+                error: self.code.to_string(),
+                detail: self.detail,
+            }),
         )
             .into_response()
     }

@@ -30,6 +30,7 @@ mod examples;
 mod helpers;
 mod holes;
 mod leases;
+mod openapi;
 mod ordering;
 mod overview;
 mod partition;

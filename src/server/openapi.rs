@@ -1,0 +1,363 @@
+//! The API's OpenAPI 3.1 description: served at `GET /api/openapi.json`, printed by
+//! `hookflow openapi`, kept in docs/openapi.json (a test keeps the copy current).
+//!
+//! Each route is one row of [`ROUTES`]: its method and path, and the handler's own request and
+//! response types, whose JSON Schemas schemars generates from the same serde definitions that
+//! shape the wire (OpenAPI 3.1 schemas are JSON Schema 2020-12). So a field added to a
+//! response type is in the description at once; a route added to the router needs its row (the
+//! test of the router's routes against this table says which are missing).
+
+use schemars::generate::{Contract, SchemaSettings};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+use super::ErrorBody;
+use super::api::{
+    BulkExited, BulkReplay, BulkReplayed, ExitRequest, ListQuery, ReplayBody, Replayed, RunExited, RunPage,
+};
+use crate::run::Run;
+
+/// A schema of a type, made by a generator (a `$ref` into `components/schemas`).
+type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// A type's own schema, not a reference (a query's fields become parameters).
+fn inline<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    T::json_schema(g)
+}
+
+/// One route of the API.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    summary: &'static str,
+    /// A struct whose fields are the query's parameters.
+    query: Option<SchemaFn>,
+    /// The JSON body, and whether it may be left out (sent without a `Content-Type`).
+    body: Option<(SchemaFn, bool)>,
+    /// The success status, what it means, and the JSON it carries (or another content type).
+    ok: (u16, &'static str, Body),
+    /// Failures besides the access rule's 401 and 403, with what each means.
+    errors: &'static [(u16, &'static str)],
+    /// Public: not behind the access rule.
+    public: bool,
+    /// Where the success's body names what another route takes (OpenAPI links: a client, or a
+    /// fuzzer, can follow them): (link name, operation id, parameter, runtime expression).
+    links: &'static [(&'static str, &'static str, &'static str, &'static str)],
+}
+
+/// What a success answers with.
+#[derive(Clone, Copy)]
+enum Body {
+    Json(SchemaFn),
+    Other(&'static str),
+}
+
+const NOT_FOUND: (u16, &str) = (404, "No such run");
+const BAD_QUERY: (u16, &str) = (400, "A query parameter is not what the route takes");
+const NOT_JSON: (u16, &str) = (400, "The body is not JSON");
+const NOT_JSON_TYPE: (u16, &str) = (415, "The body is not sent as `application/json`");
+const NOT_THE_TYPE: (u16, &str) = (422, "The body is not a JSON object of the route's fields");
+
+/// Every route the description covers.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "get",
+        path: "/api/runs",
+        summary: "Runs, newest first, a page at a time (filter by flow, status, time, text)",
+        query: Some(inline::<ListQuery>),
+        body: None,
+        ok: (200, "A page of runs", Body::Json(of::<RunPage>)),
+        errors: &[BAD_QUERY],
+        public: false,
+        links: &[
+            (
+                "GetFirstRun",
+                "get_api_runs_id",
+                "id",
+                "$response.body#/runs/0/id",
+            ),
+            (
+                "ReplayFirstRun",
+                "post_api_runs_id_replay",
+                "id",
+                "$response.body#/runs/0/id",
+            ),
+            (
+                "ExitFirstRun",
+                "post_api_runs_id_exit",
+                "id",
+                "$response.body#/runs/0/id",
+            ),
+            (
+                "ExitFirstRunsFlow",
+                "post_api_flows_flow_exit",
+                "flow",
+                "$response.body#/runs/0/flow",
+            ),
+            (
+                "ReplayFirstRunsFlow",
+                "post_api_flows_flow_replay_failed",
+                "flow",
+                "$response.body#/runs/0/flow",
+            ),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/api/runs/{id}",
+        summary: "One run: its request, vars, each step's attempts with what was sent and answered",
+        query: None,
+        body: None,
+        ok: (200, "The run", Body::Json(of::<Run>)),
+        errors: &[NOT_FOUND],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "post",
+        path: "/api/runs/{id}/replay",
+        summary: "A new run from a finished run's request (from the start, the failed step or a named action)",
+        query: None,
+        body: Some((of::<ReplayBody>, true)),
+        ok: (202, "The new run, queued", Body::Json(of::<Replayed>)),
+        links: &[("GetNewRun", "get_api_runs_id", "id", "$response.body#/run_id")],
+        errors: &[
+            NOT_JSON,
+            NOT_JSON_TYPE,
+            NOT_THE_TYPE,
+            NOT_FOUND,
+            (
+                409,
+                "The run is not finished, or its flow (version) cannot run it",
+            ),
+        ],
+        public: false,
+    },
+    Route {
+        method: "post",
+        path: "/api/runs/{id}/exit",
+        summary: "End an unfinished run as exited",
+        query: None,
+        body: Some((of::<ExitRequest>, true)),
+        ok: (200, "The run exited", Body::Json(of::<RunExited>)),
+        errors: &[
+            NOT_JSON,
+            NOT_JSON_TYPE,
+            NOT_THE_TYPE,
+            NOT_FOUND,
+            (409, "The run is already finished"),
+        ],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "post",
+        path: "/api/flows/{flow}/exit",
+        summary: "End every waiting run of a flow (or only count them)",
+        query: None,
+        body: Some((of::<ExitRequest>, false)),
+        ok: (200, "How many matched and exited", Body::Json(of::<BulkExited>)),
+        errors: &[NOT_JSON, NOT_JSON_TYPE, NOT_THE_TYPE],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "post",
+        path: "/api/flows/{flow}/replay-failed",
+        summary: "Replay every failed run of a flow created in a time range (or only count them)",
+        query: None,
+        body: Some((of::<BulkReplay>, false)),
+        ok: (
+            200,
+            "How many matched, and each replay",
+            Body::Json(of::<BulkReplayed>),
+        ),
+        errors: &[NOT_JSON, NOT_JSON_TYPE, NOT_THE_TYPE],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/openapi.json",
+        summary: "This description",
+        query: None,
+        body: None,
+        ok: (200, "OpenAPI 3.1", Body::Other("application/json")),
+        errors: &[],
+        public: true,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/healthz",
+        summary: "The process answers",
+        query: None,
+        body: None,
+        ok: (200, "`ok`", Body::Other("text/plain")),
+        errors: &[],
+        public: true,
+        links: &[],
+    },
+];
+
+/// The description.
+pub fn document() -> Value {
+    let mut responses = generator(Contract::Serialize);
+    let mut requests = generator(Contract::Deserialize);
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let op = operation(r, &mut requests, &mut responses);
+        let entry = paths.entry(r.path).or_insert_with(|| json!({}));
+        entry[r.method] = op;
+    }
+    let mut schemas = requests.take_definitions(true);
+    schemas.extend(responses.take_definitions(true));
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "hookflow",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The API of a hookflow server: its runs, flows, segments and what it watches. With `serve --api-token`, every route but the public ones takes `Authorization: Bearer <token>`; without one, only clients on the server's own machine are served."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        }
+    })
+}
+
+fn generator(contract: Contract) -> SchemaGenerator {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    settings.contract = contract;
+    settings.into_generator()
+}
+
+fn operation(r: &Route, requests: &mut SchemaGenerator, responses: &mut SchemaGenerator) -> Value {
+    let mut parameters: Vec<Value> = path_params(r.path)
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    if let Some(query) = r.query {
+        let q = query(requests).to_value();
+        let required: Vec<&str> = q["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        for (name, schema) in q["properties"].as_object().into_iter().flatten() {
+            let mut schema = schema.clone();
+            let description = schema.as_object_mut().and_then(|o| o.remove("description"));
+            let mut p = json!({"name": name, "in": "query", "required": required.contains(&name.as_str()), "schema": schema});
+            if let Some(d) = description {
+                p["description"] = d;
+            }
+            parameters.push(p);
+        }
+    }
+    let mut op = json!({
+        "summary": r.summary,
+        "operationId": operation_id(r),
+        "responses": responses_of(r, responses),
+    });
+    if !parameters.is_empty() {
+        op["parameters"] = parameters.into();
+    }
+    if let Some((body, optional)) = r.body {
+        op["requestBody"] = json!({
+            "required": !optional,
+            "content": {"application/json": {"schema": body(requests).to_value()}}
+        });
+    }
+    if !r.public {
+        op["security"] = json!([{"bearer": []}]);
+    }
+    op
+}
+
+fn responses_of(r: &Route, g: &mut SchemaGenerator) -> Value {
+    let (status, what, body) = r.ok;
+    let content = match body {
+        Body::Json(schema) => json!({"application/json": {"schema": schema(g).to_value()}}),
+        Body::Other(ct) => json!({ct: {}}),
+    };
+    let mut out = json!({ status.to_string(): {"description": what, "content": content} });
+    for (name, operation, parameter, expression) in r.links {
+        out[status.to_string()]["links"][*name] =
+            json!({"operationId": operation, "parameters": {*parameter: expression}});
+    }
+    let error = of::<ErrorBody>(g).to_value();
+    let mut failures: Vec<(u16, &str)> = r.errors.to_vec();
+    if !r.public {
+        failures.push((401, "No token, or the wrong one (`serve --api-token`)"));
+        failures.push((403, "A client not allowed by the access rule"));
+    }
+    for (status, what) in failures {
+        out[status.to_string()] = json!({
+            "description": what,
+            "content": {"application/json": {"schema": error}}
+        });
+    }
+    out
+}
+
+/// `{id}` and the like in a path.
+fn path_params(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+}
+
+/// `get_api_runs_id`: the method and the path's words.
+fn operation_id(r: &Route) -> String {
+    let words: Vec<String> = r
+        .path
+        .split(['/', '-', '.', '{', '}'])
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    format!("{}_{}", r.method, words.join("_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_lead_to_operations_and_their_parameters() {
+        let doc = document();
+        let mut operations = std::collections::BTreeMap::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (_, op) in ops.as_object().unwrap() {
+                operations.insert(op["operationId"].as_str().unwrap().to_string(), path.clone());
+            }
+        }
+        assert_eq!(operations.len(), ROUTES.len(), "operation ids are unique");
+        for r in ROUTES {
+            for (name, operation, parameter, _) in r.links {
+                let path = operations
+                    .get(*operation)
+                    .unwrap_or_else(|| panic!("{name}: no {operation}"));
+                assert!(
+                    path.contains(&format!("{{{parameter}}}")),
+                    "{name}: {path} has no {parameter}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let text = doc.to_string();
+        for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &r[..r.find('"').unwrap()];
+            assert!(doc["components"]["schemas"].get(name).is_some(), "{name}");
+        }
+    }
+}
