@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::time::Ts;
 
 /// A contact as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Contact {
     pub email: String,
     pub attributes: Map<String, Value>,
@@ -22,21 +22,21 @@ pub struct Contact {
 }
 
 /// A segment member: the contact and when it joined this segment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Member {
     #[serde(flatten)]
     pub contact: Contact,
     pub added_at: Ts,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SegmentInfo {
     pub name: String,
     pub members: u64,
 }
 
 /// A contact with the segments it belongs to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ContactView {
     #[serde(flatten)]
     pub contact: Contact,
@@ -54,7 +54,7 @@ pub struct SegmentOp {
 }
 
 /// What an op did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
     Added,
@@ -65,7 +65,7 @@ pub enum Change {
     NotMember,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SegmentChange {
     pub segment: String,
     pub email: String,

@@ -15,7 +15,24 @@ use super::ErrorBody;
 use super::api::{
     BulkExited, BulkReplay, BulkReplayed, ExitRequest, ListQuery, ReplayBody, Replayed, RunExited, RunPage,
 };
+use super::segments::{AddMember, MemberPage, PageQuery, SegmentList};
 use crate::run::Run;
+use crate::segment::{ContactView, SegmentChange};
+
+/// What the API reads as an email address: the common form (`local@domain.tld`, labels of
+/// letters, digits and `-`; within the lengths RFC 5321 allows), which every address the
+/// API hands out has. The server's parser
+/// takes more (quoted local parts, say); a client sticking to this is never refused.
+pub const EMAIL: &str = r"^[A-Za-z0-9_%+-]{1,20}(\.[A-Za-z0-9_%+-]{1,20}){0,2}@([A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,10}$";
+
+/// The schema of a path parameter, by its name.
+fn path_param(name: &str) -> Value {
+    match name {
+        "name" => json!({"type": "string", "pattern": crate::flow::schema::SEGMENT_NAME}),
+        "email" => json!({"type": "string", "pattern": EMAIL, "examples": ["ada@example.com"]}),
+        _ => json!({"type": "string", "minLength": 1}),
+    }
+}
 
 /// A schema of a type, made by a generator (a `$ref` into `components/schemas`).
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -57,6 +74,7 @@ enum Body {
 }
 
 const NOT_FOUND: (u16, &str) = (404, "No such run");
+const BAD_NAME: (u16, &str) = (400, "Not a segment name, or not an email address");
 const BAD_QUERY: (u16, &str) = (400, "A query parameter is not what the route takes");
 const NOT_JSON: (u16, &str) = (400, "The body is not JSON");
 const NOT_JSON_TYPE: (u16, &str) = (415, "The body is not sent as `application/json`");
@@ -182,6 +200,77 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/segments",
+        summary: "Every segment with its member count",
+        query: None,
+        body: None,
+        ok: (200, "The segments", Body::Json(of::<SegmentList>)),
+        errors: &[],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/segments/{name}/members",
+        summary: "A segment's members in address order, a page at a time (or those whose address contains `q`)",
+        query: Some(inline::<PageQuery>),
+        body: None,
+        ok: (200, "A page of members", Body::Json(of::<MemberPage>)),
+        errors: &[BAD_NAME],
+        public: false,
+        links: &[(
+            "GetFirstContact",
+            "get_api_contacts_email",
+            "email",
+            "$response.body#/members/0/email",
+        )],
+    },
+    Route {
+        method: "post",
+        path: "/api/segments/{name}/members",
+        summary: "Add a contact to a segment (raises `segment.added` as a `segment` action does)",
+        query: None,
+        body: Some((of::<AddMember>, false)),
+        ok: (200, "What changed", Body::Json(of::<SegmentChange>)),
+        errors: &[BAD_NAME, NOT_JSON_TYPE, NOT_THE_TYPE],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "delete",
+        path: "/api/segments/{name}/members/{email}",
+        summary: "Remove a contact from a segment (raises `segment.removed`)",
+        query: None,
+        body: None,
+        ok: (200, "What changed", Body::Json(of::<SegmentChange>)),
+        errors: &[BAD_NAME],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/segments/{name}/export",
+        summary: "A segment's members as CSV: address, dates, one column per attribute",
+        query: None,
+        body: None,
+        ok: (200, "CSV", Body::Other("text/csv")),
+        errors: &[BAD_NAME],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/contacts/{email}",
+        summary: "A contact: its attributes and segments",
+        query: None,
+        body: None,
+        ok: (200, "The contact", Body::Json(of::<ContactView>)),
+        errors: &[BAD_NAME, (404, "No such contact")],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
         path: "/api/openapi.json",
         summary: "This description",
         query: None,
@@ -241,7 +330,7 @@ fn generator(contract: Contract) -> SchemaGenerator {
 
 fn operation(r: &Route, requests: &mut SchemaGenerator, responses: &mut SchemaGenerator) -> Value {
     let mut parameters: Vec<Value> = path_params(r.path)
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_param(name)}))
         .collect();
     if let Some(query) = r.query {
         let q = query(requests).to_value();
@@ -299,7 +388,12 @@ fn responses_of(r: &Route, g: &mut SchemaGenerator) -> Value {
         failures.push((403, "A client not allowed by the access rule"));
     }
     for (status, what) in failures {
-        out[status.to_string()] = json!({
+        let entry = &mut out[status.to_string()];
+        let what = match entry["description"].as_str() {
+            Some(before) => format!("{before}; or: {what}"),
+            None => what.to_string(),
+        };
+        *entry = json!({
             "description": what,
             "content": {"application/json": {"schema": error}}
         });

@@ -10,12 +10,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::api::{MAX_PAGE, internal};
 use super::{ApiError, AppState};
 use crate::event::Origin;
-use crate::segment::{Member, SegmentChange, SegmentOp, normalize_email, valid_segment_name};
+use crate::segment::{Member, SegmentChange, SegmentInfo, SegmentOp, normalize_email, valid_segment_name};
 
 fn segment_name(name: &str) -> Result<(), ApiError> {
     if valid_segment_name(name) {
@@ -33,14 +33,31 @@ fn email(raw: &str) -> Result<String, ApiError> {
     normalize_email(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_email", e))
 }
 
-pub async fn list_segments(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let segments = st.store().segments().await.map_err(internal)?;
-    Ok(Json(json!({ "segments": segments })))
+/// `GET /api/segments`: every segment with its member count.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct SegmentList {
+    pub segments: Vec<SegmentInfo>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `GET /api/segments/{name}/members`: a page of members in address order.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct MemberPage {
+    pub segment: String,
+    pub members: Vec<Member>,
+    /// The `after` of the next page; null on the last.
+    pub next_after: Option<String>,
+}
+
+pub async fn list_segments(State(st): State<AppState>) -> Result<Json<SegmentList>, ApiError> {
+    let segments = st.store().segments().await.map_err(internal)?;
+    Ok(Json(SegmentList { segments }))
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct PageQuery {
+    /// The page after this address (the previous page's `next_after`).
     pub after: Option<String>,
+    /// Members per page, 1 to 500; default 100.
     pub limit: Option<usize>,
     /// Text to find in members' addresses (case-insensitive).
     pub q: Option<String>,
@@ -53,7 +70,7 @@ pub async fn list_members(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MemberPage>, ApiError> {
     segment_name(&name)?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let needle = q.q.as_deref().map(str::to_lowercase).filter(|n| !n.is_empty());
@@ -66,9 +83,11 @@ pub async fn list_members(
         let next = (members.len() == limit)
             .then(|| members.last().map(|m| m.contact.email.clone()))
             .flatten();
-        return Ok(Json(
-            json!({ "segment": name, "members": members, "next_after": next }),
-        ));
+        return Ok(Json(MemberPage {
+            segment: name,
+            members,
+            next_after: next,
+        }));
     };
     // A search reads pages in address order and keeps the matches: bounded per request, and
     // `next_after` says where the next request goes on (whether or not this one found any).
@@ -97,9 +116,11 @@ pub async fn list_members(
             break None;
         }
     };
-    Ok(Json(
-        json!({ "segment": name, "members": members, "next_after": next }),
-    ))
+    Ok(Json(MemberPage {
+        segment: name,
+        members,
+        next_after: next,
+    }))
 }
 
 /// The whole segment as CSV: `email,added_at,created_at,updated_at` and one column per
@@ -163,10 +184,13 @@ pub fn to_csv(members: &[Member]) -> Result<String, String> {
     String::from_utf8(w.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
+    /// The contact's address, e.g. `ada@example.com`.
+    #[schemars(regex(pattern = crate::server::openapi::EMAIL))]
     pub email: String,
+    /// Merged into the contact, e.g. `{"plan": "pro"}`.
     #[serde(default)]
     pub attributes: Map<String, Value>,
 }
@@ -174,10 +198,10 @@ pub struct AddMember {
 pub async fn add_member(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<AddMember>, axum::extract::rejection::JsonRejection>,
+    body: Result<super::body::JsonObject<AddMember>, ApiError>,
 ) -> Result<Json<SegmentChange>, ApiError> {
     segment_name(&name)?;
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))?;
+    let super::body::JsonObject(body) = body?;
     let op = SegmentOp {
         segment: name,
         email: email(&body.email)?,
@@ -232,6 +256,7 @@ mod tests {
     use super::*;
     use crate::segment::Contact;
     use crate::time::Ts;
+    use serde_json::json;
 
     #[test]
     fn csv_has_one_column_per_attribute_and_quotes_what_needs_it() {

@@ -50,7 +50,11 @@ async fn the_description_is_served_and_lists_only_routes_the_server_has() {
         let url = format!(
             "{}{}",
             app.base,
-            r.path.replace("{id}", "01nope").replace("{flow}", "nope")
+            r.path
+                .replace("{id}", "01nope")
+                .replace("{flow}", "nope")
+                .replace("{name}", "nope")
+                .replace("{email}", "ada@example.com")
         );
         let method = reqwest::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes()).unwrap();
         let resp = http.request(method.clone(), &url).send().await.unwrap();
