@@ -13,7 +13,9 @@ use crate::segment::{normalize_email, valid_segment_name};
 use crate::time::Ts;
 
 /// Why an address is suppressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The contact unsubscribed from a list.
@@ -72,7 +74,7 @@ impl Reason {
 pub const EVERY_LIST: &str = "*";
 
 /// One suppressed address.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Suppression {
     /// Normalised (trimmed, lower-case).
     pub email: String,
@@ -92,7 +94,7 @@ pub struct Suppression {
 }
 
 /// A suppression taken back, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lifted {
     pub at: Ts,
     pub reason: String,

@@ -34,7 +34,8 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// The page after this run id (the previous page's `next_before`).
     pub before: Option<String>,
-    /// Runs per page, 1 to 500; default 50.
+    /// Runs per page, default 50: any number is taken, as 1 to 500.
+    #[schemars(range(max = usize::MAX))]
     pub limit: Option<usize>,
     /// RFC 3339 bounds on creation time.
     pub since: Option<Ts>,

@@ -16,14 +16,24 @@ use super::api::{
     BulkExited, BulkReplay, BulkReplayed, ExitRequest, ListQuery, ReplayBody, Replayed, RunExited, RunPage,
 };
 use super::segments::{AddMember, MemberPage, PageQuery, SegmentList};
+use super::suppressions::{AddBody, Added, ImportQuery, LiftQuery, LiftedAnswer, SuppressionPage};
 use crate::run::Run;
 use crate::segment::{ContactView, SegmentChange};
+use crate::store::suppress::ImportReport;
 
 /// What the API reads as an email address: the common form (`local@domain.tld`, labels of
 /// letters, digits and `-`; within the lengths RFC 5321 allows), which every address the
 /// API hands out has. The server's parser
 /// takes more (quoted local parts, say); a client sticking to this is never refused.
 pub const EMAIL: &str = r"^[A-Za-z0-9_%+-]{1,20}(\.[A-Za-z0-9_%+-]{1,20}){0,2}@([A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,10}$";
+
+/// A list a suppression applies to: a segment's name; `*` or empty for every email.
+pub const LIST_OR_EVERY: &str = r"^([A-Za-z0-9._-]{1,100}|\*)?$";
+
+/// The CSV an import takes, as described: a header row naming the `email` column, then a row
+/// per address (a row the server cannot use is reported, not refused). The server also reads
+/// other columns (`list`, `reason`, `note`) and other names for the address column.
+const IMPORT_CSV: &str = r"^[Ee][Mm][Aa][Ii][Ll][ \t]*(\r?\n[\s\S]*)?$";
 
 /// The schema of a path parameter, by its name.
 fn path_param(name: &str) -> Value {
@@ -53,10 +63,13 @@ pub struct Route {
     summary: &'static str,
     /// A struct whose fields are the query's parameters.
     query: Option<SchemaFn>,
-    /// The JSON body, and whether it may be left out (sent without a `Content-Type`).
-    body: Option<(SchemaFn, bool)>,
+    /// The body, and whether it may be left out (sent without a `Content-Type`).
+    body: Option<(Body, bool)>,
     /// The success status, what it means, and the JSON it carries (or another content type).
     ok: (u16, &'static str, Body),
+    /// Other success statuses with the same body (`201` where something was created, `200`
+    /// where it already was).
+    ok_also: &'static [u16],
     /// Failures besides the access rule's 401 and 403, with what each means.
     errors: &'static [(u16, &'static str)],
     /// Public: not behind the access rule.
@@ -66,11 +79,28 @@ pub struct Route {
     links: &'static [(&'static str, &'static str, &'static str, &'static str)],
 }
 
-/// What a success answers with.
+/// What a body is: JSON of a type, another content type, or either (by a query parameter).
 #[derive(Clone, Copy)]
 enum Body {
     Json(SchemaFn),
     Other(&'static str),
+    JsonOr(SchemaFn, &'static str),
+    /// An import's CSV ([`IMPORT_CSV`]).
+    ImportCsv,
+}
+
+impl Body {
+    fn content(self, g: &mut SchemaGenerator) -> Value {
+        match self {
+            Body::Json(schema) => json!({"application/json": {"schema": schema(g).to_value()}}),
+            Body::ImportCsv => json!({"text/csv": {"schema": {"type": "string", "pattern": IMPORT_CSV}}}),
+            Body::Other(ct) => json!({ ct: {"schema": {"type": "string"}} }),
+            Body::JsonOr(schema, ct) => json!({
+                "application/json": {"schema": schema(g).to_value()},
+                ct: {"schema": {"type": "string"}}
+            }),
+        }
+    }
 }
 
 const NOT_FOUND: (u16, &str) = (404, "No such run");
@@ -89,6 +119,7 @@ pub const ROUTES: &[Route] = &[
         query: Some(inline::<ListQuery>),
         body: None,
         ok: (200, "A page of runs", Body::Json(of::<RunPage>)),
+        ok_also: &[],
         errors: &[BAD_QUERY],
         public: false,
         links: &[
@@ -131,6 +162,7 @@ pub const ROUTES: &[Route] = &[
         query: None,
         body: None,
         ok: (200, "The run", Body::Json(of::<Run>)),
+        ok_also: &[],
         errors: &[NOT_FOUND],
         public: false,
         links: &[],
@@ -140,9 +172,10 @@ pub const ROUTES: &[Route] = &[
         path: "/api/runs/{id}/replay",
         summary: "A new run from a finished run's request (from the start, the failed step or a named action)",
         query: None,
-        body: Some((of::<ReplayBody>, true)),
+        body: Some((Body::Json(of::<ReplayBody>), true)),
         ok: (202, "The new run, queued", Body::Json(of::<Replayed>)),
         links: &[("GetNewRun", "get_api_runs_id", "id", "$response.body#/run_id")],
+        ok_also: &[],
         errors: &[
             NOT_JSON,
             NOT_JSON_TYPE,
@@ -160,8 +193,9 @@ pub const ROUTES: &[Route] = &[
         path: "/api/runs/{id}/exit",
         summary: "End an unfinished run as exited",
         query: None,
-        body: Some((of::<ExitRequest>, true)),
+        body: Some((Body::Json(of::<ExitRequest>), true)),
         ok: (200, "The run exited", Body::Json(of::<RunExited>)),
+        ok_also: &[],
         errors: &[
             NOT_JSON,
             NOT_JSON_TYPE,
@@ -177,8 +211,9 @@ pub const ROUTES: &[Route] = &[
         path: "/api/flows/{flow}/exit",
         summary: "End every waiting run of a flow (or only count them)",
         query: None,
-        body: Some((of::<ExitRequest>, false)),
+        body: Some((Body::Json(of::<ExitRequest>), false)),
         ok: (200, "How many matched and exited", Body::Json(of::<BulkExited>)),
+        ok_also: &[],
         errors: &[NOT_JSON, NOT_JSON_TYPE, NOT_THE_TYPE],
         public: false,
         links: &[],
@@ -188,12 +223,13 @@ pub const ROUTES: &[Route] = &[
         path: "/api/flows/{flow}/replay-failed",
         summary: "Replay every failed run of a flow created in a time range (or only count them)",
         query: None,
-        body: Some((of::<BulkReplay>, false)),
+        body: Some((Body::Json(of::<BulkReplay>), false)),
         ok: (
             200,
             "How many matched, and each replay",
             Body::Json(of::<BulkReplayed>),
         ),
+        ok_also: &[],
         errors: &[NOT_JSON, NOT_JSON_TYPE, NOT_THE_TYPE],
         public: false,
         links: &[],
@@ -205,6 +241,7 @@ pub const ROUTES: &[Route] = &[
         query: None,
         body: None,
         ok: (200, "The segments", Body::Json(of::<SegmentList>)),
+        ok_also: &[],
         errors: &[],
         public: false,
         links: &[],
@@ -216,6 +253,7 @@ pub const ROUTES: &[Route] = &[
         query: Some(inline::<PageQuery>),
         body: None,
         ok: (200, "A page of members", Body::Json(of::<MemberPage>)),
+        ok_also: &[],
         errors: &[BAD_NAME],
         public: false,
         links: &[(
@@ -230,8 +268,9 @@ pub const ROUTES: &[Route] = &[
         path: "/api/segments/{name}/members",
         summary: "Add a contact to a segment (raises `segment.added` as a `segment` action does)",
         query: None,
-        body: Some((of::<AddMember>, false)),
+        body: Some((Body::Json(of::<AddMember>), false)),
         ok: (200, "What changed", Body::Json(of::<SegmentChange>)),
+        ok_also: &[],
         errors: &[BAD_NAME, NOT_JSON_TYPE, NOT_THE_TYPE],
         public: false,
         links: &[],
@@ -243,6 +282,7 @@ pub const ROUTES: &[Route] = &[
         query: None,
         body: None,
         ok: (200, "What changed", Body::Json(of::<SegmentChange>)),
+        ok_also: &[],
         errors: &[BAD_NAME],
         public: false,
         links: &[],
@@ -254,6 +294,7 @@ pub const ROUTES: &[Route] = &[
         query: None,
         body: None,
         ok: (200, "CSV", Body::Other("text/csv")),
+        ok_also: &[],
         errors: &[BAD_NAME],
         public: false,
         links: &[],
@@ -265,7 +306,75 @@ pub const ROUTES: &[Route] = &[
         query: None,
         body: None,
         ok: (200, "The contact", Body::Json(of::<ContactView>)),
+        ok_also: &[],
         errors: &[BAD_NAME, (404, "No such contact")],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/suppressions",
+        summary: "The suppression list in address order, a page at a time, or all of it as CSV (`format=csv`)",
+        query: Some(inline::<super::suppressions::ListQuery>),
+        body: None,
+        ok: (
+            200,
+            "A page of entries, or the CSV",
+            Body::JsonOr(of::<SuppressionPage>, "text/csv"),
+        ),
+        ok_also: &[],
+        errors: &[BAD_QUERY],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "post",
+        path: "/api/suppressions",
+        summary: "Suppress an address, for every email or one list",
+        query: None,
+        body: Some((Body::Json(of::<AddBody>), false)),
+        ok: (201, "Suppressed now", Body::Json(of::<Added>)),
+        ok_also: &[200],
+        errors: &[
+            (400, "Not an email address or list name, or not JSON"),
+            NOT_JSON_TYPE,
+            NOT_THE_TYPE,
+        ],
+        public: false,
+        links: &[(
+            "LiftIt",
+            "delete_api_suppressions_email",
+            "email",
+            "$response.body#/suppression/email",
+        )],
+    },
+    Route {
+        method: "post",
+        path: "/api/suppressions/import",
+        summary: "Import another tool's opt-outs from CSV (an `email` column; `list`, `reason` optional)",
+        query: Some(inline::<ImportQuery>),
+        body: Some((Body::ImportCsv, false)),
+        ok: (200, "What the import did", Body::Json(of::<ImportReport>)),
+        ok_also: &[],
+        errors: &[
+            (400, "Not UTF-8, or not a CSV with an `email` column"),
+            (413, "Larger than 10 MiB: split the file"),
+        ],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "delete",
+        path: "/api/suppressions/{email}",
+        summary: "Lift a suppression (kept as history, with the reason given)",
+        query: Some(inline::<LiftQuery>),
+        body: None,
+        ok: (200, "Lifted", Body::Json(of::<LiftedAnswer>)),
+        ok_also: &[],
+        errors: &[
+            (400, "Not an email address, or no reason given"),
+            (404, "The address is not suppressed for that list"),
+        ],
         public: false,
         links: &[],
     },
@@ -276,6 +385,7 @@ pub const ROUTES: &[Route] = &[
         query: None,
         body: None,
         ok: (200, "OpenAPI 3.1", Body::Other("application/json")),
+        ok_also: &[],
         errors: &[],
         public: true,
         links: &[],
@@ -287,6 +397,7 @@ pub const ROUTES: &[Route] = &[
         query: None,
         body: None,
         ok: (200, "`ok`", Body::Other("text/plain")),
+        ok_also: &[],
         errors: &[],
         public: true,
         links: &[],
@@ -359,10 +470,7 @@ fn operation(r: &Route, requests: &mut SchemaGenerator, responses: &mut SchemaGe
         op["parameters"] = parameters.into();
     }
     if let Some((body, optional)) = r.body {
-        op["requestBody"] = json!({
-            "required": !optional,
-            "content": {"application/json": {"schema": body(requests).to_value()}}
-        });
+        op["requestBody"] = json!({"required": !optional, "content": body.content(requests)});
     }
     if !r.public {
         op["security"] = json!([{"bearer": []}]);
@@ -372,11 +480,11 @@ fn operation(r: &Route, requests: &mut SchemaGenerator, responses: &mut SchemaGe
 
 fn responses_of(r: &Route, g: &mut SchemaGenerator) -> Value {
     let (status, what, body) = r.ok;
-    let content = match body {
-        Body::Json(schema) => json!({"application/json": {"schema": schema(g).to_value()}}),
-        Body::Other(ct) => json!({ct: {}}),
-    };
+    let content = body.content(g);
     let mut out = json!({ status.to_string(): {"description": what, "content": content} });
+    for also in r.ok_also {
+        out[also.to_string()] = out[status.to_string()].clone();
+    }
     for (name, operation, parameter, expression) in r.links {
         out[status.to_string()]["links"][*name] =
             json!({"operationId": operation, "parameters": {*parameter: expression}});

@@ -57,7 +57,8 @@ pub async fn list_segments(State(st): State<AppState>) -> Result<Json<SegmentLis
 pub struct PageQuery {
     /// The page after this address (the previous page's `next_after`).
     pub after: Option<String>,
-    /// Members per page, 1 to 500; default 100.
+    /// Members per page, default 100: any number is taken, as 1 to 500.
+    #[schemars(range(max = usize::MAX))]
     pub limit: Option<usize>,
     /// Text to find in members' addresses (case-insensitive).
     pub q: Option<String>,

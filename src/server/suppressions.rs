@@ -11,7 +11,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::api::{MAX_PAGE, internal};
 use super::{ApiError, AppState};
@@ -28,16 +27,51 @@ fn bad(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, detail)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
+    /// Text to find in the addresses.
     pub search: Option<String>,
+    /// The page after this entry (the previous page's `next`).
     pub after: Option<String>,
+    /// Entries per page, default 100: any number is taken, as 1 to 500.
+    #[schemars(range(max = usize::MAX))]
     pub limit: Option<usize>,
     /// Include lifted entries.
     #[serde(default)]
     pub lifted: bool,
-    /// `csv`: every matching entry as a CSV file.
-    pub format: Option<String>,
+    /// `csv`: every matching entry as a CSV file; `json` (the default): a page.
+    #[serde(default)]
+    pub format: Format,
+}
+
+/// How the list is answered.
+#[derive(Debug, Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Json,
+    Csv,
+}
+
+/// `GET /api/suppressions`: a page of entries in address order.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct SuppressionPage {
+    pub suppressions: Vec<Suppression>,
+    /// The `after` of the next page; null on the last.
+    pub next: Option<String>,
+}
+
+/// `POST /api/suppressions`: whether the entry is new (201) or was there already (200).
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct Added {
+    pub added: bool,
+    pub suppression: Suppression,
+}
+
+/// `DELETE /api/suppressions/{email}`: the entry is lifted.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct LiftedAnswer {
+    pub lifted: bool,
 }
 
 /// `GET /api/suppressions`: a page (`next` is the `after` of the next one), or all as CSV.
@@ -48,7 +82,7 @@ pub async fn list(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Res
         include_lifted: q.lifted,
         limit: q.limit.unwrap_or(100).clamp(1, MAX_PAGE),
     };
-    if q.format.as_deref() == Some("csv") {
+    if q.format == Format::Csv {
         query.limit = MAX_PAGE;
         return csv_export(st.store().clone(), query).await;
     }
@@ -56,7 +90,11 @@ pub async fn list(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Res
     let next = (page.len() == query.limit)
         .then(|| page.last().map(page_key))
         .flatten();
-    Ok(Json(json!({ "suppressions": page, "next": next })).into_response())
+    Ok(Json(SuppressionPage {
+        suppressions: page,
+        next,
+    })
+    .into_response())
 }
 
 /// Every matching entry as CSV, streamed a page at a time: an export of a list of any length
@@ -106,11 +144,18 @@ async fn csv_export(store: Arc<dyn Store>, query: SuppressionQuery) -> Result<Re
     Ok(resp)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "if" = {"properties": {"reason": {"const": "unsubscribed"}}, "required": ["reason"]},
+    "then" = {"required": ["list"], "properties": {"list": {"type": "string", "pattern": crate::flow::schema::SEGMENT_NAME}}}
+))]
 pub struct AddBody {
+    /// The address, e.g. `ada@example.com`.
+    #[schemars(regex(pattern = crate::server::openapi::EMAIL))]
     pub email: String,
-    /// The list it applies to; absent: every email.
+    /// The list it applies to (a segment name); absent: every email.
+    #[schemars(regex(pattern = crate::server::openapi::LIST_OR_EVERY))]
     pub list: Option<String>,
     /// Default `manual`.
     pub reason: Option<Reason>,
@@ -120,9 +165,8 @@ pub struct AddBody {
 /// `POST /api/suppressions`: suppresses an address.
 pub async fn add(
     State(st): State<AppState>,
-    body: Result<Json<AddBody>, axum::extract::rejection::JsonRejection>,
+    super::body::JsonObject(b): super::body::JsonObject<AddBody>,
 ) -> Result<Response, ApiError> {
-    let Json(b) = body.map_err(|e| bad("bad_body", e.body_text()))?;
     let mut entry = Suppression::new(
         &b.email,
         b.list.as_deref(),
@@ -138,14 +182,23 @@ pub async fn add(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!({ "added": added, "suppression": entry }))).into_response())
+    Ok((
+        status,
+        Json(Added {
+            added,
+            suppression: entry,
+        }),
+    )
+        .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct LiftQuery {
     /// The list of the entry; absent: the every-email entry.
+    #[schemars(regex(pattern = crate::server::openapi::LIST_OR_EVERY))]
     pub list: Option<String>,
     /// Why it is lifted (kept with the entry); required.
+    #[schemars(required, regex(pattern = r"\S"))]
     pub reason: Option<String>,
 }
 
@@ -154,7 +207,7 @@ pub async fn lift(
     State(st): State<AppState>,
     Path(raw): Path<String>,
     Query(q): Query<LiftQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LiftedAnswer>, ApiError> {
     let email = crate::segment::normalize_email(&raw).map_err(|e| bad("bad_email", e))?;
     let reason = q
         .reason
@@ -168,7 +221,7 @@ pub async fn lift(
         .map_err(internal)?
     {
         tracing::info!(%email, list = list.as_deref().unwrap_or("*"), %reason, "suppression lifted through the API");
-        Ok(Json(json!({ "lifted": true })))
+        Ok(Json(LiftedAnswer { lifted: true }))
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -181,8 +234,9 @@ pub async fn lift(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ImportQuery {
+    #[schemars(regex(pattern = crate::server::openapi::LIST_OR_EVERY))]
     /// The list for rows that name none; absent: such rows apply to every email.
     pub list: Option<String>,
 }
@@ -192,7 +246,7 @@ pub async fn import(
     State(st): State<AppState>,
     Query(q): Query<ImportQuery>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::store::suppress::ImportReport>, ApiError> {
     let bytes = to_bytes(body, MAX_IMPORT).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -201,6 +255,14 @@ pub async fn import(
         )
     })?;
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| bad("not_utf8", "the CSV is not UTF-8"))?;
+    if let Some(l) = q
+        .list
+        .as_deref()
+        .filter(|l| !l.is_empty() && *l != suppression::EVERY_LIST)
+        && !crate::segment::valid_segment_name(l)
+    {
+        return Err(bad("bad_list", format!("`{l}` is not a list (segment) name")));
+    }
     let read = suppression::from_csv(&text, q.list.as_deref(), "import").map_err(|e| bad("bad_csv", e))?;
     let report = import_csv(st.store().as_ref(), read, MAX_REJECTED_SHOWN)
         .await
@@ -211,5 +273,5 @@ pub async fn import(
         rejected = report.rejected_count,
         "suppressions imported"
     );
-    Ok(Json(json!(report)))
+    Ok(Json(report))
 }

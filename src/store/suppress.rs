@@ -40,7 +40,7 @@ pub fn page_key(s: &Suppression) -> String {
 }
 
 /// What an import did, as the API answers and `hookflow suppressions import` prints it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ImportReport {
     /// Rows that named an address to suppress.
     pub rows: usize,
@@ -51,7 +51,7 @@ pub struct ImportReport {
     pub rejected: Vec<RejectedRow>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct RejectedRow {
     pub line: usize,
     pub error: String,
