@@ -29,7 +29,9 @@ pub const RESOLVED: &str = "alert.resolved";
 pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Silence,

@@ -106,7 +106,7 @@ struct Circuit {
 }
 
 /// A circuit as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct CircuitView {
     pub destination: String,
     /// `closed`, `open` or `half_open` (a probe is being made).

@@ -2,9 +2,9 @@
 //! raised them — what the dashboard, `hookflow alerts` and a health check read. The runs API's
 //! access rule applies.
 
+use crate::store::alerts::AlertState;
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 
 use super::api::internal;
 use super::{ApiError, AppState};
@@ -13,9 +13,17 @@ use crate::store::alerts::active_and_recent;
 /// Resolved alerts listed, newest first.
 const RECENT: usize = 50;
 
-pub async fn list(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// `GET /api/alerts`: the alerts raised now, and the last ones resolved.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct Alerts {
+    pub active: Vec<AlertState>,
+    /// The last 50 resolved, newest first.
+    pub recent: Vec<AlertState>,
+}
+
+pub async fn list(State(st): State<AppState>) -> Result<Json<Alerts>, ApiError> {
     let states = st.store().alert_states().await.map_err(internal)?;
     let (active, mut recent) = active_and_recent(states);
     recent.truncate(RECENT);
-    Ok(Json(json!({ "active": active, "recent": recent })))
+    Ok(Json(Alerts { active, recent }))
 }

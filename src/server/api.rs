@@ -515,20 +515,39 @@ pub async fn recent_requests(
     ))
 }
 
+/// `GET /api/store`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct StoreHealth {
+    /// Whether acknowledged data was damaged (a crash's torn last write is not).
+    pub damaged: bool,
+    pub damage: Vec<crate::store::Damage>,
+}
+
+/// `GET /api/instances`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Instances {
+    /// The instance answering.
+    pub this: String,
+    pub instances: Vec<crate::store::coordination::Instance>,
+    /// Flows that live instances serve in more than one version (a deploy under way, or one
+    /// left behind).
+    pub flows_with_mixed_versions: Vec<String>,
+}
+
 /// `GET /api/store`: what the store could not read when it was opened (set aside, with where
 /// its bytes went), so an operator learns of damage without reading logs.
-pub async fn store_health(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn store_health(State(st): State<AppState>) -> Result<Json<StoreHealth>, ApiError> {
     let damage = st.store().damage();
-    Ok(Json(json!({
-        "damaged": damage.iter().any(|d| !d.torn_tail),
-        "damage": damage,
-    })))
+    Ok(Json(StoreHealth {
+        damaged: damage.iter().any(|d| !d.torn_tail),
+        damage,
+    }))
 }
 
 /// `GET /api/instances`: the hookflow instances sharing this store that reported within the
 /// last 15 s, each with the version of every flow it serves (`this` is the one answering), and
 /// per flow whether every live instance serves the same version.
-pub async fn list_instances(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list_instances(State(st): State<AppState>) -> Result<Json<Instances>, ApiError> {
     let live = st
         .membership
         .live(crate::time::Ts::now())
@@ -540,16 +559,16 @@ pub async fn list_instances(State(st): State<AppState>) -> Result<Json<Value>, A
             versions.entry(flow).or_default().insert(v);
         }
     }
-    let mixed: Vec<&str> = versions
+    let mixed: Vec<String> = versions
         .iter()
         .filter(|(_, v)| v.len() > 1)
-        .map(|(f, _)| *f)
+        .map(|(f, _)| f.to_string())
         .collect();
-    Ok(Json(json!({
-        "this": st.membership.id(),
-        "instances": live,
-        "flows_with_mixed_versions": mixed,
-    })))
+    Ok(Json(Instances {
+        this: st.membership.id().to_string(),
+        instances: live,
+        flows_with_mixed_versions: mixed,
+    }))
 }
 
 /// `POST /api/backup`: a consistent backup of the store taken now, while it serves, as a

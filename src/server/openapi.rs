@@ -12,9 +12,12 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use super::ErrorBody;
+use super::alerts::Alerts;
 use super::api::{
     BulkExited, BulkReplay, BulkReplayed, ExitRequest, ListQuery, ReplayBody, Replayed, RunExited, RunPage,
 };
+use super::api::{Instances, StoreHealth};
+use super::destinations::{Circuits, Destinations};
 use super::segments::{AddMember, MemberPage, PageQuery, SegmentList};
 use super::suppressions::{AddBody, Added, ImportQuery, LiftQuery, LiftedAnswer, SuppressionPage};
 use crate::run::Run;
@@ -87,6 +90,8 @@ enum Body {
     JsonOr(SchemaFn, &'static str),
     /// An import's CSV ([`IMPORT_CSV`]).
     ImportCsv,
+    /// Prometheus metrics: OpenMetrics, or the classic text format when `Accept` asks for it.
+    Metrics,
 }
 
 impl Body {
@@ -94,6 +99,10 @@ impl Body {
         match self {
             Body::Json(schema) => json!({"application/json": {"schema": schema(g).to_value()}}),
             Body::ImportCsv => json!({"text/csv": {"schema": {"type": "string", "pattern": IMPORT_CSV}}}),
+            Body::Metrics => json!({
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}}
+            }),
             Body::Other(ct) => json!({ ct: {"schema": {"type": "string"}} }),
             Body::JsonOr(schema, ct) => json!({
                 "application/json": {"schema": schema(g).to_value()},
@@ -380,6 +389,106 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/alerts",
+        summary: "Alerts raised now, and the last ones resolved",
+        query: None,
+        body: None,
+        ok: (200, "The alerts", Body::Json(of::<Alerts>)),
+        ok_also: &[],
+        errors: &[],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/breakers",
+        summary: "The circuits of destinations that failed (closed and quiet ones are left out)",
+        query: None,
+        body: None,
+        ok: (200, "The circuits", Body::Json(of::<Circuits>)),
+        ok_also: &[],
+        errors: &[],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/destinations",
+        summary: "Each destination: attempts in flight against its limit, work sent back while full, its circuit",
+        query: None,
+        body: None,
+        ok: (200, "The destinations", Body::Json(of::<Destinations>)),
+        ok_also: &[],
+        errors: &[],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/store",
+        summary: "What the store could not read when it opened (set aside, and where its bytes went)",
+        query: None,
+        body: None,
+        ok: (200, "The store's health", Body::Json(of::<StoreHealth>)),
+        ok_also: &[],
+        errors: &[],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/instances",
+        summary: "The instances sharing this store, and the flow versions each serves",
+        query: None,
+        body: None,
+        ok: (200, "The live instances", Body::Json(of::<Instances>)),
+        ok_also: &[],
+        errors: &[],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "post",
+        path: "/api/backup",
+        summary: "A consistent backup of the store, taken now while it serves (what it holds is in the `x-hookflow-backup` header)",
+        query: None,
+        body: None,
+        ok: (
+            200,
+            "The backup, gzip-compressed",
+            Body::Other("application/gzip"),
+        ),
+        ok_also: &[],
+        errors: &[(503, "The backup could not be taken (the store says why)")],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics: OpenMetrics, or text 0.0.4 when `Accept` asks for it",
+        query: None,
+        body: None,
+        ok: (200, "The metrics", Body::Metrics),
+        ok_also: &[],
+        errors: &[],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/readyz",
+        summary: "The store answers",
+        query: None,
+        body: None,
+        ok: (200, "`ready`", Body::Other("text/plain")),
+        ok_also: &[],
+        errors: &[(503, "The store does not answer (with why)")],
+        public: true,
+        links: &[],
+    },
+    Route {
+        method: "get",
         path: "/api/openapi.json",
         summary: "This description",
         query: None,
@@ -501,10 +610,13 @@ fn responses_of(r: &Route, g: &mut SchemaGenerator) -> Value {
             Some(before) => format!("{before}; or: {what}"),
             None => what.to_string(),
         };
-        *entry = json!({
-            "description": what,
-            "content": {"application/json": {"schema": error}}
-        });
+        // The API's failures are JSON; the health checks' are a line of text.
+        let content = if r.public {
+            json!({"text/plain": {"schema": {"type": "string"}}})
+        } else {
+            json!({"application/json": {"schema": error}})
+        };
+        *entry = json!({"description": what, "content": content});
     }
     out
 }

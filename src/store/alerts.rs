@@ -15,7 +15,7 @@ use crate::time::Ts;
 
 /// One alert's state. Memory and disk: one per (flow, kind) that ever held, plus one per
 /// destination whose circuit stayed open too long.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AlertState {
     /// `{flow}/{kind}`, `*/backlog`, `*/circuit_open/{destination}`.
     pub key: String,

@@ -12,7 +12,7 @@ use crate::run::Run;
 use crate::time::Ts;
 
 /// One hookflow process using the store, as it reports itself every few seconds.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Instance {
     /// Unique per process start.
     pub id: String,

@@ -32,7 +32,7 @@ pub use self::sources::FlowSources;
 
 /// Stored bytes that could not be read, found when the store was opened: set aside, reported,
 /// and harming nothing else (every readable record around them is kept).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Damage {
     /// The damaged file.
     pub file: String,
