@@ -128,7 +128,7 @@ impl Message {
 }
 
 /// What a click was judged to be.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Judged {
     /// Not judged yet (within [`SETTLE`] of arriving).
@@ -140,7 +140,7 @@ pub enum Judged {
 }
 
 /// One click on a tracked link.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Click {
     /// `clk_` and a ULID: unique, sorted by arrival.
     pub id: String,
@@ -252,7 +252,7 @@ pub fn event(click: &Click, depth: u32) -> Event {
 }
 
 /// A flow's clicks on one link (by [`SentLink::label`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LinkCount {
     pub link: String,
     /// Clicks by people.

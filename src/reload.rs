@@ -28,7 +28,7 @@ use crate::time::Ts;
 const REMEMBERED: usize = 32;
 
 /// The outcome of the last reload, for the API.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct ReloadStatus {
     pub generation: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

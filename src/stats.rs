@@ -151,7 +151,7 @@ struct Series {
 }
 
 /// One refused request, as the alerts and the flow view show it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Refusal {
     pub at: Ts,
     pub client: String,
@@ -204,7 +204,7 @@ impl Series {
 }
 
 /// One flow's chart data over one window.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Window {
     /// The start of the first bucket (milliseconds since the epoch) and each bucket's width.
     pub from: Ts,

@@ -19,7 +19,7 @@ pub const UNKNOWN: &str = "(unknown)";
 /// Body bytes kept per entry.
 pub const BODY_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct Entry {
     pub at: Ts,
     pub client: String,

@@ -180,50 +180,125 @@ pub async fn show_run(State(st): State<AppState>, Path(id): Path<String>) -> Res
     }
 }
 
-/// `GET /api/runs/{id}/clicks`: the clicks on the tracked links of a run's emails, oldest
-/// first, each with how it was judged (`pending`, `person`, `scanner`).
-pub async fn run_clicks(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let clicks = st.store().clicks_of_run(&id).await.map_err(internal)?;
-    Ok(Json(json!({ "clicks": clicks })))
+/// `GET /api/runs/{id}/clicks`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct RunClicks {
+    pub clicks: Vec<crate::clicks::Click>,
 }
 
-pub async fn list_flows(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let mut out = Vec::new();
+/// `GET /api/runs/{id}/clicks`: the clicks on the tracked links of a run's emails, oldest
+/// first, each with how it was judged (`pending`, `person`, `scanner`).
+pub async fn run_clicks(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunClicks>, ApiError> {
+    let clicks = st.store().clicks_of_run(&id).await.map_err(internal)?;
+    Ok(Json(RunClicks { clicks }))
+}
+
+/// A flow's warning as the API shows it ([`crate::flow::warnings`]).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct FlowWarning {
+    pub line: Option<usize>,
+    /// The key it is about, e.g. `on.webhook.verify.secret_env`.
+    pub key: String,
+    pub message: String,
+}
+
+/// A flow whose file is broken: what serves is the last version that loaded cleanly.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Stale {
+    pub problems: Vec<String>,
+}
+
+/// What starts a flow's runs, as `GET /api/flows` shows it.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerView {
+    Webhook {},
+    /// The event type.
+    Event(String),
+    Schedule(ScheduleView),
+}
+
+/// A cron flow's schedule.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ScheduleView {
+    pub cron: String,
+    pub timezone: String,
+    pub last_fired: Option<Ts>,
+    /// The next firing (`GET /api/flows/{flow}`: the next five).
+    pub next: Value,
+}
+
+/// One flow in `GET /api/flows`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct FlowEntry {
+    pub name: String,
+    pub description: String,
+    /// A short hash of the file.
+    pub version: String,
+    pub file: std::path::PathBuf,
+    /// Requests and runs counted by outcome (`accepted`, `ignored`, `refused:<reason>`, …).
+    pub counters: std::collections::BTreeMap<String, u64>,
+    pub warnings: Vec<FlowWarning>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<Stale>,
+    pub trigger: TriggerView,
+    /// A webhook flow's URL path (it holds the flow's token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// `GET /api/flows`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct FlowList {
+    pub flows: Vec<FlowEntry>,
+    pub reload: crate::reload::ReloadStatus,
+}
+
+pub async fn list_flows(State(st): State<AppState>) -> Result<Json<FlowList>, ApiError> {
+    let mut flows = Vec::new();
     let set = st.flows().load();
     let warnings = st.flows().warnings();
     for f in set.flows.values() {
-        let counters = st.store().counters(&f.name).await.map_err(internal)?;
-        let mut entry = json!({
-            "name": f.name,
-            "description": f.description,
-            "version": f.version,
-            "file": f.file,
-            "counters": counters,
-            "warnings": warnings_of(&warnings, &f.name),
+        let (trigger, path) = match &f.trigger {
+            Trigger::Webhook(_) => (
+                TriggerView::Webhook {},
+                Some(format!("/hooks/{}/{}", f.name, st.intake.tokens.token(&f.name))),
+            ),
+            Trigger::Event { event_type, .. } => (TriggerView::Event(event_type.clone()), None),
+            Trigger::Schedule(s) => (
+                TriggerView::Schedule(ScheduleView {
+                    cron: s.expr.clone(),
+                    timezone: s.tz.name().to_string(),
+                    last_fired: st.store().last_firing(&f.name).await.map_err(internal)?,
+                    next: json!(s.next_after(Ts::now())),
+                }),
+                None,
+            ),
+        };
+        flows.push(FlowEntry {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            version: f.version.clone(),
+            file: f.file.clone(),
+            counters: st.store().counters(&f.name).await.map_err(internal)?,
+            warnings: warnings_of(&warnings, &f.name),
+            stale: stale_of(&set, &f.name),
+            trigger,
+            path,
         });
-        // Its file is broken: what serves is the last version that loaded cleanly.
-        if let Some(problems) = set.stale.get(&f.name) {
-            entry["stale"] = json!({ "problems": problems });
-        }
-        match &f.trigger {
-            Trigger::Webhook(_) => {
-                entry["trigger"] = json!({"webhook": {}});
-                entry["path"] = json!(format!("/hooks/{}/{}", f.name, st.intake.tokens.token(&f.name)));
-            }
-            Trigger::Event { event_type, .. } => entry["trigger"] = json!({"event": event_type}),
-            Trigger::Schedule(s) => {
-                let last = st.store().last_firing(&f.name).await.map_err(internal)?;
-                entry["trigger"] = json!({"schedule": {
-                    "cron": s.expr,
-                    "timezone": s.tz.name(),
-                    "last_fired": last,
-                    "next": s.next_after(Ts::now()),
-                }});
-            }
-        }
-        out.push(entry);
     }
-    Ok(Json(json!({ "flows": out, "reload": st.flows().status() })))
+    Ok(Json(FlowList {
+        flows,
+        reload: st.flows().status(),
+    }))
+}
+
+/// Its file is broken: the problems, while the last version that loaded cleanly serves.
+pub(super) fn stale_of(set: &crate::flow::FlowSet, flow: &str) -> Option<Stale> {
+    set.stale.get(flow).map(|p| Stale { problems: p.clone() })
 }
 
 #[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
@@ -503,16 +578,30 @@ pub async fn exit_waiting(
     Ok(Json(BulkExited { matched, exited }))
 }
 
+/// `?limit=` alone.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct LimitQuery {
+    /// How many, default 50: any number is taken, as 1 to 100 (what is kept per flow).
+    #[schemars(range(max = usize::MAX))]
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/flows/{flow}/requests`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct RecentRequests {
+    pub flow: String,
+    pub requests: Vec<crate::intake::log::Entry>,
+}
+
 /// `GET /api/flows/{flow}/requests?limit=`: the flow's last requests, newest first.
 pub async fn recent_requests(
     State(st): State<AppState>,
     Path(flow): Path<String>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<RecentRequests>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, crate::intake::log::PER_FLOW);
-    Ok(Json(
-        json!({ "flow": flow, "requests": st.intake.requests.recent(&flow, limit) }),
-    ))
+    let requests = st.intake.requests.recent(&flow, limit);
+    Ok(Json(RecentRequests { flow, requests }))
 }
 
 /// `GET /api/store`.
@@ -602,10 +691,14 @@ pub async fn backup(State(st): State<AppState>) -> Result<axum::response::Respon
 }
 
 /// `flow`'s warnings as the API shows them (line, key, message).
-pub(super) fn warnings_of(all: &[crate::flow::warnings::Warning], flow: &str) -> Vec<Value> {
+pub(super) fn warnings_of(all: &[crate::flow::warnings::Warning], flow: &str) -> Vec<FlowWarning> {
     all.iter()
         .filter(|w| w.flow == flow)
-        .map(|w| json!({ "line": w.line, "key": w.path, "message": w.message }))
+        .map(|w| FlowWarning {
+            line: w.line,
+            key: w.path.clone(),
+            message: w.message.clone(),
+        })
         .collect()
 }
 

@@ -16,8 +16,10 @@ use super::alerts::Alerts;
 use super::api::{
     BulkExited, BulkReplay, BulkReplayed, ExitRequest, ListQuery, ReplayBody, Replayed, RunExited, RunPage,
 };
+use super::api::{FlowList, RecentRequests, RunClicks};
 use super::api::{Instances, StoreHealth};
 use super::destinations::{Circuits, Destinations};
+use super::overview::{FlowDetail, Requests, RequestsQuery, Stats};
 use super::segments::{AddMember, MemberPage, PageQuery, SegmentList};
 use super::suppressions::{AddBody, Added, ImportQuery, LiftQuery, LiftedAnswer, SuppressionPage};
 use crate::run::Run;
@@ -240,6 +242,95 @@ pub const ROUTES: &[Route] = &[
         ),
         ok_also: &[],
         errors: &[NOT_JSON, NOT_JSON_TYPE, NOT_THE_TYPE],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/runs/{id}/clicks",
+        summary: "The clicks on the tracked links of a run's emails, oldest first, each with how it was judged",
+        query: None,
+        body: None,
+        ok: (
+            200,
+            "The clicks (none for an unknown run)",
+            Body::Json(of::<RunClicks>),
+        ),
+        ok_also: &[],
+        errors: &[],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/flows",
+        summary: "Every flow: trigger, URL path, counters, warnings, whether a broken file left it on its last good version; and the last reload",
+        query: None,
+        body: None,
+        ok: (200, "The flows", Body::Json(of::<FlowList>)),
+        ok_also: &[],
+        errors: &[],
+        public: false,
+        links: &[
+            (
+                "GetFirstFlow",
+                "get_api_flows_flow",
+                "flow",
+                "$response.body#/flows/0/name",
+            ),
+            (
+                "GetFirstFlowsRequests",
+                "get_api_flows_flow_requests",
+                "flow",
+                "$response.body#/flows/0/name",
+            ),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/api/flows/{flow}",
+        summary: "One flow in full: its file as written and as JSON, trigger, counters, link clicks, recent refusals",
+        query: None,
+        body: None,
+        ok: (200, "The flow", Body::Json(of::<FlowDetail>)),
+        ok_also: &[],
+        errors: &[(404, "No such flow")],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/flows/{flow}/requests",
+        summary: "A flow's last requests, newest first, with outcome, status and reason",
+        query: Some(inline::<super::api::LimitQuery>),
+        body: None,
+        ok: (200, "The requests", Body::Json(of::<RecentRequests>)),
+        ok_also: &[],
+        errors: &[BAD_QUERY],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/requests",
+        summary: "The newest requests of every flow (or one), requests to no known flow under `(unknown)`",
+        query: Some(inline::<RequestsQuery>),
+        body: None,
+        ok: (200, "The requests", Body::Json(of::<Requests>)),
+        ok_also: &[],
+        errors: &[BAD_QUERY],
+        public: false,
+        links: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/stats",
+        summary: "Per flow, the last hour per minute and the last day per hour; the queue, waiting runs, open circuits",
+        query: None,
+        body: None,
+        ok: (200, "The figures", Body::Json(of::<Stats>)),
+        ok_also: &[],
+        errors: &[],
         public: false,
         links: &[],
     },
@@ -673,5 +764,40 @@ mod tests {
             let name = &r[..r.find('"').unwrap()];
             assert!(doc["components"]["schemas"].get(name).is_some(), "{name}");
         }
+    }
+}
+
+#[cfg(test)]
+mod coverage {
+    /// Every route of the API the router serves (read from its source) has its row, and every
+    /// row is a route: a route added without its description fails here.
+    #[test]
+    fn the_description_covers_every_api_route_of_the_router() {
+        let source = include_str!("mod.rs");
+        let mut served = std::collections::BTreeSet::new();
+        for part in source.split(".route(").skip(1) {
+            let Some(path) = part
+                .trim_start()
+                .strip_prefix('"')
+                .and_then(|p| p.split('"').next())
+            else {
+                continue;
+            };
+            if !(path.starts_with("/api") || ["/metrics", "/healthz", "/readyz"].contains(&path)) {
+                continue;
+            }
+            let handlers = &part[..part.find("\n        .").unwrap_or(part.len())];
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if handlers.contains(&format!("{method}(")) {
+                    served.insert((method.to_string(), path.to_string()));
+                }
+            }
+        }
+        let described: std::collections::BTreeSet<(String, String)> = super::ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        assert!(served.len() >= 30, "{served:?}");
+        assert_eq!(served, described);
     }
 }
