@@ -84,6 +84,39 @@ pub struct Route {
     links: &'static [(&'static str, &'static str, &'static str, &'static str)],
 }
 
+/// A route with no query or body, the access rule's failures only, and no links.
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    ok: (u16, &'static str, Body),
+) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+        query: None,
+        body: None,
+        ok,
+        ok_also: &[],
+        errors: &[],
+        public: false,
+        links: &[],
+    }
+}
+
+const fn get(path: &'static str, summary: &'static str, ok: (u16, &'static str, Body)) -> Route {
+    route("get", path, summary, ok)
+}
+
+const fn post(path: &'static str, summary: &'static str, ok: (u16, &'static str, Body)) -> Route {
+    route("post", path, summary, ok)
+}
+
+const fn delete(path: &'static str, summary: &'static str, ok: (u16, &'static str, Body)) -> Route {
+    route("delete", path, summary, ok)
+}
+
 /// What a body is: JSON of a type, another content type, or either (by a query parameter).
 #[derive(Clone, Copy)]
 enum Body {
@@ -124,15 +157,8 @@ const NOT_THE_TYPE: (u16, &str) = (422, "The body is not a JSON object of the ro
 /// Every route the description covers.
 pub const ROUTES: &[Route] = &[
     Route {
-        method: "get",
-        path: "/api/runs",
-        summary: "Runs, newest first, a page at a time (filter by flow, status, time, text)",
         query: Some(inline::<ListQuery>),
-        body: None,
-        ok: (200, "A page of runs", Body::Json(of::<RunPage>)),
-        ok_also: &[],
         errors: &[BAD_QUERY],
-        public: false,
         links: &[
             (
                 "GetFirstRun",
@@ -165,28 +191,22 @@ pub const ROUTES: &[Route] = &[
                 "$response.body#/runs/0/flow",
             ),
         ],
+        ..get(
+            "/api/runs",
+            "Runs, newest first, a page at a time (filter by flow, status, time, text)",
+            (200, "A page of runs", Body::Json(of::<RunPage>)),
+        )
     },
     Route {
-        method: "get",
-        path: "/api/runs/{id}",
-        summary: "One run: its request, vars, each step's attempts with what was sent and answered",
-        query: None,
-        body: None,
-        ok: (200, "The run", Body::Json(of::<Run>)),
-        ok_also: &[],
         errors: &[NOT_FOUND],
-        public: false,
-        links: &[],
+        ..get(
+            "/api/runs/{id}",
+            "One run: its request, vars, each step's attempts with what was sent and answered",
+            (200, "The run", Body::Json(of::<Run>)),
+        )
     },
     Route {
-        method: "post",
-        path: "/api/runs/{id}/replay",
-        summary: "A new run from a finished run's request (from the start, the failed step or a named action)",
-        query: None,
         body: Some((Body::Json(of::<ReplayBody>), true)),
-        ok: (202, "The new run, queued", Body::Json(of::<Replayed>)),
-        links: &[("GetNewRun", "get_api_runs_id", "id", "$response.body#/run_id")],
-        ok_also: &[],
         errors: &[
             NOT_JSON,
             NOT_JSON_TYPE,
@@ -197,16 +217,15 @@ pub const ROUTES: &[Route] = &[
                 "The run is not finished, or its flow (version) cannot run it",
             ),
         ],
-        public: false,
+        links: &[("GetNewRun", "get_api_runs_id", "id", "$response.body#/run_id")],
+        ..post(
+            "/api/runs/{id}/replay",
+            "A new run from a finished run's request (from the start, the failed step or a named action)",
+            (202, "The new run, queued", Body::Json(of::<Replayed>)),
+        )
     },
     Route {
-        method: "post",
-        path: "/api/runs/{id}/exit",
-        summary: "End an unfinished run as exited",
-        query: None,
         body: Some((Body::Json(of::<ExitRequest>), true)),
-        ok: (200, "The run exited", Body::Json(of::<RunExited>)),
-        ok_also: &[],
         errors: &[
             NOT_JSON,
             NOT_JSON_TYPE,
@@ -214,63 +233,44 @@ pub const ROUTES: &[Route] = &[
             NOT_FOUND,
             (409, "The run is already finished"),
         ],
-        public: false,
-        links: &[],
+        ..post(
+            "/api/runs/{id}/exit",
+            "End an unfinished run as exited",
+            (200, "The run exited", Body::Json(of::<RunExited>)),
+        )
     },
     Route {
-        method: "post",
-        path: "/api/flows/{flow}/exit",
-        summary: "End every waiting run of a flow (or only count them)",
-        query: None,
         body: Some((Body::Json(of::<ExitRequest>), false)),
-        ok: (200, "How many matched and exited", Body::Json(of::<BulkExited>)),
-        ok_also: &[],
         errors: &[NOT_JSON, NOT_JSON_TYPE, NOT_THE_TYPE],
-        public: false,
-        links: &[],
+        ..post(
+            "/api/flows/{flow}/exit",
+            "End every waiting run of a flow (or only count them)",
+            (200, "How many matched and exited", Body::Json(of::<BulkExited>)),
+        )
     },
     Route {
-        method: "post",
-        path: "/api/flows/{flow}/replay-failed",
-        summary: "Replay every failed run of a flow created in a time range (or only count them)",
-        query: None,
         body: Some((Body::Json(of::<BulkReplay>), false)),
-        ok: (
-            200,
-            "How many matched, and each replay",
-            Body::Json(of::<BulkReplayed>),
-        ),
-        ok_also: &[],
         errors: &[NOT_JSON, NOT_JSON_TYPE, NOT_THE_TYPE],
-        public: false,
-        links: &[],
+        ..post(
+            "/api/flows/{flow}/replay-failed",
+            "Replay every failed run of a flow created in a time range (or only count them)",
+            (
+                200,
+                "How many matched, and each replay",
+                Body::Json(of::<BulkReplayed>),
+            ),
+        )
     },
-    Route {
-        method: "get",
-        path: "/api/runs/{id}/clicks",
-        summary: "The clicks on the tracked links of a run's emails, oldest first, each with how it was judged",
-        query: None,
-        body: None,
-        ok: (
+    get(
+        "/api/runs/{id}/clicks",
+        "The clicks on the tracked links of a run's emails, oldest first, each with how it was judged",
+        (
             200,
             "The clicks (none for an unknown run)",
             Body::Json(of::<RunClicks>),
         ),
-        ok_also: &[],
-        errors: &[],
-        public: false,
-        links: &[],
-    },
+    ),
     Route {
-        method: "get",
-        path: "/api/flows",
-        summary: "Every flow: trigger, URL path, counters, warnings, whether a broken file left it on its last good version; and the last reload",
-        query: None,
-        body: None,
-        ok: (200, "The flows", Body::Json(of::<FlowList>)),
-        ok_also: &[],
-        errors: &[],
-        public: false,
         links: &[
             (
                 "GetFirstFlow",
@@ -285,322 +285,220 @@ pub const ROUTES: &[Route] = &[
                 "$response.body#/flows/0/name",
             ),
         ],
+        ..get(
+            "/api/flows",
+            "Every flow: trigger, URL path, counters, warnings, whether a broken file left it on its last good version; and the last reload",
+            (200, "The flows", Body::Json(of::<FlowList>)),
+        )
     },
     Route {
-        method: "get",
-        path: "/api/flows/{flow}",
-        summary: "One flow in full: its file as written and as JSON, trigger, counters, link clicks, recent refusals",
-        query: None,
-        body: None,
-        ok: (200, "The flow", Body::Json(of::<FlowDetail>)),
-        ok_also: &[],
         errors: &[(404, "No such flow")],
-        public: false,
-        links: &[],
+        ..get(
+            "/api/flows/{flow}",
+            "One flow in full: its file as written and as JSON, trigger, counters, link clicks, recent refusals",
+            (200, "The flow", Body::Json(of::<FlowDetail>)),
+        )
     },
     Route {
-        method: "get",
-        path: "/api/flows/{flow}/requests",
-        summary: "A flow's last requests, newest first, with outcome, status and reason",
         query: Some(inline::<super::api::LimitQuery>),
-        body: None,
-        ok: (200, "The requests", Body::Json(of::<RecentRequests>)),
-        ok_also: &[],
         errors: &[BAD_QUERY],
-        public: false,
-        links: &[],
+        ..get(
+            "/api/flows/{flow}/requests",
+            "A flow's last requests, newest first, with outcome, status and reason",
+            (200, "The requests", Body::Json(of::<RecentRequests>)),
+        )
     },
     Route {
-        method: "get",
-        path: "/api/requests",
-        summary: "The newest requests of every flow (or one), requests to no known flow under `(unknown)`",
         query: Some(inline::<RequestsQuery>),
-        body: None,
-        ok: (200, "The requests", Body::Json(of::<Requests>)),
-        ok_also: &[],
         errors: &[BAD_QUERY],
-        public: false,
-        links: &[],
+        ..get(
+            "/api/requests",
+            "The newest requests of every flow (or one), requests to no known flow under `(unknown)`",
+            (200, "The requests", Body::Json(of::<Requests>)),
+        )
     },
+    get(
+        "/api/stats",
+        "Per flow, the last hour per minute and the last day per hour; the queue, waiting runs, open circuits",
+        (200, "The figures", Body::Json(of::<Stats>)),
+    ),
+    get(
+        "/api/segments",
+        "Every segment with its member count",
+        (200, "The segments", Body::Json(of::<SegmentList>)),
+    ),
     Route {
-        method: "get",
-        path: "/api/stats",
-        summary: "Per flow, the last hour per minute and the last day per hour; the queue, waiting runs, open circuits",
-        query: None,
-        body: None,
-        ok: (200, "The figures", Body::Json(of::<Stats>)),
-        ok_also: &[],
-        errors: &[],
-        public: false,
-        links: &[],
-    },
-    Route {
-        method: "get",
-        path: "/api/segments",
-        summary: "Every segment with its member count",
-        query: None,
-        body: None,
-        ok: (200, "The segments", Body::Json(of::<SegmentList>)),
-        ok_also: &[],
-        errors: &[],
-        public: false,
-        links: &[],
-    },
-    Route {
-        method: "get",
-        path: "/api/segments/{name}/members",
-        summary: "A segment's members in address order, a page at a time (or those whose address contains `q`)",
         query: Some(inline::<PageQuery>),
-        body: None,
-        ok: (200, "A page of members", Body::Json(of::<MemberPage>)),
-        ok_also: &[],
         errors: &[BAD_NAME],
-        public: false,
         links: &[(
             "GetFirstContact",
             "get_api_contacts_email",
             "email",
             "$response.body#/members/0/email",
         )],
+        ..get(
+            "/api/segments/{name}/members",
+            "A segment's members in address order, a page at a time (or those whose address contains `q`)",
+            (200, "A page of members", Body::Json(of::<MemberPage>)),
+        )
     },
     Route {
-        method: "post",
-        path: "/api/segments/{name}/members",
-        summary: "Add a contact to a segment (raises `segment.added` as a `segment` action does)",
-        query: None,
         body: Some((Body::Json(of::<AddMember>), false)),
-        ok: (200, "What changed", Body::Json(of::<SegmentChange>)),
-        ok_also: &[],
         errors: &[BAD_NAME, NOT_JSON_TYPE, NOT_THE_TYPE],
-        public: false,
-        links: &[],
+        ..post(
+            "/api/segments/{name}/members",
+            "Add a contact to a segment (raises `segment.added` as a `segment` action does)",
+            (200, "What changed", Body::Json(of::<SegmentChange>)),
+        )
     },
     Route {
-        method: "delete",
-        path: "/api/segments/{name}/members/{email}",
-        summary: "Remove a contact from a segment (raises `segment.removed`)",
-        query: None,
-        body: None,
-        ok: (200, "What changed", Body::Json(of::<SegmentChange>)),
-        ok_also: &[],
         errors: &[BAD_NAME],
-        public: false,
-        links: &[],
+        ..delete(
+            "/api/segments/{name}/members/{email}",
+            "Remove a contact from a segment (raises `segment.removed`)",
+            (200, "What changed", Body::Json(of::<SegmentChange>)),
+        )
     },
     Route {
-        method: "get",
-        path: "/api/segments/{name}/export",
-        summary: "A segment's members as CSV: address, dates, one column per attribute",
-        query: None,
-        body: None,
-        ok: (200, "CSV", Body::Other("text/csv")),
-        ok_also: &[],
         errors: &[BAD_NAME],
-        public: false,
-        links: &[],
+        ..get(
+            "/api/segments/{name}/export",
+            "A segment's members as CSV: address, dates, one column per attribute",
+            (200, "CSV", Body::Other("text/csv")),
+        )
     },
     Route {
-        method: "get",
-        path: "/api/contacts/{email}",
-        summary: "A contact: its attributes and segments",
-        query: None,
-        body: None,
-        ok: (200, "The contact", Body::Json(of::<ContactView>)),
-        ok_also: &[],
         errors: &[BAD_NAME, (404, "No such contact")],
-        public: false,
-        links: &[],
+        ..get(
+            "/api/contacts/{email}",
+            "A contact: its attributes and segments",
+            (200, "The contact", Body::Json(of::<ContactView>)),
+        )
     },
     Route {
-        method: "get",
-        path: "/api/suppressions",
-        summary: "The suppression list in address order, a page at a time, or all of it as CSV (`format=csv`)",
         query: Some(inline::<super::suppressions::ListQuery>),
-        body: None,
-        ok: (
-            200,
-            "A page of entries, or the CSV",
-            Body::JsonOr(of::<SuppressionPage>, "text/csv"),
-        ),
-        ok_also: &[],
         errors: &[BAD_QUERY],
-        public: false,
-        links: &[],
+        ..get(
+            "/api/suppressions",
+            "The suppression list in address order, a page at a time, or all of it as CSV (`format=csv`)",
+            (
+                200,
+                "A page of entries, or the CSV",
+                Body::JsonOr(of::<SuppressionPage>, "text/csv"),
+            ),
+        )
     },
     Route {
-        method: "post",
-        path: "/api/suppressions",
-        summary: "Suppress an address, for every email or one list",
-        query: None,
         body: Some((Body::Json(of::<AddBody>), false)),
-        ok: (201, "Suppressed now", Body::Json(of::<Added>)),
         ok_also: &[200],
         errors: &[
             (400, "Not an email address or list name, or not JSON"),
             NOT_JSON_TYPE,
             NOT_THE_TYPE,
         ],
-        public: false,
         links: &[(
             "LiftIt",
             "delete_api_suppressions_email",
             "email",
             "$response.body#/suppression/email",
         )],
+        ..post(
+            "/api/suppressions",
+            "Suppress an address, for every email or one list",
+            (201, "Suppressed now", Body::Json(of::<Added>)),
+        )
     },
     Route {
-        method: "post",
-        path: "/api/suppressions/import",
-        summary: "Import another tool's opt-outs from CSV (an `email` column; `list`, `reason` optional)",
         query: Some(inline::<ImportQuery>),
         body: Some((Body::ImportCsv, false)),
-        ok: (200, "What the import did", Body::Json(of::<ImportReport>)),
-        ok_also: &[],
         errors: &[
             (400, "Not UTF-8, or not a CSV with an `email` column"),
             (413, "Larger than 10 MiB: split the file"),
         ],
-        public: false,
-        links: &[],
+        ..post(
+            "/api/suppressions/import",
+            "Import another tool's opt-outs from CSV (an `email` column; `list`, `reason` optional)",
+            (200, "What the import did", Body::Json(of::<ImportReport>)),
+        )
     },
     Route {
-        method: "delete",
-        path: "/api/suppressions/{email}",
-        summary: "Lift a suppression (kept as history, with the reason given)",
         query: Some(inline::<LiftQuery>),
-        body: None,
-        ok: (200, "Lifted", Body::Json(of::<LiftedAnswer>)),
-        ok_also: &[],
         errors: &[
             (400, "Not an email address, or no reason given"),
             (404, "The address is not suppressed for that list"),
         ],
-        public: false,
-        links: &[],
+        ..delete(
+            "/api/suppressions/{email}",
+            "Lift a suppression (kept as history, with the reason given)",
+            (200, "Lifted", Body::Json(of::<LiftedAnswer>)),
+        )
     },
+    get(
+        "/api/alerts",
+        "Alerts raised now, and the last ones resolved",
+        (200, "The alerts", Body::Json(of::<Alerts>)),
+    ),
+    get(
+        "/api/breakers",
+        "The circuits of destinations that failed (closed and quiet ones are left out)",
+        (200, "The circuits", Body::Json(of::<Circuits>)),
+    ),
+    get(
+        "/api/destinations",
+        "Each destination: attempts in flight against its limit, work sent back while full, its circuit",
+        (200, "The destinations", Body::Json(of::<Destinations>)),
+    ),
+    get(
+        "/api/store",
+        "What the store could not read when it opened (set aside, and where its bytes went)",
+        (200, "The store's health", Body::Json(of::<StoreHealth>)),
+    ),
+    get(
+        "/api/instances",
+        "The instances sharing this store, and the flow versions each serves",
+        (200, "The live instances", Body::Json(of::<Instances>)),
+    ),
     Route {
-        method: "get",
-        path: "/api/alerts",
-        summary: "Alerts raised now, and the last ones resolved",
-        query: None,
-        body: None,
-        ok: (200, "The alerts", Body::Json(of::<Alerts>)),
-        ok_also: &[],
-        errors: &[],
-        public: false,
-        links: &[],
-    },
-    Route {
-        method: "get",
-        path: "/api/breakers",
-        summary: "The circuits of destinations that failed (closed and quiet ones are left out)",
-        query: None,
-        body: None,
-        ok: (200, "The circuits", Body::Json(of::<Circuits>)),
-        ok_also: &[],
-        errors: &[],
-        public: false,
-        links: &[],
-    },
-    Route {
-        method: "get",
-        path: "/api/destinations",
-        summary: "Each destination: attempts in flight against its limit, work sent back while full, its circuit",
-        query: None,
-        body: None,
-        ok: (200, "The destinations", Body::Json(of::<Destinations>)),
-        ok_also: &[],
-        errors: &[],
-        public: false,
-        links: &[],
-    },
-    Route {
-        method: "get",
-        path: "/api/store",
-        summary: "What the store could not read when it opened (set aside, and where its bytes went)",
-        query: None,
-        body: None,
-        ok: (200, "The store's health", Body::Json(of::<StoreHealth>)),
-        ok_also: &[],
-        errors: &[],
-        public: false,
-        links: &[],
-    },
-    Route {
-        method: "get",
-        path: "/api/instances",
-        summary: "The instances sharing this store, and the flow versions each serves",
-        query: None,
-        body: None,
-        ok: (200, "The live instances", Body::Json(of::<Instances>)),
-        ok_also: &[],
-        errors: &[],
-        public: false,
-        links: &[],
-    },
-    Route {
-        method: "post",
-        path: "/api/backup",
-        summary: "A consistent backup of the store, taken now while it serves (what it holds is in the `x-hookflow-backup` header)",
-        query: None,
-        body: None,
-        ok: (
-            200,
-            "The backup, gzip-compressed",
-            Body::Other("application/gzip"),
-        ),
-        ok_also: &[],
         errors: &[(503, "The backup could not be taken (the store says why)")],
-        public: false,
-        links: &[],
+        ..post(
+            "/api/backup",
+            "A consistent backup of the store, taken now while it serves (what it holds is in the `x-hookflow-backup` header)",
+            (
+                200,
+                "The backup, gzip-compressed",
+                Body::Other("application/gzip"),
+            ),
+        )
     },
+    get(
+        "/metrics",
+        "Prometheus metrics: OpenMetrics, or text 0.0.4 when `Accept` asks for it",
+        (200, "The metrics", Body::Metrics),
+    ),
     Route {
-        method: "get",
-        path: "/metrics",
-        summary: "Prometheus metrics: OpenMetrics, or text 0.0.4 when `Accept` asks for it",
-        query: None,
-        body: None,
-        ok: (200, "The metrics", Body::Metrics),
-        ok_also: &[],
-        errors: &[],
-        public: false,
-        links: &[],
-    },
-    Route {
-        method: "get",
-        path: "/readyz",
-        summary: "The store answers",
-        query: None,
-        body: None,
-        ok: (200, "`ready`", Body::Other("text/plain")),
-        ok_also: &[],
         errors: &[(503, "The store does not answer (with why)")],
         public: true,
-        links: &[],
+        ..get(
+            "/readyz",
+            "The store answers",
+            (200, "`ready`", Body::Other("text/plain")),
+        )
     },
     Route {
-        method: "get",
-        path: "/api/openapi.json",
-        summary: "This description",
-        query: None,
-        body: None,
-        ok: (200, "OpenAPI 3.1", Body::Other("application/json")),
-        ok_also: &[],
-        errors: &[],
         public: true,
-        links: &[],
+        ..get(
+            "/api/openapi.json",
+            "This description",
+            (200, "OpenAPI 3.1", Body::Other("application/json")),
+        )
     },
     Route {
-        method: "get",
-        path: "/healthz",
-        summary: "The process answers",
-        query: None,
-        body: None,
-        ok: (200, "`ok`", Body::Other("text/plain")),
-        ok_also: &[],
-        errors: &[],
         public: true,
-        links: &[],
+        ..get(
+            "/healthz",
+            "The process answers",
+            (200, "`ok`", Body::Other("text/plain")),
+        )
     },
 ];
 
