@@ -258,10 +258,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&crate::server::openapi::document())?
-            );
+            print!("{}", crate::server::openapi::DOCUMENT);
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {

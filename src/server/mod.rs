@@ -162,9 +162,12 @@ fn api_routes(state: &AppState) -> Router<AppState> {
 
 /// The API's description ([`openapi`]), built once. Public, as the dashboard's files are: it
 /// describes the routes and holds no data.
-async fn openapi_document() -> axum::Json<&'static serde_json::Value> {
-    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    axum::Json(DOC.get_or_init(openapi::document))
+async fn openapi_document() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi::DOCUMENT,
+    )
+        .into_response()
 }
 
 /// The API's error code for a status whose handler gave none (an extractor's refusal).
