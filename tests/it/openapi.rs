@@ -41,14 +41,7 @@ fn the_binary_prints_the_committed_description_and_it_is_current() {
 async fn the_description_is_served_and_lists_only_routes_the_server_has() {
     let app = Binary::start(&[], &["--api-token", TOKEN], &[]).await;
     let http = reqwest::Client::new();
-    let served: Value = http
-        .get(format!("{}/api/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served = crate::helpers::get(&http, format!("{}/api/openapi.json", app.base)).await;
     assert_eq!(
         served,
         hookflow::server::openapi::document(),

@@ -51,8 +51,8 @@ fn flow_deduped_on(preset: &str, key: &str) -> String {
     )
 }
 
-/// Posts the same signed request again: it must be answered as a duplicate of its first run.
-async fn replayed(url: &str, headers: &[(String, String)], body: &[u8], content_type: &str) {
+/// Posts `body` as `content_type` with `headers` (a signed request, as a sender sends it).
+async fn send(url: &str, headers: &[(String, String)], body: &[u8], content_type: &str) -> reqwest::Response {
     let mut req = reqwest::Client::new()
         .post(url)
         .header("content-type", content_type)
@@ -60,7 +60,12 @@ async fn replayed(url: &str, headers: &[(String, String)], body: &[u8], content_
     for (k, v) in headers {
         req = req.header(k, v);
     }
-    let resp = req.send().await.unwrap();
+    req.send().await.unwrap()
+}
+
+/// Posts the same signed request again: it must be answered as a duplicate of its first run.
+async fn replayed(url: &str, headers: &[(String, String)], body: &[u8], content_type: &str) {
+    let resp = send(url, headers, body, content_type).await;
     assert_eq!(resp.status(), 200, "{url}: a replay");
     assert_eq!(
         resp.json::<Value>().await.unwrap()["status"],
@@ -76,18 +81,9 @@ fn flow(preset: &str) -> String {
     )
 }
 
+/// A JSON request's status and the reason of a refusal.
 async fn post(url: &str, headers: &[(String, String)], body: &[u8]) -> (u16, Option<String>) {
-    let mut req = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let answer: Value = resp.json().await.unwrap_or(Value::Null);
-    (status, answer["error"].as_str().map(str::to_string))
+    post_as(url, headers, body, "application/json").await
 }
 
 /// How one sender signs `body` with `key` at `ts`, written from its documentation.
@@ -597,14 +593,7 @@ async fn post_as(
     body: &[u8],
     content_type: &str,
 ) -> (u16, Option<String>) {
-    let mut req = reqwest::Client::new()
-        .post(url)
-        .header("content-type", content_type)
-        .body(body.to_vec());
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let resp = req.send().await.unwrap();
+    let resp = send(url, headers, body, content_type).await;
     let status = resp.status().as_u16();
     let answer: Value = resp.json().await.unwrap_or(Value::Null);
     (status, answer["error"].as_str().map(str::to_string))
