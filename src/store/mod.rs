@@ -14,6 +14,7 @@ pub mod coordination;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod queue;
+pub mod record;
 pub mod sled;
 pub mod sources;
 pub mod suppress;

@@ -1,5 +1,6 @@
 //! Stores written by earlier releases: the layout-2 data directory in `tests/data/` (written by
-//! 0.1.0) opens with its runs, segments and journal; a store of a newer or an older layout is
+//! 0.1.0) opens with its runs, segments and journal, and is marked layout 3 (runs' inputs apart,
+//! issue 35) with its whole records read as they are; a store of a newer or an older layout is
 //! refused with what to do, and left unchanged.
 
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ async fn a_store_written_by_release_0_1_0_opens_with_everything_in_it() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
+    let dir = app.kill9();
+    assert_eq!(layout(&dir.path().join("data")), "3");
 }
 
 fn set_layout(data: &Path, layout: &str) {
@@ -89,7 +92,7 @@ fn layout(data: &Path) -> String {
 #[test]
 fn a_store_of_another_layout_is_refused_with_what_to_do_and_left_unchanged() {
     for (found, says) in [
-        ("3", "newer hookflow (store layout 3"),
+        ("4", "newer hookflow (store layout 4"),
         ("1", "earlier hookflow release"),
     ] {
         let dir = unpack();
@@ -208,4 +211,100 @@ async fn store_check_reports_intact_and_damaged_stores_and_changes_nothing() {
     let (code, text) = check(&app.dir.path().join("data"));
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("running hookflow"), "{text}");
+}
+
+/// Opens the store in `dir`, waiting out the file lock a dropped store's flusher thread lets
+/// go of a moment later.
+async fn open_store(dir: &Path) -> hookflow::store::SledStore {
+    for _ in 0..50 {
+        match hookflow::store::SledStore::open(dir, hookflow::store::Durability::Flush) {
+            Err(e) if e.to_string().contains("another process holds it") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the store stayed locked");
+}
+
+/// A run that layout 2 stored whole — queued in sled, its request inside its record, no
+/// `input:` key — opens in layout 3, is claimed and saved (its progress now apart, its input
+/// written beside it the first time), and reads back with its request and vars unchanged.
+#[tokio::test]
+async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_3() {
+    use hookflow::run::{Run, Ts};
+    use hookflow::store::{ClaimRequest, Next, RunQueue};
+    let dir = tempfile::tempdir().unwrap();
+    let claim = || ClaimRequest {
+        now: Ts::now(),
+        lease_for: Duration::from_secs(30),
+        limit: 10,
+        caps: Default::default(),
+        fair_share: 0,
+    };
+    let mut vars = serde_json::Map::new();
+    vars.insert("email".into(), serde_json::json!("ada@example.com"));
+    let request = hookflow::request::Request {
+        method: "POST".into(),
+        body: serde_json::json!({"order": 1042, "lines": [{"sku": "A-1", "qty": 2}]}),
+        ..Default::default()
+    };
+    let run = Run::new("orders", "v", request, vars, None, ["post".to_string()]);
+    let id = run.id.clone();
+    {
+        // Admitted into sled and let go again, so its record sits in sled, queued.
+        let store = open_store(dir.path()).await;
+        store.insert_run(&run).await.unwrap();
+        let claimed = store.claim(claim()).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        store
+            .save(&claimed[0].lease, &claimed[0].run, Next::RetryAt(Ts::now()))
+            .await
+            .unwrap();
+    }
+    {
+        // Rewritten as layout 2 kept it.
+        let db = hookflow::store::sled_config(dir.path()).unwrap().open().unwrap();
+        let key = format!("run:{id}");
+        let stored: serde_json::Value = serde_json::from_slice(&db.get(&key).unwrap().unwrap()).unwrap();
+        let input = db
+            .remove(format!("input:{id}"))
+            .unwrap()
+            .expect("layout 3 keeps the input apart");
+        let progress = serde_json::to_vec(&stored["run"]).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&progress).contains("A-1"),
+            "the body is in the progress"
+        );
+        let whole: serde_json::Value =
+            serde_json::from_slice(&hookflow::store::record::join(&input, &progress)).unwrap();
+        db.insert(
+            &key,
+            serde_json::to_vec(&serde_json::json!({"q": stored["q"], "run": whole})).unwrap(),
+        )
+        .unwrap();
+        db.insert("meta:layout", "2").unwrap();
+        db.flush().unwrap();
+    }
+    let store = open_store(dir.path()).await;
+    let shown = store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!((&shown.request, &shown.vars), (&run.request, &run.vars));
+    let claimed = store.claim(claim()).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the layout-2 run is claimed");
+    assert_eq!(claimed[0].run.request, run.request);
+    let mut done = claimed[0].run.clone();
+    done.status = hookflow::run::RunStatus::Succeeded;
+    done.finished_at = Some(Ts::now());
+    store.save(&claimed[0].lease, &done, Next::Done).await.unwrap();
+    let shown = store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!(shown.status, hookflow::run::RunStatus::Succeeded);
+    assert_eq!((&shown.request, &shown.vars), (&run.request, &run.vars));
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let db = hookflow::store::sled_config(dir.path()).unwrap().open().unwrap();
+    assert_eq!(db.get("meta:layout").unwrap().unwrap().as_ref(), b"3");
+    assert!(
+        db.get(format!("input:{id}")).unwrap().is_some(),
+        "its input is kept apart now"
+    );
 }

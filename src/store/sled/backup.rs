@@ -261,7 +261,7 @@ fn read_into(from: &Path, dir: &Path) -> Result<Read3> {
     }
     crc.update(&header);
     let mut info: BackupInfo = serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
-    if info.layout != LAYOUT_VERSION {
+    if !super::OPENS_LAYOUTS.contains(&info.layout.as_str()) {
         return Err(bad(format!(
             "taken from store layout {}; this hookflow reads layout {LAYOUT_VERSION}",
             info.layout

@@ -65,7 +65,11 @@ pub fn check(dir: &Path) -> Result<CheckReport, String> {
         .ok()
         .flatten()
         .map(|v| String::from_utf8_lossy(&v).into_owned());
-    if r.layout.as_deref() != Some(LAYOUT_VERSION) {
+    if !r
+        .layout
+        .as_deref()
+        .is_some_and(|l| super::OPENS_LAYOUTS.contains(&l))
+    {
         r.problems.push(format!(
             "store layout {:?}, this hookflow reads {LAYOUT_VERSION}: serve refuses to open it",
             r.layout
@@ -73,10 +77,15 @@ pub fn check(dir: &Path) -> Result<CheckReport, String> {
     }
     for item in db.scan_prefix("run:") {
         match item {
-            Ok((k, v)) => match serde_json::from_slice::<StoredRun>(&v) {
-                Ok(s) => {
+            Ok((k, v)) => match serde_json::from_slice::<StoredRun>(&v)
+                .map_err(|e| e.to_string())
+                .and_then(|s| {
+                    let id = String::from_utf8_lossy(&k["run:".len()..]).into_owned();
+                    super::ops::read_run_db(&db, &id, s.run.get().as_bytes()).map_err(|e| e.to_string())
+                }) {
+                Ok(run) => {
                     r.runs += 1;
-                    if s.run.finished_at.is_some() {
+                    if run.finished_at.is_some() {
                         r.finished += 1;
                     }
                 }

@@ -16,6 +16,12 @@ pub(super) const INTAKE_CURSOR: &str = "meta:intake";
 pub(super) fn run_key(id: &str) -> String {
     format!("run:{id}")
 }
+/// A run's input (its request and vars), written once at admission: `input:{id}` (see
+/// [`crate::store::record`]). Runs stored before layout 3 have none; their `run:` record is
+/// whole.
+pub(super) fn input_key(id: &str) -> String {
+    format!("input:{id}")
+}
 pub(super) fn due_key(at: u64, id: &str) -> String {
     format!("due:{at:016x}:{id}")
 }

@@ -5,16 +5,17 @@
 //! pending runs from the journal into sled (oldest first, so ordering lanes keep arrival order)
 //! and leases due runs from there. Everything after admission lives in sled.
 //!
-//! sled layout (version 2, one tree, string-prefixed keys so every change of a commit group is
+//! sled layout (version 3, one tree, string-prefixed keys so every change of a commit group is
 //! a single atomic `apply_batch`; the keys and their small records are written in [`keys`]):
 //!
 //! | key                              | value                                 |
 //! |----------------------------------|---------------------------------------|
-//! | `meta:layout`                    | `2`                                   |
+//! | `meta:layout`                    | `3` (layout 2: runs whole, no `input:`) |
 //! | `meta:intake`                    | journal cursor: admitted up to here   |
 //! | `meta:runs`                      | how many `run:` records there are (u64) |
 //! | `exitmark:{flow}\0{key}`         | an exit for runs still in the journal beyond memory's window ([`admission`]) |
-//! | `run:{id}`                       | `{"q": QEntry or null, "run": Run}`: the run record and, while unfinished, its queue state |
+//! | `run:{id}`                       | `{"q": QEntry or null, "run": progress}`: the run's progress ([`crate::store::record`]) and, while unfinished, its queue state |
+//! | `input:{id}`                     | the run's input (request and vars), written once at admission |
 //! | `due:{ms as 16 hex}:{id}`        | flow name; the time-ordered due index |
 //! | `lease:{id}`                     | flow and expiry of a held lease       |
 //! | `lane:{flow}:{key hash}:{seq}`   | run id, in arrival order              |
@@ -71,7 +72,7 @@ use tokio::sync::oneshot;
 use self::intake::{Append, Head, Intake, Pending, PendingRun};
 use self::journal::{Journal, Located, Pos};
 use self::keys::{INTAKE_CURSOR, from_json, run_key, to_json};
-use self::ops::{Inner, StoredRun};
+use self::ops::{Inner, StoredRun, StoredSummary};
 use self::view::View;
 use self::writer::{Job, Op, writer_loop};
 use super::{
@@ -83,7 +84,13 @@ use crate::run::{Run, RunStatus};
 use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp};
 use crate::time::Ts;
 
-const LAYOUT_VERSION: &str = "2";
+const LAYOUT_VERSION: &str = "3";
+
+/// Layouts this hookflow opens. Layout 2 kept each run as one whole record; layout 3 adds the
+/// runs' inputs apart (`input:{id}`, see [`crate::store::record`]) and reads layout 2's whole
+/// records as they are, so a layout-2 store is opened without converting anything and marked
+/// 3 (from then on it holds records a layout-2 hookflow cannot read).
+const OPENS_LAYOUTS: [&str; 2] = ["2", LAYOUT_VERSION];
 
 /// Default of `--store-cache`: sled's page cache.
 pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -253,7 +260,7 @@ impl Drop for SledStore {
 fn find_run(inner: &Inner, id: &str) -> Result<Option<Run>> {
     let key = run_key(id);
     if let Some(b) = inner.db.get(&key)? {
-        return Ok(Some(from_json::<StoredRun>(&key, &b)?.run));
+        return Ok(Some(stored_run(inner, id, &b)?));
     }
     if let Some((_, payload)) = inner.find_pending(id)? {
         return Ok(Some(from_json(&key, &payload)?));
@@ -263,9 +270,15 @@ fn find_run(inner: &Inner, id: &str) -> Result<Option<Run>> {
     }
     // Admitted (and its segment forgotten) while we looked.
     match inner.db.get(&key)? {
-        Some(b) => Ok(Some(from_json::<StoredRun>(&key, &b)?.run)),
+        Some(b) => Ok(Some(stored_run(inner, id, &b)?)),
         None => Ok(None),
     }
+}
+
+/// The run stored in sled under `run:{id}` with value `value`.
+fn stored_run(inner: &Inner, id: &str, value: &[u8]) -> Result<Run> {
+    let record = from_json::<StoredRun>(&run_key(id), value)?.run;
+    ops::read_run_db(&inner.db, id, record.get().as_bytes())
 }
 
 /// The `limit` pending runs with the highest ids (below `before`), highest first: those memory
@@ -380,9 +393,10 @@ impl RunQueue for SledStore {
     }
 
     async fn save_with(&self, lease: &Lease, run: &Run, next: Next, effects: Effects) -> Result<Saved> {
-        let (lease, json, run) = (lease.clone(), to_json(run)?, run.clone());
+        let (lease, json, run) = (lease.clone(), ops::progress_json(run)?, run.clone());
         self.submit(true, false, move |i, v| {
             let exit_requested = i.save(v, &lease, json.clone(), next)?;
+            ops::keep_input(v, &run)?;
             Inner::apply_waits(v, &effects.waits)?;
             if let Next::RetryAt(at) = next {
                 i.park(v, &run, &json, at.0)?;
@@ -468,7 +482,7 @@ impl RunQueue for SledStore {
                     break;
                 }
                 let (k, v) = item?;
-                let run = from_json::<StoredRun>(&String::from_utf8_lossy(&k), &v)?.run;
+                let run = stored_run(i, &String::from_utf8_lossy(&k["run:".len()..]), &v)?;
                 if !f.matches(&run) {
                     continue;
                 }
@@ -527,7 +541,8 @@ impl RunQueue for SledStore {
                         break;
                     }
                     let (k, v) = item?;
-                    let run = from_json::<StoredRun>(&String::from_utf8_lossy(&k), &v)?.run;
+                    // The progress alone: pruning never reads a run's input.
+                    let run = from_json::<StoredSummary>(&String::from_utf8_lossy(&k), &v)?.run;
                     if over == 0 && run.created_at >= before {
                         break; // neither over the count nor old enough, nor any after it
                     }
@@ -550,6 +565,8 @@ impl RunQueue for SledStore {
             for k in doomed {
                 // Still finished? (A replay never reuses an id, so only deletion races.)
                 if v.get(&k)?.is_some() {
+                    let id = String::from_utf8_lossy(&k["run:".len()..]).into_owned();
+                    v.remove(keys::input_key(&id));
                     v.remove(k);
                     n += 1;
                 }

@@ -69,6 +69,10 @@ impl SledStore {
                 db.insert("meta:layout", LAYOUT_VERSION)?;
             }
             Some(v) if v.as_ref() == LAYOUT_VERSION.as_bytes() => {}
+            // Read as it is (whole run records); marked, so an older hookflow refuses it.
+            Some(v) if super::OPENS_LAYOUTS.iter().any(|l| v.as_ref() == l.as_bytes()) => {
+                db.insert("meta:layout", LAYOUT_VERSION)?;
+            }
             Some(v) => return Err(layout_mismatch(dir, &String::from_utf8_lossy(&v))),
         }
         if db.get(super::keys::RUN_COUNT)?.is_none() {

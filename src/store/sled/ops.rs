@@ -99,17 +99,65 @@ pub(super) struct StoredQ {
     run: Box<serde_json::value::RawValue>,
 }
 
-/// A stored run read for its record.
+/// A stored run read for its record (progress, or whole before layout 3), unparsed.
 #[derive(Deserialize)]
 pub(super) struct StoredRun {
-    pub(super) run: Run,
+    pub(super) run: Box<serde_json::value::RawValue>,
 }
 
-/// A stored run read whole.
+/// A stored run read for its status and times alone.
+#[derive(Deserialize)]
+pub(super) struct StoredSummary {
+    pub(super) run: crate::store::record::Summary,
+}
+
+/// A stored run read whole: its queue state and its record (progress, or a whole run from
+/// before layout 3).
 #[derive(Deserialize)]
 pub(super) struct Stored {
     q: Option<QEntry>,
-    run: Run,
+    run: Box<serde_json::value::RawValue>,
+}
+
+/// The run whose stored record (its `run` member) is `record`: joined to its input, when it
+/// has one apart (see [`crate::store::record`]).
+pub(super) fn read_run(
+    get: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>>,
+    id: &str,
+    record: &[u8],
+) -> Result<Run> {
+    let input = get(input_key(id).as_bytes())?;
+    crate::store::record::parse(input.as_deref(), record)
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", run_key(id))))
+}
+
+/// [`read_run`] reading the input from sled itself (outside a commit group).
+pub(super) fn read_run_db(db: &sled::Db, id: &str, record: &[u8]) -> Result<Run> {
+    read_run(|k| Ok(db.get(k)?.map(|v| v.to_vec())), id, record)
+}
+
+/// A stored run's queue state and run, through the group's view.
+fn load(view: &View<'_>, id: &str) -> Result<Option<(Option<QEntry>, Run)>> {
+    let Some(Stored { q, run }) = get::<Stored>(view, &run_key(id))? else {
+        return Ok(None);
+    };
+    Ok(Some((q, read_run(|k| view.get(k), id, run.get().as_bytes())?)))
+}
+
+/// The progress JSON of `run` (see [`crate::store::record`]).
+pub(super) fn progress_json(run: &Run) -> Result<Vec<u8>> {
+    crate::store::record::progress_json(run).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Writes the input of a run stored whole before layout 3, the first time its progress is
+/// written apart; nothing for any other run (its input was written at admission).
+pub(super) fn keep_input(view: &mut View<'_>, run: &Run) -> Result<()> {
+    let key = input_key(&run.id);
+    if !view.contains(key.as_bytes())? {
+        let input = crate::store::record::input_json(run).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        view.insert(key, input);
+    }
+    Ok(())
 }
 
 /// The queue state of an unfinished run and its record's JSON.
@@ -117,9 +165,17 @@ pub(super) fn load_q(view: &View<'_>, id: &str) -> Result<Option<(QEntry, Vec<u8
     Ok(get::<StoredQ>(view, &run_key(id))?.and_then(|s| s.q.map(|q| (q, s.run.get().as_bytes().to_vec()))))
 }
 
+/// Writes a run's record as it is (`run_json`: progress, or a whole run from before layout 3,
+/// unchanged).
 pub(super) fn store(view: &mut View<'_>, id: &str, q: Option<&QEntry>, run_json: &[u8]) -> Result<()> {
     view.insert(run_key(id), envelope(q, run_json)?);
     Ok(())
+}
+
+/// Writes `run`'s progress (and its input, if it was stored whole before layout 3).
+fn store_run(view: &mut View<'_>, q: Option<&QEntry>, run: &Run) -> Result<()> {
+    keep_input(view, run)?;
+    store(view, &run.id, q, &progress_json(run)?)
 }
 
 /// The sled entries of a parked run read back: its record queued at its wake time, its due
@@ -232,7 +288,10 @@ impl Inner {
         if let Some(at) = q.due {
             view.insert(due_key(at, &id), q.flow.as_bytes());
         }
-        view.insert(rk, envelope(Some(&q), &json)?);
+        let (input, progress) =
+            crate::store::record::split(&json).map_err(|e| StoreError::Corrupt(format!("{rk}: {e}")))?;
+        view.insert(input_key(&id), input);
+        view.insert(rk, envelope(Some(&q), &progress)?);
         Ok(())
     }
 
@@ -350,11 +409,7 @@ impl Inner {
             let Some(id) = key.rsplit(':').next().map(str::to_string) else {
                 continue;
             };
-            let Some(Stored {
-                q: Some(mut q),
-                mut run,
-            }) = get::<Stored>(view, &run_key(&id))?
-            else {
+            let Some((Some(mut q), mut run)) = load(view, &id)? else {
                 view.remove(key); // stale index entry
                 continue;
             };
@@ -374,7 +429,7 @@ impl Inner {
                     until,
                 })?,
             );
-            store(view, &id, Some(&q), &to_json(&run)?)?;
+            store_run(view, Some(&q), &run)?;
             let lease = Lease { run_id: id, token };
             self.hold(&lease, &q.flow, req.lease_for)?;
             out.push(Claimed {
@@ -667,11 +722,7 @@ impl Inner {
 
     /// Ends one unfinished run as exited now, or marks it when a worker holds it.
     pub(super) fn exit_one(&self, view: &mut View<'_>, id: &str, reason: &str) -> Result<Exited> {
-        let Some(Stored {
-            q: Some(mut q),
-            mut run,
-        }) = get::<Stored>(view, &run_key(id))?
-        else {
+        let Some((Some(mut q), mut run)) = load(view, id)? else {
             let pending = self.find_pending(id)?.is_some();
             // Parked, and no exit has reached it yet.
             let parked = match pending || view.contains(exit_note_key(id).as_bytes())? {
@@ -703,7 +754,7 @@ impl Inner {
         let now = Ts::now().0;
         if q.lease.as_ref().is_some_and(|l| l.until > now) {
             q.exit = Some(reason.to_string());
-            store(view, id, Some(&q), &to_json(&run)?)?;
+            store_run(view, Some(&q), &run)?;
             return Ok(Exited::Marked);
         }
         let was_waiting = run.status == RunStatus::Waiting;
@@ -716,7 +767,7 @@ impl Inner {
         }
         Self::move_due(view, &mut q, id, None);
         view.remove(lease_key(id));
-        store(view, id, None, &to_json(&run)?)?;
+        store_run(view, None, &run)?;
         if let Some(lk) = &q.lane {
             view.remove(lk.as_bytes());
             Self::release_lane_successor(view, lk)?;
