@@ -150,6 +150,10 @@ impl Engine {
         background.spawn(Arc::clone(&self).housekeeping(shutdown.clone()));
         background.spawn(Arc::clone(&self).supervise_schedules(shutdown.clone()));
         background.spawn(Arc::clone(&self).watch_alerts(shutdown.clone()));
+        {
+            let (me, stop) = (Arc::clone(&self), shutdown.clone());
+            background.spawn(async move { me.store.watch_new_runs(Arc::clone(&me.wake), stop).await });
+        }
         background.close();
         while !shutdown.is_cancelled() {
             let free = tickets.available_permits();

@@ -74,4 +74,14 @@ pub trait Coordination: Send + Sync {
     async fn pace(&self, _key: &str, _interval: std::time::Duration, _now: Ts) -> Result<Pace> {
         Ok(Pace::Local)
     }
+
+    /// Calls `wake` whenever another instance sharing the store stores new runs, until `stop`,
+    /// so an idle instance picks them up at once instead of at its next poll. A store only one
+    /// process uses returns at once: that process wakes its own engine.
+    async fn watch_new_runs(
+        &self,
+        _wake: std::sync::Arc<tokio::sync::Notify>,
+        _stop: tokio_util::sync::CancellationToken,
+    ) {
+    }
 }

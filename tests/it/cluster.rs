@@ -489,3 +489,45 @@ async fn while_the_database_is_gone_webhooks_get_503_and_nothing_accepted_is_los
     duplicates_share_their_key(&dest.arrivals());
     drop(nodes.drain(..));
 }
+
+/// A run accepted by one instance is picked up by an idle other one at once: the accepting
+/// instance has no workers, the other polls only every 30 s, so only the database's
+/// notification (LISTEN/NOTIFY) can wake it within the seconds allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_instance_picks_up_a_run_another_accepted_without_waiting_for_its_poll() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let dest = Receiver::start(Reply::status(200)).await;
+    let flow = relay(&dest.url, "");
+    let flows = [("relay", flow.as_str())];
+    let front = cluster(&schema, 1, &flows, &["--workers", "0", "--poll", "30s"]).await;
+    let back = cluster(&schema, 1, &flows, &["--poll", "30s"]).await;
+    // Both idle for a moment: the worker's first look at the empty queue is behind it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let http = reqwest::Client::new();
+    let mut took = Vec::new();
+    for n in 0..20u64 {
+        let sent = Instant::now();
+        let r = post(&http, &front[0].hook_url("relay"), serde_json::json!({ "n": n })).await;
+        assert_eq!(r.map(|r| r.status().as_u16()), Some(202));
+        while !dest.hits().iter().any(|h| n_of(h) == n) {
+            assert!(
+                sent.elapsed() < Duration::from_secs(5),
+                "run {n} not picked up within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        took.push(sent.elapsed());
+        // Idle again between runs, as the idle instance the issue names is.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    took.sort();
+    eprintln!(
+        "accepted on one instance to delivered by the other: median {:?}, slowest {:?}",
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    assert!(dest.hits().len() >= 20);
+    drop(back);
+}

@@ -135,6 +135,7 @@ async fn write_group(tx: &mut PgConnection, group: &[Append]) -> Result<Vec<Opti
             Some((key, expires)) => insert_once(tx, &a.run, key, *expires).await?,
         };
     }
+    super::announce::announce(tx).await?;
     Ok(answers)
 }
 

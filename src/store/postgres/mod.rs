@@ -14,6 +14,7 @@
 //! sqlx's advisory lock, so instances starting together migrate once.
 
 mod alerts;
+mod announce;
 mod clicks;
 mod intake;
 mod queue;
@@ -301,6 +302,9 @@ impl Contacts for PgStore {
             for run in &runs {
                 queue::insert_run(&mut tx, run).await?;
             }
+            if !runs.is_empty() {
+                announce::announce(&mut tx).await?;
+            }
             queue::exit_runs(&mut tx, &exits).await
         })
     }
@@ -330,6 +334,14 @@ impl Contacts for PgStore {
 
 #[async_trait]
 impl Coordination for PgStore {
+    async fn watch_new_runs(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        announce::watch(self.pool.clone(), wake, stop).await
+    }
+
     async fn last_firing(&self, flow: &str) -> Result<Option<Ts>> {
         let row: Option<(i64,)> = sqlx::query_as("SELECT at FROM hookflow_firings WHERE flow = $1")
             .bind(flow)
@@ -355,6 +367,7 @@ impl Coordination for PgStore {
             }
             if let Some(run) = &run {
                 queue::insert_run(&mut tx, run).await?;
+                announce::announce(&mut tx).await?;
             }
             Ok(true)
         })
