@@ -4,6 +4,7 @@
 # BENCHMARKS.md ("Several instances on PostgreSQL").
 #
 #   bench/cluster.sh        # ROUNDS=3 DURATION=10s CONNS=64, PostgreSQL at PG (below)
+#   TARGET=/other/target/release bench/cluster.sh   # binaries built already (another build)
 #
 # Every PostgreSQL measurement gets a fresh schema (dropped afterwards). Load on N instances is
 # N wrk processes, CONNS/N connections each, one per instance; their requests/s are summed.
@@ -21,10 +22,15 @@ if ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk
 fi
 command -v psql >/dev/null || { echo "psql is needed (apt-get install postgresql-client)" >&2; exit 1; }
-cargo build --release --quiet --bin hookflow   # apart from the example: see bench/run.sh
-cargo build --release --quiet --example noop_server
-BIN=target/release/hookflow
-NOOP=target/release/examples/noop_server
+# TARGET=dir: binaries built already (hookflow and examples/noop_server), e.g. another build's.
+TARGET=${TARGET:-}
+if [ -z "$TARGET" ]; then
+  cargo build --release --quiet --bin hookflow   # apart from the example: see bench/run.sh
+  cargo build --release --quiet --example noop_server
+  TARGET=target/release
+fi
+BIN=$TARGET/hookflow
+NOOP=$TARGET/examples/noop_server
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }

@@ -311,11 +311,23 @@ async fn a_rate_limit_holds_for_all_instances_together() {
     let ids = futures::future::join_all(sends).await;
     let want: BTreeSet<u64> = (0..15).collect();
     wait_delivered(&dest, &want, Duration::from_secs(30)).await;
-    // When each attempt started, as the instance that made it recorded it.
+    // When each attempt started, as the instance that made it recorded it (once it has: the
+    // outcome is saved a moment after the partner answered).
     let mut starts = Vec::new();
     for id in &ids {
-        let run: serde_json::Value =
-            crate::helpers::get(&http, format!("{}/api/runs/{id}", nodes[0].base)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let run = loop {
+            let run: serde_json::Value =
+                crate::helpers::get(&http, format!("{}/api/runs/{id}", nodes[0].base)).await;
+            if run["status"] == "succeeded" {
+                break run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} not saved as succeeded: {run:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let at: hookflow::run::Ts =
             serde_json::from_value(run["steps"][0]["attempts"][0]["started_at"].clone()).unwrap();
         starts.push(at.0);

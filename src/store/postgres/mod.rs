@@ -17,6 +17,7 @@ mod alerts;
 mod announce;
 mod clicks;
 mod intake;
+mod outcomes;
 mod queue;
 mod state;
 mod suppress;
@@ -44,6 +45,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 pub struct PgStore {
     pool: PgPool,
     intake: mpsc::Sender<intake::Append>,
+    /// Saves and lease renewals, committed in groups ([`outcomes`]).
+    outcomes: mpsc::Sender<outcomes::Member>,
     /// Where the URL says to connect, without its password, for messages.
     pub(crate) target: String,
 }
@@ -110,8 +113,15 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating {target}: {e}")))?;
-        let intake = intake::start(pool.clone(), settings.statement_timeout + Duration::from_secs(2));
-        Ok(PgStore { pool, intake, target })
+        let deadline = settings.statement_timeout + Duration::from_secs(2);
+        let intake = intake::start(pool.clone(), deadline);
+        let outcomes = outcomes::start(pool.clone(), deadline);
+        Ok(PgStore {
+            pool,
+            intake,
+            outcomes,
+            target,
+        })
     }
 
     async fn shared_value(&self, key: &str, value: String) -> Result<String> {
@@ -193,10 +203,23 @@ impl RunQueue for PgStore {
     }
 
     async fn extend_lease(&self, lease: &Lease, lease_for: std::time::Duration) -> Result<()> {
-        queue::extend_lease(&self.pool, lease, lease_for).await
+        outcomes::submit(&self.outcomes, lease, outcomes::Write::Extend { lease_for })
+            .await
+            .map(|_| ())
     }
 
     async fn save_with(&self, lease: &Lease, run: &Run, next: Next, effects: Effects) -> Result<Saved> {
+        if outcomes::groupable(&effects) {
+            let write = outcomes::Write::Save {
+                run: Box::new(run.clone()),
+                next,
+            };
+            let exit_requested = outcomes::submit(&self.outcomes, lease, write).await?;
+            return Ok(Saved {
+                changes: Vec::new(),
+                exit_requested,
+            });
+        }
         in_tx!(self, |tx| async {
             let exit_requested = queue::save(&mut tx, lease, run, next).await?;
             queue::apply_waits(&mut tx, &effects.waits).await?;

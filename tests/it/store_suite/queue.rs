@@ -16,6 +16,7 @@ suite!(
     retries_and_due_times_are_kept,
     runs_waiting_days_are_found_listed_exited_and_wake_on_time,
     counters_add_up_per_flow,
+    saves_made_at_once_each_get_their_own_answer,
 );
 
 async fn runs_are_stored_listed_newest_first_and_paged(store: Arc<dyn Store>, _pg: bool) {
@@ -754,4 +755,94 @@ async fn counters_add_up_per_flow(store: Arc<dyn Store>, _pg: bool) {
     store.add_counter("g", "ignored", 1).await.unwrap();
     store.sync().await.unwrap();
     assert_eq!(store.counters("f").await.unwrap().get("ignored"), Some(&5));
+}
+
+/// Saves and renewals made at the same moment by many workers (which PostgreSQL commits as one
+/// group): each gets its own answer — done, retrying, continuing with the exit asked for it,
+/// renewed, or refused for a lost lease — and a run that ends its lane lets the next one go.
+async fn saves_made_at_once_each_get_their_own_answer(store: Arc<dyn Store>, _pg: bool) {
+    let lease = Duration::from_secs(30);
+    let mut laned = Vec::new();
+    for _ in 0..2 {
+        let run = new_run("lanes", Some("account-1"));
+        store.insert_run(&run).await.unwrap();
+        laned.push(run.id);
+    }
+    for _ in 0..24 {
+        store.insert_run(&new_run("plain", None)).await.unwrap();
+    }
+    let mut claimed = store.claim(claim(100, lease)).await.unwrap();
+    assert_eq!(claimed.len(), 25, "all but the second run of the lane");
+    claimed.sort_by(|a, b| a.run.id.cmp(&b.run.id));
+    let exit_of = claimed[3].run.id.clone();
+    assert_eq!(
+        store.exit_run(&exit_of, "unsubscribed").await.unwrap(),
+        hookflow::store::Exited::Marked
+    );
+    let later = Ts(Ts::now().0 + 3_600_000);
+    let jobs = claimed.iter().enumerate().map(|(i, c)| {
+        let store = Arc::clone(&store);
+        let (mut run, mut lease_of) = (c.run.clone(), c.lease.clone());
+        let ends_lane = run.id == laned[0];
+        async move {
+            let outcome = match i % 5 {
+                _ if ends_lane || i % 5 == 0 => {
+                    run.status = RunStatus::Succeeded;
+                    run.finished_at = Some(Ts::now());
+                    store.save(&lease_of, &run, Next::Done).await.map(|_| None)
+                }
+                1 => {
+                    run.status = RunStatus::Retrying;
+                    store
+                        .save(&lease_of, &run, Next::RetryAt(later))
+                        .await
+                        .map(|_| None)
+                }
+                2 => store.extend_lease(&lease_of, lease).await.map(|_| None),
+                3 => {
+                    run.next_step = 1;
+                    store
+                        .save_with(
+                            &lease_of,
+                            &run,
+                            Next::Continue { lease_for: lease },
+                            Effects::default(),
+                        )
+                        .await
+                        .map(|s| s.exit_requested)
+                }
+                _ => {
+                    lease_of.token += 1; // a stale worker
+                    store.save(&lease_of, &run, Next::Done).await.map(|_| None)
+                }
+            };
+            (i, run.id, outcome)
+        }
+    });
+    for (i, id, outcome) in futures::future::join_all(jobs).await {
+        let stored = store.get_run(&id).await.unwrap().unwrap();
+        match i % 5 {
+            _ if id == laned[0] || i % 5 == 0 => {
+                assert!(outcome.unwrap().is_none());
+                assert_eq!(stored.status, RunStatus::Succeeded, "{id}");
+            }
+            1 => assert_eq!(stored.status, RunStatus::Retrying),
+            2 => assert!(outcome.is_ok(), "{outcome:?}"),
+            3 => {
+                assert_eq!(stored.next_step, 1);
+                let exit = outcome.unwrap();
+                assert_eq!(exit.as_deref(), (id == exit_of).then_some("unsubscribed"), "{id}");
+            }
+            _ => assert!(matches!(outcome, Err(StoreError::LeaseLost(_))), "{outcome:?}"),
+        }
+    }
+    // The lane's second run is due now; the retrying and renewed ones are not.
+    let next: Vec<String> = store
+        .claim(claim(100, lease))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.run.id)
+        .collect();
+    assert_eq!(next, [laned[1].clone()]);
 }
