@@ -308,3 +308,121 @@ async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_3()
         "its input is kept apart now"
     );
 }
+
+/// A PostgreSQL schema from before migration 0006 — one unfinished run queued with its whole
+/// record, one finished — is migrated at connect: the unfinished run's input moves apart and it
+/// is claimed, saved and read back with its request intact; the finished one reads as it was.
+/// A whole row stored after the migration (an instance of the earlier release, during a rolling
+/// upgrade) gets its input apart when it is claimed.
+#[tokio::test]
+async fn a_postgresql_schema_from_before_inputs_apart_is_migrated_and_loses_nothing() {
+    use hookflow::run::{Run, RunStatus, Ts};
+    use hookflow::store::{ClaimRequest, Next};
+    use sqlx::ConnectOptions;
+    let Some(schema) = crate::pg::Schema::create().await else {
+        return;
+    };
+    // The migrations as they were before 0006, applied to the schema.
+    let old = tempfile::tempdir().unwrap();
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    for entry in std::fs::read_dir(&here).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < "0006" {
+            std::fs::copy(&path, old.path().join(name)).unwrap();
+        }
+    }
+    let mut conn = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&schema.url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let request = hookflow::request::Request {
+        method: "POST".into(),
+        body: serde_json::json!({"order": 1042, "lines": [{"sku": "A-1", "qty": 2}], "note": "b\u{e9}"}),
+        ..Default::default()
+    };
+    let mut vars = serde_json::Map::new();
+    vars.insert("email".into(), serde_json::json!("ada@example.com"));
+    let new_run = || {
+        Run::new(
+            "orders",
+            "v",
+            request.clone(),
+            vars.clone(),
+            None,
+            ["post".to_string()],
+        )
+    };
+    let (queued, late, mut finished) = (new_run(), new_run(), new_run());
+    finished.status = RunStatus::Succeeded;
+    finished.finished_at = Some(Ts::now());
+    // A run's row as releases before 0006 wrote it: the whole run in `record`.
+    async fn insert_whole(conn: &mut sqlx::PgConnection, run: &Run) {
+        sqlx::query(
+            "INSERT INTO hookflow_runs (id, flow, status, created_at, record, due, finished_at)
+             VALUES ($1, 'orders', $2, $3, $4, $5, $6)",
+        )
+        .bind(&run.id)
+        .bind(run.status.as_str())
+        .bind(run.created_at.0 as i64)
+        .bind(serde_json::to_string(run).unwrap())
+        .bind(run.finished_at.is_none().then_some(run.created_at.0 as i64))
+        .bind(run.finished_at.map(|t| t.0 as i64))
+        .execute(conn)
+        .await
+        .unwrap();
+    }
+    insert_whole(&mut conn, &queued).await;
+    insert_whole(&mut conn, &finished).await;
+    let store = schema.store().await;
+    // An instance of the earlier release, still running during a rolling upgrade, stores one.
+    insert_whole(&mut conn, &late).await;
+    let (record, input): (String, String) = sqlx::query_as(
+        "SELECT r.record, i.input FROM hookflow_runs r JOIN hookflow_run_inputs i USING (id) WHERE id = $1",
+    )
+    .bind(&queued.id)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        !record.contains("A-1") && input.contains("A-1"),
+        "{record} / {input}"
+    );
+    assert_eq!(store.get_run(&finished.id).await.unwrap().unwrap(), finished);
+    assert_eq!(store.get_run(&queued.id).await.unwrap().unwrap(), queued);
+    let claimed = store
+        .claim(ClaimRequest {
+            now: Ts::now(),
+            lease_for: Duration::from_secs(30),
+            limit: 10,
+            caps: Default::default(),
+            fair_share: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    for c in &claimed {
+        assert_eq!((&c.run.request, &c.run.vars), (&request, &vars));
+        let mut done = c.run.clone();
+        done.status = RunStatus::Succeeded;
+        done.finished_at = Some(Ts::now());
+        store.save(&c.lease, &done, Next::Done).await.unwrap();
+        let shown = store.get_run(&c.run.id).await.unwrap().unwrap();
+        assert_eq!(shown.status, RunStatus::Succeeded);
+        assert_eq!((&shown.request, &shown.vars), (&request, &vars), "{}", c.run.id);
+    }
+    // Pruning takes a run's input with it.
+    assert_eq!(store.prune(Ts(Ts::now().0 + 1), 0, 100).await.unwrap(), 3);
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM hookflow_run_inputs")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -8,7 +8,7 @@
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{in_tx, json, ms, queue};
+use super::{in_tx, input, ms, progress, queue};
 use crate::run::Run;
 use crate::store::{Result, StoreError};
 use crate::time::Ts;
@@ -108,18 +108,25 @@ async fn write_group(tx: &mut PgConnection, group: &[Append]) -> Result<Vec<Opti
         let flows: Vec<&str> = plain.iter().map(|r| r.flow.as_str()).collect();
         let statuses: Vec<&str> = plain.iter().map(|r| r.status.as_str()).collect();
         let created: Vec<i64> = plain.iter().map(|r| ms(r.created_at)).collect();
-        let records = plain.iter().map(json).collect::<Result<Vec<String>>>()?;
+        let records = plain
+            .iter()
+            .map(|r| progress(r))
+            .collect::<Result<Vec<String>>>()?;
+        let inputs = plain.iter().map(|r| input(r)).collect::<Result<Vec<String>>>()?;
         sqlx::query(
-            "INSERT INTO hookflow_runs (id, flow, status, created_at, record, due)
-             SELECT id, flow, status, created, record, created
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
-                  AS r(id, flow, status, created, record)",
+            "WITH runs AS (
+                 INSERT INTO hookflow_runs (id, flow, status, created_at, record, due)
+                 SELECT id, flow, status, created, record, created
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
+                      AS r(id, flow, status, created, record))
+             INSERT INTO hookflow_run_inputs (id, input) SELECT * FROM unnest($1::text[], $6::text[])",
         )
         .bind(&ids)
         .bind(&flows)
         .bind(&statuses)
         .bind(&created)
         .bind(&records)
+        .bind(&inputs)
         .execute(&mut *tx)
         .await?;
     }

@@ -165,6 +165,25 @@ pub(crate) fn parse<T: for<'de> serde::Deserialize<'de>>(what: &str, s: &str) ->
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// A run's progress, as `hookflow_runs.record` holds it (see [`crate::store::record`]).
+pub(crate) fn progress(run: &Run) -> Result<String> {
+    let bytes = crate::store::record::progress_json(run).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A run's input, as `hookflow_run_inputs.input` holds it.
+pub(crate) fn input(run: &Run) -> Result<String> {
+    let bytes = crate::store::record::input_json(run).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The run from its row: the progress joined to its input, or a whole record from before
+/// migration 0006 (no input row).
+pub(crate) fn read_run(id: &str, record: &str, input: Option<&str>) -> Result<Run> {
+    crate::store::record::parse(input.map(str::as_bytes), record.as_bytes())
+        .map_err(|e| StoreError::Corrupt(format!("run {id}: {e}")))
+}
+
 #[async_trait]
 impl RunQueue for PgStore {
     async fn exit_runs(&self, exits: Vec<ExitMatch>) -> Result<Vec<ExitedRun>> {
@@ -237,11 +256,15 @@ impl RunQueue for PgStore {
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<Run>> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT record FROM hookflow_runs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| parse(id, &r.0)).transpose()
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT r.record, i.input FROM hookflow_runs AS r
+             LEFT JOIN hookflow_run_inputs AS i ON i.id = r.id WHERE r.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(record, input)| read_run(id, &record, input.as_deref()))
+            .transpose()
     }
 
     async fn prune(&self, before: Ts, keep: usize, max: usize) -> Result<usize> {

@@ -17,7 +17,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue::{self, db_now_ms};
-use super::{in_tx, json, ms};
+use super::{in_tx, ms, progress};
 use crate::run::Run;
 use crate::store::{Effects, Lease, Next, Result, StoreError};
 use crate::time::Ts;
@@ -166,7 +166,7 @@ fn rows(group: &[Member]) -> Result<Rows> {
         r.tokens.push(m.lease.token as i64);
         let (kind, status, record, due, lease_for, finished) = match &m.write {
             Write::Save { run, next } => {
-                let (status, record) = (Some(run.status.as_str().to_string()), Some(json(&**run)?));
+                let (status, record) = (Some(run.status.as_str().to_string()), Some(progress(run)?));
                 match next {
                     Next::Continue { lease_for } => (
                         0,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
 
-use super::{json, ms, parse};
+use super::{input, ms, progress, read_run};
 use crate::run::{Run, RunStatus};
 use crate::store::{
     ClaimRequest, Claimed, ExitMatch, ExitedRun, Lease, Next, Result, RunFilter, StoreError, WaitOp,
@@ -56,7 +56,7 @@ pub(super) async fn insert_run(tx: &mut PgConnection, run: &Run) -> Result<()> {
     .bind(&run.flow)
     .bind(run.status.as_str())
     .bind(ms(run.created_at))
-    .bind(json(run)?)
+    .bind(progress(run)?)
     .bind(due)
     .bind(&lane)
     .execute(&mut *tx)
@@ -64,6 +64,11 @@ pub(super) async fn insert_run(tx: &mut PgConnection, run: &Run) -> Result<()> {
     if inserted.rows_affected() == 0 {
         return Err(StoreError::Duplicate(run.id.clone()));
     }
+    sqlx::query("INSERT INTO hookflow_run_inputs (id, input) VALUES ($1, $2)")
+        .bind(&run.id)
+        .bind(input(run)?)
+        .execute(&mut *tx)
+        .await?;
     index_exits(tx, &run.flow, &run.id, &run.exit_keys).await
 }
 
@@ -161,22 +166,31 @@ pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<V
     picked.extend(passed_over.into_iter().take(room));
     let due = ms(req.now.plus(req.lease_for));
     let lease_ms = req.lease_for.as_millis() as i64;
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT id, record, exit_req FROM hookflow_runs WHERE id = ANY($1)")
-            .bind(&picked)
-            .fetch_all(&mut *tx)
-            .await?;
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT r.id, r.record, r.exit_req, i.input FROM hookflow_runs AS r
+         LEFT JOIN hookflow_run_inputs AS i ON i.id = r.id WHERE r.id = ANY($1)",
+    )
+    .bind(&picked)
+    .fetch_all(&mut *tx)
+    .await?;
     let mut out = Vec::with_capacity(rows.len());
     let (mut ids, mut tokens, mut records) = (Vec::new(), Vec::new(), Vec::new());
-    for (id, record, exit_req) in rows {
-        let mut run: Run = parse(&id, &record)?;
+    // Runs stored whole (before migration 0006, or by an instance of an earlier release):
+    // their inputs are written apart now, as their progress is.
+    let (mut whole_ids, mut whole_inputs) = (Vec::new(), Vec::new());
+    for (id, record, exit_req, input_json) in rows {
+        let mut run = read_run(&id, &record, input_json.as_deref())?;
+        if input_json.is_none() {
+            whole_ids.push(id.clone());
+            whole_inputs.push(input(&run)?);
+        }
         run.status = RunStatus::Running;
         run.next_attempt_at = None;
         run.updated_at = req.now;
         let token = rand::random::<i64>() & i64::MAX;
         ids.push(id.clone());
         tokens.push(token);
-        records.push(json(&run)?);
+        records.push(progress(&run)?);
         out.push(Claimed {
             run,
             lease: Lease {
@@ -201,6 +215,16 @@ pub(super) async fn claim(tx: &mut PgConnection, req: &ClaimRequest) -> Result<V
     .bind(lease_ms)
     .execute(&mut *tx)
     .await?;
+    if !whole_ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO hookflow_run_inputs (id, input) SELECT * FROM unnest($1::text[], $2::text[])
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&whole_ids)
+        .bind(&whole_inputs)
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(out)
 }
 
@@ -255,7 +279,7 @@ pub(super) async fn save(
         Some((Some(token), exit)) if token == lease.token as i64 => exit,
         _ => return Err(StoreError::LeaseLost(lease.run_id.clone())),
     };
-    let record = json(run)?;
+    let record = progress(run)?;
     let status = run.status.as_str();
     match next {
         Next::Continue { lease_for } => {
@@ -376,16 +400,16 @@ pub(super) async fn exit_one(tx: &mut PgConnection, id: &str, reason: &str) -> R
     if let Some(l) = &lane {
         lock(tx, l).await?;
     }
-    let row: Option<(String, bool)> = sqlx::query_as(concat!(
-        "SELECT record, coalesce(lease_until > ",
+    let row: Option<(String, bool, Option<String>)> = sqlx::query_as(concat!(
+        "SELECT r.record, coalesce(r.lease_until > ",
         db_now_ms!(),
-        ", false) FROM hookflow_runs
-         WHERE id = $1 AND finished_at IS NULL FOR UPDATE"
+        ", false), i.input FROM hookflow_runs AS r LEFT JOIN hookflow_run_inputs AS i ON i.id = r.id
+         WHERE r.id = $1 AND r.finished_at IS NULL FOR UPDATE OF r"
     ))
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((record, leased)) = row else {
+    let Some((record, leased, input_json)) = row else {
         return Ok(Exited::No);
     };
     let now = Ts::now();
@@ -397,7 +421,16 @@ pub(super) async fn exit_one(tx: &mut PgConnection, id: &str, reason: &str) -> R
             .await?;
         return Ok(Exited::Marked);
     }
-    let mut run: Run = parse(id, &record)?;
+    let mut run = read_run(id, &record, input_json.as_deref())?;
+    if input_json.is_none() {
+        sqlx::query(
+            "INSERT INTO hookflow_run_inputs (id, input) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(input(&run)?)
+        .execute(&mut *tx)
+        .await?;
+    }
     let was_waiting = run.status == RunStatus::Waiting;
     run.end_exited(reason, now);
     let keys = std::mem::take(&mut run.exit_keys);
@@ -410,7 +443,7 @@ pub(super) async fn exit_one(tx: &mut PgConnection, id: &str, reason: &str) -> R
     if was_waiting {
         add_waiting(tx, &run.flow, -1).await?;
     }
-    finish(tx, id, run.status.as_str(), &json(&run)?, now).await?;
+    finish(tx, id, run.status.as_str(), &progress(&run)?, now).await?;
     if let Some(l) = &lane {
         release_lane(tx, l).await?;
     }
@@ -464,12 +497,14 @@ pub(super) async fn list_runs(pool: &PgPool, f: &RunFilter) -> Result<Vec<Run>> 
     let mut before = f.before.clone();
     let mut out = Vec::new();
     loop {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, record FROM hookflow_runs
-             WHERE ($1::text IS NULL OR flow = $1) AND ($2::text IS NULL OR status = $2)
-               AND ($3::text IS NULL OR id < $3) AND ($4::bigint IS NULL OR created_at >= $4)
-               AND ($5::bigint IS NULL OR created_at <= $5) AND ($6::text IS NULL OR record ILIKE $6)
-             ORDER BY id DESC LIMIT $7",
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT r.id, r.record, i.input FROM hookflow_runs AS r
+             LEFT JOIN hookflow_run_inputs AS i ON i.id = r.id
+             WHERE ($1::text IS NULL OR r.flow = $1) AND ($2::text IS NULL OR r.status = $2)
+               AND ($3::text IS NULL OR r.id < $3) AND ($4::bigint IS NULL OR r.created_at >= $4)
+               AND ($5::bigint IS NULL OR r.created_at <= $5)
+               AND ($6::text IS NULL OR r.record ILIKE $6 OR i.input ILIKE $6)
+             ORDER BY r.id DESC LIMIT $7",
         )
         .bind(&f.flow)
         .bind(f.status.map(RunStatus::as_str))
@@ -481,8 +516,8 @@ pub(super) async fn list_runs(pool: &PgPool, f: &RunFilter) -> Result<Vec<Run>> 
         .fetch_all(pool)
         .await?;
         let fetched = rows.len();
-        for (id, record) in rows {
-            let run: Run = parse(&id, &record)?;
+        for (id, record, input) in rows {
+            let run = read_run(&id, &record, input.as_deref())?;
             before = Some(id);
             if f.matches(&run) {
                 out.push(run);
@@ -501,29 +536,35 @@ pub(super) async fn list_runs(pool: &PgPool, f: &RunFilter) -> Result<Vec<Run>> 
 /// `keep` runs in all; at most `max`.
 pub(super) async fn prune(pool: &PgPool, before: Ts, keep: usize, max: usize) -> Result<usize> {
     let max = i64::try_from(max).unwrap_or(i64::MAX);
-    let aged = sqlx::query(
-        "DELETE FROM hookflow_runs WHERE id IN (
-             SELECT id FROM hookflow_runs WHERE finished_at < $1 ORDER BY id LIMIT $2)",
+    let (aged,): (i64,) = sqlx::query_as(
+        "WITH gone AS (
+             DELETE FROM hookflow_runs WHERE id IN (
+                 SELECT id FROM hookflow_runs WHERE finished_at < $1 ORDER BY id LIMIT $2)
+             RETURNING id),
+         inputs AS (DELETE FROM hookflow_run_inputs WHERE id IN (SELECT id FROM gone))
+         SELECT count(*) FROM gone",
     )
     .bind(ms(before))
     .bind(max)
-    .execute(pool)
-    .await?
-    .rows_affected() as i64;
+    .fetch_one(pool)
+    .await?;
     let (total,): (i64,) = sqlx::query_as("SELECT count(*) FROM hookflow_runs")
         .fetch_one(pool)
         .await?;
     let over = (total - i64::try_from(keep).unwrap_or(i64::MAX)).min(max - aged);
     let mut counted = 0;
     if over > 0 {
-        counted = sqlx::query(
-            "DELETE FROM hookflow_runs WHERE id IN (
-                 SELECT id FROM hookflow_runs WHERE finished_at IS NOT NULL ORDER BY id LIMIT $1)",
+        (counted,) = sqlx::query_as(
+            "WITH gone AS (
+                 DELETE FROM hookflow_runs WHERE id IN (
+                     SELECT id FROM hookflow_runs WHERE finished_at IS NOT NULL ORDER BY id LIMIT $1)
+                 RETURNING id),
+             inputs AS (DELETE FROM hookflow_run_inputs WHERE id IN (SELECT id FROM gone))
+             SELECT count(*) FROM gone",
         )
         .bind(over)
-        .execute(pool)
-        .await?
-        .rows_affected() as i64;
+        .fetch_one(pool)
+        .await?;
     }
     Ok((aged + counted) as usize)
 }
