@@ -81,7 +81,7 @@ pub fn check(dir: &Path) -> Result<CheckReport, String> {
                 .map_err(|e| e.to_string())
                 .and_then(|s| {
                     let id = String::from_utf8_lossy(&k["run:".len()..]).into_owned();
-                    super::ops::read_run_db(&db, &id, s.run.get().as_bytes()).map_err(|e| e.to_string())
+                    super::keys::read_run_db(&db, &id, s.run.get().as_bytes()).map_err(|e| e.to_string())
                 }) {
                 Ok(run) => {
                     r.runs += 1;

@@ -278,7 +278,7 @@ fn find_run(inner: &Inner, id: &str) -> Result<Option<Run>> {
 /// The run stored in sled under `run:{id}` with value `value`.
 fn stored_run(inner: &Inner, id: &str, value: &[u8]) -> Result<Run> {
     let record = from_json::<StoredRun>(&run_key(id), value)?.run;
-    ops::read_run_db(&inner.db, id, record.get().as_bytes())
+    keys::read_run_db(&inner.db, id, record.get().as_bytes())
 }
 
 /// The `limit` pending runs with the highest ids (below `before`), highest first: those memory

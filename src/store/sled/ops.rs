@@ -119,23 +119,6 @@ pub(super) struct Stored {
     run: Box<serde_json::value::RawValue>,
 }
 
-/// The run whose stored record (its `run` member) is `record`: joined to its input, when it
-/// has one apart (see [`crate::store::record`]).
-pub(super) fn read_run(
-    get: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>>,
-    id: &str,
-    record: &[u8],
-) -> Result<Run> {
-    let input = get(input_key(id).as_bytes())?;
-    crate::store::record::parse(input.as_deref(), record)
-        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", run_key(id))))
-}
-
-/// [`read_run`] reading the input from sled itself (outside a commit group).
-pub(super) fn read_run_db(db: &sled::Db, id: &str, record: &[u8]) -> Result<Run> {
-    read_run(|k| Ok(db.get(k)?.map(|v| v.to_vec())), id, record)
-}
-
 /// A stored run's queue state and run, through the group's view.
 fn load(view: &View<'_>, id: &str) -> Result<Option<(Option<QEntry>, Run)>> {
     let Some(Stored { q, run }) = get::<Stored>(view, &run_key(id))? else {

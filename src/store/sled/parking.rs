@@ -438,7 +438,7 @@ impl Parking {
 
     /// A parked run as it should be shown: exited if an exit has reached it.
     pub fn shown(db: &sled::Db, rec: &Record) -> Result<Run> {
-        let mut run = super::ops::read_run_db(db, &rec.id, rec.run.get().as_bytes())?;
+        let mut run = super::keys::read_run_db(db, &rec.id, rec.run.get().as_bytes())?;
         if let Some((reason, at)) = Self::exit_of(db, rec)? {
             run.end_exited(&reason, Ts(at));
         }
