@@ -119,7 +119,9 @@ async fn write_group(tx: &mut PgConnection, group: &[Append]) -> Result<Vec<Opti
                  SELECT id, flow, status, created, record, created
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
                       AS r(id, flow, status, created, record))
-             INSERT INTO hookflow_run_inputs (id, input) SELECT * FROM unnest($1::text[], $6::text[])",
+             , inputs AS (
+                 INSERT INTO hookflow_run_inputs (id, input) SELECT * FROM unnest($1::text[], $6::text[]))
+             SELECT pg_notify('hookflow_runs', '')",
         )
         .bind(&ids)
         .bind(&flows)
@@ -142,7 +144,9 @@ async fn write_group(tx: &mut PgConnection, group: &[Append]) -> Result<Vec<Opti
             Some((key, expires)) => insert_once(tx, &a.run, key, *expires).await?,
         };
     }
-    super::announce::announce(tx).await?;
+    if plain.is_empty() {
+        super::announce::announce(tx).await?; // (the bulk insert above announces its group)
+    }
     Ok(answers)
 }
 
