@@ -100,21 +100,16 @@ pub(super) fn lane_prefix(flow: &str, key: &str) -> String {
     format!("lane:{flow}:{}:", hex::encode(&h[..12]))
 }
 
-/// The run whose stored record (its `run` member) is `record`: joined to its input, when it
+/// The run whose stored record (its `run` member) is `record`, joined to its `input` when it
 /// has one apart (see [`crate::store::record`]).
-pub(super) fn read_run(
-    get: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>>,
-    id: &str,
-    record: &[u8],
-) -> Result<crate::run::Run> {
-    let input = get(input_key(id).as_bytes())?;
-    crate::store::record::parse(input.as_deref(), record)
+pub(super) fn parse_run(id: &str, input: Option<&[u8]>, record: &[u8]) -> Result<crate::run::Run> {
+    crate::store::record::parse(input, record)
         .map_err(|e| StoreError::Corrupt(format!("{}: {e}", run_key(id))))
 }
 
-/// [`read_run`] reading the input from sled itself (outside a commit group).
+/// [`parse_run`] reading the input from sled itself (outside a commit group).
 pub(super) fn read_run_db(db: &sled::Db, id: &str, record: &[u8]) -> Result<crate::run::Run> {
-    read_run(|k| Ok(db.get(k)?.map(|v| v.to_vec())), id, record)
+    parse_run(id, db.get(input_key(id))?.as_deref(), record)
 }
 
 pub(super) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {

@@ -396,7 +396,6 @@ impl RunQueue for SledStore {
         let (lease, json, run) = (lease.clone(), ops::progress_json(run)?, run.clone());
         self.submit(true, false, move |i, v| {
             let exit_requested = i.save(v, &lease, json.clone(), next)?;
-            ops::keep_input(v, &run)?;
             Inner::apply_waits(v, &effects.waits)?;
             if let Next::RetryAt(at) = next {
                 i.park(v, &run, &json, at.0)?;

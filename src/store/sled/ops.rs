@@ -119,28 +119,30 @@ pub(super) struct Stored {
     run: Box<serde_json::value::RawValue>,
 }
 
-/// A stored run's queue state and run, through the group's view.
-fn load(view: &View<'_>, id: &str) -> Result<Option<(Option<QEntry>, Run)>> {
-    let Some(Stored { q, run }) = get::<Stored>(view, &run_key(id))? else {
+/// A stored run read through the group's view.
+struct Loaded {
+    q: Option<QEntry>,
+    run: Run,
+    /// Stored whole before layout 3: no input apart yet ([`store_run`] writes it).
+    whole: bool,
+}
+
+fn load(view: &View<'_>, id: &str) -> Result<Option<Loaded>> {
+    let Some(Stored { q, run: record }) = get::<Stored>(view, &run_key(id))? else {
         return Ok(None);
     };
-    Ok(Some((q, read_run(|k| view.get(k), id, run.get().as_bytes())?)))
+    let input = view.get(input_key(id).as_bytes())?;
+    let run = parse_run(id, input.as_deref(), record.get().as_bytes())?;
+    Ok(Some(Loaded {
+        q,
+        run,
+        whole: input.is_none(),
+    }))
 }
 
 /// The progress JSON of `run` (see [`crate::store::record`]).
 pub(super) fn progress_json(run: &Run) -> Result<Vec<u8>> {
     crate::store::record::progress_json(run).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// Writes the input of a run stored whole before layout 3, the first time its progress is
-/// written apart; nothing for any other run (its input was written at admission).
-pub(super) fn keep_input(view: &mut View<'_>, run: &Run) -> Result<()> {
-    let key = input_key(&run.id);
-    if !view.contains(key.as_bytes())? {
-        let input = crate::store::record::input_json(run).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        view.insert(key, input);
-    }
-    Ok(())
 }
 
 /// The queue state of an unfinished run and its record's JSON.
@@ -155,9 +157,13 @@ pub(super) fn store(view: &mut View<'_>, id: &str, q: Option<&QEntry>, run_json:
     Ok(())
 }
 
-/// Writes `run`'s progress (and its input, if it was stored whole before layout 3).
-fn store_run(view: &mut View<'_>, q: Option<&QEntry>, run: &Run) -> Result<()> {
-    keep_input(view, run)?;
+/// Writes `run`'s progress — and its input, if it was stored `whole` before layout 3: a claim
+/// does this, so every save after it (which holds the claim's lease) finds the input apart.
+fn store_run(view: &mut View<'_>, q: Option<&QEntry>, run: &Run, whole: bool) -> Result<()> {
+    if whole {
+        let input = crate::store::record::input_json(run).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        view.insert(input_key(&run.id), input);
+    }
     store(view, &run.id, q, &progress_json(run)?)
 }
 
@@ -392,7 +398,12 @@ impl Inner {
             let Some(id) = key.rsplit(':').next().map(str::to_string) else {
                 continue;
             };
-            let Some((Some(mut q), mut run)) = load(view, &id)? else {
+            let Some(Loaded {
+                q: Some(mut q),
+                mut run,
+                whole,
+            }) = load(view, &id)?
+            else {
                 view.remove(key); // stale index entry
                 continue;
             };
@@ -412,7 +423,7 @@ impl Inner {
                     until,
                 })?,
             );
-            store_run(view, Some(&q), &run)?;
+            store_run(view, Some(&q), &run, whole)?;
             let lease = Lease { run_id: id, token };
             self.hold(&lease, &q.flow, req.lease_for)?;
             out.push(Claimed {
@@ -705,7 +716,12 @@ impl Inner {
 
     /// Ends one unfinished run as exited now, or marks it when a worker holds it.
     pub(super) fn exit_one(&self, view: &mut View<'_>, id: &str, reason: &str) -> Result<Exited> {
-        let Some((Some(mut q), mut run)) = load(view, id)? else {
+        let Some(Loaded {
+            q: Some(mut q),
+            mut run,
+            whole,
+        }) = load(view, id)?
+        else {
             let pending = self.find_pending(id)?.is_some();
             // Parked, and no exit has reached it yet.
             let parked = match pending || view.contains(exit_note_key(id).as_bytes())? {
@@ -737,7 +753,7 @@ impl Inner {
         let now = Ts::now().0;
         if q.lease.as_ref().is_some_and(|l| l.until > now) {
             q.exit = Some(reason.to_string());
-            store_run(view, Some(&q), &run)?;
+            store_run(view, Some(&q), &run, whole)?;
             return Ok(Exited::Marked);
         }
         let was_waiting = run.status == RunStatus::Waiting;
@@ -750,7 +766,7 @@ impl Inner {
         }
         Self::move_due(view, &mut q, id, None);
         view.remove(lease_key(id));
-        store_run(view, None, &run)?;
+        store_run(view, None, &run, whole)?;
         if let Some(lk) = &q.lane {
             view.remove(lk.as_bytes());
             Self::release_lane_successor(view, lk)?;
