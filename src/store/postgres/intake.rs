@@ -8,7 +8,7 @@
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{in_tx, input, ms, progress, queue};
+use super::{Pool, in_tx, input, ms, next_group, progress, queue, within};
 use crate::run::Run;
 use crate::store::{Result, StoreError};
 use crate::time::Ts;
@@ -56,23 +56,11 @@ pub(super) async fn submit(
 
 async fn intake_loop(pool: PgPool, mut rx: mpsc::Receiver<Append>, deadline: std::time::Duration) {
     let store = Pool { pool };
-    while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(a) => group.push(a),
-                Err(_) => break,
-            }
-        }
-        let result: Result<Vec<Option<String>>> = tokio::time::timeout(deadline, async {
+    while let Some(group) = next_group(&mut rx, MAX_GROUP).await {
+        let result = within(deadline, async {
             in_tx!(store, |tx| write_group(&mut tx, &group))
         })
-        .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Backend(format!(
-                "the database did not answer within {deadline:?}"
-            )))
-        });
+        .await;
         match result {
             Ok(answers) => {
                 for (a, answer) in group.into_iter().zip(answers) {
@@ -88,11 +76,6 @@ async fn intake_loop(pool: PgPool, mut rx: mpsc::Receiver<Append>, deadline: std
             }
         }
     }
-}
-
-/// What [`in_tx`] needs: a pool.
-struct Pool {
-    pool: PgPool,
 }
 
 /// Plain runs in one multi-row insert; the others one by one.

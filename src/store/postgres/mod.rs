@@ -150,6 +150,37 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// What [`in_tx`] needs: a pool (for the group-commit tasks, which hold no `PgStore`).
+pub(super) struct Pool {
+    pub(super) pool: PgPool,
+}
+
+/// A group-commit task's next group: the first item to arrive and every one waiting behind it,
+/// up to `max`; `None` once every sender is gone.
+pub(super) async fn next_group<T>(rx: &mut mpsc::Receiver<T>, max: usize) -> Option<Vec<T>> {
+    let mut group = vec![rx.recv().await?];
+    while group.len() < max {
+        match rx.try_recv() {
+            Ok(item) => group.push(item),
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+/// `write`, given up after `deadline`, so a group's waiters get an answer from a database that
+/// stopped answering.
+pub(super) async fn within<T>(
+    deadline: Duration,
+    write: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(deadline, write).await.unwrap_or_else(|_| {
+        Err(StoreError::Backend(format!(
+            "the database did not answer within {deadline:?}"
+        )))
+    })
+}
+
 /// Milliseconds as PostgreSQL stores them.
 pub(crate) fn ms(t: Ts) -> i64 {
     i64::try_from(t.0).unwrap_or(i64::MAX)

@@ -17,7 +17,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue::{self, db_now_ms};
-use super::{in_tx, ms, progress};
+use super::{Pool, in_tx, ms, next_group, progress, within};
 use crate::run::Run;
 use crate::store::{Effects, Lease, Next, Result, StoreError};
 use crate::time::Ts;
@@ -70,20 +70,9 @@ pub(super) async fn submit(to: &mpsc::Sender<Member>, lease: &Lease, write: Writ
     rx.await.map_err(|_| StoreError::Closed)?
 }
 
-struct Pool {
-    pool: PgPool,
-}
-
 async fn group_loop(pool: PgPool, mut rx: mpsc::Receiver<Member>, deadline: Duration) {
     let store = Pool { pool };
-    while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(m) => group.push(m),
-                Err(_) => break,
-            }
-        }
+    while let Some(group) = next_group(&mut rx, MAX_GROUP).await {
         let rows = match rows(&group) {
             Ok(r) => r,
             Err(e) => {
@@ -94,15 +83,10 @@ async fn group_loop(pool: PgPool, mut rx: mpsc::Receiver<Member>, deadline: Dura
                 continue;
             }
         };
-        let written = tokio::time::timeout(deadline, async {
+        let written = within(deadline, async {
             in_tx!(store, |tx| write_group(&mut tx, &rows))
         })
-        .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Backend(format!(
-                "the database did not answer within {deadline:?}"
-            )))
-        });
+        .await;
         match written {
             Ok(done) => {
                 for m in group {
