@@ -227,6 +227,17 @@ async fn open_store(dir: &Path) -> hookflow::store::SledStore {
     panic!("the store stayed locked");
 }
 
+/// sled itself on `dir`, once a dropped store's flusher thread has let go of the file lock.
+async fn open_raw(dir: &Path) -> sled::Db {
+    for _ in 0..50 {
+        match hookflow::store::sled_config(dir).unwrap().open() {
+            Ok(db) => return db,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    hookflow::store::sled_config(dir).unwrap().open().unwrap()
+}
+
 /// A run that layout 2 stored whole — queued in sled, its request inside its record, no
 /// `input:` key — opens in layout 3, is claimed and saved (its progress now apart, its input
 /// written beside it the first time), and reads back with its request and vars unchanged.
@@ -264,7 +275,7 @@ async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_3()
     }
     {
         // Rewritten as layout 2 kept it.
-        let db = hookflow::store::sled_config(dir.path()).unwrap().open().unwrap();
+        let db = open_raw(dir.path()).await;
         let key = format!("run:{id}");
         let stored: serde_json::Value = serde_json::from_slice(&db.get(&key).unwrap().unwrap()).unwrap();
         let input = db
@@ -300,8 +311,7 @@ async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_3()
     assert_eq!(shown.status, hookflow::run::RunStatus::Succeeded);
     assert_eq!((&shown.request, &shown.vars), (&run.request, &run.vars));
     drop(store);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let db = hookflow::store::sled_config(dir.path()).unwrap().open().unwrap();
+    let db = open_raw(dir.path()).await;
     assert_eq!(db.get("meta:layout").unwrap().unwrap().as_ref(), b"3");
     assert!(
         db.get(format!("input:{id}")).unwrap().is_some(),
