@@ -17,12 +17,8 @@ P_HOOK=19600 P_SINK=19700
 SECRET=bench-secret-0123456789abcdef
 # TARGET=dir: binaries built already (hookflow, examples/noop_server and examples/load);
 # BIN=path: another hookflow build with this tree's examples.
-TARGET=${TARGET:-}
-if [ -z "$TARGET" ]; then
-  cargo build --release --quiet --bin hookflow   # apart from the examples: see bench/run.sh
-  cargo build --release --quiet --example noop_server --example load
-  TARGET=target/release
-fi
+. bench/lib.sh
+targets noop_server load
 BIN=${BIN:-$TARGET/hookflow}
 work=$(mktemp -d)
 pids=()

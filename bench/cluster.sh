@@ -23,12 +23,8 @@ if ! command -v wrk >/dev/null; then
 fi
 command -v psql >/dev/null || { echo "psql is needed (apt-get install postgresql-client)" >&2; exit 1; }
 # TARGET=dir: binaries built already (hookflow and examples/noop_server), e.g. another build's.
-TARGET=${TARGET:-}
-if [ -z "$TARGET" ]; then
-  cargo build --release --quiet --bin hookflow   # apart from the example: see bench/run.sh
-  cargo build --release --quiet --example noop_server
-  TARGET=target/release
-fi
+. bench/lib.sh
+targets noop_server
 BIN=$TARGET/hookflow
 NOOP=$TARGET/examples/noop_server
 work=$(mktemp -d)

@@ -16,12 +16,8 @@ PG=${PG:-postgres://postgres@127.0.0.1:5432/test}
 SECRET=bench-secret-0123456789abcdef
 P_A=19500 P_B=19501 P_SINK=19502
 command -v psql >/dev/null || { echo "psql is needed (apt-get install postgresql-client)" >&2; exit 1; }
-TARGET=${TARGET:-}
-if [ -z "$TARGET" ]; then
-  cargo build --release --quiet --bin hookflow   # apart from the example: see bench/run.sh
-  cargo build --release --quiet --example noop_server
-  TARGET=target/release
-fi
+. bench/lib.sh
+targets noop_server
 BIN=$TARGET/hookflow
 work=$(mktemp -d)
 schema="hfp_$(date +%s%N)"

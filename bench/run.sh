@@ -19,14 +19,8 @@ if ! command -v wrk >/dev/null || ! command -v webhook >/dev/null; then
 fi
 # TARGET=dir: binaries built already (hookflow and examples/noop_server), e.g. another
 # CARGO_TARGET_DIR's release/; otherwise they are built here.
-TARGET=${TARGET:-}
-if [ -z "$TARGET" ]; then
-  # Apart: built together, the example's dev-dependencies would add their features (a second
-  # TLS provider) to the binary measured.
-  cargo build --release --quiet --bin hookflow
-  cargo build --release --quiet --example noop_server
-  TARGET=target/release
-fi
+. bench/lib.sh
+targets noop_server
 BIN=$TARGET/hookflow
 NOOP=$TARGET/examples/noop_server
 work=$(mktemp -d)
