@@ -278,3 +278,54 @@ async fn concurrent_inserts_share_flushes() {
         "200 concurrent durable inserts took {writes} journal writes: no group commit"
     );
 }
+
+/// The caller that leads a journal write can go away (a client that disconnects drops its
+/// request) without stranding the group it was writing or the runs queued behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_whose_callers_go_away_still_leave_the_journal_working() {
+    for durability in [Durability::Flush, Durability::Fsync] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path(), durability).unwrap());
+        let runs: Vec<Run> = (0..300).map(|_| new_run("f", None)).collect();
+        let tasks: Vec<_> = runs
+            .iter()
+            .map(|run| {
+                let (store, run) = (Arc::clone(&store), run.clone());
+                tokio::spawn(async move { store.insert_run(&run).await })
+            })
+            .collect();
+        // Every other caller gives up at once, leaders among them.
+        let mut kept = Vec::new();
+        for (i, (t, run)) in tasks.into_iter().zip(&runs).enumerate() {
+            if i % 2 == 0 {
+                t.abort();
+            } else {
+                kept.push((t, run.id.clone()));
+            }
+        }
+        for (t, id) in kept {
+            let answered = tokio::time::timeout(Duration::from_secs(10), t).await;
+            assert!(
+                matches!(answered, Ok(Ok(Ok(())))),
+                "{durability:?}: insert of {id} not answered: {answered:?}"
+            );
+            assert!(
+                store.get_run(&id).await.unwrap().is_some(),
+                "{durability:?}: {id} lost"
+            );
+        }
+        let after = new_run("f", None);
+        tokio::time::timeout(Duration::from_secs(10), store.insert_run(&after))
+            .await
+            .expect("the journal still takes runs")
+            .unwrap();
+        store.close();
+        assert!(
+            matches!(
+                store.insert_run(&new_run("f", None)).await,
+                Err(StoreError::Closed)
+            ),
+            "a closed store refuses runs instead of leaving them unanswered"
+        );
+    }
+}

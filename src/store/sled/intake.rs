@@ -4,14 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::AtomicU64;
 
 use serde::Deserialize;
-use tokio::sync::oneshot;
 
-use super::journal::{Journal, Located, Pos};
-use crate::store::{Result, StoreError};
+use super::appender::Appender;
+use super::journal::{Located, Pos};
 use crate::time::Ts;
 
 /// Identity of a pending run, enough to admit it without parsing the record again.
@@ -332,52 +330,8 @@ pub struct Intake {
     pub pending: Mutex<Pending>,
     /// Journal writes made, for observing group commit.
     pub writes: AtomicU64,
-}
-
-/// One run to append, with the caller waiting for it to be durable.
-pub struct Append {
-    pub head: Head,
-    pub payload: Vec<u8>,
-    pub reply: oneshot::Sender<Result<()>>,
-}
-
-const MAX_GROUP: usize = 1024;
-
-/// Appends every waiting run with one journal write, then makes them pending and answers.
-pub fn intake_loop(mut journal: Journal, intake: &Intake, rx: mpsc::Receiver<Append>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(a) => group.push(a),
-                Err(_) => break,
-            }
-        }
-        let payloads: Vec<Vec<u8>> = group.iter_mut().map(|a| std::mem::take(&mut a.payload)).collect();
-        intake.writes.fetch_add(1, Ordering::Relaxed);
-        match journal.append(&payloads) {
-            Ok(located) => {
-                let mut replies = Vec::with_capacity(group.len());
-                if let Ok(mut pending) = intake.pending.lock() {
-                    for (a, rec) in group.into_iter().zip(located) {
-                        pending.push(PendingRun { head: a.head, rec });
-                        replies.push(a.reply);
-                    }
-                }
-                for r in replies {
-                    let _ = r.send(Ok(()));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "writing the intake journal failed");
-                for a in group {
-                    let _ = a
-                        .reply
-                        .send(Err(StoreError::Backend(format!("intake journal: {e}"))));
-                }
-            }
-        }
-    }
+    /// The journal, appended to by group commit.
+    pub appender: Appender,
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@
 
 mod admission;
 mod alerts;
+mod appender;
 mod backup;
 pub mod check;
 mod clicks;
@@ -69,7 +70,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use self::intake::{Append, Head, Intake, Pending, PendingRun};
+use self::appender::{Append, Appender};
+use self::intake::{Head, Intake, Pending, PendingRun};
 use self::journal::{Journal, Located, Pos};
 use self::keys::{INTAKE_CURSOR, from_json, run_key, to_json};
 use self::ops::{Inner, StoredRun, StoredSummary};
@@ -114,8 +116,6 @@ pub struct SledStore {
     damage: Vec<Damage>,
     tx: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    intake_tx: Mutex<Option<mpsc::Sender<Append>>>,
-    intake_thread: Mutex<Option<JoinHandle<()>>>,
     /// Removed on drop (stores made by [`SledStore::temporary`]).
     temp_dir: Option<PathBuf>,
     dir: PathBuf,
@@ -219,21 +219,16 @@ impl SledStore {
         self.inner.intake.writes.load(Ordering::Relaxed)
     }
 
-    /// Holds the intake thread after its next journal write until the hold is dropped, so a
+    /// Holds the next journal write's leader after its write until the hold is dropped, so a
     /// test can pile appends up behind it and observe group commit deterministically.
     #[doc(hidden)]
     pub fn hold_intake(&self) -> IntakeHold<'_> {
         IntakeHold(self.inner.intake.pending.lock().ok())
     }
 
-    /// Stops the intake and writer threads after they have made everything queued durable.
+    /// Stops intake and the writer thread after they have made everything queued durable.
     pub fn close(&self) {
-        if let Ok(mut tx) = self.intake_tx.lock() {
-            tx.take();
-        }
-        if let Some(h) = self.intake_thread.lock().ok().and_then(|mut w| w.take()) {
-            let _ = h.join();
-        }
+        self.inner.intake.appender.close();
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
@@ -356,14 +351,7 @@ impl RunQueue for SledStore {
             payload: to_json(run)?,
             reply,
         };
-        {
-            let guard = self.intake_tx.lock().map_err(|_| StoreError::Closed)?;
-            guard
-                .as_ref()
-                .ok_or(StoreError::Closed)?
-                .send(append)
-                .map_err(|_| StoreError::Closed)?;
-        }
+        Appender::submit(&self.inner, append)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 

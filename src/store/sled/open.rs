@@ -103,6 +103,7 @@ impl SledStore {
                 dir: journal_dir,
                 pending: Mutex::new(pending),
                 writes: Default::default(),
+                appender: Appender::new(journal, fsync),
             },
             leases: Default::default(),
         });
@@ -125,19 +126,11 @@ impl SledStore {
             .name("hookflow-store-writer".into())
             .spawn(move || writer_loop(w, rx))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let (intake_tx, intake_rx) = mpsc::channel();
-        let w = Arc::clone(&inner);
-        let intake_thread = std::thread::Builder::new()
-            .name("hookflow-intake".into())
-            .spawn(move || intake::intake_loop(journal, &w.intake, intake_rx))
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(SledStore {
             inner,
             damage,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            intake_tx: Mutex::new(Some(intake_tx)),
-            intake_thread: Mutex::new(Some(intake_thread)),
             temp_dir,
             dir: dir.to_path_buf(),
             me: Mutex::new(None),
