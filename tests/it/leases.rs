@@ -233,6 +233,37 @@ async fn reopening_the_store_resumes_runs_held_by_the_previous_process() {
     assert_eq!(c[0].run.id, run.id);
 }
 
+/// A claim admits from the journal what it looks through, not the whole backlog: admitted
+/// ahead, every run is written to sled twice (admitted, then claimed in a later group) and the
+/// backlog sits in sled's memory before the first run is executed.
+#[tokio::test]
+async fn claims_admit_from_the_journal_only_what_they_look_through() {
+    let store = SledStore::temporary().unwrap();
+    let runs: Vec<Run> = (0..1000).map(|_| new_run("f", None)).collect();
+    for r in &runs {
+        store.insert_run(r).await.unwrap();
+    }
+    let mut req = claim_req(Duration::from_secs(30));
+    req.limit = 4;
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        claimed.extend(store.claim(req.clone()).await.unwrap());
+        let admitted = 1000 - store.journal_pending();
+        // 4 claimed per claim, and sled topped up to 64 due (4 × 16 looked through).
+        assert!(
+            admitted <= claimed.len() + 64,
+            "{admitted} admitted for {} claimed",
+            claimed.len()
+        );
+    }
+    let ids: Vec<&str> = claimed.iter().map(|c| c.run.id.as_str()).collect();
+    let oldest: Vec<&str> = runs[..12].iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, oldest, "still oldest first");
+    // Without a cap, a claim with more room takes more.
+    req.limit = 500;
+    assert_eq!(store.claim(req).await.unwrap().len(), 500);
+}
+
 #[tokio::test]
 async fn a_capped_flows_backlog_does_not_starve_other_flows() {
     let store = SledStore::temporary().unwrap();

@@ -25,12 +25,13 @@ impl Inner {
             return Ok(None);
         };
         let marks = Self::exit_marks(view)?;
-        for p in &batch {
+        let recs: Vec<Located> = batch.iter().map(|p| p.rec).collect();
+        let payloads = journal::read_run(&self.intake.dir, &recs)
+            .map_err(|e| StoreError::Backend(format!("reading the intake journal: {e}")))?;
+        for (p, json) in batch.iter().zip(payloads) {
             if view.contains(run_key(&p.head.id).as_bytes())? {
                 continue; // admitted before a crash that lost only the cursor's neighbours
             }
-            let json = journal::read(&self.intake.dir, &p.rec)
-                .map_err(|e| StoreError::Backend(format!("reading the intake journal: {e}")))?;
             let h = &p.head;
             self.insert_run(
                 view,

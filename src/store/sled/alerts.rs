@@ -34,7 +34,7 @@ impl Alerts for SledStore {
     }
 
     async fn change_alert(&self, next: AlertState, event: Option<Event>) -> Result<bool> {
-        self.submit(true, false, move |_, v| {
+        self.submit(true, super::writer::Admit::No, move |_, v| {
             let k = format!("{PREFIX}{}", next.key);
             let stored = get::<AlertState>(v, &k).ok().flatten().map_or(0, |s| s.changes);
             if stored + 1 != next.changes {

@@ -170,8 +170,10 @@ impl SledStore {
             .map(|d| d.join("secret"))
             .and_then(|p| std::fs::read(p).ok());
         let to = to.to_path_buf();
-        self.submit(false, false, move |inner, _| inner.write_backup(&to, secret))
-            .await
+        self.submit(false, super::writer::Admit::No, move |inner, _| {
+            inner.write_backup(&to, secret)
+        })
+        .await
     }
 
     /// Restores `from` into the data directory `data` (its `store/`, and `secret` when the

@@ -96,7 +96,7 @@ fn settle_one(view: &mut View<'_>, pending: &[u8], key: &str) -> Result<Option<C
 #[async_trait]
 impl Clicks for SledStore {
     async fn remember_message(&self, message: Message) -> Result<()> {
-        self.submit(true, false, move |_, v| {
+        self.submit(true, super::writer::Admit::No, move |_, v| {
             let k = message_key(&message.key);
             let merged = match get::<Message>(v, &k)? {
                 Some(mut stored) => {
@@ -123,7 +123,7 @@ impl Clicks for SledStore {
     }
 
     async fn record_click(&self, click: Click) -> Result<bool> {
-        self.submit(true, false, move |_, v| {
+        self.submit(true, super::writer::Admit::No, move |_, v| {
             let recorded = v
                 .scan_prefix(format!("clk:{}\0", click.message).as_bytes())
                 .take(MAX_CLICKS_PER_MESSAGE)
@@ -149,7 +149,7 @@ impl Clicks for SledStore {
         if !due {
             return Ok(Vec::new());
         }
-        self.submit(true, false, move |_, v| {
+        self.submit(true, super::writer::Admit::No, move |_, v| {
             let due: Vec<(Vec<u8>, Vec<u8>)> = v
                 .range(b"clkp:", format!("clkp:{:020}", before.0).as_bytes())
                 .take(limit)
@@ -199,7 +199,7 @@ impl Clicks for SledStore {
     }
 
     async fn prune_messages(&self, before: Ts, max: usize) -> Result<usize> {
-        self.submit(true, false, move |_, v| {
+        self.submit(true, super::writer::Admit::No, move |_, v| {
             let old: Vec<Vec<u8>> = v
                 .range(b"clkt:", format!("clkt:{:020}", before.0).as_bytes())
                 .take(max)

@@ -76,7 +76,7 @@ use self::journal::{Journal, Located, Pos};
 use self::keys::{INTAKE_CURSOR, from_json, run_key, to_json};
 use self::ops::{Inner, StoredRun, StoredSummary};
 use self::view::View;
-use self::writer::{Job, Op, writer_loop};
+use self::writer::{Admit, Job, Op, writer_loop};
 use super::{
     Backup, BackupInfo, ClaimRequest, Claimed, Contacts, Coordination, Damage, Effects, ExitMatch, ExitedRun,
     FlowSources, Instance, Lease, Next, Result, RunFilter, RunQueue, Saved, Store, StoreError,
@@ -164,7 +164,7 @@ impl SledStore {
     async fn submit<T: Send + 'static>(
         &self,
         durable: bool,
-        admits: bool,
+        admit: Admit,
         f: impl FnOnce(&Inner, &mut View<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
@@ -186,7 +186,7 @@ impl SledStore {
             let guard = self.tx.lock().map_err(|_| StoreError::Closed)?;
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
             sender
-                .send(Op { job, durable, admits })
+                .send(Op { job, durable, admit })
                 .map_err(|_| StoreError::Closed)?;
         }
         rx.await.map_err(|_| StoreError::Closed)?
@@ -217,6 +217,12 @@ impl SledStore {
     /// How many journal writes accepted runs took: with group commit, far fewer than runs.
     pub fn intake_write_count(&self) -> u64 {
         self.inner.intake.writes.load(Ordering::Relaxed)
+    }
+
+    /// How many accepted runs wait in the intake journal, not yet admitted into sled.
+    #[doc(hidden)]
+    pub fn journal_pending(&self) -> usize {
+        self.inner.intake.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
     /// Holds the next journal write's leader after its write until the hold is dropped, so a
@@ -357,8 +363,10 @@ impl RunQueue for SledStore {
 
     async fn insert_run_once(&self, run: &Run, key: &str, expires: Ts) -> Result<Option<String>> {
         let (run, key) = (run.clone(), key.to_string());
-        self.submit(true, false, move |i, v| i.insert_run_once(v, &run, &key, expires))
-            .await
+        self.submit(true, Admit::No, move |i, v| {
+            i.insert_run_once(v, &run, &key, expires)
+        })
+        .await
     }
 
     async fn expire_dedupe(&self, now: Ts) -> Result<usize> {
@@ -366,23 +374,29 @@ impl RunQueue for SledStore {
         if keys.is_empty() {
             return Ok(0);
         }
-        self.submit(false, false, move |_, v| segments::expire_dedupe(v, &keys, now))
-            .await
+        self.submit(false, Admit::No, move |_, v| {
+            segments::expire_dedupe(v, &keys, now)
+        })
+        .await
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Claimed>> {
-        self.submit(false, true, move |i, v| i.claim(v, &req)).await
+        let admit = match req.caps.is_empty() {
+            true => Admit::Claim(req.limit),
+            false => Admit::Most,
+        };
+        self.submit(false, admit, move |i, v| i.claim(v, &req)).await
     }
 
     async fn extend_lease(&self, lease: &Lease, lease_for: Duration) -> Result<()> {
         let lease = lease.clone();
-        self.submit(false, false, move |i, v| i.extend_lease(v, &lease, lease_for))
+        self.submit(false, Admit::No, move |i, v| i.extend_lease(v, &lease, lease_for))
             .await
     }
 
     async fn save_with(&self, lease: &Lease, run: &Run, next: Next, effects: Effects) -> Result<Saved> {
         let (lease, json, run) = (lease.clone(), ops::progress_json(run)?, run.clone());
-        self.submit(true, false, move |i, v| {
+        self.submit(true, Admit::No, move |i, v| {
             let exit_requested = i.save(v, &lease, json.clone(), next)?;
             Inner::apply_waits(v, &effects.waits)?;
             if let Next::RetryAt(at) = next {
@@ -402,12 +416,13 @@ impl RunQueue for SledStore {
     }
 
     async fn exit_runs(&self, exits: Vec<ExitMatch>) -> Result<Vec<ExitedRun>> {
-        self.submit(true, true, move |i, v| i.exit_runs(v, &exits)).await
+        self.submit(true, Admit::Most, move |i, v| i.exit_runs(v, &exits))
+            .await
     }
 
     async fn exit_run(&self, run_id: &str, reason: &str) -> Result<crate::store::Exited> {
         let (id, reason) = (run_id.to_string(), reason.to_string());
-        self.submit(true, true, move |i, v| i.exit_one(v, &id, &reason))
+        self.submit(true, Admit::Most, move |i, v| i.exit_one(v, &id, &reason))
             .await
     }
 
@@ -547,7 +562,7 @@ impl RunQueue for SledStore {
         if doomed.is_empty() {
             return Ok(0);
         }
-        self.submit(true, false, move |_, v| {
+        self.submit(true, Admit::No, move |_, v| {
             let mut n = 0;
             for k in doomed {
                 // Still finished? (A replay never reuses an id, so only deletion races.)
@@ -586,7 +601,7 @@ impl RunQueue for SledStore {
 
     async fn add_counter(&self, flow: &str, name: &str, by: u64) -> Result<()> {
         let key = format!("ctr:{flow}:{name}");
-        self.submit(false, false, move |_, v| Inner::add_counter(v, &key, by))
+        self.submit(false, Admit::No, move |_, v| Inner::add_counter(v, &key, by))
             .await
     }
 
@@ -606,14 +621,14 @@ impl RunQueue for SledStore {
     }
 
     async fn sync(&self) -> Result<()> {
-        self.submit(true, false, |_, _| Ok(())).await
+        self.submit(true, Admit::No, |_, _| Ok(())).await
     }
 }
 
 #[async_trait]
 impl Contacts for SledStore {
     async fn change_segments(&self, ops: Vec<SegmentOp>, origin: Origin) -> Result<Vec<SegmentChange>> {
-        self.submit(true, false, move |_, v| {
+        self.submit(true, Admit::No, move |_, v| {
             segments::change_segments(v, &ops, Some(&(origin, 1)))
         })
         .await
@@ -632,9 +647,11 @@ impl Contacts for SledStore {
         let id = event_id.to_string();
         // Exits admit the journal first, so runs accepted a moment ago are found and ended now
         // (deeper in a backlog they are noted and ended as they are admitted).
-        self.submit(true, !exits.is_empty(), move |i, v| {
-            i.dispatch_event(v, &id, &runs, &exits)
-        })
+        self.submit(
+            true,
+            if exits.is_empty() { Admit::No } else { Admit::Most },
+            move |i, v| i.dispatch_event(v, &id, &runs, &exits),
+        )
         .await
     }
 
@@ -668,7 +685,7 @@ impl Coordination for SledStore {
 
     async fn record_firing(&self, flow: &str, at: Ts, run: Option<Run>) -> Result<bool> {
         let flow = flow.to_string();
-        self.submit(true, false, move |i, v| {
+        self.submit(true, Admit::No, move |i, v| {
             i.record_firing(v, &flow, at, run.as_ref())
         })
         .await
@@ -687,7 +704,7 @@ impl Coordination for SledStore {
 
     async fn shared_setting(&self, key: &str, value: String) -> Result<String> {
         let key = format!("meta:shared:{key}");
-        self.submit(true, false, move |_, v| match v.get(key.as_bytes())? {
+        self.submit(true, Admit::No, move |_, v| match v.get(key.as_bytes())? {
             Some(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
             None => {
                 v.insert(key.into_bytes(), value.clone().into_bytes());
@@ -702,7 +719,7 @@ impl Coordination for SledStore {
 impl FlowSources for SledStore {
     async fn put_flow_source(&self, flow: &str, version: &str, source: &str) -> Result<()> {
         let (key, source) = (format!("flowsrc:{flow}\0{version}"), source.to_string());
-        self.submit(true, false, move |_, v| {
+        self.submit(true, Admit::No, move |_, v| {
             if !v.contains(key.as_bytes())? {
                 v.insert(key.into_bytes(), source.into_bytes());
             }
@@ -719,7 +736,7 @@ impl FlowSources for SledStore {
 
     async fn put_last_good(&self, flow: &str, version: &str) -> Result<()> {
         let (key, version) = (format!("flowgood:{flow}"), version.to_string());
-        self.submit(true, false, move |_, v| {
+        self.submit(true, Admit::No, move |_, v| {
             v.insert(key.into_bytes(), version.into_bytes());
             Ok(())
         })

@@ -106,6 +106,7 @@ impl SledStore {
                 appender: Appender::new(journal, fsync),
             },
             leases: Default::default(),
+            claim_short: Default::default(),
         });
         let mut view = View::new(&inner.db);
         let released = Inner::release_orphaned_leases(&mut view)?;

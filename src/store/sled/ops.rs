@@ -58,6 +58,9 @@ pub(super) struct Inner {
     /// opens). The wall-clock expiry written with each lease only orders the due index; a
     /// step of the wall clock once let a claim take a run whose attempt was still in flight.
     pub(super) leases: std::sync::Mutex<HashMap<String, Held>>,
+    /// The last claim took fewer runs than it asked for: the next admits a full group, in
+    /// case the due runs sled holds are all of capped flows ([`super::writer::Admit`]).
+    pub(super) claim_short: std::sync::atomic::AtomicBool,
 }
 
 /// A lease held by this process.
@@ -207,6 +210,10 @@ pub(super) fn unparked_entries(
 }
 
 /// The operations, each reading and writing through the group's [`View`].
+/// How many due runs a claim of `n` looks through, per run it takes, to give each flow its
+/// fair share; admission keeps at least that many due in sled when there are more pending.
+pub(super) const LOOK_AHEAD: usize = 16;
+
 impl Inner {
     /// [`RUN_COUNT`].
     pub(super) fn run_count(&self) -> Result<u64> {
@@ -362,7 +369,7 @@ impl Inner {
         let mut picked = Vec::new();
         let mut passed_over = Vec::new();
         let mut in_batch: BTreeMap<String, usize> = BTreeMap::new();
-        let look_ahead = req.limit.saturating_mul(16);
+        let look_ahead = req.limit.saturating_mul(LOOK_AHEAD);
         for (seen, item) in view.range(b"due:", end.as_bytes()).enumerate() {
             if picked.len() >= req.limit
                 || (seen >= look_ahead && picked.len() + passed_over.len() >= req.limit)
@@ -433,6 +440,8 @@ impl Inner {
                 exit_requested_at: q.exit_at.map(Ts),
             });
         }
+        self.claim_short
+            .store(out.len() < req.limit, std::sync::atomic::Ordering::Relaxed);
         Ok(out)
     }
 

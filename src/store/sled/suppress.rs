@@ -76,13 +76,16 @@ impl Suppressions for SledStore {
     }
 
     async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize> {
-        self.submit(true, false, move |_, v| suppress(v, &entries)).await
+        self.submit(true, super::writer::Admit::No, move |_, v| suppress(v, &entries))
+            .await
     }
 
     async fn lift(&self, email: &str, list: Option<&str>, reason: &str) -> Result<bool> {
         let (email, list, reason) = (email.to_string(), list.map(str::to_string), reason.to_string());
-        self.submit(true, false, move |_, v| lift(v, &email, list.as_deref(), &reason))
-            .await
+        self.submit(true, super::writer::Admit::No, move |_, v| {
+            lift(v, &email, list.as_deref(), &reason)
+        })
+        .await
     }
 
     async fn suppression_list(&self, query: &SuppressionQuery) -> Result<Vec<Suppression>> {
@@ -115,7 +118,7 @@ impl Suppressions for SledStore {
     }
 
     async fn unsubscribe(&self, entry: Suppression, origin: Origin) -> Result<Vec<SegmentChange>> {
-        self.submit(true, false, move |_, v| {
+        self.submit(true, super::writer::Admit::No, move |_, v| {
             suppress(v, std::slice::from_ref(&entry))?;
             let op = SegmentOp {
                 segment: entry.list.clone().unwrap_or_default(),
