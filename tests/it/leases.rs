@@ -289,7 +289,7 @@ async fn concurrent_inserts_share_flushes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path(), Durability::Flush).unwrap());
     let before = store.intake_write_count();
-    // The intake thread stops after its first write while the other inserts queue up.
+    // The first write's leader stops after it while the other inserts queue up.
     let hold = store.hold_intake();
     let tasks: Vec<_> = (0..200)
         .map(|_| {
