@@ -66,7 +66,7 @@ impl Appender {
     /// Queues `append`; leads the group commit if none is under way. Its answer comes on
     /// `append.reply`.
     pub fn submit(inner: &Arc<super::Inner>, append: Append) -> Result<()> {
-        let appender = &inner.intake.appender;
+        let appender = &inner.appender;
         let lead = {
             let mut q = appender.queue.lock().map_err(|_| StoreError::Closed)?;
             if q.closed {
@@ -78,9 +78,9 @@ impl Appender {
         if lead {
             if appender.fsyncs {
                 let inner = Arc::clone(inner);
-                tokio::task::spawn_blocking(move || lead_groups(&inner.intake));
+                tokio::task::spawn_blocking(move || lead_groups(&inner.appender, &inner.intake));
             } else {
-                lead_groups(&inner.intake);
+                lead_groups(appender, &inner.intake);
             }
         }
         Ok(())
@@ -101,9 +101,26 @@ impl Appender {
     }
 }
 
+/// Gives the lead up if the leader's work panics, so later runs are refused (the journal's
+/// lock is poisoned then) instead of queued behind a leader that is gone.
+struct Lead<'a>(&'a Appender);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(mut q) = self.0.queue.lock()
+        {
+            q.leading = false;
+            for a in q.waiting.drain(..) {
+                let _ = a.reply.send(Err(StoreError::Closed));
+            }
+        }
+    }
+}
+
 /// The leader's work: appends groups until nobody waits, then gives the lead up.
-fn lead_groups(intake: &Intake) {
-    let appender = &intake.appender;
+fn lead_groups(appender: &Appender, intake: &Intake) {
+    let _lead = Lead(appender);
     let mut journal = appender.journal.lock().ok();
     loop {
         let group = {

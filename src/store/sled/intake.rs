@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicU64;
 
 use serde::Deserialize;
 
-use super::appender::Appender;
 use super::journal::{Located, Pos};
 use crate::time::Ts;
 
@@ -330,8 +329,6 @@ pub struct Intake {
     pub pending: Mutex<Pending>,
     /// Journal writes made, for observing group commit.
     pub writes: AtomicU64,
-    /// The journal, appended to by group commit.
-    pub appender: Appender,
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ impl SledStore {
 
     /// Stops intake and the writer thread after they have made everything queued durable.
     pub fn close(&self) {
-        self.inner.intake.appender.close();
+        self.inner.appender.close();
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }

@@ -103,8 +103,8 @@ impl SledStore {
                 dir: journal_dir,
                 pending: Mutex::new(pending),
                 writes: Default::default(),
-                appender: Appender::new(journal, fsync),
             },
+            appender: Appender::new(journal, fsync),
             leases: Default::default(),
             claim_short: Default::default(),
         });

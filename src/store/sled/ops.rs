@@ -53,6 +53,8 @@ pub(super) struct Inner {
     /// Flushes made, for observing group commit.
     pub(super) flushes: std::sync::atomic::AtomicU64,
     pub(super) intake: Intake,
+    /// The journal, appended to by group commit ([`super::appender`]).
+    pub(super) appender: super::appender::Appender,
     /// The leases this process holds, on the monotonic clock: the authority on whether a
     /// lease holds (one process owns a sled store, and every lease is released when it
     /// opens). The wall-clock expiry written with each lease only orders the due index; a
