@@ -172,3 +172,61 @@ fn commit(journal: &mut Journal, intake: &Intake, mut group: Vec<Append>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Ts;
+
+    fn append() -> (Append, oneshot::Receiver<Result<()>>) {
+        let (reply, rx) = oneshot::channel();
+        let head = Head {
+            id: "r1".into(),
+            flow: "f".into(),
+            order_key: None,
+            created_at: Ts(0),
+            exit_keys: Vec::new(),
+        };
+        (
+            Append {
+                head,
+                payload: b"{}".to_vec(),
+                reply,
+            },
+            rx,
+        )
+    }
+
+    /// A leader that panics must not leave the lead taken: every later run would queue behind
+    /// a leader that is gone, and its caller would wait for ever.
+    #[test]
+    fn a_leader_that_panics_gives_the_lead_up_and_refuses_what_waited() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = super::super::journal::Pos {
+            segment: 0,
+            offset: 0,
+        };
+        let (journal, _) = Journal::open(dir.path(), start, false, |_, _| {}).unwrap();
+        let appender = Appender::new(journal, false);
+        let (waiting, mut answer) = append();
+        {
+            let mut q = appender.queue.lock().unwrap();
+            q.waiting.push(waiting);
+            q.leading = true;
+        }
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _lead = Lead(&appender);
+            panic!("a bug in the leader's write");
+        }));
+        assert!(panicked.is_err());
+        let q = appender.queue.lock().unwrap();
+        assert!(!q.leading, "the lead was given up");
+        assert!(q.waiting.is_empty());
+        assert!(matches!(answer.try_recv(), Ok(Err(StoreError::Closed))));
+        drop(q);
+        // Without a panic the guard leaves the lead to the leader's own bookkeeping.
+        appender.queue.lock().unwrap().leading = true;
+        drop(Lead(&appender));
+        assert!(appender.queue.lock().unwrap().leading);
+    }
+}
