@@ -157,11 +157,17 @@ async fn slow_and_idle_clients_at_the_connection_limit_cost_only_their_places() 
     for _ in 0..30 {
         idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
     }
-    let slow: Vec<_> = (0..10)
-        .map(|_| {
-            let (addr, path) = (addr.clone(), path.clone());
+    // Connected here, before their tasks start: a spawned connect could still be on its way
+    // when the probe below arrives (seen under a loaded test run: the probe got a place).
+    let mut slow_conns = Vec::new();
+    for _ in 0..10 {
+        slow_conns.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let slow: Vec<_> = slow_conns
+        .into_iter()
+        .map(|mut s| {
+            let path = path.clone();
             tokio::spawn(async move {
-                let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
                 let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n");
                 for b in head.bytes() {
                     if s.write_all(&[b]).await.is_err() {
