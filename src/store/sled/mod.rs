@@ -27,8 +27,8 @@
 //!
 //! **Group commit.** All sled writes go through one writer thread ([`writer`]); journal appends
 //! are led by whichever request finds no append under way ([`appender`]). Each takes every
-//! operation waiting, does them together, makes them durable once, then answers. sled's `flush_async` is never used: it
-//! deadlocks with about eight flushes in flight (sled #1308). With [`Durability::Fsync`] both
+//! operation waiting, does them together, makes them durable once, then answers. sled's
+//! `flush_async` is never used: it deadlocks with about eight flushes in flight (sled #1308). With [`Durability::Fsync`] both
 //! also `fdatasync`, since sled's `flush` uses `sync_file_range` and is not power-loss safe on
 //! its own.
 //!

@@ -211,11 +211,11 @@ pub(super) fn unparked_entries(
     Ok(out)
 }
 
-/// The operations, each reading and writing through the group's [`View`].
 /// How many due runs a claim of `n` looks through, per run it takes, to give each flow its
 /// fair share; admission keeps at least that many due in sled when there are more pending.
 pub(super) const LOOK_AHEAD: usize = 16;
 
+/// The operations, each reading and writing through the group's [`View`].
 impl Inner {
     /// [`RUN_COUNT`].
     pub(super) fn run_count(&self) -> Result<u64> {
