@@ -27,12 +27,8 @@ command -v psql >/dev/null || { echo "psql is needed (apt-get install postgresql
 targets noop_server
 BIN=$TARGET/hookflow
 NOOP=$TARGET/examples/noop_server
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+workdir
 
-mkdir -p "$work/flows"
 sed "s/SINK/127.0.0.1:$P_SINK/" bench/orders.yaml > "$work/flows/bench.yaml"
 
 wait_port() { for _ in $(seq 400); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }

@@ -14,3 +14,12 @@ targets() {
   cargo build --release --quiet "${args[@]}"
   TARGET=target/release
 }
+
+# workdir: a fresh temporary directory in $work (with $work/flows), removed at exit, when every
+# process whose pid the script added to the array pids is killed too.
+workdir() {
+  work=$(mktemp -d)
+  pids=()
+  trap 'for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+  mkdir -p "$work/flows"
+}

@@ -23,12 +23,8 @@ fi
 targets noop_server
 BIN=$TARGET/hookflow
 NOOP=$TARGET/examples/noop_server
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+workdir
 
-mkdir -p "$work/flows"
 sed "s/SINK/127.0.0.1:$P_SINK/" bench/orders.yaml > "$work/flows/bench.yaml"
 
 cat > "$work/peer-hooks.json" <<JSON

@@ -18,11 +18,8 @@ SECRET=bench-secret-0123456789abcdef
 cargo build --release --quiet --bin hookflow   # apart from the examples: see bench/run.sh
 cargo build --release --quiet --example noop_server --example load
 BIN=target/release/hookflow
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-mkdir -p "$work/flows"
+. bench/lib.sh
+workdir
 cat > "$work/flows/sequence.yaml" <<YAML
 on: { webhook: {} }
 vars: { email: \$.email }
