@@ -186,10 +186,10 @@ pub struct ServeArgs {
     /// Embedded store only.
     #[arg(long, env = "HOOKFLOW_PARK_AFTER", default_value = "10m", value_parser = humantime::parse_duration)]
     pub park_after: std::time::Duration,
-    /// Create the embedded store with its pages compressed (zstd): about a sixth of the disk
-    /// (850 bytes per finished run against 5 KB) for about a third of the delivery rate
-    /// (BENCHMARKS.md). Decided when the store is created; an existing store keeps what it was
-    /// made with.
+    /// Create the embedded store with its pages compressed (zstd): under half the disk (1.1 KB
+    /// per finished run against 2.5 KB; inputs and finished runs are compressed either way)
+    /// for under half the delivery rate (BENCHMARKS.md). Decided when the store is created; an
+    /// existing store keeps what it was made with.
     #[arg(long, env = "HOOKFLOW_STORE_COMPRESSION")]
     pub store_compression: bool,
     /// What a 2xx to a sender guarantees: `flush` (survives the process being killed) or

@@ -1,7 +1,8 @@
 //! Stores written by earlier releases: the layout-2 data directory in `tests/data/` (written by
-//! 0.1.0) opens with its runs, segments and journal, and is marked layout 3 (runs' inputs apart,
-//! issue 35) with its whole records read as they are; a store of a newer or an older layout is
-//! refused with what to do, and left unchanged.
+//! 0.1.0) opens with its runs, segments and journal, and is marked layout 4 (runs' inputs apart
+//! and compressed, issue 35) with its whole records read as they are; a layout-3 store's plain
+//! inputs read as they are too; a store of a newer or an older layout is refused with what to
+//! do, and left unchanged.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,7 +70,7 @@ async fn a_store_written_by_release_0_1_0_opens_with_everything_in_it() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let dir = app.kill9();
-    assert_eq!(layout(&dir.path().join("data")), "3");
+    assert_eq!(layout(&dir.path().join("data")), "4");
 }
 
 fn set_layout(data: &Path, layout: &str) {
@@ -92,7 +93,7 @@ fn layout(data: &Path) -> String {
 #[test]
 fn a_store_of_another_layout_is_refused_with_what_to_do_and_left_unchanged() {
     for (found, says) in [
-        ("4", "newer hookflow (store layout 4"),
+        ("5", "newer hookflow (store layout 5"),
         ("1", "earlier hookflow release"),
     ] {
         let dir = unpack();
@@ -239,10 +240,10 @@ async fn open_raw(dir: &Path) -> sled::Db {
 }
 
 /// A run that layout 2 stored whole — queued in sled, its request inside its record, no
-/// `input:` key — opens in layout 3, is claimed and saved (its progress now apart, its input
+/// `input:` key — opens in layout 4, is claimed and saved (its progress now apart, its input
 /// written beside it the first time), and reads back with its request and vars unchanged.
 #[tokio::test]
-async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_3() {
+async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_4() {
     use hookflow::run::{Run, Ts};
     use hookflow::store::{ClaimRequest, Next, RunQueue};
     let dir = tempfile::tempdir().unwrap();
@@ -281,7 +282,7 @@ async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_3()
         let input = db
             .remove(format!("input:{id}"))
             .unwrap()
-            .expect("layout 3 keeps the input apart");
+            .expect("layout 4 keeps the input apart");
         let progress = serde_json::to_vec(&stored["run"]).unwrap();
         assert!(
             !String::from_utf8_lossy(&progress).contains("A-1"),
@@ -312,11 +313,103 @@ async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_3()
     assert_eq!((&shown.request, &shown.vars), (&run.request, &run.vars));
     drop(store);
     let db = open_raw(dir.path()).await;
-    assert_eq!(db.get("meta:layout").unwrap().unwrap().as_ref(), b"3");
+    assert_eq!(db.get("meta:layout").unwrap().unwrap().as_ref(), b"4");
     assert!(
         db.get(format!("input:{id}")).unwrap().is_some(),
         "its input is kept apart now"
     );
+}
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// Layout 4 stores a run's input compressed (zstd) — for the benchmark's order, about half the
+/// bytes — and reads the plain JSON inputs layout 3 wrote as they are: a layout-3 run opens,
+/// shows and runs with its request unchanged, and nothing is rewritten to be read.
+#[tokio::test]
+async fn inputs_are_compressed_in_layout_4_and_layout_3_plain_inputs_still_read() {
+    use hookflow::run::{Run, Ts};
+    use hookflow::store::{ClaimRequest, Next, RunQueue};
+    let dir = tempfile::tempdir().unwrap();
+    let claim = || ClaimRequest {
+        now: Ts::now(),
+        lease_for: Duration::from_secs(30),
+        limit: 10,
+        caps: Default::default(),
+        fair_share: 0,
+    };
+    let order: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/order.json")).unwrap(),
+    )
+    .unwrap();
+    let request = hookflow::request::Request {
+        method: "POST".into(),
+        body: order,
+        ..Default::default()
+    };
+    let mut vars = serde_json::Map::new();
+    vars.insert("email".into(), serde_json::json!("ada@example.com"));
+    let run = Run::new("orders", "v", request, vars, None, ["post".to_string()]);
+    let id = run.id.clone();
+    let plain = hookflow::store::record::input_json(&run).unwrap();
+    {
+        let store = open_store(dir.path()).await;
+        store.insert_run(&run).await.unwrap();
+        assert_eq!(store.get_run(&id).await.unwrap().unwrap().request, run.request);
+        // Claimed and let go: now admitted, its input in sled.
+        let claimed = store.claim(claim()).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].run.request, run.request);
+        store
+            .save(&claimed[0].lease, &claimed[0].run, Next::RetryAt(Ts::now()))
+            .await
+            .unwrap();
+    }
+    {
+        let db = open_raw(dir.path()).await;
+        let stored = db.get(format!("input:{id}")).unwrap().unwrap();
+        assert!(stored.starts_with(&ZSTD_MAGIC), "the input is stored compressed");
+        assert!(
+            stored.len() * 10 < plain.len() * 6,
+            "{} bytes stored for {} of JSON",
+            stored.len(),
+            plain.len()
+        );
+        assert_eq!(zstd::block::decompress(&stored, 1 << 20).unwrap(), plain);
+        // As layout 3 kept it: plain JSON.
+        db.insert(format!("input:{id}"), plain.clone()).unwrap();
+        db.insert("meta:layout", "3").unwrap();
+        db.flush().unwrap();
+    }
+    let store = open_store(dir.path()).await;
+    let shown = store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!((&shown.request, &shown.vars), (&run.request, &run.vars));
+    let claimed = store.claim(claim()).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the layout-3 run is claimed");
+    assert_eq!(claimed[0].run.request, run.request);
+    let mut done = claimed[0].run.clone();
+    done.status = hookflow::run::RunStatus::Succeeded;
+    done.finished_at = Some(Ts::now());
+    store.save(&claimed[0].lease, &done, Next::Done).await.unwrap();
+    assert_eq!(store.get_run(&id).await.unwrap().unwrap().request, run.request);
+    drop(store);
+    let db = open_raw(dir.path()).await;
+    assert_eq!(db.get("meta:layout").unwrap().unwrap().as_ref(), b"4");
+    assert_eq!(
+        db.get(format!("input:{id}")).unwrap().unwrap().as_ref(),
+        &plain[..],
+        "a plain input is read as it is, never rewritten"
+    );
+    // A finished run's record is compressed too (an unfinished one, rewritten at every claim
+    // and save, is not), and it holds what the store showed.
+    let record = db.get(format!("run:{id}")).unwrap().unwrap();
+    assert!(
+        record.starts_with(&ZSTD_MAGIC),
+        "the finished record is compressed"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&zstd::block::decompress(&record, 1 << 20).unwrap()).unwrap();
+    assert_eq!(record["q"], serde_json::Value::Null);
+    assert_eq!(record["run"]["status"], "succeeded");
 }
 
 /// A PostgreSQL schema from before migration 0006 — one unfinished run queued with its whole

@@ -77,7 +77,7 @@ pub fn check(dir: &Path) -> Result<CheckReport, String> {
     }
     for item in db.scan_prefix("run:") {
         match item {
-            Ok((k, v)) => match serde_json::from_slice::<StoredRun>(&v)
+            Ok((k, v)) => match super::keys::from_json::<StoredRun>(&String::from_utf8_lossy(&k), &v)
                 .map_err(|e| e.to_string())
                 .and_then(|s| {
                     let id = String::from_utf8_lossy(&k["run:".len()..]).into_owned();

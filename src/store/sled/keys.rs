@@ -109,12 +109,19 @@ pub(super) fn parse_run(id: &str, input: Option<&[u8]>, record: &[u8]) -> Result
 
 /// [`parse_run`] reading the input from sled itself (outside a commit group).
 pub(super) fn read_run_db(db: &sled::Db, id: &str, record: &[u8]) -> Result<crate::run::Run> {
-    parse_run(id, db.get(input_key(id))?.as_deref(), record)
+    let key = input_key(id);
+    let input = db.get(key.as_bytes())?;
+    let input = input
+        .as_deref()
+        .map(|b| super::packed::unpack(&key, b))
+        .transpose()?;
+    parse_run(id, input.as_deref(), record)
 }
 
 pub(super) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 pub(super) fn from_json<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
+    let bytes = super::packed::unpack(key, bytes)?;
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
 }

@@ -5,17 +5,17 @@
 //! pending runs from the journal into sled (oldest first, so ordering lanes keep arrival order)
 //! and leases due runs from there. Everything after admission lives in sled.
 //!
-//! sled layout (version 3, one tree, string-prefixed keys so every change of a commit group is
+//! sled layout (version 4, one tree, string-prefixed keys so every change of a commit group is
 //! a single atomic `apply_batch`; the keys and their small records are written in [`keys`]):
 //!
 //! | key                              | value                                 |
 //! |----------------------------------|---------------------------------------|
-//! | `meta:layout`                    | `3` (layout 2: runs whole, no `input:`) |
+//! | `meta:layout`                    | `4` (layout 3: inputs plain JSON; layout 2: runs whole, no `input:`) |
 //! | `meta:intake`                    | journal cursor: admitted up to here   |
 //! | `meta:runs`                      | how many `run:` records there are (u64) |
 //! | `exitmark:{flow}\0{key}`         | an exit for runs still in the journal beyond memory's window ([`admission`]) |
 //! | `run:{id}`                       | `{"q": QEntry or null, "run": progress}`: the run's progress ([`crate::store::record`]) and, while unfinished, its queue state |
-//! | `input:{id}`                     | the run's input (request and vars), written once at admission |
+//! | `input:{id}`                     | the run's input (request and vars), written once at admission, compressed ([`packed`]) |
 //! | `due:{ms as 16 hex}:{id}`        | flow name; the time-ordered due index |
 //! | `lease:{id}`                     | flow and expiry of a held lease       |
 //! | `lane:{flow}:{key hash}:{seq}`   | run id, in arrival order              |
@@ -48,6 +48,7 @@ mod journal;
 mod keys;
 mod open;
 mod ops;
+mod packed;
 mod parking;
 mod segments;
 mod staged;
@@ -86,13 +87,14 @@ use crate::run::{Run, RunStatus};
 use crate::segment::{ContactView, Member, SegmentChange, SegmentInfo, SegmentOp};
 use crate::time::Ts;
 
-const LAYOUT_VERSION: &str = "3";
+const LAYOUT_VERSION: &str = "4";
 
 /// Layouts this hookflow opens. Layout 2 kept each run as one whole record; layout 3 adds the
 /// runs' inputs apart (`input:{id}`, see [`crate::store::record`]) and reads layout 2's whole
-/// records as they are, so a layout-2 store is opened without converting anything and marked
-/// 3 (from then on it holds records a layout-2 hookflow cannot read).
-const OPENS_LAYOUTS: [&str; 2] = ["2", LAYOUT_VERSION];
+/// records as they are; layout 4 compresses the inputs it writes ([`packed`]) and reads plain
+/// ones as they are. So an older store is opened without converting anything and marked 4
+/// (from then on it holds records an older hookflow cannot read).
+const OPENS_LAYOUTS: [&str; 3] = ["2", "3", LAYOUT_VERSION];
 
 /// Default of `--store-cache`: sled's page cache.
 pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -396,8 +398,14 @@ impl RunQueue for SledStore {
 
     async fn save_with(&self, lease: &Lease, run: &Run, next: Next, effects: Effects) -> Result<Saved> {
         let (lease, json, run) = (lease.clone(), ops::progress_json(run)?, run.clone());
+        // A finished run's record is compressed here, by the worker, not by the writer thread
+        // that every store operation waits on.
+        let finished = match next {
+            Next::Done => Some(ops::finished_record(&json)?),
+            _ => None,
+        };
         self.submit(true, Admit::No, move |i, v| {
-            let exit_requested = i.save(v, &lease, json.clone(), next)?;
+            let exit_requested = i.save(v, &lease, json.clone(), finished.clone(), next)?;
             Inner::apply_waits(v, &effects.waits)?;
             if let Next::RetryAt(at) = next {
                 i.park(v, &run, &json, at.0)?;

@@ -136,7 +136,12 @@ fn load(view: &View<'_>, id: &str) -> Result<Option<Loaded>> {
     let Some(Stored { q, run: record }) = get::<Stored>(view, &run_key(id))? else {
         return Ok(None);
     };
-    let input = view.get(input_key(id).as_bytes())?;
+    let key = input_key(id);
+    let input = view.get(key.as_bytes())?;
+    let input = input
+        .as_deref()
+        .map(|b| super::packed::unpack(&key, b))
+        .transpose()?;
     let run = parse_run(id, input.as_deref(), record.get().as_bytes())?;
     Ok(Some(Loaded {
         q,
@@ -156,10 +161,21 @@ pub(super) fn load_q(view: &View<'_>, id: &str) -> Result<Option<(QEntry, Vec<u8
 }
 
 /// Writes a run's record as it is (`run_json`: progress, or a whole run from before layout 3,
-/// unchanged).
+/// unchanged). A finished run's record (no queue state) is written compressed ([`super::packed`]):
+/// it is written once more at most (a replay), while an unfinished one is rewritten at every
+/// claim and save and stays plain.
 pub(super) fn store(view: &mut View<'_>, id: &str, q: Option<&QEntry>, run_json: &[u8]) -> Result<()> {
-    view.insert(run_key(id), envelope(q, run_json)?);
+    let value = match q {
+        Some(_) => envelope(q, run_json)?,
+        None => finished_record(run_json)?,
+    };
+    view.insert(run_key(id), value);
     Ok(())
+}
+
+/// The stored value of a finished run whose progress is `run_json`: no queue state, compressed.
+pub(super) fn finished_record(run_json: &[u8]) -> Result<Vec<u8>> {
+    Ok(super::packed::pack(envelope(None, run_json)?))
 }
 
 /// Writes `run`'s progress — and its input, if it was stored `whole` before layout 3: a claim
@@ -167,7 +183,7 @@ pub(super) fn store(view: &mut View<'_>, id: &str, q: Option<&QEntry>, run_json:
 fn store_run(view: &mut View<'_>, q: Option<&QEntry>, run: &Run, whole: bool) -> Result<()> {
     if whole {
         let input = crate::store::record::input_json(run).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        view.insert(input_key(&run.id), input);
+        view.insert(input_key(&run.id), super::packed::pack(input));
     }
     store(view, &run.id, q, &progress_json(run)?)
 }
@@ -288,7 +304,7 @@ impl Inner {
         }
         let (input, progress) =
             crate::store::record::split(&json).map_err(|e| StoreError::Corrupt(format!("{rk}: {e}")))?;
-        view.insert(input_key(&id), input);
+        view.insert(input_key(&id), super::packed::pack(input));
         view.insert(rk, envelope(Some(&q), &progress)?);
         Ok(())
     }
@@ -490,11 +506,14 @@ impl Inner {
     }
 
     /// Records a held run's progress; returns the exit requested for it meanwhile, if any.
+    /// `finished` is the stored value of the run finished ([`finished_record`]), made by the
+    /// caller when `next` is [`Next::Done`].
     pub(super) fn save(
         &self,
         view: &mut View<'_>,
         lease: &Lease,
         run_json: Vec<u8>,
+        finished: Option<Vec<u8>>,
         next: Next,
     ) -> Result<Option<String>> {
         let id = &lease.run_id;
@@ -515,7 +534,10 @@ impl Inner {
                 self.unhold(id)?;
                 Self::move_due(view, &mut q, id, None);
                 view.remove(lease_key(id));
-                store(view, id, None, &run_json)?;
+                match finished {
+                    Some(record) => view.insert(run_key(id), record),
+                    None => store(view, id, None, &run_json)?,
+                }
                 if let Some(lk) = &q.lane {
                     view.remove(lk.as_bytes());
                     Self::release_lane_successor(view, lk)?;
