@@ -239,21 +239,44 @@ async fn open_raw(dir: &Path) -> sled::Db {
     hookflow::store::sled_config(dir).unwrap().open().unwrap()
 }
 
+/// A claim of every due run, now.
+fn claim_now() -> hookflow::store::ClaimRequest {
+    hookflow::store::ClaimRequest {
+        now: hookflow::run::Ts::now(),
+        lease_for: Duration::from_secs(30),
+        limit: 10,
+        caps: Default::default(),
+        fair_share: 0,
+    }
+}
+
+/// `run`, stored by an older layout, is shown with its request and vars, claimed with its
+/// request, and saved as succeeded by the store of this layout.
+async fn shown_claimed_and_finished(
+    store: &hookflow::store::SledStore,
+    run: &hookflow::run::Run,
+    layout: &str,
+) {
+    use hookflow::store::{Next, RunQueue};
+    let shown = store.get_run(&run.id).await.unwrap().unwrap();
+    assert_eq!((&shown.request, &shown.vars), (&run.request, &run.vars));
+    let claimed = store.claim(claim_now()).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the layout-{layout} run is claimed");
+    assert_eq!(claimed[0].run.request, run.request);
+    let mut done = claimed[0].run.clone();
+    done.status = hookflow::run::RunStatus::Succeeded;
+    done.finished_at = Some(hookflow::run::Ts::now());
+    store.save(&claimed[0].lease, &done, Next::Done).await.unwrap();
+}
+
 /// A run that layout 2 stored whole — queued in sled, its request inside its record, no
 /// `input:` key — opens in layout 4, is claimed and saved (its progress now apart, its input
 /// written beside it the first time), and reads back with its request and vars unchanged.
 #[tokio::test]
 async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_4() {
     use hookflow::run::{Run, Ts};
-    use hookflow::store::{ClaimRequest, Next, RunQueue};
+    use hookflow::store::{Next, RunQueue};
     let dir = tempfile::tempdir().unwrap();
-    let claim = || ClaimRequest {
-        now: Ts::now(),
-        lease_for: Duration::from_secs(30),
-        limit: 10,
-        caps: Default::default(),
-        fair_share: 0,
-    };
     let mut vars = serde_json::Map::new();
     vars.insert("email".into(), serde_json::json!("ada@example.com"));
     let request = hookflow::request::Request {
@@ -267,7 +290,7 @@ async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_4()
         // Admitted into sled and let go again, so its record sits in sled, queued.
         let store = open_store(dir.path()).await;
         store.insert_run(&run).await.unwrap();
-        let claimed = store.claim(claim()).await.unwrap();
+        let claimed = store.claim(claim_now()).await.unwrap();
         assert_eq!(claimed.len(), 1);
         store
             .save(&claimed[0].lease, &claimed[0].run, Next::RetryAt(Ts::now()))
@@ -299,15 +322,7 @@ async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_4()
         db.flush().unwrap();
     }
     let store = open_store(dir.path()).await;
-    let shown = store.get_run(&id).await.unwrap().unwrap();
-    assert_eq!((&shown.request, &shown.vars), (&run.request, &run.vars));
-    let claimed = store.claim(claim()).await.unwrap();
-    assert_eq!(claimed.len(), 1, "the layout-2 run is claimed");
-    assert_eq!(claimed[0].run.request, run.request);
-    let mut done = claimed[0].run.clone();
-    done.status = hookflow::run::RunStatus::Succeeded;
-    done.finished_at = Some(Ts::now());
-    store.save(&claimed[0].lease, &done, Next::Done).await.unwrap();
+    shown_claimed_and_finished(&store, &run, "2").await;
     let shown = store.get_run(&id).await.unwrap().unwrap();
     assert_eq!(shown.status, hookflow::run::RunStatus::Succeeded);
     assert_eq!((&shown.request, &shown.vars), (&run.request, &run.vars));
@@ -328,15 +343,8 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 #[tokio::test]
 async fn inputs_are_compressed_in_layout_4_and_layout_3_plain_inputs_still_read() {
     use hookflow::run::{Run, Ts};
-    use hookflow::store::{ClaimRequest, Next, RunQueue};
+    use hookflow::store::{Next, RunQueue};
     let dir = tempfile::tempdir().unwrap();
-    let claim = || ClaimRequest {
-        now: Ts::now(),
-        lease_for: Duration::from_secs(30),
-        limit: 10,
-        caps: Default::default(),
-        fair_share: 0,
-    };
     let order: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/order.json")).unwrap(),
     )
@@ -356,7 +364,7 @@ async fn inputs_are_compressed_in_layout_4_and_layout_3_plain_inputs_still_read(
         store.insert_run(&run).await.unwrap();
         assert_eq!(store.get_run(&id).await.unwrap().unwrap().request, run.request);
         // Claimed and let go: now admitted, its input in sled.
-        let claimed = store.claim(claim()).await.unwrap();
+        let claimed = store.claim(claim_now()).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].run.request, run.request);
         store
@@ -381,15 +389,7 @@ async fn inputs_are_compressed_in_layout_4_and_layout_3_plain_inputs_still_read(
         db.flush().unwrap();
     }
     let store = open_store(dir.path()).await;
-    let shown = store.get_run(&id).await.unwrap().unwrap();
-    assert_eq!((&shown.request, &shown.vars), (&run.request, &run.vars));
-    let claimed = store.claim(claim()).await.unwrap();
-    assert_eq!(claimed.len(), 1, "the layout-3 run is claimed");
-    assert_eq!(claimed[0].run.request, run.request);
-    let mut done = claimed[0].run.clone();
-    done.status = hookflow::run::RunStatus::Succeeded;
-    done.finished_at = Some(Ts::now());
-    store.save(&claimed[0].lease, &done, Next::Done).await.unwrap();
+    shown_claimed_and_finished(&store, &run, "3").await;
     assert_eq!(store.get_run(&id).await.unwrap().unwrap().request, run.request);
     drop(store);
     let db = open_raw(dir.path()).await;

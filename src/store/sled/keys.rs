@@ -100,22 +100,21 @@ pub(super) fn lane_prefix(flow: &str, key: &str) -> String {
     format!("lane:{flow}:{}:", hex::encode(&h[..12]))
 }
 
-/// The run whose stored record (its `run` member) is `record`, joined to its `input` when it
-/// has one apart (see [`crate::store::record`]).
+/// The run whose stored record (its `run` member) is `record`, joined to its `input` as stored
+/// (compressed or plain, see [`super::packed`]) when it has one apart (see
+/// [`crate::store::record`]).
 pub(super) fn parse_run(id: &str, input: Option<&[u8]>, record: &[u8]) -> Result<crate::run::Run> {
-    crate::store::record::parse(input, record)
+    let input = match input {
+        Some(stored) => Some(super::packed::unpack(&input_key(id), stored)?),
+        None => None,
+    };
+    crate::store::record::parse(input.as_deref(), record)
         .map_err(|e| StoreError::Corrupt(format!("{}: {e}", run_key(id))))
 }
 
 /// [`parse_run`] reading the input from sled itself (outside a commit group).
 pub(super) fn read_run_db(db: &sled::Db, id: &str, record: &[u8]) -> Result<crate::run::Run> {
-    let key = input_key(id);
-    let input = db.get(key.as_bytes())?;
-    let input = input
-        .as_deref()
-        .map(|b| super::packed::unpack(&key, b))
-        .transpose()?;
-    parse_run(id, input.as_deref(), record)
+    parse_run(id, db.get(input_key(id))?.as_deref(), record)
 }
 
 pub(super) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {

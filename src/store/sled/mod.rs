@@ -14,7 +14,7 @@
 //! | `meta:intake`                    | journal cursor: admitted up to here   |
 //! | `meta:runs`                      | how many `run:` records there are (u64) |
 //! | `exitmark:{flow}\0{key}`         | an exit for runs still in the journal beyond memory's window ([`admission`]) |
-//! | `run:{id}`                       | `{"q": QEntry or null, "run": progress}`: the run's progress ([`crate::store::record`]) and, while unfinished, its queue state |
+//! | `run:{id}`                       | `{"q": QEntry or null, "run": progress}`: the run's progress ([`crate::store::record`]) and, while unfinished, its queue state; compressed once finished ([`packed`]) |
 //! | `input:{id}`                     | the run's input (request and vars), written once at admission, compressed ([`packed`]) |
 //! | `due:{ms as 16 hex}:{id}`        | flow name; the time-ordered due index |
 //! | `lease:{id}`                     | flow and expiry of a held lease       |
@@ -91,8 +91,8 @@ const LAYOUT_VERSION: &str = "4";
 
 /// Layouts this hookflow opens. Layout 2 kept each run as one whole record; layout 3 adds the
 /// runs' inputs apart (`input:{id}`, see [`crate::store::record`]) and reads layout 2's whole
-/// records as they are; layout 4 compresses the inputs it writes ([`packed`]) and reads plain
-/// ones as they are. So an older store is opened without converting anything and marked 4
+/// records as they are; layout 4 compresses the inputs and finished records it writes
+/// ([`packed`]) and reads plain ones as they are. So an older store is opened without converting anything and marked 4
 /// (from then on it holds records an older hookflow cannot read).
 const OPENS_LAYOUTS: [&str; 3] = ["2", "3", LAYOUT_VERSION];
 

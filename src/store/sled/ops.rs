@@ -136,12 +136,7 @@ fn load(view: &View<'_>, id: &str) -> Result<Option<Loaded>> {
     let Some(Stored { q, run: record }) = get::<Stored>(view, &run_key(id))? else {
         return Ok(None);
     };
-    let key = input_key(id);
-    let input = view.get(key.as_bytes())?;
-    let input = input
-        .as_deref()
-        .map(|b| super::packed::unpack(&key, b))
-        .transpose()?;
+    let input = view.get(input_key(id).as_bytes())?;
     let run = parse_run(id, input.as_deref(), record.get().as_bytes())?;
     Ok(Some(Loaded {
         q,

@@ -1,17 +1,18 @@
-//! Runs' inputs compressed in sled (layout 4).
+//! Runs' inputs and finished records compressed in sled (layout 4).
 //!
 //! A run's input — the request, body and all, and its vars — is written once at admission and
-//! read at every claim. Kept as plain JSON it made most of a run's bytes in sled (1.4 KB of
-//! 2.4 KB for the benchmark's order), and sled 0.34 copies whole leaf nodes on every change, so
-//! those bytes were copied again and again by the one writer thread that bounds delivery.
-//! Compressed once with zstd (level 1: a few microseconds for a kilobyte), an input is about
-//! half the size in sled's cache, in its log and on disk, and every copy of its leaf moves
-//! half the bytes. sled's own `--store-compression` compresses every page at every write
-//! instead, which cost two thirds of the delivery rate (BENCHMARKS.md).
+//! read at every claim; a finished run's record is written once (again only by a replay). Kept
+//! as plain JSON they made most of a run's bytes in sled (1.4 KB of 2.4 KB for the benchmark's
+//! order), and sled 0.34 copies whole leaf nodes on every change, so those bytes were copied
+//! again and again by the one writer thread that bounds delivery. Compressed once with zstd at
+//! level 1, the benchmark's input takes 623 bytes instead of 1,242, and a finished run 2.5 KB
+//! on disk instead of 4.4 (BENCHMARKS.md, "Compressed inputs and finished records"). sled's own
+//! `--store-compression` compresses every page at every write instead, at under half the
+//! delivery rate. Unfinished runs' records, rewritten at every claim and save, stay plain.
 //!
 //! A packed value is a zstd frame, whose magic number (`28 B5 2F FD`) no JSON text starts
 //! with, so values written before layout 4 (plain JSON) are told apart and read as they are:
-//! nothing is rewritten on upgrade. Inputs smaller than [`MIN_PACKED`], or that would not
+//! nothing is rewritten on upgrade. Values smaller than [`MIN_PACKED`], or that would not
 //! shrink, stay plain.
 
 use std::borrow::Cow;
@@ -19,12 +20,11 @@ use std::cell::RefCell;
 
 use crate::store::{Result, StoreError};
 
-/// Inputs shorter than this stay plain JSON: a zstd frame's header and the work are not worth
+/// Values shorter than this stay plain JSON: a zstd frame's header and the work are not worth
 /// it for a few hundred bytes.
 pub(super) const MIN_PACKED: usize = 256;
 
-/// zstd's fastest regular level: most of the ratio of level 3 for JSON this small, at less work
-/// on the writer thread.
+/// zstd's fastest regular level: inputs are compressed on the writer thread, at admission.
 const LEVEL: i32 = 1;
 
 /// The first bytes of every zstd frame.
