@@ -769,3 +769,17 @@ pub async fn wait_run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Opens the store in `dir`, waiting out the file lock a dropped store's flusher thread lets
+/// go of a moment later.
+pub async fn open_sled(dir: &std::path::Path) -> hookflow::store::SledStore {
+    for _ in 0..50 {
+        match hookflow::store::SledStore::open(dir, hookflow::store::Durability::Flush) {
+            Err(e) if e.to_string().contains("another process holds it") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the store stayed locked");
+}

@@ -214,20 +214,6 @@ async fn store_check_reports_intact_and_damaged_stores_and_changes_nothing() {
     assert!(text.contains("running hookflow"), "{text}");
 }
 
-/// Opens the store in `dir`, waiting out the file lock a dropped store's flusher thread lets
-/// go of a moment later.
-async fn open_store(dir: &Path) -> hookflow::store::SledStore {
-    for _ in 0..50 {
-        match hookflow::store::SledStore::open(dir, hookflow::store::Durability::Flush) {
-            Err(e) if e.to_string().contains("another process holds it") => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            other => return other.unwrap(),
-        }
-    }
-    panic!("the store stayed locked");
-}
-
 /// sled itself on `dir`, once a dropped store's flusher thread has let go of the file lock.
 async fn open_raw(dir: &Path) -> sled::Db {
     for _ in 0..50 {
@@ -288,7 +274,7 @@ async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_4()
     let id = run.id.clone();
     {
         // Admitted into sled and let go again, so its record sits in sled, queued.
-        let store = open_store(dir.path()).await;
+        let store = crate::helpers::open_sled(dir.path()).await;
         store.insert_run(&run).await.unwrap();
         let claimed = store.claim(claim_now()).await.unwrap();
         assert_eq!(claimed.len(), 1);
@@ -321,7 +307,7 @@ async fn a_run_stored_whole_by_layout_2_runs_and_keeps_its_request_in_layout_4()
         db.insert("meta:layout", "2").unwrap();
         db.flush().unwrap();
     }
-    let store = open_store(dir.path()).await;
+    let store = crate::helpers::open_sled(dir.path()).await;
     shown_claimed_and_finished(&store, &run, "2").await;
     let shown = store.get_run(&id).await.unwrap().unwrap();
     assert_eq!(shown.status, hookflow::run::RunStatus::Succeeded);
@@ -360,7 +346,7 @@ async fn inputs_are_compressed_in_layout_4_and_layout_3_plain_inputs_still_read(
     let id = run.id.clone();
     let plain = hookflow::store::record::input_json(&run).unwrap();
     {
-        let store = open_store(dir.path()).await;
+        let store = crate::helpers::open_sled(dir.path()).await;
         store.insert_run(&run).await.unwrap();
         assert_eq!(store.get_run(&id).await.unwrap().unwrap().request, run.request);
         // Claimed and let go: now admitted, its input in sled.
@@ -388,7 +374,7 @@ async fn inputs_are_compressed_in_layout_4_and_layout_3_plain_inputs_still_read(
         db.insert("meta:layout", "3").unwrap();
         db.flush().unwrap();
     }
-    let store = open_store(dir.path()).await;
+    let store = crate::helpers::open_sled(dir.path()).await;
     shown_claimed_and_finished(&store, &run, "3").await;
     assert_eq!(store.get_run(&id).await.unwrap().unwrap().request, run.request);
     drop(store);

@@ -695,7 +695,7 @@ async fn sled_a_new_store_is_compressed_and_survives_losing_sleds_settings_file(
     let conf = String::from_utf8_lossy(&std::fs::read(dir.path().join("conf")).unwrap()).into_owned();
     assert!(conf.contains("use_compression: true"), "{conf}");
     std::fs::remove_file(dir.path().join("conf")).unwrap();
-    let store = hookflow::store::SledStore::open(dir.path(), hookflow::store::Durability::Flush).unwrap();
+    let store = crate::helpers::open_sled(dir.path()).await;
     assert_eq!(store.get_run(&run.id).await.unwrap().unwrap().id, run.id);
 }
 
